@@ -1,0 +1,156 @@
+"""The records that flow through the pipeline: readers → index → retrieval → answers.
+
+Plain dataclasses so every layer (CLI, Python API, evaluation) shares one shape,
+and ``Answer.to_dict`` is the stable JSON contract the eval harness reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+REFUSAL = "The indexed papers do not answer this."
+
+_WS = re.compile(r"\s+")
+_NON_ALNUM = re.compile(r"[^0-9a-z]+")
+
+
+def normalise_title(title: str) -> str:
+    """Case-, accent- and punctuation-insensitive form used for ids and matching."""
+    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    return _NON_ALNUM.sub(" ", text.lower()).strip()
+
+
+def short_hash(*parts: str, n: int = 12) -> str:
+    h = hashlib.sha1()
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:n]
+
+
+def title_id(title: str) -> str:
+    """Paper id for records with no arXiv id or explicit id: stable across re-ingests."""
+    return "t-" + short_hash(normalise_title(title))
+
+
+def clean_text(text: str) -> str:
+    """Collapse whitespace: abstracts arrive with arbitrary line breaks."""
+    return _WS.sub(" ", text).strip()
+
+
+@dataclass
+class Paper:
+    """One paper as read from any source format."""
+
+    paper_id: str
+    title: str
+    abstract: str
+    authors: list[str] = field(default_factory=list)
+    n_authors: int | None = None
+    date: str | None = None
+    """ISO date (YYYY-MM-DD, YYYY-MM or YYYY) when known."""
+    url: str | None = None
+    arxiv_id: str | None = None
+    upvotes: int | None = None
+    source: str = ""
+    """File the record came from, with ``:line`` or ``#entry`` when useful."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        """What decides 'unchanged' on re-ingest: the text that gets embedded plus metadata."""
+        return short_hash(self.title, self.abstract, self.date or "", ",".join(self.authors),
+                          str(self.n_authors or ""), self.url or "", n=16)
+
+    @property
+    def year(self) -> int | None:
+        if self.date and self.date[:4].isdigit():
+            return int(self.date[:4])
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Paper:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+@dataclass
+class Chunk:
+    """A token-bounded piece of an abstract, with its character offsets in the abstract."""
+
+    chunk_id: str
+    paper_id: str
+    index: int
+    text: str
+    start: int
+    end: int
+
+
+@dataclass
+class Source:
+    """A retrieved paper: its best chunks, fused score and rank."""
+
+    rank: int
+    paper: Paper
+    score: float
+    chunks: list[Chunk] = field(default_factory=list)
+    dense_score: float | None = None
+    """Best cosine similarity of the paper's chunks to the query, when dense retrieval ran."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "paper_id": self.paper.paper_id, "title": self.paper.title,
+                "score": round(float(self.score), 6)}
+
+
+@dataclass
+class Citation:
+    marker: int
+    paper_id: str
+    title: str
+    quote: str | None = None
+    date: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"marker": self.marker, "paper_id": self.paper_id, "title": self.title, "quote": self.quote}
+
+
+@dataclass
+class Answer:
+    """A checked answer. ``to_dict`` is the stable JSON contract (README: JSON schema)."""
+
+    question: str
+    text: str
+    refused: bool
+    citations: list[Citation] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    backend: dict[str, str] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
+    """Citation-check findings: unknown markers removed, uncited sentences, per-sentence quotes."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "refused": self.refused,
+            "citations": [c.to_dict() for c in self.citations],
+            "sources": [s.to_dict() for s in self.sources],
+            "backend": dict(self.backend),
+            "timings_ms": {k: round(float(v), 2) for k, v in self.timings_ms.items()},
+            "checks": self.checks,
+        }
+
+    @property
+    def cited_papers(self) -> list[str]:
+        seen: list[str] = []
+        for c in self.citations:
+            if c.paper_id not in seen:
+                seen.append(c.paper_id)
+        return seen
