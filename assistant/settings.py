@@ -54,12 +54,15 @@ class Settings:
     """Where the index, caches and lock live."""
     config_file: Path | None = None
     """TOML file read for defaults (ASSISTANT_CONFIG)."""
+    cache_dir: Path | None = None
+    """Embedding cache; empty = <home>/cache. Share it between homes to embed a text only once."""
 
     embedding: str = "local"
     """Embedding backend: local (ONNX, offline) or openai (any compatible server)."""
     embedding_model: str = ""
     """Model name; empty means the backend's default."""
-    embed_batch_size: int = 32
+    embed_batch_size: int = 1
+    """Texts per ONNX call; 1 measured fastest for the int8 model on 2 cores (benchmarks/)."""
     threads: int = 0
     """CPU threads for the local model; 0 = all cores."""
 
@@ -77,9 +80,9 @@ class Settings:
     chroma_port: int = 8000
     collection: str = "papers"
 
-    chunk_size: int = 256
-    """Tokens per chunk (tiktoken cl100k_base)."""
-    chunk_overlap: int = 32
+    chunk_size: int = 200
+    """Tokens per chunk (tiktoken cl100k_base); 200 + title fits the 256-token encoder window."""
+    chunk_overlap: int = 30
 
     top_k: int = 10
     """Papers retrieved per question."""
@@ -108,6 +111,10 @@ class Settings:
     @property
     def index_dir(self) -> Path:
         return self.home / "index"
+
+    @property
+    def embedding_cache(self) -> Path:
+        return (self.cache_dir or self.home / "cache") / "embeddings.sqlite"
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, env: dict[str, str] | None = None,

@@ -1,0 +1,226 @@
+"""The `assistant` command: a thin typer layer over :class:`assistant.api.Assistant`.
+
+Nothing heavy is imported at module load, so `assistant --help` stays instant;
+every command builds the Assistant inside its body.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from ..errors import AssistantError
+
+if TYPE_CHECKING:
+    from ..api import Assistant
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Ask questions of a collection of paper abstracts; every claim cited.")
+papers_app = typer.Typer(no_args_is_help=True, help="List, show and search indexed papers.")
+config_app = typer.Typer(no_args_is_help=True, help="Show the effective settings.")
+app.add_typer(papers_app, name="papers")
+app.add_typer(config_app, name="config")
+
+ConfigOpt = typer.Option(None, "--config", help="TOML settings file (default: ASSISTANT_CONFIG).")
+
+
+def _assistant(config: Path | None = None, **overrides: Any) -> Assistant:
+    from ..api import Assistant
+    from ..settings import Settings
+
+    return Assistant(Settings.load(config_file=config, **overrides))
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=False)
+
+
+@app.command("ingest")
+def ingest_cmd(
+    paths: list[Path] = typer.Argument(..., help="Files or folders (HF Papers .txt, JSONL/JSON, arXiv Atom, "
+                                                 "BibTeX, CSV)."),
+    prune: bool = typer.Option(False, "--prune", help="Remove papers no longer in these sources."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Drop the index and build it again."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another ingest holds the lock."),
+    batch: int = typer.Option(64, "--batch", help="Papers written per crash-safe batch."),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Read, chunk, embed and index papers (incremental: unchanged papers are skipped)."""
+    a = _assistant(config)
+    a.auto_sample = False
+    report = a.ingest(paths, prune=prune, rebuild=rebuild, wait=not no_wait, progress=True, batch_papers=batch)
+    from rich.table import Table
+
+    t = Table(title="Ingest summary", show_header=False)
+    for label, value in [("files read", report.files), ("entries", report.entries),
+                         ("duplicates merged", report.duplicates_merged), ("papers new", report.new),
+                         ("papers updated", report.updated), ("papers unchanged", report.unchanged),
+                         ("records skipped", report.skipped), ("papers removed (prune)", report.removed),
+                         ("chunks written", report.chunks_written),
+                         ("index now", f"{report.papers_total} papers, {report.chunks_total} chunks"),
+                         ("time", f"{report.seconds:.1f} s (embedding {report.embed_seconds:.1f} s)")]:
+        t.add_row(label, str(value))
+    _console(stderr=True).print(t)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("status")
+def status_cmd(json_out: bool = typer.Option(False, "--json"), config: Path | None = ConfigOpt) -> None:
+    """Where the index lives, how many papers and chunks, which embedding model."""
+    st = _assistant(config).status()
+    if json_out:
+        print(json.dumps(st, indent=2))
+        return
+    from rich.table import Table
+
+    t = Table(show_header=False, title="Index status")
+    for k, v in st.items():
+        t.add_row(k, str(v))
+    _console().print(t)
+
+
+@papers_app.command("list")
+def papers_list(order: str = typer.Option("title", help="title | date | id"),
+                json_out: bool = typer.Option(False, "--json"), config: Path | None = ConfigOpt) -> None:
+    """All indexed papers."""
+    papers = _assistant(config).papers(order=order)
+    if json_out:
+        print(json.dumps([p.to_dict() for p in papers], ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{len(papers)} papers")
+    t.add_column("paper id", style="dim", no_wrap=True)
+    t.add_column("date")
+    t.add_column("title")
+    for p in papers:
+        t.add_row(p.paper_id, p.date or "", p.title)
+    _console().print(t)
+
+
+@papers_app.command("show")
+def papers_show(paper_id: str, json_out: bool = typer.Option(False, "--json"),
+                config: Path | None = ConfigOpt) -> None:
+    """One paper's metadata and abstract."""
+    a = _assistant(config)
+    a.ensure_index()
+    p = a.get_paper(paper_id)
+    if p is None:
+        raise AssistantError(f"no paper with id '{paper_id}' (see `assistant papers list`)")
+    if json_out:
+        print(json.dumps(p.to_dict(), ensure_ascii=False, indent=2))
+        return
+    from .render import paper_renderable
+
+    _console().print(paper_renderable(p))
+
+
+@papers_app.command("search")
+def papers_search(query: str, k: int = typer.Option(10, "-k"), since: str | None = typer.Option(None),
+                  until: str | None = typer.Option(None), mode: str = typer.Option("hybrid", help="hybrid|dense|bm25"),
+                  json_out: bool = typer.Option(False, "--json"), config: Path | None = ConfigOpt) -> None:
+    """Retrieval only: the best-matching papers."""
+    sources = _assistant(config).search(query, k, since=since, until=until, mode=mode)
+    if json_out:
+        print(json.dumps([s.to_dict() for s in sources], ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{query}")
+    t.add_column("#", justify="right")
+    t.add_column("score", justify="right")
+    t.add_column("title")
+    t.add_column("paper id", style="dim")
+    for s in sources:
+        t.add_row(str(s.rank), f"{s.score:.4f}", s.paper.title, s.paper.paper_id)
+    _console().print(t)
+
+
+@config_app.command("show")
+def config_show(json_out: bool = typer.Option(False, "--json"), config: Path | None = ConfigOpt) -> None:
+    """Effective settings (env vars ASSISTANT_*, config file, defaults); secrets masked."""
+    from ..settings import Settings
+
+    values = Settings.load(config_file=config).public_dict()
+    if json_out:
+        print(json.dumps(values, indent=2))
+        return
+    from rich.table import Table
+
+    t = Table(title="Effective settings")
+    t.add_column("setting")
+    t.add_column("value")
+    for k, v in values.items():
+        t.add_row(k, str(v))
+    _console().print(t)
+
+
+@app.command("ask")
+def ask_cmd(
+    question: str = typer.Argument(..., help="Your question."),
+    k: int | None = typer.Option(None, "-k", help="Papers to retrieve (default 10)."),
+    since: str | None = typer.Option(None, help="Only papers dated on/after YYYY[-MM[-DD]]."),
+    until: str | None = typer.Option(None, help="Only papers dated on/before YYYY[-MM[-DD]]."),
+    backend: str | None = typer.Option(None, "--backend", help="extractive | openai"),
+    json_out: bool = typer.Option(False, "--json", help="Print the answer as JSON (stable schema)."),
+    quotes: bool = typer.Option(False, "--quotes", help="Show the supporting quote of each citation."),
+    sources: bool = typer.Option(False, "--sources", help="Also list the retrieved papers."),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Do not stream model output."),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Answer a question from the indexed papers, every sentence cited."""
+    a = _assistant(config)
+    a.ensure_index(progress=not json_out)
+    streaming = (backend or a.settings.llm) == "openai" and not json_out and not no_stream and sys.stdout.isatty()
+    on_token = (lambda tok: print(tok, end="", flush=True)) if streaming else None
+    ans = a.ask(question, k=k, since=since, until=until, backend=backend, on_token=on_token)
+    if json_out:
+        print(json.dumps(ans.to_dict(), ensure_ascii=False, indent=2))
+        return
+    con = _console()
+    if streaming:
+        print()
+        con.rule("checked answer")
+    from .render import answer_renderable, sources_renderable
+
+    con.print(answer_renderable(ans, quotes=quotes))
+    if sources:
+        con.print(sources_renderable(ans))
+
+
+@app.command("chat")
+def chat_cmd(backend: str | None = typer.Option(None, "--backend", help="extractive | openai"),
+             config: Path | None = ConfigOpt) -> None:
+    """Multi-turn chat: /sources /quotes /reset /help /quit; Ctrl-C stops an answer."""
+    from .chat_repl import run_repl
+
+    run_repl(_assistant(config), backend=backend)
+
+
+def _mount_eval() -> None:
+    try:
+        from .eval_cmd import eval_app
+    except ImportError:  # the evaluation extra is part of the package; this guards partial installs
+        return
+    app.add_typer(eval_app, name="eval", help="Evaluate answers: faithfulness, citations, refusals, retrieval.")
+
+
+_mount_eval()
+
+
+def main() -> None:
+    try:
+        app()
+    except AssistantError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -1,0 +1,135 @@
+"""Citation checking for every backend: the checked result is what users see.
+
+Markers must resolve to a source that was given; unknown ones are removed and
+counted. Each citation gets the sentence of its abstract that best supports the
+answer sentence citing it (an exact substring, so it can be verified), and
+sentences without any citation are flagged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..records import REFUSAL, Citation, Source
+from ..text import content_tokens, split_sentences
+
+_MARKER_GROUP = re.compile(r"\s*\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
+_ANY_MARKER = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
+# "... results. [2] Next" -> "... results [2]. Next": markers belong to the sentence before them.
+_TRAILING_MARKERS = re.compile(r"([.!?])((?:\s*\[\s*\d+\s*(?:[,;]\s*\d+\s*)*\])+)")
+
+
+@dataclass
+class CheckedAnswer:
+    text: str
+    refused: bool
+    citations: list[Citation]
+    checks: dict[str, Any] = field(default_factory=dict)
+
+
+def is_refusal(text: str) -> bool:
+    core = _ANY_MARKER.sub("", text).strip().strip('"').strip()
+    return core == REFUSAL or (core.startswith(REFUSAL) and len(core) <= len(REFUSAL) + 2)
+
+
+def best_quote(sentence: str, abstract: str, idf: Callable[[list[str]], dict[str, float]] | None = None) -> str | None:
+    """The abstract sentence that best supports ``sentence``: verbatim containment first,
+    then idf-weighted overlap of stemmed content words."""
+    spans = split_sentences(abstract)
+    if not spans:
+        return None
+    bare = _ANY_MARKER.sub("", sentence).strip()
+    for a, b in spans:
+        if abstract[a:b] and (abstract[a:b] in bare or bare.rstrip(".") in abstract[a:b]):
+            return abstract[a:b]
+    q = set(content_tokens(bare))
+    if not q:
+        return abstract[spans[0][0]:spans[0][1]]
+    weights = idf(sorted(q)) if idf else dict.fromkeys(q, 1.0)
+    best, best_score = spans[0], -1.0
+    for a, b in spans:
+        toks = set(content_tokens(abstract[a:b]))
+        score = sum(weights.get(t, 1.0) for t in q & toks)
+        # Tie-break toward shorter sentences: denser support.
+        score -= 1e-4 * (b - a)
+        if score > best_score:
+            best, best_score = (a, b), score
+    return abstract[best[0]:best[1]]
+
+
+def check_answer(text: str, sources: Sequence[Source],
+                 idf: Callable[[list[str]], dict[str, float]] | None = None) -> CheckedAnswer:
+    """Resolve markers against ``sources`` (numbered 1..n as given to the backend),
+    renumber cited papers 1..m in order of first use, and attach quotes."""
+    text = _TRAILING_MARKERS.sub(lambda m: " " + " ".join(m.group(2).split()) + m.group(1), text.strip())
+    if not text or is_refusal(text):
+        return CheckedAnswer(REFUSAL, True, [], {"unknown_markers": 0, "uncited_sentences": [],
+                                                 "sentences": []})
+    unknown = 0
+    renumber: dict[int, int] = {}
+    citations: dict[int, Citation] = {}
+    sentence_rows: list[dict[str, Any]] = []
+    uncited: list[str] = []
+    out_sentences: list[str] = []
+
+    for a, b in _answer_sentence_spans(text):
+        sent = text[a:b]
+        markers: list[int] = []
+
+        def repl(m: re.Match[str], markers: list[int] = markers) -> str:
+            nonlocal unknown
+            keep: list[int] = []
+            for raw in re.split(r"[,;]", m.group(1)):
+                n = int(raw.strip())
+                if 1 <= n <= len(sources):
+                    if n not in renumber:
+                        renumber[n] = len(renumber) + 1
+                    if renumber[n] not in keep:
+                        keep.append(renumber[n])
+                else:
+                    unknown += 1
+            markers.extend(k for k in keep if k not in markers)
+            return "".join(f" [{k}]" for k in keep)
+
+        cleaned = _MARKER_GROUP.sub(repl, sent).strip()
+        cleaned = re.sub(r"\s+([.,;:!?])", r"\1", cleaned)
+        if not _ANY_MARKER.sub("", cleaned).strip(" .,;:"):
+            # A sentence that was only markers (now gone) adds nothing.
+            continue
+        out_sentences.append(cleaned)
+        quotes: dict[int, str | None] = {}
+        inv = {v: k for k, v in renumber.items()}
+        for mk in markers:
+            src = sources[inv[mk] - 1]
+            quote = best_quote(cleaned, src.paper.abstract, idf)
+            quotes[mk] = quote
+            if mk not in citations:
+                citations[mk] = Citation(marker=mk, paper_id=src.paper.paper_id, title=src.paper.title,
+                                         quote=quote, date=src.paper.date)
+        if not markers:
+            uncited.append(cleaned)
+        sentence_rows.append({"sentence": cleaned, "markers": markers,
+                              "quotes": {str(k): v for k, v in quotes.items()}})
+
+    final = " ".join(out_sentences).strip()
+    if not final or is_refusal(final):
+        return CheckedAnswer(REFUSAL, True, [], {"unknown_markers": unknown, "uncited_sentences": [],
+                                                 "sentences": []})
+    ordered = [citations[k] for k in sorted(citations)]
+    return CheckedAnswer(final, False, ordered,
+                         {"unknown_markers": unknown, "uncited_sentences": uncited, "sentences": sentence_rows})
+
+
+def _answer_sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Sentence spans that keep trailing markers ("... results. [2]") with their sentence."""
+    spans = split_sentences(text)
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:
+        if merged and _ANY_MARKER.fullmatch(text[a:b].strip().rstrip(".")):
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged

@@ -1,0 +1,176 @@
+"""Offline, deterministic answerer: the answer is made of the retrieved abstracts'
+own sentences, each followed by its [n] marker.
+
+Sentences are scored by idf-weighted coverage of the question's content words,
+the semantic match of the chunk they sit in, and the paper's fused rank. It
+refuses when the evidence does not answer: weak best matches, or a question
+asking for a specific quantity/setting that no candidate sentence states.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..records import REFUSAL, Source
+from ..text import content_tokens, name_tokens, query_tokens, split_sentences
+
+# Questions that ask for several papers get one sentence from each of several papers.
+_MULTI = re.compile(r"\b(which|what) (papers|works|studies|methods|approaches|models|benchmarks|frameworks)\b|"
+                    r"\b(papers|works|studies|approaches|methods) (that|which|propose|use|address)\b|"
+                    r"\b(compare|comparison|contrast|differ|difference|versus|vs\.?|both)\b|\blist\b",
+                    re.IGNORECASE)
+# Questions that ask for a quantity: the answer sentence must contain a number.
+_QUANTITY = re.compile(r"\b(how (many|much|large|big|long|fast)|what (percentage|number|fraction|proportion|size)|"
+                       r"by how much|number of|what (is|was) the (accuracy|score|rate|size))\b", re.IGNORECASE)
+# Leading discourse connectives that read oddly out of context; trimmed from the answer text only.
+_LEADIN = re.compile(r"^(however|moreover|furthermore|additionally|in addition|specifically|finally|"
+                     r"to this end|to address (this|these)( (issue|issues|limitations|challenges))?|"
+                     r"in this (paper|work|study)|in particular|notably|importantly|consequently),\s+",
+                     re.IGNORECASE)
+
+
+@dataclass
+class ExtractiveConfig:
+    """Calibrated on evals/questions/dev.jsonl (see README, Evaluating)."""
+
+    max_papers: int = 5
+    """Papers whose sentences are considered."""
+    max_sentences: int = 3
+    multi_max_sentences: int = 4
+    w_coverage: float = 0.45
+    w_focus: float = 0.20
+    w_dense: float = 0.20
+    w_rank: float = 0.15
+    min_coverage: float = 0.30
+    """Refuse when the best sentence covers less of the question's (idf-weighted) content than this."""
+    min_focus_coverage: float = 0.25
+    """Share of the question's words outside the top paper's title that the answer must cover."""
+    min_dense: float = 0.20
+    """Refuse when the best paper's cosine similarity is below this (off-topic questions)."""
+    second_sentence_ratio: float = 0.80
+    multi_min_ratio: float = 0.70
+    """Further papers in a multi-paper answer must score at least this share of the best sentence."""
+    """A further sentence is added only if it scores at least this share of the best one."""
+
+
+@dataclass
+class ScoredSentence:
+    source_index: int
+    start: int
+    end: int
+    text: str
+    coverage: float
+    focus: float
+    score: float
+
+
+@dataclass
+class ExtractiveResult:
+    text: str
+    refused: bool
+    reason: str
+    picked: list[ScoredSentence]
+
+
+def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], dict[str, float]],
+           config: ExtractiveConfig | None = None, chunk_sims: dict[str, float] | None = None) -> ExtractiveResult:
+    cfg = config or ExtractiveConfig()
+    if not sources:
+        return ExtractiveResult(REFUSAL, True, "nothing retrieved", [])
+    q_tokens = query_tokens(question)
+    if not q_tokens:
+        return ExtractiveResult(REFUSAL, True, "question has no content words", [])
+    weights = idf(q_tokens)
+    total = sum(weights.values()) or 1.0
+    top_dense = max((s.dense_score or 0.0) for s in sources[:3])
+    if sources[0].dense_score is not None and top_dense < cfg.min_dense:
+        return ExtractiveResult(REFUSAL, True, f"best paper similarity {top_dense:.2f} < {cfg.min_dense}", [])
+
+    # Words of the question that are not names of the paper or method must be answered too
+    # ("what learning rate does X use?" is not answered by a sentence about X).
+    anchors = name_tokens(question)
+    focus = [t for t in q_tokens if t not in anchors]
+    ftotal = sum(weights[t] for t in focus) or 1.0
+
+    candidates: list[ScoredSentence] = []
+    pool = list(sources[: cfg.max_papers])
+    for si, src in enumerate(pool):
+        abstract = src.paper.abstract
+        title_toks = set(content_tokens(src.paper.title))
+        rank_prior = 1.0 / (1 + si)
+        for a, b in split_sentences(abstract):
+            sent = abstract[a:b]
+            toks = set(content_tokens(sent))
+            # The title counts for part of the coverage: it says what the paper is about,
+            # but the sentence itself must carry the answer.
+            cov_sent = sum(w for t, w in weights.items() if t in toks) / total
+            cov_title = sum(w for t, w in weights.items() if t in toks | title_toks) / total
+            cov = 0.7 * cov_sent + 0.3 * cov_title
+            fcov = sum(weights[t] for t in focus if t in toks) / ftotal if focus else 1.0
+            dense = _chunk_sim(src, a, b, chunk_sims)
+            score = (cfg.w_coverage * cov + cfg.w_focus * fcov + cfg.w_dense * dense
+                     + cfg.w_rank * rank_prior)
+            candidates.append(ScoredSentence(si, a, b, sent, cov, fcov, score))
+    if not candidates:
+        return ExtractiveResult(REFUSAL, True, "no sentences", [])
+    candidates.sort(key=lambda c: -c.score)
+    best = candidates[0]
+    if best.coverage < cfg.min_coverage:
+        return ExtractiveResult(REFUSAL, True, f"best coverage {best.coverage:.2f} < {cfg.min_coverage}", [])
+    if best.focus < cfg.min_focus_coverage:
+        return ExtractiveResult(REFUSAL, True, f"focus coverage {best.focus:.2f} < {cfg.min_focus_coverage}", [])
+    if _QUANTITY.search(question) and not any(re.search(r"\d", c.text) for c in candidates[:3]):
+        return ExtractiveResult(REFUSAL, True, "asks for a quantity no candidate sentence states", [])
+
+    multi = bool(_MULTI.search(question))
+    picked: list[ScoredSentence] = [best]
+    if multi:
+        seen = {best.source_index}
+        for c in candidates[1:]:
+            if len(picked) >= cfg.multi_max_sentences:
+                break
+            if (c.source_index in seen or c.coverage < cfg.min_coverage or c.focus < cfg.min_focus_coverage
+                    or c.score < cfg.multi_min_ratio * best.score):
+                continue
+            picked.append(c)
+            seen.add(c.source_index)
+    else:
+        for c in candidates[1:]:
+            if len(picked) >= cfg.max_sentences:
+                break
+            if (c.score >= cfg.second_sentence_ratio * best.score and c.coverage >= cfg.min_coverage
+                    and c.focus >= cfg.min_focus_coverage):
+                picked.append(c)
+    # Keep each paper's sentences in abstract order, papers in order of first pick.
+    order = list(dict.fromkeys(p.source_index for p in picked))
+    picked.sort(key=lambda p: (order.index(p.source_index), p.start))
+    parts = []
+    for p in picked:
+        parts.append(f"{_trim(p.text)} [{p.source_index + 1}]")
+    text = " ".join(_end_marker(s) for s in parts)
+    return ExtractiveResult(text, False, "", picked)
+
+
+def _chunk_sim(src: Source, a: int, b: int, chunk_sims: dict[str, float] | None) -> float:
+    if not chunk_sims:
+        return src.dense_score or 0.0
+    best = 0.0
+    for c in src.chunks:
+        if c.start <= a < c.end or c.start < b <= c.end:
+            best = max(best, chunk_sims.get(c.chunk_id, 0.0))
+    return best or (src.dense_score or 0.0)
+
+
+def _trim(sentence: str) -> str:
+    s = _LEADIN.sub("", sentence.strip())
+    return s[0].upper() + s[1:] if s else s
+
+
+def _end_marker(part: str) -> str:
+    """'Sentence. [2]' -> 'Sentence [2].' so the marker sits inside its sentence."""
+    m = re.match(r"^(.*?)([.!?])\s*(\[\d+\])$", part, re.S)
+    if m:
+        return f"{m.group(1)} {m.group(3)}{m.group(2)}"
+    return part

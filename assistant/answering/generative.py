@@ -1,0 +1,46 @@
+"""Answers written by an LLM on any OpenAI-compatible server, then citation-checked.
+
+Sources go into the prompt numbered and fenced as data; the model must cite [n]
+for every sentence or give the fixed refusal sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..records import Source
+from .prompts import load_prompt, render
+
+
+def format_sources(sources: Sequence[Source], max_chars: int = 2500) -> str:
+    blocks = []
+    for i, s in enumerate(sources, 1):
+        date = f" ({s.paper.date})" if s.paper.date else ""
+        abstract = s.paper.abstract[:max_chars]
+        blocks.append(f"[{i}] {s.paper.title}{date}\n{abstract}")
+    return "\n\n".join(blocks)
+
+
+def build_messages(question: str, sources: Sequence[Source]) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": load_prompt("answer_system").strip()},
+        {"role": "user", "content": render("answer_user", sources=format_sources(sources), question=question)},
+    ]
+
+
+def generate(client: Any, question: str, sources: Sequence[Source], *,
+             on_token: Callable[[str], None] | None = None) -> str:
+    messages = build_messages(question, sources)
+    return str(client.complete(messages, stream=on_token is not None, on_token=on_token))
+
+
+def condense(client: Any, history: Sequence[tuple[str, str]], question: str) -> str:
+    """Make a follow-up standalone with the LLM (chat with the openai backend)."""
+    lines = []
+    for q, a in history[-3:]:
+        lines.append(f"User: {q}\nAssistant: {a}")
+    prompt = render("condense", history="\n".join(lines), question=question)
+    out = str(client.complete([{"role": "user", "content": prompt}], max_tokens=120)).strip()
+    out = out.splitlines()[0].strip().strip('"') if out else ""
+    return out or question

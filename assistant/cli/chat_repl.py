@@ -1,0 +1,93 @@
+"""The `assistant chat` REPL: prompt_toolkit line editing and history over ChatSession."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AssistantError
+
+if TYPE_CHECKING:
+    from ..api import Assistant
+
+HELP = """Commands:
+  /sources   papers retrieved for the last answer
+  /quotes    the last answer with the supporting quote of each citation
+  /reset     forget the conversation (follow-ups start fresh)
+  /help      this text
+  /quit      leave (also Ctrl-D)
+Ctrl-C stops an answer in progress; the session goes on."""
+
+
+def _read_line(session: Any) -> str:
+    if session is None:
+        line = sys.stdin.readline()
+        if not line:
+            raise EOFError
+        return line
+    return str(session.prompt("you> "))
+
+
+def run_repl(assistant: Assistant, backend: str | None = None) -> None:
+    from rich.console import Console
+
+    from .render import answer_renderable, sources_renderable
+
+    con = Console()
+    chat = assistant.chat(backend=backend)
+    assistant.ensure_index(progress=True)
+    session = None
+    if sys.stdin.isatty():
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory
+
+        hist = assistant.settings.home / "chat_history"
+        try:
+            hist.parent.mkdir(parents=True, exist_ok=True)
+            session = PromptSession(history=FileHistory(str(hist)))
+        except OSError:
+            session = PromptSession()
+    con.print(f"[bold]Paper assistant[/bold] — {assistant.status()['papers']} papers, backend "
+              f"{chat.backend}. /help for commands, /quit to leave.")
+    streaming = chat.backend == "openai"
+    while True:
+        try:
+            line = _read_line(session).strip()
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            break
+        if not line:
+            continue
+        if line.startswith("/"):
+            cmd = line.split()[0].lower()
+            if cmd in ("/quit", "/exit", "/q"):
+                break
+            if cmd == "/help":
+                con.print(HELP, markup=False)
+            elif cmd == "/reset":
+                chat.reset()
+                con.print("conversation reset")
+            elif cmd in ("/sources", "/quotes"):
+                if chat.last is None:
+                    con.print("no answer yet")
+                elif cmd == "/sources":
+                    con.print(sources_renderable(chat.last))
+                else:
+                    con.print(answer_renderable(chat.last, quotes=True))
+            else:
+                con.print(f"unknown command {cmd}; /help lists them")
+            continue
+        try:
+            on_token = (lambda tok: print(tok, end="", flush=True)) if streaming else None
+            ans = chat.ask(line, on_token=on_token)
+            if streaming:
+                print()
+                con.rule("checked answer")
+            con.print(answer_renderable(ans))
+        except KeyboardInterrupt:
+            print()
+            con.print("[yellow]answer interrupted[/yellow]")
+        except AssistantError as exc:
+            con.print(f"[red]error:[/red] {exc}", markup=True)
+    con.print("bye")

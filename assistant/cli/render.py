@@ -1,0 +1,73 @@
+"""Terminal rendering of answers, papers and reports (rich)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..records import Answer, Paper
+
+
+def answer_renderable(ans: Answer, quotes: bool = False) -> Any:
+    from rich.console import Group
+    from rich.markdown import Markdown
+    from rich.text import Text
+
+    body = Text()
+    if ans.refused:
+        body.append(ans.text, style="bold yellow")
+    else:
+        for part in re.split(r"(\[\d+\])", ans.text):
+            body.append(part, style="bold cyan" if re.fullmatch(r"\[\d+\]", part) else "")
+    items: list[Any] = [body]
+    if ans.citations:
+        items.append(Text(""))
+        items.append(Text("References", style="bold"))
+        for c in ans.citations:
+            line = Text(f"[{c.marker}] ", style="bold cyan")
+            line.append(c.title)
+            meta = ", ".join(x for x in (c.date, c.paper_id) if x)
+            line.append(f"  ({meta})", style="dim")
+            items.append(line)
+            if quotes and c.quote:
+                items.append(Markdown(f"> {c.quote}"))
+    flagged = ans.checks.get("uncited_sentences") or []
+    unknown = ans.checks.get("unknown_markers") or 0
+    if flagged or unknown:
+        items.append(Text(f"check: {len(flagged)} uncited sentence(s), {unknown} unknown marker(s) removed",
+                          style="red"))
+    return Group(*items)
+
+
+def sources_renderable(ans: Answer) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Retrieved papers", show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("title")
+    table.add_column("paper id", style="dim")
+    for s in ans.sources:
+        table.add_row(str(s.rank), f"{s.score:.4f}", s.paper.title, s.paper.paper_id)
+    return table
+
+
+def paper_renderable(p: Paper) -> Any:
+    from rich.console import Group
+    from rich.text import Text
+
+    meta = []
+    if p.date:
+        meta.append(p.date)
+    if p.authors:
+        meta.append(", ".join(p.authors[:8]) + (" et al." if len(p.authors) > 8 else ""))
+    elif p.n_authors:
+        meta.append(f"{p.n_authors} authors")
+    if p.upvotes is not None:
+        meta.append(f"{p.upvotes} upvotes")
+    if p.arxiv_id:
+        meta.append(f"arXiv:{p.arxiv_id}")
+    if p.url:
+        meta.append(p.url)
+    return Group(Text(p.title, style="bold"), Text(f"{p.paper_id}  " + " · ".join(meta), style="dim"),
+                 Text(""), Text(p.abstract), Text(f"\nsource: {p.source}", style="dim"))

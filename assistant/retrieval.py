@@ -1,0 +1,120 @@
+"""Hybrid retrieval: dense (Chroma) + BM25, fused by reciprocal rank, grouped per paper.
+
+Fusion is at the paper level: dense chunk hits are grouped to their paper (best
+chunk wins), BM25 scores whole papers, and each paper appears once in the
+ranking with its best chunks attached.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import AssistantError
+from .index.paper_index import PaperIndex
+from .records import Chunk, Source
+
+_DATE = re.compile(r"^(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?$")
+MODES = ("hybrid", "dense", "bm25")
+
+
+def parse_date_bound(value: str | int | None, *, upper: bool) -> int | None:
+    """'2024' / '2024-03' / '2024-03-15' → YYYYMMDD int; an upper bound covers the whole period."""
+    if value is None or value == "":
+        return None
+    m = _DATE.match(str(value).strip())
+    if not m:
+        raise AssistantError(f"date filter '{value}': expected YYYY, YYYY-MM or YYYY-MM-DD")
+    year, month, day = int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0)
+    if upper:
+        month = month or 12
+        day = day or 31
+    return year * 10000 + month * 100 + day
+
+
+def chroma_where(lo: int | None, hi: int | None) -> dict[str, Any] | None:
+    """Chroma needs an explicit $and for two conditions (a classic llama-index + Chroma pitfall)."""
+    conds: list[dict[str, Any]] = []
+    if lo is not None:
+        conds.append({"date_int": {"$gte": lo}})
+    if hi is not None:
+        conds.append({"date_int": {"$lte": hi}})
+    if not conds:
+        return None
+    return conds[0] if len(conds) == 1 else {"$and": conds}
+
+
+@dataclass
+class Retrieval:
+    sources: list[Source]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    chunk_sims: dict[str, float] = field(default_factory=dict)
+    """Cosine similarity of each dense-retrieved chunk to the query."""
+
+
+class HybridRetriever:
+    def __init__(self, index: PaperIndex, embedder: Any) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.settings = index.settings
+
+    def retrieve(self, query: str, k: int | None = None, *, since: str | int | None = None,
+                 until: str | int | None = None, mode: str = "hybrid") -> Retrieval:
+        if mode not in MODES:
+            raise AssistantError(f"retrieval mode '{mode}': expected one of {', '.join(MODES)}")
+        s = self.settings
+        k = k or s.top_k
+        lo = parse_date_bound(since, upper=False)
+        hi = parse_date_bound(until, upper=True)
+        timings: dict[str, float] = {}
+        n_cand = max(s.candidates, k)
+
+        dense_rank: dict[str, int] = {}
+        dense_best: dict[str, float] = {}
+        dense_chunks: dict[str, list[str]] = {}
+        chunk_sims: dict[str, float] = {}
+        if mode in ("hybrid", "dense"):
+            t = time.perf_counter()
+            qvec = self.embedder.embed_query(query)
+            timings["embed_query"] = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            hits = self.index.vectors.query(qvec, n_cand * 2, where=chroma_where(lo, hi))
+            timings["dense"] = (time.perf_counter() - t) * 1000
+            for cid, pid, sim in hits:
+                if pid not in dense_rank:
+                    dense_rank[pid] = len(dense_rank) + 1
+                    dense_best[pid] = sim
+                dense_chunks.setdefault(pid, []).append(cid)
+                chunk_sims[cid] = sim
+
+        lex_rank: dict[str, int] = {}
+        if mode in ("hybrid", "bm25"):
+            t = time.perf_counter()
+            lex = self.index.lexical()
+            for i, hit in enumerate(lex.query(query, n_cand, (lo, hi))):
+                lex_rank[hit.paper_id] = i + 1
+            timings["bm25"] = (time.perf_counter() - t) * 1000
+
+        t = time.perf_counter()
+        fused: dict[str, float] = {}
+        for pid, r in dense_rank.items():
+            fused[pid] = fused.get(pid, 0.0) + s.dense_weight / (s.rrf_k + r)
+        for pid, r in lex_rank.items():
+            fused[pid] = fused.get(pid, 0.0) + s.bm25_weight / (s.rrf_k + r)
+        ranked = sorted(fused, key=lambda p: (-fused[p], p))
+        # Vectors of a paper the catalogue does not know (a killed ingest) are ignored.
+        papers = self.index.catalogue.get_many(ranked[: k * 2])
+        ranked = [p for p in ranked if p in papers][:k]
+        spans = self.index.catalogue.chunk_spans(ranked)
+        sources: list[Source] = []
+        for i, pid in enumerate(ranked):
+            paper = papers[pid]
+            chunk_list = [Chunk(cid, pid, idx, paper.abstract[a:b], a, b) for cid, idx, a, b in spans.get(pid, [])]
+            order = {cid: j for j, cid in enumerate(dense_chunks.get(pid, []))}
+            chunk_list.sort(key=lambda c: order.get(c.chunk_id, len(order) + c.index))
+            sources.append(Source(rank=i + 1, paper=paper, score=fused[pid], chunks=chunk_list,
+                                  dense_score=dense_best.get(pid)))
+        timings["fuse"] = (time.perf_counter() - t) * 1000
+        return Retrieval(sources=sources, timings_ms=timings, chunk_sims=chunk_sims)

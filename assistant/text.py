@@ -1,0 +1,124 @@
+"""Text primitives shared by BM25, the extractive answerer, citation checks and judges.
+
+One tokenizer for indexing and querying (so stems always match), and a sentence
+splitter that returns character offsets, so a citation can quote an exact
+substring of the abstract.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-.][a-z0-9]+)*")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+# A compact English stopword list (function words only; domain words such as
+# "model" stay searchable).
+_STOPWORDS_TEXT = """
+a about above after again against all am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have
+having he her here hers herself him himself his how i if in into is it its itself just me more most
+my myself no nor not now of off on once only or other our ours ourselves out over own same she
+should so some such than that the their theirs them themselves then there these they this those
+through to too under until up very was we were what when where which while who whom why will with
+would you your yours yourself yourselves also may might must shall us via per using based upon
+within without whose whether yet thus however therefore hence among amongst across onto toward
+towards
+"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+
+
+@cache
+def _stemmer():  # type: ignore[no-untyped-def]
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def raw_tokens(text: str) -> list[str]:
+    """Lower-cased word tokens; hyphenated/dotted compounds are also split into parts."""
+    out: list[str] = []
+    for tok in _TOKEN.findall(text.lower()):
+        out.append(tok)
+        if "-" in tok or "." in tok:
+            out.extend(p for p in re.split(r"[-.]", tok) if p)
+    return out
+
+
+# Words that shape a question but carry no topic ("which paper proposes ...").
+_QUESTION_WORDS_TEXT = """
+use uses used paper papers work works study studies method methods approach approaches propose
+proposes proposed introduce introduces introduced describe describes described show shows shown
+present presents author authors find found report reports reported kind way ways one something
+anything explain
+"""
+QUESTION_WORDS = frozenset(_QUESTION_WORDS_TEXT.split())
+
+#: Bump when tokenisation changes so stored BM25 indexes are rebuilt.
+TOKENIZER_VERSION = "2"
+
+# British -ise/-isation spellings fold to -ize so "optimisation" matches "optimization";
+# applied to queries and documents alike, so it never breaks a match.
+_BRITISH = re.compile(r"^(\w{3,})is(e|es|ed|ing|ation|ations|er|ers)$")
+
+
+def content_tokens(text: str) -> list[str]:
+    """Stemmed tokens without stopwords: what BM25 and lexical overlap compare."""
+    toks = [_BRITISH.sub(r"\1iz\2", t) for t in raw_tokens(text) if t not in STOPWORDS and (len(t) > 1 or t.isdigit())]
+    return _stemmer().stemWords(toks)
+
+
+_NAME = re.compile(r"\b(?:[A-Z][a-z]*[A-Z][A-Za-z0-9]*|[A-Z]{2,}[a-z]?s?|[A-Za-z]+-?\d+[A-Za-z0-9]*)\b")
+
+
+def query_tokens(question: str) -> list[str]:
+    """Content tokens of a question, without question-shaping words, unique, in order."""
+    skip = set(_stemmer().stemWords(sorted(QUESTION_WORDS)))
+    return [t for t in dict.fromkeys(content_tokens(question)) if t not in skip]
+
+
+def name_tokens(text: str) -> set[str]:
+    """Stemmed tokens of names in ``text``: acronyms and mixed-case words (PoFT, ARRA, GPT-4)."""
+    return set(content_tokens(" ".join(_NAME.findall(text))))
+
+
+def numbers_in(text: str) -> set[str]:
+    return {n.replace(",", "") for n in _NUMBER.findall(text)}
+
+
+# Abbreviations after which a period does not end a sentence.
+_ABBREV = ("e.g", "i.e", "et al", "etc", "vs", "cf", "fig", "eq", "approx", "resp", "no", "incl", "al")
+_SENT_END = re.compile(r"[.!?](?:[\"')\]]*)\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans (start, end) in ``text``; ``text[start:end]`` is the stripped sentence."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for m in _SENT_END.finditer(text):
+        end = m.start() + 1
+        before = text[start:end].rstrip(".!?\"')]").lower()
+        if any(before.endswith(a) for a in _ABBREV):
+            continue
+        # Decimal points and initials ("J. Smith") are not sentence ends.
+        if re.search(r"(?:^|\s)[A-Z]$", text[start : m.start()]):
+            continue
+        seg_end = m.end() - len(m.group(0)) + len(m.group(0).rstrip())
+        spans.append(_strip_span(text, start, seg_end))
+        start = m.end()
+    if start < len(text):
+        spans.append(_strip_span(text, start, len(text)))
+    return [s for s in spans if s[1] > s[0]]
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in split_sentences(text)]
