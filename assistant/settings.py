@@ -86,10 +86,12 @@ class Settings:
 
     top_k: int = 10
     """Papers retrieved per question."""
+    fusion: str = "zscore"
+    """How dense and BM25 rankings merge: zscore (weighted z-scored scores) or rrf."""
     rrf_k: int = 60
-    """Reciprocal-rank-fusion constant."""
-    dense_weight: float = 1.0
-    bm25_weight: float = 1.0
+    """Reciprocal-rank-fusion constant (fusion = rrf)."""
+    dense_weight: float = 0.5
+    bm25_weight: float = 0.5
     candidates: int = 50
     """Chunks fetched from each retriever before fusion."""
 
@@ -163,6 +165,8 @@ class Settings:
             raise SettingsError("ASSISTANT_CHUNK_SIZE: must be at least 32 tokens")
         if not 0 <= self.chunk_overlap < self.chunk_size:
             raise SettingsError("ASSISTANT_CHUNK_OVERLAP: must be >= 0 and smaller than the chunk size")
+        if self.fusion not in ("zscore", "rrf"):
+            raise SettingsError(f"ASSISTANT_FUSION: '{self.fusion}' is not one of ('zscore', 'rrf')")
         if self.top_k < 1:
             raise SettingsError("ASSISTANT_TOP_K: must be at least 1")
 

@@ -1,0 +1,106 @@
+"""Warm `ask` and retrieval latency, cold CLI start and peak memory, at several corpus sizes.
+
+    python benchmarks/query_latency.py                      # sample corpus (247 papers)
+    python benchmarks/query_latency.py --sizes 250,10000    # + synthetic 10k (built if missing)
+    python benchmarks/query_latency.py --sizes 100000       # after scale_ingest.py built it
+
+Synthetic corpora come from make_synthetic.py and are ingested into
+benchmarks/out/home-<N>/ (resumable: ingest skips what is already there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "benchmarks" / "out"
+sys.path.insert(0, str(REPO))
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def questions() -> list[str]:
+    path = REPO / "evals" / "questions" / "dev.jsonl"
+    if path.exists():
+        return [json.loads(line)["question"] for line in path.open() if line.strip()]
+    return ["Which papers drop the reference model from preference optimisation?",
+            "What does ARRA align LLM hidden states with?", "How is alignment evaluated for multimodal models?"]
+
+
+def home_for(size: int) -> tuple[Path, list[Path]]:
+    from assistant.index.ingest import sample_paths
+
+    if size <= 250:
+        return OUT / "home-sample", sample_paths()
+    corpus = OUT / f"synth-{size}.jsonl"
+    if not corpus.exists():
+        subprocess.run([sys.executable, str(REPO / "benchmarks" / "make_synthetic.py"), "--n", str(size),
+                        "--out", str(corpus)], check=True)
+    return OUT / f"home-{size}", [corpus]
+
+
+def cold(cmd: list[str], env: dict[str, str], runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="250")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    from assistant.api import Assistant
+    from assistant.settings import Settings
+
+    qs = questions()
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        home, sources = home_for(size)
+        a = Assistant(Settings.load(home=home))
+        a.auto_sample = False
+        t = time.perf_counter()
+        rep = a.ingest(sources, progress=sys.stderr.isatty())
+        print(f"[{size}] index ready: {rep.papers_total} papers ({rep.new} new, {time.perf_counter() - t:.1f} s)")
+        a.ask(qs[0])
+        ask_ms, ret_ms = [], []
+        for _ in range(args.repeat):
+            for q in qs:
+                t = time.perf_counter()
+                a.search(q)
+                ret_ms.append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                a.ask(q)
+                ask_ms.append((time.perf_counter() - t) * 1000)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+        env["ASSISTANT_HOME"] = str(home)
+        help_ms = cold(["assistant", "--help"], env)
+        ask_cold_ms = cold(["assistant", "ask", "--json", qs[0]], env)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rows.append((rep.papers_total, pct(ask_ms, .5), pct(ask_ms, .95), pct(ret_ms, .5), pct(ret_ms, .95),
+                     help_ms, ask_cold_ms, rss))
+        a.index.close()
+    print(f"\n{'papers':>7} {'ask p50':>8} {'ask p95':>8} {'ret p50':>8} {'ret p95':>8} {'--help':>8} "
+          f"{'cold ask':>9} {'peak RSS':>9}")
+    for r in rows:
+        print(f"{r[0]:>7} {r[1]:7.1f}ms {r[2]:7.1f}ms {r[3]:7.1f}ms {r[4]:7.1f}ms {r[5]:7.0f}ms {r[6]:8.0f}ms "
+              f"{r[7]:7.0f}MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The citation checker that every backend's output goes through."""
+
+from __future__ import annotations
+
+from assistant.answering.citations import best_quote, check_answer, is_refusal
+from assistant.records import REFUSAL, Paper, Source
+
+A1 = ("Alignment is crucial for LLMs. We introduce PoFT, a preference-oriented supervised fine-tuning approach. "
+      "PoFT achieves stable improvements over SFT baselines across datasets.")
+A2 = ("Existing MLLMs perceive visual information through input tokens. We propose VLoRA, which converts visual "
+      "features into perceptual weights merged with the LLM's weights. This reduces the input sequence length.")
+
+
+def _sources() -> list[Source]:
+    return [Source(1, Paper("p1", "PoFT paper", A1), 0.9), Source(2, Paper("p2", "VLoRA paper", A2), 0.8)]
+
+
+def test_unknown_markers_removed_and_counted() -> None:
+    text = "PoFT favours the target model [1][7]. VLoRA merges perceptual weights into the LLM [2] [12]."
+    checked = check_answer(text, _sources())
+    assert checked.checks["unknown_markers"] == 2
+    assert "[7]" not in checked.text and "[12]" not in checked.text
+    assert [c.paper_id for c in checked.citations] == ["p1", "p2"]
+    assert [c.marker for c in checked.citations] == [1, 2]
+
+
+def test_markers_renumbered_in_order_of_first_use() -> None:
+    checked = check_answer("VLoRA uses weights [2]. PoFT is a fine-tuning approach [1].", _sources())
+    assert checked.text == "VLoRA uses weights [1]. PoFT is a fine-tuning approach [2]."
+    assert [(c.marker, c.paper_id) for c in checked.citations] == [(1, "p2"), (2, "p1")]
+
+
+def test_quotes_are_exact_substrings_that_support_the_sentence() -> None:
+    checked = check_answer("VLoRA turns visual features into perceptual weights [2]. It shortens inputs [2].",
+                           _sources())
+    quote = checked.citations[0].quote
+    assert quote is not None and quote in A2
+    assert "perceptual weights" in quote
+    per_sentence = checked.checks["sentences"]
+    assert per_sentence[1]["quotes"]["1"] == "This reduces the input sequence length."
+
+
+def test_uncited_sentence_is_flagged() -> None:
+    checked = check_answer("PoFT improves SFT [1]. This is widely believed to matter.", _sources())
+    assert checked.checks["uncited_sentences"] == ["This is widely believed to matter."]
+    assert not checked.refused
+
+
+def test_markers_after_the_period_belong_to_the_sentence_before() -> None:
+    checked = check_answer("PoFT improves SFT. [1] VLoRA merges weights. [2]", _sources())
+    assert checked.text == "PoFT improves SFT [1]. VLoRA merges weights [2]."
+    assert checked.checks["uncited_sentences"] == []
+
+
+def test_refusal_variants_and_all_invalid_citations() -> None:
+    assert is_refusal(REFUSAL) and is_refusal(f'"{REFUSAL}"') and is_refusal(REFUSAL + " [1]")
+    assert not is_refusal("The indexed papers do not answer this, but PoFT does [1].")
+    assert check_answer(REFUSAL, _sources()).refused
+    only_bad = check_answer("[9]", _sources())
+    assert only_bad.refused and only_bad.text == REFUSAL
+
+
+def test_best_quote_prefers_verbatim_sentence() -> None:
+    assert best_quote("PoFT achieves stable improvements over SFT baselines across datasets. [1]", A1) == (
+        "PoFT achieves stable improvements over SFT baselines across datasets.")

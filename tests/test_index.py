@@ -1,0 +1,242 @@
+"""The index: sample ingest, incremental re-ingest, prune, lock, kill-midway, bad input, model mismatch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant.api import Assistant
+from assistant.errors import IndexStateError
+from tests.conftest import SAMPLE_DIR, cli_env, make_settings
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _rows(n: int, start: int = 0, tag: str = "") -> list[dict]:
+    return [{"id": f"p{i}", "title": f"Synthetic paper number {i} on reward modelling {tag}",
+             "abstract": f"We study reward model {i}. It improves alignment of language models by {i} points. "
+                         f"Experiments on benchmark B{i} confirm it. {tag}", "date": f"202{i % 5}-0{1 + i % 9}-15"}
+            for i in range(start, start + n)]
+
+
+def _chroma_ids(a: Assistant) -> list[str]:
+    col = a.index.vectors.collection()
+    return col.get(include=[])["ids"]
+
+
+def test_sample_corpus_counts_and_reingest_is_noop(sample_home: Path, embed_cache: Path) -> None:
+    a = Assistant(make_settings(sample_home, embed_cache))
+    st = a.status()
+    assert st["papers"] == 247
+    assert st["chunks"] == st["vectors"] > 247
+    assert st["built_with"] == "all-MiniLM-L6-v2-int8"
+    rep = a.ingest([SAMPLE_DIR])
+    assert (rep.entries, rep.duplicates_merged, rep.new, rep.updated, rep.unchanged) == (344, 65, 0, 0, 247)
+    assert rep.chunks_written == 0
+    ids = _chroma_ids(a)
+    assert len(ids) == len(set(ids)) == st["chunks"]
+
+
+def test_chunks_carry_offsets_and_metadata(sample_assistant: Assistant) -> None:
+    a = sample_assistant
+    p = a.papers()[0]
+    spans = a.index.catalogue.chunk_spans([p.paper_id])[p.paper_id]
+    col = a.index.vectors.collection()
+    got = col.get(ids=[cid for cid, *_ in spans], include=["documents", "metadatas"])
+    for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+        assert p.abstract[meta["start"]:meta["end"]] == doc
+        assert meta["paper_id"] == p.paper_id and meta["title"] == p.title
+    covered = set()
+    for _, _, s, e in spans:
+        covered.update(range(s, e))
+    assert len(covered) >= 0.95 * len(p.abstract)
+
+
+def test_changed_paper_is_replaced_and_prune_removes(fresh_home: Path, embed_cache: Path, tmp_path: Path) -> None:
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    src = _jsonl(tmp_path / "a.jsonl", _rows(6))
+    rep = a.ingest([src])
+    assert (rep.new, rep.updated, rep.unchanged) == (6, 0, 0)
+    rows = _rows(6)
+    rows[2]["abstract"] = "A completely rewritten abstract about token-level DPO. It has two sentences."
+    _jsonl(src, rows[:5])
+    rep = a.ingest([src])
+    assert (rep.new, rep.updated, rep.unchanged) == (0, 1, 4)
+    assert "token-level DPO" in a.get_paper("p2").abstract
+    assert a.search("token-level DPO rewritten", k=1)[0].paper.paper_id == "p2"
+    assert a.status()["papers"] == 6  # p5 is still there without --prune
+    rep = a.ingest([src], prune=True)
+    assert rep.removed == 1 and a.get_paper("p5") is None
+    assert {m for m in _chroma_ids(a) if m.startswith("p5#")} == set()
+    assert "p5" not in a.index.lexical().paper_ids
+    assert a.status()["papers"] == 5
+
+
+def test_lock_no_wait_fails_clearly_and_waiting_writer_proceeds(fresh_home: Path, embed_cache: Path,
+                                                                tmp_path: Path) -> None:
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    src = _jsonl(tmp_path / "a.jsonl", _rows(3))
+    messages: list[str] = []
+    with a.index.write_lock():
+        b = Assistant(make_settings(fresh_home, embed_cache))
+        with pytest.raises(IndexStateError, match="another ingest is writing"):
+            b.ingest([src], wait=False)
+        done = threading.Event()
+
+        class Rep:
+            def start(self, *a: object) -> None: ...
+            def advance(self, *a: object) -> None: ...
+            def finish(self, *a: object) -> None: ...
+            def message(self, text: str) -> None:
+                messages.append(text)
+
+        t = threading.Thread(target=lambda: (b.ingest([src], progress=Rep()), done.set()))
+        t.start()
+        time.sleep(1.0)
+        assert not done.is_set()  # waiting for the lock
+    t.join(timeout=120)
+    assert done.is_set()
+    assert any("waiting" in m for m in messages)
+    assert b.status()["papers"] == 3
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from assistant.api import Assistant
+    from assistant.settings import Settings
+    a = Assistant(Settings.load(env={}, home=Path(sys.argv[1]), cache_dir=Path(sys.argv[2])))
+    def after(b):
+        print(f"batch {b}", flush=True)
+    a.ingest([sys.argv[3]], batch_papers=8, after_batch=after)
+    print("done", flush=True)
+""")
+
+
+@pytest.mark.parametrize("kill_after_batch", [0, 2, -1])
+def test_sigkill_midway_then_rerun_equals_clean_ingest(kill_after_batch: int, tmp_path: Path,
+                                                       embed_cache: Path) -> None:
+    src = _jsonl(tmp_path / "a.jsonl", _rows(40))
+    home = tmp_path / "home"
+    script = tmp_path / "ingest.py"
+    script.write_text(KILL_SCRIPT)
+    cache = tmp_path / "cache"  # own cache: embedding must really run, so the kill lands mid-work
+    proc = subprocess.Popen([sys.executable, str(script), str(home), str(cache), str(src)],
+                            stdout=subprocess.PIPE, text=True, env=cli_env(home))
+    assert proc.stdout is not None
+    if kill_after_batch < 0:
+        time.sleep(2.5)  # somewhere during model load / reading / the first batch
+    else:
+        for line in proc.stdout:
+            if line.strip() == f"batch {kill_after_batch}":
+                break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    a = Assistant(make_settings(home, embed_cache))
+    if a.index.exists():  # the interrupted index is usable: search works on what was committed
+        a.auto_sample = False
+        a.search("reward model alignment", k=3)
+    rep = a.ingest([src])
+    assert rep.papers_total == 40
+    clean_home = tmp_path / "clean"
+    clean = Assistant(make_settings(clean_home, embed_cache)).ingest([src])
+    assert (rep.papers_total, rep.chunks_total) == (clean.papers_total, clean.chunks_total)
+    ids = _chroma_ids(a)
+    assert len(ids) == len(set(ids)) == clean.chunks_total
+    lex = a.index.lexical()
+    assert sorted(lex.paper_ids) == sorted(set(lex.paper_ids)) and len(lex.paper_ids) == 40
+    assert a.ingest([src]).new == 0
+
+
+def test_bad_inputs_are_reported_and_good_records_still_go_in(fresh_home: Path, embed_cache: Path,
+                                                              tmp_path: Path) -> None:
+    good = _rows(2)
+    lines = [json.dumps(good[0]), "{not json", json.dumps({"abstract": "no title here"}), json.dumps(good[1])]
+    src = tmp_path / "mixed.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    binary = tmp_path / "blob.csv"
+    binary.write_bytes(b"\x00\x01\x02binary\x00" * 50)
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    rep = a.ingest([src, empty, binary])
+    assert rep.new == 2 and rep.ok
+    text = "\n".join(rep.problems)
+    assert "mixed.jsonl:line 2" in text.replace(": line", ":line")
+    assert "mixed.jsonl:line 3" in text.replace(": line", ":line")
+    assert "empty.jsonl" in text and "blob.csv" in text
+    assert rep.skipped >= 4
+
+
+def test_cli_exit_code_nonzero_only_when_nothing_read(tmp_path: Path, embed_cache: Path) -> None:
+    home = tmp_path / "home"
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    r = subprocess.run(["assistant", "ingest", str(empty)], env=cli_env(home, embed_cache),
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "empty.jsonl" in r.stderr
+    ok = _jsonl(tmp_path / "ok.jsonl", _rows(2))
+    r = subprocess.run(["assistant", "ingest", str(ok), str(empty)], env=cli_env(home, embed_cache),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "papers new" in r.stderr and "empty.jsonl" in r.stderr
+    r = subprocess.run(["assistant", "ingest", str(tmp_path / "missing.jsonl")], env=cli_env(home, embed_cache),
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "missing.jsonl" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_other_embedding_model_is_a_clear_error(copied_sample_home: Path, embed_cache: Path) -> None:
+    a = Assistant(make_settings(copied_sample_home, embed_cache, embedding="openai",
+                                openai_base_url="http://127.0.0.1:9/v1"))
+    with pytest.raises(IndexStateError, match="built with embedding model 'all-MiniLM-L6-v2-int8'.*--rebuild"):
+        a.search("anything")
+
+
+def test_read_only_home_is_a_clear_error(copied_sample_home: Path, embed_cache: Path, tmp_path: Path) -> None:
+    if os.geteuid() == 0 and shutil.which("unshare") is None:
+        pytest.skip("root ignores permissions and no unshare to drop them")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    src = _jsonl(tmp_path / "a.jsonl", _rows(2))
+    code = ("import sys\nfrom assistant.api import Assistant\nfrom assistant.settings import Settings\n"
+            "from pathlib import Path\nfrom assistant.errors import AssistantError\n"
+            f"a = Assistant(Settings.load(env={{}}, home=Path({str(ro / 'home')!r})))\n"
+            "try:\n"
+            f"    a.ingest([{str(src)!r}])\n"
+            "except AssistantError as e:\n    print('ERR', e)\n")
+    # A read-only bind mount makes the home unwritable even for root.
+    cmd = ["unshare", "-m", "bash", "-c", f"mount --bind {ro} {ro} && mount -o remount,ro,bind {ro} && "
+                                          f"{sys.executable} -c \"$0\"", code]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(ro))
+    if "mount" in r.stderr and r.returncode != 0 and "ERR" not in r.stdout:
+        pytest.skip(f"cannot make a read-only mount here: {r.stderr.strip()[:200]}")
+    assert "ERR" in r.stdout and "Traceback" not in r.stdout + r.stderr
+    assert "ASSISTANT_HOME" in r.stdout or "read-only" in r.stdout.lower()
+
+
+def test_token_counting_works_with_network_cut(tmp_path: Path) -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare not available")
+    code = ("from assistant.index.chunking import count_tokens\n"
+            "print(count_tokens('Token-level DPO aligns language models.'))")
+    env = cli_env(tmp_path)
+    env.pop("TIKTOKEN_CACHE_DIR", None)
+    r = subprocess.run(["unshare", "-n", sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if r.returncode != 0 and "unshare" in r.stderr and "Operation not permitted" in r.stderr:
+        pytest.skip("no permission to cut the network here")
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.strip()) > 5
