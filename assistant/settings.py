@@ -74,10 +74,14 @@ class Settings:
     request_timeout: float = 60.0
     max_retries: int = 3
     temperature: float = 0.0
+    prompt_char_budget: int = 16000
+    """Characters of abstracts put in the LLM prompt (shared by the sources); lower it for small contexts."""
 
     chroma_host: str = ""
     """Chroma server host; empty = embedded persistent Chroma under home."""
     chroma_port: int = 8000
+    chroma_timeout: float = 30.0
+    """Seconds before a Chroma server request fails (never hang on a stopped server)."""
     collection: str = "papers"
 
     chunk_size: int = 200

@@ -13,25 +13,29 @@ from ..records import Source
 from .prompts import load_prompt, render
 
 
-def format_sources(sources: Sequence[Source], max_chars: int = 2500) -> str:
+def format_sources(sources: Sequence[Source], budget_chars: int = 16000) -> str:
+    """Numbered sources; each abstract gets an equal share of the budget so the prompt
+    fits small-context local models."""
     blocks = []
+    per_source = max(400, budget_chars // max(1, len(sources)))
     for i, s in enumerate(sources, 1):
         date = f" ({s.paper.date})" if s.paper.date else ""
-        abstract = s.paper.abstract[:max_chars]
+        abstract = s.paper.abstract[:per_source]
         blocks.append(f"[{i}] {s.paper.title}{date}\n{abstract}")
     return "\n\n".join(blocks)
 
 
-def build_messages(question: str, sources: Sequence[Source]) -> list[dict[str, str]]:
+def build_messages(question: str, sources: Sequence[Source], budget_chars: int = 16000) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": load_prompt("answer_system").strip()},
-        {"role": "user", "content": render("answer_user", sources=format_sources(sources), question=question)},
+        {"role": "user", "content": render("answer_user", sources=format_sources(sources, budget_chars),
+                                           question=question)},
     ]
 
 
 def generate(client: Any, question: str, sources: Sequence[Source], *,
-             on_token: Callable[[str], None] | None = None) -> str:
-    messages = build_messages(question, sources)
+             on_token: Callable[[str], None] | None = None, budget_chars: int = 16000) -> str:
+    messages = build_messages(question, sources, budget_chars)
     return str(client.complete(messages, stream=on_token is not None, on_token=on_token))
 
 

@@ -23,6 +23,10 @@ class RichReporter:
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=False)
         self.tasks: dict[str, Any] = {}
+        # Without a terminal (CI logs, nohup) rich draws nothing until the end: print
+        # a plain line at most every 30 s instead, so a long ingest shows progress.
+        self.plain = not self.console.is_terminal
+        self._last_line = 0.0
         self.progress.start()
 
     def start(self, task: str, total: int | None) -> None:
@@ -31,6 +35,16 @@ class RichReporter:
     def advance(self, task: str, n: int = 1) -> None:
         if task in self.tasks:
             self.progress.advance(self.tasks[task], n)
+            if self.plain:
+                import time
+
+                now = time.monotonic()
+                t = self.progress.tasks[self.tasks[task]]
+                if now - self._last_line >= 30 or t.finished:
+                    self._last_line = now
+                    total = f"/{int(t.total)}" if t.total else ""
+                    self.console.print(f"{self.LABELS.get(task, task)}: {int(t.completed)}{total} "
+                                       f"({t.elapsed or 0:.0f} s)", markup=False, highlight=False)
 
     def message(self, text: str) -> None:
         self.progress.console.print(text, markup=False, highlight=False)

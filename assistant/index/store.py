@@ -183,6 +183,7 @@ class VectorStore:
                 self.where = f"http://{settings.chroma_host}:{settings.chroma_port}"
                 self.client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
                                                   settings=chroma_settings)
+                _bound_http_timeout(self.client, settings.chroma_timeout)
             else:
                 self.where = str(persist_dir)
                 persist_dir.mkdir(parents=True, exist_ok=True)
@@ -286,6 +287,16 @@ class VectorStore:
             raise
         except Exception as exc:
             raise IndexStateError(_chroma_error(self.settings, Path(self.where), exc)) from None
+
+
+def _bound_http_timeout(client: Any, seconds: float) -> None:
+    """chromadb's HTTP client waits forever by default; a stopped server must give an
+    error, not a hang."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if session is not None:
+        session.timeout = httpx.Timeout(seconds, connect=min(seconds, 10.0))
 
 
 def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:

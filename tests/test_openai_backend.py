@@ -1,0 +1,126 @@
+"""The openai backend end to end against a real local OpenAI-compatible server
+(llama.cpp's, serving SmolLM2-135M). Model quality aside, the path must work:
+request, streaming, citation checking, refusal handling, errors, chat."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.api import Assistant
+from assistant.errors import AssistantError, BackendError
+from assistant.records import REFUSAL
+from tests.conftest import cli_env, make_settings
+from tests.llm_server import ServerHandle, free_port, require_llama_server, start_llama_server
+from tests.test_answering import validate_answer_schema
+
+pytestmark = pytest.mark.llm_server
+
+
+@pytest.fixture(scope="module")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    gguf = require_llama_server()
+    server = start_llama_server(gguf, tmp_path_factory.mktemp("llama"), n_ctx=4096)
+    yield server
+    server.stop()
+
+
+def _openai_assistant(home: Path, cache: Path, base_url: str, **kw: object) -> Assistant:
+    settings = make_settings(home, cache, llm="openai", openai_base_url=base_url, llm_model="smollm2",
+                             request_timeout=kw.pop("request_timeout", 120), max_retries=kw.pop("max_retries", 1),
+                             prompt_char_budget=4000, **kw)
+    a = Assistant(settings)
+    a.auto_sample = False
+    return a
+
+
+def test_ask_streams_and_is_citation_checked(llm_server: ServerHandle, sample_home: Path, embed_cache: Path) -> None:
+    a = _openai_assistant(sample_home, embed_cache, llm_server.base_url)
+    tokens: list[str] = []
+    ans = a.ask("What does ARRA align LLM hidden states with?", k=3, on_token=tokens.append)
+    assert len(tokens) > 3
+    raw = "".join(tokens)
+    assert ans.checks["raw_answer"] == raw
+    d = ans.to_dict()
+    validate_answer_schema(d)
+    assert d["backend"]["llm"] == "openai:smollm2"
+    if not ans.refused:
+        # Whatever the small model wrote, what users see has only resolvable markers.
+        ids = {s.paper.paper_id for s in ans.sources}
+        assert all(c.paper_id in ids for c in ans.citations)
+        for c in ans.citations:
+            assert c.quote is None or c.quote in a.get_paper(c.paper_id).abstract
+    else:
+        assert ans.text == REFUSAL
+
+
+def test_non_streaming_cli_json(llm_server: ServerHandle, sample_home: Path, embed_cache: Path) -> None:
+    env = cli_env(sample_home, embed_cache, ASSISTANT_LLM="openai", OPENAI_BASE_URL=llm_server.base_url,
+                  ASSISTANT_LLM_MODEL="smollm2", ASSISTANT_PROMPT_CHAR_BUDGET="4000")
+    r = subprocess.run(["assistant", "ask", "--json", "-k", "3", "Which papers align multimodal LLMs?"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    validate_answer_schema(json.loads(r.stdout))
+
+
+def test_chat_with_condensed_follow_up(llm_server: ServerHandle, sample_home: Path, embed_cache: Path) -> None:
+    a = _openai_assistant(sample_home, embed_cache, llm_server.base_url)
+    with a.chat() as s:
+        first = s.ask("What does ARRA align LLM hidden states with?", k=3)
+        standalone = s.standalone("and what loss does it use?")
+        assert standalone.strip()
+        second = s.ask("and what loss does it use?", k=3)
+        validate_answer_schema(first.to_dict())
+        validate_answer_schema(second.to_dict())
+        assert len(s.history) == 2
+
+
+def test_unreachable_server_is_one_clear_line(sample_home: Path, embed_cache: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    a = _openai_assistant(sample_home, embed_cache, dead, request_timeout=5, max_retries=0)
+    with pytest.raises(BackendError, match="cannot reach"):
+        a.ask("What does ARRA align LLM hidden states with?", k=3)
+    env = cli_env(sample_home, embed_cache, ASSISTANT_LLM="openai", OPENAI_BASE_URL=dead,
+                  ASSISTANT_MAX_RETRIES="0", ASSISTANT_REQUEST_TIMEOUT="5")
+    r = subprocess.run([sys.executable, "-m", "assistant", "ask", "What does ARRA align?"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: ") and "cannot reach" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_server_killed_mid_stream_then_session_goes_on(sample_home: Path, embed_cache: Path,
+                                                       tmp_path: Path) -> None:
+    gguf = require_llama_server()
+    server = start_llama_server(gguf, tmp_path, n_ctx=4096)
+    try:
+        a = _openai_assistant(sample_home, embed_cache, server.base_url)
+        got_token = threading.Event()
+
+        def on_token(tok: str) -> None:
+            if not got_token.is_set():
+                got_token.set()
+                threading.Thread(target=server.kill).start()
+            time.sleep(0.05)
+
+        with a.chat() as s:
+            with pytest.raises(AssistantError) as err:
+                s.ask("Summarise how the papers align multimodal models, in detail.", k=3, on_token=on_token)
+            assert got_token.is_set()
+            assert "\n" not in str(err.value)
+            restarted = start_llama_server(gguf, tmp_path, port=server.port, n_ctx=4096)
+            try:
+                ans = s.ask("What does ARRA align LLM hidden states with?", k=3)
+                validate_answer_schema(ans.to_dict())
+            finally:
+                restarted.stop()
+    finally:
+        server.stop()
