@@ -36,6 +36,10 @@ if "$PY" -c "import llama_cpp, llama_cpp.server.app" >/dev/null 2>&1; then
   log "llama-cpp-python[server] already installed ($("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)'))"
 else
   if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
+    if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
+      log "error: building llama-cpp-python needs a C/C++ compiler (e.g. apt-get install build-essential)"
+      exit 1
+    fi
     log "building llama-cpp-python $LLAMA_CPP_VERSION wheel into $WHEELS (takes several minutes once)"
     start=$(date +%s)
     "$PY" -m pip wheel --no-deps -w "$WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION" >&2

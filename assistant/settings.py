@@ -128,9 +128,10 @@ class Settings:
         """Build settings from a TOML file, the environment and keyword overrides."""
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {}
-        cfg = config_file or env.get(ENV_PREFIX + "CONFIG")
-        cfg_path = Path(cfg).expanduser() if cfg else _default_config()
-        if cfg_path.is_file():
+        cfg = config_file if config_file is not None else env.get(ENV_PREFIX + "CONFIG")
+        # ASSISTANT_CONFIG="" means "no config file at all" (tests, CI); unset means the default path.
+        cfg_path = None if cfg == "" else (Path(cfg).expanduser() if cfg else _default_config())
+        if cfg_path is not None and cfg_path.is_file():
             try:
                 data = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
             except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -127,8 +127,8 @@ def main() -> None:
     ap.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = ap.parse_args()
 
-    from assistant.api import Assistant
     from assistant.answering.citations import best_quote
+    from assistant.api import Assistant
     from assistant.settings import Settings
 
     sf = Path(args.scifact)
@@ -137,7 +137,8 @@ def main() -> None:
         for line in fh:
             d = json.loads(line)
             corpus[str(d["id"])] = d
-    claims = [json.loads(line) for line in open(sf / "claims.jsonl", encoding="utf-8")]
+    with open(sf / "claims.jsonl", encoding="utf-8") as fh:
+        claims = [json.loads(line) for line in fh]
     claims = [c for c in claims if c["split"] == args.split and c["cited_ids"]]
     if args.limit:
         claims = claims[: args.limit]

@@ -44,7 +44,8 @@ def test_sample_corpus_counts_and_reingest_is_noop(sample_home: Path, embed_cach
     assert st["chunks"] == st["vectors"] > 247
     assert st["built_with"] == "all-MiniLM-L6-v2-int8"
     rep = a.ingest([SAMPLE_DIR])
-    assert (rep.entries, rep.duplicates_merged, rep.new, rep.updated, rep.unchanged) == (344, 65, 0, 0, 247)
+    assert (rep.entries, rep.duplicates_merged, rep.duplicate_papers) == (344, 97, 65)
+    assert (rep.new, rep.updated, rep.unchanged) == (0, 0, 247)
     assert rep.chunks_written == 0
     ids = _chroma_ids(a)
     assert len(ids) == len(set(ids)) == st["chunks"]
@@ -56,7 +57,7 @@ def test_chunks_carry_offsets_and_metadata(sample_assistant: Assistant) -> None:
     spans = a.index.catalogue.chunk_spans([p.paper_id])[p.paper_id]
     col = a.index.vectors.collection()
     got = col.get(ids=[cid for cid, *_ in spans], include=["documents", "metadatas"])
-    for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+    for _cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
         assert p.abstract[meta["start"]:meta["end"]] == doc
         assert meta["paper_id"] == p.paper_id and meta["title"] == p.title
     covered = set()

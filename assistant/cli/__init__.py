@@ -59,7 +59,9 @@ def ingest_cmd(
 
     t = Table(title="Ingest summary", show_header=False)
     for label, value in [("files read", report.files), ("entries", report.entries),
-                         ("duplicates merged", report.duplicates_merged), ("papers new", report.new),
+                         ("duplicates merged", f"{report.duplicates_merged} entries "
+                                               f"({report.duplicate_papers} papers seen more than once)"),
+                         ("papers new", report.new),
                          ("papers updated", report.updated), ("papers unchanged", report.unchanged),
                          ("records skipped", report.skipped), ("papers removed (prune)", report.removed),
                          ("chunks written", report.chunks_written),

@@ -52,6 +52,7 @@ class IngestReport:
     files: int = 0
     entries: int = 0
     duplicates_merged: int = 0
+    duplicate_papers: int = 0
     new: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -89,10 +90,11 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
                         hf_page_year=settings.hf_page_year)
     rep.finish("read")
     report.files = result.files
-    report.entries = getattr(result, "entries", len(result.papers))
-    report.duplicates_merged = getattr(result, "duplicates_merged", 0)
+    report.entries = result.entries
+    report.duplicates_merged = result.duplicates_merged
+    report.duplicate_papers = result.duplicate_papers
     report.problems = [str(p) for p in result.problems]
-    report.warnings = [str(w) for w in getattr(result, "warnings", [])]
+    report.warnings = [str(w) for w in result.warnings]
     report.skipped = len(result.problems)
     for line in report.problems + report.warnings:
         rep.message(line)

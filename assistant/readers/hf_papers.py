@@ -1,0 +1,74 @@
+"""Plain-text saves of Hugging Face Papers listing pages.
+
+Structure, not line numbers, decides what is what: a title is a short line
+followed by a blank line and a long abstract line; page headers are skipped;
+an optional `• N authors` / `·` / date (+ upvotes) block follows an abstract.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .common import FileResult, Problem, make_paper, read_text
+
+HEADER_LINES = {"new", "get trending papers in your email inbox!", "subscribe", "daily papers",
+                "byak and the research community"}
+_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_DATE = re.compile(r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? (\d{1,2})(?:, (\d{4}))?(?: (\d+))?$")
+_AUTHORS = re.compile(r"^[•·*\-]?\s*(\d+) authors?$")
+MIN_ABSTRACT_CHARS = 200
+
+
+def read(path: Path, *, max_abstract_chars: int = 20000, page_year: int = 0) -> FileResult:
+    result = FileResult()
+    text = read_text(path, result)
+    if text is None:
+        return result
+    lines = [line.rstrip() for line in text.splitlines()]
+    explicit_years = [int(m.group(3)) for line in lines if (m := _DATE.match(line.strip())) and m.group(3)]
+    year = page_year or (max(explicit_years) + 1 if explicit_years else 0)
+    i, n = 0, len(lines)
+    found = 0
+    while i < n:
+        line = lines[i].strip()
+        if (line and line.lower() not in HEADER_LINES and not _DATE.match(line) and i + 2 < n
+                and not lines[i + 1].strip() and len(lines[i + 2].strip()) >= MIN_ABSTRACT_CHARS
+                and len(line) < len(lines[i + 2].strip())):
+            title, abstract, where = line, lines[i + 2].strip(), f"line {i + 1}"
+            meta: dict[str, object] = {}
+            j = i + 3
+            # Optional metadata block: "• N authors", "·", "Mon D[, YYYY][ upvotes]".
+            while j < n and j <= i + 8:
+                cur = lines[j].strip()
+                if not cur or cur == "·":
+                    j += 1
+                    continue
+                if m := _AUTHORS.match(cur):
+                    meta["n_authors"] = int(m.group(1))
+                    j += 1
+                    continue
+                if m := _DATE.match(cur):
+                    month = _MONTHS.index(m.group(1)[:3].lower()) + 1
+                    y = int(m.group(3)) if m.group(3) else year
+                    if y:
+                        meta["date"] = f"{y:04d}-{month:02d}-{int(m.group(2)):02d}"
+                    else:
+                        meta["extra"] = {"date_text": cur}
+                    if m.group(4):
+                        meta["upvotes"] = int(m.group(4))
+                    j += 1
+                    continue
+                break
+            extra = meta.pop("extra", None)
+            paper = make_paper(result, path, where, title, abstract, max_abstract_chars=max_abstract_chars, **meta)
+            if paper is not None and isinstance(extra, dict):
+                paper.extra.update(extra)
+            found += 1
+            i = j
+            continue
+        i += 1
+    if found == 0:
+        result.problems.append(Problem(str(path), None, "no papers found (expected title, blank line, abstract "
+                                                        "as in a Hugging Face Papers page save)"))
+    return result

@@ -1,0 +1,348 @@
+"""ChatClient against a real llama.cpp server (SmolLM2-135M) and tiny scripted HTTP servers.
+
+The scripted servers are real sockets on loopback that answer with fixed status codes
+and bodies, for what llama.cpp will not do on demand (503, 429, 401, slow replies).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant.errors import BackendError
+from assistant.llm import DUMMY_KEY, OPENAI_DEFAULT_URL, ChatClient
+from assistant.settings import Settings
+from tests.llm_server import ServerHandle, free_port, require_llama_server, start_llama_server
+
+HI = [{"role": "user", "content": "Say hello."}]
+#: Generous per-read timeout for the real server: a busy 2-core CI box can stall it for a while.
+LLAMA_TIMEOUT = 120.0
+
+
+def settings_for(base_url: str, **kw: Any) -> Settings:
+    """Settings built directly, so neither the user's env nor config file leaks in."""
+    values: dict[str, Any] = {"llm": "openai", "openai_base_url": base_url, "llm_model": "smollm2",
+                              "request_timeout": 30.0, "max_retries": 2}
+    values.update(kw)
+    return Settings(**values)
+
+
+# -- scripted HTTP server -------------------------------------------------------------------
+Reply = Callable[[BaseHTTPRequestHandler], None]
+
+
+class ScriptedServer:
+    """Answers request i with replies[i] (the last reply repeats) and records every request."""
+
+    def __init__(self, replies: list[Reply]) -> None:
+        self.replies = replies
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with outer.lock:
+                    n = len(outer.requests)
+                    outer.requests.append({"path": self.path, "headers": dict(self.headers),
+                                           "json": json.loads(body) if body else None})
+                outer.replies[min(n, len(outer.replies) - 1)](self)
+
+            do_GET = do_POST = _serve
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def scripted() -> Iterator[Callable[..., ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def make(*replies: Reply) -> ScriptedServer:
+        servers.append(ScriptedServer(list(replies)))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def status(code: int, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Reply:
+    def reply(h: BaseHTTPRequestHandler) -> None:
+        data = json.dumps(body or {"error": {"message": f"status {code}"}}).encode()
+        h.send_response(code)
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+    return reply
+
+
+def chat_json(text: str) -> Reply:
+    return status(200, {"id": "c1", "object": "chat.completion", "created": 0, "model": "smollm2",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                     "finish_reason": "stop"}]})
+
+
+def _event(content: str | None, finish: str | None = None) -> bytes:
+    delta = {"content": content} if content is not None else {}
+    data = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "smollm2",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return f"data: {json.dumps(data)}\n\n".encode()
+
+
+def sse(pieces: list[str], *, abort: bool = False, finish: str | None = "stop") -> Reply:
+    """A chunked event stream; ``abort`` drops the connection after the pieces, mid-body."""
+    def reply(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+
+        def chunk(data: bytes) -> None:
+            h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            h.wfile.flush()
+
+        for piece in pieces:
+            chunk(_event(piece))
+        if abort:
+            h.close_connection = True
+            return
+        chunk(_event(None, finish) + b"data: [DONE]\n\n")
+        h.wfile.write(b"0\r\n\r\n")
+    return reply
+
+
+def slow(seconds: float) -> Reply:
+    def reply(h: BaseHTTPRequestHandler) -> None:
+        time.sleep(seconds)
+        try:
+            chat_json("too late")(h)
+        except OSError:  # the client gave up long ago
+            h.close_connection = True
+    return reply
+
+
+# -- behaviour without any LLM ----------------------------------------------------------------
+def test_retries_503_then_answers(scripted: Callable[..., ScriptedServer]) -> None:
+    server = scripted(status(503), status(503), chat_json("hello there"))
+    client = ChatClient(settings_for(server.base_url, max_retries=3), backoff=0.05)
+    assert client.complete(HI) == "hello there"
+    assert len(server.requests) == 3
+    assert all(r["path"] == "/v1/chat/completions" for r in server.requests)
+    assert server.requests[0]["json"]["model"] == "smollm2"
+    assert server.requests[0]["headers"]["Authorization"] == f"Bearer {DUMMY_KEY}"
+
+
+def test_streaming_retries_failures_before_the_first_token(scripted: Callable[..., ScriptedServer]) -> None:
+    server = scripted(status(502), status(429, headers={"Retry-After": "0"}), sse(["Hel", "lo", "!"]))
+    tokens: list[str] = []
+    client = ChatClient(settings_for(server.base_url), backoff=0.05)
+    assert client.complete(HI, stream=True, on_token=tokens.append) == "Hello!"
+    assert tokens == ["Hel", "lo", "!"]
+    assert len(server.requests) == 3 and server.requests[-1]["json"]["stream"] is True
+    assert client.last_finish_reason == "stop"
+
+
+def test_gives_up_after_max_retries(scripted: Callable[..., ScriptedServer]) -> None:
+    server = scripted(status(429, {"error": {"message": "Rate limit reached for requests"}}))
+    client = ChatClient(settings_for(server.base_url, max_retries=1), backoff=0.05)
+    with pytest.raises(BackendError) as err:
+        client.complete(HI)
+    assert len(server.requests) == 2
+    msg = str(err.value)
+    assert "rate limiting" in msg and "(429) after 2 attempts" in msg and "Rate limit reached" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    (400, "rejected the request (HTTP 400): status 400"),
+    (401, "rejected the API key (401); check OPENAI_API_KEY"),
+    (403, "refused access (403)"),
+    (404, "model 'smollm2' not found on"),
+])
+def test_no_retry_on_client_errors(scripted: Callable[..., ScriptedServer], code: int, expected: str) -> None:
+    key = "sk-test-secret-123"
+    # Real servers echo (part of) the key in some error messages; it must never reach the user.
+    server = scripted(status(code, {"error": {"message": f"status {code} for key {key}"}}))
+    client = ChatClient(settings_for(server.base_url, openai_api_key=key), backoff=0.05)
+    with pytest.raises(BackendError) as err:
+        client.complete(HI, stream=code % 2 == 0)
+    assert len(server.requests) == 1
+    assert server.requests[0]["headers"]["Authorization"] == f"Bearer {key}"
+    msg = str(err.value)
+    assert expected in msg and server.base_url in msg
+    assert key not in msg and "\n" not in msg
+
+
+def test_stream_dropped_after_text_is_not_retried(scripted: Callable[..., ScriptedServer]) -> None:
+    server = scripted(sse(["Once", " upon"], abort=True), sse(["never sent"]))
+    tokens: list[str] = []
+    client = ChatClient(settings_for(server.base_url), backoff=0.05)
+    with pytest.raises(BackendError) as err:
+        client.complete(HI, stream=True, on_token=tokens.append)
+    assert tokens == ["Once", " upon"]
+    assert len(server.requests) == 1
+    assert f"the stream from {server.base_url} broke after 9 characters" in str(err.value)
+
+
+def test_stream_without_finish_reason_counts_as_broken(scripted: Callable[..., ScriptedServer]) -> None:
+    server = scripted(sse(["Partial"], finish=None))
+    client = ChatClient(settings_for(server.base_url), backoff=0.05)
+    with pytest.raises(BackendError, match="broke after 7 characters: it ended before"):
+        client.complete(HI, stream=True, on_token=lambda t: None)
+
+
+def test_timeout_is_reported_and_not_retried(scripted: Callable[..., ScriptedServer]) -> None:
+    server = scripted(slow(3.0))
+    client = ChatClient(settings_for(server.base_url, request_timeout=0.3), backoff=0.05)
+    with pytest.raises(BackendError) as err:
+        client.complete(HI)
+    assert str(err.value) == f"the server at {server.base_url} timed out after 0.3s"
+    assert len(server.requests) == 1
+
+
+def test_unreachable_server() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    client = ChatClient(settings_for(url, max_retries=1, request_timeout=5.0), backoff=0.05)
+    for call in (lambda: client.complete(HI), lambda: client.complete(HI, stream=True),
+                 client.list_models):
+        with pytest.raises(BackendError) as err:
+            call()
+        assert str(err.value) == (f"cannot reach the OpenAI-compatible server at {url} (connection refused) "
+                                  "after 2 attempts; check OPENAI_BASE_URL")
+
+
+def test_list_models_and_missing_endpoint(scripted: Callable[..., ScriptedServer]) -> None:
+    server = scripted(status(200, {"object": "list", "data": [{"id": "a", "object": "model", "created": 0,
+                                                                 "owned_by": "me"}]}), status(404))
+    client = ChatClient(settings_for(server.base_url), backoff=0.05)
+    assert client.list_models() == ["a"]
+    with pytest.raises(BackendError, match=r"has no /models endpoint \(404\); check OPENAI_BASE_URL"):
+        client.list_models()
+
+
+def test_openai_default_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(BackendError) as err:
+        ChatClient(settings_for("", openai_api_key=""))
+    assert str(err.value) == "the openai backend needs OPENAI_API_KEY (or set OPENAI_BASE_URL to a local server)"
+    # The openai package would read these itself; Settings must stay the only source.
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    client = ChatClient(settings_for("", openai_api_key="sk-from-settings"))
+    assert client.base_url == OPENAI_DEFAULT_URL and client.model_name == "smollm2"
+    inner = client._openai()
+    assert str(inner.base_url).rstrip("/") == OPENAI_DEFAULT_URL and inner.api_key == "sk-from-settings"
+
+
+def test_json_mode_and_max_tokens_are_sent(scripted: Callable[..., ScriptedServer]) -> None:
+    server = scripted(chat_json('{"a": 1}'))
+    client = ChatClient(settings_for(server.base_url, temperature=0.2))
+    assert json.loads(client.complete(HI, json_mode=True, max_tokens=5)) == {"a": 1}
+    sent = server.requests[0]["json"]
+    assert sent["response_format"] == {"type": "json_object"} and sent["max_tokens"] == 5
+    assert sent["temperature"] == 0.2 and sent["messages"] == HI
+
+
+# -- the real llama.cpp server ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    gguf = require_llama_server()
+    handle = start_llama_server(gguf, tmp_path_factory.mktemp("llama"))
+    yield handle
+    handle.stop()
+
+
+@pytest.mark.llm_server
+@pytest.mark.slow
+def test_real_completion(llama: ServerHandle) -> None:
+    client = ChatClient(settings_for(llama.base_url, request_timeout=LLAMA_TIMEOUT))
+    text = client.complete([{"role": "user", "content": "What is the capital of France?"}], max_tokens=40)
+    assert text.strip()
+    assert client.last_finish_reason in {"stop", "length"}
+
+
+@pytest.mark.llm_server
+@pytest.mark.slow
+def test_real_streaming(llama: ServerHandle) -> None:
+    tokens: list[str] = []
+    client = ChatClient(settings_for(llama.base_url, request_timeout=LLAMA_TIMEOUT))
+    text = client.complete([{"role": "user", "content": "Name three colours."}], stream=True,
+                           on_token=tokens.append, max_tokens=60)
+    assert len(tokens) >= 3
+    assert "".join(tokens) == text and text.strip()
+
+
+@pytest.mark.llm_server
+@pytest.mark.slow
+def test_real_json_mode(llama: ServerHandle) -> None:
+    client = ChatClient(settings_for(llama.base_url, request_timeout=LLAMA_TIMEOUT))
+    messages = [{"role": "user", "content": 'Reply with a JSON object like {"city": "Paris"} for France.'}]
+    text = client.complete(messages, json_mode=True, max_tokens=60)
+    assert isinstance(json.loads(text), dict)
+
+
+@pytest.mark.llm_server
+@pytest.mark.slow
+def test_real_model_names(llama: ServerHandle) -> None:
+    client = ChatClient(settings_for(llama.base_url, request_timeout=LLAMA_TIMEOUT))
+    models = client.list_models()
+    assert len(models) == 1 and models[0].endswith(".gguf")
+    # llama-cpp-python serving a single model answers whatever model name is asked for,
+    # so a wrong ASSISTANT_LLM_MODEL is not an error with it (other servers answer 404).
+    other = ChatClient(settings_for(llama.base_url, llm_model="no-such-model", request_timeout=LLAMA_TIMEOUT))
+    assert other.complete(HI, max_tokens=8).strip()
+
+
+@pytest.mark.llm_server
+@pytest.mark.slow
+def test_server_killed_mid_stream_then_restarted(tmp_path: Path) -> None:
+    gguf = require_llama_server()
+    server = start_llama_server(gguf, tmp_path)
+    try:
+        client = ChatClient(settings_for(server.base_url, max_retries=1, request_timeout=LLAMA_TIMEOUT),
+                            backoff=0.05)
+        tokens: list[str] = []
+
+        def on_token(text: str) -> None:
+            tokens.append(text)
+            if len(tokens) == 5:
+                server.kill()
+
+        # SmolLM2 writes 1500 tokens (tens of seconds) for this; the kill comes after 5.
+        essay = "Write a very long, detailed essay about the history of the Roman Empire."
+        with pytest.raises(BackendError) as err:
+            client.complete([{"role": "user", "content": essay}], stream=True, on_token=on_token, max_tokens=1500)
+        msg = str(err.value)
+        assert msg.startswith(f"the stream from {server.base_url} broke after ")
+        assert len(tokens) >= 5 and f"after {len(''.join(tokens))} characters" in msg
+        assert "\n" not in msg
+
+        # The same client works again once a server is back on the same address.
+        server = start_llama_server(gguf, tmp_path, port=server.port)
+        assert client.complete(HI, max_tokens=16).strip()
+    finally:
+        server.stop()
