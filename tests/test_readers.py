@@ -1,0 +1,177 @@
+"""Every reader on real or hand-made files, and every bad-input case."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from assistant.readers import read_paths
+from tests.conftest import FIXTURES, SAMPLE_DIR, SCIFACT
+
+R = FIXTURES / "readers"
+
+
+def _problems(res: object) -> str:
+    return "\n".join(str(p) for p in res.problems)  # type: ignore[attr-defined]
+
+
+def test_sample_pages_counts_and_merge() -> None:
+    res = read_paths([SAMPLE_DIR])
+    assert res.files == 5 and res.entries == 344
+    assert len(res.papers) == 247
+    assert res.duplicate_papers == 65 and res.duplicates_merged == 97
+    assert res.problems == [] and res.warnings == []
+    again = read_paths([SAMPLE_DIR])
+    assert [p.paper_id for p in again.papers] == [p.paper_id for p in res.papers]
+    by_title = {p.title: p for p in res.papers}
+    # Metadata blocks of page 001: "• 3 authors", "·", "Sep 10 2" (no year: page year inferred) ...
+    magpie = next(p for t, p in by_title.items() if t.startswith("Magpie: Alignment Data Synthesis"))
+    assert (magpie.date, magpie.upvotes, magpie.n_authors) == ("2024-06-12", 5, 7)
+    modality = by_title["Modality Alignment with Multi-scale Bilateral Attention for Multimodal Recommendation"]
+    assert (modality.n_authors, modality.date, modality.upvotes) == (3, "2025-09-10", 2)
+    adpa = by_title["Advantage-Guided Distillation for Preference Alignment in Small Language Models"]
+    assert (adpa.n_authors, adpa.date, adpa.upvotes) == (5, "2025-02-25", None)
+    assert all(p.abstract and p.title and len(p.abstract) >= 1000 for p in res.papers)
+    assert sum(1 for p in res.papers if p.date) >= 45
+
+
+def test_page_year_setting_overrides_inference() -> None:
+    res = read_paths([SAMPLE_DIR / "001_71d732b7da70b2d3.txt"], hf_page_year=2030)
+    dates = {p.title: p.date for p in res.papers}
+    assert dates["Modality Alignment with Multi-scale Bilateral Attention for Multimodal Recommendation"] == \
+        "2030-09-10"
+
+
+def test_arxiv_atom() -> None:
+    res = read_paths([R / "arxiv.xml"])
+    assert res.problems == []
+    ids = [p.paper_id for p in res.papers]
+    assert ids == ["2401.01234", "hep-th/9901001", "2402.05678"]
+    p = res.papers[0]
+    assert p.title == "Token-Level Direct Preference Optimization for Fine-Grained Alignment"
+    assert p.authors == ["Ada Lovelace", "Alan Turing"] and p.date == "2024-01-03"
+    assert p.abstract.startswith("We study token-level") and "\n" not in p.abstract
+    assert res.papers[2].title == "Reward Models & Their Discontents"
+
+
+def test_bibtex_with_missing_abstract_named_by_key() -> None:
+    res = read_paths([R / "refs.bib"])
+    assert [p.title for p in res.papers] == ["Token-Level DPO: Fine-Grained Alignment of Language Models",
+                                             "Reward Shaping for Safe Chatbots"]
+    dpo, shaping = res.papers
+    assert dpo.paper_id == "2401.01234" and dpo.date == "2024-01" and dpo.authors == ["Lovelace, Ada", "Turing, Alan"]
+    assert "direct preference optimization" in dpo.abstract
+    assert shaping.authors == ["Hopper, Grace"] and shaping.url == "https://doi.org/10.1000/xyz123"
+    assert len(res.problems) == 1
+    assert "refs.bib:entry noabstract2022 (line 25): no abstract field" in _problems(res)
+
+
+def test_csv_zotero_export() -> None:
+    res = read_paths([R / "zotero.csv"])
+    assert [p.title for p in res.papers] == ["Preference Data, Cleaned", "Sparse Reward Models"]
+    assert res.papers[0].authors == ["Liskov, Barbara", "Hopper, Grace"] and res.papers[0].date == "2023"
+    assert "zotero.csv:line 3: record has no title" in _problems(res)
+
+
+def test_json_array_ids_and_same_title_papers() -> None:
+    res = read_paths([R / "papers.json"])
+    assert [p.paper_id for p in res.papers] == ["doc-1", "doc-2", "2403.00001"]
+    assert res.papers[2].authors == ["A. One", "B. Two"] and res.papers[2].date == "2024-03-05"
+
+
+def test_same_title_different_abstract_without_ids_are_two_papers(tmp_path: Path) -> None:
+    f = tmp_path / "two.jsonl"
+    f.write_text(json.dumps({"title": "Summary", "abstract": "About kinases."}) + "\n" +
+                 json.dumps({"title": "Summary", "abstract": "About T cells."}) + "\n" +
+                 json.dumps({"title": "summary!", "abstract": "About kinases."}) + "\n")
+    res = read_paths([f])
+    assert len(res.papers) == 2 and len({p.paper_id for p in res.papers}) == 2
+    assert res.duplicates_merged == 1
+    assert any("same title" in str(w) for w in res.warnings)
+
+
+def test_jsonl_bad_lines_named_and_good_lines_kept() -> None:
+    res = read_paths([R / "mixed.jsonl"])
+    assert [p.title for p in res.papers] == ["Good Paper One", "Good Paper Two"]
+    text = _problems(res)
+    assert "mixed.jsonl:line 2: malformed JSON" in text
+    assert "mixed.jsonl:line 3: record has no title" in text
+
+
+@pytest.mark.parametrize(("name", "content", "needle"), [
+    ("empty.jsonl", b"", "file is empty"),
+    ("blank.bib", b"\n\n  \n", "file is empty"),
+    ("blob.csv", b"\x00\x01PK\x03\x04" * 100, "binary file"),
+    ("blob.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00", "binary file"),
+    ("broken.xml", b"<feed><entry><title>x</entry>", "malformed XML"),
+    ("bomb.xml", b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><feed>&lol;</feed>', "DOCTYPE"),
+    ("notes.txt", b"just some notes\nwithout any paper structure\n", "no papers found"),
+    ("table.csv", b"name,body\na,b\n", "needs 'title' and 'abstract'"),
+])
+def test_bad_files_are_one_problem_each(tmp_path: Path, name: str, content: bytes, needle: str) -> None:
+    f = tmp_path / name
+    f.write_bytes(content)
+    res = read_paths([f])
+    assert res.papers == []
+    assert len(res.problems) == 1 and needle in str(res.problems[0]) and name in str(res.problems[0])
+
+
+def test_missing_and_unsupported_paths(tmp_path: Path) -> None:
+    (tmp_path / "paper.pdf").write_bytes(b"%PDF-1.4")
+    res = read_paths([tmp_path / "nope.jsonl", tmp_path / "paper.pdf"])
+    text = _problems(res)
+    assert "nope.jsonl: no such file or folder" in text and "unsupported file type '.pdf'" in text
+
+
+def test_huge_fields_truncated_with_warning(tmp_path: Path) -> None:
+    f = tmp_path / "huge.jsonl"
+    big = "Alignment matters. " * 60_000  # ~1.1 MB abstract
+    f.write_text(json.dumps({"title": "T" * 5000, "abstract": big}) + "\n")
+    res = read_paths([f], max_abstract_chars=20_000)
+    p = res.papers[0]
+    assert len(p.abstract) == 20_000 and len(p.title) == 1000
+    warnings = " ".join(str(w) for w in res.warnings)
+    assert "abstract of" in warnings and "truncated to 20000" in warnings and "huge.jsonl:line 1" in warnings
+
+
+def test_invalid_utf8_is_replaced_with_a_warning(tmp_path: Path) -> None:
+    f = tmp_path / "latin1.csv"
+    f.write_bytes("title,abstract\nCaf\xe9 paper,An abstract with a stray byte.\n".encode("latin-1"))
+    res = read_paths([f])
+    assert len(res.papers) == 1 and res.papers[0].title.startswith("Caf")
+
+
+def test_folder_walk_skips_hidden_and_unsupported(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / "sub" / "a.jsonl").write_text(json.dumps({"title": "A", "abstract": "Alpha."}) + "\n")
+    (tmp_path / ".hidden" / "b.jsonl").write_text(json.dumps({"title": "B", "abstract": "Beta."}) + "\n")
+    (tmp_path / "readme.md").write_text("# not a source")
+    res = read_paths([tmp_path])
+    assert [p.title for p in res.papers] == ["A"] and res.files == 1 and res.problems == []
+
+
+@pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").exists(), reason="SciFact not present beside the project")
+def test_scifact_corpus_ids_and_same_titles() -> None:
+    res = read_paths([SCIFACT / "corpus.jsonl"])
+    assert len(res.papers) == 5183 and res.problems == []
+    summaries = [p for p in res.papers if p.title == "Summary"]
+    assert len(summaries) >= 2 and len({p.abstract for p in summaries}) == len(summaries)
+    assert all(p.paper_id.isdigit() for p in res.papers[:50])
+    assert res.papers[0].paper_id == "4983"
+
+
+def test_500k_line_jsonl_streams(tmp_path: Path) -> None:
+    f = tmp_path / "big.jsonl"
+    with f.open("w") as fh:
+        for i in range(500_000):
+            fh.write(json.dumps({"id": str(i), "title": f"Paper {i}", "abstract": "Short abstract."}) + "\n")
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    res = read_paths([f])
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert len(res.papers) == 500_000 and res.problems == []
+    assert grown_mb < 1500, f"reading grew RSS by {grown_mb:.0f} MB"
