@@ -142,7 +142,8 @@ class Assistant:
             from .answering.generative import generate
 
             raw = generate(self.chat_client(), question, sources, on_token=on_token,
-                           budget_chars=self.settings.prompt_char_budget)
+                           budget_chars=self.settings.prompt_char_budget,
+                           max_tokens=self.settings.max_answer_tokens)
         timings["answer"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         checked = check_answer(raw, sources, lex.idf)

@@ -74,6 +74,8 @@ class Settings:
     request_timeout: float = 60.0
     max_retries: int = 3
     temperature: float = 0.0
+    max_answer_tokens: int = 400
+    """Upper bound on a generated answer (a few cited sentences need far fewer)."""
     prompt_char_budget: int = 16000
     """Characters of abstracts put in the LLM prompt (shared by the sources); lower it for small contexts."""
 

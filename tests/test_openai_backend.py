@@ -34,7 +34,7 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandl
 def _openai_assistant(home: Path, cache: Path, base_url: str, **kw: object) -> Assistant:
     settings = make_settings(home, cache, llm="openai", openai_base_url=base_url, llm_model="smollm2",
                              request_timeout=kw.pop("request_timeout", 120), max_retries=kw.pop("max_retries", 1),
-                             prompt_char_budget=4000, **kw)
+                             prompt_char_budget=4000, max_answer_tokens=150, **kw)
     a = Assistant(settings)
     a.auto_sample = False
     return a
@@ -62,7 +62,8 @@ def test_ask_streams_and_is_citation_checked(llm_server: ServerHandle, sample_ho
 
 def test_non_streaming_cli_json(llm_server: ServerHandle, sample_home: Path, embed_cache: Path) -> None:
     env = cli_env(sample_home, embed_cache, ASSISTANT_LLM="openai", OPENAI_BASE_URL=llm_server.base_url,
-                  ASSISTANT_LLM_MODEL="smollm2", ASSISTANT_PROMPT_CHAR_BUDGET="4000")
+                  ASSISTANT_LLM_MODEL="smollm2", ASSISTANT_PROMPT_CHAR_BUDGET="4000",
+                  ASSISTANT_MAX_ANSWER_TOKENS="150")
     r = subprocess.run(["assistant", "ask", "--json", "-k", "3", "Which papers align multimodal LLMs?"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

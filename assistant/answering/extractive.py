@@ -22,8 +22,9 @@ _MULTI = re.compile(r"\b(which|what) (papers|works|studies|methods|approaches|mo
                     r"\b(compare|comparison|contrast|differ|difference|versus|vs\.?|both)\b|\blist\b",
                     re.IGNORECASE)
 # Questions that ask for a quantity: the answer sentence must contain a number.
-_QUANTITY = re.compile(r"\b(how (many|much|large|big|long|fast)|what (percentage|number|fraction|proportion|size)|"
-                       r"by how much|number of|what (is|was) the (accuracy|score|rate|size))\b", re.IGNORECASE)
+_QUANTITY = re.compile(
+    r"\b(how (many|much|large|big|long|fast|often)|by how much|number of|what (percentage|number|fraction|"
+    r"proportion|size|accuracy|score|rate|learning rate|batch size|value|speed-?up))\b", re.IGNORECASE)
 # Leading discourse connectives that read oddly out of context; trimmed from the answer text only.
 _LEADIN = re.compile(r"^(however|moreover|furthermore|additionally|in addition|specifically|finally|"
                      r"to this end|to address (this|these)( (issue|issues|limitations|challenges))?|"
@@ -43,11 +44,13 @@ class ExtractiveConfig:
     w_focus: float = 0.20
     w_dense: float = 0.20
     w_rank: float = 0.15
-    min_coverage: float = 0.30
+    min_coverage: float = 0.20
     """Refuse when the best sentence covers less of the question's (idf-weighted) content than this."""
-    min_focus_coverage: float = 0.25
+    min_focus_coverage: float = 0.15
     """Share of the question's words outside the top paper's title that the answer must cover."""
-    min_dense: float = 0.20
+    min_dense: float = 0.30
+    min_quantity_focus: float = 0.5
+    """For "how many / what accuracy" questions: a sentence with a number must cover this much of the focus."""
     """Refuse when the best paper's cosine similarity is below this (off-topic questions)."""
     second_sentence_ratio: float = 0.80
     multi_min_ratio: float = 0.70
@@ -121,8 +124,11 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
         return ExtractiveResult(REFUSAL, True, f"best coverage {best.coverage:.2f} < {cfg.min_coverage}", [])
     if best.focus < cfg.min_focus_coverage:
         return ExtractiveResult(REFUSAL, True, f"focus coverage {best.focus:.2f} < {cfg.min_focus_coverage}", [])
-    if _QUANTITY.search(question) and not any(re.search(r"\d", c.text) for c in candidates[:3]):
-        return ExtractiveResult(REFUSAL, True, "asks for a quantity no candidate sentence states", [])
+    if _QUANTITY.search(question):
+        # The number must come with what the question asks about, in the same sentence.
+        numeric = [c.focus for c in candidates[:12] if re.search(r"\d", c.text)]
+        if not numeric or max(numeric) < cfg.min_quantity_focus:
+            return ExtractiveResult(REFUSAL, True, "asks for a quantity no candidate sentence states", [])
 
     multi = bool(_MULTI.search(question))
     picked: list[ScoredSentence] = [best]

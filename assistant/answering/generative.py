@@ -34,9 +34,10 @@ def build_messages(question: str, sources: Sequence[Source], budget_chars: int =
 
 
 def generate(client: Any, question: str, sources: Sequence[Source], *,
-             on_token: Callable[[str], None] | None = None, budget_chars: int = 16000) -> str:
+             on_token: Callable[[str], None] | None = None, budget_chars: int = 16000,
+             max_tokens: int | None = None) -> str:
     messages = build_messages(question, sources, budget_chars)
-    return str(client.complete(messages, stream=on_token is not None, on_token=on_token))
+    return str(client.complete(messages, stream=on_token is not None, on_token=on_token, max_tokens=max_tokens))
 
 
 def condense(client: Any, history: Sequence[tuple[str, str]], question: str) -> str:
