@@ -1,0 +1,271 @@
+"""`assistant eval ...`: run a question set, compare two runs, calibrate the judge, draft questions.
+
+Thin on purpose: every command parses options, calls assistant.evaluation, prints
+a rich table and sets the exit code (1 when the gate fails). The Assistant is
+built inside the command, so `assistant --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import typer
+
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate answers: metrics, judges, reports, CI gate.")
+
+ConfigOpt = typer.Option(None, "--config", help="TOML settings file (default: ASSISTANT_CONFIG).")
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=False)
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for raw in values for v in raw.split(",") if v.strip()]
+
+
+def _fmt(value: Any, metric: str = "") -> str:
+    from ..evaluation.report import fmt
+
+    return fmt(value, metric)
+
+
+@eval_app.command("run")
+def run_cmd(
+    questions: Path = typer.Argument(..., help="Question-set JSONL (evals/questions/dev.jsonl)."),
+    judge: str = typer.Option("offline", "--judge", help="offline (deterministic, no network) or llm."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N questions (after --types)."),
+    types: list[str] | None = typer.Option(None, "--types", help="Question types to run (repeat or comma-list)."),
+    concurrency: int = typer.Option(1, "--concurrency", help="Questions in flight at once (LLM backend/judge)."),
+    out: Path | None = typer.Option(None, "--out", help="Directory for report.json and report.md "
+                                                        "(default: <home>/eval-runs/<time>)."),
+    junit: Path | None = typer.Option(None, "--junit", help="Also write JUnit XML here (one case per question)."),
+    minimum: list[str] | None = typer.Option(None, "--min", help="Gate: metric=value, e.g. hit_at_k=0.8 "
+                                                                 "(repeatable)."),
+    maximum: list[str] | None = typer.Option(None, "--max", help="Gate for lower-is-better metrics, e.g. "
+                                                                 "latency_p95_ms=2000."),
+    gate: Path | None = typer.Option(None, "--gate", help="Gate thresholds from a TOML file ([min] / [max])."),
+    backend: str | None = typer.Option(None, "--backend", help="Answer backend: extractive or openai."),
+    k: int | None = typer.Option(None, "-k", "--top-k", help="Papers retrieved per question."),
+    judge_model: str | None = typer.Option(None, "--judge-model", help="Model for the llm judge "
+                                                                       "(default: the answer model)."),
+    no_embed: bool = typer.Option(False, "--no-embed", help="Judge and score without embeddings (lexical only)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Ask every question, judge the answers, write reports, and apply the gate (exit 1 when it fails)."""
+    from ..api import Assistant
+    from ..evaluation import (
+        Gate,
+        check_gate,
+        corpus_fingerprint,
+        load_gate,
+        load_questions,
+        parse_thresholds,
+        write_report,
+    )
+    from ..evaluation import run_eval as run
+    from ..settings import Settings
+
+    # Everything that can be wrong with the inputs fails before the first question is asked.
+    qs = load_questions(questions)
+    thresholds = load_gate(gate) if gate else Gate()
+    thresholds = thresholds.merged(Gate(parse_thresholds(minimum or [], "--min"),
+                                        parse_thresholds(maximum or [], "--max")))
+    settings = Settings.load(config_file=config, llm=backend, top_k=k)
+    a = Assistant(settings)
+    a.ensure_index(progress=not no_progress)
+    chat_client = None
+    if judge == "llm":
+        from ..llm import ChatClient
+
+        chat_client = ChatClient(settings.with_(llm_model=judge_model) if judge_model else settings)
+    out_dir = out or settings.home / "eval-runs" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    report = run(qs, a, judge=judge, limit=limit, types=_split(types), concurrency=concurrency,
+                 embedder=None if no_embed else a.embedder, chat_client=chat_client,
+                 corpus_fingerprint=corpus_fingerprint(a.papers()), progress=not no_progress)
+    report.meta["questions_file"] = str(questions)
+    write_report(report, out_dir, junit=junit)
+    failures = check_gate(report.summary, thresholds) if thresholds else []
+    if json_out:
+        print(json.dumps({"summary": report.summary, "gate_failures": failures, "out": str(out_dir)}, indent=1))
+    else:
+        _print_summary(report, out_dir, junit)
+    if gate and not thresholds:
+        _console(stderr=True).print(f"gate: {gate} sets no thresholds yet", markup=False)
+    if thresholds:
+        err = _console(stderr=True)
+        if failures:
+            err.print("[bold red]gate failed:[/]")
+            for f in failures:
+                err.print(f"  - {f}", markup=False)
+            raise typer.Exit(1)
+        err.print(f"gate passed ({len(thresholds.min) + len(thresholds.max)} thresholds)")
+
+
+def _print_summary(report: Any, out_dir: Path, junit: Path | None) -> None:
+    from rich.table import Table
+
+    from ..evaluation.report import SHORT_LABELS as short
+    from ..evaluation.report import SUMMARY_METRICS, TYPE_COLUMNS, worst_first
+
+    s = report.summary
+    console = _console()
+    t = Table(title=f"Evaluation ({report.meta['judge']['name']} judge)")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("questions", str(s["questions"]))
+    t.add_row("failing", str(s["failed"]) + (f" ({s['errors']} errors)" if s["errors"] else ""))
+    for m, label in SUMMARY_METRICS.items():
+        if s.get(m) is not None:
+            t.add_row(label, _fmt(s[m], m))
+    console.print(t)
+    bt = Table(title="By question type")
+    bt.add_column("type")
+    bt.add_column("n", justify="right")
+    bt.add_column("failed", justify="right")
+    for c in TYPE_COLUMNS:
+        bt.add_column(short[c], justify="right")
+    for typ, ts in s.get("by_type", {}).items():
+        bt.add_row(typ, str(ts["questions"]), str(ts["failed"]), *(_fmt(ts.get(c), c) for c in TYPE_COLUMNS))
+    console.print(bt)
+    worst = [r for r in worst_first(report.rows) if r["failed"]][:10]
+    if worst:
+        wt = Table(title=f"Worst questions (of {s['failed']} failing)")
+        wt.add_column("qid")
+        wt.add_column("type")
+        wt.add_column("why")
+        for r in worst:
+            wt.add_row(r["qid"], r["type"], "; ".join(r["fail_reasons"]))
+        console.print(wt)
+    console.print(f"reports: {out_dir / 'report.md'}, {out_dir / 'report.json'}"
+                  + (f", JUnit: {junit}" if junit else ""), markup=False, highlight=False)
+
+
+@eval_app.command("compare")
+def compare_cmd(
+    baseline: Path = typer.Argument(..., help="Report A (report.json or its run directory): the baseline."),
+    candidate: Path = typer.Argument(..., help="Report B, compared with A."),
+    json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    show: int = typer.Option(20, "--show", help="Changed questions listed per direction."),
+) -> None:
+    """Per-metric deltas (B - A) and which questions improved or regressed."""
+    from rich.table import Table
+
+    from ..evaluation import compare_reports
+
+    cmp = compare_reports(baseline, candidate)
+    if json_out:
+        print(json.dumps(cmp.to_dict(), indent=1))
+        return
+    console = _console()
+    for w in cmp.meta.get("warnings", []):
+        _console(stderr=True).print(f"[yellow]warning:[/] {w}")
+    t = Table(title=f"B - A ({cmp.meta['shared_questions']} shared questions)")
+    for col in ("metric", "A", "B", "delta"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for m in cmp.metrics:
+        d = m["delta"]
+        style = "green" if m["better"] is True else "red" if m["better"] is False else ""
+        whole = m["metric"].endswith("_ms") or m["metric"] in ("failed", "errors", "judge_errors")
+        text = "–" if d is None else (f"{d:+.0f}" if whole else f"{d:+.3f}")
+        t.add_row(m["metric"], _fmt(m["a"], m["metric"]), _fmt(m["b"], m["metric"]),
+                  f"[{style}]{text}[/]" if style else text)
+    console.print(t)
+    counts = {c: len(cmp.by_change(c)) for c in ("improved", "regressed", "unchanged", "added", "removed")}
+    console.print(", ".join(f"{n} {c}" for c, n in counts.items() if n), markup=False)
+    for change, colour in (("regressed", "red"), ("improved", "green")):
+        rows = cmp.by_change(change)
+        if not rows:
+            continue
+        qt = Table(title=f"{change.capitalize()} questions", title_style=colour)
+        qt.add_column("qid")
+        qt.add_column("type")
+        qt.add_column("A")
+        qt.add_column("B")
+        qt.add_column("score changes")
+        for q in rows[:show]:
+            qt.add_row(q["qid"], q["type"], "FAIL" if q["a_failed"] else "pass", "FAIL" if q["b_failed"] else "pass",
+                       ", ".join(f"{k} {v:+.2f}" for k, v in q["deltas"].items()) or "–")
+        console.print(qt)
+
+
+@eval_app.command("calibrate")
+def calibrate_cmd(
+    labels: Path | None = typer.Option(None, "--labels", help="Support labels JSONL "
+                                                              "(default: evals/calibration/support_labels.jsonl)."),
+    judge: str = typer.Option("offline", "--judge", help="offline: choose thresholds; llm: measure agreement."),
+    no_embed: bool = typer.Option(False, "--no-embed", help="Only the lexical (no embedder) mode."),
+    json_out: bool = typer.Option(False, "--json"),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Agreement (accuracy, Cohen's kappa) of a judge with human support labels."""
+    from rich.table import Table
+
+    from ..evaluation.calibration import DEFAULT_LABELS, calibrate, judge_agreement, load_labels
+    from ..settings import Settings
+
+    rows = load_labels(labels or DEFAULT_LABELS)
+    settings = Settings.load(config_file=config)
+    results: dict[str, Any] = {}
+    if judge == "llm":
+        from ..evaluation.llm_judge import LLMJudge
+        from ..llm import ChatClient
+
+        results["llm"] = {"agreement": judge_agreement(rows, LLMJudge(ChatClient(settings))).to_dict()}
+    else:
+        results["lexical"] = calibrate(rows).to_dict()
+        if not no_embed:
+            from ..index.embeddings import get_embedder
+
+            results["semantic"] = calibrate(rows, get_embedder(settings)).to_dict()
+    if json_out:
+        print(json.dumps(results, indent=1))
+        return
+    t = Table(title=f"Judge agreement with {len(rows)} human labels")
+    for col in ("mode", "threshold", "accuracy", "kappa", "leave-one-out acc.", "shipped threshold",
+                "accuracy (shipped)", "kappa (shipped)"):
+        t.add_column(col, justify="right")
+    for mode, r in results.items():
+        if mode == "llm":
+            ag = r["agreement"]
+            t.add_row("llm", "–", f"{ag['accuracy']:.3f}", f"{ag['kappa']:.3f}", "–", "–", "–", "–")
+        else:
+            t.add_row(mode, f"{r['threshold']:.4f}", f"{r['chosen']['accuracy']:.3f}", f"{r['chosen']['kappa']:.3f}",
+                      f"{r['leave_one_out_accuracy']:.3f}", f"{r['current_threshold']:.4f}",
+                      f"{r['current']['accuracy']:.3f}", f"{r['current']['kappa']:.3f}")
+    _console().print(t)
+
+
+@eval_app.command("make-questions")
+def make_questions_cmd(
+    n: int = typer.Option(20, "--n", help="Questions to draft (one per sampled paper)."),
+    out: Path = typer.Option(Path("draft_questions.jsonl"), "--out", help="JSONL to write (\"draft\": true)."),
+    seed: int = typer.Option(0, "--seed", help="Which papers are sampled."),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Draft questions from indexed papers with the configured LLM, for a person to check and edit."""
+    from ..api import Assistant
+    from ..evaluation import write_questions
+    from ..evaluation.drafts import draft_questions
+    from ..llm import ChatClient
+    from ..settings import Settings
+
+    settings = Settings.load(config_file=config)
+    a = Assistant(settings)
+    papers = a.papers()
+    err = _console(stderr=True)
+    with ChatClient(settings) as client:
+        drafts = draft_questions(papers, client, n=n, seed=seed,
+                                 on_draft=lambda i, d: err.print(f"{i}/{min(n, len(papers))} "
+                                                                 f"{'ok' if d else 'skipped (invalid draft)'}"))
+    write_questions(drafts, out)
+    err.print(f"wrote {len(drafts)} draft questions to {out}; review them before use (\"draft\": true)")

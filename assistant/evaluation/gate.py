@@ -1,0 +1,111 @@
+"""The CI gate: minimum (and maximum) values for summary metrics.
+
+Thresholds come from a TOML file (evals/gate.toml: ``[min] metric = value``,
+``[max] metric = value`` for lower-is-better metrics such as latency) and/or
+``--min metric=value`` / ``--max metric=value`` on the command line (these win).
+A gated metric that was not measured in the run (None) fails the gate: a gate
+on refusal accuracy with no unanswerable questions must not pass silently.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: Metrics a gate may name: the summary's keys.
+GATE_METRICS = ("pass_rate", "hit_at_1", "hit_at_k", "mrr", "recall_at_k", "citation_validity",
+                "citation_precision", "citation_recall", "sentence_support", "faithfulness", "support_score",
+                "refusal_accuracy", "false_refusal_rate", "correctness_f1", "correctness_cosine",
+                "latency_p50_ms", "latency_p95_ms", "judge_errors", "failed", "errors")
+#: Metrics where lower is better (compare and the markdown arrows use this too).
+LOWER_IS_BETTER = frozenset({"false_refusal_rate", "latency_p50_ms", "latency_p95_ms", "judge_errors",
+                             "failed", "errors"})
+
+
+@dataclass
+class Gate:
+    min: dict[str, float] = field(default_factory=dict)
+    max: dict[str, float] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.min or self.max)
+
+    def merged(self, other: Gate) -> Gate:
+        return Gate({**self.min, **other.min}, {**self.max, **other.max})
+
+
+def _check_name(metric: str, where: str) -> str:
+    metric = metric.strip()
+    if metric not in GATE_METRICS:
+        raise InputError(f"{where}: unknown metric '{metric}'; known: {', '.join(GATE_METRICS)}")
+    return metric
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def parse_thresholds(items: Sequence[str], option: str = "--min") -> dict[str, float]:
+    """["hit_at_k=0.8", ...] -> {"hit_at_k": 0.8}."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise InputError(f"{option} {item!r}: expected metric=value")
+        metric = _check_name(name, f"{option} {item!r}")
+        try:
+            out[metric] = float(raw)
+        except ValueError:
+            raise InputError(f"{option} {item!r}: '{raw}' is not a number") from None
+    return out
+
+
+def load_gate(path: str | Path) -> Gate:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: gate file not found") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"{path}: cannot read gate file: {exc}") from None
+    unknown = set(data) - {"min", "max"}
+    if unknown:
+        raise InputError(f"{path}: unknown section(s) {sorted(unknown)}; expected [min] and [max]")
+    gate = Gate()
+    for section, target in (("min", gate.min), ("max", gate.max)):
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise InputError(f"{path}: [{section}] must be a table of metric = value")
+        for name, value in table.items():
+            target[_check_name(name, f"{path} [{section}]")] = _number(value, f"{path} [{section}] {name}")
+    return gate
+
+
+def check_gate(summary: Mapping[str, Any], gate: Gate) -> list[str]:
+    """Messages for every threshold the summary misses; empty = the gate passes."""
+    failures: list[str] = []
+    for metric, bound in gate.min.items():
+        value = summary.get(metric)
+        if value is None:
+            failures.append(f"{metric}: not measured in this run (min {bound:g})")
+        elif value < bound:
+            failures.append(f"{metric} = {value:.4g} < min {bound:g}")
+    for metric, bound in gate.max.items():
+        value = summary.get(metric)
+        if value is None:
+            failures.append(f"{metric}: not measured in this run (max {bound:g})")
+        elif value > bound:
+            failures.append(f"{metric} = {value:.4g} > max {bound:g}")
+    return failures

@@ -1,0 +1,177 @@
+"""Metric primitives: pure functions of an answer and its question, unit-tested on hand-made cases.
+
+Every per-question metric returns ``None`` when it is undefined for that question
+(e.g. retrieval metrics on an unanswerable question); averages skip ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..records import REFUSAL, normalise_title
+from ..text import split_sentences
+
+MARKER_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
+# "... results. [2] Next" -> "... results [2]. Next": markers belong to the sentence before them.
+_TRAILING_MARKERS = re.compile(r"([.!?])((?:\s*\[\s*\d+\s*(?:[,;]\s*\d+\s*)*\])+)")
+_WORD = re.compile(r"[a-z0-9]+")
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
+# -- gold matching -----------------------------------------------------------------------
+class GoldMatcher:
+    """Which gold paper (index into ``gold_titles``) a retrieved or cited paper is.
+
+    Ids win when the question carries ``gold_ids`` and the paper has a paper_id
+    (SciFact has two different papers titled "Summary"); otherwise titles are
+    compared after ``normalise_title``.
+    """
+
+    def __init__(self, gold_titles: Sequence[str], gold_ids: Sequence[str] | None = None) -> None:
+        self.n = len(gold_titles)
+        self._by_title: dict[str, int] = {}
+        for i, t in enumerate(gold_titles):
+            self._by_title.setdefault(normalise_title(t), i)
+        self._by_id = {str(pid): i for i, pid in enumerate(gold_ids)} if gold_ids else None
+
+    def match(self, paper_id: str | None, title: str | None) -> int | None:
+        if self._by_id is not None and paper_id:
+            return self._by_id.get(str(paper_id))
+        return self._by_title.get(normalise_title(title or ""))
+
+
+# -- retrieval ---------------------------------------------------------------------------
+def retrieval_scores(sources: Sequence[dict[str, Any]], matcher: GoldMatcher, k: int | None = None) -> dict[str, Any]:
+    """hit@1 / hit@k: 1 if a gold paper is in the top 1 / k sources. MRR: 1/rank of the first gold
+    paper (0 if none). recall@k: share of distinct gold papers in the top k. ``None`` with no gold."""
+    if matcher.n == 0:
+        return {"hit_at_1": None, "hit_at_k": None, "mrr": None, "recall_at_k": None}
+    ranked = sorted(sources, key=lambda s: s.get("rank", 0))[: k if k is not None else None]
+    found: set[int] = set()
+    first: int | None = None
+    for pos, src in enumerate(ranked, 1):
+        g = matcher.match(src.get("paper_id"), src.get("title"))
+        if g is not None:
+            found.add(g)
+            if first is None:
+                first = pos
+    return {"hit_at_1": 1.0 if first == 1 else 0.0, "hit_at_k": 1.0 if first else 0.0,
+            "mrr": 1.0 / first if first else 0.0, "recall_at_k": len(found) / matcher.n}
+
+
+# -- answer sentences and citations -----------------------------------------------------------
+@dataclass
+class AnswerSentence:
+    text: str
+    """The sentence as written, markers included."""
+    bare: str
+    """Without citation markers: what gets judged."""
+    markers: list[int]
+
+
+def marker_numbers(text: str) -> list[int]:
+    """Every [n] in ``text``, groups ("[1, 3]") expanded, in order of appearance."""
+    out: list[int] = []
+    for m in MARKER_GROUP.finditer(text):
+        out.extend(int(x) for x in re.split(r"[,;]", m.group(1)))
+    return out
+
+
+def strip_markers(text: str) -> str:
+    bare = MARKER_GROUP.sub("", text)
+    bare = re.sub(r"\s+([.,;:!?])", r"\1", bare)
+    return re.sub(r"\s+", " ", bare).strip()
+
+
+def answer_sentences(text: str) -> list[AnswerSentence]:
+    """Sentences of an answer with their markers; a markers-only fragment ("... results. [2]")
+    belongs to the sentence before it, as in the answer checker."""
+    text = _TRAILING_MARKERS.sub(lambda m: " " + " ".join(m.group(2).split()) + m.group(1), text.strip())
+    spans: list[tuple[int, int]] = []
+    for a, b in split_sentences(text):
+        if spans and MARKER_GROUP.fullmatch(text[a:b].strip().rstrip(".").strip()):
+            spans[-1] = (spans[-1][0], b)
+        else:
+            spans.append((a, b))
+    out: list[AnswerSentence] = []
+    for a, b in spans:
+        sent = text[a:b]
+        markers = list(dict.fromkeys(marker_numbers(sent)))
+        bare = strip_markers(sent)
+        if bare.strip(" .,;:"):
+            out.append(AnswerSentence(sent, bare, markers))
+    return out
+
+
+def citation_validity(text: str, citation_markers: Iterable[int]) -> float | None:
+    """Share of [n] markers in the answer text that resolve to a listed citation; None without markers."""
+    found = marker_numbers(text)
+    if not found:
+        return None
+    valid = set(citation_markers)
+    return sum(1 for n in found if n in valid) / len(found)
+
+
+def citation_recall(cited: Sequence[dict[str, Any]], matcher: GoldMatcher) -> float | None:
+    """Share of gold papers the answer cites; None when the question has no gold papers."""
+    if matcher.n == 0:
+        return None
+    hit = {matcher.match(c.get("paper_id"), c.get("title")) for c in cited} - {None}
+    return len(hit) / matcher.n
+
+
+# -- answer correctness -----------------------------------------------------------------------
+def answer_tokens(text: str) -> list[str]:
+    """SQuAD-style normalisation: lower-case words, no punctuation, articles or citation markers."""
+    return [t for t in _WORD.findall(strip_markers(text).lower()) if t not in _ARTICLES]
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """Harmonic mean of token precision and recall (bag of words, SQuAD F1)."""
+    pred, ref = answer_tokens(prediction), answer_tokens(reference)
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    p, r = common / len(pred), common / len(ref)
+    return 2 * p * r / (p + r)
+
+
+def is_refusal_text(text: str) -> bool:
+    return strip_markers(text).strip().strip('"') == REFUSAL
+
+
+# -- aggregation ----------------------------------------------------------------------------
+def mean(values: Iterable[float | None]) -> float | None:
+    """Mean of the defined values; None when there are none."""
+    vals = [float(v) for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """q-th percentile (0-100) with linear interpolation between order statistics (numpy's default)."""
+    vals = sorted(float(v) for v in values)
+    if not vals:
+        return None
+    pos = (len(vals) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)
+
+
+def cohen_kappa(truth: Sequence[bool], pred: Sequence[bool]) -> float:
+    """Agreement beyond chance for two binary raters: (p_o - p_e) / (1 - p_e); 0 when p_e = 1 and they differ."""
+    if len(truth) != len(pred) or not truth:
+        raise ValueError("cohen_kappa needs two equally long, non-empty label lists")
+    n = len(truth)
+    p_o = sum(1 for a, b in zip(truth, pred, strict=True) if a == b) / n
+    t1, p1 = sum(truth) / n, sum(pred) / n
+    p_e = t1 * p1 + (1 - t1) * (1 - p1)
+    if p_e >= 1.0:
+        return 1.0 if p_o == 1.0 else 0.0
+    return (p_o - p_e) / (1 - p_e)

@@ -1,0 +1,281 @@
+"""The offline judge: a deterministic support score of a sentence against the passages it cites.
+
+score = IDF-weighted coverage of the sentence's stemmed content words by the
+passages, averaged with the best cosine between the sentence and any one- or
+two-sentence window of the passages when an embedder is given. A sentence is
+supported when score >= threshold AND every number (with its % sign) and every
+name (acronyms, mixed-case or digit-bearing words, capitalised words after the
+first) in it occurs in the passages: a fluent sentence with a wrong figure or a
+wrong model name is the hallucination this judge must catch. Thresholds are
+chosen on evals/calibration/support_labels.jsonl (see calibration.py).
+
+IDF comes from the bundled sample corpus, a fixed reference, so a score never
+depends on which system produced the answer or what else is indexed: two runs
+on the same answers always score the same. Words absent from it get the highest
+weight (rare = informative).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from ..text import STOPWORDS, content_tokens, raw_tokens, split_sentences
+from .judging import AnswerJudgement, Passage, SentenceVerdict, cited_passages
+from .metrics import AnswerSentence, strip_markers
+
+# Chosen on evals/calibration/support_labels.jsonl by calibration.calibrate (the accuracy-maximising
+# midpoint between neighbouring scores); re-run `assistant eval calibrate` after changing the score.
+THRESHOLD_LEXICAL = 0.419
+THRESHOLD_SEMANTIC = 0.6453
+COSINE_WEIGHT = 0.5
+
+_WORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-./%]|,(?=\d))*")
+_NUMBER = re.compile(r"^\d+(?:[.,]\d+)*%?$")
+_NUMBER_WORD = re.compile(r"^(\d+(?:[.,]\d+)*)-[a-z]+$")
+_HAS_DIGIT_AND_ALPHA = re.compile(r"(?=.*\d)(?=.*[A-Za-z])")
+
+
+#: Words that turn a supported statement into an unsupported one when the passages lack them:
+#: a negation the source never states, or an absolute the source never claims (over-generalisation).
+_QUALIFIERS = {
+    "negation": re.compile(r"\b(?:not|no|never|none|nor|neither|cannot)\b|n't\b", re.IGNORECASE),
+    "absolute": re.compile(r"\b(?:all|always|every|universally|consistently|invariably|guarantee[sd]?)\b",
+                           re.IGNORECASE),
+}
+
+
+@cache
+def reference_idf() -> dict[str, float]:
+    """IDF of stemmed content words over the 247 bundled sample abstracts (BM25's positive form).
+
+    Read with a minimal parse of the fixed bundled files (an abstract is a line of 300+ characters,
+    its title the line before) rather than the readers, so the IDF, and with it the calibrated
+    thresholds, cannot drift when the readers change.
+    """
+    from importlib import resources
+    from pathlib import Path
+
+    base = Path(str(resources.files("assistant.data.sample")))
+    docs: dict[str, str] = {}
+    for path in sorted(base.glob("*.txt")):
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        for i, line in enumerate(lines):
+            if len(line) >= 300:
+                title = next((x for x in reversed(lines[:i]) if x), "")
+                docs.setdefault(line, f"{title} {line}")
+    return idf_from_texts(list(docs.values()))
+
+
+def idf_from_texts(texts: Sequence[str]) -> dict[str, float]:
+    df: dict[str, int] = {}
+    for text in texts:
+        for tok in set(content_tokens(text)):
+            df[tok] = df.get(tok, 0) + 1
+    n = len(texts)
+    out = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+    out[""] = math.log(1 + (n + 0.5) / 0.5)  # weight of an unseen word
+    return out
+
+
+@dataclass
+class RequiredTerm:
+    text: str
+    kind: str
+    """number | name"""
+
+
+def required_terms(sentence: str) -> list[RequiredTerm]:
+    """Numbers (keeping a % sign) and names in a sentence: what cited passages must contain verbatim."""
+    out: list[RequiredTerm] = []
+    bare = strip_markers(sentence)
+    for i, m in enumerate(_WORD.finditer(bare)):
+        word = m.group(0).rstrip(".-/")
+        if not word:
+            continue
+        if _NUMBER.match(word):
+            out.append(RequiredTerm(word, "number"))
+        elif m2 := _NUMBER_WORD.match(word):  # 10-point, 5-shot, 3-fold: the number is the fact
+            out.append(RequiredTerm(m2.group(1), "number"))
+        elif not any(c.isalpha() for c in word):  # ranges and ratios: 0.5-1.0, 3/4
+            out.extend(RequiredTerm(p, "number") for p in re.split(r"[-/]", word) if _NUMBER.match(p))
+        elif (any(c.isupper() for c in word[1:]) or _HAS_DIGIT_AND_ALPHA.match(word)
+              or (i > 0 and word[0].isupper() and word.lower() not in STOPWORDS)):
+            out.append(RequiredTerm(word, "name"))
+    return out
+
+
+_PASSAGE_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s?\\?(?:%|percent\b))?")  # LaTeX sources write \%
+
+
+def _norm_number(num: str) -> str:
+    """1,000 -> 1000 (thousands separators), 0,5 stays 0,5 (a decimal comma is not a separator)."""
+    return num.replace(",", "") if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", num) else num
+
+
+def passage_numbers(text: str) -> set[tuple[str, bool]]:
+    """(number, followed by % or 'percent') pairs in a passage."""
+    return {(_norm_number(m.group(1).rstrip(".,")), bool(m.group(2))) for m in _PASSAGE_NUMBER.finditer(text)}
+
+
+def _number_present(num: str, found: set[tuple[str, bool]]) -> bool:
+    core = _norm_number(num.rstrip("%"))
+    if num.endswith("%"):
+        return (core, True) in found
+    return (core, True) in found or (core, False) in found
+
+
+def _windows(passages: Sequence[str]) -> list[str]:
+    """Every sentence of the passages and every pair of neighbouring sentences."""
+    windows: list[str] = []
+    for p in passages:
+        sents = [p[a:b] for a, b in split_sentences(p)] or [p]
+        windows.extend(sents)
+        windows.extend(f"{x} {y}" for x, y in zip(sents, sents[1:], strict=False))
+    return windows
+
+
+@dataclass
+class SupportResult:
+    supported: bool
+    score: float
+    coverage: float
+    cosine: float | None
+    missing: list[str] = field(default_factory=list)
+
+    def rationale(self, threshold: float) -> str:
+        parts = [f"coverage {self.coverage:.2f}"]
+        if self.cosine is not None:
+            parts.append(f"cosine {self.cosine:.2f}")
+        parts.append(f"score {self.score:.2f} {'>=' if self.score >= threshold else '<'} {threshold:.2f}")
+        if self.missing:
+            parts.append("not in cited passages: " + ", ".join(repr(m) for m in self.missing))
+        return "; ".join(parts)
+
+
+class OfflineJudge:
+    """Deterministic, offline support judge (see module docstring)."""
+
+    name = "offline"
+    model: str | None = None
+
+    def __init__(self, embedder: Any = None, threshold: float | None = None,
+                 idf: dict[str, float] | None = None, cosine_weight: float = COSINE_WEIGHT) -> None:
+        self.embedder = embedder
+        self.threshold = threshold if threshold is not None else (
+            THRESHOLD_SEMANTIC if embedder is not None else THRESHOLD_LEXICAL)
+        self.idf = idf if idf is not None else reference_idf()
+        self.cosine_weight = cosine_weight if embedder is not None else 0.0
+        self.model = getattr(embedder, "name", None) if embedder is not None else None
+        self._vectors: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- scoring ------------------------------------------------------------------------------
+    def coverage(self, sentence: str, passages: Sequence[str]) -> float:
+        """IDF-weighted share of the sentence's distinct content stems found in the passages."""
+        words = set(content_tokens(strip_markers(sentence)))
+        if not words:
+            return 1.0
+        have: set[str] = set()
+        for p in passages:
+            have.update(content_tokens(p))
+        unseen = self.idf[""]
+        total = sum(self.idf.get(w, unseen) for w in words)
+        return sum(self.idf.get(w, unseen) for w in words & have) / total
+
+    def missing_terms(self, sentence: str, passages: Sequence[str]) -> list[str]:
+        text = " ".join(passages)
+        numbers = passage_numbers(text)
+        raw = set(raw_tokens(text))
+        stems = set(content_tokens(text))
+        missing: list[str] = []
+        for term in required_terms(sentence):
+            if term.kind == "number":
+                ok = _number_present(term.text, numbers)
+            else:
+                # In a compound, plain lower-case parts are ordinary words ("55B-parameter"): coverage weighs them.
+                parts = [p.lower() for p in re.split(r"[-./%]", term.text)
+                         if p and not (p.isalpha() and p.islower())]
+                ok = all(p in raw for p in parts) or (
+                    bool(content_tokens(term.text)) and set(content_tokens(term.text)) <= stems)
+            if not ok and term.text not in missing:
+                missing.append(term.text)
+        bare = strip_markers(sentence)
+        said = {label: found for label, pattern in _QUALIFIERS.items() if (found := pattern.findall(bare))}
+        if said:
+            # A negation or absolute must be in the part of the passages the sentence restates,
+            # not anywhere in the abstract ("does not" elsewhere does not license "does not" here).
+            where = self.best_window(sentence, passages)
+            for label, found in said.items():
+                if not _QUALIFIERS[label].search(where):
+                    missing.append(f"{label} '{found[0].strip()}'")
+        return missing
+
+    def best_window(self, sentence: str, passages: Sequence[str]) -> str:
+        """The shortest one- or two-sentence window of the passages whose coverage of the sentence
+        is within 0.02 of the best window's."""
+        windows = _windows(passages)
+        if not windows:
+            return ""
+        covs = [self.coverage(sentence, [w]) for w in windows]
+        top = max(covs)
+        return min((w for w, c in zip(windows, covs, strict=True) if c >= top - 0.02), key=len)
+
+    def _embed(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        with self._lock:
+            todo = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+            if todo:
+                vecs = np.asarray(self.embedder.embed(todo), dtype=np.float32)
+                for t, v in zip(todo, vecs, strict=True):
+                    norm = float(np.linalg.norm(v))
+                    self._vectors[t] = v / norm if norm > 0 else v
+            return np.vstack([self._vectors[t] for t in texts])
+
+    def max_cosine(self, sentence: str, passages: Sequence[str]) -> float:
+        """Best cosine between the sentence and any one- or two-sentence window of a passage."""
+        windows = _windows(passages)
+        if not windows:
+            return 0.0
+        vecs = self._embed([strip_markers(sentence), *windows])
+        return float(max(0.0, (vecs[1:] @ vecs[0]).max()))
+
+    def score(self, sentence: str, passages: Sequence[str]) -> SupportResult:
+        cov = self.coverage(sentence, passages)
+        cos = self.max_cosine(sentence, passages) if self.embedder is not None and passages else None
+        score = cov if cos is None else (1 - self.cosine_weight) * cov + self.cosine_weight * cos
+        missing = self.missing_terms(sentence, passages)
+        return SupportResult(supported=score >= self.threshold and not missing, score=score, coverage=cov,
+                             cosine=cos, missing=missing)
+
+    def supports(self, sentence: str, passages: Sequence[str]) -> bool:
+        return self.score(sentence, passages).supported
+
+    # -- answers --------------------------------------------------------------------------------
+    def judge(self, question: str, sentences: Sequence[AnswerSentence],
+              passages: dict[int, Passage]) -> AnswerJudgement:
+        out = AnswerJudgement(judge=self.name)
+        for s in sentences:
+            found, unknown = cited_passages(s, passages)
+            if not found:
+                why = "no citation" if not s.markers else f"cites unknown marker(s) {unknown}"
+                out.sentences.append(SentenceVerdict(s.text, s.markers, False, {}, 0.0,
+                                                     [{"claim": s.bare, "supported": False, "reason": why}], why))
+                continue
+            joint = self.score(s.bare, [p.text for p in found])
+            per: dict[int, bool | None] = {}
+            for p in found:
+                per[p.marker] = joint.supported if len(found) == 1 else self.supports(s.bare, [p.text])
+            for m in unknown:
+                per[m] = False
+            why = joint.rationale(self.threshold)
+            out.sentences.append(SentenceVerdict(s.text, s.markers, joint.supported, per, round(joint.score, 4),
+                                                 [{"claim": s.bare, "supported": joint.supported, "reason": why}],
+                                                 why))
+        return out

@@ -1,0 +1,247 @@
+"""run_eval: ask every question, judge every answer, and record how the run was made.
+
+A report is only comparable with another when both say what produced them, so the
+run records the effective settings (secrets masked), backend and judge models, the
+corpus fingerprint the caller computed, and the git commit of the code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import AssistantError, InputError
+from ..records import Paper
+from .judging import Judge, passage_text
+from .questions import Question, load_questions, select
+from .scoring import error_row, score_answer, summarise_rows
+
+REPORT_VERSION = 1
+
+
+@dataclass
+class EvalReport:
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["failed"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": REPORT_VERSION, "meta": self.meta, "summary": self.summary, "rows": self.rows}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "report") -> EvalReport:
+        if not isinstance(data, dict) or not {"summary", "rows"} <= set(data):
+            raise InputError(f"{where}: not an eval report (needs 'summary' and 'rows')")
+        return cls(summary=data["summary"], rows=data["rows"], meta=data.get("meta", {}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvalReport:
+        """A report.json, or a run directory holding one."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "report.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such report") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: cannot read report: {exc}") from None
+        return cls.from_dict(data, str(path))
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Overall summary plus the same summary per question type."""
+    out = summarise_rows(rows)
+    types = sorted({r["type"] for r in rows})
+    out["by_type"] = {t: summarise_rows([r for r in rows if r["type"] == t]) for t in types}
+    return out
+
+
+def corpus_fingerprint(papers: Iterable[Paper]) -> str:
+    """Hash of the indexed paper ids and content hashes: equal fingerprints = the same corpus."""
+    h = hashlib.sha256()
+    for line in sorted(f"{p.paper_id}\t{p.content_hash}" for p in papers):
+        h.update(line.encode("utf-8") + b"\n")
+    return h.hexdigest()[:16]
+
+
+def git_info(where: Path | None = None) -> dict[str, Any]:
+    """Commit of the evaluated code (``git rev-parse HEAD``) and whether tracked files differ; None outside git."""
+    cwd = where or Path(__file__).resolve().parents[2]
+
+    def run(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    commit = run("rev-parse", "HEAD")
+    dirty = run("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
+
+
+def make_judge(judge: str | Judge, *, embedder: Any = None, chat_client: Any = None,
+               settings: Any = None) -> Judge:
+    if not isinstance(judge, str):
+        return judge
+    if judge == "offline":
+        from .offline_judge import OfflineJudge
+
+        return OfflineJudge(embedder=embedder)
+    if judge == "llm":
+        from .llm_judge import LLMJudge
+
+        if chat_client is None:
+            if settings is None:
+                raise InputError("the llm judge needs a chat client or settings to build one")
+            from ..llm import ChatClient
+
+            chat_client = ChatClient(settings)
+        return LLMJudge(chat_client)
+    raise InputError(f"judge '{judge}': expected 'offline' or 'llm'")
+
+
+def _passages(answer: Any, data: dict[str, Any], get_paper: Callable[[str], Paper | None]) -> dict[str, str]:
+    """Text of every cited paper: from the answer's sources when it carries them, else the index."""
+    papers: dict[str, Paper] = {}
+    for src in getattr(answer, "sources", None) or []:
+        paper = getattr(src, "paper", None)
+        if isinstance(paper, Paper):
+            papers[paper.paper_id] = paper
+    out: dict[str, str] = {}
+    for c in data.get("citations") or []:
+        pid = str(c.get("paper_id", ""))
+        paper = papers.get(pid) or get_paper(pid)
+        if paper is not None:
+            out[pid] = passage_text(paper.title, paper.abstract)
+    return out
+
+
+class _Progress:
+    """A rich bar on stderr; without a terminal, a plain line at most every 30 s (CI logs)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self._last = 0.0
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.plain = not self.console.is_terminal
+        self.bar = Progress(TextColumn("Evaluating"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[failed]} failing"), TimeElapsedColumn(),
+                            console=self.console, disable=self.plain)
+        self.task = self.bar.add_task("eval", total=total, failed=0)
+        self.bar.start()
+
+    def advance(self, row: dict[str, Any]) -> None:
+        self.done += 1
+        self.failed += bool(row["failed"])
+        if not self.enabled:
+            return
+        self.bar.update(self.task, advance=1, failed=self.failed)
+        now = time.monotonic()
+        if self.plain and (now - self._last >= 30 or self.done == self.total):
+            self._last = now
+            self.console.print(f"Evaluating: {self.done}/{self.total} ({self.failed} failing)",
+                               markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judge: str | Judge = "offline",
+             limit: int | None = None, types: Sequence[str] | None = None, concurrency: int = 1,
+             embedder: Any = None, chat_client: Any = None, out_dir: str | Path | None = None,
+             junit: str | Path | None = None, corpus_fingerprint: str | None = None,
+             progress: bool = True) -> EvalReport:
+    """Ask each question, score it, summarise; write report.json/report.md to ``out_dir`` and JUnit XML
+    to ``junit`` when given. ``assistant`` needs ``.ask(question)``, ``.get_paper(id)`` and ``.settings``.
+    ``concurrency`` > 1 runs questions (ask + judge) in a thread pool: for the LLM backends and judge."""
+    source = None
+    if isinstance(questions, (str, Path)):
+        source = str(questions)
+        questions = load_questions(questions)
+    chosen = select(questions, types=types, limit=limit)
+    if concurrency < 1:
+        raise InputError("--concurrency must be at least 1")
+    settings = assistant.settings
+    judge_obj = make_judge(judge, embedder=embedder, chat_client=chat_client, settings=settings)
+    k = getattr(settings, "top_k", None)
+
+    def one(q: Question) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        try:
+            answer = assistant.ask(q.question)
+        except AssistantError as exc:
+            return error_row(q, str(exc), (time.perf_counter() - t0) * 1000)
+        wall = (time.perf_counter() - t0) * 1000
+        data = answer.to_dict() if hasattr(answer, "to_dict") else dict(answer)
+        latency = (data.get("timings_ms") or {}).get("total", wall)
+        return score_answer(q, data, _passages(answer, data, assistant.get_paper), judge_obj,
+                            embedder=embedder, k=k, latency_ms=float(latency))
+
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    bar = _Progress(len(chosen), progress)
+    rows: list[dict[str, Any]] = []
+    try:
+        if concurrency == 1:
+            for q in chosen:
+                rows.append(one(q))
+                bar.advance(rows[-1])
+        else:
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                futures = [pool.submit(one, q) for q in chosen]
+                for fut in futures:
+                    rows.append(fut.result())
+                    bar.advance(rows[-1])
+    finally:
+        bar.close()
+
+    backend = next((r["backend"] for r in rows if r.get("backend")), {})
+    meta: dict[str, Any] = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "duration_s": round(time.perf_counter() - t0, 2),
+        "questions_file": source, "questions_total": len(questions), "questions_run": len(chosen),
+        "filters": {"limit": limit, "types": list(types) if types else None},
+        "concurrency": concurrency, "k": k,
+        "backend": backend or {"llm": getattr(settings, "llm", None)},
+        "judge": {"name": judge_obj.name, "model": judge_obj.model,
+                  "threshold": getattr(judge_obj, "threshold", None)},
+        "models": {"llm": getattr(settings, "llm_model", None) if getattr(settings, "llm", "") == "openai" else
+                   "extractive",
+                   "embedding": getattr(settings, "embedding_model_name", None),
+                   "judge": judge_obj.model,
+                   "eval_embedder": getattr(embedder, "name", None) if embedder is not None else None},
+        "settings": settings.public_dict() if hasattr(settings, "public_dict") else {},
+        "corpus_fingerprint": corpus_fingerprint,
+        "git": git_info(),
+        "python": platform.python_version(),
+    }
+    report = EvalReport(summary=summarise(rows), rows=rows, meta=meta)
+    if out_dir is not None or junit is not None:
+        from .report import write_report
+
+        write_report(report, out_dir, junit=junit)
+    return report

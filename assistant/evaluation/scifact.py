@@ -1,0 +1,111 @@
+"""SciFact claims -> question-set JSONL (and a small corpus slice for CI smoke runs).
+
+One question per claim of a split: the claim text is the question, the gold papers
+are the claim's evidence docs (its cited docs when it has no evidence, as the
+derived claims.jsonl already records), the evidence is the rationale sentences
+quoted verbatim from the corpus "sentences" field, and the reference answer is
+those sentences joined. ``gold_ids`` is kept so gold matching can use ids: SciFact
+has two different papers titled "Summary".
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+SPLITS = ("train", "dev")
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        fh = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    with fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    yield n, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+
+
+def read_corpus(path: str | Path) -> dict[str, dict[str, Any]]:
+    """doc id -> record (id, title, abstract, sentences)."""
+    out: dict[str, dict[str, Any]] = {}
+    for n, d in _read_jsonl(Path(path)):
+        if not isinstance(d, dict) or "id" not in d or "title" not in d:
+            raise InputError(f"{path}:{n}: a corpus record needs 'id' and 'title'")
+        out[str(d["id"])] = d
+    return out
+
+
+def claim_to_question(claim: dict[str, Any], corpus: dict[str, dict[str, Any]], where: str) -> dict[str, Any]:
+    gold = [str(g) for g in claim.get("gold_ids") or []]
+    if not gold:
+        raise InputError(f"{where}: claim has no gold or cited documents (test split claims are unlabelled)")
+    missing = [g for g in gold if g not in corpus]
+    if missing:
+        raise InputError(f"{where}: gold document(s) {missing} not in the corpus")
+    evidence: list[dict[str, str]] = []
+    for doc_id in gold:
+        doc = corpus[doc_id]
+        sentences = doc.get("sentences") or []
+        indices = sorted({i for group in (claim.get("rationales") or {}).get(doc_id, []) for i in group})
+        for i in indices:
+            if not 0 <= i < len(sentences):
+                raise InputError(f"{where}: rationale sentence {i} outside document {doc_id}")
+            evidence.append({"title": doc["title"], "quote": sentences[i]})
+    return {
+        "qid": str(claim.get("qid") or f"sf-{claim.get('split')}-{claim.get('id')}"),
+        "type": "lookup" if len(gold) == 1 else "multi",
+        "question": claim["claim"],
+        "gold_titles": [corpus[g]["title"] for g in gold],
+        "answer": " ".join(e["quote"] for e in evidence),
+        "evidence": evidence,
+        "gold_ids": gold,
+        "scifact": {"id": claim.get("id"), "split": claim.get("split"), "labels": claim.get("labels") or {},
+                    "no_evidence": bool(claim.get("no_evidence")),
+                    "cited_ids": [str(c) for c in claim.get("cited_ids") or gold]},
+    }
+
+
+def convert(claims_path: str | Path, corpus_path: str | Path, *, split: str = "dev", limit: int | None = None,
+            seed: int = 13, evidence_only: bool = False) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Questions for ``split`` (all, or a seeded sample of ``limit`` kept in file order) and the corpus."""
+    if split not in SPLITS:
+        raise InputError(f"split '{split}': expected one of {', '.join(SPLITS)} (test claims have no labels)")
+    corpus = read_corpus(corpus_path)
+    claims: list[tuple[str, dict[str, Any]]] = []
+    for n, d in _read_jsonl(Path(claims_path)):
+        if not isinstance(d, dict) or "claim" not in d:
+            raise InputError(f"{claims_path}:{n}: a claim record needs 'claim'")
+        if d.get("split") == split and not (evidence_only and d.get("no_evidence")):
+            claims.append((f"{claims_path}:{n}", d))
+    if limit is not None and limit < len(claims):
+        keep = sorted(random.Random(seed).sample(range(len(claims)), limit))
+        claims = [claims[i] for i in keep]
+    return [claim_to_question(c, corpus, where) for where, c in claims], corpus
+
+
+def corpus_slice(questions: list[dict[str, Any]], corpus: dict[str, dict[str, Any]], *, others: int = 0,
+                 seed: int = 13) -> list[dict[str, Any]]:
+    """The docs the questions cite (gold and cited-without-evidence) plus ``others`` distractors drawn
+    with ``seed``, in corpus order."""
+    wanted = {g for q in questions for g in [*q["gold_ids"], *q.get("scifact", {}).get("cited_ids", [])]}
+    rest = sorted(set(corpus) - wanted, key=lambda x: (len(x), x))
+    wanted |= set(random.Random(seed).sample(rest, min(others, len(rest))))
+    return [d for doc_id, d in corpus.items() if doc_id in wanted]
+
+
+def write_jsonl(records: list[dict[str, Any]], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")

@@ -1,0 +1,79 @@
+"""Real corpus abstracts: answers whose citations are shuffled across papers must score clearly
+worse on citation precision and offline faithfulness than the same answers cited correctly."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from assistant.evaluation.judging import passage_text
+from assistant.evaluation.offline_judge import OfflineJudge
+from assistant.evaluation.questions import Question
+from assistant.evaluation.scoring import score_answer, summarise_rows
+from assistant.records import Paper, title_id
+from assistant.settings import Settings
+from assistant.text import sentences
+from tests.conftest import SHARED
+
+CORPUS = SHARED / "corpus" / "hf-papers-alignment"
+
+
+def read_corpus() -> list[Paper]:
+    """Simple parse of the HF Papers saves: an abstract is one long line, its title the line before."""
+    found: dict[str, Paper] = {}
+    for path in sorted(CORPUS.glob("*.txt")):
+        lines = [x.strip() for x in path.read_text(encoding="utf-8").splitlines()]
+        for i, line in enumerate(lines):
+            if len(line) >= 300:
+                title = next(x for x in reversed(lines[:i]) if x)
+                found.setdefault(title_id(title), Paper(title_id(title), title, line))
+    return sorted(found.values(), key=lambda p: p.paper_id)
+
+
+@pytest.fixture(scope="module")
+def papers() -> list[Paper]:
+    if not CORPUS.is_dir():
+        pytest.skip(f"{CORPUS} not present")
+    found = read_corpus()
+    assert len(found) == 247  # the corpus README's count of unique titles
+    return random.Random(11).sample(found, 40)
+
+
+def answer(paper: Paper, cited: Paper) -> dict[str, Any]:
+    """Two sentences of the paper's abstract (one whole, one shortened), both citing ``cited``."""
+    ss = sentences(paper.abstract)
+    first = ss[1].rstrip(".")
+    words = ss[-1].rstrip(".").split()
+    second = " ".join(words[: max(8, int(len(words) * 0.7))])
+    return {"answer": f"{first} [1]. {second} [1].", "refused": False,
+            "citations": [{"marker": 1, "paper_id": cited.paper_id, "title": cited.title, "quote": None}],
+            "sources": [{"rank": 1, "paper_id": cited.paper_id, "title": cited.title, "score": 1.0}],
+            "timings_ms": {"total": 1.0}}
+
+
+def run(papers: list[Paper], judge: OfflineJudge, shift: int) -> dict[str, Any]:
+    passages = {p.paper_id: passage_text(p.title, p.abstract) for p in papers}
+    rows = []
+    for i, p in enumerate(papers):
+        cited = papers[(i + shift) % len(papers)]
+        q = Question(f"q{i}", "lookup", "?", [p.title], "", [])
+        rows.append(score_answer(q, answer(p, cited), passages, judge))
+    return summarise_rows(rows)
+
+
+@pytest.mark.parametrize("mode", ["lexical", pytest.param("semantic", marks=pytest.mark.slow)])
+def test_shuffled_citations_score_clearly_worse(papers: list[Paper], mode: str) -> None:
+    embedder = None
+    if mode == "semantic":
+        from assistant.index.embeddings import get_embedder
+
+        embedder = get_embedder(Settings.load(env={"ASSISTANT_CONFIG": ""}))
+    judge = OfflineJudge(embedder=embedder)
+    good = run(papers, judge, shift=0)
+    broken = run(papers, judge, shift=7)  # every answer cites another question's paper
+    assert good["citation_precision"] >= 0.95 and good["faithfulness"] >= 0.95
+    assert broken["citation_precision"] <= 0.2 and broken["faithfulness"] <= 0.2
+    assert good["support_score"] - broken["support_score"] >= 0.5
+    assert broken["failed"] == len(papers) and good["failed"] == 0

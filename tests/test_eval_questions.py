@@ -1,0 +1,90 @@
+"""Question-set loading: validation errors name file and line; unknown fields survive a round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from assistant.errors import InputError
+from assistant.evaluation import load_questions, write_questions
+from assistant.evaluation.questions import select
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = {"qid": "q1", "type": "lookup", "question": "Which paper does X?", "gold_titles": ["Paper X"],
+        "answer": "Paper X does.", "evidence": [{"title": "Paper X", "quote": "We do X."}]}
+
+
+def write(tmp_path: Path, *rows: object) -> Path:
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_loads_and_keeps_unknown_fields(tmp_path: Path) -> None:
+    row = dict(GOOD, gold_ids=["42"], reviewer="ana", draft=True)
+    unanswerable = {"qid": "q2", "type": "unanswerable", "question": "Cake?", "gold_titles": [], "answer": "",
+                    "evidence": []}
+    qs = load_questions(write(tmp_path, row, "", unanswerable))
+    assert [q.qid for q in qs] == ["q1", "q2"]
+    assert qs[0].extra == {"gold_ids": ["42"], "reviewer": "ana", "draft": True}
+    assert qs[0].gold_ids == ["42"] and qs[1].gold_ids is None
+    assert qs[0].answerable and not qs[1].answerable
+    out = tmp_path / "out.jsonl"
+    write_questions(qs, out)
+    assert [json.loads(x) for x in out.read_text().splitlines()] == [row, unanswerable]
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({k: v for k, v in GOOD.items() if k != "answer"}, "missing required field 'answer'"),
+    ({k: v for k, v in GOOD.items() if k not in ("answer", "evidence")},
+     "missing required fields 'answer', 'evidence'"),
+    (dict(GOOD, type="trivia"), "type 'trivia' is not one of"),
+    (dict(GOOD, gold_titles="Paper X"), "'gold_titles' must be a list"),
+    (dict(GOOD, evidence=[{"title": "Paper X"}]), "'evidence' must be a list"),
+    (dict(GOOD, type="unanswerable"), "must have empty 'gold_titles'"),
+    (dict(GOOD, gold_titles=[], evidence=[]), "needs at least one gold title"),
+    (dict(GOOD, gold_ids=["1", "2"]), "'gold_ids' must be a list of ids aligned"),
+    (dict(GOOD, qid=3), "field 'qid' must be a string"),
+    ([1, 2], "expected a JSON object"),
+])
+def test_invalid_rows_name_file_and_line(tmp_path: Path, row: object, message: str) -> None:
+    path = write(tmp_path, GOOD, row)
+    with pytest.raises(InputError) as exc:
+        load_questions(path)
+    assert str(exc.value).startswith(f"{path}:2: ")
+    assert message in str(exc.value)
+
+
+def test_bad_json_duplicates_and_missing_file(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD, "{not json")
+    with pytest.raises(InputError, match=r"q\.jsonl:2: not valid JSON"):
+        load_questions(path)
+    path = write(tmp_path, GOOD, GOOD)
+    with pytest.raises(InputError, match=r"q\.jsonl:2: duplicate qid 'q1' \(first on line 1\)"):
+        load_questions(path)
+    with pytest.raises(InputError, match="question file not found"):
+        load_questions(tmp_path / "nope.jsonl")
+    with pytest.raises(InputError, match="no questions"):
+        load_questions(write(tmp_path, ""))
+
+
+def test_select_by_type_and_limit(tmp_path: Path) -> None:
+    rows = [dict(GOOD, qid=f"q{i}", type=t) for i, t in enumerate(["lookup", "detail", "lookup", "multi"])]
+    qs = load_questions(write(tmp_path, *rows))
+    assert [q.qid for q in select(qs, types=["lookup"])] == ["q0", "q2"]
+    assert [q.qid for q in select(qs, types=["lookup", "multi"], limit=2)] == ["q0", "q2"]
+    assert [q.qid for q in select(qs, limit=1)] == ["q0"]
+    with pytest.raises(InputError, match="unknown question type"):
+        select(qs, types=["nope"])
+
+
+@pytest.mark.parametrize("name", ["dev.jsonl", "heldout.jsonl"])
+def test_project_question_sets_load(name: str) -> None:
+    path = REPO / "evals" / "questions" / name
+    if not path.exists():
+        pytest.skip(f"{path} not written yet")
+    qs = load_questions(path)
+    assert len(qs) >= 10
+    assert any(not q.answerable for q in qs) and any(q.answerable for q in qs)
