@@ -37,6 +37,7 @@ def test_chat_session_commands_and_follow_up(sample_home: Path, embed_cache: Pat
     child.expect("conversation reset")
     child.sendline("/nonsense")
     child.expect("unknown command")
+    child.expect("you>")
     # Ctrl-C at the prompt does not end the session.
     child.sendcontrol("c")
     child.sendline("What is the capital of France?")

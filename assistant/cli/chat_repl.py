@@ -31,8 +31,6 @@ def _read_line(session: Any) -> str:
 def run_repl(assistant: Assistant, backend: str | None = None) -> None:
     from rich.console import Console
 
-    from .render import answer_renderable, sources_renderable
-
     con = Console()
     chat = assistant.chat(backend=backend)
     assistant.ensure_index(progress=True)
@@ -52,42 +50,53 @@ def run_repl(assistant: Assistant, backend: str | None = None) -> None:
     streaming = chat.backend == "openai"
     while True:
         try:
-            line = _read_line(session).strip()
-        except KeyboardInterrupt:
-            continue
-        except EOFError:
-            break
-        if not line:
-            continue
-        if line.startswith("/"):
-            cmd = line.split()[0].lower()
-            if cmd in ("/quit", "/exit", "/q"):
+            if not _turn(chat, session, con, streaming):
                 break
-            if cmd == "/help":
-                con.print(HELP, markup=False)
-            elif cmd == "/reset":
-                chat.reset()
-                con.print("conversation reset")
-            elif cmd in ("/sources", "/quotes"):
-                if chat.last is None:
-                    con.print("no answer yet")
-                elif cmd == "/sources":
-                    con.print(sources_renderable(chat.last))
-                else:
-                    con.print(answer_renderable(chat.last, quotes=True))
-            else:
-                con.print(f"unknown command {cmd}; /help lists them")
-            continue
-        try:
-            on_token = (lambda tok: print(tok, end="", flush=True)) if streaming else None
-            ans = chat.ask(line, on_token=on_token)
-            if streaming:
-                print()
-                con.rule("checked answer")
-            con.print(answer_renderable(ans))
         except KeyboardInterrupt:
+            # Ctrl-C between prompts or during an answer stops that, not the session.
             print()
-            con.print("[yellow]answer interrupted[/yellow]")
-        except AssistantError as exc:
-            con.print(f"[red]error:[/red] {exc}", markup=True)
+            con.print("[yellow]interrupted[/yellow]")
     con.print("bye")
+
+
+def _turn(chat: Any, session: Any, con: Any, streaming: bool) -> bool:
+    """One prompt and its answer or command; False when the user leaves."""
+    from .render import answer_renderable, sources_renderable
+
+    try:
+        line = _read_line(session).strip()
+    except KeyboardInterrupt:
+        return True
+    except EOFError:
+        return False
+    if not line:
+        return True
+    if line.startswith("/"):
+        cmd = line.split()[0].lower()
+        if cmd in ("/quit", "/exit", "/q"):
+            return False
+        if cmd == "/help":
+            con.print(HELP, markup=False)
+        elif cmd == "/reset":
+            chat.reset()
+            con.print("conversation reset")
+        elif cmd in ("/sources", "/quotes"):
+            if chat.last is None:
+                con.print("no answer yet")
+            elif cmd == "/sources":
+                con.print(sources_renderable(chat.last))
+            else:
+                con.print(answer_renderable(chat.last, quotes=True))
+        else:
+            con.print(f"unknown command {cmd}; /help lists them")
+        return True
+    try:
+        on_token = (lambda tok: print(tok, end="", flush=True)) if streaming else None
+        ans = chat.ask(line, on_token=on_token)
+        if streaming:
+            print()
+            con.rule("checked answer")
+        con.print(answer_renderable(ans))
+    except AssistantError as exc:
+        con.print(f"[red]error:[/red] {exc}", markup=True)
+    return True
