@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..records import Paper, clean_text, title_id
 
@@ -136,3 +136,21 @@ def read_text(path: Path, result: FileResult) -> str | None:
         result.warnings.append(Problem(str(path), None, f"invalid UTF-8 at byte {exc.start}; undecodable "
                                                         "bytes replaced"))
         return data.decode("utf-8-sig", errors="replace")
+
+
+def open_checked(path: Path, result: FileResult, kind: str) -> BinaryIO | None:
+    """Open for streaming; an unreadable, empty or binary file becomes a Problem (None)."""
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        result.problems.append(Problem(str(path), None, f"cannot read file: {exc.strerror or exc}"))
+        return None
+    head = fh.read(8192)
+    problem = "file is empty" if not head.strip() else (
+        f"binary file (NUL bytes); not {kind}" if b"\x00" in head else None)
+    if problem:
+        fh.close()
+        result.problems.append(Problem(str(path), None, problem))
+        return None
+    fh.seek(0)
+    return fh

@@ -7,7 +7,7 @@ import io
 import sys
 from pathlib import Path
 
-from .common import FileResult, Problem, iso_date, make_paper, split_authors
+from .common import FileResult, Problem, iso_date, make_paper, open_checked, split_authors
 
 TITLE_COLS = ("title", "paper title", "name")
 ABSTRACT_COLS = ("abstract", "abstract note", "summary", "abstractnote")
@@ -23,20 +23,10 @@ def _col(header: dict[str, int], names: tuple[str, ...]) -> int | None:
 
 def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
     result = FileResult()
-    try:
-        raw = path.open("rb")
-    except OSError as exc:
-        result.problems.append(Problem(str(path), None, f"cannot read file: {exc.strerror or exc}"))
+    raw = open_checked(path, result, "CSV")
+    if raw is None:
         return result
     with raw:
-        head = raw.read(8192)
-        if not head.strip():
-            result.problems.append(Problem(str(path), None, "file is empty"))
-            return result
-        if b"\x00" in head:
-            result.problems.append(Problem(str(path), None, "binary file (NUL bytes); not CSV"))
-            return result
-        raw.seek(0)
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
         reader = csv.reader(text, delimiter=delimiter)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .common import FileResult, Problem, iso_date, make_paper, split_authors
+from .common import FileResult, Problem, iso_date, make_paper, open_checked, split_authors
 
 ABSTRACT_KEYS = ("abstract", "summary", "abstractNote", "abstract_note")
 ID_KEYS = ("id", "paper_id", "doc_id", "_id")
@@ -31,19 +31,11 @@ def record_to_paper(result: FileResult, path: Path, where: str, rec: Any, max_ab
 
 def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
     result = FileResult()
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        result.problems.append(Problem(str(path), None, f"cannot read file: {exc.strerror or exc}"))
+    fh = open_checked(path, result, "JSON")
+    if fh is None:
         return result
     with fh:
         head = fh.read(8192)
-        if not head.strip():
-            result.problems.append(Problem(str(path), None, "file is empty"))
-            return result
-        if b"\x00" in head:
-            result.problems.append(Problem(str(path), None, "binary file (NUL bytes); not JSON"))
-            return result
         fh.seek(0)
         first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
         if first == b"[" and path.suffix.lower() == ".json":
