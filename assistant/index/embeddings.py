@@ -9,6 +9,7 @@ hash so a re-ingest embeds only what changed.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -64,7 +65,6 @@ class OnnxEmbedder:
 
     def __init__(self, spec: LocalModelSpec, threads: int = 0, batch_size: int = 32) -> None:
         ensure_offline()
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.spec = spec
@@ -79,16 +79,27 @@ class OnnxEmbedder:
         # The shipped tokenizer.json pads/truncates to 128; we want 256 and dynamic padding.
         self.tokenizer.enable_truncation(max_length=spec.max_length)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads if threads > 0 else 0
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(model_path), sess_options=opts,
-                                            providers=["CPUExecutionProvider"])
+        self._model_path = str(model_path)
+        cores = threads if threads > 0 else _usable_cores()
+        # One session on all cores answers a single query fastest; for bulk work,
+        # one single-threaded session per core in parallel is ~20% faster on 2 cores
+        # (ORT's intra-op scaling is sub-linear for a model this small).
+        self.session = self._new_session(cores)
+        self.workers = max(1, cores)
+        self._bulk: list[Any] = []
         self._inputs = {i.name for i in self.session.get_inputs()}
         self._lock = threading.Lock()
 
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+    def _new_session(self, threads: int) -> Any:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        return ort.InferenceSession(self._model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+    def _encode_batch(self, texts: list[str], session: Any = None) -> np.ndarray:
         import numpy as np
 
         encs = self.tokenizer.encode_batch(texts)
@@ -97,8 +108,11 @@ class OnnxEmbedder:
         feed: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
-        with self._lock:
-            hidden = self.session.run(None, feed)[0]
+        if session is None:
+            with self._lock:
+                hidden = self.session.run(None, feed)[0]
+        else:
+            hidden = session.run(None, feed)[0]
         m = mask[:, :, None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
@@ -113,13 +127,49 @@ class OnnxEmbedder:
         items = [pre + t for t in texts]
         # Sorting by length keeps padding (wasted compute) small within a batch.
         order = sorted(range(len(items)), key=lambda i: len(items[i]))
+        batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
         out: list[np.ndarray | None] = [None] * len(items)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            vecs = self._encode_batch([items[i] for i in idx])
-            for j, i in enumerate(idx):
-                out[i] = vecs[j]
+        if self.workers > 1 and len(batches) >= 2 * self.workers:
+            self._embed_parallel(items, batches, out)
+        else:
+            for idx in batches:
+                vecs = self._encode_batch([items[i] for i in idx])
+                for j, i in enumerate(idx):
+                    out[i] = vecs[j]
         return np.vstack(out)  # type: ignore[arg-type]
+
+    def _embed_parallel(self, items: list[str], batches: list[list[int]], out: list[Any]) -> None:
+        """Each worker thread owns one single-threaded session and takes the next batch
+        (ORT releases the GIL while it runs)."""
+        with self._lock:
+            while len(self._bulk) < self.workers:
+                self._bulk.append(self._new_session(1))
+            sessions = list(self._bulk)
+            it = iter(batches)
+            take = threading.Lock()
+            errors: list[BaseException] = []
+
+            def work(session: Any) -> None:
+                while not errors:
+                    with take:
+                        idx = next(it, None)
+                    if idx is None:
+                        return
+                    try:
+                        vecs = self._encode_batch([items[i] for i in idx], session)
+                    except BaseException as exc:  # re-raised in the caller's thread
+                        errors.append(exc)
+                        return
+                    for j, i in enumerate(idx):
+                        out[i] = vecs[j]
+
+            threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in sessions]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        if errors:
+            raise errors[0]
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text], prefix=self.spec.query_prefix)[0]
@@ -208,7 +258,10 @@ class CachedEmbedder:
                 self._db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
                 self._db.commit()
             except sqlite3.OperationalError as exc:
-                raise IndexStateError(f"{self.cache_path}: cannot write embedding cache: {exc}") from None
+                from .store import disk_full_message
+
+                raise IndexStateError(disk_full_message(self.cache_path)
+                                      or f"{self.cache_path}: cannot write embedding cache: {exc}") from None
             for j, i in enumerate(missing):
                 found[keys[i]] = rows[j][1]
         return np.vstack([np.frombuffer(found[k], dtype=np.float32) for k in keys])
@@ -218,6 +271,14 @@ class CachedEmbedder:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _package_file(package: str, relative: str) -> Path:

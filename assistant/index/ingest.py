@@ -8,6 +8,7 @@ store.py for why that order makes a killed ingest harmless).
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +104,22 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
         report.seconds = time.perf_counter() - t0
         return report
 
+    try:
+        _ingest_locked(index, papers, report, rep, prune=prune, rebuild=rebuild, wait=wait, embedder=embedder,
+                       batch_papers=batch_papers, after_batch=after_batch)
+    except (sqlite3.OperationalError, OSError) as exc:
+        # Writes are ordered so that a failure here leaves the index as it was (see store.py).
+        from .store import _writable_error
+
+        raise _writable_error(index.dir, exc) from None
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _ingest_locked(index: PaperIndex, papers: list[Paper], report: IngestReport, rep: Reporter, *,
+                   prune: bool, rebuild: bool, wait: bool, embedder: Any, batch_papers: int,
+                   after_batch: Callable[[int], None] | None) -> None:
+    settings = index.settings
     with index.write_lock(wait=wait, on_wait=rep.message):
         if rebuild:
             _drop_all(index)
@@ -147,8 +164,6 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
             rep.message("building the BM25 index ...")
             index.refresh_lexical()
         report.papers_total, report.chunks_total = cat.count()
-    report.seconds = time.perf_counter() - t0
-    return report
 
 
 def _write(index: PaperIndex, todo: list[Paper], known: dict[str, str], embedder: Any, rep: Reporter,

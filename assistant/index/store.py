@@ -43,7 +43,29 @@ def date_int(date: str | None) -> int | None:
         return None
 
 
+LOW_DISK_BYTES = 16 * 1024 * 1024
+
+
+def disk_full_message(path: Path) -> str | None:
+    """A plain 'disk full' sentence when the filesystem holding ``path`` is (nearly) out of
+    space: Chroma and SQLite report that as compaction or I/O failures, not as ENOSPC."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return None
+    if free >= LOW_DISK_BYTES:
+        return None
+    return (f"{path}: no space left on the disk ({free // 1024} KB free); free some space and run "
+            "the command again - papers indexed before are kept and an interrupted ingest resumes")
+
+
 def _writable_error(path: Path, exc: Exception) -> IndexStateError:
+    full = disk_full_message(path)
+    if full:
+        return IndexStateError(full)
     reason = getattr(exc, "strerror", None) or str(exc)
     return IndexStateError(f"{path}: cannot write the index ({reason}); check ASSISTANT_HOME "
                            "is writable and the disk has space")
@@ -304,6 +326,9 @@ def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:
     if settings.server_mode:
         return (f"Chroma server at {settings.chroma_host}:{settings.chroma_port} failed: {msg} "
                 "(is `chroma run` up? check CHROMA_HOST/CHROMA_PORT)")
+    full = disk_full_message(path)
+    if full:
+        return full
     low = msg.lower()
     if "readonly" in low or "read-only" in low or "permission" in low or "disk" in low or "space" in low:
         return f"{path}: cannot write the index ({msg}); check ASSISTANT_HOME is writable and the disk has space"

@@ -1,0 +1,157 @@
+"""Faults a shared or busy machine produces: concurrent ingest processes and a full disk.
+
+Everything here runs the real `assistant` command or real API in separate processes
+against real Chroma files; the disk is filled for real (a small tmpfs in a private
+mount namespace).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from assistant.api import Assistant
+from tests.conftest import SAMPLE_DIR, cli_env, make_settings
+
+
+def _jsonl(path: Path, start: int, n: int) -> Path:
+    rows = [{"id": f"q{i}", "title": f"Paper {i} on preference optimisation of reward models",
+             "abstract": " ".join(f"Sentence {j} of paper {i} reports a gain of {i + j} points on task T{j}."
+                                  for j in range(12)),
+             "date": f"202{i % 5}-0{1 + i % 9}-10"} for i in range(start, start + n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _snapshot(home: Path, cache: Path) -> dict[str, object]:
+    """What 'the index' is: catalogue counts, the Chroma ids, the BM25 papers."""
+    a = Assistant(make_settings(home, cache))
+    a.auto_sample = False
+    col = a.index.vectors.collection(create=False)
+    ids = col.get(include=[])["ids"] if col is not None else []
+    papers, chunks = a.index.catalogue.count()
+    snap = {"papers": papers, "chunks": chunks, "vector_ids": sorted(ids), "duplicate_ids": len(ids) - len(set(ids)),
+            "bm25": sorted(a.index.lexical().paper_ids)}
+    a.index.close()
+    return snap
+
+
+def _start_ingest(home: Path, cache: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(["assistant", "ingest", *args], env=cli_env(home, cache),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_ingest_processes_started_together_equal_one_clean_ingest(tmp_path: Path, sample_home: Path,
+                                                                      embed_cache: Path) -> None:
+    home = tmp_path / "home"
+    cache = tmp_path / "cache"  # empty: both really embed, so the first holds the lock for seconds
+    procs = [_start_ingest(home, cache, str(SAMPLE_DIR)) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert codes == [0, 0], outs
+    assert any("another ingest is writing" in err for _, err in outs), "the runs did not overlap"
+    for _, err in outs:
+        assert "Traceback" not in err
+    assert _snapshot(home, cache) == _snapshot(sample_home, embed_cache)
+
+
+def test_two_ingest_processes_on_different_files_both_land(tmp_path: Path, embed_cache: Path) -> None:
+    a_src, b_src = _jsonl(tmp_path / "a.jsonl", 0, 60), _jsonl(tmp_path / "b.jsonl", 60, 60)
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    procs = [_start_ingest(home, cache, str(a_src)), _start_ingest(home, cache, str(b_src))]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    clean = tmp_path / "clean"
+    Assistant(make_settings(clean, embed_cache)).ingest([a_src, b_src])
+    got = _snapshot(home, cache)
+    assert got == _snapshot(clean, embed_cache)
+    assert got["papers"] == 120 and got["duplicate_ids"] == 0
+    # A process started afterwards sees both halves through every retriever.
+    a = Assistant(make_settings(home, cache))
+    a.auto_sample = False
+    found = {h.paper.paper_id for h in a.search("paper 7 on preference optimisation", k=20)}
+    found |= {h.paper.paper_id for h in a.search("paper 97 on preference optimisation", k=20)}
+    assert "q7" in found and "q97" in found
+
+
+def test_two_no_wait_ingests_one_fails_clearly_and_index_stays_clean(tmp_path: Path, sample_home: Path,
+                                                                     embed_cache: Path) -> None:
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    procs = [_start_ingest(home, cache, "--no-wait", str(SAMPLE_DIR)) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes in ([0, 0], [0, 1]), outs
+    if codes == [0, 1]:
+        err = next(e for (_, e), p in zip(outs, procs, strict=True) if p.returncode == 1)
+        assert "another ingest is writing" in err and "Traceback" not in err
+        assert len([ln for ln in err.splitlines() if ln.strip()]) <= 3, err
+    assert _snapshot(home, cache) == _snapshot(sample_home, embed_cache)
+
+
+DISK_FULL_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from assistant.api import Assistant
+    from assistant.errors import AssistantError
+    from assistant.settings import Settings
+    from tests.test_faults import _snapshot
+    home, cache, what = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    if what == "snapshot":
+        a = Assistant(Settings.load(env={"ASSISTANT_CONFIG": ""}, home=home, cache_dir=cache))
+        a.auto_sample = False
+        hits = [h.paper.paper_id for h in a.search("paper 1 preference optimisation", k=5)]
+        print(json.dumps({"snapshot": _snapshot(home, cache), "hits": hits}))
+        raise SystemExit
+    a = Assistant(Settings.load(env={"ASSISTANT_CONFIG": ""}, home=home, cache_dir=cache))
+    a.auto_sample = False
+    try:
+        r = a.ingest([what], batch_papers=16)
+        print(json.dumps({"ok": True, "papers": r.papers_total, "chunks": r.chunks_total}))
+    except AssistantError as e:
+        print(json.dumps({"ok": False, "error": str(e)}))
+""")
+
+
+def test_disk_full_is_a_clear_error_and_loses_nothing(tmp_path: Path, embed_cache: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to mount a small tmpfs")
+    small = _jsonl(tmp_path / "small.jsonl", 0, 3)
+    big = _jsonl(tmp_path / "big.jsonl", 0, 400)  # includes the three small ones, unchanged
+    script = tmp_path / "ingest.py"
+    script.write_text(DISK_FULL_SCRIPT)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    home = mnt / "home"
+    cache = tmp_path / "cache"  # the embedding cache lives elsewhere: only the index fills the disk
+    run = f"{sys.executable} {script} {home} {cache}"
+    # The tmpfs exists only inside this mount namespace, so every look at the index happens in it too.
+    steps = (f"mount -t tmpfs -o size=1m tmpfs {mnt} && {run} {small} && {run} {big} && "
+             f"mount -o remount,size=64m {mnt} && {run} snapshot && {run} {big} && {run} snapshot")
+    env = cli_env(home, cache, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run(["unshare", "-m", "bash", "-c", steps], capture_output=True, text=True,
+                       env=env, timeout=600)
+    if r.returncode != 0 and "mount" in r.stderr and not r.stdout:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()[:200]}")
+    lines = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 5, r.stdout + r.stderr
+    first, full, kept, after, final = lines
+    assert first["ok"] and first["papers"] == 3
+    assert not full["ok"] and "no space left" in full["error"] and str(mnt) in full["error"]
+    assert "\n" not in full["error"] and "Traceback" not in r.stderr
+    # Space back: the papers indexed before, and the batches committed before the disk filled,
+    # are all there and searchable; nothing half-written is visible.
+    snap = kept["snapshot"]
+    assert {"q0", "q1", "q2"} <= set(snap["bm25"]) and len(snap["bm25"]) == snap["papers"] < 400
+    assert "q1" in kept["hits"] and set(kept["hits"]) <= set(snap["bm25"])
+    # The re-run resumes; the index then equals a clean ingest: no duplicate or orphan vectors.
+    assert after["ok"] and after["papers"] == 400
+    clean = tmp_path / "clean"
+    Assistant(make_settings(clean, embed_cache)).ingest([big])
+    assert final["snapshot"] == _snapshot(clean, embed_cache)
