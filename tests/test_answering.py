@@ -70,6 +70,21 @@ def test_unstated_setting_is_refused(sample_assistant: Assistant) -> None:
     assert ans.refused, ans.text
 
 
+@pytest.mark.parametrize("question", ["How does ZentaroPO improve reward modelling for LLM alignment?",
+                                      "How does the QuillRM reward model reduce reward hacking in RLHF?"])
+def test_question_about_an_unindexed_method_is_refused(sample_assistant: Assistant, question: str) -> None:
+    # On-topic words match many papers; the method the question names is in none of them.
+    ans = sample_assistant.ask(question)
+    assert ans.refused, ans.text
+
+
+def test_comparison_cites_each_named_paper(sample_assistant: Assistant) -> None:
+    ans = sample_assistant.ask("URIAL versus nudging: what does each add at inference time?")
+    assert not ans.refused
+    titles = " | ".join(normalise_title(c.title) for c in ans.citations)
+    assert "nudging" in titles and "unlocking spell" in titles, titles
+
+
 def test_every_quote_is_a_substring_of_its_paper(sample_assistant: Assistant) -> None:
     for q in ["How does PoFT use aligned LLMs during supervised fine-tuning?",
               "What does ARRA align LLM hidden states with?",

@@ -52,6 +52,10 @@ class ExtractiveConfig:
     min_quantity_focus: float = 0.5
     """For "how many / what accuracy" questions: a sentence with a number must cover this much of the focus."""
     """Refuse when the best paper's cosine similarity is below this (off-topic questions)."""
+    min_anchor_idf: float = 3.0
+    """Question names at least this rare (BM25 idf; ~12 of 250 papers) must appear in a cited paper."""
+    min_named_coverage: float = 0.10
+    """A comparison's further named paper needs a sentence covering at least this much of the question."""
     second_sentence_ratio: float = 0.80
     multi_min_ratio: float = 0.70
     """Further papers in a multi-paper answer must score at least this share of the best sentence."""
@@ -149,6 +153,27 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
             if (c.score >= cfg.second_sentence_ratio * best.score and c.coverage >= cfg.min_coverage
                     and c.focus >= cfg.min_focus_coverage):
                 picked.append(c)
+    # Names the question turns on (rare in the index: a method, model, dataset) must be in
+    # what is cited: a sentence about a neighbouring paper's method is no answer.
+    rare_w = idf(sorted(anchors)) if anchors else {}
+    rare = [t for t in sorted(anchors) if rare_w[t] >= cfg.min_anchor_idf]
+    if rare:
+        paper_toks = {si: set(content_tokens(f"{src.paper.title} {src.paper.abstract}"))
+                      for si, src in enumerate(pool)}
+        covered = set().union(*(paper_toks[p.source_index] for p in picked))
+        if multi:
+            # A comparison names several papers: each named one gets its best sentence.
+            for t in rare:
+                if t in covered or len(picked) >= cfg.multi_max_sentences:
+                    continue
+                used = {p.source_index for p in picked}
+                extra = next((c for c in candidates if c.source_index not in used
+                              and t in paper_toks[c.source_index] and c.coverage >= cfg.min_named_coverage), None)
+                if extra is not None:
+                    picked.append(extra)
+                    covered |= paper_toks[extra.source_index]
+        if not covered.intersection(rare):
+            return ExtractiveResult(REFUSAL, True, f"no cited paper mentions {', '.join(rare)}", [])
     # Keep each paper's sentences in abstract order, papers in order of first pick.
     order = list(dict.fromkeys(p.source_index for p in picked))
     picked.sort(key=lambda p: (order.index(p.source_index), p.start))
