@@ -45,7 +45,15 @@ def main() -> None:
         t = time.perf_counter()
         emb.embed(texts)
         raw_rates[bs] = len(texts) / (time.perf_counter() - t)
-        print(f"raw embedding, batch {bs:>3}: {raw_rates[bs]:7.1f} texts/s")
+        print(f"raw embedding, batch {bs:>3}: {raw_rates[bs]:7.1f} texts/s "
+              f"({emb.workers} single-threaded session(s) in parallel)")
+        if bs == settings.embed_batch_size and emb.workers > 1:
+            emb.workers = 1  # the baseline: one session using all cores
+            t = time.perf_counter()
+            emb.embed(texts)
+            one = len(texts) / (time.perf_counter() - t)
+            print(f"raw embedding, batch {bs:>3}: {one:7.1f} texts/s (one session on all cores; "
+                  f"parallel sessions are {raw_rates[bs] / one:.2f}x)")
 
     with tempfile.TemporaryDirectory() as tmp:
         a = Assistant(Settings.load(home=Path(tmp) / "home"))

@@ -76,6 +76,13 @@ def test_question_about_an_unindexed_method_is_refused(sample_assistant: Assista
     # On-topic words match many papers; the method the question names is in none of them.
     ans = sample_assistant.ask(question)
     assert ans.refused, ans.text
+    assert ans.checks["refusal_reason"].startswith("no cited paper mentions"), ans.checks
+
+
+def test_question_naming_an_indexed_and_an_unindexed_method_is_refused(sample_assistant: Assistant) -> None:
+    # PoFT is in the sample, QuillRM in no paper: an answer about PoFT alone would not answer it.
+    ans = sample_assistant.ask("Does PoFT use the QuillRM reward model during fine-tuning?")
+    assert ans.refused and "quillrm" in ans.checks["refusal_reason"], (ans.text, ans.checks)
 
 
 def test_comparison_cites_each_named_paper(sample_assistant: Assistant) -> None:

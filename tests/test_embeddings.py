@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from assistant.index.embeddings import LOCAL_MODELS, OnnxEmbedder
 from assistant.readers import read_paths
@@ -33,6 +34,24 @@ def test_parallel_bulk_embedding_equals_one_session() -> None:
 def test_query_embedding_uses_one_session_and_matches_bulk() -> None:
     spec = LOCAL_MODELS["all-MiniLM-L6-v2-int8"]
     e = OnnxEmbedder(spec, threads=2, batch_size=1)
-    q = e.embed_query("token-level reward for preference optimisation")
+    text = "token-level reward for preference optimisation"
+    q = e.embed_query(text)
     assert e._bulk == []
     assert q.shape == (384,) and abs(float(np.linalg.norm(q)) - 1.0) < 1e-5
+    bulk = e.embed([text] + _texts(7))  # 8 texts, batch 1: the parallel path
+    assert len(e._bulk) == 2
+    np.testing.assert_allclose(bulk[0], q, atol=1e-5)
+
+
+def test_worker_failure_reaches_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    e = OnnxEmbedder(LOCAL_MODELS["all-MiniLM-L6-v2-int8"], threads=2, batch_size=1)
+    real = e._encode_batch
+
+    def flaky(texts: list[str], session: object = None) -> np.ndarray:
+        if any("poison" in t for t in texts):
+            raise RuntimeError("onnx failed on this batch")
+        return real(texts, session)
+
+    monkeypatch.setattr(e, "_encode_batch", flaky)
+    with pytest.raises(RuntimeError, match="onnx failed"):
+        e.embed(_texts(6) + ["poison pill"])

@@ -137,7 +137,7 @@ def test_disk_full_is_a_clear_error_and_loses_nothing(tmp_path: Path, embed_cach
     env = cli_env(home, cache, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     r = subprocess.run(["unshare", "-m", "bash", "-c", steps], capture_output=True, text=True,
                        env=env, timeout=600)
-    if r.returncode != 0 and "mount" in r.stderr and not r.stdout:
+    if r.returncode != 0 and not r.stdout and ("mount" in r.stderr or "unshare" in r.stderr):
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()[:200]}")
     lines = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert len(lines) == 5, r.stdout + r.stderr
@@ -155,3 +155,18 @@ def test_disk_full_is_a_clear_error_and_loses_nothing(tmp_path: Path, embed_cach
     clean = tmp_path / "clean"
     Assistant(make_settings(clean, embed_cache)).ingest([big])
     assert final["snapshot"] == _snapshot(clean, embed_cache)
+
+
+def test_disk_full_message_trusts_the_error_before_the_free_space(tmp_path: Path) -> None:
+    import errno
+    import sqlite3
+
+    from assistant.index.store import disk_full_message
+
+    roomy = tmp_path / "home" / "index"  # not created yet: the probe walks up to tmp_path
+    assert disk_full_message(roomy, OSError(errno.ENOSPC, "No space left on device"))
+    assert disk_full_message(roomy, sqlite3.OperationalError("database or disk is full"))
+    assert disk_full_message(roomy, RuntimeError("Error in compaction")) is None  # plenty free here
+    assert disk_full_message(roomy, PermissionError(errno.EACCES, "Permission denied")) is None
+    msg = disk_full_message(roomy, OSError(errno.ENOSPC, "No space left on device"))
+    assert msg is not None and str(roomy) in msg and "\n" not in msg

@@ -22,6 +22,7 @@ _MULTI = re.compile(r"\b(which|what) (papers|works|studies|methods|approaches|mo
                     r"\b(compare|comparison|contrast|differ|difference|versus|vs\.?|both)\b|\blist\b",
                     re.IGNORECASE)
 # Questions that ask for a quantity: the answer sentence must contain a number.
+_NO_SUCH_TOKEN = "\x00"
 _QUANTITY = re.compile(
     r"\b(how (many|much|large|big|long|fast|often)|by how much|number of|what (percentage|number|fraction|"
     r"proportion|size|accuracy|score|rate|learning rate|batch size|value|speed-?up))\b", re.IGNORECASE)
@@ -54,6 +55,8 @@ class ExtractiveConfig:
     """Refuse when the best paper's cosine similarity is below this (off-topic questions)."""
     min_anchor_idf: float = 3.0
     """Question names at least this rare (BM25 idf; ~12 of 250 papers) must appear in a cited paper."""
+    anchors_all: bool = True
+    """Outside comparisons, every rare name must be in a cited paper (else only one of them)."""
     min_named_coverage: float = 0.10
     """A comparison's further named paper needs a sentence covering at least this much of the question."""
     second_sentence_ratio: float = 0.80
@@ -155,8 +158,10 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
                 picked.append(c)
     # Names the question turns on (rare in the index: a method, model, dataset) must be in
     # what is cited: a sentence about a neighbouring paper's method is no answer.
-    rare_w = idf(sorted(anchors)) if anchors else {}
-    rare = [t for t in sorted(anchors) if rare_w[t] >= cfg.min_anchor_idf]
+    rare_w = idf([*sorted(anchors), _NO_SUCH_TOKEN]) if anchors else {}
+    # A name in no paper at all counts as rare however small the index (idf is capped by size).
+    bar = min(cfg.min_anchor_idf, rare_w.get(_NO_SUCH_TOKEN, 0.0) - 1e-9)
+    rare = [t for t in sorted(anchors) if rare_w[t] >= bar]
     if rare:
         paper_toks = {si: set(content_tokens(f"{src.paper.title} {src.paper.abstract}"))
                       for si, src in enumerate(pool)}
@@ -167,13 +172,16 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
                 if t in covered or len(picked) >= cfg.multi_max_sentences:
                     continue
                 used = {p.source_index for p in picked}
+                # The sentence (or its paper's title) must name it: a paper that only lists
+                # it as a baseline elsewhere in the abstract does not speak for it.
                 extra = next((c for c in candidates if c.source_index not in used
-                              and t in paper_toks[c.source_index] and c.coverage >= cfg.min_named_coverage), None)
+                              and c.coverage >= cfg.min_named_coverage and _names(t, c, pool)), None)
                 if extra is not None:
                     picked.append(extra)
                     covered |= paper_toks[extra.source_index]
-        if not covered.intersection(rare):
-            return ExtractiveResult(REFUSAL, True, f"no cited paper mentions {', '.join(rare)}", [])
+        missing = [t for t in rare if t not in covered]
+        if (cfg.anchors_all and not multi and missing) or len(missing) == len(rare):
+            return ExtractiveResult(REFUSAL, True, f"no cited paper mentions {', '.join(missing)}", [])
     # Keep each paper's sentences in abstract order, papers in order of first pick.
     order = list(dict.fromkeys(p.source_index for p in picked))
     picked.sort(key=lambda p: (order.index(p.source_index), p.start))
@@ -182,6 +190,10 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
         parts.append(f"{_trim(p.text)} [{p.source_index + 1}]")
     text = " ".join(_end_marker(s) for s in parts)
     return ExtractiveResult(text, False, "", picked)
+
+
+def _names(token: str, sent: ScoredSentence, pool: Sequence[Source]) -> bool:
+    return token in content_tokens(sent.text) or token in content_tokens(pool[sent.source_index].paper.title)
 
 
 def _chunk_sim(src: Source, a: int, b: int, chunk_sims: dict[str, float] | None) -> float:

@@ -108,10 +108,14 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
         _ingest_locked(index, papers, report, rep, prune=prune, rebuild=rebuild, wait=wait, embedder=embedder,
                        batch_papers=batch_papers, after_batch=after_batch)
     except (sqlite3.OperationalError, OSError) as exc:
-        # Writes are ordered so that a failure here leaves the index as it was (see store.py).
+        # Writes are ordered so that a failure here leaves the index as it was (see store.py);
+        # what failed is named by the file the OS reports, else the index directory.
+        if isinstance(exc, BrokenPipeError):
+            raise
         from .store import _writable_error
 
-        raise _writable_error(index.dir, exc) from None
+        where = Path(exc.filename) if isinstance(exc, OSError) and exc.filename else index.dir
+        raise _writable_error(where, exc) from exc
     report.seconds = time.perf_counter() - t0
     return report
 

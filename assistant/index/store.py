@@ -9,6 +9,7 @@ writes them again, so nothing is duplicated or lost.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -44,26 +45,34 @@ def date_int(date: str | None) -> int | None:
 
 
 LOW_DISK_BYTES = 16 * 1024 * 1024
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_FULL_TEXT = ("disk is full", "no space left", "disk quota")
+_DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
-def disk_full_message(path: Path) -> str | None:
-    """A plain 'disk full' sentence when the filesystem holding ``path`` is (nearly) out of
-    space: Chroma and SQLite report that as compaction or I/O failures, not as ENOSPC."""
-    probe = Path(path)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+def disk_full_message(path: Path, exc: BaseException | None = None) -> str | None:
+    """A plain 'disk full' sentence when ``exc`` says so, or (Chroma reports a full disk as
+    compaction or I/O failures) when the filesystem holding ``path`` is nearly out of space."""
+    said_full = exc is not None and (getattr(exc, "errno", None) in _FULL_ERRNOS
+                                     or any(t in str(exc).lower() for t in _FULL_TEXT))
+    if exc is not None and getattr(exc, "errno", None) in _DENIED_ERRNOS:
+        return None
     try:
-        free = shutil.disk_usage(probe).free
+        probe = Path(path)
+        while not os.path.exists(probe) and probe != probe.parent:
+            probe = probe.parent
+        free: int | None = shutil.disk_usage(probe).free
     except OSError:
+        free = None
+    if not said_full and (free is None or free >= LOW_DISK_BYTES):
         return None
-    if free >= LOW_DISK_BYTES:
-        return None
-    return (f"{path}: no space left on the disk ({free // 1024} KB free); free some space and run "
-            "the command again - papers indexed before are kept and an interrupted ingest resumes")
+    left = f" ({free // 1024} KB free)" if free is not None else ""
+    return (f"{path}: no space left on the disk{left}; free some space and run the command again - "
+            "papers indexed before are kept and an interrupted ingest resumes")
 
 
 def _writable_error(path: Path, exc: Exception) -> IndexStateError:
-    full = disk_full_message(path)
+    full = disk_full_message(path, exc)
     if full:
         return IndexStateError(full)
     reason = getattr(exc, "strerror", None) or str(exc)
@@ -326,7 +335,7 @@ def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:
     if settings.server_mode:
         return (f"Chroma server at {settings.chroma_host}:{settings.chroma_port} failed: {msg} "
                 "(is `chroma run` up? check CHROMA_HOST/CHROMA_PORT)")
-    full = disk_full_message(path)
+    full = disk_full_message(path, exc)
     if full:
         return full
     low = msg.lower()
