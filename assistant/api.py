@@ -65,7 +65,7 @@ class Assistant:
     # -- index ---------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], *, prune: bool = False, rebuild: bool = False,
                wait: bool = True, progress: bool | Reporter = False,
-               batch_papers: int = 64, after_batch: Callable[[int], None] | None = None) -> IngestReport:
+               batch_papers: int = 256, after_batch: Callable[[int], None] | None = None) -> IngestReport:
         """Read, chunk, embed and store papers; incremental and safe to re-run."""
         reporter = _reporter(progress)
         try:

@@ -48,7 +48,7 @@ def ingest_cmd(
     prune: bool = typer.Option(False, "--prune", help="Remove papers no longer in these sources."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Drop the index and build it again."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another ingest holds the lock."),
-    batch: int = typer.Option(64, "--batch", help="Papers written per crash-safe batch."),
+    batch: int = typer.Option(256, "--batch", help="Papers written per crash-safe batch."),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Read, chunk, embed and index papers (incremental: unchanged papers are skipped)."""

@@ -129,8 +129,9 @@ class OnnxEmbedder:
             return np.zeros((0, 0), dtype=np.float32)
         pre = self.spec.doc_prefix if prefix is None else prefix
         items = [pre + t for t in texts]
-        # Sorting by length keeps padding (wasted compute) small within a batch.
-        order = sorted(range(len(items)), key=lambda i: len(items[i]))
+        # Sorting by length keeps padding (wasted compute) small within a batch; longest first
+        # so parallel workers end together on short texts instead of one finishing a long one.
+        order = sorted(range(len(items)), key=lambda i: -len(items[i]))
         batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
         out: list[np.ndarray | None] = [None] * len(items)
         if self.workers > 1 and len(batches) >= 2 * self.workers:

@@ -78,7 +78,7 @@ class IngestReport:
 
 def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = False, rebuild: bool = False,
            wait: bool = True, reporter: Reporter | None = None, embedder: Any = None,
-           batch_papers: int = 64, after_batch: Callable[[int], None] | None = None) -> IngestReport:
+           batch_papers: int = 256, after_batch: Callable[[int], None] | None = None) -> IngestReport:
     from ..readers import read_paths
 
     rep = reporter or SilentReporter()
