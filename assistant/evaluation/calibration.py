@@ -10,13 +10,13 @@ well a threshold chosen this way does on labels it was not chosen on.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .files import jsonl_records
 from .judging import Judge, Passage
 from .metrics import AnswerSentence, cohen_kappa
 from .offline_judge import OfflineJudge, SupportResult
@@ -66,20 +66,8 @@ class Calibration:
 
 
 def load_labels(path: str | Path = DEFAULT_LABELS) -> list[LabelRow]:
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(f"{path}: calibration labels not found") from None
     rows: list[LabelRow] = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
+    for n, where, d in jsonl_records(Path(path), "calibration labels"):
         if not isinstance(d, dict):
             raise InputError(f"{where}: expected a JSON object")
         if d.get("label") not in LABELS:

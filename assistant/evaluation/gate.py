@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .files import read_text_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -75,10 +76,8 @@ def parse_thresholds(items: Sequence[str], option: str = "--min") -> dict[str, f
 def load_gate(path: str | Path) -> Gate:
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: gate file not found") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(read_text_file(path, "gate file"))
+    except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: cannot read gate file: {exc}") from None
     unknown = set(data) - {"min", "max"}
     if unknown:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .files import jsonl_records
 
 QUESTION_TYPES = ("lookup", "detail", "multi", "compare", "unanswerable")
 REQUIRED_FIELDS = ("qid", "type", "question", "gold_titles", "answer", "evidence")
@@ -88,23 +89,9 @@ def parse_question(data: Any, where: str) -> Question:
 
 def load_questions(path: str | Path) -> list[Question]:
     """Read and validate a question set; errors name the file and line."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(f"{path}: question file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read question file: {exc}") from None
     out: list[Question] = []
     seen: dict[str, int] = {}
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    for n, where, data in jsonl_records(Path(path), "question file"):
         q = parse_question(data, where)
         if q.qid in seen:
             raise InputError(f"{where}: duplicate qid '{q.qid}' (first on line {seen[q.qid]})")

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import AssistantError, InputError
 from ..records import Paper
+from .files import read_text_file
 from .judging import Judge, passage_text
 from .questions import Question, load_questions, select
 from .scoring import error_row, score_answer, summarise_rows
@@ -54,10 +55,8 @@ class EvalReport:
         if path.is_dir():
             path = path / "report.json"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such report") from None
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(read_text_file(path, "report"))
+        except json.JSONDecodeError as exc:
             raise InputError(f"{path}: cannot read report: {exc}") from None
         return cls.from_dict(data, str(path))
 

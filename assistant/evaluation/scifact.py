@@ -12,33 +12,19 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .files import jsonl_records
 
 SPLITS = ("train", "dev")
-
-
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        fh = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    with fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield n, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
 
 
 def read_corpus(path: str | Path) -> dict[str, dict[str, Any]]:
     """doc id -> record (id, title, abstract, sentences)."""
     out: dict[str, dict[str, Any]] = {}
-    for n, d in _read_jsonl(Path(path)):
+    for n, _, d in jsonl_records(Path(path), "file"):
         if not isinstance(d, dict) or "id" not in d or "title" not in d:
             raise InputError(f"{path}:{n}: a corpus record needs 'id' and 'title'")
         out[str(d["id"])] = d
@@ -82,7 +68,7 @@ def convert(claims_path: str | Path, corpus_path: str | Path, *, split: str = "d
         raise InputError(f"split '{split}': expected one of {', '.join(SPLITS)} (test claims have no labels)")
     corpus = read_corpus(corpus_path)
     claims: list[tuple[str, dict[str, Any]]] = []
-    for n, d in _read_jsonl(Path(claims_path)):
+    for n, _, d in jsonl_records(Path(claims_path), "file"):
         if not isinstance(d, dict) or "claim" not in d:
             raise InputError(f"{claims_path}:{n}: a claim record needs 'claim'")
         if d.get("split") == split and not (evidence_only and d.get("no_evidence")):
