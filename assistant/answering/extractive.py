@@ -50,9 +50,9 @@ class ExtractiveConfig:
     min_focus_coverage: float = 0.15
     """Share of the question's words outside the top paper's title that the answer must cover."""
     min_dense: float = 0.30
+    """Refuse when the best paper's cosine similarity is below this (off-topic questions)."""
     min_quantity_focus: float = 0.5
     """For "how many / what accuracy" questions: a sentence with a number must cover this much of the focus."""
-    """Refuse when the best paper's cosine similarity is below this (off-topic questions)."""
     min_anchor_idf: float = 3.0
     """Question names at least this rare (BM25 idf; ~12 of 250 papers) must appear in a cited paper."""
     anchors_all: bool = True
@@ -60,9 +60,9 @@ class ExtractiveConfig:
     min_named_coverage: float = 0.10
     """A comparison's further named paper needs a sentence covering at least this much of the question."""
     second_sentence_ratio: float = 0.80
+    """A further sentence is added only if it scores at least this share of the best one."""
     multi_min_ratio: float = 0.70
     """Further papers in a multi-paper answer must score at least this share of the best sentence."""
-    """A further sentence is added only if it scores at least this share of the best one."""
 
 
 @dataclass
@@ -74,6 +74,7 @@ class ScoredSentence:
     coverage: float
     focus: float
     score: float
+    tokens: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -106,13 +107,18 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
 
     candidates: list[ScoredSentence] = []
     pool = list(sources[: cfg.max_papers])
+    titles: list[frozenset[str]] = []
+    paper_toks: list[set[str]] = []  # title + abstract words, for the name check below
     for si, src in enumerate(pool):
         abstract = src.paper.abstract
-        title_toks = set(content_tokens(src.paper.title))
+        title_toks = frozenset(content_tokens(src.paper.title))
+        titles.append(title_toks)
+        paper_toks.append(set(title_toks))
         rank_prior = 1.0 / (1 + si)
         for a, b in split_sentences(abstract):
             sent = abstract[a:b]
-            toks = set(content_tokens(sent))
+            toks = frozenset(content_tokens(sent))
+            paper_toks[si] |= toks
             # The title counts for part of the coverage: it says what the paper is about,
             # but the sentence itself must carry the answer.
             cov_sent = sum(w for t, w in weights.items() if t in toks) / total
@@ -122,7 +128,7 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
             dense = _chunk_sim(src, a, b, chunk_sims)
             score = (cfg.w_coverage * cov + cfg.w_focus * fcov + cfg.w_dense * dense
                      + cfg.w_rank * rank_prior)
-            candidates.append(ScoredSentence(si, a, b, sent, cov, fcov, score))
+            candidates.append(ScoredSentence(si, a, b, sent, cov, fcov, score, toks))
     if not candidates:
         return ExtractiveResult(REFUSAL, True, "no sentences", [])
     candidates.sort(key=lambda c: -c.score)
@@ -163,8 +169,6 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
     bar = min(cfg.min_anchor_idf, rare_w.get(_NO_SUCH_TOKEN, 0.0) - 1e-9)
     rare = [t for t in sorted(anchors) if rare_w[t] >= bar]
     if rare:
-        paper_toks = {si: set(content_tokens(f"{src.paper.title} {src.paper.abstract}"))
-                      for si, src in enumerate(pool)}
         covered = set().union(*(paper_toks[p.source_index] for p in picked))
         if multi:
             # A comparison names several papers: each named one gets its best sentence.
@@ -175,7 +179,8 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
                 # The sentence (or its paper's title) must name it: a paper that only lists
                 # it as a baseline elsewhere in the abstract does not speak for it.
                 extra = next((c for c in candidates if c.source_index not in used
-                              and c.coverage >= cfg.min_named_coverage and _names(t, c, pool)), None)
+                              and c.coverage >= cfg.min_named_coverage
+                              and (t in c.tokens or t in titles[c.source_index])), None)
                 if extra is not None:
                     picked.append(extra)
                     covered |= paper_toks[extra.source_index]
@@ -190,10 +195,6 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
         parts.append(f"{_trim(p.text)} [{p.source_index + 1}]")
     text = " ".join(_end_marker(s) for s in parts)
     return ExtractiveResult(text, False, "", picked)
-
-
-def _names(token: str, sent: ScoredSentence, pool: Sequence[Source]) -> bool:
-    return token in content_tokens(sent.text) or token in content_tokens(pool[sent.source_index].paper.title)
 
 
 def _chunk_sim(src: Source, a: int, b: int, chunk_sims: dict[str, float] | None) -> float:
