@@ -124,11 +124,9 @@ def read_text(path: Path, result: FileResult) -> str | None:
     except OSError as exc:
         result.problems.append(Problem(str(path), None, f"cannot read file: {exc.strerror or exc}"))
         return None
-    if not data.strip():
-        result.problems.append(Problem(str(path), None, "file is empty"))
-        return None
-    if b"\x00" in data[:8192]:
-        result.problems.append(Problem(str(path), None, "binary file (NUL bytes); not a supported text format"))
+    problem = _content_problem(data, "a supported text format")
+    if problem:
+        result.problems.append(Problem(str(path), None, problem))
         return None
     try:
         return data.decode("utf-8-sig")
@@ -145,12 +143,19 @@ def open_checked(path: Path, result: FileResult, kind: str) -> BinaryIO | None:
     except OSError as exc:
         result.problems.append(Problem(str(path), None, f"cannot read file: {exc.strerror or exc}"))
         return None
-    head = fh.read(8192)
-    problem = "file is empty" if not head.strip() else (
-        f"binary file (NUL bytes); not {kind}" if b"\x00" in head else None)
+    problem = _content_problem(fh.read(8192), kind)
     if problem:
         fh.close()
         result.problems.append(Problem(str(path), None, problem))
         return None
     fh.seek(0)
     return fh
+
+
+def _content_problem(data: bytes, kind: str) -> str | None:
+    """Why a file's bytes (all, or the head of a streamed one) rule it out: empty, or binary."""
+    if not data.strip():
+        return "file is empty"
+    if b"\x00" in data[:8192]:
+        return f"binary file (NUL bytes); not {kind}"
+    return None
