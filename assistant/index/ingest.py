@@ -19,6 +19,7 @@ from ..errors import IndexStateError
 from ..records import Chunk, Paper
 from .chunking import chunk_paper, embed_text
 from .paper_index import PaperIndex
+from .store import LexicalIndex, writable_error
 
 
 class Reporter(Protocol):
@@ -112,10 +113,8 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
         # what failed is named by the file the OS reports, else the index directory.
         if isinstance(exc, BrokenPipeError):
             raise
-        from .store import _writable_error
-
         where = Path(exc.filename) if isinstance(exc, OSError) and exc.filename else index.dir
-        raise _writable_error(where, exc) from exc
+        raise writable_error(where, exc) from exc
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -212,8 +211,6 @@ def _reconcile_orphans(index: PaperIndex, rep: Reporter) -> None:
 
 
 def _saved_lexical_generation(index: PaperIndex) -> int:
-    from .store import LexicalIndex
-
     lex = LexicalIndex(index.dir / "bm25")
     return lex.generation if lex.load() else -1
 

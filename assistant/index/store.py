@@ -71,7 +71,7 @@ def disk_full_message(path: Path, exc: BaseException | None = None) -> str | Non
             "papers indexed before are kept and an interrupted ingest resumes")
 
 
-def _writable_error(path: Path, exc: Exception) -> IndexStateError:
+def writable_error(path: Path, exc: Exception) -> IndexStateError:
     full = disk_full_message(path, exc)
     if full:
         return IndexStateError(full)
@@ -105,7 +105,7 @@ class Catalogue:
                 """)
                 self.db.commit()
         except (sqlite3.OperationalError, OSError) as exc:
-            raise _writable_error(path, exc) from None
+            raise writable_error(path, exc) from None
 
     # -- meta ---------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -144,7 +144,7 @@ class Catalogue:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)",
                                 (str(self.generation + 1),))
         except sqlite3.OperationalError as exc:
-            raise _writable_error(self.path, exc) from None
+            raise writable_error(self.path, exc) from None
 
     def delete_papers(self, paper_ids: Sequence[str]) -> None:
         ids = [(p,) for p in paper_ids]
@@ -155,7 +155,7 @@ class Catalogue:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)",
                                 (str(self.generation + 1),))
         except sqlite3.OperationalError as exc:
-            raise _writable_error(self.path, exc) from None
+            raise writable_error(self.path, exc) from None
 
     def get(self, paper_id: str) -> Paper | None:
         row = self.db.execute("SELECT data FROM papers WHERE paper_id=?", (paper_id,)).fetchone()
@@ -409,7 +409,7 @@ class LexicalIndex:
             shutil.rmtree(old, ignore_errors=True)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise _writable_error(self.directory, exc) from None
+            raise writable_error(self.directory, exc) from None
 
     def load(self) -> bool:
         """Load from disk; False when missing or unreadable (caller rebuilds)."""
