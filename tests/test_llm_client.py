@@ -58,7 +58,10 @@ class ScriptedServer:
                 body = self.rfile.read(length) if length else b""
                 with outer.lock:
                     n = len(outer.requests)
-                    outer.requests.append({"path": self.path, "headers": dict(self.headers),
+                    outer.requests.append({"path": self.path,
+                                           # HTTP header names are case-insensitive; openai 3.x sends
+                                           # them in lower case, 2.x capitalised.
+                                           "headers": {k.lower(): v for k, v in self.headers.items()},
                                            "json": json.loads(body) if body else None})
                 outer.replies[min(n, len(outer.replies) - 1)](self)
 
@@ -154,7 +157,7 @@ def test_retries_503_then_answers(scripted: Callable[..., ScriptedServer]) -> No
     assert len(server.requests) == 3
     assert all(r["path"] == "/v1/chat/completions" for r in server.requests)
     assert server.requests[0]["json"]["model"] == "smollm2"
-    assert server.requests[0]["headers"]["Authorization"] == f"Bearer {DUMMY_KEY}"
+    assert server.requests[0]["headers"]["authorization"] == f"Bearer {DUMMY_KEY}"
 
 
 def test_streaming_retries_failures_before_the_first_token(scripted: Callable[..., ScriptedServer]) -> None:
@@ -192,7 +195,7 @@ def test_no_retry_on_client_errors(scripted: Callable[..., ScriptedServer], code
     with pytest.raises(BackendError) as err:
         client.complete(HI, stream=code % 2 == 0)
     assert len(server.requests) == 1
-    assert server.requests[0]["headers"]["Authorization"] == f"Bearer {key}"
+    assert server.requests[0]["headers"]["authorization"] == f"Bearer {key}"
     msg = str(err.value)
     assert expected in msg and server.base_url in msg
     assert key not in msg and "\n" not in msg
