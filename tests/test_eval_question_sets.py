@@ -1,0 +1,143 @@
+"""The sample-corpus question sets (pool -> fit / validation, with held-out papers) are sound data.
+
+Read with the real readers and the real question loader: every quote is verbatim in its paper's abstract,
+held-out papers are in the sample but gold nowhere, the type mix meets issue 14's minimums, and the
+fit / validation files are exactly what evals/split_questions.py produces.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from assistant.evaluation import load_questions
+from assistant.readers import read_paths
+from assistant.records import REFUSAL
+
+REPO = Path(__file__).resolve().parents[1]
+QDIR = REPO / "evals" / "questions"
+SAMPLE = REPO / "assistant" / "data" / "sample"
+SETS = ("pool", "fit", "validation")
+MINIMUMS = {"lookup": 30, "detail": 30, "multi": 20, "compare": 12, "unanswerable": 40}
+
+
+@pytest.fixture(scope="module")
+def abstracts() -> dict[str, str]:
+    return {p.title: p.abstract for p in read_paths([SAMPLE]).papers}
+
+
+@pytest.fixture(scope="module")
+def held() -> list[str]:
+    lines = (QDIR / "holdout_papers.txt").read_text(encoding="utf-8").splitlines()
+    return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+
+
+def rows(name: str) -> list[dict]:
+    load_questions(QDIR / f"{name}.jsonl")  # the project's own validation (fields, types, duplicates)
+    with (QDIR / f"{name}.jsonl").open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def split_module() -> object:
+    spec = importlib.util.spec_from_file_location("split_questions", REPO / "evals" / "split_questions.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_quotes_are_exact_substrings_of_gold_abstracts(name: str, abstracts: dict[str, str]) -> None:
+    for r in rows(name):
+        for t in r["gold_titles"]:
+            assert t in abstracts, f"{r['qid']}: gold title not in the sample: {t}"
+        quoted = {e["title"] for e in r["evidence"]}
+        assert quoted == set(r["gold_titles"]), f"{r['qid']}: every gold paper needs a quote, and only gold papers"
+        for e in r["evidence"]:
+            assert e["quote"] in abstracts[e["title"]], f"{r['qid']}: quote not verbatim in '{e['title']}'"
+            assert len(e["quote"]) >= 30, f"{r['qid']}: quote too short to be the answering sentence"
+
+
+def test_held_out_papers_exist_and_are_gold_for_nothing(held: list[str], abstracts: dict[str, str]) -> None:
+    assert 12 <= len(held) == len(set(held))
+    assert not set(held) - set(abstracts), "held-out titles must be exact sample titles"
+    for path in sorted(QDIR.glob("*.jsonl")):
+        for r in rows(path.stem):
+            gold = set(r["gold_titles"]) | {e["title"] for e in r["evidence"]}
+            assert not gold & set(held), f"{path.name} {r['qid']}: a held-out paper is gold"
+
+
+def test_unanswerable_rows(held: list[str], abstracts: dict[str, str]) -> None:
+    kinds: Counter[str] = Counter()
+    for r in rows("pool"):
+        if r["type"] != "unanswerable":
+            assert r["gold_titles"] and r["evidence"], r["qid"]
+            continue
+        assert r["gold_titles"] == [] and r["evidence"] == [] and r["answer"] == REFUSAL, r["qid"]
+        kinds[r["unanswerable_kind"]] += 1
+        if r["unanswerable_kind"] == "absent_study":
+            assert r["held_out_title"] in held, r["qid"]
+        else:
+            assert r["unanswerable_kind"] == "near_miss", r["qid"]
+            assert r["about_title"] in abstracts and r["about_title"] not in held, r["qid"]
+    assert kinds["absent_study"] >= 15 and kinds["near_miss"] >= 20
+    # every held-out paper is what at least one absent-study question is about
+    assert {r.get("held_out_title") for r in rows("pool")} >= set(held)
+
+
+def test_counts_meet_the_minimums_and_multi_questions_have_several_papers() -> None:
+    pool = rows("pool")
+    counts = Counter(r["type"] for r in pool)
+    assert len(pool) >= 150
+    for t, n in MINIMUMS.items():
+        assert counts[t] >= n, f"{t}: {counts[t]} < {n}"
+    for r in pool:
+        if r["type"] in ("multi", "compare"):
+            assert len(r["gold_titles"]) >= 2, r["qid"]
+    # detail questions are mostly about a stated quantity
+    with_number = [r for r in pool if r["type"] == "detail" and re.search(r"\d", r["answer"])]
+    assert len(with_number) >= 0.8 * counts["detail"]
+
+
+def test_written_independently_of_dev_and_heldout() -> None:
+    norm = lambda s: re.sub(r"\W+", " ", s.lower()).strip()  # noqa: E731
+    old = {norm(r["question"]) for name in ("dev", "heldout") for r in rows(name)}
+    pool = rows("pool")
+    assert len({r["qid"] for r in pool}) == len(pool)
+    assert len({norm(r["question"]) for r in pool}) == len(pool)
+    assert not {norm(r["question"]) for r in pool} & old
+
+
+def test_fit_and_validation_are_the_seeded_stratified_split_of_the_pool() -> None:
+    mod = split_module()
+    pool, fit, val = rows("pool"), rows("fit"), rows("validation")
+    ids_fit, ids_val = {r["qid"] for r in fit}, {r["qid"] for r in val}
+    assert not ids_fit & ids_val
+    assert ids_fit | ids_val == {r["qid"] for r in pool}
+    assert not {r["question"] for r in fit} & {r["question"] for r in val}
+    exp_fit, exp_val = mod.split(pool)  # type: ignore[attr-defined]
+    assert fit == exp_fit and val == exp_val
+    assert mod.main(["--check"]) == 0  # type: ignore[attr-defined]
+    # stratified: each type is split about 60/40, and a different seed gives a different split
+    for t in MINIMUMS:
+        n_fit = sum(r["type"] == t for r in fit)
+        n_all = sum(r["type"] == t for r in pool)
+        assert abs(n_fit - 0.6 * n_all) <= 2, t
+    other_fit, _ = mod.split(pool, seed=mod.SEED + 1)  # type: ignore[attr-defined]
+    assert {r["qid"] for r in other_fit} != ids_fit
+
+
+def test_split_check_fails_on_a_stale_file(tmp_path: Path) -> None:
+    mod = split_module()
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text((QDIR / "pool.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    assert mod.main(["--pool", str(pool), "--out-dir", str(tmp_path)]) == 0  # type: ignore[attr-defined]
+    assert mod.main(["--pool", str(pool), "--out-dir", str(tmp_path), "--check"]) == 0  # type: ignore[attr-defined]
+    val = tmp_path / "validation.jsonl"
+    val.write_text("".join(val.read_text(encoding="utf-8").splitlines(keepends=True)[1:]), encoding="utf-8")
+    assert mod.main(["--pool", str(pool), "--out-dir", str(tmp_path), "--check"]) == 1  # type: ignore[attr-defined]
