@@ -1,24 +1,347 @@
 """Answer quality of `Assistant.ask` (issue 14's measures) beside a naive baseline, in one run.
 
 Usage:
-    python benchmarks/answer_quality.py [--questions FILE] [--json OUT]      # default: validation split
-    python benchmarks/answer_quality.py --scifact-dev [--limit N] [--json OUT]
+    python benchmarks/answer_quality.py                        # evals/questions/validation.jsonl
+    python benchmarks/answer_quality.py --questions evals/questions/fit.jsonl [--limit N] [--json [OUT]]
+    python benchmarks/answer_quality.py --scifact-dev [--limit N] [--json [OUT]]
+
+Sample mode indexes the bundled sample MINUS evals/questions/holdout_papers.txt (so absent-study
+questions must be refused) and runs each question through `Assistant.ask` with the default
+(extractive) backend. SciFact mode asks the 300 SciFact dev claims over the 5,183 SciFact abstracts
+(read from ../shared/scifact, never copied). Indexed homes are cached under
+~/.cache/paper-assistant-bench/<kind>-<fingerprint> (fingerprint = the indexed records, the index schema
+and the embedding model), so only the first run pays for ingest.
+
+The naive baseline, measured in the same run on the same papers: stdlib BM25 over title + abstract,
+then the abstract sentence with the largest word overlap with the question from each of the top 2
+papers, cited; it never refuses.
+
+The metric functions are self-contained (no project tokenizer), so the measuring stick does not move
+when the code under test changes; tests/test_answer_quality_metrics.py checks them on hand-made cases.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import math
+import re
+import statistics
 import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SAMPLE = REPO / "assistant" / "data" / "sample"
-HOLDOUT = REPO / "evals" / "questions" / "holdout_papers.txt"
+QUESTIONS = REPO / "evals" / "questions"
+HOLDOUT = QUESTIONS / "holdout_papers.txt"
 SCIFACT = REPO.parent / "shared" / "scifact"
 CACHE = Path.home() / ".cache" / "paper-assistant-bench"
+
+STOPWORDS = frozenset([
+    "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "approach",
+    "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by",
+    "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further",
+    "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into",
+    "is", "it", "its", "itself", "just", "let", "many", "me", "method", "methods", "more", "most", "much",
+    "my", "no", "nor", "not", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out", "over",
+    "own", "paper", "papers", "same", "she", "should", "so", "some", "study", "such", "than", "that", "the",
+    "their", "theirs", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too",
+    "under", "until", "up", "use", "used", "uses", "using", "very", "was", "we", "were", "what", "when",
+    "where", "which", "while", "who", "whom", "why", "will", "with", "work", "would", "you", "your", "yours",
+])
+
+# -- metrics (pure functions) ---------------------------------------------------------------
+
+
+def hit_at(ranked: Sequence[str], gold: Iterable[str], k: int = 5) -> float:
+    """1.0 when a gold item is among the first k."""
+    g = set(gold)
+    return 1.0 if any(r in g for r in ranked[:k]) else 0.0
+
+
+def reciprocal_rank(ranked: Sequence[str], gold: Iterable[str]) -> float:
+    """1 / rank of the first gold item (0 when absent)."""
+    g = set(gold)
+    for i, r in enumerate(ranked):
+        if r in g:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+def ndcg_at(ranked: Sequence[str], gold: Iterable[str], k: int = 10) -> float:
+    """Binary-relevance nDCG@k."""
+    g = set(gold)
+    dcg = sum(1.0 / math.log2(i + 2) for i, r in enumerate(ranked[:k]) if r in g)
+    idcg = sum(1.0 / math.log2(i + 2) for i in range(min(len(g), k)))
+    return dcg / idcg if idcg else 0.0
+
+
+def citation_precision(cited: Iterable[str], gold: Iterable[str]) -> float | None:
+    """Share of the distinct cited papers that are gold; None when nothing is cited."""
+    c = set(cited)
+    return len(c & set(gold)) / len(c) if c else None
+
+
+_NUM = re.compile(r"(?<![\w.])[-+]?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+)")
+
+
+def numbers_in(text: str) -> set[str]:
+    """Numbers as canonical strings: '1,317' -> '1317', '5.0' -> '5', '0.90' -> '0.9', '3.3\\%' -> '3.3'.
+
+    Numbers glued to letters count too ('17.7x', '15M', '8B', '9times'); a digit inside a word
+    ('Llama2', 'GPT4o') does not start a number.
+    """
+    out = set()
+    for m in _NUM.finditer(text):
+        raw = m.group(1).replace(",", "")
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        out.add(f"{value:.6f}".rstrip("0").rstrip("."))
+    return out
+
+
+def gold_numbers(answer: str, evidence_quotes: Iterable[str]) -> set[str]:
+    """Numbers of the reference answer that the evidence states: the ones an answer can quote."""
+    stated: set[str] = set()
+    for q in evidence_quotes:
+        stated |= numbers_in(q)
+    return numbers_in(answer) & stated
+
+
+def number_recall(gold: set[str], answer_text: str) -> float | None:
+    """Share of the gold numbers present in the answer text; None when there are none."""
+    if not gold:
+        return None
+    return len(gold & numbers_in(answer_text)) / len(gold)
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-case words of 3+ characters and numbers ('77.8' whole), stopwords out, a plural 's' stripped."""
+    out = set()
+    for w in re.findall(r"\d+(?:[.,]\d+)*|[a-z][a-z0-9]*(?:[-'][a-z0-9]+)*", text.lower()):
+        if w in STOPWORDS or (len(w) < 3 and not w.isdigit()):
+            continue
+        if len(w) > 4 and w.endswith("s") and not w.endswith("ss"):
+            w = w[:-1]
+        out.add(w)
+    return out
+
+
+def content_recall(reference: str, answer_text: str) -> float | None:
+    """Share of the reference answer's content words that the answer contains."""
+    ref = content_words(reference)
+    if not ref:
+        return None
+    return len(ref & content_words(answer_text)) / len(ref)
+
+
+def _span(quote: str, abstract: str) -> tuple[int, int] | None:
+    start = abstract.find(quote)
+    return (start, start + len(quote)) if start >= 0 and quote else None
+
+
+def quote_matches(quote: str, evidence: Iterable[str], abstract: str) -> bool:
+    """Is the quote the evidence sentence? Both are located in the abstract; they match when their spans
+    overlap by at least half of the shorter one (a quote trimmed to a clause or one spanning two sentences
+    still counts). Text not found in the abstract falls back to the same rule on normalised text."""
+    norm = lambda s: " ".join(re.findall(r"\w+", s.lower()))  # noqa: E731
+    q = _span(quote, abstract)
+    for ev in evidence:
+        e = _span(ev, abstract)
+        if q and e:
+            overlap = min(q[1], e[1]) - max(q[0], e[0])
+            if overlap > 0 and overlap >= 0.5 * min(q[1] - q[0], e[1] - e[0]):
+                return True
+        else:
+            a, b = norm(quote), norm(ev)
+            if a and b and (a in b or b in a) and min(len(a), len(b)) >= 0.5 * max(len(a), len(b)):
+                return True
+    return False
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def mean(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.fmean(vals) if vals else None
+
+
+# -- the naive baseline ---------------------------------------------------------------------
+
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Plain regex sentence split; each piece is an exact substring of ``text``."""
+    return [s for s in _SENT.split(text) if s.strip()]
+
+
+class BM25:
+    """Plain BM25 (k1=0.9, b=0.4, lower-case word tokens): no project code."""
+
+    def __init__(self, docs: dict[str, str], k1: float = 0.9, b: float = 0.4) -> None:
+        self.k1, self.b = k1, b
+        self.ids = list(docs)
+        self.tfs = [Counter(re.findall(r"\w\w+", docs[i].lower())) for i in self.ids]
+        self.lens = [sum(tf.values()) for tf in self.tfs]
+        self.avg = sum(self.lens) / max(1, len(self.lens))
+        df: Counter[str] = Counter()
+        for tf in self.tfs:
+            df.update(tf.keys())
+        n = len(self.ids)
+        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        self.postings: dict[str, list[int]] = {}
+        for i, tf in enumerate(self.tfs):
+            for t in tf:
+                self.postings.setdefault(t, []).append(i)
+
+    def search(self, query: str, k: int = 10) -> list[str]:
+        scores: dict[int, float] = {}
+        for t in set(re.findall(r"\w\w+", query.lower())):
+            for i in self.postings.get(t, ()):
+                tf = self.tfs[i][t]
+                denom = tf + self.k1 * (1 - self.b + self.b * self.lens[i] / self.avg)
+                scores[i] = scores.get(i, 0.0) + self.idf[t] * tf * (self.k1 + 1) / denom
+        return [self.ids[i] for i in sorted(scores, key=lambda i: (-scores[i], i))[:k]]
+
+
+def best_overlap_sentence(question: str, abstract: str) -> str:
+    """The abstract sentence sharing the most content words with the question (first on ties)."""
+    qw = content_words(question)
+    sents = split_sentences(abstract) or [abstract]
+    return max(sents, key=lambda s: len(qw & content_words(s)))
+
+
+@dataclass
+class Reply:
+    """What both systems hand to the metrics: ranked ids, cited (id, quote) pairs, text, refusal."""
+
+    ranked: list[str]
+    citations: list[tuple[str, str | None]]
+    text: str
+    refused: bool
+    ms: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def naive_reply(bm25: BM25, abstracts: dict[str, str], question: str, top: int = 2) -> Reply:
+    t = time.perf_counter()
+    ranked = bm25.search(question, 10)
+    cites = [(pid, best_overlap_sentence(question, abstracts[pid])) for pid in ranked[:top]]
+    text = " ".join(f"{q} [{n}]" for n, (_, q) in enumerate(cites, 1))
+    return Reply(ranked, cites, text, False, (time.perf_counter() - t) * 1000)
+
+
+def assistant_reply(a: Any, question: str) -> Reply:
+    t = time.perf_counter()
+    ans = a.ask(question)
+    ms = (time.perf_counter() - t) * 1000
+    return Reply([s.paper.paper_id for s in ans.sources], [(c.paper_id, c.quote) for c in ans.citations],
+                 ans.text, bool(ans.refused), ms, {"refusal_reason": ans.checks.get("refusal_reason")})
+
+
+# -- scoring -------------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    """One question with gold as paper ids: evidence quotes per gold id, reference answer."""
+
+    qid: str
+    type: str
+    question: str
+    gold: list[str]
+    evidence: dict[str, list[str]]
+    answer: str
+
+
+def score_sample(items: list[Item], replies: list[Reply], abstracts: dict[str, str]) -> dict[str, Any]:
+    """Issue 14's measures for a question set (answerable vs unanswerable by empty gold)."""
+    ans = [(it, r) for it, r in zip(items, replies, strict=True) if it.gold]
+    una = [(it, r) for it, r in zip(items, replies, strict=True) if not it.gold]
+    q_pairs = q_hits = 0
+    for it, r in ans:
+        for pid in it.gold:
+            quotes = [q for c, q in r.citations if c == pid and q]
+            if quotes and not r.refused:
+                q_pairs += 1
+                q_hits += any(quote_matches(q, it.evidence.get(pid, []), abstracts[pid]) for q in quotes)
+    out = {
+        "questions": len(items), "answerable": len(ans), "unanswerable": len(una),
+        "hit@5": mean(hit_at(r.ranked, it.gold, 5) for it, r in ans),
+        "mrr": mean(reciprocal_rank(r.ranked, it.gold) for it, r in ans),
+        "ndcg@10": mean(ndcg_at(r.ranked, it.gold, 10) for it, r in ans),
+        "citation_precision": mean(citation_precision([c for c, _ in r.citations], it.gold)
+                                   for it, r in ans if not r.refused),
+        "false_refusal_rate": mean(float(r.refused) for _, r in ans),
+        "unanswerable_refused": mean(float(r.refused) for _, r in una),
+        "quote_is_answering_sentence": q_hits / q_pairs if q_pairs else None,
+        "quote_pairs": q_pairs,
+        "gold_numbers_in_answer": mean(
+            number_recall(gold_numbers(it.answer, [q for qs in it.evidence.values() for q in qs]), r.text)
+            for it, r in ans),
+        "questions_with_gold_numbers": sum(
+            bool(gold_numbers(it.answer, [q for qs in it.evidence.values() for q in qs])) for it, _ in ans),
+        "gold_content_words_in_answer": mean(content_recall(it.answer, r.text) for it, r in ans),
+        "p50_ms": percentile([r.ms for r in replies], 0.5),
+        "p95_ms": percentile([r.ms for r in replies], 0.95),
+    }
+    by_type = {}
+    for t in sorted({it.type for it in items}):
+        sub = [(it, r) for it, r in zip(items, replies, strict=True) if it.type == t]
+        by_type[t] = {"n": len(sub), "refused": mean(float(r.refused) for _, r in sub)}
+    out["refused_by_type"] = by_type
+    return out
+
+
+def score_scifact(claims: list[dict], replies: list[Reply], corpus: dict[str, dict]) -> dict[str, Any]:
+    """nDCG@10 (relevance = cited_ids), refused share, and quotes against rationale sentences."""
+    cite_total = cite_hits = pairs = pairs_quoted = cited_pairs = cited_pairs_hit = 0
+    for c, r in zip(claims, replies, strict=True):
+        for pid, groups in (c.get("rationales") or {}).items():
+            doc = corpus[pid]
+            rats = [doc["sentences"][i].strip() for g in groups for i in g]
+            abstract = doc["abstract"]
+            quotes = [q for cp, q in r.citations if cp == pid and q] if not r.refused else []
+            hits = [quote_matches(q, rats, abstract) for q in quotes]
+            cite_total += len(hits)
+            cite_hits += sum(hits)
+            pairs += 1
+            pairs_quoted += any(hits)
+            if quotes:
+                cited_pairs += 1
+                cited_pairs_hit += any(hits)
+    return {
+        "claims": len(claims),
+        "ndcg@10": mean(ndcg_at(r.ranked, c["cited_ids"], 10) for c, r in zip(claims, replies, strict=True)),
+        "refused_share": mean(float(r.refused) for r in replies),
+        "rationale_precision": cite_hits / cite_total if cite_total else None,
+        "rationale_citations": cite_total,
+        "rationale_recall": pairs_quoted / pairs if pairs else None,
+        "rationale_pairs": pairs,
+        "quote_is_rationale": cited_pairs_hit / cited_pairs if cited_pairs else None,
+        "cited_rationale_pairs": cited_pairs,
+        "p50_ms": percentile([r.ms for r in replies], 0.5),
+        "p95_ms": percentile([r.ms for r in replies], 0.95),
+    }
+
+
+# -- corpora and cached homes ---------------------------------------------------------------
 
 
 def holdout_titles(path: Path = HOLDOUT) -> list[str]:
@@ -28,7 +351,7 @@ def holdout_titles(path: Path = HOLDOUT) -> list[str]:
 
 
 def fingerprint(*parts: bytes) -> str:
-    """Key of a cached home: the source bytes, the index schema and the embedding model."""
+    """Key of a cached home: the indexed source bytes, the index schema and the embedding model."""
     from assistant.index.store import SCHEMA_VERSION
     from assistant.settings import Settings
 
@@ -38,48 +361,180 @@ def fingerprint(*parts: bytes) -> str:
     return h.hexdigest()[:16]
 
 
-def sample_minus_holdout(held: list[str]) -> list[dict[str, object]]:
-    """The bundled sample as JSON records, without the held-out papers (read with the real readers)."""
+def sample_minus_holdout(held: list[str]) -> list[dict[str, Any]]:
+    """The bundled sample as JSON records (ids kept), without the held-out papers."""
     from assistant.readers import read_paths
 
     gone = set(held)
     papers = read_paths([SAMPLE]).papers
     missing = gone - {p.title for p in papers}
     if missing:
-        raise SystemExit(f"error: held-out titles not in the sample: {sorted(missing)}")
+        raise SystemExit(f"error: {HOLDOUT}: titles not in the sample: {sorted(missing)}")
     return [{"id": p.paper_id, "title": p.title, "abstract": p.abstract, "authors": list(p.authors),
              "date": p.date or None} for p in papers if p.title not in gone]
 
 
-def prepared_home(kind: str, cache: Path = CACHE) -> Path:
-    """An ASSISTANT_HOME with the corpus indexed, reused while its fingerprint holds."""
-    from assistant.api import Assistant
+def settings_for(home: Path, cache: Path) -> Any:
+    """Default settings (no env, no config file) on this home, sharing one embedding cache."""
     from assistant.settings import Settings
 
+    return Settings.load(config_file="", env={}, home=home, cache_dir=cache / "embed-cache")
+
+
+def prepared_home(kind: str, records: list[dict[str, Any]] | None = None, cache: Path = CACHE) -> Path:
+    """An ASSISTANT_HOME with the corpus indexed, reused while its fingerprint holds."""
+    from assistant.api import Assistant
+
     if kind == "sample":
-        records = sample_minus_holdout(holdout_titles())
-        data = "\n".join(json.dumps(r, sort_keys=True) for r in records).encode()
-        src_name, src_bytes = "corpus.jsonl", data
+        src_bytes = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records or []).encode()
     else:
         src_bytes = (SCIFACT / "corpus.jsonl").read_bytes()
-        src_name = "corpus.jsonl"
     home = cache / f"{kind}-{fingerprint(src_bytes)}"
-    done = home / "READY"
-    if done.exists():
+    if (home / "READY").exists():
         return home
     home.mkdir(parents=True, exist_ok=True)
-    src = home / src_name
+    src = SCIFACT / "corpus.jsonl"
     if kind == "sample":
+        src = home / "corpus.jsonl"
         src.write_bytes(src_bytes)
-    else:
-        src = SCIFACT / "corpus.jsonl"
-    a = Assistant(Settings.load(config_file="", env={}, home=home, cache_dir=cache / "embed-cache"))
+    a = Assistant(settings_for(home, cache))
     a.auto_sample = False
+    t = time.perf_counter()
     rep = a.ingest([src], progress=sys.stderr.isatty())
-    print(f"indexed {rep.papers_total} papers into {home}", file=sys.stderr)
-    done.write_text("ok\n")
+    print(f"indexed {rep.papers_total} papers into {home} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    (home / "READY").write_text("ok\n")
     return home
 
 
+def open_assistant(home: Path, cache: Path = CACHE) -> Any:
+    from assistant.api import Assistant
+
+    a = Assistant(settings_for(home, cache))
+    a.auto_sample = False
+    return a
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+
+def run_sample(qpath: Path, limit: int, cache: Path) -> dict[str, Any]:
+    held = holdout_titles()
+    records = sample_minus_holdout(held)
+    home = prepared_home("sample", records, cache)
+    a = open_assistant(home, cache)
+    by_title = {r["title"]: r["id"] for r in records}
+    abstracts = {r["id"]: r["abstract"] for r in records}
+    rows = [json.loads(line) for line in qpath.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = rows[:limit] if limit else rows
+    items = []
+    for row in rows:
+        missing = [t for t in row["gold_titles"] if t not in by_title]
+        if missing:
+            raise SystemExit(f"error: {qpath}: {row['qid']}: gold paper(s) not in the index: {missing}")
+        ev: dict[str, list[str]] = {}
+        for e in row["evidence"]:
+            ev.setdefault(by_title[e["title"]], []).append(e["quote"])
+        items.append(Item(row["qid"], row["type"], row["question"], [by_title[t] for t in row["gold_titles"]],
+                          ev, row["answer"]))
+    bm25 = BM25({r["id"]: f"{r['title']} {r['abstract']}" for r in records})
+    a.ask("What is direct preference optimisation?")  # warm-up: model, index and caches loaded
+    naive = [naive_reply(bm25, abstracts, it.question) for it in items]
+    ours = [assistant_reply(a, it.question) for it in items]
+    return {"mode": "sample", "questions_file": str(qpath.relative_to(REPO) if qpath.is_relative_to(REPO) else qpath),
+            "indexed_papers": len(records), "held_out_papers": len(held), "home": str(home),
+            "assistant": score_sample(items, ours, abstracts), "naive": score_sample(items, naive, abstracts),
+            "per_question": [{"qid": it.qid, "type": it.type, "refused": r.refused,
+                              "refusal_reason": r.extra.get("refusal_reason"),
+                              "cited": [c for c, _ in r.citations], "gold": it.gold}
+                             for it, r in zip(items, ours, strict=True)]}
+
+
+def run_scifact(limit: int, cache: Path) -> dict[str, Any]:
+    corpus = {}
+    with (SCIFACT / "corpus.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            corpus[str(d["id"])] = d
+    with (SCIFACT / "claims.jsonl").open(encoding="utf-8") as fh:
+        claims = [c for c in map(json.loads, fh) if c.get("split") == "dev" and c.get("cited_ids")]
+    claims = claims[:limit] if limit else claims
+    home = prepared_home("scifact", cache=cache)
+    a = open_assistant(home, cache)
+    bm25 = BM25({i: f"{d['title']} {d['abstract']}" for i, d in corpus.items()})
+    abstracts = {i: d["abstract"] for i, d in corpus.items()}
+    a.ask("Aspirin reduces the risk of heart attack.")  # warm-up
+    naive = [naive_reply(bm25, abstracts, c["claim"]) for c in claims]
+    ours = [assistant_reply(a, c["claim"]) for c in claims]
+    return {"mode": "scifact-dev", "home": str(home), "assistant": score_scifact(claims, ours, corpus),
+            "naive": score_scifact(claims, naive, corpus)}
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+SAMPLE_ROWS = [("hit@5", "hit@5"), ("MRR", "mrr"), ("nDCG@10", "ndcg@10"),
+               ("citation precision", "citation_precision"),
+               ("false refusals (answerable refused)", "false_refusal_rate"),
+               ("unanswerable refused", "unanswerable_refused"),
+               ("quote = answering sentence", "quote_is_answering_sentence"),
+               ("gold numbers in the answer", "gold_numbers_in_answer"),
+               ("gold content words in the answer", "gold_content_words_in_answer"),
+               ("warm p50 ms per question", "p50_ms"), ("warm p95 ms per question", "p95_ms")]
+SCIFACT_ROWS = [("nDCG@10", "ndcg@10"), ("refused claims", "refused_share"),
+                ("rationale precision", "rationale_precision"), ("rationale recall", "rationale_recall"),
+                ("quote = rationale sentence (cited gold papers)", "quote_is_rationale"),
+                ("warm p50 ms per claim", "p50_ms"), ("warm p95 ms per claim", "p95_ms")]
+
+
+def print_table(res: dict[str, Any]) -> None:
+    rows = SAMPLE_ROWS if res["mode"] == "sample" else SCIFACT_ROWS
+    a, n = res["assistant"], res["naive"]
+    if res["mode"] == "sample":
+        print(f"{res['questions_file']}: {a['questions']} questions ({a['answerable']} answerable, "
+              f"{a['unanswerable']} unanswerable) over {res['indexed_papers']} papers "
+              f"(sample minus {res['held_out_papers']} held out)")
+    else:
+        print(f"SciFact dev: {a['claims']} claims over the SciFact corpus; rationale pairs {a['rationale_pairs']}")
+    print(f"{'measure':48} {'assistant':>10} {'naive':>10}")
+    for label, key in rows:
+        print(f"{label:48} {fmt(a.get(key)):>10} {fmt(n.get(key)):>10}")
+    if res["mode"] == "sample":
+        print(f"(quote pairs: assistant {a['quote_pairs']}, naive {n['quote_pairs']}; questions with gold numbers: "
+              f"{a['questions_with_gold_numbers']})")
+        print("refused by type (assistant): " + ", ".join(
+            f"{t} {fmt(v['refused'])} of {v['n']}" for t, v in a["refused_by_type"].items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--questions", type=Path, default=QUESTIONS / "validation.jsonl")
+    ap.add_argument("--scifact-dev", action="store_true", help="SciFact dev claims over the SciFact corpus")
+    ap.add_argument("--limit", type=int, default=0, help="first N questions only (quick runs)")
+    ap.add_argument("--cache", type=Path, default=CACHE, help="where indexed homes are cached")
+    ap.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT",
+                    help="also write the figures as JSON to OUT (or stdout with no OUT)")
+    args = ap.parse_args(argv)
+    if args.scifact_dev:
+        if not (SCIFACT / "corpus.jsonl").is_file():
+            print(f"error: {SCIFACT}/corpus.jsonl not found", file=sys.stderr)
+            return 1
+        res = run_scifact(args.limit, args.cache)
+    else:
+        if not args.questions.is_file():
+            print(f"error: {args.questions}: question file not found", file=sys.stderr)
+            return 1
+        res = run_sample(args.questions.resolve(), args.limit, args.cache)
+    if args.json == "-":
+        print(json.dumps(res, indent=2))
+    else:
+        print_table(res)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 if __name__ == "__main__":
-    print(prepared_home(sys.argv[1]))
+    raise SystemExit(main())
