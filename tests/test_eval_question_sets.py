@@ -111,6 +111,11 @@ def test_written_independently_of_dev_and_heldout() -> None:
     assert len({r["qid"] for r in pool}) == len(pool)
     assert len({norm(r["question"]) for r in pool}) == len(pool)
     assert not {norm(r["question"]) for r in pool} & old
+    # the heldout split stays untouched: no pool question is about one of its gold papers
+    heldout_gold = {t for r in rows("heldout") for t in r["gold_titles"]}
+    for r in pool:
+        about = set(r["gold_titles"]) | {r.get("about_title"), r.get("held_out_title")}
+        assert not about & heldout_gold, r["qid"]
 
 
 def test_fit_and_validation_are_the_seeded_stratified_split_of_the_pool() -> None:
