@@ -268,6 +268,8 @@ class Item:
     gold: list[str]
     evidence: dict[str, list[str]]
     answer: str
+    kind: str | None = None
+    """Unanswerable questions: near_miss or absent_study (pool rows say which)."""
 
 
 def score_sample(items: list[Item], replies: list[Reply], abstracts: dict[str, str]) -> dict[str, Any]:
@@ -306,6 +308,10 @@ def score_sample(items: list[Item], replies: list[Reply], abstracts: dict[str, s
         sub = [(it, r) for it, r in zip(items, replies, strict=True) if it.type == t]
         by_type[t] = {"n": len(sub), "refused": mean(float(r.refused) for _, r in sub)}
     out["refused_by_type"] = by_type
+    kinds = sorted({it.kind for it, _ in una if it.kind})
+    out["unanswerable_refused_by_kind"] = {
+        k: {"n": sum(it.kind == k for it, _ in una), "refused": mean(float(r.refused) for it, r in una if it.kind == k)}
+        for k in kinds}
     return out
 
 
@@ -435,7 +441,7 @@ def run_sample(qpath: Path, limit: int, cache: Path) -> dict[str, Any]:
         for e in row["evidence"]:
             ev.setdefault(by_title[e["title"]], []).append(e["quote"])
         items.append(Item(row["qid"], row["type"], row["question"], [by_title[t] for t in row["gold_titles"]],
-                          ev, row["answer"]))
+                          ev, row["answer"], row.get("unanswerable_kind")))
     bm25 = BM25({r["id"]: f"{r['title']} {r['abstract']}" for r in records})
     a.ask("What is direct preference optimisation?")  # warm-up: model, index and caches loaded
     naive = [naive_reply(bm25, abstracts, it.question) for it in items]
@@ -506,6 +512,9 @@ def print_table(res: dict[str, Any]) -> None:
               f"{a['questions_with_gold_numbers']})")
         print("refused by type (assistant): " + ", ".join(
             f"{t} {fmt(v['refused'])} of {v['n']}" for t, v in a["refused_by_type"].items()))
+        if a["unanswerable_refused_by_kind"]:
+            print("unanswerable refused by kind (assistant): " + ", ".join(
+                f"{k} {fmt(v['refused'])} of {v['n']}" for k, v in a["unanswerable_refused_by_kind"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,8 +105,8 @@ def test_score_sample_counts_refusals_citations_and_quotes() -> None:
         Item("1", "detail", "How much of the gap does LoLCATs close?", ["p"], {"p": [s3]},
              "77.8% and 78.1% of the gap."),
         Item("2", "detail", "Same, asked again?", ["p"], {"p": [s3]}, "77.8% and 78.1% of the gap."),
-        Item("3", "unanswerable", "GPU count?", [], {}, "The indexed papers do not answer this."),
-        Item("4", "unanswerable", "Learning rate?", [], {}, "The indexed papers do not answer this."),
+        Item("3", "unanswerable", "GPU count?", [], {}, "The indexed papers do not answer this.", "near_miss"),
+        Item("4", "unanswerable", "Learning rate?", [], {}, "The indexed papers do not answer this.", "absent_study"),
     ]
     replies = [
         Reply(["p", "q"], [("p", s3), ("q", "Other paper.")], s3 + " [1] Other paper. [2]", False, 10.0),
@@ -118,6 +118,8 @@ def test_score_sample_counts_refusals_citations_and_quotes() -> None:
     assert out["answerable"] == 2 and out["unanswerable"] == 2
     assert out["false_refusal_rate"] == 0.5
     assert out["unanswerable_refused"] == 0.5
+    assert out["unanswerable_refused_by_kind"] == {"absent_study": {"n": 1, "refused": 0.0},
+                                                   "near_miss": {"n": 1, "refused": 1.0}}
     assert out["citation_precision"] == 0.5  # only the answered question counts: p gold, q not
     assert out["quote_is_answering_sentence"] == 1.0 and out["quote_pairs"] == 1
     assert out["gold_numbers_in_answer"] == pytest.approx(0.5)  # 1.0 and 0.0 (refused, no numbers)
