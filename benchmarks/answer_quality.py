@@ -4,6 +4,7 @@ Usage:
     python benchmarks/answer_quality.py                        # evals/questions/validation.jsonl
     python benchmarks/answer_quality.py --questions evals/questions/fit.jsonl [--limit N] [--json [OUT]]
     python benchmarks/answer_quality.py --scifact-dev [--limit N] [--json [OUT]]
+    ASSISTANT_HOME=$(python benchmarks/answer_quality.py --print-home) assistant eval run evals/questions/fit.jsonl
 
 Sample mode indexes the bundled sample MINUS evals/questions/holdout_papers.txt (so absent-study
 questions must be refused) and runs each question through `Assistant.ask` with the default
@@ -525,7 +526,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=CACHE, help="where indexed homes are cached")
     ap.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT",
                     help="also write the figures as JSON to OUT (or stdout with no OUT)")
+    ap.add_argument("--print-home", action="store_true",
+                    help="build (or reuse) the indexed home and print its path, e.g. for "
+                         "ASSISTANT_HOME=... assistant eval run evals/questions/validation.jsonl")
     args = ap.parse_args(argv)
+    if args.print_home:
+        kind = "scifact" if args.scifact_dev else "sample"
+        records = sample_minus_holdout(holdout_titles()) if kind == "sample" else None
+        print(prepared_home(kind, records, args.cache))
+        return 0
     if args.scifact_dev:
         if not (SCIFACT / "corpus.jsonl").is_file():
             print(f"error: {SCIFACT}/corpus.jsonl not found", file=sys.stderr)
