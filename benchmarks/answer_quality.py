@@ -424,9 +424,10 @@ def open_assistant(home: Path, cache: Path = CACHE) -> Any:
 # -- runs ----------------------------------------------------------------------------------
 
 
-def run_sample(qpath: Path, limit: int, cache: Path) -> dict[str, Any]:
+def run_sample(qpath: Path, limit: int, cache: Path, records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Ask every question of ``qpath``; ``records`` (default: the sample minus held-out papers) is the index."""
     held = holdout_titles()
-    records = sample_minus_holdout(held)
+    records = records if records is not None else sample_minus_holdout(held)
     home = prepared_home("sample", records, cache)
     a = open_assistant(home, cache)
     by_title = {r["title"]: r["id"] for r in records}

@@ -7,6 +7,7 @@ has a pair that must score differently.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -157,3 +158,36 @@ def test_score_scifact_rationale_measures() -> None:
     assert out["rationale_recall"] == 0.5 and out["quote_is_rationale"] == 0.5
     assert out["refused_share"] == pytest.approx(1 / 3)
     assert out["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3) + 0) / 3)
+
+
+def test_end_to_end_on_a_small_real_index(tmp_path: Path) -> None:
+    """The real pipeline on five sample papers: cached home, both systems, the measures in the report."""
+    records = aq.sample_minus_holdout(aq.holdout_titles())
+    want = ["LoLCATs: On Low-Rank Linearizing of Large Language Models",
+            "Zoology: Measuring and Improving Recall in Efficient Language Models",
+            "Pointer Networks", "Matryoshka Representation Learning", "Lexinvariant Language Models"]
+    small = [r for r in records if r["title"] in want]
+    assert len(small) == 5
+    lol = next(r for r in small if r["title"].startswith("LoLCATs"))
+    quote = next(s for s in aq.split_sentences(lol["abstract"]) if "77.8%" in s)
+    rows = [{"qid": "a", "type": "detail", "question": "How much of the MMLU gap to Llama 3.1 405B does LoLCATs close?",
+             "gold_titles": [lol["title"]], "answer": "78.1% for 405B.",
+             "evidence": [{"title": lol["title"], "quote": quote}]},
+            {"qid": "b", "type": "unanswerable", "question": "What is the best recipe for sourdough bread?",
+             "gold_titles": [], "answer": "The indexed papers do not answer this.", "evidence": []}]
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cache = tmp_path / "cache"
+    res = aq.run_sample(qfile, 0, cache, records=small)
+    homes = [p for p in cache.iterdir() if p.name.startswith("sample-")]
+    assert len(homes) == 1 and (homes[0] / "READY").exists()
+    a, n = res["assistant"], res["naive"]
+    assert a["answerable"] == 1 and a["unanswerable"] == 1
+    assert n["false_refusal_rate"] == 0.0 and n["unanswerable_refused"] == 0.0  # the baseline never refuses
+    assert a["hit@5"] == 1.0 and n["hit@5"] == 1.0
+    assert a["unanswerable_refused"] == 1.0  # off-topic: the assistant refuses
+    assert res["per_question"][0]["gold"] == [lol["id"]]
+    # a second run reuses the cached home; different records get a different one
+    aq.run_sample(qfile, 0, cache, records=small)
+    assert len([p for p in cache.iterdir() if p.name.startswith("sample-")]) == 1
+    assert aq.prepared_home("sample", small[:4], cache) != homes[0]
