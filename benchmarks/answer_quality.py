@@ -248,9 +248,9 @@ def naive_reply(bm25: BM25, abstracts: dict[str, str], question: str, top: int =
     return Reply(ranked, cites, text, False, (time.perf_counter() - t) * 1000)
 
 
-def assistant_reply(a: Any, question: str) -> Reply:
+def assistant_reply(a: Any, question: str, backend: str | None = None) -> Reply:
     t = time.perf_counter()
-    ans = a.ask(question)
+    ans = a.ask(question, backend=backend)
     ms = (time.perf_counter() - t) * 1000
     return Reply([s.paper.paper_id for s in ans.sources], [(c.paper_id, c.quote) for c in ans.citations],
                  ans.text, bool(ans.refused), ms, {"refusal_reason": ans.checks.get("refusal_reason")})
@@ -337,6 +337,10 @@ def score_scifact(claims: list[dict], replies: list[Reply], corpus: dict[str, di
         "claims": len(claims),
         "ndcg@10": mean(ndcg_at(r.ranked, c["cited_ids"], 10) for c, r in zip(claims, replies, strict=True)),
         "refused_share": mean(float(r.refused) for r in replies),
+        "refused_with_evidence": mean(float(r.refused) for c, r in zip(claims, replies, strict=True)
+                                      if c.get("rationales")),
+        "refused_without_evidence": mean(float(r.refused) for c, r in zip(claims, replies, strict=True)
+                                         if not c.get("rationales")),
         "rationale_precision": cite_hits / cite_total if cite_total else None,
         "rationale_citations": cite_total,
         "rationale_recall": pairs_quoted / pairs if pairs else None,
@@ -424,7 +428,8 @@ def open_assistant(home: Path, cache: Path = CACHE) -> Any:
 # -- runs ----------------------------------------------------------------------------------
 
 
-def run_sample(qpath: Path, limit: int, cache: Path, records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def run_sample(qpath: Path, limit: int, cache: Path, records: list[dict[str, Any]] | None = None,
+               backend: str | None = None) -> dict[str, Any]:
     """Ask every question of ``qpath``; ``records`` (default: the sample minus held-out papers) is the index."""
     held = holdout_titles()
     records = records if records is not None else sample_minus_holdout(held)
@@ -445,9 +450,9 @@ def run_sample(qpath: Path, limit: int, cache: Path, records: list[dict[str, Any
         items.append(Item(row["qid"], row["type"], row["question"], [by_title[t] for t in row["gold_titles"]],
                           ev, row["answer"], row.get("unanswerable_kind")))
     bm25 = BM25({r["id"]: f"{r['title']} {r['abstract']}" for r in records})
-    a.ask("What is direct preference optimisation?")  # warm-up: model, index and caches loaded
+    a.ask("What is direct preference optimisation?", backend=backend)  # warm-up: model, index and caches loaded
     naive = [naive_reply(bm25, abstracts, it.question) for it in items]
-    ours = [assistant_reply(a, it.question) for it in items]
+    ours = [assistant_reply(a, it.question, backend) for it in items]
     return {"mode": "sample", "questions_file": str(qpath.relative_to(REPO) if qpath.is_relative_to(REPO) else qpath),
             "indexed_papers": len(records), "held_out_papers": len(held), "home": str(home),
             "assistant": score_sample(items, ours, abstracts), "naive": score_sample(items, naive, abstracts),
@@ -457,7 +462,7 @@ def run_sample(qpath: Path, limit: int, cache: Path, records: list[dict[str, Any
                              for it, r in zip(items, ours, strict=True)]}
 
 
-def run_scifact(limit: int, cache: Path) -> dict[str, Any]:
+def run_scifact(limit: int, cache: Path, backend: str | None = None) -> dict[str, Any]:
     corpus = {}
     with (SCIFACT / "corpus.jsonl").open(encoding="utf-8") as fh:
         for line in fh:
@@ -470,9 +475,9 @@ def run_scifact(limit: int, cache: Path) -> dict[str, Any]:
     a = open_assistant(home, cache)
     bm25 = BM25({i: f"{d['title']} {d['abstract']}" for i, d in corpus.items()})
     abstracts = {i: d["abstract"] for i, d in corpus.items()}
-    a.ask("Aspirin reduces the risk of heart attack.")  # warm-up
+    a.ask("Aspirin reduces the risk of heart attack.", backend=backend)  # warm-up
     naive = [naive_reply(bm25, abstracts, c["claim"]) for c in claims]
-    ours = [assistant_reply(a, c["claim"]) for c in claims]
+    ours = [assistant_reply(a, c["claim"], backend) for c in claims]
     return {"mode": "scifact-dev", "home": str(home), "assistant": score_scifact(claims, ours, corpus),
             "naive": score_scifact(claims, naive, corpus)}
 
@@ -492,6 +497,8 @@ SAMPLE_ROWS = [("hit@5", "hit@5"), ("MRR", "mrr"), ("nDCG@10", "ndcg@10"),
                ("gold content words in the answer", "gold_content_words_in_answer"),
                ("warm p50 ms per question", "p50_ms"), ("warm p95 ms per question", "p95_ms")]
 SCIFACT_ROWS = [("nDCG@10", "ndcg@10"), ("refused claims", "refused_share"),
+                ("... claims with evidence refused", "refused_with_evidence"),
+                ("... claims without evidence refused", "refused_without_evidence"),
                 ("rationale precision", "rationale_precision"), ("rationale recall", "rationale_recall"),
                 ("quote = rationale sentence (cited gold papers)", "quote_is_rationale"),
                 ("warm p50 ms per claim", "p50_ms"), ("warm p95 ms per claim", "p95_ms")]
@@ -523,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--questions", type=Path, default=QUESTIONS / "validation.jsonl")
     ap.add_argument("--scifact-dev", action="store_true", help="SciFact dev claims over the SciFact corpus")
+    ap.add_argument("--backend", default=None, help="answer backend to measure (default: the settings' default)")
     ap.add_argument("--limit", type=int, default=0, help="first N questions only (quick runs)")
     ap.add_argument("--cache", type=Path, default=CACHE, help="where indexed homes are cached")
     ap.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT",
@@ -540,12 +548,12 @@ def main(argv: list[str] | None = None) -> int:
         if not (SCIFACT / "corpus.jsonl").is_file():
             print(f"error: {SCIFACT}/corpus.jsonl not found", file=sys.stderr)
             return 1
-        res = run_scifact(args.limit, args.cache)
+        res = run_scifact(args.limit, args.cache, args.backend)
     else:
         if not args.questions.is_file():
             print(f"error: {args.questions}: question file not found", file=sys.stderr)
             return 1
-        res = run_sample(args.questions.resolve(), args.limit, args.cache)
+        res = run_sample(args.questions.resolve(), args.limit, args.cache, backend=args.backend)
     if args.json == "-":
         print(json.dumps(res, indent=2))
     else:

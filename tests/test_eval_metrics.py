@@ -116,3 +116,19 @@ def test_mean_skips_undefined() -> None:
     assert mean([1.0, None, 0.0]) == 0.5
     assert mean([None]) is None
     assert not math.isnan(mean([0.0]) or 0.0)
+
+
+def test_evidence_quote_counts_cited_gold_papers_quoted_by_their_evidence() -> None:
+    from assistant.evaluation.metrics import GoldMatcher, evidence_quote
+
+    m = GoldMatcher(["Paper A", "Paper B"])
+    ev = [{"title": "Paper A", "quote": "We reach 3.3 million tokens on one A100."},
+          {"title": "Paper B", "quote": "B modifies 3% of the heads."}]
+    right = {"paper_id": "a", "title": "Paper A", "quote": "We  reach 3.3 million tokens on one A100."}
+    wrong = {"paper_id": "b", "title": "Paper B", "quote": "B is a method for fine-tuning."}
+    clause = {"paper_id": "b", "title": "Paper B", "quote": "In short, B modifies 3% of the heads."}
+    other = {"paper_id": "c", "title": "Paper C", "quote": "Unrelated."}
+    assert evidence_quote([right, wrong], ev, m) == 0.5
+    assert evidence_quote([right, clause, other], ev, m) == 1.0
+    assert evidence_quote([other], ev, m) is None
+    assert evidence_quote([wrong], [], m) is None

@@ -25,7 +25,8 @@ else:  # pragma: no cover
 
 #: Metrics a gate may name: the summary's keys.
 GATE_METRICS = ("pass_rate", "hit_at_1", "hit_at_k", "mrr", "recall_at_k", "citation_validity",
-                "citation_precision", "citation_recall", "sentence_support", "faithfulness", "support_score",
+                "citation_precision", "citation_recall", "evidence_quote", "sentence_support", "faithfulness",
+                "support_score",
                 "refusal_accuracy", "false_refusal_rate", "correctness_f1", "correctness_cosine",
                 "latency_p50_ms", "latency_p95_ms", "judge_errors", "failed", "errors")
 #: Metrics where lower is better (compare and the markdown arrows use this too).

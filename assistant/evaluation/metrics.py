@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +100,40 @@ def citation_recall(cited: Sequence[dict[str, Any]], matcher: GoldMatcher) -> fl
         return None
     hit = {matcher.match(c.get("paper_id"), c.get("title")) for c in cited} - {None}
     return len(hit) / matcher.n
+
+
+def evidence_quote(cited: Sequence[dict[str, Any]], evidence: Sequence[Mapping[str, str]],
+                   matcher: GoldMatcher) -> float | None:
+    """Share of the cited gold papers with an evidence quote whose citation quote is that evidence
+    sentence (the two overlap by at least half of the shorter, as whitespace-normalised text);
+    None when no such paper is cited."""
+    norm = lambda s: " ".join(str(s or "").split())  # noqa: E731
+    by_gold: dict[int, list[str]] = {}
+    for e in evidence:
+        g = matcher.match(None, e.get("title"))
+        if g is not None and e.get("quote"):
+            by_gold.setdefault(g, []).append(norm(e["quote"]))
+    hits: dict[int, bool] = {}
+    for c in cited:
+        g = matcher.match(c.get("paper_id"), c.get("title"))
+        if g is None or g not in by_gold:
+            continue
+        q = norm(c.get("quote"))
+        hits[g] = hits.get(g, False) or any(_overlap(q, ev) for ev in by_gold[g])
+    return sum(hits.values()) / len(hits) if hits else None
+
+
+def _overlap(a: str, b: str) -> bool:
+    if not a or not b:
+        return False
+    short, long_ = sorted((a, b), key=len)
+    if short in long_:
+        return True
+    # the longest common substring of two sentences of one abstract is their shared stretch
+    from difflib import SequenceMatcher
+
+    m = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+    return m.size >= 0.5 * len(short)
 
 
 # -- answer correctness -----------------------------------------------------------------------

@@ -16,7 +16,8 @@ from .scoring import ROW_METRICS
 SUMMARY_METRICS: dict[str, str] = {
     "pass_rate": "pass rate", "hit_at_1": "hit@1", "hit_at_k": "hit@k", "mrr": "MRR", "recall_at_k": "recall@k",
     "citation_validity": "citation validity", "citation_precision": "citation precision",
-    "citation_recall": "citation recall", "sentence_support": "sentence support (ALCE)",
+    "citation_recall": "citation recall", "evidence_quote": "quote = evidence sentence",
+    "sentence_support": "sentence support (ALCE)",
     "faithfulness": "faithfulness", "support_score": "mean offline support score",
     "refusal_accuracy": "refusal accuracy (unanswerable)", "false_refusal_rate": "false-refusal rate (answerable)",
     "correctness_f1": "answer token F1", "correctness_cosine": "answer embedding cosine",

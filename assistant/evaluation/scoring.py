@@ -7,6 +7,7 @@ Metrics (per question; the summary averages the defined ones, None = not applica
   citation_validity    share of [n] markers in the answer text that resolve to a listed citation.
   citation_precision   share of distinct cited papers that are gold or support a sentence citing them (judge).
   citation_recall      share of gold papers the answer cites (a refusal cites none).
+  evidence_quote       share of cited gold papers (with evidence quotes) quoted by their evidence sentence.
   sentence_support     ALCE: share of answer sentences entailed by their own citations (uncited = not).
   faithfulness         share of claims supported by the passages their sentence cites (offline: a sentence
                        is one claim, so it equals sentence_support; llm: claims extracted by the judge).
@@ -38,6 +39,7 @@ from .metrics import (
     answer_sentences,
     citation_recall,
     citation_validity,
+    evidence_quote,
     mean,
     retrieval_scores,
     token_f1,
@@ -46,7 +48,8 @@ from .questions import Question
 
 #: Per-question scores that average into the summary (higher is better), in report order.
 ROW_METRICS = ("hit_at_1", "hit_at_k", "mrr", "recall_at_k", "citation_validity", "citation_precision",
-               "citation_recall", "sentence_support", "faithfulness", "correctness_f1", "correctness_cosine")
+               "citation_recall", "evidence_quote", "sentence_support", "faithfulness", "correctness_f1",
+               "correctness_cosine")
 
 
 def score_answer(question: Question, answer: Mapping[str, Any], passages: Mapping[str, str], judge: Judge, *,
@@ -82,6 +85,8 @@ def score_answer(question: Question, answer: Mapping[str, Any], passages: Mappin
             scores["support_score"] = sum(offline) / len(offline)
     if question.answerable:
         scores["citation_recall"] = citation_recall(citations, matcher)
+        if not refused:
+            scores["evidence_quote"] = evidence_quote(citations, question.evidence, matcher)
         if question.answer.strip():
             scores["correctness_f1"] = 0.0 if refused else token_f1(text, question.answer)
             if embedder is not None:

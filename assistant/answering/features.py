@@ -1,0 +1,203 @@
+"""Features of candidate answer sentences and of a question's evidence as a whole.
+
+The fitted answerer (``fitted.py``) and the script that fits it (``fit.py``) both call
+these functions, so the model is always scored on exactly the features it was fitted on.
+Everything here is computed from the question, the retrieved sources, the index's BM25
+idf and the chunk similarities retrieval already has: no model call per sentence.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..records import Source
+from ..text import content_tokens, name_tokens, query_tokens, split_sentences
+
+# "Which papers / what methods ..." and lists: one sentence from each qualifying paper.
+MULTI = re.compile(r"\b(which|what) (papers|works|studies|methods|approaches|models|benchmarks|frameworks)\b|"
+                   r"\b(papers|works|studies|approaches|methods) (that|which|propose|use|address)\b|\blist\b",
+                   re.IGNORECASE)
+COMPARE = re.compile(r"\b(compare|comparison|contrast|differ|difference|versus|vs\.?|both)\b", re.IGNORECASE)
+QUANTITY = re.compile(
+    r"\b(how (many|much|large|big|long|fast|often|small)|by how much|number of|what (percentage|number|fraction|"
+    r"proportion|size|accuracy|score|rate|learning rate|batch size|value|speed-?up|gain|improvement)|"
+    r"what (\w+ ){0,2}(accuracy|score|rate|percentage|fraction|speed-?up)|to what (extent|length))\b",
+    re.IGNORECASE)
+WHAT_IS = re.compile(r"^\s*(what is|what are|what does \S+ stand for|define|explain)\b", re.IGNORECASE)
+_DEFINES = re.compile(r"\b(we (propose|introduce|present|develop|design)|"
+                      r"this (paper|work) (proposes|introduces|presents)|(is|are) (a|an) |"
+                      r"called|named|dubbed|termed)\b",
+                      re.IGNORECASE)
+_RESULT = re.compile(r"\b(results? (show|demonstrate|indicate)|outperform|achiev|improv|reduc|increas|"
+                     r"surpass|speed-?up|accuracy)\w*", re.IGNORECASE)
+_NUMBER = re.compile(r"\d")
+_WORD = re.compile(r"\S+")
+RARE_IDF = 3.0
+"""Question names at least this rare (BM25 idf) are 'rare names' a paper must carry."""
+_NO_SUCH_TOKEN = "\x00"
+
+SENTENCE_FEATURES = (
+    "cov_sent", "cov_title", "focus", "cov_gap", "focus_gap", "idf_sum", "chunk_sim", "paper_dense",
+    "rank_prior", "fused_rel", "rare_in_sent", "rare_in_paper", "has_number", "q_quantity_x_number",
+    "q_quantity_x_number_near", "position", "first", "log_len", "defines", "q_what_is_x_defines",
+    "result_cue", "q_multi_x_rank",
+)
+QUESTION_FEATURES = (
+    "best_logit", "second_logit", "top_paper_best_logit", "top_dense", "max_cov", "max_focus",
+    "rare_share_missing", "has_rare", "quantity", "quantity_best_near", "log_q_tokens", "fused_gap",
+    "multi", "compare", "uncovered_top", "uncovered_all", "best_focus",
+)
+
+
+@dataclass
+class Candidate:
+    """One abstract sentence of a retrieved paper, with its features."""
+
+    source_index: int
+    start: int
+    end: int
+    text: str
+    tokens: frozenset[str]
+    features: list[float]
+    number_near: float = 0.0
+    score: float = 0.0
+    """Fitted probability that this sentence answers the question (set by the scorer)."""
+
+
+@dataclass
+class QuestionView:
+    """What the features of one question need: its tokens, weights, names and shape."""
+
+    question: str
+    tokens: list[str]
+    weights: dict[str, float]
+    focus: list[str]
+    rare: list[str]
+    quantity: bool
+    multi: bool
+    compare: bool
+    what_is: bool
+    unknown: list[str] = field(default_factory=list)
+    """Rare names that no indexed paper contains at all."""
+    paper_tokens: list[set[str]] = field(default_factory=list)
+    titles: list[frozenset[str]] = field(default_factory=list)
+
+
+def question_view(question: str, idf: Callable[[list[str]], dict[str, float]]) -> QuestionView | None:
+    toks = query_tokens(question)
+    if not toks:
+        return None
+    weights = idf(toks)
+    anchors = name_tokens(question)
+    focus = [t for t in toks if t not in anchors]
+    rare: list[str] = []
+    if anchors:
+        rare_w = idf([*sorted(anchors), _NO_SUCH_TOKEN])
+        # A name in no paper at all counts as rare however small the index (idf is capped by size).
+        bar = min(RARE_IDF, rare_w.get(_NO_SUCH_TOKEN, 0.0) - 1e-9)
+        # A compound ("llama-3" of "Llama-3-8B") is checked through its parts, which the
+        # tokenizer also yields: the compound itself may be spelled differently in abstracts.
+        rare = [t for t in sorted(anchors) if rare_w[t] >= bar and not re.search(r"\w[-.]\w", t)]
+        unknown = [t for t in rare if rare_w[t] >= rare_w.get(_NO_SUCH_TOKEN, 0.0) - 1e-9]
+    return QuestionView(question, toks, weights, focus, rare, bool(QUANTITY.search(question)),
+                        bool(MULTI.search(question)), bool(COMPARE.search(question)),
+                        bool(WHAT_IS.search(question)), unknown if anchors else [])
+
+
+def candidates(view: QuestionView, sources: Sequence[Source], chunk_sims: dict[str, float] | None,
+               max_papers: int) -> list[Candidate]:
+    """Every sentence of the first ``max_papers`` sources, with SENTENCE_FEATURES."""
+    w = view.weights
+    total = sum(w.values()) or 1.0
+    ftotal = sum(w[t] for t in view.focus) or 1.0
+    focus_set = set(view.focus)
+    top_score = sources[0].score if sources and sources[0].score else 1.0
+    out: list[Candidate] = []
+    view.paper_tokens, view.titles = [], []
+    for si, src in enumerate(sources[:max_papers]):
+        abstract = src.paper.abstract
+        title = frozenset(content_tokens(src.paper.title))
+        spans = split_sentences(abstract)
+        view.titles.append(title)
+        ptoks: set[str] = set(title)
+        rows: list[Candidate] = []
+        for j, (a, b) in enumerate(spans):
+            sent = abstract[a:b]
+            words = content_tokens(sent)
+            toks = frozenset(words)
+            ptoks |= toks
+            cov = sum(v for t, v in w.items() if t in toks) / total
+            cov_t = sum(v for t, v in w.items() if t in toks or t in title) / total
+            foc = sum(w[t] for t in view.focus if t in toks) / ftotal if view.focus else 1.0
+            near = _number_near(words, focus_set) if view.quantity else 0.0
+            has_num = 1.0 if _NUMBER.search(sent) else 0.0
+            rows.append(Candidate(si, a, b, sent, toks, [
+                cov, cov_t, foc, 0.0, 0.0, math.log1p(sum(v for t, v in w.items() if t in toks)),
+                _chunk_sim(src, a, b, chunk_sims), src.dense_score or 0.0, 1.0 / (1 + si),
+                (src.score or 0.0) / top_score,
+                (sum(t in toks for t in view.rare) / len(view.rare)) if view.rare else 0.0,
+                0.0, has_num, has_num * view.quantity, near * view.quantity,
+                j / max(1, len(spans) - 1), 1.0 if j == 0 else 0.0, math.log1p(len(_WORD.findall(sent))),
+                1.0 if _DEFINES.search(sent) else 0.0, 0.0, 1.0 if _RESULT.search(sent) else 0.0,
+                view.multi * (1.0 / (1 + si)),
+            ], number_near=near))
+        rare_in_paper = (sum(t in ptoks for t in view.rare) / len(view.rare)) if view.rare else 0.0
+        for c in rows:
+            c.features[11] = rare_in_paper
+            c.features[19] = c.features[18] * view.what_is
+        view.paper_tokens.append(ptoks)
+        out.extend(rows)
+    if out:
+        best_cov = max(c.features[0] for c in out)
+        best_focus = max(c.features[2] for c in out)
+        for c in out:
+            c.features[3] = c.features[0] - best_cov
+            c.features[4] = c.features[2] - best_focus
+    return out
+
+
+def question_features(view: QuestionView, cands: Sequence[Candidate], sources: Sequence[Source]) -> list[float]:
+    """QUESTION_FEATURES, once the candidates carry their fitted scores."""
+    ranked = sorted(cands, key=lambda c: -c.score)
+    logit = lambda p: math.log(max(p, 1e-6) / max(1 - p, 1e-6))  # noqa: E731
+    best = logit(ranked[0].score) if ranked else -10.0
+    second = logit(ranked[1].score) if len(ranked) > 1 else -10.0
+    top_paper = [c.score for c in cands if c.source_index == 0]
+    covered: set[str] = set().union(*view.paper_tokens) if view.paper_tokens else set()
+    missing = (sum(t not in covered for t in view.rare) / len(view.rare)) if view.rare else 0.0
+    near = max((c.number_near for c in ranked[:10]), default=0.0)
+    s0 = sources[0].score if sources else 0.0
+    s1 = sources[1].score if len(sources) > 1 else 0.0
+    # Question words no retrieved paper has (weighted by idf): an absent study, or a detail not stated.
+    total = sum(view.weights.values()) or 1.0
+    top_toks = view.paper_tokens[ranked[0].source_index] if ranked and view.paper_tokens else set()
+    uncovered_top = sum(w for t, w in view.weights.items() if t not in top_toks) / total
+    uncovered_all = sum(w for t, w in view.weights.items() if t not in covered) / total
+    return [best, second, logit(max(top_paper)) if top_paper else -10.0,
+            max((s.dense_score or 0.0) for s in sources[:3]) if sources else 0.0,
+            max((c.features[0] for c in cands), default=0.0), max((c.features[2] for c in cands), default=0.0),
+            missing, 1.0 if view.rare else 0.0, float(view.quantity), near * view.quantity,
+            math.log1p(len(view.tokens)), (s0 - s1) / s0 if s0 else 0.0, float(view.multi), float(view.compare),
+            uncovered_top, uncovered_all, ranked[0].features[2] if ranked else 0.0]
+
+
+def _number_near(words: list[str], focus: set[str], window: int = 4) -> float:
+    """1 when a number sits within ``window`` tokens of an asked-for (focus) word, else 0."""
+    nums = [i for i, t in enumerate(words) if _NUMBER.search(t)]
+    if not nums or not focus:
+        return 0.0
+    hits = [i for i, t in enumerate(words) if t in focus]
+    return 1.0 if any(abs(i - j) <= window for i in nums for j in hits) else 0.0
+
+
+def _chunk_sim(src: Source, a: int, b: int, chunk_sims: dict[str, float] | None) -> float:
+    if not chunk_sims:
+        return src.dense_score or 0.0
+    best = 0.0
+    for c in src.chunks:
+        if c.start <= a < c.end or c.start < b <= c.end:
+            best = max(best, chunk_sims.get(c.chunk_id, 0.0))
+    return best or (src.dense_score or 0.0)

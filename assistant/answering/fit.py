@@ -1,0 +1,402 @@
+"""Refit the extractive answerer's models: ``python -m assistant.answering.fit [--out FILE]``.
+
+Labelled data (nothing else is read):
+  * ``evals/questions/fit.jsonl`` asked over the bundled sample minus ``holdout_papers.txt``:
+    a retrieved sentence is positive when it is a gold paper's evidence quote; answerable =
+    has gold papers (unanswerable ones are near misses and absent studies);
+  * SciFact TRAIN claims over the SciFact corpus (``../shared/scifact``): rationale sentences
+    positive, the other retrieved sentences negative; claims without evidence unanswerable.
+Regularisation and the answer thresholds are chosen on ``evals/questions/validation.jsonl``
+(never on heldout or SciFact dev). The two logistic regressions are fitted with numpy
+(Newton steps, fixed order, rounded output), so a re-run on the same data writes the same file.
+
+Indexed homes are cached under ``~/.cache/paper-assistant-bench/<kind>-<fingerprint>``, the
+same place ``benchmarks/answer_quality.py`` uses, so only the first run ingests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..records import Source
+from .features import QUESTION_FEATURES, SENTENCE_FEATURES, Candidate, QuestionView, candidates, question_features
+from .features import question_view as make_view
+from .fitted import MODEL_FILE, Decisions, FittedModel, LogReg, compose, named_pool
+
+REPO = Path(__file__).resolve().parents[2]
+QUESTIONS = REPO / "evals" / "questions"
+SAMPLE = REPO / "assistant" / "data" / "sample"
+SCIFACT = REPO.parent / "shared" / "scifact"
+CACHE = Path.home() / ".cache" / "paper-assistant-bench"
+OUT = Path(__file__).resolve().parent / "models" / MODEL_FILE
+MAX_PAPERS = Decisions().max_papers
+RETRIEVALS: dict[str, dict[str, Any]] = {}
+"""Home -> question -> retrieval result (saved by ``--retrieval-cache``)."""
+
+
+@dataclass
+class Example:
+    """One question's retrieved evidence, with labels."""
+
+    qid: str
+    source: str
+    """'sample' or 'scifact'."""
+    view: QuestionView | None
+    sources: list[Source]
+    cands: list[Candidate]
+    labels: list[int]
+    answerable: bool
+    gold: list[str]
+    evidence: dict[str, list[tuple[int, int]]]
+    """Gold paper id -> evidence spans in its abstract."""
+
+
+# -- labelled data ---------------------------------------------------------------------------
+
+
+def _fingerprint(data: bytes) -> str:
+    from ..index.store import SCHEMA_VERSION
+    from ..settings import Settings
+
+    h = hashlib.sha256(f"schema={SCHEMA_VERSION};model={Settings().embedding_model_name}".encode())
+    h.update(hashlib.sha256(data).digest())
+    return h.hexdigest()[:16]
+
+
+def _settings(home: Path, cache: Path) -> Any:
+    from ..settings import Settings
+
+    return Settings.load(config_file="", env={}, home=home, cache_dir=cache / "embed-cache")
+
+
+def _home(kind: str, data: bytes, src: Path | None, cache: Path) -> Path:
+    """A home with ``data`` indexed (reused while its fingerprint holds)."""
+    from ..index.ingest import ingest
+    from ..index.paper_index import PaperIndex
+
+    home = cache / f"{kind}-{_fingerprint(data)}"
+    if (home / "READY").exists():
+        return home
+    home.mkdir(parents=True, exist_ok=True)
+    if src is None:
+        src = home / "corpus.jsonl"
+        src.write_bytes(data)
+    t = time.perf_counter()
+    ingest(PaperIndex(_settings(home, cache)), [src])
+    print(f"indexed {kind} into {home} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    (home / "READY").write_text("ok\n")
+    return home
+
+
+class Asker:
+    """Retrieval over one home, as ``Assistant.ask`` runs it (same settings, same index)."""
+
+    def __init__(self, settings: Any) -> None:
+        from ..index.embeddings import get_embedder
+        from ..index.paper_index import PaperIndex
+        from ..retrieval import HybridRetriever
+
+        self.index = PaperIndex(settings)
+        self.retriever = HybridRetriever(self.index, get_embedder(self.index.settings))
+        self.idf = self.index.lexical().idf
+        self.memo: dict[str, Any] = RETRIEVALS.setdefault(str(settings.home), {})
+        """Question -> retrieval result, kept by ``--retrieval-cache`` so a feature change refits fast."""
+
+    def example(self, qid: str, kind: str, question: str, gold: list[str],
+                evidence: dict[str, list[str]], answerable: bool) -> Example:
+        res = self.memo.get(question)
+        if res is None:
+            res = self.memo[question] = self.retriever.retrieve(question)
+        view = make_view(question, self.idf)
+        cands = candidates(view, res.sources, res.chunk_sims, MAX_PAPERS) if view and res.sources else []
+        spans: dict[str, list[tuple[int, int]]] = {}
+        abstracts = {s.paper.paper_id: s.paper.abstract for s in res.sources}
+        for pid, quotes in evidence.items():
+            if pid in abstracts:
+                spans[pid] = [sp for q in quotes if (sp := _locate(q, abstracts[pid])) is not None]
+        labels = []
+        for c in cands:
+            pid = res.sources[c.source_index].paper.paper_id
+            labels.append(int(any(_overlaps((c.start, c.end), sp) for sp in spans.get(pid, []))))
+        return Example(qid, kind, view, list(res.sources), cands, labels, answerable, gold, spans)
+
+
+def _locate(quote: str, abstract: str) -> tuple[int, int] | None:
+    i = abstract.find(quote.strip())
+    if i >= 0:
+        return i, i + len(quote.strip())
+    # Whitespace may differ: match on the first 40 characters' words.
+    head = re.escape(" ".join(quote.split()[:8])).replace(r"\ ", r"\s+")
+    m = re.search(head, abstract)
+    return (m.start(), min(len(abstract), m.start() + len(quote))) if m else None
+
+
+def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Spans overlap by at least half of the shorter one (the benchmark's quote rule)."""
+    ov = min(a[1], b[1]) - max(a[0], b[0])
+    return ov > 0 and ov >= 0.5 * min(a[1] - a[0], b[1] - b[0])
+
+
+def _holdout_titles() -> set[str]:
+    lines = (QUESTIONS / "holdout_papers.txt").read_text(encoding="utf-8").splitlines()
+    return {s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")}
+
+
+def sample_examples(paths: Sequence[Path], cache: Path, limit: int = 0) -> dict[str, list[Example]]:
+    """Question files over the sample minus the held-out papers -> examples per file name."""
+    from ..readers import read_paths
+
+    gone = _holdout_titles()
+    papers = [p for p in read_paths([SAMPLE]).papers if p.title not in gone]
+    records = [{"id": p.paper_id, "title": p.title, "abstract": p.abstract, "authors": list(p.authors),
+                "date": p.date or None} for p in papers]
+    data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
+    home = _home("sample", data, None, cache)
+    asker = Asker(_settings(home, cache))
+    return {path.name: question_examples(asker, path, {p.title: p.paper_id for p in papers}, limit) for path in paths}
+
+
+def question_examples(asker: Asker, path: Path, by_title: dict[str, str], limit: int = 0) -> list[Example]:
+    """A question file (evals/questions format) asked over ``asker``'s index, labelled."""
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    exs = []
+    for r in rows[:limit] if limit else rows:
+        ev: dict[str, list[str]] = {}
+        for e in r["evidence"]:
+            ev.setdefault(by_title[e["title"]], []).append(e["quote"])
+        gold = [by_title[t] for t in r["gold_titles"]]
+        exs.append(asker.example(r["qid"], "sample", r["question"], gold, ev, bool(gold)))
+    return exs
+
+
+def scifact_examples(cache: Path, limit: int) -> list[Example]:
+    """SciFact TRAIN claims with cited documents (every ``len // limit``-th when limited)."""
+    corpus_path = SCIFACT / "corpus.jsonl"
+    if not corpus_path.is_file():
+        raise SystemExit(f"error: {corpus_path} not found (SciFact is read from ../shared/scifact)")
+    docs = {}
+    with corpus_path.open(encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            docs[str(d["id"])] = d
+    with (SCIFACT / "claims.jsonl").open(encoding="utf-8") as fh:
+        claims = [c for c in map(json.loads, fh) if c.get("split") == "train" and c.get("cited_ids")]
+    if limit and len(claims) > limit:
+        step = len(claims) / limit
+        claims = [claims[int(i * step)] for i in range(limit)]
+    asker = Asker(_settings(_home("scifact", corpus_path.read_bytes(), corpus_path, cache), cache))
+    out = []
+    for c in claims:
+        ev = {pid: [docs[pid]["sentences"][i] for g in groups for i in g]
+              for pid, groups in (c.get("rationales") or {}).items()}
+        out.append(asker.example(c["qid"], "scifact", c["claim"], list(ev), ev, bool(ev)))
+    return out
+
+
+# -- fitting ---------------------------------------------------------------------------------
+
+
+def fit_logreg(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float, names: Sequence[str]) -> LogReg:
+    """Weighted, L2-regularised logistic regression by Newton steps on standardised features."""
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    z = np.hstack([np.ones((len(x), 1)), (x - mean) / scale])
+    beta = np.zeros(z.shape[1])
+    reg = np.full(z.shape[1], l2)
+    reg[0] = 0.0
+    wn = w / w.sum() * len(w)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-np.clip(z @ beta, -30, 30)))
+        grad = z.T @ (wn * (p - y)) + reg * beta * len(w) / 100.0
+        hess = (z * (wn * p * (1 - p))[:, None]).T @ z + np.diag(reg * len(w) / 100.0 + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    r = lambda v: tuple(round(float(t), 6) for t in v)  # noqa: E731
+    return LogReg(tuple(names), r(mean), r(scale), r(beta[1:]), round(float(beta[0]), 6))
+
+
+def _balanced(y: np.ndarray, groups: np.ndarray, domain_weight: dict[str, float]) -> np.ndarray:
+    """Positives and negatives weigh the same within each source; sources by ``domain_weight``."""
+    w = np.zeros(len(y))
+    for g, dw in domain_weight.items():
+        for label in (0, 1):
+            m = (groups == g) & (y == label)
+            if m.any():
+                w[m] = dw / (2 * m.sum())
+    return w
+
+
+def fit_sentence(train: list[Example], l2: float, scifact_weight: float) -> LogReg:
+    """The sentence scorer: evidence sentences against the other retrieved sentences."""
+    xs, ys, gs = [], [], []
+    for ex in train:
+        for c, label in zip(ex.cands, ex.labels, strict=True):
+            xs.append(c.features)
+            ys.append(label)
+            gs.append(ex.source)
+    x, y, g = np.array(xs, float), np.array(ys, float), np.array(gs)
+    return fit_logreg(x, y, _balanced(y, g, {"sample": 1.0, "scifact": scifact_weight}), l2, SENTENCE_FEATURES)
+
+
+def answerability_data(train: list[Example], sent: LogReg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Question features (with ``sent``'s scores) and answerable labels; rule-refused questions left out."""
+    qx, qy, qg = [], [], []
+    for ex in train:
+        if ex.view is None or not ex.cands:
+            continue
+        for c in ex.cands:
+            c.score = sent.prob(c.features)
+        pool = named_pool(ex.view, ex.cands)
+        if pool is None:
+            continue
+        qx.append(question_features(ex.view, pool, ex.sources))
+        qy.append(float(ex.answerable))
+        qg.append(ex.source)
+    return np.array(qx, float), np.array(qy), np.array(qg)
+
+
+def fit_models(train: list[Example], l2_sent: float, l2_ans: float, scifact_weight: float,
+               decisions: Decisions) -> FittedModel:
+    sent = fit_sentence(train, l2_sent, scifact_weight)
+    qx, qy, qg = answerability_data(train, sent)
+    ans = fit_logreg(qx, qy, _balanced(qy, qg, {"sample": 1.0, "scifact": scifact_weight}), l2_ans, QUESTION_FEATURES)
+    return FittedModel(sent, ans, decisions, {})
+
+
+def evaluate(model: FittedModel, exs: list[Example], decisions: Decisions | None = None,
+             rescore: bool = True) -> dict[str, float]:
+    """The benchmark's headline measures on examples (answers composed exactly as at run time)."""
+    fr = un = n_ans = n_un = pairs = hits = 0
+    precs: list[float] = []
+    for ex in exs:
+        for c in ex.cands if rescore else ():
+            c.score = model.sentence.prob(c.features)
+        res = compose(model, ex.view, ex.sources, ex.cands, decisions)
+        if ex.answerable:
+            n_ans += 1
+            fr += res.refused
+        else:
+            n_un += 1
+            un += res.refused
+        if res.refused or not ex.answerable:
+            continue
+        # A citation quotes its paper's first cited sentence (as the citation checker does).
+        cited: dict[str, tuple[int, int]] = {}
+        for p in res.picked:
+            cited.setdefault(ex.sources[p.source_index].paper.paper_id, (p.start, p.end))
+        gold = set(ex.gold)
+        precs.append(len(set(cited) & gold) / len(cited))
+        for pid, span in cited.items():
+            if pid in gold and pid in ex.evidence:
+                pairs += 1
+                hits += any(_overlaps(span, e) for e in ex.evidence[pid])
+    return {"false_refusals": fr / n_ans if n_ans else 0.0, "unanswerable_refused": un / n_un if n_un else 1.0,
+            "quote": hits / pairs if pairs else 0.0, "citation_precision": sum(precs) / len(precs) if precs else 1.0}
+
+
+def objective(m: dict[str, float]) -> float:
+    """What validation maximises: quotes right, unanswerable refused, answerable answered,
+    with citation precision held at 0.95 or above."""
+    return (m["quote"] + m["unanswerable_refused"] + (1 - m["false_refusals"])
+            - 5 * max(0.0, 0.95 - m["citation_precision"]) - 2 * max(0.0, m["false_refusals"] - 0.10))
+
+
+L2_GRID = (0.1, 1.0, 10.0, 100.0)
+SCIFACT_WEIGHTS = (0.5, 1.0)
+THRESHOLDS = tuple(round(0.1 + 0.05 * i, 2) for i in range(15))
+MULTI_RATIOS = (0.3, 0.5, 0.7)
+SECOND_RATIOS = (0.8, 0.9, 1.01)
+
+
+def choose(train: list[Example], validation: list[Example], log: Any = None, l2_grid: Sequence[float] = L2_GRID,
+           scifact_weights: Sequence[float] = SCIFACT_WEIGHTS, thresholds: Sequence[float] = THRESHOLDS,
+           multi_ratios: Sequence[float] = MULTI_RATIOS, second_ratios: Sequence[float] = SECOND_RATIOS,
+           ) -> tuple[FittedModel, dict[str, Any]]:
+    """Grid over regularisation and decisions, chosen by ``objective`` on validation (ties: first)."""
+    best: tuple[float, FittedModel, dict[str, Any]] | None = None
+    for l2_sent, sw in itertools.product(l2_grid, scifact_weights):
+        sent = fit_sentence(train, l2_sent, sw)
+        qx, qy, qg = answerability_data(train, sent)
+        for ex in validation:
+            for c in ex.cands:
+                c.score = sent.prob(c.features)
+        for l2_ans in l2_grid:
+            ans = fit_logreg(qx, qy, _balanced(qy, qg, {"sample": 1.0, "scifact": sw}), l2_ans, QUESTION_FEATURES)
+            model = FittedModel(sent, ans, Decisions(), {})
+            best = _best_decisions(model, validation, best, thresholds, multi_ratios, second_ratios,
+                                   {"l2_sentence": l2_sent, "l2_answerable": l2_ans, "scifact_weight": sw})
+            if log and best:
+                log(f"l2 {l2_sent}/{l2_ans} scifact {sw}: best so far {best[2]}")
+    assert best is not None
+    return best[1], best[2]
+
+
+def _best_decisions(model: FittedModel, validation: list[Example], best: Any, thresholds: Sequence[float],
+                    multi_ratios: Sequence[float], second_ratios: Sequence[float], info: dict[str, Any]) -> Any:
+    """The decisions grid for one fitted pair of models (validation candidates already scored)."""
+    for thr, mr, sr in itertools.product(thresholds, multi_ratios, second_ratios):
+        d = Decisions(answer_threshold=thr, multi_ratio=mr, second_ratio=sr)
+        m = evaluate(model, validation, d, rescore=False)
+        o = objective(m)
+        if best is None or o > best[0] + 1e-12:
+            best = (o, FittedModel(model.sentence, model.answerable, d, {}),
+                    {**info, "validation_measures": {k: round(v, 4) for k, v in m.items()}})
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=OUT, help=f"where the model file goes (default: {OUT})")
+    ap.add_argument("--fit", type=Path, default=QUESTIONS / "fit.jsonl")
+    ap.add_argument("--validation", type=Path, default=QUESTIONS / "validation.jsonl")
+    ap.add_argument("--scifact-train", type=int, default=800, metavar="N",
+                    help="SciFact train claims used (evenly spaced; 0 = none)")
+    ap.add_argument("--limit", type=int, default=0, help="first N questions of each file only (quick runs)")
+    ap.add_argument("--cache", type=Path, default=CACHE, help="where indexed homes are cached")
+    ap.add_argument("--retrieval-cache", type=Path, default=None, metavar="FILE",
+                    help="keep retrieval results in FILE (pickle) so a refit after a feature change skips retrieval")
+    args = ap.parse_args(argv)
+    log = lambda s: print(s, file=sys.stderr)  # noqa: E731
+    if args.retrieval_cache and args.retrieval_cache.is_file():
+        import pickle
+
+        RETRIEVALS.update(pickle.loads(args.retrieval_cache.read_bytes()))
+    t = time.perf_counter()
+    sample = sample_examples([args.fit, args.validation], args.cache, args.limit)
+    train = sample[args.fit.name]
+    validation = sample[args.validation.name]
+    sci = scifact_examples(args.cache, args.scifact_train) if args.scifact_train else []
+    if args.retrieval_cache:
+        import pickle
+
+        args.retrieval_cache.write_bytes(pickle.dumps(RETRIEVALS))
+    log(f"labelled data: {len(train)} fit questions, {len(sci)} SciFact train claims, "
+        f"{len(validation)} validation questions ({time.perf_counter() - t:.0f} s)")
+    model, info = choose(train + sci, validation, log)
+    meta = {"fit": args.fit.name, "validation": args.validation.name, "scifact_train_claims": len(sci),
+            "sentences": sum(len(e.cands) for e in train + sci),
+            "positives": sum(sum(e.labels) for e in train + sci), **info}
+    out = FittedModel(model.sentence, model.answerable, model.decisions, meta)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out.to_dict(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    log(f"wrote {args.out}: validation {info['validation_measures']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,264 @@
+"""The fitted extractive answerer: sentence choice and answer-or-refuse by small fitted models.
+
+Two logistic regressions, fitted by ``python -m assistant.answering.fit`` and shipped as
+``answering/models/extractive.json``: one scores each abstract sentence as the answer to the
+question (features in ``features.py``), the other decides from the scored evidence whether
+the question is answered at all. The answer's shape follows the question: a quantity
+question gets the sentence stating the number, "which papers ..." one sentence per qualifying
+paper, a comparison one per named paper, a detail about a named method only that method's
+paper. Every refusal says why (``Draft.reason`` -> ``Answer.checks['refusal_reason']``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AssistantError
+from ..records import REFUSAL, Source
+from .base import AnswerContext, Draft
+from .features import QUESTION_FEATURES, SENTENCE_FEATURES, Candidate, QuestionView, candidates, question_features
+from .features import question_view as make_view
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from ..settings import Settings
+
+MODEL_FILE = "extractive.json"
+MAX_ANSWER_PAPERS = 5
+_LEADIN = re.compile(r"^(however|moreover|furthermore|additionally|in addition|specifically|finally|"
+                     r"to this end|to address (this|these)( (issue|issues|limitations|challenges))?|"
+                     r"in this (paper|work|study)|in particular|notably|importantly|consequently),\s+",
+                     re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class LogReg:
+    """A standardised logistic regression: p = sigmoid(b + sum(w * (x - mean) / scale))."""
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+
+    def prob(self, x: Sequence[float]) -> float:
+        z = self.intercept + sum(w * (v - m) / s for w, v, m, s in zip(self.coef, x, self.mean, self.scale,
+                                                                         strict=True))
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),
+                "coef": list(self.coef), "intercept": self.intercept}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], expected: tuple[str, ...]) -> LogReg:
+        if tuple(d["features"]) != expected:
+            raise AssistantError(f"fitted model features {d['features']} do not match the code's {list(expected)}; "
+                                 "re-run python -m assistant.answering.fit")
+        return cls(tuple(d["features"]), tuple(map(float, d["mean"])), tuple(map(float, d["scale"])),
+                   tuple(map(float, d["coef"])), float(d["intercept"]))
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """The thresholds chosen on the validation split (stored beside the weights)."""
+
+    answer_threshold: float = 0.5
+    """Refuse when the answerability model's probability is below this."""
+    multi_ratio: float = 0.5
+    """A further paper in a "which papers" answer needs a best sentence scoring this share of the best."""
+    second_ratio: float = 0.9
+    """A second sentence of the answering paper is added when it scores this share of the best."""
+    quantity_ratio: float = 0.3
+    """A quantity question prefers a sentence with the number next to the asked-for words if it scores
+    this share of the best."""
+    max_papers: int = 5
+    """Papers whose sentences are candidates."""
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    sentence: LogReg
+    answerable: LogReg
+    decisions: Decisions
+    meta: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sentence": self.sentence.to_dict(), "answerable": self.answerable.to_dict(),
+                "decisions": self.decisions.__dict__, "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FittedModel:
+        return cls(LogReg.from_dict(d["sentence"], SENTENCE_FEATURES),
+                   LogReg.from_dict(d["answerable"], QUESTION_FEATURES), Decisions(**d["decisions"]), d.get("meta", {}))
+
+
+@lru_cache(maxsize=1)
+def shipped_model() -> FittedModel:
+    """The weights shipped in the package (read once per process)."""
+    text = resources.files("assistant.answering.models").joinpath(MODEL_FILE).read_text(encoding="utf-8")
+    return FittedModel.from_dict(json.loads(text))
+
+
+@dataclass
+class Composed:
+    text: str
+    refused: bool
+    reason: str
+    picked: list[Candidate]
+    checks: dict[str, Any]
+
+
+def refusal(reason: str, **checks: Any) -> Composed:
+    return Composed(REFUSAL, True, reason, [], {"answer_shape": "refused", **checks})
+
+
+def score(model: FittedModel, view: QuestionView, sources: Sequence[Source],
+          chunk_sims: dict[str, float] | None) -> list[Candidate]:
+    """Candidates of the first papers with their fitted answer probabilities."""
+    cands = candidates(view, sources, chunk_sims, model.decisions.max_papers)
+    for c in cands:
+        c.score = model.sentence.prob(c.features)
+    return cands
+
+
+def named_pool(view: QuestionView, cands: list[Candidate]) -> list[Candidate] | None:
+    """A detail about a named method comes only from the papers naming the most of the question's
+    rare names; None when a name is in no indexed paper or in no retrieved one.
+
+    Lists and comparisons keep every candidate: they name several papers on purpose."""
+    if not view.rare or view.multi or view.compare:
+        return cands
+    if view.unknown:
+        return None
+    counts = [sum(t in toks or t in view.titles[i] for t in view.rare) for i, toks in enumerate(view.paper_tokens)]
+    most = max(counts, default=0)
+    if most == 0:
+        return None
+    return [c for c in cands if counts[c.source_index] == most]
+
+
+def compose(model: FittedModel, view: QuestionView | None, sources: Sequence[Source],
+            cands: list[Candidate], decisions: Decisions | None = None) -> Composed:
+    """Refuse (with the reason) or pick the sentences the question's shape asks for."""
+    d = decisions or model.decisions
+    if not sources:
+        return refusal("nothing retrieved")
+    if view is None:
+        return refusal("the question has no content words")
+    if not cands:
+        return refusal("the retrieved papers have no sentences")
+    pool = named_pool(view, cands)
+    if pool is None:
+        if view.unknown:
+            return refusal(f"no indexed paper mentions {', '.join(view.unknown)}")
+        return refusal(f"no retrieved paper mentions {', '.join(view.rare)}")
+    named = ", ".join(view.rare) if pool is not cands else ""
+    qf = question_features(view, pool, sources)
+    p_answer = model.answerable.prob(qf)
+    checks: dict[str, Any] = {"answerability": round(p_answer, 4)}
+    ranked = sorted(pool, key=lambda c: (-c.score, c.source_index, c.start))
+    best = ranked[0]
+    if p_answer < d.answer_threshold:
+        why = (f"answerability {p_answer:.2f} < {d.answer_threshold:.2f} "
+               f"(best sentence {best.score:.2f}")
+        if view.quantity and not any(c.number_near for c in ranked[:10]):
+            why += ", no candidate states a number next to the asked-for words"
+        return refusal(why + ")", **checks)
+    picked: list[Candidate]
+    if view.compare and view.rare:
+        shape = "comparison"
+        picked = [best]
+        for t in view.rare:
+            if len(picked) >= MAX_ANSWER_PAPERS:
+                break
+            used = {c.source_index for c in picked}
+            if any(t in view.titles[c.source_index] or t in c.tokens for c in picked):
+                continue
+            extra = next((c for c in ranked if c.source_index not in used
+                          and (t in c.tokens or t in view.titles[c.source_index])), None)
+            if extra is not None:
+                picked.append(extra)
+    elif view.multi or view.compare:
+        shape = "multi"
+        picked, seen = [], set()
+        for c in ranked:
+            if len(picked) >= MAX_ANSWER_PAPERS:
+                break
+            if c.source_index in seen or (picked and c.score < d.multi_ratio * best.score):
+                continue
+            picked.append(c)
+            seen.add(c.source_index)
+    elif view.quantity:
+        shape = "quantity"
+        stated = [c for c in ranked if c.number_near and c.score >= d.quantity_ratio * best.score]
+        picked = [stated[0] if stated else best]
+    else:
+        shape = "definition" if view.what_is else "single"
+        picked = [best]
+        second = next((c for c in ranked[1:] if c.source_index == best.source_index), None)
+        if second is not None and second.score >= d.second_ratio * best.score:
+            picked.append(second)
+    checks["answer_shape"] = shape
+    if named:
+        checks["named"] = named
+    # Papers in order of first pick, each paper's best sentence first: the citation checker quotes
+    # a paper by the first sentence that cites it, and that should be the answering one.
+    order = list(dict.fromkeys(p.source_index for p in picked))
+    picked.sort(key=lambda p: (order.index(p.source_index), -p.score, p.start))
+    text = " ".join(_end_marker(f"{_trim(p.text)} [{p.source_index + 1}]") for p in picked)
+    return Composed(text, False, "", picked, checks)
+
+
+def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], dict[str, float]],
+           chunk_sims: dict[str, float] | None = None, model: FittedModel | None = None) -> Composed:
+    m = model or shipped_model()
+    view = make_view(question, idf)
+    cands = score(m, view, sources, chunk_sims) if view is not None and sources else []
+    return compose(m, view, sources, cands)
+
+
+class FittedAnswerer:
+    """Offline and deterministic: quotes abstract sentences chosen by the fitted models."""
+
+    name = "extractive"
+    streams = False
+
+    def __init__(self, settings: Settings) -> None:
+        self.model = shipped_model()
+
+    def label(self) -> str:
+        return self.name
+
+    def answer(self, question: str, sources: Sequence[Source], context: AnswerContext) -> Draft:
+        res = answer(question, sources, context.idf, context.chunk_sims, self.model)
+        return Draft(res.text, res.reason, res.checks)
+
+    def condense(self, history: Sequence[tuple[str, str]], question: str) -> str | None:
+        return None
+
+
+def register_backends(registry: ModuleType) -> None:
+    registry.answerers.register("extractive", FittedAnswerer,
+                                description="offline (default): sentences chosen and refusals decided by fitted models")
+
+
+def _trim(sentence: str) -> str:
+    s = _LEADIN.sub("", sentence.strip())
+    return s[0].upper() + s[1:] if s else s
+
+
+def _end_marker(part: str) -> str:
+    """'Sentence. [2]' -> 'Sentence [2].' so the marker sits inside its sentence."""
+    m = re.match(r"^(.*?)([.!?])\s*(\[\d+\])$", part, re.S)
+    if m:
+        return f"{m.group(1)} {m.group(3)}{m.group(2)}"
+    return part

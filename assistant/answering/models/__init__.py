@@ -1,0 +1,1 @@
+"""Fitted weights of the extractive answerer (``extractive.json``), rebuilt by ``python -m assistant.answering.fit``."""

@@ -1,0 +1,110 @@
+"""The fitted extractive answerer: shipped weights, the fitting script, and answers shaped by the question."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.answering import fit
+from assistant.answering.features import QUESTION_FEATURES, SENTENCE_FEATURES, question_view
+from assistant.answering.fitted import Decisions, FittedModel, LogReg, shipped_model
+from assistant.errors import AssistantError
+from tests.conftest import make_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_weights_load_and_round_trip() -> None:
+    m = shipped_model()
+    assert m.sentence.features == SENTENCE_FEATURES and m.answerable.features == QUESTION_FEATURES
+    assert 0.0 < m.decisions.answer_threshold < 1.0
+    # what the script writes is what the loader reads, field for field
+    again = FittedModel.from_dict(json.loads(json.dumps(m.to_dict())))
+    assert again == m
+    assert m.meta["fit"] == "fit.jsonl" and m.meta["validation"] == "validation.jsonl"
+    assert m.meta["scifact_train_claims"] > 0
+
+
+def test_a_model_file_for_other_features_is_refused_with_a_hint() -> None:
+    d = shipped_model().to_dict()
+    d["sentence"]["features"] = d["sentence"]["features"][:-1]
+    with pytest.raises(AssistantError, match="re-run python -m assistant.answering.fit"):
+        FittedModel.from_dict(d)
+
+
+def test_logistic_regression_is_deterministic_and_learns_the_sign() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    y = (x[:, 0] - 0.5 * x[:, 1] + 0.1 * rng.normal(size=400) > 0).astype(float)
+    w = np.ones(400)
+    a = fit.fit_logreg(x, y, w, 1.0, ("a", "b", "c"))
+    b = fit.fit_logreg(x, y, w, 1.0, ("a", "b", "c"))
+    assert a == b
+    assert a.coef[0] > 0 > a.coef[1] and abs(a.coef[2]) < abs(a.coef[1])
+    # more regularisation, smaller weights
+    strong = fit.fit_logreg(x, y, w, 10.0, ("a", "b", "c"))
+    assert abs(strong.coef[0]) < abs(a.coef[0])
+    assert a.prob([2.0, -1.0, 0.0]) > 0.9 > 0.1 > a.prob([-2.0, 1.0, 0.0])
+
+
+def test_question_shapes() -> None:
+    idf = lambda toks: {t: 2.0 for t in toks}  # noqa: E731
+    q = question_view("How many attention heads does LoFiT modify?", idf)
+    assert q is not None and q.quantity and not q.multi
+    assert question_view("Which papers drop the reference model from preference optimisation?", idf).multi
+    assert question_view("How does KTO compare with DPO?", idf).compare
+    assert question_view("What is direct preference optimisation?", idf).what_is
+    assert question_view("the of and", idf) is None
+
+
+def test_fit_on_a_small_real_slice_is_reproducible(sample_home: Path, embed_cache: Path, tmp_path: Path) -> None:
+    """The script's pipeline on real retrieval: labelled sentences, two fits, the same file twice."""
+    from assistant.readers import read_paths
+
+    asker = fit.Asker(make_settings(sample_home, embed_cache))
+    by_title = {p.title: p.paper_id for p in read_paths([REPO / "assistant" / "data" / "sample"]).papers}
+    train = fit.question_examples(asker, REPO / "evals" / "questions" / "fit.jsonl", by_title, limit=12)
+    val = fit.question_examples(asker, REPO / "evals" / "questions" / "validation.jsonl", by_title, limit=6)
+    assert sum(sum(e.labels) for e in train) >= 5, "evidence sentences must be found among retrieved ones"
+    assert any(not e.answerable for e in train + val) or all(e.answerable for e in train + val)
+    grid = {"l2_grid": (1.0,), "scifact_weights": (1.0,), "thresholds": (0.3, 0.5), "multi_ratios": (0.5,),
+            "second_ratios": (0.9,)}
+    m1, info1 = fit.choose(train, val, **grid)
+    m2, info2 = fit.choose(train, val, **grid)
+    assert m1.to_dict() == m2.to_dict() and info1 == info2
+    # fitted on evidence sentences: they outscore the other retrieved sentences on the slice
+    pos = [m1.sentence.prob(c.features) for e in train for c, y in zip(e.cands, e.labels, strict=True) if y]
+    neg = [m1.sentence.prob(c.features) for e in train for c, y in zip(e.cands, e.labels, strict=True) if not y]
+    assert np.mean(pos) > np.mean(neg) + 0.2
+    out = tmp_path / "m.json"
+    out.write_text(json.dumps(FittedModel(m1.sentence, m1.answerable, m1.decisions, info1).to_dict()))
+    assert FittedModel.from_dict(json.loads(out.read_text())).sentence == m1.sentence
+
+
+def test_decisions_default_and_logreg_clamps() -> None:
+    lr = LogReg(("x",), (0.0,), (1.0,), (100.0,), 0.0)
+    assert lr.prob([1e6]) == pytest.approx(1.0) and lr.prob([-1e6]) == pytest.approx(0.0, abs=1e-12)
+    assert Decisions().max_papers == 5
+
+
+QUANTITY = ("With full KV cache only for retrieval heads and a constant-length cache for the rest, plus "
+            "quantization, how long a context can Llama-3-8B decode on one A100?")
+
+
+def test_fitted_answers_on_the_sample(sample_assistant) -> None:  # type: ignore[no-untyped-def]
+    a = sample_assistant
+    ans = a.ask(QUANTITY, backend="extractive")
+    assert not ans.refused, ans.checks
+    assert "3.3 million" in ans.text and ans.checks["answer_shape"] == "quantity"
+    # a neighbouring paper's fact is no answer to a detail about a named method
+    kto = a.ask("What GPU did the KTO paper use?", backend="extractive")
+    assert kto.refused and kto.checks["refusal_reason"]
+    assert "A800" not in kto.text
+    multi = a.ask("Which papers drop the reference model from preference optimisation?", backend="extractive")
+    assert not multi.refused and multi.checks["answer_shape"] == "multi"
+    assert len({c.paper_id for c in multi.citations}) >= 2
+    off = a.ask("What is the boiling point of the sauce in a carbonara recipe?", backend="extractive")
+    assert off.refused and "refusal_reason" in off.checks and off.checks["answer_shape"] == "refused"
