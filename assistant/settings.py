@@ -150,6 +150,10 @@ class ExtractiveSettings(_Section):
     """A further sentence is added only if it scores at least this share of the best one."""
     multi_min_ratio: float = 0.70
     """Further papers in a multi-paper answer must score at least this share of the best sentence."""
+    model_file: str = ""
+    """The default (fitted) extractive backend's model JSON, e.g. one written by
+    ``python -m assistant.answering.fit --out FILE``; empty = the weights shipped in the package.
+    The weights and thresholds above are the ``extractive-rules`` backend's."""
 
 
 class JudgeSettings(_Section):

@@ -108,3 +108,22 @@ def test_fitted_answers_on_the_sample(sample_assistant) -> None:  # type: ignore
     assert len({c.paper_id for c in multi.citations}) >= 2
     off = a.ask("What is the boiling point of the sauce in a carbonara recipe?", backend="extractive")
     assert off.refused and "refusal_reason" in off.checks and off.checks["answer_shape"] == "refused"
+
+
+def test_model_file_setting_loads_a_refit_or_fails_in_one_line(tmp_path: Path) -> None:
+    from assistant.answering.fitted import FittedAnswerer
+    from assistant.settings import Settings
+
+    d = shipped_model().to_dict()
+    d["decisions"]["answer_threshold"] = 0.99
+    good = tmp_path / "m.json"
+    good.write_text(json.dumps(d))
+    s = Settings.load(config_file="", env={}, home=tmp_path / "h")
+    assert FittedAnswerer(s).model == shipped_model()
+    assert FittedAnswerer(s.with_(extractive={"model_file": str(good)})).model.decisions.answer_threshold == 0.99
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    for path, msg in ((bad, "not an extractive model file"), (tmp_path / "none.json", "cannot read")):
+        with pytest.raises(AssistantError, match=msg) as err:
+            FittedAnswerer(s.with_(extractive={"model_file": str(path)}))
+        assert str(path) in str(err.value) and "\n" not in str(err.value)

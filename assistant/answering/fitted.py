@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AssistantError
@@ -106,6 +107,18 @@ def shipped_model() -> FittedModel:
     """The weights shipped in the package (read once per process)."""
     text = resources.files("assistant.answering.models").joinpath(MODEL_FILE).read_text(encoding="utf-8")
     return FittedModel.from_dict(json.loads(text))
+
+
+def load_model(path: Path) -> FittedModel:
+    """A model file written by the fitting script; a bad one is a one-line error naming it."""
+    try:
+        return FittedModel.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise AssistantError(f"{path}: cannot read the extractive model file ({exc.strerror or exc})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AssistantError(f"{path}: not an extractive model file ({type(exc).__name__}: {exc})") from None
+    except AssistantError as exc:
+        raise AssistantError(f"{path}: {exc}") from None
 
 
 @dataclass
@@ -233,7 +246,8 @@ class FittedAnswerer:
     streams = False
 
     def __init__(self, settings: Settings) -> None:
-        self.model = shipped_model()
+        path = settings.extractive.model_file
+        self.model = load_model(Path(path).expanduser()) if path else shipped_model()
 
     def label(self) -> str:
         return self.name
