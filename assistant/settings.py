@@ -101,6 +101,15 @@ class Settings:
     candidates: int = 50
     """Chunks fetched from each retriever before fusion."""
 
+    serve_max_concurrent: int = 2
+    """`assistant serve`: answers computed at once (threads); more wait in the queue below."""
+    serve_max_queue: int = 16
+    """`assistant serve`: requests waiting for an answer slot; beyond that the server answers 503."""
+    serve_queue_timeout: float = 30.0
+    """`assistant serve`: seconds a queued request waits for a slot before a 503 with Retry-After."""
+    serve_max_body_kb: int = 256
+    """`assistant serve`: largest JSON request body; POST /v1/ingest accepts 100 times this."""
+
     max_abstract_chars: int = 20000
     """Longer abstracts are truncated with a warning."""
     hf_page_year: int = 0
@@ -176,6 +185,8 @@ class Settings:
             raise SettingsError(f"ASSISTANT_FUSION: '{self.fusion}' is not one of ('zscore', 'rrf')")
         if self.top_k < 1:
             raise SettingsError("ASSISTANT_TOP_K: must be at least 1")
+        if self.serve_max_concurrent < 1 or self.serve_max_queue < 0 or self.serve_max_body_kb < 1:
+            raise SettingsError("ASSISTANT_SERVE_*: max_concurrent and max_body_kb must be >= 1, max_queue >= 0")
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated)."""

@@ -1,0 +1,90 @@
+"""What `assistant serve` is asked to do, checked before anything heavy is imported."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import AssistantError
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+@dataclass
+class ServeOptions:
+    """How one server process runs; limits default to the Settings' serve_* fields."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    """Bearer token every request (except the static web page) must carry; None = open."""
+    allow_ingest: bool = False
+    """Accept POST /v1/ingest without a token (loopback use)."""
+    max_concurrent: int = 2
+    max_queue: int = 16
+    queue_timeout: float = 30.0
+    max_body_bytes: int = 256 * 1024
+
+    @property
+    def max_ingest_bytes(self) -> int:
+        return self.max_body_bytes * 100
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(path: Path) -> str:
+    """The token file holds one line; an unreadable or empty one is an error, never 'no token'."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise AssistantError(f"{path}: cannot read the token file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise AssistantError(f"{path}: the token file is not UTF-8 text") from None
+    if not token or "\n" in token or any(c.isspace() for c in token):
+        raise AssistantError(f"{path}: the token file must hold one token on one line, without spaces")
+    return token
+
+
+def make_options(settings: Any, host: str, port: int, token_file: Path | None, allow_ingest: bool,
+                 max_concurrent: int | None = None, max_queue: int | None = None) -> ServeOptions:
+    """Check the exposure rules: a non-loopback address needs a token."""
+    token = read_token(token_file) if token_file else None
+    if not is_loopback(host) and token is None:
+        raise AssistantError(f"refusing to listen on {host} without --token-file: anyone who can reach it could "
+                             "read the index; pass --token-file FILE (or bind 127.0.0.1)")
+    if not 0 < port < 65536:
+        raise AssistantError(f"--port {port}: expected 1-65535")
+    return ServeOptions(
+        host=host, port=port, token=token, allow_ingest=allow_ingest,
+        max_concurrent=max_concurrent or settings.serve_max_concurrent,
+        max_queue=settings.serve_max_queue if max_queue is None else max_queue,
+        queue_timeout=settings.serve_queue_timeout,
+        max_body_bytes=settings.serve_max_body_kb * 1024)
+
+
+def serve(assistant: Any, options: ServeOptions) -> None:
+    """Open the index once, then run uvicorn until interrupted (one process, shared index)."""
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as exc:
+        raise AssistantError(f"serving needs the serve extra ({exc.name} is missing): "
+                             "pip install 'paper-assistant[serve]'") from None
+    app = create_app(assistant, options)
+    where = f"http://{options.host}:{options.port}/"
+    guard = "bearer token required" if options.token else "no token (loopback)"
+    print(f"serving {where} ({guard}; ingest {'allowed' if options.allow_ingest or options.token else 'off'})",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=options.host, port=options.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5)
