@@ -282,6 +282,7 @@ async function ask(question) {
           if (choice && choice.delta && choice.delta.content) {
             content += choice.delta.content;
             live.textContent = content;
+            li.scrollIntoView({ block: "end" });
           }
           if (chunk.paper_assistant) final = chunk;
         }
