@@ -373,3 +373,43 @@ def test_exposed_address_needs_a_token_file(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "assistant", "serve", "--token-file", str(tmp_path / "empty")],
                          env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 1 and "must hold one token" in run.stderr and "Traceback" not in run.stderr
+
+
+# -- a slow answer does not hold up the others -----------------------------------------------------
+@pytest.fixture()
+def frozen_llm() -> Iterator[int]:
+    """A real loopback socket that accepts connections and never answers: an LLM server that hangs."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield int(sock.getsockname()[1])
+    sock.close()
+
+
+def test_a_hanging_answer_does_not_block_other_requests(sample_home: Path, embed_cache: Path, tmp_path: Path,
+                                                        frozen_llm: int) -> None:
+    env = {"OPENAI_BASE_URL": f"http://127.0.0.1:{frozen_llm}/v1", "OPENAI_API_KEY": "unused",
+           "ASSISTANT_REQUEST_TIMEOUT": "15", "ASSISTANT_MAX_RETRIES": "0"}
+    srv = ServerProcess(sample_home, embed_cache, tmp_path / "serve.log", "--max-concurrent", "2", env=env)
+    try:
+        slow: dict[str, Any] = {}
+
+        def ask_slow() -> None:
+            slow["result"] = srv.json("POST", "/v1/ask", {"question": ARRA, "backend": "openai"})
+
+        t = threading.Thread(target=ask_slow)
+        t.start()
+        # While the openai answer waits on the frozen server, the other slot and the event loop serve others.
+        for q in QUESTIONS[:4]:
+            status, body = srv.json("POST", "/v1/ask", {"question": q})
+            assert status == 200 and body["backend"]["llm"] == "extractive"
+        status, health = srv.json("GET", "/healthz")
+        assert status == 200 and health["answers"]["running"] == 1
+        assert t.is_alive() and "result" not in slow  # the slow one is still waiting
+        t.join(timeout=120)
+        status, body = slow["result"]
+        assert status == 502 and "\n" not in body["error"]["message"], body
+    finally:
+        srv.stop()
