@@ -143,8 +143,9 @@ async def _drain_and_refuse(scope: dict[str, Any], receive: Any, send: Any, limi
 
 # -- the shared assistant ---------------------------------------------------------------
 class Shared:
-    """The one Assistant of this process. Its lazily created parts (embedder, retriever, BM25,
-    LLM client) are built under a lock at start-up, so concurrent requests only read them."""
+    """The one Assistant of this process. Its parts (embedder, retriever, BM25, answer backend)
+    are built at start-up, so requests find them ready; the Assistant creates any other backend a
+    request names under its own lock."""
 
     def __init__(self, assistant: Any, options: ServeOptions) -> None:
         self.assistant = assistant
@@ -159,26 +160,17 @@ class Shared:
         a = self.assistant
         with self.lock:
             a.ensure_index()
+            a.answerer()
             if a.index.exists() or a.settings.server_mode:
                 a.index.lexical()
-                _ = a.retriever
                 a.search("warm up the model and the index", 1)
-            if a.settings.llm == "openai":
-                a.chat_client()
-
-    def llm_client(self, backend: str | None) -> None:
-        if (backend or self.assistant.settings.llm) == "openai":
-            with self.lock:
-                self.assistant.chat_client()
 
     def ask(self, req: AskRequest) -> Answer:
-        self.llm_client(req.backend)
         return self.assistant.ask(req.question, k=req.k, since=req.since, until=req.until, backend=req.backend)
 
     def chat(self, req: ChatRequest) -> Answer:
         from ..api import ChatSession
 
-        self.llm_client(req.backend)
         turns = req.turns()
         session = ChatSession(self.assistant, backend=req.backend)
         session.history = openai_compat.history_from_messages(turns[:-1])
@@ -285,7 +277,7 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
         only_params(request)
         a = shared.assistant
         papers, chunks = a.index.catalogue.count() if a.index.exists() else (0, 0)
-        return {"status": "ok", "papers": papers, "chunks": chunks, "llm": a.settings.llm,
+        return {"status": "ok", "papers": papers, "chunks": chunks, "llm": a.settings.llm.backend,
                 "embedding": a.settings.embedding_model_name, "token_required": bool(options.token),
                 "ingest": bool(options.allow_ingest or options.token), "answers": shared.answers.stats(),
                 "uptime_s": round(time.time() - shared.started, 1)}

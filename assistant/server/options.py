@@ -23,14 +23,11 @@ class ServeOptions:
     """Bearer token every request (except the static web page) must carry; None = open."""
     allow_ingest: bool = False
     """Accept POST /v1/ingest without a token (loopback use)."""
-    max_concurrent: int = 2
+    max_concurrent: int = 4
     max_queue: int = 16
     queue_timeout: float = 30.0
-    max_body_bytes: int = 256 * 1024
-
-    @property
-    def max_ingest_bytes(self) -> int:
-        return self.max_body_bytes * 100
+    max_body_bytes: int = 5_000_000
+    max_ingest_bytes: int = 50_000_000
 
 
 def is_loopback(host: str) -> bool:
@@ -55,21 +52,29 @@ def read_token(path: Path) -> str:
     return token
 
 
-def make_options(settings: Any, host: str, port: int, token_file: Path | None, allow_ingest: bool,
-                 max_concurrent: int | None = None, max_queue: int | None = None) -> ServeOptions:
-    """Check the exposure rules: a non-loopback address needs a token."""
+def make_options(settings: Any, host: str | None = None, port: int | None = None, token_file: Path | None = None,
+                 allow_ingest: bool = False, max_concurrent: int | None = None,
+                 max_queue: int | None = None) -> ServeOptions:
+    """Command-line values over ``settings.serve``; a non-loopback address needs a token."""
+    cfg = settings.serve
+    host = host or cfg.host
+    port = cfg.port if port is None else port
+    token_file = token_file or cfg.token_file
     token = read_token(token_file) if token_file else None
     if not is_loopback(host) and token is None:
         raise AssistantError(f"refusing to listen on {host} without --token-file: anyone who can reach it could "
                              "read the index; pass --token-file FILE (or bind 127.0.0.1)")
     if not 0 < port < 65536:
         raise AssistantError(f"--port {port}: expected 1-65535")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise AssistantError(f"--max-concurrent {max_concurrent}: expected at least 1")
+    if max_queue is not None and max_queue < 0:
+        raise AssistantError(f"--queue {max_queue}: expected 0 or more")
     return ServeOptions(
         host=host, port=port, token=token, allow_ingest=allow_ingest,
-        max_concurrent=max_concurrent or settings.serve_max_concurrent,
-        max_queue=settings.serve_max_queue if max_queue is None else max_queue,
-        queue_timeout=settings.serve_queue_timeout,
-        max_body_bytes=settings.serve_max_body_kb * 1024)
+        max_concurrent=max_concurrent or cfg.max_concurrent,
+        max_queue=cfg.max_queue if max_queue is None else max_queue,
+        queue_timeout=cfg.queue_timeout, max_body_bytes=cfg.max_body_bytes, max_ingest_bytes=cfg.max_ingest_bytes)
 
 
 def serve(assistant: Any, options: ServeOptions) -> None:

@@ -27,7 +27,16 @@ class Filters(BaseModel):
     k: int | None = Field(None, ge=1, le=100, description="Papers to retrieve (default: settings.top_k).")
     since: DateBound = Field(None, description="Only papers dated on/after YYYY[-MM[-DD]].")
     until: DateBound = Field(None, description="Only papers dated on/before YYYY[-MM[-DD]].")
-    backend: Literal["extractive", "openai"] | None = None
+    backend: str | None = Field(None, description="Answer backend by registered name (default: settings).")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str | None) -> str | None:
+        from ..registry import answerers
+
+        if v is not None and v not in answerers.names():
+            raise ValueError(f"unknown answer backend '{v}' (one of {', '.join(answerers.names())})")
+        return v
 
     @field_validator("since")
     @classmethod
