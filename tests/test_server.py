@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -393,25 +394,43 @@ def frozen_llm() -> Iterator[int]:
 def test_a_hanging_answer_does_not_block_other_requests(sample_home: Path, embed_cache: Path, tmp_path: Path,
                                                         frozen_llm: int) -> None:
     env = {"OPENAI_BASE_URL": f"http://127.0.0.1:{frozen_llm}/v1", "OPENAI_API_KEY": "unused",
-           "ASSISTANT_REQUEST_TIMEOUT": "15", "ASSISTANT_MAX_RETRIES": "0"}
+           "ASSISTANT_REQUEST_TIMEOUT": "20", "ASSISTANT_MAX_RETRIES": "0", "ASSISTANT_SERVE__QUEUE_TIMEOUT": "2"}
     srv = ServerProcess(sample_home, embed_cache, tmp_path / "serve.log", "--max-concurrent", "2", env=env)
     try:
-        slow: dict[str, Any] = {}
+        slow: dict[int, Any] = {}
 
-        def ask_slow() -> None:
-            slow["result"] = srv.json("POST", "/v1/ask", {"question": ARRA, "backend": "openai"})
+        def ask_slow(n: int) -> None:
+            slow[n] = srv.json("POST", "/v1/ask", {"question": ARRA, "backend": "openai"})
 
-        t = threading.Thread(target=ask_slow)
-        t.start()
+        def running() -> int:
+            return int(srv.json("GET", "/healthz")[1]["answers"]["running"])
+
+        def wait_running(n: int) -> None:
+            deadline = time.monotonic() + 30
+            while running() != n:
+                assert time.monotonic() < deadline, f"never {n} answers running"
+                time.sleep(0.1)
+
+        first = threading.Thread(target=ask_slow, args=(1,))
+        first.start()
+        wait_running(1)
         # While the openai answer waits on the frozen server, the other slot and the event loop serve others.
         for q in QUESTIONS[:4]:
             status, body = srv.json("POST", "/v1/ask", {"question": q})
             assert status == 200 and body["backend"]["llm"] == "extractive"
-        status, health = srv.json("GET", "/healthz")
-        assert status == 200 and health["answers"]["running"] == 1
-        assert t.is_alive() and "result" not in slow  # the slow one is still waiting
-        t.join(timeout=120)
-        status, body = slow["result"]
-        assert status == 502 and "\n" not in body["error"]["message"], body
+        assert first.is_alive() and not slow  # the slow one is still waiting
+        # Both slots hung: a new question waits its queue timeout (2 s here), then gets a 503, not a hang.
+        second = threading.Thread(target=ask_slow, args=(2,))
+        second.start()
+        wait_running(2)
+        status, headers, raw = srv.request("POST", "/v1/ask", {"question": ARRA})
+        assert status == 503 and int(headers["retry-after"]) >= 1
+        assert "no answer slot free within 2 s" in json.loads(raw)["error"]["message"]
+        assert srv.json("GET", "/healthz")[0] == 200 and first.is_alive()
+        for t in (first, second):
+            t.join(timeout=120)
+        for n in (1, 2):
+            status, body = slow[n]
+            assert status == 502 and "\n" not in body["error"]["message"], body
     finally:
         srv.stop()
