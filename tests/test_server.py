@@ -141,6 +141,18 @@ def test_chat_completions_stream_carries_markers_references_and_citations(server
     assert body["citations"] == final["citations"]
 
 
+def test_chat_front_end_extras_are_accepted_and_usage_is_reported(server: ServerProcess) -> None:
+    req = {"model": "whatever-the-ui-calls-it", "stream": True, "stream_options": {"include_usage": True},
+           "tools": [], "tool_choice": "none", "temperature": 0.7, "max_tokens": 50, "user": "u1", "seed": 3,
+           "messages": [{"role": "user", "content": [{"type": "text", "text": ARRA}]}]}
+    status, _, raw = server.request("POST", "/v1/chat/completions", req)
+    assert status == 200, raw
+    events = sse_events(raw)
+    usage = events[-2]
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] > 0
+    assert "[1]" in events[-3]["paper_assistant"]["answer"] and events[-1] == "[DONE]"
+
+
 def test_openai_client_talks_to_the_server(server: ServerProcess) -> None:
     from openai import OpenAI
 

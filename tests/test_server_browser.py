@@ -161,6 +161,10 @@ def test_ask_stream_click_marker_see_quote(browser: Any, web_server: ServerProce
     assert link.get_attribute("href") == "https://arxiv.org/abs/2502.99999" and link.text == "arXiv:2502.99999"
     assert browser.find_element(By.ID, "cite-date").text == "2025-02-20"
 
+    # Everything the page loaded came from the server itself (no CDN, works air-gapped).
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded and all(u.startswith(web_server.url + "/") for u in loaded), loaded
+
     # A follow-up in the same conversation is answered about the same paper.
     turn = _ask(browser, "what does it outperform?")
     turn.find_element(By.CSS_SELECTOR, ".text .marker").click()

@@ -106,6 +106,15 @@ class ChatRequest(Filters):
     response_format: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     store: bool | None = None
+    # Sent by some front-ends whatever the model; there are no tools, audio or reasoning knobs here.
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+    reasoning_effort: str | None = None
+    service_tier: str | None = None
+    modalities: list[str] | None = None
 
     @model_validator(mode="after")
     def _last_is_question(self) -> ChatRequest:
