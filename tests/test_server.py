@@ -446,3 +446,14 @@ def test_a_hanging_answer_does_not_block_other_requests(sample_home: Path, embed
             assert status == 502 and "\n" not in body["error"]["message"], body
     finally:
         srv.stop()
+
+
+def test_serve_help_imports_no_web_framework() -> None:
+    """`assistant serve --help` (and `assistant --help`) stay instant: FastAPI/uvicorn load only to serve."""
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom assistant.cli import app\n"
+            "r = CliRunner().invoke(app, ['serve', '--help'])\nassert r.exit_code == 0, r.output\n"
+            "assert '--token-file' in r.output and '--allow-ingest' in r.output, r.output\n"
+            "print(','.join(m for m in ('fastapi', 'uvicorn', 'starlette', 'chromadb') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**cli_env(Path("/nonexistent")), "COLUMNS": "200"})
+    assert out.stdout.strip() == ""
