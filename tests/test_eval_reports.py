@@ -24,7 +24,7 @@ from assistant.evaluation import (
 )
 from assistant.evaluation.offline_judge import OfflineJudge
 from assistant.evaluation.questions import Question
-from assistant.evaluation.runner import summarise
+from assistant.evaluation.results import summarise
 from assistant.evaluation.scoring import error_row, score_answer
 from assistant.records import REFUSAL
 

@@ -11,7 +11,8 @@ from .compare import Comparison, compare_reports
 from .gate import Gate, check_gate, load_gate, parse_thresholds
 from .questions import QUESTION_TYPES, Question, load_questions, write_questions
 from .report import render_junit, render_markdown, write_report
-from .runner import EvalReport, corpus_fingerprint, git_info, run_eval
+from .results import EvalReport
+from .runner import corpus_fingerprint, git_info, run_eval
 
 __all__ = [
     "QUESTION_TYPES", "Comparison", "EvalReport", "Gate", "Question", "check_gate", "compare_reports",
