@@ -61,6 +61,14 @@ def test_label_file_errors_name_the_line(tmp_path: Path) -> None:
     path.write_text(json.dumps(dict(good, passages=[])) + "\n")
     with pytest.raises(InputError, match=r"labels\.jsonl:1: 'passages'"):
         load_labels(path)
+    for bad, message in [(dict(good, passages=["P.", 3]), "'passages' must be a non-empty list of strings"),
+                         (dict(good, sentence="  "), "'sentence' must be a non-empty string"),
+                         ({"passages": ["P."]}, "missing required fields 'sentence', 'label'"),
+                         ([good], "expected a JSON object, got list")]:
+        path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+        with pytest.raises(InputError) as exc:
+            load_labels(path)
+        assert str(exc.value) == f"{path}:2: {message}"
 
 
 @pytest.fixture(scope="module")
