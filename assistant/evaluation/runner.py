@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import AssistantError, InputError
 from ..records import Paper
+from .html_report import write_html
 from .judging import Judge, passage_text
 from .questions import Question, load_questions, select
 from .report import write_report
@@ -130,9 +131,10 @@ def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judg
              limit: int | None = None, types: Sequence[str] | None = None, concurrency: int = 1,
              embedder: Any = None, chat_client: Any = None, out_dir: str | Path | None = None,
              junit: str | Path | None = None, corpus_fingerprint: str | None = None,
-             progress: bool = True) -> EvalReport:
+             progress: bool = True, html: str | Path | None = None) -> EvalReport:
     """Ask each question, score it, summarise; write report.json/report.md to ``out_dir`` and JUnit XML
-    to ``junit`` when given. ``assistant`` needs ``.ask(question)``, ``.get_paper(id)`` and ``.settings``.
+    to ``junit`` and the HTML page (html_report) to ``html`` when given. ``assistant`` needs
+    ``.ask(question)``, ``.get_paper(id)`` and ``.settings``.
     ``concurrency`` > 1 runs questions (ask + judge) in a thread pool: for the LLM backends and judge."""
     source = None
     if isinstance(questions, (str, Path)):
@@ -198,4 +200,6 @@ def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judg
     report = EvalReport(summary=summarise(rows), rows=rows, meta=meta)
     if out_dir is not None or junit is not None:
         write_report(report, out_dir, junit=junit)
+    if html is not None:
+        write_html(html, report)
     return report
