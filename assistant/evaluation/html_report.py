@@ -72,15 +72,15 @@ def _legend(names: Sequence[str]) -> str:
 
 def type_bars(metric: str, runs: Sequence[EvalReport], types: Sequence[str]) -> str:
     """One small bar chart: ``metric`` per question type, one bar per run (values in [0, 1])."""
-    group_w, bar_w, top, plot_h, left = 56, 20 if len(runs) > 1 else 30, 22, 110, 30
-    width, height = left + group_w * len(types) + 10, top + plot_h + 46
+    group_w, bar_w, top, plot_h, left = 56, 20 if len(runs) > 1 else 30, 34, 110, 30
+    width, height = max(250, left + group_w * len(types) + 10), top + plot_h + 50
     parts = [f"<svg class='chart' xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
              f"role='img' data-chart='type-bars' data-metric='{esc(metric)}'>",
              f"<text x='{left}' y='14' font-size='12' font-weight='600'>{esc(SUMMARY_METRICS.get(metric, metric))}"
              "</text>"]
     for tick in (0.0, 0.5, 1.0):
         y = top + plot_h * (1 - tick)
-        parts.append(f"<line x1='{left}' x2='{width - 10}' y1='{y:.1f}' y2='{y:.1f}' stroke='#ddd'/>"
+        parts.append(f"<line x1='{left}' x2='{left + group_w * len(types)}' y1='{y:.1f}' y2='{y:.1f}' stroke='#ddd'/>"
                      f"<text x='{left - 4}' y='{y + 3:.1f}' font-size='9' text-anchor='end'>{tick:g}</text>")
     for g, t in enumerate(types):
         x0 = left + g * group_w + (group_w - bar_w * len(runs)) / 2
@@ -98,7 +98,7 @@ def type_bars(metric: str, runs: Sequence[EvalReport], types: Sequence[str]) -> 
                          f"height='{h:.1f}' fill='{COLOURS[i]}' data-metric='{esc(metric)}' data-type='{esc(t)}' "
                          f"data-run='{'AB'[i]}' data-value='{_num(value)}'><title>{esc(label)}</title></rect>"
                          f"<text x='{x + (bar_w - 2) / 2:.1f}' y='{top + plot_h - h - 3:.1f}' font-size='8' "
-                         f"text-anchor='middle'>{esc(fmt(value, metric))}</text>")
+                         f"text-anchor='middle'>{float(value):.2f}</text>")
         cx = left + g * group_w + group_w / 2
         parts.append(f"<text x='{cx:.1f}' y='{top + plot_h + 14}' font-size='9' text-anchor='end' "
                      f"transform='rotate(-30 {cx:.1f} {top + plot_h + 14})'>{esc(t)}</text>")
