@@ -11,6 +11,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.llms import MockLLM
@@ -61,6 +62,11 @@ def test_retrievers_fuse_in_query_fusion_retriever(sample_assistant: Any) -> Non
     # Each paper once, although the two retrievers matched it at different chunks (metadata differ).
     assert len(ids) == len(set(ids)) and set(ids) == set(dense_ids) | set(bm25_ids)
     assert len(ids) < len(dense_ids) + len(bm25_ids)
+    # Reciprocal rank fusion (k = 60) summed over both retrievers: a paper both found is ONE entry whose
+    # score adds both ranks (llama-index merges by node hash, so the paper node's hash is its identity).
+    expected = {pid: sum(1 / (ranks.index(pid) + 60) for ranks in (dense_ids, bm25_ids) if pid in ranks)
+                for pid in ids}
+    assert {n.node.node_id: n.score for n in nodes} == pytest.approx(expected)
     assert ids[0] in set(dense_ids) & set(bm25_ids)
     assert nodes[0].node.metadata["title"] == TDPO
     # The async path of the stock fusion retriever runs ours too.
