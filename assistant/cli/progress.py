@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -57,3 +59,16 @@ class RichReporter:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+@contextmanager
+def reporter(enabled: bool = True) -> Iterator[RichReporter | None]:
+    """A rich reporter for the API's ``progress=`` (None when disabled), stopped on exit."""
+    if not enabled:
+        yield None
+        return
+    rep = RichReporter()
+    try:
+        yield rep
+    finally:
+        rep.close()
