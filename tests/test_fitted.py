@@ -127,3 +127,11 @@ def test_model_file_setting_loads_a_refit_or_fails_in_one_line(tmp_path: Path) -
         with pytest.raises(AssistantError, match=msg) as err:
             FittedAnswerer(s.with_(extractive={"model_file": str(path)}))
         assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_to_dict_is_a_copy_the_cached_model_cannot_be_changed_through() -> None:
+    d = shipped_model().to_dict()
+    before = shipped_model().decisions.answer_threshold
+    d["decisions"]["answer_threshold"] = 0.999
+    d["meta"]["fit"] = "changed"
+    assert shipped_model().decisions.answer_threshold == before and shipped_model().meta["fit"] == "fit.jsonl"

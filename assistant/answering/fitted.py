@@ -15,7 +15,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -94,7 +94,8 @@ class FittedModel:
 
     def to_dict(self) -> dict[str, Any]:
         return {"sentence": self.sentence.to_dict(), "answerable": self.answerable.to_dict(),
-                "decisions": self.decisions.__dict__, "meta": self.meta}
+                "decisions": asdict(self.decisions),
+                "meta": json.loads(json.dumps(self.meta))}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FittedModel:
