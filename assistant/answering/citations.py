@@ -20,6 +20,19 @@ _MARKER_GROUP = re.compile(r"\s*\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 _ANY_MARKER = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 # "... results. [2] Next" -> "... results [2]. Next": markers belong to the sentence before them.
 _TRAILING_MARKERS = re.compile(r"([.!?])((?:\s*\[\s*\d+\s*(?:[,;]\s*\d+\s*)*\])+)")
+# A paper's own reference markers ("[5]", "[2, 3]", "[4-6]") inside its abstract.
+_REFERENCE_MARKER = re.compile(r"\[(\s*\d+\s*(?:[,;\u2013-]\s*\d+\s*)*)\]")
+
+
+def neutralise_reference_markers(text: str) -> str:
+    """"DPO [5]" -> "DPO (5)": an abstract's own references become text the marker grammar
+    cannot read, so they never turn into citations of other sources.
+
+    Every backend gets abstracts through this (the extractive answer copies their sentences,
+    the LLM prompt quotes them). Same length on purpose: sentence and chunk offsets into the
+    stored abstract stay valid, and quotes are still taken from the stored text.
+    """
+    return _REFERENCE_MARKER.sub(lambda m: f"({m.group(1)})", text)
 
 
 @dataclass
@@ -43,7 +56,9 @@ def best_quote(sentence: str, abstract: str, idf: Callable[[list[str]], dict[str
         return None
     bare = _ANY_MARKER.sub("", sentence).strip()
     for a, b in spans:
-        if abstract[a:b] and (abstract[a:b] in bare or bare.rstrip(".") in abstract[a:b]):
+        # The answer may quote the sentence with its reference markers neutralised.
+        seen = neutralise_reference_markers(abstract[a:b])
+        if seen and (seen in bare or bare.rstrip(".") in seen):
             return abstract[a:b]
     q = set(content_tokens(bare))
     if not q:
