@@ -94,3 +94,18 @@ def test_quote_is_the_stored_sentence_when_the_answer_quotes_a_neutralised_one()
     assert [c.paper_id for c in checked.citations] == ["q"]
     assert checked.citations[0].quote == "Quokka alignment outperforms DPO [5] on two benchmarks."
     assert checked.citations[0].quote in QUOKKA
+
+
+def test_citation_of_a_paper_that_does_not_say_it_is_flagged_not_hidden() -> None:
+    # An in-range marker is not "verified" just because it resolves: a sentence the cited
+    # abstract does not support is listed, even though unknown_markers stays 0.
+    sources = _sources()
+    checked = check_answer("Quokka alignment outperforms DPO on two benchmarks [1]. "
+                           "PoFT achieves stable improvements over SFT baselines [1]. "
+                           "VLoRA converts visual features into perceptual weights [2].", sources)
+    assert checked.checks["unknown_markers"] == 0
+    assert checked.checks["unsupported_citations"] == [
+        {"sentence": "Quokka alignment outperforms DPO on two benchmarks [1].", "marker": 1}]
+    # A sentence drawing on two papers needs each only for its share.
+    both = check_answer("PoFT improves SFT baselines [1] and VLoRA merges perceptual weights [2].", sources)
+    assert both.checks["unsupported_citations"] == []
