@@ -120,6 +120,7 @@ class OpenAICompatible:
     # -- retries and error messages -----------------------------------------------------------
     def _with_retries(self, what: str, call: Callable[[float], T]) -> T:
         """``call(deadline)`` under the shared policy; every attempt ends by the same deadline."""
+        self._openai()  # importing openai takes a second or two: not the server's time
         deadline = time.monotonic() + self.settings.request_timeout
         attempts = max(0, self.settings.max_retries) + 1
         for attempt in range(1, attempts + 1):

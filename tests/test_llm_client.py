@@ -460,3 +460,26 @@ def test_server_killed_mid_stream_then_restarted(tmp_path: Path) -> None:
         assert client.complete(HI, max_tokens=16).strip()
     finally:
         server.stop()
+
+
+# -- through the real CLI ----------------------------------------------------------------------------
+@pytest.mark.parametrize("reply", ["not_json", "trickle"])
+def test_cli_ask_against_a_broken_server_is_one_line(scripted: Callable[..., ScriptedServer], sample_home: Path,
+                                                     embed_cache: Path, reply: str) -> None:
+    # `--json` (and piped output) takes the non-streaming path, where a 200 reply that is not
+    # JSON was an 86-line JSONDecodeError traceback and a trickling server hung `ask`.
+    import subprocess
+
+    from tests.conftest import cli_env
+
+    server = scripted(raw_body(b"<html>Bad Gateway</html>") if reply == "not_json" else trickle(stream=False))
+    env = cli_env(sample_home, embed_cache, ASSISTANT_LLM="openai", OPENAI_BASE_URL=server.base_url,
+                  ASSISTANT_LLM_MODEL="smollm2", ASSISTANT_REQUEST_TIMEOUT="2", ASSISTANT_MAX_RETRIES="1")
+    t0 = time.monotonic()
+    r = subprocess.run(["assistant", "ask", "--json", "What does ARRA align LLM hidden states with?"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - t0 < 25.0  # the trickle lasts 30 s
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("error: the server at ") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert ("not JSON" if reply == "not_json" else "timed out after 2s") in r.stderr
