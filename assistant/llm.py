@@ -61,25 +61,25 @@ class OpenAICompatible:
     def __init__(self, settings: Settings, *, backoff: float = 0.5) -> None:
         self.settings = settings
         self.backoff = backoff
-        base = settings.openai_base_url.strip().rstrip("/")
-        if not base and not settings.openai_api_key:
+        base = settings.llm.base_url.strip().rstrip("/")
+        if not base and not settings.llm.api_key.get_secret_value():
             raise BackendError(self.needs_key_message)
         # Always explicit: the openai package would otherwise read OPENAI_BASE_URL /
         # OPENAI_API_KEY itself, bypassing Settings (the one place that reads the env).
         self.base_url = base or OPENAI_DEFAULT_URL
-        self._api_key = settings.openai_api_key or DUMMY_KEY
+        self._api_key = settings.llm.api_key.get_secret_value() or DUMMY_KEY
         self._client: Any = None
 
     @property
     def model_name(self) -> str:
-        return self.settings.llm_model
+        return self.settings.llm.model
 
     def _openai(self) -> Any:
         if self._client is None:
             import openai
 
             self._client = openai.OpenAI(base_url=self.base_url, api_key=self._api_key,
-                                         timeout=float(self.settings.request_timeout), max_retries=0)
+                                         timeout=float(self.settings.llm.request_timeout), max_retries=0)
         return self._client
 
     def close(self) -> None:
@@ -121,8 +121,8 @@ class OpenAICompatible:
     def _with_retries(self, what: str, call: Callable[[float], T]) -> T:
         """``call(deadline)`` under the shared policy; every attempt ends by the same deadline."""
         self._openai()  # importing openai takes a second or two: not the server's time
-        deadline = time.monotonic() + self.settings.request_timeout
-        attempts = max(0, self.settings.max_retries) + 1
+        deadline = time.monotonic() + self.settings.llm.request_timeout
+        attempts = max(0, self.settings.llm.max_retries) + 1
         for attempt in range(1, attempts + 1):
             try:
                 return call(deadline)
@@ -147,7 +147,7 @@ class OpenAICompatible:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _timed_out(self) -> str:
-        return f"the server at {self.base_url} timed out after {self.settings.request_timeout:g}s"
+        return f"the server at {self.base_url} timed out after {self.settings.llm.request_timeout:g}s"
 
     def _delay(self, attempt: int, exc: Exception) -> float:
         delay = min(MAX_BACKOFF, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
@@ -193,14 +193,14 @@ class OpenAICompatible:
     model_setting = "ASSISTANT_LLM_MODEL"
 
     def _scrub(self, message: str) -> str:
-        key = self.settings.openai_api_key
+        key = self.settings.llm.api_key.get_secret_value()
         if key:
             message = message.replace(key, "***")
         return message
 
 
 class ChatClient(OpenAICompatible):
-    """Chat completions against ``settings.openai_base_url`` (or api.openai.com)."""
+    """Chat completions against ``settings.llm.base_url`` (or api.openai.com)."""
 
     def __init__(self, settings: Settings, *, backoff: float = 0.5) -> None:
         super().__init__(settings, backoff=backoff)
@@ -216,7 +216,7 @@ class ChatClient(OpenAICompatible):
                  json_mode: bool = False) -> str:
         """The assistant's reply text; with ``stream`` every delta goes to ``on_token`` as it arrives."""
         params: dict[str, Any] = {"model": self.model_name, "messages": messages,
-                                  "temperature": self.settings.temperature}
+                                  "temperature": self.settings.llm.temperature}
         if max_tokens is not None:
             params["max_tokens"] = max_tokens
         if json_mode:
@@ -288,13 +288,13 @@ class ChatClient(OpenAICompatible):
             except _DeadlinePassed:
                 if not chars:
                     raise
-                raise _StreamBroken(chars, f"timed out after {self.settings.request_timeout:g}s") from None
+                raise _StreamBroken(chars, f"timed out after {self.settings.llm.request_timeout:g}s") from None
             except Exception as exc:
                 if not chars or not _is_api_failure(exc):
                     raise  # nothing shown yet: safe to retry
                 # Text already reached on_token: repeating would show it twice.
                 if isinstance(exc, _timeout_errors()):
-                    raise _StreamBroken(chars, f"timed out after {self.settings.request_timeout:g}s") from exc
+                    raise _StreamBroken(chars, f"timed out after {self.settings.llm.request_timeout:g}s") from exc
                 raise _StreamBroken(chars, _reason(exc)) from exc
         if finish is None:
             # Servers end every complete stream with a finish_reason; without one the

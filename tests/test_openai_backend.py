@@ -75,7 +75,7 @@ def test_non_streaming_cli_json(llm_server: ServerHandle, sample_home: Path, emb
 
 def test_chat_with_condensed_follow_up(llm_server: ServerHandle, sample_home: Path, embed_cache: Path) -> None:
     a = _openai_assistant(sample_home, embed_cache, llm_server.base_url)
-    client = a.chat_client()
+    client = a.answerer("openai").client
     calls: list[tuple[list[dict[str, str]], str]] = []
     real_complete = client.complete
 
@@ -171,7 +171,7 @@ def test_reference_markers_inside_abstracts_never_reach_the_model(llm_server: Se
     papers.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     a = _openai_assistant(tmp_path / "home", embed_cache, llm_server.base_url)
     a.ingest([papers])
-    client = a.chat_client()
+    client = a.answerer("openai").client
     sent: list[str] = []
     real_complete = client.complete
 
