@@ -134,10 +134,7 @@ class Assistant:
         Answer is the checked one. ``retrieval_query`` searches with other words than
         the question (chat passes the standalone form of a follow-up there).
         """
-        question = _check_text(question, "question").strip()
-        if not question:
-            raise AssistantError("the question is empty")
-        _check_filters(k, since, until)
+        question = self.check_request(question, k=k, since=since, until=until)
         if retrieval_query is not None:
             retrieval_query = _check_text(retrieval_query, "question")
         answerer = self.answerer(backend)
@@ -167,6 +164,16 @@ class Assistant:
             question=question, text=checked.text, refused=checked.refused, citations=checked.citations,
             sources=sources, backend={"llm": answerer.label(), "embedding": self.settings.embedding_model_name},
             timings_ms=timings, checks=checks)
+
+    def check_request(self, question: object, *, k: object = None, since: object = None,
+                      until: object = None) -> str:
+        """The question, stripped, once it and its filters are known to be usable: callers
+        (the CLI, the server) check before any slow work such as building the index."""
+        text = _check_text(question, "question").strip()
+        if not text:
+            raise AssistantError("the question is empty")
+        _check_filters(k, since, until)
+        return text
 
     def chat(self, backend: str | None = None) -> ChatSession:
         return ChatSession(self, backend=backend)

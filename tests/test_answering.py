@@ -250,6 +250,16 @@ def test_bad_k_and_impossible_dates_are_one_line(sample_home: Path, embed_cache:
     assert expected in err, err
 
 
+def test_bad_input_fails_before_the_sample_index_is_built(fresh_home: Path) -> None:
+    """On an empty home a bad -k, date or question is reported at once: nothing is built first."""
+    for args in (["-k", "0", "q?"], ["--since", "2024-13-45", "q?"], [""]):
+        r = subprocess.run(["assistant", "ask", *args], env=cli_env(fresh_home), capture_output=True, text=True,
+                           timeout=60)
+        _one_line_error(r)
+        assert "building it from the bundled sample" not in r.stderr
+        assert not (fresh_home / "index").exists(), args
+
+
 def test_api_validates_k_and_dates(sample_assistant: Assistant) -> None:
     from assistant.errors import AssistantError
 
