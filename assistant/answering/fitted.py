@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AssistantError
 from ..records import REFUSAL, Source
 from .base import AnswerContext, Draft
+from .citations import neutralise_reference_markers
 from .features import QUESTION_FEATURES, SENTENCE_FEATURES, Candidate, QuestionView, candidates, question_features
 from .features import question_view as make_view
 
@@ -228,7 +229,9 @@ def compose(model: FittedModel, view: QuestionView | None, sources: Sequence[Sou
     # a paper by the first sentence that cites it, and that should be the answering one.
     order = list(dict.fromkeys(p.source_index for p in picked))
     picked.sort(key=lambda p: (order.index(p.source_index), -p.score, p.start))
-    text = " ".join(_end_marker(f"{_trim(p.text)} [{p.source_index + 1}]") for p in picked)
+    # The abstract's own "[5]" stays text, never a citation of source 5.
+    text = " ".join(_end_marker(f"{_trim(neutralise_reference_markers(p.text))} [{p.source_index + 1}]")
+                    for p in picked)
     return Composed(text, False, "", picked, checks)
 
 
