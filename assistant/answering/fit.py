@@ -9,7 +9,8 @@ Labelled data (nothing else is read):
 Regularisation and the answer thresholds are chosen on ``evals/questions/validation.jsonl``
 plus every 4th of the SciFact train claims, held out of fitting (never on heldout or SciFact dev).
 The two logistic regressions are fitted with numpy (Newton steps, fixed order, rounded output),
-so a re-run on the same data writes the same file.
+so a re-run on the same retrieval results (``--retrieval-cache``) writes the same file; retrieval
+itself carries float noise between runs, which can move the last digits of a fresh refit.
 
 Indexed homes are cached under ``~/.cache/paper-assistant-bench/<kind>-<fingerprint>``, the
 same place ``benchmarks/answer_quality.py`` uses, so only the first run ingests.
