@@ -3,7 +3,7 @@
 Papers are compared with the catalogue by content hash: unchanged ones are
 skipped, new and changed ones are chunked, embedded (through the embedding
 cache) and written batch by batch, vectors first and catalogue last (see
-store.py for why that order makes a killed ingest harmless).
+catalogue.py for why that order makes a killed ingest harmless).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import Any, Protocol
 from ..errors import IndexStateError
 from ..records import Chunk, Paper
 from .chunking import chunk_paper, embed_text
+from .lexical import LexicalIndex
 from .paper_index import PaperIndex
-from .store import LexicalIndex, writable_error
+from .storage import writable_error
 
 
 class Reporter(Protocol):
@@ -109,7 +110,7 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
         _ingest_locked(index, papers, report, rep, prune=prune, rebuild=rebuild, wait=wait, embedder=embedder,
                        batch_papers=batch_papers, after_batch=after_batch)
     except (sqlite3.OperationalError, OSError) as exc:
-        # Writes are ordered so that a failure here leaves the index as it was (see store.py);
+        # Writes are ordered so that a failure here leaves the index as it was (see catalogue.py);
         # what failed is named by the file the OS reports, else the index directory.
         if isinstance(exc, BrokenPipeError):
             raise

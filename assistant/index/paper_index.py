@@ -13,7 +13,9 @@ from typing import Any
 
 from ..errors import IndexStateError
 from ..settings import Settings
-from .store import Catalogue, LexicalIndex, VectorStore
+from .catalogue import Catalogue
+from .lexical import LexicalIndex
+from .vectors import VectorStore
 
 
 @dataclass

@@ -1,0 +1,168 @@
+"""Chroma collection of chunk vectors (embedded PersistentClient or a `chroma run` server).
+
+Chroma keeps no text: each vector carries its paper id, chunk offsets, title and
+date key; the catalogue holds the abstracts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import IndexStateError
+from ..records import Chunk, Paper
+from ..runtime import ensure_offline
+from .storage import date_int, disk_full_message
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..settings import Settings
+
+
+class VectorStore:
+    """Chroma collection of chunk vectors; PersistentClient or HttpClient, same code path."""
+
+    def __init__(self, settings: Settings, persist_dir: Path, model_name: str) -> None:
+        ensure_offline()
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        self.settings = settings
+        self.model_name = model_name
+        chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        try:
+            if settings.server_mode:
+                self.where = f"http://{settings.chroma_host}:{settings.chroma_port}"
+                self.client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+                                                  settings=chroma_settings)
+                _bound_http_timeout(self.client, settings.chroma_timeout)
+            else:
+                self.where = str(persist_dir)
+                persist_dir.mkdir(parents=True, exist_ok=True)
+                self.client = chromadb.PersistentClient(path=str(persist_dir), settings=chroma_settings)
+        except Exception as exc:  # chromadb raises many types; the user needs one line
+            raise IndexStateError(_chroma_error(settings, persist_dir, exc)) from None
+        self._collection: Any = None
+
+    def collection(self, create: bool = False) -> Any:
+        if self._collection is not None:
+            return self._collection
+        name = self.settings.collection
+        try:
+            if create:
+                col = self.client.get_or_create_collection(
+                    name, embedding_function=None,
+                    metadata={"hnsw:space": "cosine", "hnsw:search_ef": 128, "hnsw:construction_ef": 128,
+                              "embedding_model": self.model_name})
+            else:
+                col = self.client.get_collection(name, embedding_function=None)
+        except Exception as exc:
+            if not create and "does not exist" in str(exc).lower():
+                return None
+            raise IndexStateError(_chroma_error(self.settings, Path(self.where), exc)) from None
+        built_with = (col.metadata or {}).get("embedding_model")
+        if built_with and built_with != self.model_name:
+            raise IndexStateError(
+                f"the index in {self.where} (collection '{name}') was built with embedding model "
+                f"'{built_with}', but the settings ask for '{self.model_name}'; rebuild it with "
+                f"`assistant ingest --rebuild SOURCES` or set ASSISTANT_EMBEDDING_MODEL={built_with}")
+        self._collection = col
+        return col
+
+    def upsert(self, chunks: Sequence[Chunk], papers: dict[str, Paper], vectors: np.ndarray,
+               batch: int = 2000) -> None:
+        col = self.collection(create=True)
+        for start in range(0, len(chunks), batch):
+            part = chunks[start:start + batch]
+            metas = []
+            for c in part:
+                p = papers[c.paper_id]
+                meta: dict[str, Any] = {"paper_id": c.paper_id, "idx": c.index, "start": c.start,
+                                        "end": c.end, "title": p.title[:500]}
+                di = date_int(p.date)
+                if di is not None:
+                    meta["date_int"] = di
+                    meta["year"] = di // 10000
+                metas.append(meta)
+            # No `documents`: the catalogue holds each abstract and the chunk offsets, and
+            # Chroma's full-text index over documents cost ~70% of the upsert time.
+            self._call(col.upsert, ids=[c.chunk_id for c in part],
+                       embeddings=vectors[start:start + len(part)], metadatas=metas)
+
+    def delete_papers(self, paper_ids: Sequence[str], batch: int = 500) -> None:
+        col = self.collection(create=False)
+        if col is None:
+            return
+        for start in range(0, len(paper_ids), batch):
+            part = list(paper_ids[start:start + batch])
+            self._call(col.delete, where={"paper_id": {"$in": part}})
+
+    def all_paper_ids(self) -> set[str]:
+        col = self.collection(create=False)
+        if col is None:
+            return set()
+        ids: set[str] = set()
+        total = self._call(col.count)
+        for offset in range(0, total, 5000):
+            res = self._call(col.get, include=["metadatas"], limit=5000, offset=offset)
+            ids.update(m["paper_id"] for m in res["metadatas"])
+        return ids
+
+    def count(self) -> int:
+        col = self.collection(create=False)
+        return 0 if col is None else int(self._call(col.count))
+
+    def query(self, vector: np.ndarray, n: int, where: dict[str, Any] | None = None) -> list[tuple[str, str, float]]:
+        """(chunk_id, paper_id, cosine similarity) best first."""
+        col = self.collection(create=False)
+        if col is None:
+            return []
+        n = min(n, max(1, self.count()))
+        res = self._call(col.query, query_embeddings=[vector.tolist()], n_results=n, where=where or None,
+                         include=["metadatas", "distances"])
+        out = []
+        for cid, meta, dist in zip(res["ids"][0], res["metadatas"][0], res["distances"][0], strict=False):
+            out.append((cid, meta["paper_id"], 1.0 - float(dist)))
+        return out
+
+    def drop(self) -> None:
+        try:
+            self.client.delete_collection(self.settings.collection)
+        except Exception as exc:
+            if "does not exist" not in str(exc).lower():
+                raise IndexStateError(_chroma_error(self.settings, Path(self.where), exc)) from None
+        self._collection = None
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except IndexStateError:
+            raise
+        except Exception as exc:
+            raise IndexStateError(_chroma_error(self.settings, Path(self.where), exc)) from None
+
+
+def _bound_http_timeout(client: Any, seconds: float) -> None:
+    """chromadb's HTTP client waits forever by default; a stopped server must give an
+    error, not a hang."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if session is not None:
+        session.timeout = httpx.Timeout(seconds, connect=min(seconds, 10.0))
+
+
+def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:
+    msg = " ".join(str(exc).split())[:300] or type(exc).__name__
+    if settings.server_mode:
+        return (f"Chroma server at {settings.chroma_host}:{settings.chroma_port} failed: {msg} "
+                "(is `chroma run` up? check CHROMA_HOST/CHROMA_PORT)")
+    full = disk_full_message(path, exc)
+    if full:
+        return full
+    low = msg.lower()
+    if "readonly" in low or "read-only" in low or "permission" in low or "disk" in low or "space" in low:
+        return f"{path}: cannot write the index ({msg}); check ASSISTANT_HOME is writable and the disk has space"
+    return f"{path}: Chroma failed: {msg}"
