@@ -61,6 +61,8 @@ class IngestReport:
     unchanged: int = 0
     skipped: int = 0
     removed: int = 0
+    prune_skipped: bool = False
+    """--prune was asked for but some source was not read completely, so nothing was removed."""
     chunks_written: int = 0
     papers_total: int = 0
     chunks_total: int = 0
@@ -101,6 +103,15 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
     report.skipped = len(result.problems)
     for line in report.problems + report.warnings:
         rep.message(line)
+    if prune and result.incomplete:
+        # A paper behind an unreadable line, file or folder is not "gone": never prune on a partial read.
+        prune, report.prune_skipped = False, True
+        shown = ", ".join(result.incomplete[:3]) + (f" and {len(result.incomplete) - 3} more"
+                                                    if len(result.incomplete) > 3 else "")
+        note = (f"--prune skipped: {len(result.incomplete)} source(s) not read completely ({shown}); "
+                "no paper was removed - fix them and run again")
+        report.warnings.append(note)
+        rep.message(note)
     papers = result.papers
     if not papers and not prune:
         report.seconds = time.perf_counter() - t0

@@ -29,6 +29,19 @@ def record_to_paper(result: FileResult, path: Path, where: str, rec: Any, max_ab
         paper.extra["sentences"] = len(rec["sentences"])
 
 
+def json_error(exc: BaseException) -> str:
+    """One line for what json.loads raised: syntax, nesting beyond the recursion limit, or an
+    integer beyond Python's digit limit."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"malformed JSON ({exc.msg})"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply to read"
+    text = " ".join(str(exc).split())
+    if "digits" in text:
+        return "JSON number too long (more than 4300 digits)"
+    return f"unreadable JSON ({text[:200]})"
+
+
 def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
     result = FileResult()
     fh = open_checked(path, result, "JSON")
@@ -46,8 +59,8 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
                 continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                result.problems.append(Problem(str(path), f"line {lineno}", f"malformed JSON ({exc.msg}); skipped"))
+            except (ValueError, RecursionError) as exc:
+                result.problems.append(Problem(str(path), f"line {lineno}", f"{json_error(exc)}; skipped"))
                 continue
             record_to_paper(result, path, f"line {lineno}", rec, max_abstract_chars)
     return result
@@ -56,8 +69,9 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
 def _read_array(path: Path, data: bytes, result: FileResult, max_abstract_chars: int) -> FileResult:
     try:
         records = json.loads(data.decode("utf-8-sig", errors="replace"))
-    except json.JSONDecodeError as exc:
-        result.problems.append(Problem(str(path), f"line {exc.lineno}", f"malformed JSON ({exc.msg})"))
+    except (ValueError, RecursionError) as exc:
+        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else None
+        result.problems.append(Problem(str(path), where, json_error(exc)))
         return result
     if isinstance(records, dict):
         records = records.get("papers") or records.get("records") or [records]

@@ -1,0 +1,142 @@
+"""Integrity under bad input (issue 12): a bad line costs that line only, partial reads never
+prune, merging never loses known metadata, the sample never lands in a user's index, odd field
+types and bytes are warnings, never crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.api import Assistant
+from assistant.readers import read_paths
+from tests.conftest import cli_env, make_settings
+
+# Root without the capabilities that bypass file permissions: chmod 000 really denies.
+NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+
+
+def _rows(n: int, start: int = 0, tag: str = "") -> list[dict]:
+    return [{"id": f"p{i}", "title": f"Integrity paper {i} on reward model calibration {tag}",
+             "abstract": f"We calibrate reward model {i} for preference learning. It gains {i} points on "
+                         f"benchmark C{i}. {tag}", "date": f"202{i % 5}-0{1 + i % 9}-11"}
+            for i in range(start, start + n)]
+
+
+def _lines(rows: list[dict]) -> list[str]:
+    return [json.dumps(r) for r in rows]
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+BIGNUM = '{"title": "x", "abstract": "y", "n": ' + "9" * 5000 + "}"
+
+
+@pytest.fixture()
+def locked_tree(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, with permissions restored afterwards so pytest can clean it up."""
+    yield tmp_path
+    for root, dirs, files in os.walk(tmp_path):
+        for name in dirs + files:
+            os.chmod(os.path.join(root, name), 0o755)
+
+
+def _unprivileged() -> list[str]:
+    """A prefix that runs a command where chmod 000 is honoured."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root ignores permissions and setpriv is missing to drop that")
+    return NO_DAC
+
+
+# -- 12.1: a bad line costs that line; partial reads never prune -------------------------------
+
+def test_jsonl_deep_nesting_and_huge_number_cost_one_line_each(tmp_path: Path) -> None:
+    good = _lines(_rows(4))
+    f = _write(tmp_path / "bad.jsonl", [good[0], DEEP, good[1], BIGNUM, good[2], good[3]])
+    res = read_paths([f])
+    assert [p.paper_id for p in res.papers] == ["p0", "p1", "p2", "p3"]
+    text = "\n".join(str(p) for p in res.problems)
+    assert f"{f}:line 2:" in text and "nested too deeply" in text
+    assert f"{f}:line 4:" in text and "digits" in text
+    assert all("\n" not in str(p) and len(str(p)) < 400 for p in res.problems)
+    assert res.incomplete == [str(f)]
+
+
+def test_json_array_too_deep_is_one_problem(tmp_path: Path) -> None:
+    f = tmp_path / "deep.json"
+    f.write_text(DEEP)
+    res = read_paths([f])
+    assert res.papers == [] and len(res.problems) == 1 and "deep.json" in str(res.problems[0])
+    assert res.incomplete == [str(f)]
+
+
+def test_prune_after_a_partial_read_removes_nothing(fresh_home: Path, embed_cache: Path, tmp_path: Path) -> None:
+    rows = _rows(12)
+    src = _write(tmp_path / "a.jsonl", _lines(rows))
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    assert a.ingest([src]).new == 12
+    # Line 3 (p2) becomes unreadable and line 6 (p5) a 5000-digit number: the file is not read completely.
+    lines = _lines(rows)
+    lines[2], lines[5] = DEEP, BIGNUM
+    _write(src, lines)
+    rep = a.ingest([src], prune=True)
+    assert rep.removed == 0 and rep.prune_skipped
+    assert any("--prune" in m and "a.jsonl" in m for m in rep.warnings)
+    assert a.status()["papers"] == 12 and a.get_paper("p2") is not None
+    # Once the file reads completely, prune does its job.
+    del lines[5]
+    lines[2] = json.dumps(rows[2])
+    _write(src, lines)
+    rep = a.ingest([src], prune=True)
+    assert rep.removed == 1 and not rep.prune_skipped and a.get_paper("p5") is None
+
+
+def test_unreadable_subfolder_and_file_are_reported(locked_tree: Path) -> None:
+    src = locked_tree / "src"
+    _write(src / "top.jsonl", _lines(_rows(2)))
+    _write(src / "sub" / "inner.jsonl", _lines(_rows(2, start=2)))
+    _write(src / "locked.jsonl", _lines(_rows(1, start=9)))
+    (src / "locked.jsonl").chmod(0o000)
+    (src / "sub").chmod(0o000)
+    code = ("import json, sys\nfrom assistant.readers import read_paths\nr = read_paths([sys.argv[1]])\n"
+            "print(json.dumps({'ids': [p.paper_id for p in r.papers], 'problems': [str(p) for p in r.problems],"
+            " 'incomplete': r.incomplete}))")
+    r = subprocess.run([*_unprivileged(), sys.executable, "-c", code, str(src)], capture_output=True, text=True,
+                       env=cli_env(locked_tree))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["ids"] == ["p0", "p1"]
+    assert sorted(out["incomplete"]) == sorted([str(src / "locked.jsonl"), str(src / "sub")])
+    text = "\n".join(out["problems"])
+    assert f"{src / 'sub'}: cannot read folder" in text and f"{src / 'locked.jsonl'}: cannot read file" in text
+    assert len(out["problems"]) == 2
+
+
+def test_prune_with_an_unreadable_subfolder_keeps_its_papers(locked_tree: Path, embed_cache: Path) -> None:
+    src, home, cache = locked_tree / "src", locked_tree / "home", embed_cache
+    _write(src / "top.jsonl", _lines(_rows(3)))
+    _write(src / "sub" / "inner.jsonl", _lines(_rows(4, start=3)))
+    r = subprocess.run(["assistant", "ingest", str(src)], capture_output=True, text=True, env=cli_env(home, cache))
+    assert r.returncode == 0, r.stderr
+    (src / "sub").chmod(0o000)
+    r = subprocess.run([*_unprivileged(), "assistant", "ingest", str(src), "--prune"], capture_output=True,
+                       text=True, env=cli_env(home, cache))
+    assert "Traceback" not in r.stderr
+    assert f"{src / 'sub'}: cannot read folder" in r.stderr and "--prune" in r.stderr
+    (src / "sub").chmod(0o755)
+    a = Assistant(make_settings(home, cache))
+    a.auto_sample = False
+    assert a.status()["papers"] == 7
