@@ -140,3 +140,70 @@ def test_prune_with_an_unreadable_subfolder_keeps_its_papers(locked_tree: Path, 
     a = Assistant(make_settings(home, cache))
     a.auto_sample = False
     assert a.status()["papers"] == 7
+
+
+# -- 12.2: merging never loses known metadata and does not depend on order ---------------------
+
+def _catalogue(home: Path, cache: Path) -> list[dict]:
+    a = Assistant(make_settings(home, cache))
+    a.auto_sample = False
+    out = [p.to_dict() for p in a.index.catalogue.iter_papers(order="id")]
+    a.index.close()
+    return out
+
+
+def _overlapping(tmp_path: Path) -> tuple[Path, Path]:
+    """Two files about the same papers: a has dates, b has authors and an extra paper; p3's dates conflict."""
+    rows = _rows(6)
+    a_rows = [dict(r, authors=[]) for r in rows[:4]]
+    b_rows = [{k: v for k, v in r.items() if k != "date"} | {"authors": [f"Author {i}", "Second Author"]}
+              for i, r in enumerate(rows[2:], start=2)]
+    b_rows[1]["date"] = "2019-05"  # p3: a says 2023-04-11, b says 2019-05
+    return _write(tmp_path / "a.jsonl", _lines(a_rows)), _write(tmp_path / "b.jsonl", _lines(b_rows))
+
+
+def test_merge_is_order_independent_and_never_drops_a_known_field(tmp_path: Path) -> None:
+    a, b = _overlapping(tmp_path)
+    ab, ba = read_paths([a, b]), read_paths([b, a])
+    key = lambda r: sorted((p.to_dict() for p in r.papers), key=lambda d: d["paper_id"])  # noqa: E731
+    assert key(ab) == key(ba)
+    by_id = {p.paper_id: p for p in ab.papers}
+    assert by_id["p2"].date == "2022-03-11" and by_id["p2"].authors == ["Author 2", "Second Author"]
+    assert by_id["p3"].date == "2023-04-11"  # the more specific date wins, whichever file came first
+
+
+def test_reingesting_one_sample_page_keeps_metadata_from_the_others(copied_sample_home: Path,
+                                                                   embed_cache: Path) -> None:
+    from tests.conftest import SAMPLE_DIR
+
+    a = Assistant(make_settings(copied_sample_home, embed_cache))
+    a.auto_sample = False
+    before = {p.paper_id: p.to_dict() for p in a.index.catalogue.iter_papers()}
+    page = sorted(SAMPLE_DIR.glob("000_*.txt"))[0]
+    rep = a.ingest([page])
+    assert (rep.new, rep.updated) == (0, 0), rep
+    survey = next(p for p in a.papers() if p.title == "Large Language Model Alignment: A Survey")
+    assert (survey.date, survey.n_authors) == ("2023-09-26", 9)
+    hits = a.search("Large Language Model Alignment: A Survey", since="2023-09", until="2023-09-30", k=5)
+    assert survey.paper_id in [h.paper.paper_id for h in hits]
+    assert {p.paper_id: p.to_dict() for p in a.index.catalogue.iter_papers()} == before
+
+
+def test_separate_and_concurrent_ingests_of_overlapping_files_equal_one_ingest(tmp_path: Path,
+                                                                              embed_cache: Path) -> None:
+    a_src, b_src = _overlapping(tmp_path)
+    clean = tmp_path / "clean"
+    Assistant(make_settings(clean, embed_cache)).ingest([a_src, b_src])
+    want = _catalogue(clean, embed_cache)
+    assert {d["paper_id"]: d["date"] for d in want}["p2"] == "2022-03-11"
+    for order in ([a_src, b_src], [b_src, a_src]):
+        home = tmp_path / f"seq-{order[0].stem}"
+        for src in order:
+            Assistant(make_settings(home, embed_cache)).ingest([src])
+        assert _catalogue(home, embed_cache) == want, order
+    home = tmp_path / "together"
+    procs = [subprocess.Popen(["assistant", "ingest", str(s)], env=cli_env(home, embed_cache),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in (a_src, b_src)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert _catalogue(home, embed_cache) == want

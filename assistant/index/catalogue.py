@@ -86,6 +86,16 @@ class Catalogue:
         except sqlite3.OperationalError as exc:
             raise writable_error(self.path, exc) from None
 
+    def update_data(self, papers: Sequence[Paper]) -> None:
+        """Rewrite stored records whose content hash (so chunks, vectors, BM25) is unchanged."""
+        try:
+            with self.db:
+                self.db.executemany("UPDATE papers SET source=?, data=? WHERE paper_id=?",
+                                    [(p.source, json.dumps(p.to_dict(), ensure_ascii=False), p.paper_id)
+                                     for p in papers])
+        except sqlite3.OperationalError as exc:
+            raise writable_error(self.path, exc) from None
+
     def delete_papers(self, paper_ids: Sequence[str]) -> None:
         ids = [(p,) for p in paper_ids]
         try:

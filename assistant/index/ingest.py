@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import IndexStateError
-from ..records import Chunk, Paper
+from ..records import Chunk, Paper, combine_provenance, merge_provenance, own_fields
+from .catalogue import Catalogue
 from .chunking import chunk_paper, embed_text
 from .lexical import LexicalIndex
 from .paper_index import PaperIndex
@@ -118,8 +119,8 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
         return report
 
     try:
-        _ingest_locked(index, papers, report, rep, prune=prune, rebuild=rebuild, wait=wait, embedder=embedder,
-                       batch_papers=batch_papers, after_batch=after_batch)
+        _ingest_locked(index, papers, result.complete_files, report, rep, prune=prune, rebuild=rebuild,
+                       wait=wait, embedder=embedder, batch_papers=batch_papers, after_batch=after_batch)
     except (sqlite3.OperationalError, OSError) as exc:
         # Writes are ordered so that a failure here leaves the index as it was (see catalogue.py);
         # what failed is named by the file the OS reports, else the index directory.
@@ -131,7 +132,8 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
     return report
 
 
-def _ingest_locked(index: PaperIndex, papers: list[Paper], report: IngestReport, rep: Reporter, *,
+def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[str], report: IngestReport,
+                   rep: Reporter, *,
                    prune: bool, rebuild: bool, wait: bool, embedder: Any, batch_papers: int,
                    after_batch: Callable[[int], None] | None) -> None:
     settings = index.settings
@@ -144,6 +146,9 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], report: IngestReport,
             cat.set_meta("schema", "1")
             cat.db.commit()
         known = cat.hashes()
+        papers, data_only = _merge_with_catalogue(cat, papers, complete_files, known)
+        if data_only:
+            cat.update_data(data_only)
         todo: list[Paper] = []
         for p in papers:
             old = known.get(p.paper_id)
@@ -179,6 +184,41 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], report: IngestReport,
             rep.message("building the BM25 index ...")
             index.refresh_lexical()
         report.papers_total, report.chunks_total = cat.count()
+
+
+def _merge_with_catalogue(cat: Catalogue, papers: list[Paper], complete_files: set[str],
+                          known: dict[str, str]) -> tuple[list[Paper], list[Paper]]:
+    """Fold what the catalogue knows from other files into the papers just read, so re-reading
+    one file never replaces a field another file gave (records.merge_provenance). Returns the
+    merged papers and those whose stored record changed only outside the content hash
+    (provenance, source, upvotes): those are rewritten without re-embedding."""
+    old = cat.get_many([p.paper_id for p in papers if p.paper_id in known])
+    merged: list[Paper] = []
+    data_only: list[Paper] = []
+    for p in papers:
+        before = old.get(p.paper_id)
+        if before is None or before.abstract != p.abstract:
+            merged.append(p)  # new, or a changed text: the record read now replaces the old one
+            continue
+        prov = before.provenance or _legacy_provenance(before)
+        # What a file read completely now says replaces what it said before; other files' say stays.
+        prov = {f: fields for f, fields in prov.items() if f not in complete_files}
+        combine_provenance(prov, p.provenance)
+        p = Paper.from_dict({**p.to_dict(), "provenance": prov})
+        merge_provenance(p)
+        merged.append(p)
+        if p.content_hash == before.content_hash and p.to_dict() != before.to_dict():
+            data_only.append(p)
+    return merged, data_only
+
+
+def _legacy_provenance(paper: Paper) -> dict[str, dict[str, Any]]:
+    """Records stored before provenance existed: credit all their fields to their source file."""
+    import re
+
+    m = re.match(r"^(.*?):(?:line|entry|record) ", paper.source)
+    path = m.group(1) if m else paper.source
+    return {str(Path(path).absolute()): own_fields(paper)}
 
 
 def _write(index: PaperIndex, todo: list[Paper], known: dict[str, str], embedder: Any, rep: Reporter,
