@@ -82,7 +82,10 @@ def run_cmd(
                                         parse_thresholds(maximum or [], "--max")))
     settings = Settings.load(config_file=config, llm=backend, top_k=k)
     a = Assistant(settings)
-    a.ensure_index(progress=not no_progress)
+    from .progress import reporter
+
+    with reporter(not no_progress) as rep:
+        a.ensure_index(progress=rep)
     chat_client = None
     if judge == "llm":
         from ..llm import ChatClient

@@ -13,12 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..records import REFUSAL, normalise_title
-from ..text import split_sentences
+from ..records import normalise_title
+from ..text import answer_sentence_spans, marker_numbers, strip_markers
 
-MARKER_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
-# "... results. [2] Next" -> "... results [2]. Next": markers belong to the sentence before them.
-_TRAILING_MARKERS = re.compile(r"([.!?])((?:\s*\[\s*\d+\s*(?:[,;]\s*\d+\s*)*\])+)")
 _WORD = re.compile(r"[a-z0-9]+")
 _ARTICLES = frozenset({"a", "an", "the"})
 
@@ -74,30 +71,10 @@ class AnswerSentence:
     markers: list[int]
 
 
-def marker_numbers(text: str) -> list[int]:
-    """Every [n] in ``text``, groups ("[1, 3]") expanded, in order of appearance."""
-    out: list[int] = []
-    for m in MARKER_GROUP.finditer(text):
-        out.extend(int(x) for x in re.split(r"[,;]", m.group(1)))
-    return out
-
-
-def strip_markers(text: str) -> str:
-    bare = MARKER_GROUP.sub("", text)
-    bare = re.sub(r"\s+([.,;:!?])", r"\1", bare)
-    return re.sub(r"\s+", " ", bare).strip()
-
-
 def answer_sentences(text: str) -> list[AnswerSentence]:
     """Sentences of an answer with their markers; a markers-only fragment ("... results. [2]")
     belongs to the sentence before it, as in the answer checker."""
-    text = _TRAILING_MARKERS.sub(lambda m: " " + " ".join(m.group(2).split()) + m.group(1), text.strip())
-    spans: list[tuple[int, int]] = []
-    for a, b in split_sentences(text):
-        if spans and MARKER_GROUP.fullmatch(text[a:b].strip().rstrip(".").strip()):
-            spans[-1] = (spans[-1][0], b)
-        else:
-            spans.append((a, b))
+    text, spans = answer_sentence_spans(text)
     out: list[AnswerSentence] = []
     for a, b in spans:
         sent = text[a:b]
@@ -141,10 +118,6 @@ def token_f1(prediction: str, reference: str) -> float:
         return 0.0
     p, r = common / len(pred), common / len(ref)
     return 2 * p * r / (p + r)
-
-
-def is_refusal_text(text: str) -> bool:
-    return strip_markers(text).strip().strip('"') == REFUSAL
 
 
 # -- aggregation ----------------------------------------------------------------------------

@@ -100,7 +100,11 @@ def make_judge(judge: str | Judge, *, embedder: Any = None, chat_client: Any = N
     if judge == "offline":
         from .offline_judge import OfflineJudge
 
-        return OfflineJudge(embedder=embedder)
+        cfg = getattr(settings, "judge", None)
+        if cfg is None:
+            return OfflineJudge(embedder=embedder)
+        return OfflineJudge(embedder=embedder, cosine_weight=cfg.cosine_weight,
+                            threshold=cfg.threshold_semantic if embedder is not None else cfg.threshold_lexical)
     if judge == "llm":
         from .llm_judge import LLMJudge
 
@@ -186,7 +190,8 @@ def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judg
         raise InputError("--concurrency must be at least 1")
     settings = assistant.settings
     judge_obj = make_judge(judge, embedder=embedder, chat_client=chat_client, settings=settings)
-    k = getattr(settings, "top_k", None)
+    k = getattr(getattr(settings, "retrieval", None), "top_k", None)
+    llm = getattr(settings, "llm", None)
 
     def one(q: Question) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -225,11 +230,10 @@ def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judg
         "questions_file": source, "questions_total": len(questions), "questions_run": len(chosen),
         "filters": {"limit": limit, "types": list(types) if types else None},
         "concurrency": concurrency, "k": k,
-        "backend": backend or {"llm": getattr(settings, "llm", None)},
+        "backend": backend or {"llm": getattr(llm, "backend", None)},
         "judge": {"name": judge_obj.name, "model": judge_obj.model,
                   "threshold": getattr(judge_obj, "threshold", None)},
-        "models": {"llm": getattr(settings, "llm_model", None) if getattr(settings, "llm", "") == "openai" else
-                   "extractive",
+        "models": {"llm": getattr(llm, "model", None) if getattr(llm, "backend", "") == "openai" else "extractive",
                    "embedding": getattr(settings, "embedding_model_name", None),
                    "judge": judge_obj.model,
                    "eval_embedder": getattr(embedder, "name", None) if embedder is not None else None},
