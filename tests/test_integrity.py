@@ -9,12 +9,15 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from assistant.api import Assistant
+from assistant.errors import AssistantError
+from assistant.index.ingest import SilentReporter
 from assistant.readers import read_paths
 from tests.conftest import cli_env, make_settings
 
@@ -207,3 +210,92 @@ def test_separate_and_concurrent_ingests_of_overlapping_files_equal_one_ingest(t
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert _catalogue(home, embed_cache) == want
+
+
+# -- 12.3: the sample only goes into a never-written home; read-only homes can be queried -------
+
+def test_ask_while_the_first_ingest_holds_the_lock_does_not_add_the_sample(fresh_home: Path,
+                                                                         embed_cache: Path) -> None:
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    with a.index.write_lock():  # a user's first ingest, still reading its sources
+        r = subprocess.run(["assistant", "ask", "What is direct preference optimization?"],
+                           env=cli_env(fresh_home, embed_cache), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "no papers are indexed" in r.stderr and "sample" not in r.stdout
+    assert a.status()["papers"] == 0
+
+
+def test_a_home_written_before_never_gets_the_sample(fresh_home: Path, embed_cache: Path) -> None:
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    with a.index.write_lock():  # an ingest that was killed before its first batch
+        pass
+    b = Assistant(make_settings(fresh_home, embed_cache))
+    with pytest.raises(AssistantError, match="no papers are indexed"):
+        b.ask("What is direct preference optimization?")
+    assert b.status()["papers"] == 0
+
+
+def test_ask_on_a_never_written_home_builds_the_sample_and_says_so(fresh_home: Path, embed_cache: Path) -> None:
+    said: list[str] = []
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    a.ensure_index(progress=SilentReporter(said.append))
+    assert any("bundled sample" in m for m in said) and a.status()["papers"] == 247
+
+
+def test_papers_search_and_status_on_an_empty_home_do_not_build_the_sample(fresh_home: Path,
+                                                                          embed_cache: Path) -> None:
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    assert a.papers() == [] and a.search("direct preference optimization") == []
+    assert a.status()["papers"] == 0 and a.get_paper("x") is None
+    assert not (fresh_home / "index" / "catalogue.sqlite").exists()
+    for cmd in (["papers", "list"], ["papers", "search", "dpo"], ["status"]):
+        r = subprocess.run(["assistant", *cmd], env=cli_env(fresh_home, embed_cache), capture_output=True, text=True)
+        assert r.returncode == 0 and "Traceback" not in r.stderr and "sample" not in r.stderr, (cmd, r.stderr)
+    assert Assistant(make_settings(fresh_home, embed_cache)).status()["papers"] == 0
+
+
+def test_read_only_home_can_be_queried(copied_sample_home: Path, embed_cache: Path) -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare for a read-only bind mount")
+    code = textwrap.dedent(f"""
+        import json
+        from pathlib import Path
+        from assistant.api import Assistant
+        from assistant.settings import Settings
+        a = Assistant(Settings.load(env={{"ASSISTANT_CONFIG": ""}}, home=Path({str(copied_sample_home)!r}),
+                                    cache_dir=Path({str(embed_cache)!r})))
+        ans = a.ask("What does ARRA align LLM hidden states with?")
+        print(json.dumps({{"papers": len(a.papers()), "status": a.status()["papers"], "cited": len(ans.citations),
+                          "hits": len(a.search("token-level DPO", k=3))}}))
+    """)
+    home = str(copied_sample_home)
+    cmd = ["unshare", "-m", "bash", "-c", f"mount --bind {home} {home} && mount -o remount,ro,bind {home} && "
+                                          f"{sys.executable} -c \"$0\"", code]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(copied_sample_home, embed_cache))
+    if "mount" in r.stderr and r.returncode != 0 and "Traceback" not in r.stderr:
+        pytest.skip(f"cannot make a read-only mount here: {r.stderr.strip()[:200]}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out == {"papers": 247, "status": 247, "cited": out["cited"], "hits": 3} and out["cited"] >= 1
+
+
+def test_orphan_only_rerun_clears_the_writing_flag(fresh_home: Path, embed_cache: Path, tmp_path: Path) -> None:
+    src = _write(tmp_path / "a.jsonl", _lines(_rows(3)))
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    a.ingest([src])
+    with a.index.write_lock():
+        a.index.catalogue.set_meta("writing", "1")  # as a killed run leaves it
+        a.index.catalogue.db.commit()
+    rep = a.ingest([src])
+    assert rep.unchanged == 3 and a.index.catalogue.get_meta("writing") == "0"
+
+
+def test_nothing_read_reports_the_papers_the_index_still_holds(fresh_home: Path, embed_cache: Path,
+                                                              tmp_path: Path) -> None:
+    src = _write(tmp_path / "a.jsonl", _lines(_rows(3)))
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    first = a.ingest([src])
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    rep = a.ingest([empty])
+    assert not rep.ok and (rep.papers_total, rep.chunks_total) == (3, first.chunks_total)

@@ -20,30 +20,57 @@ from .storage import date_int, writable_error
 SCHEMA_VERSION = 1
 
 
+_SCHEMA = """
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+    CREATE TABLE IF NOT EXISTS papers (
+        paper_id TEXT PRIMARY KEY, content_hash TEXT NOT NULL, title TEXT NOT NULL,
+        date_int INTEGER, source TEXT, data TEXT NOT NULL, ingested_at REAL);
+    CREATE TABLE IF NOT EXISTS chunks (
+        chunk_id TEXT PRIMARY KEY, paper_id TEXT NOT NULL, idx INTEGER NOT NULL,
+        start INTEGER NOT NULL, end INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS chunks_paper ON chunks(paper_id);
+"""
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    db.executescript(_SCHEMA)
+    db.commit()
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        _create_schema(db)
+        return db
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    try:
+        db.execute("SELECT COUNT(*) FROM meta").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        # A WAL database in a read-only directory cannot get its -shm file: read it as immutable
+        # (nobody can be writing it, the directory is read-only).
+        db.close()
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        db.execute("SELECT COUNT(*) FROM meta").fetchone()
+        return db
+
+
 class Catalogue:
     """Papers, chunks and index metadata in one SQLite file (transactional, crash-safe)."""
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
+        """``readonly`` opens an existing file without writing a byte (queries on a read-only
+        home work), or an empty in-memory catalogue when there is no file (nothing created)."""
         self.path = path
+        self.readonly = readonly
         try:
             if readonly:
-                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30,
-                                          check_same_thread=False)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.executescript("""
-                    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-                    CREATE TABLE IF NOT EXISTS papers (
-                        paper_id TEXT PRIMARY KEY, content_hash TEXT NOT NULL, title TEXT NOT NULL,
-                        date_int INTEGER, source TEXT, data TEXT NOT NULL, ingested_at REAL);
-                    CREATE TABLE IF NOT EXISTS chunks (
-                        chunk_id TEXT PRIMARY KEY, paper_id TEXT NOT NULL, idx INTEGER NOT NULL,
-                        start INTEGER NOT NULL, end INTEGER NOT NULL);
-                    CREATE INDEX IF NOT EXISTS chunks_paper ON chunks(paper_id);
-                """)
-                self.db.commit()
+                self.db = _open_readonly(path)
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            _create_schema(self.db)
         except (sqlite3.OperationalError, OSError) as exc:
             raise writable_error(path, exc) from None
 

@@ -115,6 +115,8 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
         rep.message(note)
     papers = result.papers
     if not papers and not prune:
+        if index.exists():  # the summary shows what the index still holds
+            report.papers_total, report.chunks_total = index.catalogue.count()
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -162,6 +164,8 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
                 report.unchanged += 1
         if cat.get_meta("writing") == "1":
             _reconcile_orphans(index, rep)
+            cat.set_meta("writing", "0")
+            cat.db.commit()
         if todo:
             if embedder is None:
                 from .embeddings import CachedEmbedder, get_embedder

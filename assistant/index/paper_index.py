@@ -4,6 +4,7 @@ opened lazily and kept consistent with each other."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -42,6 +43,8 @@ class PaperIndex:
         self._vectors: VectorStore | None = None
         self._lexical: LexicalIndex | None = None
         self._lock = threading.RLock()
+        self._writing = False
+        """True inside write_lock: only then is the catalogue opened for writing."""
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -55,12 +58,30 @@ class PaperIndex:
     def exists(self) -> bool:
         return self.catalogue_path.is_file()
 
+    def claim_first_write(self) -> bool:
+        """True for the first writer this home ever had, once: the lock file is created
+        exclusively, so a home another ingest holds, or has ever held, is never claimed."""
+        if self.exists() or (self.dir / "chroma").exists():
+            return False
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise IndexStateError(f"{self.dir}: cannot create the index ({exc.strerror}); "
+                                  "check ASSISTANT_HOME is writable") from None
+        return True
+
     # -- components ------------------------------------------------------------
     @property
     def catalogue(self) -> Catalogue:
         with self._lock:
+            if self._catalogue is not None and self._catalogue.readonly == self._writing:
+                self._catalogue.close()
+                self._catalogue = None
             if self._catalogue is None:
-                self._catalogue = Catalogue(self.catalogue_path)
+                self._catalogue = Catalogue(self.catalogue_path, readonly=not self._writing)
                 self._check_model(self._catalogue)
             return self._catalogue
 
@@ -89,8 +110,9 @@ class PaperIndex:
             lex = LexicalIndex(self.dir / "bm25")
             if not lex.load() or lex.generation != gen:
                 lex.build(self.catalogue.iter_papers(order="id"), gen)
-                with contextlib.suppress(IndexStateError):
-                    lex.save()
+                if self.exists():  # an empty home stays untouched
+                    with contextlib.suppress(IndexStateError):
+                        lex.save()
             self._lexical = lex
             return lex
 
@@ -144,8 +166,13 @@ class PaperIndex:
             raise IndexStateError(f"{self.lock_path}: cannot take the ingest lock ({exc.strerror}); "
                                   "check ASSISTANT_HOME is writable") from None
         try:
+            with self._lock:
+                self._writing = True
             yield
         finally:
+            with self._lock:
+                self._writing = False
+                self.close()
             lock.release()
 
     def close(self) -> None:

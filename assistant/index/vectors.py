@@ -6,6 +6,7 @@ date key; the catalogue holds the abstracts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,8 +41,12 @@ class VectorStore:
                 _bound_http_timeout(self.client, settings.index.chroma_timeout)
             else:
                 self.where = str(persist_dir)
-                persist_dir.mkdir(parents=True, exist_ok=True)
-                self.client = chromadb.PersistentClient(path=str(persist_dir), settings=chroma_settings)
+                open_dir = persist_dir
+                if persist_dir.is_dir() and not _writable(persist_dir):
+                    open_dir = _readonly_copy(persist_dir)
+                else:
+                    persist_dir.mkdir(parents=True, exist_ok=True)
+                self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
         except Exception as exc:  # chromadb raises many types; the user needs one line
             raise IndexStateError(_chroma_error(settings, persist_dir, exc)) from None
         self._collection: Any = None
@@ -142,6 +147,28 @@ class VectorStore:
             raise
         except Exception as exc:
             raise IndexStateError(_chroma_error(self.settings, Path(self.where), exc)) from None
+
+
+def _writable(directory: Path) -> bool:
+    db = directory / "chroma.sqlite3"
+    return os.access(directory, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
+
+
+def _readonly_copy(directory: Path) -> Path:
+    """Chroma cannot open its files read-only, so a read-only home is queried from a private
+    temporary copy (removed at exit). Writes never reach it: ingest needs the home's lock."""
+    import atexit
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="assistant-readonly-chroma-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    try:
+        shutil.copytree(directory, tmp, dirs_exist_ok=True)
+    except OSError as exc:
+        raise IndexStateError(f"{directory}: the home is read-only and its vectors could not be copied to "
+                              f"{tmp} ({exc.strerror or exc})") from None
+    return tmp
 
 
 def _bound_http_timeout(client: Any, seconds: float) -> None:
