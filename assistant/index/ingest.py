@@ -275,6 +275,8 @@ def _drop_all(index: PaperIndex) -> None:
     import shutil
 
     index.vectors.drop()
+    if index.settings.server_mode:  # the shared papers go with the shared vectors, for every client
+        index.catalogue.drop()
     index.close()
     for name in ("catalogue.sqlite", "catalogue.sqlite-wal", "catalogue.sqlite-shm"):
         (index.dir / name).unlink(missing_ok=True)

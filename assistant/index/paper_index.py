@@ -16,6 +16,7 @@ from ..errors import IndexStateError
 from ..settings import Settings
 from .catalogue import Catalogue
 from .lexical import LexicalIndex
+from .server_catalogue import ServerCatalogue
 from .vectors import VectorStore
 
 
@@ -39,7 +40,7 @@ class PaperIndex:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.dir = index_dir(settings)
-        self._catalogue: Catalogue | None = None
+        self._catalogue: Catalogue | ServerCatalogue | None = None
         self._vectors: VectorStore | None = None
         self._lexical: LexicalIndex | None = None
         self._lock = threading.RLock()
@@ -56,7 +57,9 @@ class PaperIndex:
         return self.dir / "ingest.lock"
 
     def exists(self) -> bool:
-        return self.catalogue_path.is_file()
+        """Embedded: the home has a catalogue. Server mode: always (the server is the index;
+        a server nobody has written to reads as empty)."""
+        return self.settings.server_mode or self.catalogue_path.is_file()
 
     def claim_first_write(self) -> bool:
         """True for the first writer this home ever had, once: the lock file is created
@@ -75,8 +78,14 @@ class PaperIndex:
 
     # -- components ------------------------------------------------------------
     @property
-    def catalogue(self) -> Catalogue:
+    def catalogue(self) -> Catalogue | ServerCatalogue:
+        """The SQLite catalogue under the home, or in server mode the papers on the server."""
         with self._lock:
+            if self.settings.server_mode:
+                if self._catalogue is None:
+                    self._catalogue = ServerCatalogue(self.vectors)
+                    self._check_model(self._catalogue)
+                return self._catalogue
             if self._catalogue is not None and self._catalogue.readonly == self._writing:
                 self._catalogue.close()
                 self._catalogue = None
@@ -85,12 +94,13 @@ class PaperIndex:
                 self._check_model(self._catalogue)
             return self._catalogue
 
-    def _check_model(self, cat: Catalogue) -> None:
+    def _check_model(self, cat: Catalogue | ServerCatalogue) -> None:
         built = cat.get_meta("embedding_model")
         want = self.settings.embedding_model_name
         if built and built != want:
+            where = cat.path if self.settings.server_mode else self.dir
             raise IndexStateError(
-                f"the index in {self.dir} was built with embedding model '{built}', but the settings ask for "
+                f"the index in {where} was built with embedding model '{built}', but the settings ask for "
                 f"'{want}'; rebuild it with `assistant ingest --rebuild SOURCES` "
                 f"or set ASSISTANT_EMBEDDING_MODEL={built}")
 
@@ -109,6 +119,8 @@ class PaperIndex:
                 return self._lexical
             lex = LexicalIndex(self.dir / "bm25")
             if not lex.load() or lex.generation != gen:
+                # The generation read before the papers: a write landing meanwhile changes it,
+                # so the next call rebuilds (server mode: other clients write at any time).
                 lex.build(self.catalogue.iter_papers(order="id"), gen)
                 if self.exists():  # an empty home stays untouched
                     with contextlib.suppress(IndexStateError):
@@ -120,7 +132,8 @@ class PaperIndex:
         """Build and save the BM25 index from the catalogue (once per ingest)."""
         with self._lock:
             lex = LexicalIndex(self.dir / "bm25")
-            lex.build(self.catalogue.iter_papers(order="id"), self.catalogue.generation)
+            gen = self.catalogue.generation  # before reading the papers (see lexical())
+            lex.build(self.catalogue.iter_papers(order="id"), gen)
             lex.save()
             self._lexical = lex
 
@@ -182,8 +195,8 @@ class PaperIndex:
 
 
 def index_dir(settings: Settings) -> Path:
-    """Embedded mode keeps everything under home/index; server mode keys the local
-    catalogue and BM25 by server and collection so two servers never mix."""
+    """Embedded mode keeps everything under home/index; server mode keeps only the BM25
+    cache and the ingest lock locally, keyed by server and collection so two servers never mix."""
     idx = settings.index
     if settings.server_mode:
         tag = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{idx.chroma_host}_{idx.chroma_port}_{idx.collection}")
