@@ -158,3 +158,31 @@ def test_prune_from_one_client_removes_for_all_and_stopped_server_is_one_line(ch
                                    CHROMA_PORT=str(chroma_server.port), ASSISTANT_CHROMA_TIMEOUT="3"))
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "is `chroma run` up" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_write_landing_while_bm25_is_built_invalidates_that_cache(chroma_server: ChromaServer, tmp_path: Path,
+                                                                     embed_cache: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    a = _client(tmp_path / "home-a", embed_cache, chroma_server)
+    a.ingest(PAGES[:1])
+    b = _client(tmp_path / "home-b", embed_cache, chroma_server)
+    cat = b.index.catalogue
+    read_papers = cat.iter_papers
+
+    def papers_then_a_writes(order: str = "title") -> Iterator[object]:
+        papers = list(read_papers(order))  # B has read the papers ...
+        a.ingest(PAGES[1:2])               # ... and A's write lands before B saves its cache
+        return iter(papers)
+
+    monkeypatch.setattr(cat, "iter_papers", papers_then_a_writes)
+    stale = b.index.lexical()
+    monkeypatch.undo()
+    assert len(stale.paper_ids) < a.status()["papers"]
+    # The cache carries the generation read before the papers, so it is already out of date:
+    # another client process of B's home does not trust the copy on disk ...
+    assert stale.generation != cat.generation
+    b2 = _client(tmp_path / "home-b", embed_cache, chroma_server)
+    assert len(b2.index.lexical().paper_ids) == a.status()["papers"]
+    # ... and B's own next query rebuilds it.
+    fresh = b.index.lexical()
+    assert len(fresh.paper_ids) == a.status()["papers"] and fresh.generation == cat.generation
