@@ -173,6 +173,13 @@ class ServeSettings(_Section):
     max_concurrent: int = Field(4, ge=1, le=256)
     """Answers computed at once; further requests wait briefly, then get 503 with Retry-After."""
     max_body_bytes: int = Field(5_000_000, ge=1024)
+    """Largest JSON request body (413 beyond)."""
+    max_queue: int = Field(16, ge=0, le=10_000)
+    """Requests that may wait for an answer slot; beyond that the server answers 503 at once."""
+    queue_timeout: float = Field(30.0, gt=0)
+    """Seconds a queued request waits for a slot before a 503 with Retry-After."""
+    max_ingest_bytes: int = Field(50_000_000, ge=1024)
+    """Largest POST /v1/ingest body (JSONL or BibTeX)."""
 
 
 #: Documented short names -> (section, field). One table serves env vars, TOML keys

@@ -372,29 +372,3 @@ def register_backends(registry: ModuleType) -> None:
     registry.embedders.register("openai", _openai, default_model="text-embedding-3-small",
                                 description="any OpenAI-compatible /embeddings endpoint")
 
-
-def as_llama_index(embedder: Any) -> Any:
-    """Expose an embedder as a llama-index ``BaseEmbedding`` (for users' own llama-index pipelines)."""
-    from llama_index.core.base.embeddings.base import BaseEmbedding
-    from pydantic import PrivateAttr
-
-    class _Adapter(BaseEmbedding):
-        _inner: Any = PrivateAttr()
-
-        def __init__(self, inner: Any) -> None:
-            super().__init__(model_name=inner.name, embed_batch_size=64)
-            self._inner = inner
-
-        def _get_query_embedding(self, query: str) -> list[float]:
-            return self._inner.embed_query(query).tolist()
-
-        async def _aget_query_embedding(self, query: str) -> list[float]:
-            return self._get_query_embedding(query)
-
-        def _get_text_embedding(self, text: str) -> list[float]:
-            return self._inner.embed([text])[0].tolist()
-
-        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-            return self._inner.embed(texts).tolist()
-
-    return _Adapter(embedder)
