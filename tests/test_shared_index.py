@@ -186,3 +186,28 @@ def test_a_write_landing_while_bm25_is_built_invalidates_that_cache(chroma_serve
     # ... and B's own next query rebuilds it.
     fresh = b.index.lexical()
     assert len(fresh.paper_ids) == a.status()["papers"] and fresh.generation == cat.generation
+
+
+def test_clients_merge_each_others_records_as_one_embedded_ingest(chroma_server: ChromaServer, tmp_path: Path,
+                                                                   embed_cache: Path) -> None:
+    from tests.test_integrity import _catalogue, _overlapping, _write
+
+    a_src, b_src = _overlapping(tmp_path)
+    Assistant(make_settings(tmp_path / "embedded", embed_cache)).ingest([a_src, b_src])
+    want = _catalogue(tmp_path / "embedded", embed_cache)
+    a = _client(tmp_path / "home-a", embed_cache, chroma_server)
+    b = _client(tmp_path / "home-b", embed_cache, chroma_server)
+    a.ingest([a_src])
+    b.ingest([b_src])  # B's say is merged with what A put on the server, field by field
+    for c in (a, b):
+        assert [p.to_dict() for p in c.index.catalogue.iter_papers(order="id")] == want
+    # A record change outside the content hash (the same rows read from one more file: its
+    # provenance) is rewritten without re-embedding, and still changes the generation, so
+    # B's cache and records follow.
+    gen = b.index.lexical().generation
+    copy = _write(tmp_path / "copy" / "a.jsonl", a_src.read_text().splitlines())
+    rep = a.ingest([copy])
+    assert (rep.new, rep.updated, rep.chunks_written) == (0, 0, 0)
+    first = json.loads(a_src.read_text().splitlines()[0])["id"]
+    assert str(copy.absolute()) in b.get_paper(first).provenance
+    assert b.index.lexical().generation != gen

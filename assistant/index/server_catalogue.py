@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -57,6 +58,8 @@ class ServerCatalogue:
         self.path = vectors.where
         self.db = _NoTransaction()
         self._cols: dict[str, Any] = {}
+        self._summary_cache: tuple[int, dict[str, str], int] | None = None
+        self._summary_lock = threading.Lock()
 
     # -- collections ------------------------------------------------------------
     def _col(self, name: str, create: bool = False) -> Any:
@@ -127,15 +130,28 @@ class ServerCatalogue:
         all_ids = self._call(col.get, include=[])["ids"]
         yield from self._records(all_ids)
 
+    def _summary(self) -> tuple[dict[str, str], int]:
+        """Content hash per paper and the chunk total, rescanned only when the generation
+        changed (read first, as for BM25): `status` and health checks cost one request."""
+        gen = self.generation
+        with self._summary_lock:
+            if self._summary_cache is not None and self._summary_cache[0] == gen:
+                return self._summary_cache[1], self._summary_cache[2]
+        hashes: dict[str, str] = {}
+        chunks = 0
+        for pid, meta in self._records():
+            hashes[pid] = str(meta["content_hash"])
+            chunks += int(meta["n_chunks"])
+        with self._summary_lock:
+            self._summary_cache = (gen, hashes, chunks)
+        return hashes, chunks
+
     def hashes(self) -> dict[str, str]:
-        return {pid: str(m["content_hash"]) for pid, m in self._records()}
+        return dict(self._summary()[0])
 
     def count(self) -> tuple[int, int]:
-        papers = chunks = 0
-        for _, meta in self._records():
-            papers += 1
-            chunks += int(meta["n_chunks"])
-        return papers, chunks
+        hashes, chunks = self._summary()
+        return len(hashes), chunks
 
     def get(self, paper_id: str) -> Paper | None:
         return self.get_many([paper_id]).get(paper_id)
@@ -184,9 +200,13 @@ class ServerCatalogue:
         self._bump()
 
     def update_data(self, papers: Sequence[Paper]) -> None:
-        """Rewrite records whose content hash (so chunks, vectors, BM25) is unchanged."""
+        """Rewrite records whose content hash (so chunks, vectors) is unchanged. The generation
+        changes too, so other clients' caches (BM25 date keys, summaries) follow."""
         old = {pid: json.loads(m["spans"]) for pid, m in self._records([p.paper_id for p in papers])}
-        self._upsert([(p, [tuple(s) for s in old[p.paper_id]]) for p in papers if p.paper_id in old])
+        rows = [(p, [tuple(s) for s in old[p.paper_id]]) for p in papers if p.paper_id in old]
+        if rows:
+            self._upsert(rows)
+            self._bump()
 
     def _upsert(self, rows: Sequence[tuple[Paper, Sequence[tuple[Any, ...]]]]) -> None:
         if not rows:
@@ -231,3 +251,4 @@ class ServerCatalogue:
 
     def close(self) -> None:
         self._cols.clear()
+        self._summary_cache = None
