@@ -211,3 +211,17 @@ def test_clients_merge_each_others_records_as_one_embedded_ingest(chroma_server:
     first = json.loads(a_src.read_text().splitlines()[0])["id"]
     assert str(copy.absolute()) in b.get_paper(first).provenance
     assert b.index.lexical().generation != gen
+
+
+def test_a_long_running_client_follows_a_rebuild_by_another(chroma_server: ChromaServer, tmp_path: Path,
+                                                             embed_cache: Path) -> None:
+    a = _client(tmp_path / "home-a", embed_cache, chroma_server)
+    a.ingest(PAGES[:2])
+    b = _client(tmp_path / "home-b", embed_cache, chroma_server)
+    assert b.search("preference optimization") and b.status()["papers"] == a.status()["papers"]
+    rep = a.ingest(PAGES[2:3], rebuild=True)  # the server's collections are dropped and made anew
+    assert rep.papers_total == a.status()["papers"]
+    hits = b.search("preference optimization", k=50)
+    assert hits and {h.paper.paper_id for h in hits} <= {p.paper_id for p in a.papers()}
+    st = b.status()
+    assert (st["papers"], st["vectors"]) == (rep.papers_total, st["chunks"])

@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from ..errors import IndexStateError
 from ..records import Chunk, Paper
 from .storage import date_int
 from .vectors import VectorStore
@@ -81,7 +82,17 @@ class ServerCatalogue:
         return col
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.vectors._call(fn, *args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except IndexStateError:
+            raise
+        except Exception as exc:
+            name = getattr(getattr(fn, "__self__", None), "name", None)
+            if name not in (self.papers_name, self.meta_name):
+                raise self.vectors.error(exc) from None
+            # Another client's `ingest --rebuild` dropped and re-made the collection: find it again.
+            self._cols.pop(name, None)
+            return self.vectors.retry_stale(exc, fn, lambda: self._col(name), *args, **kwargs)
 
     # -- meta ---------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
