@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .common import FileResult, Problem, iso_date, make_paper, read_text
+from .common import FileResult, Problem, date_field, make_paper, read_text
 
 _ENTRY = re.compile(r"@\s*([A-Za-z]+)\s*([{(])")
 _SKIP = {"comment", "preamble", "string"}
@@ -121,7 +121,8 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
                    max_abstract_chars=max_abstract_chars, arxiv_id=ax, url=url,
                    authors=[a.strip() for a in re.split(r"\s+and\s+", _strip_braces(fields.get("author", "")))
                             if a.strip()],
-                   date=iso_date(fields.get("date") or fields.get("year"), fields.get("month")))
+                   date=date_field(result, path, where, fields.get("date") or fields.get("year"),
+                                   fields.get("month")))
     if found == 0:
         result.problems.append(Problem(str(path), None, "no BibTeX entries found"))
     return result
