@@ -7,10 +7,16 @@ for every sentence or give the fixed refusal sentence.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..records import Source
+from .base import AnswerContext, Draft
 from .prompts import load_prompt, render
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from ..settings import Settings
 
 
 def format_sources(sources: Sequence[Source], budget_chars: int = 16000) -> str:
@@ -49,3 +55,39 @@ def condense(client: Any, history: Sequence[tuple[str, str]], question: str) -> 
     out = str(client.complete([{"role": "user", "content": prompt}], max_tokens=120)).strip()
     out = out.splitlines()[0].strip().strip('"') if out else ""
     return out or question
+
+
+class OpenAIAnswerer:
+    """An LLM on any OpenAI-compatible server writes the answer; the checker verifies it."""
+
+    name = "openai"
+    streams = True
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from ..llm import ChatClient
+
+            self._client = ChatClient(self.settings)
+        return self._client
+
+    def label(self) -> str:
+        return f"openai:{self.settings.llm.model}"
+
+    def answer(self, question: str, sources: Sequence[Source], context: AnswerContext) -> Draft:
+        raw = generate(self.client, question, sources, on_token=context.on_token,
+                       budget_chars=self.settings.llm.prompt_char_budget,
+                       max_tokens=self.settings.llm.max_answer_tokens)
+        return Draft(raw, checks={"raw_answer": raw})
+
+    def condense(self, history: Sequence[tuple[str, str]], question: str) -> str | None:
+        return condense(self.client, history, question)
+
+
+def register_backends(registry: ModuleType) -> None:
+    registry.answerers.register("openai", OpenAIAnswerer,
+                                description="an LLM on any OpenAI-compatible server (OPENAI_BASE_URL)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..records import Paper
-from ..text import TOKENIZER_VERSION, content_tokens
+from ..text import TOKENIZER_VERSION, bm25_idf, content_tokens
 from .storage import date_int, writable_error
 
 
@@ -119,14 +119,8 @@ class LexicalIndex:
 
     def idf(self, tokens: list[str]) -> dict[str, float]:
         """BM25 idf of stemmed tokens over the whole index (unknown tokens get the max idf)."""
-        import math
-
         n_docs = len(self.paper_ids) or 1
-        out: dict[str, float] = {}
-        for t in tokens:
-            df = self.df.get(t, 0)
-            out[t] = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
-        return out
+        return {t: bm25_idf(n_docs, self.df.get(t, 0)) for t in tokens}
 
     def query(self, text: str, n: int, date_range: tuple[int | None, int | None] = (None, None)) -> list[LexicalHit]:
         import numpy as np

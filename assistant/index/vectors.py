@@ -35,10 +35,10 @@ class VectorStore:
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         try:
             if settings.server_mode:
-                self.where = f"http://{settings.chroma_host}:{settings.chroma_port}"
-                self.client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+                self.where = f"http://{settings.index.chroma_host}:{settings.index.chroma_port}"
+                self.client = chromadb.HttpClient(host=settings.index.chroma_host, port=settings.index.chroma_port,
                                                   settings=chroma_settings)
-                _bound_http_timeout(self.client, settings.chroma_timeout)
+                _bound_http_timeout(self.client, settings.index.chroma_timeout)
             else:
                 self.where = str(persist_dir)
                 open_dir = persist_dir
@@ -54,7 +54,7 @@ class VectorStore:
     def collection(self, create: bool = False) -> Any:
         if self._collection is not None:
             return self._collection
-        name = self.settings.collection
+        name = self.settings.index.collection
         try:
             if create:
                 col = self.client.get_or_create_collection(
@@ -134,7 +134,7 @@ class VectorStore:
 
     def drop(self) -> None:
         try:
-            self.client.delete_collection(self.settings.collection)
+            self.client.delete_collection(self.settings.index.collection)
         except Exception as exc:
             if "does not exist" not in str(exc).lower():
                 raise IndexStateError(_chroma_error(self.settings, Path(self.where), exc)) from None
@@ -184,7 +184,7 @@ def _bound_http_timeout(client: Any, seconds: float) -> None:
 def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:
     msg = " ".join(str(exc).split())[:300] or type(exc).__name__
     if settings.server_mode:
-        return (f"Chroma server at {settings.chroma_host}:{settings.chroma_port} failed: {msg} "
+        return (f"Chroma server at {settings.index.chroma_host}:{settings.index.chroma_port} failed: {msg} "
                 "(is `chroma run` up? check CHROMA_HOST/CHROMA_PORT)")
     full = disk_full_message(path, exc)
     if full:
