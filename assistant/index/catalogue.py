@@ -113,6 +113,24 @@ class Catalogue:
         except sqlite3.OperationalError as exc:
             raise writable_error(self.path, exc) from None
 
+    def replace_all(self, records: Sequence[tuple[Paper, list[tuple[str, int, int, int]]]], token: str) -> None:
+        """Make this catalogue a copy of the server's paper records (server mode)."""
+        now = time.time()
+        try:
+            with self.db:
+                self.db.execute("DELETE FROM chunks")
+                self.db.execute("DELETE FROM papers")
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO papers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(p.paper_id, p.content_hash, p.title, date_int(p.date), p.source,
+                      json.dumps(p.to_dict(), ensure_ascii=False), now) for p, _ in records])
+                self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)",
+                                    [(cid, p.paper_id, idx, s, e) for p, spans in records for cid, idx, s, e in spans])
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(self.generation + 1),))
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('server_token', ?)", (token,))
+        except sqlite3.OperationalError as exc:
+            raise writable_error(self.path, exc) from None
+
     def update_data(self, papers: Sequence[Paper]) -> None:
         """Rewrite stored records whose content hash (so chunks, vectors, BM25) is unchanged."""
         try:

@@ -142,6 +142,7 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
     with index.write_lock(wait=wait, on_wait=rep.message):
         if rebuild:
             _drop_all(index)
+        index.sync_locked()  # server mode: what other clients indexed counts as known
         cat = index.catalogue
         if cat.get_meta("embedding_model") is None:
             cat.set_meta("embedding_model", settings.embedding_model_name)
@@ -151,6 +152,8 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
         papers, data_only = _merge_with_catalogue(cat, papers, complete_files, known)
         if data_only:
             cat.update_data(data_only)
+            if settings.server_mode:
+                index.shared.put(data_only, cat.chunk_spans([p.paper_id for p in data_only]))
         todo: list[Paper] = []
         for p in papers:
             old = known.get(p.paper_id)
@@ -162,7 +165,9 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
                 todo.append(p)
             else:
                 report.unchanged += 1
-        if cat.get_meta("writing") == "1":
+        if cat.get_meta("writing") == "1" and not settings.server_mode:
+            # (On a shared server, vectors without a paper record may be another client's
+            # ingest in flight: they are ignored by readers and never deleted from here.)
             _reconcile_orphans(index, rep)
             cat.set_meta("writing", "0")
             cat.db.commit()
@@ -180,6 +185,8 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
                 cat.set_meta("writing", "1")
                 cat.db.commit()
                 cat.delete_papers(gone)
+                if settings.server_mode:
+                    index.shared.delete(gone)
                 index.vectors.delete_papers(gone)
                 cat.set_meta("writing", "0")
                 cat.db.commit()
@@ -245,6 +252,11 @@ def _write(index: PaperIndex, todo: list[Paper], known: dict[str, str], embedder
         if stale:
             index.vectors.delete_papers(stale)
         index.vectors.upsert(chunks, by_id, vectors)
+        if settings.server_mode:  # vectors, then the server's record, then the local cache
+            spans: dict[str, list[tuple[str, int, int, int]]] = {}
+            for c in chunks:
+                spans.setdefault(c.paper_id, []).append((c.chunk_id, c.index, c.start, c.end))
+            index.shared.put(batch, spans)
         index.catalogue.commit_papers(batch, chunks)
         report.chunks_written += len(chunks)
         rep.advance("embed", len(batch))
@@ -275,6 +287,8 @@ def _drop_all(index: PaperIndex) -> None:
     import shutil
 
     index.vectors.drop()
+    if index.settings.server_mode:
+        index.shared.drop()
     index.close()
     for name in ("catalogue.sqlite", "catalogue.sqlite-wal", "catalogue.sqlite-shm"):
         (index.dir / name).unlink(missing_ok=True)

@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ class PaperIndex:
         self._lock = threading.RLock()
         self._writing = False
         """True inside write_lock: only then is the catalogue opened for writing."""
+        self._shared: Any = None
+        self._synced_at = -1e9
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -56,7 +59,50 @@ class PaperIndex:
         return self.dir / "ingest.lock"
 
     def exists(self) -> bool:
+        self.sync()
         return self.catalogue_path.is_file()
+
+    # -- server mode: the paper records on the Chroma server ------------------------------
+    @property
+    def shared(self) -> Any:
+        """The server's paper records (server mode only)."""
+        from .shared import SharedPapers
+
+        with self._lock:
+            if self._shared is None:
+                self._shared = SharedPapers(self.vectors)
+            return self._shared
+
+    def sync(self, every: float = 2.0) -> None:
+        """Server mode: refresh the local catalogue (and so BM25) from the server's paper
+        records when the server's generation token moved; checked at most every ``every`` s."""
+        if not self.settings.server_mode or self._writing:
+            return
+        now = time.monotonic()
+        if now - self._synced_at < every:
+            return
+        self._synced_at = now
+        token = self.shared.token()
+        if token is None:
+            return
+        local = Catalogue(self.catalogue_path, readonly=True)
+        try:
+            if local.get_meta("server_token") == token:
+                return
+        finally:
+            local.close()
+        with self.write_lock():
+            self.sync_locked()
+
+    def sync_locked(self) -> None:
+        """Pull the server's paper records into the local catalogue (caller holds the lock)."""
+        if not self.settings.server_mode:
+            return
+        token = self.shared.token()
+        if token is None or self.catalogue.get_meta("server_token") == token:
+            return
+        self.catalogue.replace_all(self.shared.all(), token)
+        self._lexical = None
 
     def claim_first_write(self) -> bool:
         """True for the first writer this home ever had, once: the lock file is created
@@ -76,6 +122,7 @@ class PaperIndex:
     # -- components ------------------------------------------------------------
     @property
     def catalogue(self) -> Catalogue:
+        self.sync()
         with self._lock:
             if self._catalogue is not None and self._catalogue.readonly == self._writing:
                 self._catalogue.close()
@@ -125,6 +172,7 @@ class PaperIndex:
             self._lexical = lex
 
     def status(self) -> IndexStatus:
+        self.sync()
         papers, chunks = self.catalogue.count() if self.exists() else (0, 0)
         vectors = self.vectors.count() if self.exists() or self.settings.server_mode else 0
         lex_gen = -1
