@@ -386,3 +386,14 @@ def test_possible_dates_still_read(tmp_path: Path) -> None:
         r["date"] = d
     res = read_paths([_write(tmp_path / "ok.jsonl", _lines(rows))])
     assert [p.date for p in res.papers] == ["2024-02-29", "2023", "2021", "2022-07-01"] and res.warnings == []
+
+
+def test_a_reader_opened_on_an_empty_home_sees_a_later_ingest(fresh_home: Path, embed_cache: Path,
+                                                              tmp_path: Path) -> None:
+    reader = Assistant(make_settings(fresh_home, embed_cache))
+    reader.auto_sample = False
+    assert reader.index.catalogue.count() == (0, 0)  # an empty stand-in: nothing is created
+    assert not (fresh_home / "index").exists()
+    Assistant(make_settings(fresh_home, embed_cache)).ingest([_write(tmp_path / "a.jsonl", _lines(_rows(2)))])
+    assert {p.paper_id for p in reader.papers()} == {"p0", "p1"}
+    assert reader.search("reward model 1 calibration", k=1)[0].paper.paper_id == "p1"

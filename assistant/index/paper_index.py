@@ -124,7 +124,9 @@ class PaperIndex:
     def catalogue(self) -> Catalogue:
         self.sync()
         with self._lock:
-            if self._catalogue is not None and self._catalogue.readonly == self._writing:
+            stale = self._catalogue is not None and (self._catalogue.readonly == self._writing or (
+                self._catalogue.in_memory and self.catalogue_path.is_file()))
+            if stale and self._catalogue is not None:
                 self._catalogue.close()
                 self._catalogue = None
             if self._catalogue is None:
