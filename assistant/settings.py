@@ -295,14 +295,7 @@ class Settings(BaseSettings):
             values["config_file"] = cfg_path
         for path, raw, where in _read_env(env):
             _put(values, origin, path, raw, where)
-        for key, raw in overrides.items():
-            if raw is None:
-                continue
-            if isinstance(raw, dict) and key in SECTIONS:
-                for sub, v in raw.items():
-                    _put(values, origin, (key, sub), v, f"{key}.{sub}")
-            else:
-                _put(values, origin, _resolve(key, key), raw, key)
+        _put_overrides(values, origin, overrides)
         return _build(values, origin)
 
     def with_(self, **changes: Any) -> Settings:
@@ -310,14 +303,7 @@ class Settings(BaseSettings):
         values = self.model_dump()
         values["llm"]["api_key"] = self.llm.api_key.get_secret_value()
         origin: dict[tuple[str, ...], str] = {}
-        for key, raw in changes.items():
-            if raw is None:
-                continue
-            if isinstance(raw, dict) and key in SECTIONS:
-                for sub, v in raw.items():
-                    _put(values, origin, (key, sub), v, f"{key}.{sub}")
-            else:
-                _put(values, origin, _resolve(key, key), raw, key)
+        _put_overrides(values, origin, changes)
         return _build(values, origin)
 
     def public_dict(self) -> dict[str, Any]:
@@ -371,6 +357,18 @@ def _put(values: dict[str, Any], origin: dict[tuple[str, ...], str], path: tuple
     else:
         values.setdefault(path[0], {})[path[1]] = raw
     origin[path] = where
+
+
+def _put_overrides(values: dict[str, Any], origin: dict[tuple[str, ...], str], overrides: dict[str, Any]) -> None:
+    """Keyword settings: short names (``top_k=5``) or whole sections (``retrieval={"top_k": 5}``)."""
+    for key, raw in overrides.items():
+        if raw is None:
+            continue
+        if isinstance(raw, dict) and key in SECTIONS:
+            for sub, v in raw.items():
+                _put(values, origin, (key, sub), v, f"{key}.{sub}")
+        else:
+            _put(values, origin, _resolve(key, key), raw, key)
 
 
 def _read_toml(path: Path) -> list[tuple[tuple[str, ...], Any, str]]:

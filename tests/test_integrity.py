@@ -299,3 +299,101 @@ def test_nothing_read_reports_the_papers_the_index_still_holds(fresh_home: Path,
     empty.write_text("")
     rep = a.ingest([empty])
     assert not rep.ok and (rep.papers_total, rep.chunks_total) == (3, first.chunks_total)
+
+
+# -- 12.4 / 12.7: odd field types, lone surrogates, invalid UTF-8 and impossible dates ---------
+
+def _warned(res: object) -> str:
+    return "\n".join(str(w) for w in res.warnings + res.problems)  # type: ignore[attr-defined]
+
+
+def test_wrong_field_types_drop_the_field_or_skip_the_record_never_crash(tmp_path: Path) -> None:
+    good = _rows(8)
+    odd = [dict(good[0], url=["https://a", "https://b"]), dict(good[1], url=5), dict(good[2], date=["2024"]),
+           dict(good[3], authors={"name": 3}), dict(good[4], authors=["Ann", ["nested"], 7, {"name": "Bo"}]),
+           dict(good[5], arxiv_id={"x": 1}), dict(good[6], title=["a", "list"]), dict(good[7], id=[1, 2]),
+           {"title": "Fine", "abstract": {"text": "not a string"}}]
+    f = _write(tmp_path / "odd.jsonl", _lines(odd))
+    res = read_paths([f])
+    by_id = {p.paper_id: p for p in res.papers}
+    assert set(by_id) == {"p0", "p1", "p2", "p3", "p4", "p5"}
+    assert by_id["p0"].url is None and by_id["p1"].url is None and by_id["p2"].date is None
+    assert by_id["p3"].authors == [] and by_id["p4"].authors == ["Ann", "Bo"]
+    text = _warned(res)
+    for line, field in ((1, "url"), (2, "url"), (3, "date"), (4, "authors"), (5, "authors"), (6, "arxiv_id")):
+        assert f"{f}:line {line}: field '{field}'" in text, (line, field, text)
+    for line, field in ((7, "title"), (8, "id"), (9, "abstract")):
+        assert f"{f}:line {line}: field '{field}'" in text and "skipped" in text
+    assert all("\n" not in str(w) for w in res.warnings + res.problems)
+
+
+def test_lone_surrogates_are_replaced_with_a_warning_and_ingest(fresh_home: Path, embed_cache: Path,
+                                                                tmp_path: Path) -> None:
+    rows = _rows(2)
+    rows[0]["title"] += " \ud800"
+    rows[0]["abstract"] += " Broken \udfff character."
+    rows[1]["authors"] = ["Ann \ud83d"]
+    f = _write(tmp_path / "surrogate.jsonl", _lines(rows))  # json.dumps writes them as \\ud800 escapes
+    res = read_paths([f])
+    assert len(res.papers) == 2
+    for p in res.papers:
+        for text in (p.title, p.abstract, *p.authors):
+            text.encode("utf-8")  # no lone surrogate left
+    text = _warned(res)
+    assert f"{f}:line 1: field 'title'" in text and f"{f}:line 1: field 'abstract'" in text
+    assert f"{f}:line 2: field 'authors'" in text and "surrogate" in text
+    rep = Assistant(make_settings(fresh_home, embed_cache)).ingest([f])
+    assert rep.new == 2
+
+
+def test_invalid_utf8_in_files_is_named_with_its_line(tmp_path: Path) -> None:
+    good = _lines(_rows(3))
+    j = tmp_path / "bad.jsonl"
+    j.write_bytes((good[0] + "\n" + good[1][:-2] + ' \xff"}\n' + good[2] + "\n").encode("utf-8", "surrogateescape")
+                  .replace(b"\xc3\xbf", b"\xff"))
+    txt_ok = (Path(__file__).parent.parent / "assistant" / "data" / "sample").glob("001_*.txt")
+    page = next(iter(txt_ok)).read_bytes()
+    t = tmp_path / "page.txt"
+    lines = page.split(b"\n")
+    lines[2] = lines[2] + b" \xfe\xff"
+    t.write_bytes(b"\n".join(lines))
+    b = tmp_path / "refs.bib"
+    b.write_bytes(b"@article{k1,\n  title = {Caf\xe9 paper},\n  abstract = {An abstract.},\n}\n")
+    res = read_paths([j, t, b])
+    text = _warned(res)
+    assert f"{j}:line 2: invalid UTF-8" in text
+    assert f"{t}:line 3: invalid UTF-8" in text
+    assert f"{b}:line 2: invalid UTF-8" in text
+    assert len([p for p in res.papers if p.source.startswith(str(j))]) == 3
+
+
+@pytest.mark.parametrize("bad", ["2024-13-45", "99999-01-01", "2023-02-30", "20240", "someday"])
+def test_impossible_dates_are_dropped_with_a_warning(tmp_path: Path, bad: str) -> None:
+    rows = _rows(2)
+    rows[1]["date"] = bad
+    j = _write(tmp_path / "d.jsonl", _lines(rows))
+    c = tmp_path / "d.csv"
+    c.write_text(f"title,abstract,date\nCSV paper,An abstract about rewards.,{bad}\n")
+    res = read_paths([j, c])
+    assert len(res.papers) == 3 and all(p.date is None for p in res.papers if p.paper_id != "p0")
+    text = _warned(res)
+    assert f"{j}:line 2: field 'date'" in text and f"{c}:line 2: field 'date'" in text and bad in text
+
+
+def test_possible_dates_still_read(tmp_path: Path) -> None:
+    rows = _rows(4)
+    for r, d in zip(rows, ["2024-02-29", "2023", 2021, "2022-07-01T10:00:00Z"], strict=True):
+        r["date"] = d
+    res = read_paths([_write(tmp_path / "ok.jsonl", _lines(rows))])
+    assert [p.date for p in res.papers] == ["2024-02-29", "2023", "2021", "2022-07-01"] and res.warnings == []
+
+
+def test_a_reader_opened_on_an_empty_home_sees_a_later_ingest(fresh_home: Path, embed_cache: Path,
+                                                              tmp_path: Path) -> None:
+    reader = Assistant(make_settings(fresh_home, embed_cache))
+    reader.auto_sample = False
+    assert reader.index.catalogue.count() == (0, 0)  # an empty stand-in: nothing is created
+    assert not (fresh_home / "index").exists()
+    Assistant(make_settings(fresh_home, embed_cache)).ingest([_write(tmp_path / "a.jsonl", _lines(_rows(2)))])
+    assert {p.paper_id for p in reader.papers()} == {"p0", "p1"}
+    assert reader.search("reward model 1 calibration", k=1)[0].paper.paper_id == "p1"

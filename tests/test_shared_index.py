@@ -40,7 +40,7 @@ Spans = list[tuple[str, int, int, int]]
 
 def _embedded_all(tmp_path: Path, cache: Path, pages: list[Path]) -> dict[str, tuple[str, Spans]]:
     """What one embedded ingest of ``pages`` holds: paper id -> (content hash, chunk spans)."""
-    a = Assistant(make_settings(tmp_path / "embedded", cache))
+    a = Assistant(make_settings(tmp_path / f"embedded-{len(list(tmp_path.glob('embedded-*')))}", cache))
     a.ingest(pages)
     cat = a.index.catalogue
     ids = list(cat.hashes())
@@ -90,22 +90,41 @@ def test_second_home_sees_and_answers_from_the_first_homes_papers(chroma_server:
 
 def test_two_clients_ingesting_different_files_at_once_end_with_the_union(chroma_server: ChromaServer,
                                                                           tmp_path: Path, embed_cache: Path) -> None:
+    halves = (PAGES[:3], PAGES[3:])
     want = _embedded_all(tmp_path, embed_cache, PAGES)
+    alone = [_embedded_all(tmp_path, embed_cache, list(h)) for h in halves]
+    both = set(alone[0]) & set(alone[1])
+    assert both and set(alone[0]) | set(alone[1]) == set(want)  # the sample pages share some papers
     extra = {"CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(chroma_server.port)}
-    halves = ([str(p) for p in PAGES[:3]], [str(p) for p in PAGES[3:]])
-    procs = [subprocess.Popen(["assistant", "ingest", *files],
+    procs = [subprocess.Popen(["assistant", "ingest", *map(str, files)],
                               env=cli_env(tmp_path / f"home-{i}", embed_cache, **extra),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i, files in enumerate(halves)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    for i in range(2):
-        got, vector_ids = _server_state(_client(tmp_path / f"home-{i}", embed_cache, chroma_server))
-        assert got == want
-        chunk_ids = [cid for _, spans in got.values() for cid, *_ in spans]
-        assert sorted(vector_ids) == sorted(chunk_ids)  # one vector per chunk, none left over, none twice
-        st = _client(tmp_path / f"home-{i}", embed_cache, chroma_server).status()
-        assert (st["papers"], st["chunks"], st["vectors"]) == (len(want), len(chunk_ids), len(chunk_ids))
+
+    def check(expect_merged: bool) -> None:
+        for i in range(2):
+            c = _client(tmp_path / f"home-{i}", embed_cache, chroma_server)
+            got, vector_ids = _server_state(c)
+            assert set(got) == set(want)
+            for pid, rec in got.items():
+                if expect_merged or pid not in both:
+                    assert rec == want[pid], pid
+                else:  # written by both at once: one client's record (no cross-client merge)
+                    assert rec in (alone[0][pid], alone[1][pid]), pid
+            chunk_ids = [cid for _, spans in got.values() for cid, *_ in spans]
+            assert sorted(vector_ids) == sorted(chunk_ids)  # one vector per chunk, none left over, none twice
+            st = c.status()
+            assert (st["papers"], st["chunks"], st["vectors"]) == (len(want), len(chunk_ids), len(chunk_ids))
+            assert set(c.index.lexical().paper_ids) == set(want)
+
+    check(expect_merged=False)
+    # Run again one after the other, each merges its say with what the server holds: the
+    # shared papers are then exactly one embedded ingest of all the files.
+    for i, files in enumerate(halves):
+        _client(tmp_path / f"home-{i}", embed_cache, chroma_server).ingest(list(files))
+    check(expect_merged=True)
 
 
 def test_cached_bm25_follows_the_server_generation(chroma_server: ChromaServer, tmp_path: Path,

@@ -63,6 +63,8 @@ class Catalogue:
         home work), or an empty in-memory catalogue when there is no file (nothing created)."""
         self.path = path
         self.readonly = readonly
+        self.in_memory = readonly and not path.is_file()
+        """An empty stand-in for a catalogue that did not exist yet (reopened once it does)."""
         try:
             if readonly:
                 self.db = _open_readonly(path)

@@ -162,7 +162,9 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
                 todo.append(p)
             else:
                 report.unchanged += 1
-        if cat.get_meta("writing") == "1":
+        if cat.get_meta("writing") == "1" and not settings.server_mode:
+            # (On a shared server, vectors without a paper record may be another client's
+            # ingest in flight: they are ignored by readers and never deleted from here.)
             _reconcile_orphans(index, rep)
             cat.set_meta("writing", "0")
             cat.db.commit()

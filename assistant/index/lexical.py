@@ -120,11 +120,7 @@ class LexicalIndex:
     def idf(self, tokens: list[str]) -> dict[str, float]:
         """BM25 idf of stemmed tokens over the whole index (unknown tokens get the max idf)."""
         n_docs = len(self.paper_ids) or 1
-        out: dict[str, float] = {}
-        for t in tokens:
-            df = self.df.get(t, 0)
-            out[t] = bm25_idf(n_docs, df)
-        return out
+        return {t: bm25_idf(n_docs, self.df.get(t, 0)) for t in tokens}
 
     def query(self, text: str, n: int, date_range: tuple[int | None, int | None] = (None, None)) -> list[LexicalHit]:
         import numpy as np

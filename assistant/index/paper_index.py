@@ -86,7 +86,9 @@ class PaperIndex:
                     self._catalogue = ServerCatalogue(self.vectors)
                     self._check_model(self._catalogue)
                 return self._catalogue
-            if self._catalogue is not None and self._catalogue.readonly == self._writing:
+            stale = self._catalogue is not None and (self._catalogue.readonly == self._writing or (
+                self._catalogue.in_memory and self.catalogue_path.is_file()))
+            if stale and self._catalogue is not None:
                 self._catalogue.close()
                 self._catalogue = None
             if self._catalogue is None:
