@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..records import Source
 from .base import AnswerContext, Draft
+from .citations import neutralise_reference_markers
 from .prompts import load_prompt, render
 
 if TYPE_CHECKING:
@@ -26,8 +27,9 @@ def format_sources(sources: Sequence[Source], budget_chars: int = 16000) -> str:
     per_source = max(400, budget_chars // max(1, len(sources)))
     for i, s in enumerate(sources, 1):
         date = f" ({s.paper.date})" if s.paper.date else ""
-        abstract = s.paper.abstract[:per_source]
-        blocks.append(f"[{i}] {s.paper.title}{date}\n{abstract}")
+        # The abstract's own "[5]" must not read as source [5] to the model.
+        abstract = neutralise_reference_markers(s.paper.abstract[:per_source])
+        blocks.append(f"[{i}] {neutralise_reference_markers(s.paper.title)}{date}\n{abstract}")
     return "\n\n".join(blocks)
 
 

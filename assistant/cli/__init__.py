@@ -183,6 +183,7 @@ def ask_cmd(
 ) -> None:
     """Answer a question from the indexed papers, every sentence cited."""
     a = _assistant(config)
+    a.check_request(question, k=k, since=since, until=until)  # bad input fails before the index is built
     from .progress import reporter
 
     with reporter(not json_out) as rep:
