@@ -368,7 +368,7 @@ def holdout_titles(path: Path = HOLDOUT) -> list[str]:
 
 def fingerprint(*parts: bytes) -> str:
     """Key of a cached home: the indexed source bytes, the index schema and the embedding model."""
-    from assistant.index.store import SCHEMA_VERSION
+    from assistant.index.catalogue import SCHEMA_VERSION
     from assistant.settings import Settings
 
     h = hashlib.sha256(f"schema={SCHEMA_VERSION};model={Settings().embedding_model_name}".encode())

@@ -135,3 +135,8 @@ def test_to_dict_is_a_copy_the_cached_model_cannot_be_changed_through() -> None:
     d["decisions"]["answer_threshold"] = 0.999
     d["meta"]["fit"] = "changed"
     assert shipped_model().decisions.answer_threshold == before and shipped_model().meta["fit"] == "fit.jsonl"
+
+
+def test_cached_home_key_names_the_schema_and_the_data() -> None:
+    a, b = fit._fingerprint(b"one"), fit._fingerprint(b"two")
+    assert a != b and len(a) == 16 and a == fit._fingerprint(b"one")

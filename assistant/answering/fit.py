@@ -69,7 +69,7 @@ class Example:
 
 
 def _fingerprint(data: bytes) -> str:
-    from ..index.store import SCHEMA_VERSION
+    from ..index.catalogue import SCHEMA_VERSION
     from ..settings import Settings
 
     h = hashlib.sha256(f"schema={SCHEMA_VERSION};model={Settings().embedding_model_name}".encode())
