@@ -166,6 +166,21 @@ class Assistant:
     def chat(self, backend: str | None = None) -> ChatSession:
         return ChatSession(self, backend=backend)
 
+    # -- LlamaIndex ----------------------------------------------------------------
+    def as_retriever(self, k: int | None = None, *, since: str | int | None = None, until: str | int | None = None,
+                     mode: str = "hybrid") -> Any:
+        """A llama-index ``BaseRetriever``: one ``NodeWithScore`` per paper (integrations/llama_index.py)."""
+        from .integrations.llama_index import AssistantRetriever
+
+        return AssistantRetriever(self, k, since=since, until=until, mode=mode)
+
+    def as_query_engine(self, k: int | None = None, *, since: str | int | None = None,
+                        until: str | int | None = None, backend: str | None = None) -> Any:
+        """A llama-index ``BaseQueryEngine`` answering with ``ask``; its citations are the ``source_nodes``."""
+        from .integrations.llama_index import AssistantQueryEngine
+
+        return AssistantQueryEngine(self, k, since=since, until=until, backend=backend)
+
 
 _FOLLOW_UP = re.compile(r"\b(it|its|they|their|them|this|that|these|those|the (method|paper|approach|model|work))\b",
                         re.IGNORECASE)

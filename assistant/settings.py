@@ -216,6 +216,26 @@ class Settings(BaseSettings):
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _short_names(cls, data: Any) -> Any:
+        """``Settings(top_k=5, llm="openai")``: the documented short names work here too."""
+        if not isinstance(data, dict):
+            return data
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in FLAT and not (key in SECTIONS and isinstance(value, (dict, BaseModel))):
+                section, name = FLAT[key]
+                sec = out.setdefault(section, {})
+                if isinstance(sec, BaseModel):
+                    sec = out[section] = sec.model_dump()
+                sec[name] = value
+            elif key in SECTIONS and isinstance(out.get(key), dict) and isinstance(value, dict):
+                out[key] = {**value, **out[key]}
+            else:
+                out[key] = value
+        return out
+
     @field_validator("home", "config_file", "cache_dir", mode="before")
     @classmethod
     def _expand(cls, value: Any) -> Any:

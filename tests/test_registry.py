@@ -33,7 +33,7 @@ class FirstSentence:
 
     def answer(self, question: str, sources: Sequence[Source], context: AnswerContext) -> Draft:
         first = sources[0].paper.abstract.split(". ")[0].rstrip(".")
-        return Draft(f"{first} [1]. Made up [9].", reason="")
+        return Draft(f"{first} [1]. Made up [99].", reason="")
 
     def condense(self, history: Sequence[tuple[str, str]], question: str) -> str | None:
         return None
@@ -60,10 +60,10 @@ def test_a_third_backend_is_one_class_and_one_registration(first_sentence: None,
     a.auto_sample = False
     assert isinstance(a.answerer(), Answerer)
     ans = a.ask("What does ARRA align LLM hidden states with?")
-    # The checker still runs on the new backend's text: [9] is not a given source, so it is removed.
+    # The checker still runs on the new backend's text: [99] is not a given source, so it is removed.
     assert ans.backend["llm"] == "first-sentence" and not ans.refused
     assert [c.paper_id for c in ans.citations] == [ans.sources[0].paper.paper_id]
-    assert ans.checks["unknown_markers"] == 1 and "[9]" not in ans.text
+    assert ans.checks["unknown_markers"] == 1 and "[99]" not in ans.text
     assert ans.citations[0].quote and ans.citations[0].quote in ans.sources[0].paper.abstract
 
 

@@ -6,7 +6,6 @@ Every per-question metric returns ``None`` when it is undefined for that questio
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -128,13 +127,12 @@ def mean(values: Iterable[float | None]) -> float | None:
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """q-th percentile (0-100) with linear interpolation between order statistics (numpy's default)."""
-    vals = sorted(float(v) for v in values)
-    if not vals:
+    """q-th percentile (0-100), numpy's linear interpolation; None for no values (a summary shows "–")."""
+    if not len(values):
         return None
-    pos = (len(vals) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
 def cohen_kappa(truth: Sequence[bool], pred: Sequence[bool]) -> float:

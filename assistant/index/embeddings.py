@@ -36,6 +36,10 @@ class Embedder(Protocol):
 
     def embed_query(self, text: str) -> np.ndarray: ...
 
+    def fits(self, text: str) -> bool:
+        """Whether the model reads all of ``text`` (chunking keeps every chunk within it)."""
+        ...
+
 
 @dataclass(frozen=True)
 class LocalModelSpec:
@@ -188,6 +192,10 @@ class OnnxEmbedder:
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text], prefix=self.spec.query_prefix)[0]
 
+    def fits(self, text: str) -> bool:
+        """True when the encoder reads all of ``text`` (its tokenizer truncates at max_length)."""
+        return not self.tokenizer.encode(self.spec.doc_prefix + text).overflowing
+
 
 class OpenAIEmbedder:
     """Embeddings from any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp)."""
@@ -235,11 +243,17 @@ class OpenAIEmbedder:
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
+    def fits(self, text: str) -> bool:
+        """OpenAI-style embedding models read 8,191 tokens; abstracts' chunks are far below."""
+        from .chunking import count_tokens
+
+        return count_tokens(text) <= 8191
+
 
 class CachedEmbedder:
     """Wraps an embedder with an on-disk cache keyed by (model, text) hash."""
 
-    def __init__(self, inner: Any, cache_path: Path) -> None:
+    def __init__(self, inner: Embedder, cache_path: Path) -> None:
         self.inner = inner
         self.name = inner.name
         self.cache_path = cache_path
@@ -282,6 +296,9 @@ class CachedEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.inner.embed_query(text)
+
+    def fits(self, text: str) -> bool:
+        return bool(self.inner.fits(text))
 
     def close(self) -> None:
         self._db.close()
@@ -355,29 +372,3 @@ def register_backends(registry: ModuleType) -> None:
     registry.embedders.register("openai", _openai, default_model="text-embedding-3-small",
                                 description="any OpenAI-compatible /embeddings endpoint")
 
-
-def as_llama_index(embedder: Any) -> Any:
-    """Expose an embedder as a llama-index ``BaseEmbedding`` (for users' own llama-index pipelines)."""
-    from llama_index.core.base.embeddings.base import BaseEmbedding
-    from pydantic import PrivateAttr
-
-    class _Adapter(BaseEmbedding):
-        _inner: Any = PrivateAttr()
-
-        def __init__(self, inner: Any) -> None:
-            super().__init__(model_name=inner.name, embed_batch_size=64)
-            self._inner = inner
-
-        def _get_query_embedding(self, query: str) -> list[float]:
-            return self._inner.embed_query(query).tolist()
-
-        async def _aget_query_embedding(self, query: str) -> list[float]:
-            return self._get_query_embedding(query)
-
-        def _get_text_embedding(self, text: str) -> list[float]:
-            return self._inner.embed([text])[0].tolist()
-
-        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-            return self._inner.embed(texts).tolist()
-
-    return _Adapter(embedder)

@@ -179,7 +179,7 @@ def _write(index: PaperIndex, todo: list[Paper], known: dict[str, str], embedder
         batch = todo[start:start + batch_papers]
         chunks: list[Chunk] = []
         for p in batch:
-            chunks.extend(chunk_paper(p, settings.index.chunk_size, settings.index.chunk_overlap))
+            chunks.extend(chunk_paper(p, settings.index.chunk_size, settings.index.chunk_overlap, fits=embedder.fits))
         by_id = {p.paper_id: p for p in batch}
         t = time.perf_counter()
         vectors = embedder.embed([embed_text(by_id[c.paper_id], c) for c in chunks])
