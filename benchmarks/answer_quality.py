@@ -10,8 +10,8 @@ Sample mode indexes the bundled sample MINUS evals/questions/holdout_papers.txt 
 questions must be refused) and runs each question through `Assistant.ask` with the default
 (extractive) backend. SciFact mode asks the 300 SciFact dev claims over the 5,183 SciFact abstracts
 (read from ../shared/scifact, never copied). Indexed homes are cached under
-~/.cache/paper-assistant-bench/<kind>-<fingerprint> (fingerprint = the indexed records, the index schema
-and the embedding model), so only the first run pays for ingest.
+~/.cache/paper-assistant-bench/<kind>-<fingerprint> (fingerprint = the indexed records, the index
+settings and the source of the index-building code), so only the first run after a change pays for ingest.
 
 The naive baseline, measured in the same run on the same papers: stdlib BM25 over title + abstract,
 then the abstract sentence with the largest word overlap with the question from each of the top 2
@@ -371,12 +371,21 @@ def holdout_titles(path: Path = HOLDOUT) -> list[str]:
     return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
 
 
+INDEX_CODE = ("assistant/index", "assistant/readers", "assistant/text.py")
+"""Code that decides what an index holds (readers, chunking, embedding, store, tokenizer): part of the key."""
+
+
 def fingerprint(*parts: bytes) -> str:
-    """Key of a cached home: the indexed source bytes, the index schema and the embedding model."""
-    from assistant.index.store import SCHEMA_VERSION
+    """Key of a cached home: the indexed source bytes, the index settings (embedding model, chunking...)
+    and the source of the code that builds an index, so a change to any of them builds a fresh home."""
     from assistant.settings import Settings
 
-    h = hashlib.sha256(f"schema={SCHEMA_VERSION};model={Settings().embedding_model_name}".encode())
+    index_settings = Settings.load(config_file="", env={}).public_dict().get("index", {})
+    h = hashlib.sha256(json.dumps(index_settings, sort_keys=True, default=str).encode())
+    for rel in INDEX_CODE:
+        root = REPO / rel
+        for f in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
+            h.update(f.relative_to(REPO).as_posix().encode() + b"\0" + f.read_bytes())
     for p in parts:
         h.update(hashlib.sha256(p).digest())
     return h.hexdigest()[:16]
