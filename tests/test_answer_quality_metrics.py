@@ -31,6 +31,8 @@ aq = _load()
 
 ABSTRACT = ("Linearizing LLMs often degrades quality. We propose LoLCATs, a two-step method. "
             "LoLCATs closes the gap to Llama 3.1 70B and 405B by 77.8% and 78.1% on 5-shot MMLU. "
+            "It first trains linear attentions to mimic softmax attentions, then adjusts with low-rank adapters. "
+            "We evaluate it on many benchmarks and on models from 1B to 405B parameters. "
             "Code is released.")
 
 
@@ -72,9 +74,15 @@ def test_quote_matching_against_the_answering_sentence() -> None:
     clause = "closes the gap to Llama 3.1 70B and 405B by 77.8% and 78.1%"
     assert aq.quote_matches(clause, evidence, ABSTRACT)  # a trimmed quote of the right sentence counts
     two = s2 + " " + s3
-    assert aq.quote_matches(two, evidence, ABSTRACT)  # spans the answer plus a shorter neighbour
+    assert aq.quote_matches(two, evidence, ABSTRACT)  # the answer plus a neighbour
+    assert aq.quote_matches(s3 + " " + aq.split_sentences(ABSTRACT)[3], evidence, ABSTRACT)
     long_two = s1 + " " + s2
     assert not aq.quote_matches(long_two, evidence, ABSTRACT)
+    assert not aq.quote_matches(ABSTRACT, evidence, ABSTRACT)  # the whole abstract is not "the sentence"
+    assert not aq.quote_matches("77.8% and 78.1%", evidence, ABSTRACT)  # nor is a fragment of it
+    # a gold quote that is only a clause stands for its whole sentence
+    assert aq.quote_matches(s3, ["by 77.8% and 78.1% on 5-shot MMLU"], ABSTRACT)
+    assert not aq.quote_matches(s2, ["by 77.8% and 78.1% on 5-shot MMLU"], ABSTRACT)
     # not a substring (e.g. whitespace or case changed): normalised text decides
     assert aq.quote_matches(s3.upper().replace(" ", "  "), evidence, ABSTRACT)
     assert not aq.quote_matches("LoLCATs is great.", evidence, ABSTRACT)
