@@ -139,19 +139,17 @@ class Assistant:
             raw = ext.text
             checks["refusal_reason"] = ext.reason
         else:
-            from .answering.generative import generate
+            from .answering.generative import answer_with_llm
 
-            raw = generate(self.chat_client(), question, sources, on_token=on_token,
-                           budget_chars=self.settings.prompt_char_budget,
-                           max_tokens=self.settings.max_answer_tokens)
+            raw, llm_checks = answer_with_llm(self.chat_client(), question, sources, self.settings, lex.idf,
+                                              on_token=on_token, chunk_sims=result.chunk_sims)
+            checks.update(llm_checks)
         timings["answer"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         checked = check_answer(raw, sources, lex.idf)
         timings["check"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         checks.update(checked.checks)
-        if backend != "extractive":
-            checks["raw_answer"] = raw
         return Answer(
             question=question, text=checked.text, refused=checked.refused, citations=checked.citations,
             sources=sources, backend={"llm": self._llm_name(backend), "embedding": self.settings.embedding_model_name},

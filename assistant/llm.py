@@ -53,6 +53,8 @@ class ChatClient:
         self._client: Any = None
         self.last_finish_reason: str | None = None
         """finish_reason of the last completion ("stop", "length", ...): "length" means truncated."""
+        self.last_usage: dict[str, int] | None = None
+        """Token counts the server reported for the last completion (prompt_tokens, completion_tokens), if any."""
 
     @property
     def model_name(self) -> str:
@@ -81,15 +83,21 @@ class ChatClient:
     # -- public calls -----------------------------------------------------------------
     def complete(self, messages: list[dict[str, Any]], *, stream: bool = False,
                  on_token: Callable[[str], None] | None = None, max_tokens: int | None = None,
-                 json_mode: bool = False) -> str:
-        """The assistant's reply text; with ``stream`` every delta goes to ``on_token`` as it arrives."""
+                 json_mode: bool = False, response_format: dict[str, Any] | None = None) -> str:
+        """The assistant's reply text; with ``stream`` every delta goes to ``on_token`` as it arrives.
+
+        ``response_format`` is sent as given (e.g. a json_schema); it overrides ``json_mode``.
+        """
         params: dict[str, Any] = {"model": self.model_name, "messages": messages,
                                   "temperature": self.settings.temperature}
         if max_tokens is not None:
             params["max_tokens"] = max_tokens
         if json_mode:
             params["response_format"] = {"type": "json_object"}
+        if response_format is not None:
+            params["response_format"] = response_format
         self.last_finish_reason = None
+        self.last_usage = None
         if stream:
             return self._with_retries("chat", lambda: self._stream_once(params, on_token))
         return self._with_retries("chat", lambda: self._complete_once(params))
@@ -106,6 +114,7 @@ class ChatClient:
         if not choices:
             raise BackendError(f"the server at {self.base_url} sent a reply without any choices")
         self.last_finish_reason = choices[0].finish_reason
+        self.last_usage = _usage(resp)
         return choices[0].message.content or ""
 
     def _stream_once(self, params: dict[str, Any], on_token: Callable[[str], None] | None) -> str:
@@ -131,6 +140,7 @@ class ChatClient:
                     if isinstance(exc, httpx.TimeoutException):
                         raise _StreamBroken(chars, f"no data for {self.settings.request_timeout:g}s") from exc
                     raise _StreamBroken(chars, _reason(exc)) from exc
+                self.last_usage = _usage(chunk) or self.last_usage
                 for choice in getattr(chunk, "choices", None) or []:
                     if choice.finish_reason:
                         finish = choice.finish_reason
@@ -214,6 +224,22 @@ class ChatClient:
         if key:
             message = message.replace(key, "***")
         return message
+
+
+def _usage(reply: Any) -> dict[str, int] | None:
+    """prompt/completion token counts of a reply or stream chunk, when the server sent them."""
+    usage = getattr(reply, "usage", None)
+    if usage is None:
+        # llama.cpp's server sends its own "timings" in the last stream chunk even when usage
+        # was not asked for (stream_options), which some servers reject.
+        timings = (getattr(reply, "model_extra", None) or {}).get("timings")
+        if isinstance(timings, dict) and isinstance(timings.get("prompt_n"), int):
+            return {"prompt_tokens": timings["prompt_n"] + int(timings.get("cache_n") or 0),
+                    "completion_tokens": int(timings.get("predicted_n") or 0)}
+        return None
+    out = {k: v for k in ("prompt_tokens", "completion_tokens")
+           if isinstance(v := getattr(usage, k, None), int)}
+    return out or None
 
 
 def _is_api_failure(exc: Exception) -> bool:

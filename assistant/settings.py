@@ -79,6 +79,26 @@ class Settings:
     prompt_char_budget: int = 16000
     """Characters of abstracts put in the LLM prompt (shared by the sources); lower it for small contexts."""
 
+    # -- LLM answers: evidence-first prompts, structured output, checked sentences (issue 15) --
+    llm_structured: str = "auto"
+    """auto: ask for the JSON answer schema (response_format) and fall back to plain [n] text when the
+    server rejects it; json_schema: always ask for it; off: plain text only."""
+    llm_max_papers: int = 5
+    """Retrieved papers whose evidence sentences go into the prompt."""
+    llm_evidence_sentences: int = 2
+    """Best abstract sentences per paper in the prompt (instead of whole abstracts)."""
+    llm_evidence_chars: int = 1600
+    """Characters of evidence sentences in the prompt, shared equally by the papers."""
+    llm_min_support: float = 0.5
+    """A generated sentence is shown only if its cited abstracts cover this share (idf-weighted) of its
+    content words and contain every number it states; otherwise it is dropped and listed in checks."""
+    llm_refusal_fallback: str = "extractive"
+    """When the model refuses (or keeps no supported sentence) but the evidence check finds an answer:
+    extractive = show the extractive answer; refuse = keep the refusal. Either way checks say so."""
+    llm_require_evidence: bool = True
+    """When the model answers but the evidence check (the extractive answerer's decision) finds no
+    answer: refuse (true) or show the model's checked sentences (false)."""
+
     chroma_host: str = ""
     """Chroma server host; empty = embedded persistent Chroma under home."""
     chroma_port: int = 8000
@@ -176,6 +196,14 @@ class Settings:
             raise SettingsError(f"ASSISTANT_FUSION: '{self.fusion}' is not one of ('zscore', 'rrf')")
         if self.top_k < 1:
             raise SettingsError("ASSISTANT_TOP_K: must be at least 1")
+        if self.llm_structured not in ("auto", "json_schema", "off"):
+            raise SettingsError(f"ASSISTANT_LLM_STRUCTURED: '{self.llm_structured}' is not one of "
+                                "('auto', 'json_schema', 'off')")
+        if self.llm_refusal_fallback not in ("extractive", "refuse"):
+            raise SettingsError(f"ASSISTANT_LLM_REFUSAL_FALLBACK: '{self.llm_refusal_fallback}' is not one of "
+                                "('extractive', 'refuse')")
+        if self.llm_max_papers < 1 or self.llm_evidence_sentences < 1:
+            raise SettingsError("ASSISTANT_LLM_MAX_PAPERS and ASSISTANT_LLM_EVIDENCE_SENTENCES: must be at least 1")
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated)."""
