@@ -56,7 +56,6 @@ def test_ask_streams_and_is_citation_checked(llm_server: ServerHandle, sample_ho
             texts = None  # cut off by max_tokens: nothing to compare
         if texts is not None:
             assert streamed == " ".join(t for t in texts if t)
-        assert "{" not in streamed or "{" in raw.replace('{"', "")
     else:
         assert len(tokens) > 3 and raw == streamed
     d = ans.to_dict()
