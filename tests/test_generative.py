@@ -34,7 +34,7 @@ ARRA_Q = "What does ARRA align LLM hidden states with?"
 
 
 class ScriptedChat:
-    """/chat/completions answering queued contents; rejects response_format with 400 when told to."""
+    """/chat/completions answering queued contents; rejects a json_schema response_format with 400 when told to."""
 
     def __init__(self, replies: list[str], *, reject_schema: bool = False) -> None:
         self.replies = list(replies)
@@ -48,7 +48,7 @@ class ScriptedChat:
             def do_POST(self) -> None:  # noqa: N802 (http.server API)
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
                 outer.requests.append(body)
-                if reject_schema and "response_format" in body:
+                if reject_schema and (body.get("response_format") or {}).get("type") == "json_schema":
                     data = json.dumps({"error": {"message": "response_format is not supported"}}).encode()
                     self.send_response(400)
                 else:
