@@ -2,6 +2,7 @@
 
     python benchmarks/llm_path.py evals/questions/dev.jsonl --limit 10          # starts the Qwen 1.5B server
     python benchmarks/llm_path.py evals/questions/heldout.jsonl --base-url http://127.0.0.1:8080/v1
+    python benchmarks/llm_path.py --calibrate-judge --every 4   # LLM judge vs the 96 hand support labels
 
 Without --base-url it serves the Qwen2.5-Coder-1.5B-Instruct Q4_K_M fixture (.ci/fetch_test_model.py)
 with llama.cpp (xllamacpp) on a loopback port. Every question goes through ``Assistant.ask`` with the
@@ -9,6 +10,11 @@ openai backend (streaming, so time to first token is measured) and is scored by 
 runner with the offline judge. In the same run the extractive backend answers the same questions
 (the offline baseline) and the prompt a whole-abstracts prompt would have needed is sized, so the
 figures carry their own reference. Prints one table; --out writes the rows as JSON.
+
+--calibrate-judge measures the LLM judge (``assistant eval calibrate --judge llm``: claims, then
+verification, strict JSON via the schema) against the hand labels in
+evals/calibration/support_labels.jsonl, beside the offline judge on the same rows; --every/--limit
+take a slice when the whole file would take too long on a small CPU.
 """
 
 from __future__ import annotations
@@ -110,7 +116,8 @@ def summarise(rows: list[dict[str, Any]], extra: dict[str, dict[str, Any]]) -> d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("questions", type=Path)
+    parser.add_argument("questions", type=Path, nargs="?", default=REPO / "evals" / "questions" / "dev.jsonl")
+    parser.add_argument("--calibrate-judge", action="store_true", help="LLM judge agreement with the hand labels")
     parser.add_argument("--limit", type=int, default=None, help="first N questions (after --skip)")
     parser.add_argument("--skip", type=int, default=0, help="skip the first N questions")
     parser.add_argument("--every", type=int, default=1,
@@ -130,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     from assistant.evaluation.runner import run_eval
     from assistant.index.ingest import sample_paths
 
+    if args.calibrate_judge:
+        return calibrate_judge(args)
     questions = load_questions(args.questions)[args.skip::args.every]
     if args.limit is not None:
         questions = questions[: args.limit]
@@ -188,6 +197,46 @@ def main(argv: list[str] | None = None) -> int:
             rec = timed.records.get(r["question"], {})
             rows.append({**r, "ttft_s": rec.get("ttft_s"), "llm_checks": rec.get("checks")})
         args.out.write_text(json.dumps({"summary": llm, "baseline": base, "rows": rows}, indent=1, default=str))
+    return 0
+
+
+def calibrate_judge(args: argparse.Namespace) -> int:
+    from assistant.evaluation.calibration import judge_agreement, load_labels
+    from assistant.evaluation.llm_judge import LLMJudge
+    from assistant.evaluation.offline_judge import OfflineJudge
+    from assistant.llm import ChatClient
+    from assistant.settings import Settings
+
+    rows = load_labels()[args.skip::args.every]
+    if args.limit is not None:
+        rows = rows[: args.limit]
+    server = None
+    base_url = args.base_url
+    if not base_url:
+        from tests.llm_server import find_gguf, start_llama_server
+
+        gguf = find_gguf("qwen")
+        if gguf is None:
+            print("error: no Qwen GGUF; run python .ci/fetch_test_model.py (or pass --base-url)", file=sys.stderr)
+            return 1
+        server = start_llama_server(gguf, Path(tempfile.mkdtemp(prefix="llm_judge_srv_")), n_ctx=4096,
+                                    threads=args.threads, ready_timeout=300)
+        base_url = server.base_url
+    try:
+        settings = Settings.load(env={"ASSISTANT_CONFIG": ""}, llm="openai", openai_base_url=base_url,
+                                 llm_model=args.model, request_timeout=900, max_retries=0)
+        t0 = time.perf_counter()
+        llm = judge_agreement(rows, LLMJudge(ChatClient(settings), max_tokens=512))
+        seconds = time.perf_counter() - t0
+    finally:
+        if server is not None:
+            server.stop()
+    offline = judge_agreement(rows, OfflineJudge())
+    print(f"\n{len(rows)} of the hand labels (skip {args.skip}, every {args.every}); judge model {args.model}; "
+          f"{seconds / max(1, len(rows)):.1f} s per label; load average {os.getloadavg()[0]:.1f}")
+    print(f"{'judge':<22} {'n':>4} {'undecided':>10} {'accuracy':>9} {'kappa':>7}  confusion")
+    for name, ag in (("llm (" + args.model + ")", llm), ("offline (lexical)", offline)):
+        print(f"{name:<22} {ag.n:>4} {ag.undecided:>10} {ag.accuracy:>9.3f} {ag.kappa:>7.3f}  {ag.confusion}")
     return 0
 
 

@@ -145,6 +145,19 @@ def test_support_needs_coverage_and_every_number() -> None:
     wrong = support("TDPO improves the win rate by 15% over DPO.", [passage], None, 0.5)
     assert not wrong.supported and wrong.missing_numbers == ["15"]
     assert not support("Quantum chromodynamics explains hadron masses.", [passage], None, 0.5).supported
+    named = support("KTO improves win rate by 12% over DPO on Anthropic HH.", [passage], None, 0.5)
+    assert not named.supported and named.missing_names == ["kto"]
+
+
+def test_paper_numbers_become_titles(sample_assistant: Assistant) -> None:
+    from assistant.answering.generative import _name_papers
+
+    sources = sample_assistant.search(ARRA_Q, k=3)
+    evidence = select_evidence(ARRA_Q, sources, None, max_papers=3)
+    (body, nums), = parse_structured('{"answerable": true, "sentences": [{"text": "Paper [2] aligns X.", '
+                                     '"sources": [2]}]}').sentences
+    named, refs = _name_papers(body, evidence)
+    assert named == f'"{sources[1].paper.title}" aligns X.' and refs == [2] and nums == [2]
 
 
 def test_stream_shows_sentence_text_not_json() -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import REFUSAL, Source
-from ..text import content_tokens, numbers_in, query_tokens, split_sentences
+from ..text import content_tokens, name_tokens, numbers_in, query_tokens, split_sentences
 from .prompts import load_prompt, render
 
 Idf = Callable[[list[str]], dict[str, float]]
@@ -56,6 +56,7 @@ _QUANTITY = re.compile(r"\b(how (many|much|large|big|long|fast|often)|by how muc
                        r"number|fraction|proportion|size|accuracy|score|rate|speed-?up))\b", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 _MARKERS = re.compile(r"\s*\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
+_PAPER_MARKER = re.compile(r"\b([Pp]aper)\s*\[(\d+)\]")
 
 
 # -- evidence ------------------------------------------------------------------------------------
@@ -201,6 +202,8 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _split_markers(sentence: str) -> tuple[str, list[int]]:
+    # "Paper [2] shows ..." names a paper; keep it as "Paper 2" so _name_papers can put its title there.
+    sentence = _PAPER_MARKER.sub(r"\1 \2", sentence)
     nums: list[int] = []
     for m in _MARKERS.finditer(sentence):
         for raw in re.split(r"[,;]", m.group(1)):
@@ -218,12 +221,13 @@ class Support:
     supported: bool
     coverage: float
     missing_numbers: list[str] = field(default_factory=list)
+    missing_names: list[str] = field(default_factory=list)
 
 
 def support(sentence: str, passages: Sequence[str], idf: Idf | None, min_coverage: float) -> Support:
     """Do the cited passages support ``sentence``? Lexical, deterministic: the idf-weighted share of
-    its content words found in them must reach ``min_coverage``, and every number it states must be
-    in them (a fluent sentence with a wrong figure is the error a small model makes)."""
+    its content words found in them must reach ``min_coverage``, and every number and name it states
+    must be in them (a fluent sentence with a wrong figure or model name is the error a small model makes)."""
     words = sorted(set(content_tokens(sentence)))
     have: set[str] = set()
     for p in passages:
@@ -233,7 +237,9 @@ def support(sentence: str, passages: Sequence[str], idf: Idf | None, min_coverag
     coverage = (sum(w for t, w in weights.items() if t in have) / total) if total else 1.0
     in_passages = set().union(*(numbers_in(p) for p in passages)) if passages else set()
     missing = sorted(n for n in numbers_in(sentence) if n not in in_passages)
-    return Support(coverage >= min_coverage and not missing, round(coverage, 3), missing)
+    # Names (acronyms, mixed case: a method, model or dataset) must be in what is cited too.
+    names = sorted(t for t in name_tokens(sentence) if t not in have and not t.isdigit())
+    return Support(coverage >= min_coverage and not missing and not names, round(coverage, 3), missing, names)
 
 
 # -- the whole step ------------------------------------------------------------------------------
@@ -362,6 +368,9 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
             if verdict.missing_numbers:
                 why = (why + "; " if why else "") + "numbers not in the cited abstracts: " + \
                     ", ".join(verdict.missing_numbers)
+            if verdict.missing_names:
+                why = (why + "; " if why else "") + "names not in the cited abstracts: " + \
+                    ", ".join(verdict.missing_names)
             dropped.append({"sentence": body, "sources": valid, "reason": why})
             continue
         end = body[-1] if body[-1] in ".!?" else "."
@@ -431,7 +440,14 @@ def _name_papers(sentence: str, evidence: Sequence[PaperEvidence]) -> tuple[str,
         named.append(n)
         return f'"{evidence[n - 1].source.paper.title}"'
 
-    return _PAPER_REF.sub(repl, sentence), named
+    out = _PAPER_REF.sub(repl, sentence)
+    # Models copy the evidence header: drop a repeated title and the "(date)" that followed it there.
+    for ev in evidence:
+        title, date = ev.source.paper.title, ev.source.paper.date
+        if date:
+            out = out.replace(f" ({date})", "")
+        out = out.replace(f'"{title}" {title}', f'"{title}"')
+    return out, named
 
 
 def _passage(ev: PaperEvidence) -> str:
