@@ -7,10 +7,11 @@ behaviour lives only in the CLI.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import AssistantError
 from .index.ingest import IngestReport, Reporter, SilentReporter, ingest, sample_paths
@@ -18,7 +19,10 @@ from .index.paper_index import PaperIndex
 from .records import REFUSAL, Answer, Paper, Source
 from .settings import Settings
 
-LLM_BACKENDS = ("extractive", "openai")
+if TYPE_CHECKING:
+    from .answering.base import Answerer
+    from .index.embeddings import Embedder
+    from .retrieval import HybridRetriever
 
 
 class Assistant:
@@ -32,57 +36,69 @@ class Assistant:
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
         self.settings = settings.with_(**overrides) if settings else Settings.load(**overrides)
         self.index = PaperIndex(self.settings)
-        self._embedder: Any = None
-        self._retriever: Any = None
+        self._embedder: Embedder | None = None
+        self._retriever: HybridRetriever | None = None
+        self._answerers: dict[str, Answerer] = {}
         self._chat_client: Any = None
+        self._lock = threading.RLock()
         self.auto_sample = True
         """Build the index from the bundled sample on first use when there is none."""
 
     # -- components ----------------------------------------------------------------
+    # Components are created on first use, under a lock so concurrent callers (the
+    # server's worker threads, eval --concurrency) share one of each.
     @property
-    def embedder(self) -> Any:
-        if self._embedder is None:
-            from .index.embeddings import get_embedder
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                from .index.embeddings import get_embedder
 
-            self._embedder = get_embedder(self.settings)
-        return self._embedder
+                self._embedder = get_embedder(self.settings)
+            return self._embedder
 
     @property
-    def retriever(self) -> Any:
-        if self._retriever is None:
-            from .retrieval import HybridRetriever
+    def retriever(self) -> HybridRetriever:
+        with self._lock:
+            if self._retriever is None:
+                from .retrieval import HybridRetriever
 
-            self._retriever = HybridRetriever(self.index, self.embedder)
-        return self._retriever
+                self._retriever = HybridRetriever(self.index, self.embedder)
+            return self._retriever
+
+    def answerer(self, name: str | None = None) -> Answerer:
+        """The answer backend registered under ``name`` (default: settings.llm.backend)."""
+        from .registry import answerers
+
+        name = name or self.settings.llm.backend
+        with self._lock:
+            if name not in self._answerers:
+                self._answerers[name] = answerers.create(name, self.settings)
+            return self._answerers[name]
 
     def chat_client(self) -> Any:
-        if self._chat_client is None:
-            from .llm import ChatClient
+        """The OpenAI-compatible client (LLM judge, question drafting)."""
+        from .llm import ChatClient
 
-            self._chat_client = ChatClient(self.settings)
-        return self._chat_client
+        with self._lock:
+            if self._chat_client is None:
+                self._chat_client = ChatClient(self.settings)
+            return self._chat_client
 
     # -- index ---------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], *, prune: bool = False, rebuild: bool = False,
-               wait: bool = True, progress: bool | Reporter = False,
+               wait: bool = True, progress: Reporter | None = None,
                batch_papers: int = 256, after_batch: Callable[[int], None] | None = None) -> IngestReport:
         """Read, chunk, embed and store papers; incremental and safe to re-run."""
-        reporter = _reporter(progress)
-        try:
-            return ingest(self.index, list(paths), prune=prune, rebuild=rebuild, wait=wait, reporter=reporter,
-                          batch_papers=batch_papers, after_batch=after_batch)
-        finally:
-            close = getattr(reporter, "close", None)
-            if close:
-                close()
+        return ingest(self.index, list(paths), prune=prune, rebuild=rebuild, wait=wait,
+                      reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch)
 
-    def ensure_index(self, progress: bool | Reporter = False) -> None:
+    def ensure_index(self, progress: Reporter | None = None) -> None:
         """First use with no index: build it from the bundled sample so `ask` works right away."""
         if not self.auto_sample or self.settings.server_mode:
             return
         if self.index.exists() and self.index.catalogue.count()[0] > 0:
             return
-        reporter = _reporter(progress)
+        reporter = progress or SilentReporter()
         reporter.message(f"no index in {self.index.dir}; building it from the bundled sample corpus ...")
         self.ingest(sample_paths(), progress=reporter)
 
@@ -112,54 +128,58 @@ class Assistant:
             on_token: Callable[[str], None] | None = None, retrieval_query: str | None = None) -> Answer:
         """Answer ``question`` from the indexed abstracts, every sentence cited.
 
-        ``on_token`` streams the raw model output (openai backend); the returned
-        Answer is the checked one. ``retrieval_query`` lets chat search with a
-        condensed question while answering the user's words.
+        ``on_token`` streams the raw model output (backends that stream); the returned
+        Answer is the checked one. ``retrieval_query`` searches with other words than
+        the question (chat passes the standalone form of a follow-up there).
         """
         question = question.strip()
         if not question:
             raise AssistantError("the question is empty")
-        backend = backend or self.settings.llm
-        if backend not in LLM_BACKENDS:
-            raise AssistantError(f"backend '{backend}': expected one of {', '.join(LLM_BACKENDS)}")
+        answerer = self.answerer(backend)
         t0 = time.perf_counter()
         self.ensure_index()
         result = self.retriever.retrieve(retrieval_query or question, k, since=since, until=until)
         timings = {f"retrieve_{k_}": v for k_, v in result.timings_ms.items()}
         sources = result.sources
         lex = self.index.lexical()
-        t = time.perf_counter()
-        checks: dict[str, Any] = {}
+        from .answering.base import AnswerContext
         from .answering.citations import check_answer
 
-        if backend == "extractive":
-            from .answering.extractive import answer as extract
-
-            ext = extract(question, sources, lex.idf, chunk_sims=result.chunk_sims)
-            raw = ext.text
-            checks["refusal_reason"] = ext.reason
-        else:
-            from .answering.generative import answer_with_llm
-
-            raw, llm_checks = answer_with_llm(self.chat_client(), question, sources, self.settings, lex.idf,
-                                              on_token=on_token, chunk_sims=result.chunk_sims)
-            checks.update(llm_checks)
+        t = time.perf_counter()
+        draft = answerer.answer(question, sources, AnswerContext(idf=lex.idf, chunk_sims=result.chunk_sims,
+                                                                 on_token=on_token))
         timings["answer"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        checked = check_answer(raw, sources, lex.idf)
+        checked = check_answer(draft.text, sources, lex.idf)
         timings["check"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
+        checks: dict[str, Any] = {}
+        if draft.reason is not None:
+            checks["refusal_reason"] = draft.reason
         checks.update(checked.checks)
+        checks.update(draft.checks)
         return Answer(
             question=question, text=checked.text, refused=checked.refused, citations=checked.citations,
-            sources=sources, backend={"llm": self._llm_name(backend), "embedding": self.settings.embedding_model_name},
+            sources=sources, backend={"llm": answerer.label(), "embedding": self.settings.embedding_model_name},
             timings_ms=timings, checks=checks)
-
-    def _llm_name(self, backend: str) -> str:
-        return "extractive" if backend == "extractive" else f"openai:{self.settings.llm_model}"
 
     def chat(self, backend: str | None = None) -> ChatSession:
         return ChatSession(self, backend=backend)
+
+    # -- LlamaIndex ----------------------------------------------------------------
+    def as_retriever(self, k: int | None = None, *, since: str | int | None = None, until: str | int | None = None,
+                     mode: str = "hybrid") -> Any:
+        """A llama-index ``BaseRetriever``: one ``NodeWithScore`` per paper (integrations/llama_index.py)."""
+        from .integrations.llama_index import AssistantRetriever
+
+        return AssistantRetriever(self, k, since=since, until=until, mode=mode)
+
+    def as_query_engine(self, k: int | None = None, *, since: str | int | None = None,
+                        until: str | int | None = None, backend: str | None = None) -> Any:
+        """A llama-index ``BaseQueryEngine`` answering with ``ask``; its citations are the ``source_nodes``."""
+        from .integrations.llama_index import AssistantQueryEngine
+
+        return AssistantQueryEngine(self, k, since=since, until=until, backend=backend)
 
 
 _FOLLOW_UP = re.compile(r"\b(it|its|they|their|them|this|that|these|those|the (method|paper|approach|model|work))\b",
@@ -172,7 +192,8 @@ class ChatSession:
 
     def __init__(self, assistant: Assistant, backend: str | None = None) -> None:
         self.assistant = assistant
-        self.backend = backend or assistant.settings.llm
+        self.backend = backend or assistant.settings.llm.backend
+        assistant.answerer(self.backend)  # an unknown backend fails here, not at the first question
         self.history: list[tuple[str, Answer]] = []
 
     def __enter__(self) -> ChatSession:
@@ -189,13 +210,13 @@ class ChatSession:
         return self.history[-1][1] if self.history else None
 
     def standalone(self, question: str) -> str:
+        """The follow-up as a question that stands alone (backends see no history)."""
         if not self.history:
             return question
-        if self.backend == "openai":
-            from .answering.generative import condense
-
-            pairs = [(q, a.text) for q, a in self.history]
-            return condense(self.assistant.chat_client(), pairs, question)
+        pairs = [(q, a.text) for q, a in self.history]
+        condensed = self.assistant.answerer(self.backend).condense(pairs, question)
+        if condensed:
+            return condensed
         prev_q, prev = self.history[-1]
         words = question.split()
         if _FOLLOW_UP.search(question) or len(words) < 6:
@@ -204,21 +225,15 @@ class ChatSession:
         return question
 
     def ask(self, question: str, *, on_token: Callable[[str], None] | None = None, **kwargs: Any) -> Answer:
+        """Retrieve and answer with the standalone form (the backend sees no history);
+        the Answer keeps the user's words, and ``checks.standalone_question`` the form used."""
         query = self.standalone(question)
-        ans = self.assistant.ask(question if query == question else query, backend=self.backend,
-                                 on_token=on_token, retrieval_query=query, **kwargs)
+        ans = self.assistant.ask(query, backend=self.backend, on_token=on_token, **kwargs)
+        if query != question:
+            ans.checks["standalone_question"] = query
+            ans.question = question.strip()
         self.history.append((question, ans))
         return ans
 
 
-def _reporter(progress: bool | Reporter) -> Reporter:
-    if progress is True:
-        from .cli.progress import RichReporter
-
-        return RichReporter()
-    if progress is False or progress is None:
-        return SilentReporter()
-    return progress
-
-
-__all__ = ["REFUSAL", "Assistant", "ChatSession"]
+__all__ = ["REFUSAL", "Assistant", "ChatSession", "Reporter", "SilentReporter", "IngestReport"]

@@ -38,18 +38,18 @@ class _StreamBroken(Exception):
 
 
 class ChatClient:
-    """Chat completions against ``settings.openai_base_url`` (or api.openai.com)."""
+    """Chat completions against ``settings.llm.base_url`` (or api.openai.com)."""
 
     def __init__(self, settings: Settings, *, backoff: float = 0.5) -> None:
         self.settings = settings
         self.backoff = backoff
-        base = settings.openai_base_url.strip().rstrip("/")
-        if not base and not settings.openai_api_key:
+        base = settings.llm.base_url.strip().rstrip("/")
+        if not base and not settings.llm.api_key.get_secret_value():
             raise BackendError("the openai backend needs OPENAI_API_KEY (or set OPENAI_BASE_URL to a local server)")
         # Always explicit: the openai package would otherwise read OPENAI_BASE_URL /
         # OPENAI_API_KEY itself, bypassing Settings (the one place that reads the env).
         self.base_url = base or OPENAI_DEFAULT_URL
-        self._api_key = settings.openai_api_key or DUMMY_KEY
+        self._api_key = settings.llm.api_key.get_secret_value() or DUMMY_KEY
         self._client: Any = None
         self.last_finish_reason: str | None = None
         """finish_reason of the last completion ("stop", "length", ...): "length" means truncated."""
@@ -58,7 +58,7 @@ class ChatClient:
 
     @property
     def model_name(self) -> str:
-        return self.settings.llm_model
+        return self.settings.llm.model
 
     def _openai(self) -> Any:
         if self._client is None:
@@ -66,7 +66,7 @@ class ChatClient:
             import openai
 
             self._client = openai.OpenAI(base_url=self.base_url, api_key=self._api_key,
-                                         timeout=httpx.Timeout(self.settings.request_timeout), max_retries=0)
+                                         timeout=httpx.Timeout(self.settings.llm.request_timeout), max_retries=0)
         return self._client
 
     def close(self) -> None:
@@ -89,7 +89,7 @@ class ChatClient:
         ``response_format`` is sent as given (e.g. a json_schema); it overrides ``json_mode``.
         """
         params: dict[str, Any] = {"model": self.model_name, "messages": messages,
-                                  "temperature": self.settings.temperature}
+                                  "temperature": self.settings.llm.temperature}
         if max_tokens is not None:
             params["max_tokens"] = max_tokens
         if json_mode:
@@ -138,7 +138,7 @@ class ChatClient:
                         raise  # nothing shown yet: safe to retry
                     # Text already reached on_token: repeating would show it twice.
                     if isinstance(exc, httpx.TimeoutException):
-                        raise _StreamBroken(chars, f"no data for {self.settings.request_timeout:g}s") from exc
+                        raise _StreamBroken(chars, f"no data for {self.settings.llm.request_timeout:g}s") from exc
                     raise _StreamBroken(chars, _reason(exc)) from exc
                 self.last_usage = _usage(chunk) or self.last_usage
                 for choice in getattr(chunk, "choices", None) or []:
@@ -159,7 +159,7 @@ class ChatClient:
 
     # -- retries and error messages -----------------------------------------------------------
     def _with_retries(self, what: str, call: Callable[[], T]) -> T:
-        attempts = max(0, self.settings.max_retries) + 1
+        attempts = max(0, self.settings.llm.max_retries) + 1
         for attempt in range(1, attempts + 1):
             try:
                 return call()
@@ -191,7 +191,7 @@ class ChatClient:
         url = self.base_url
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
-            return f"the server at {url} timed out after {self.settings.request_timeout:g}s"
+            return f"the server at {url} timed out after {self.settings.llm.request_timeout:g}s"
         if isinstance(exc, openai.APIConnectionError):
             hint = "check OPENAI_BASE_URL" if url != OPENAI_DEFAULT_URL else \
                 "check your network, or set OPENAI_BASE_URL to a local server"
@@ -220,7 +220,7 @@ class ChatClient:
         return f"the stream from {url} broke before any text arrived: {_reason(exc)}"
 
     def _scrub(self, message: str) -> str:
-        key = self.settings.openai_api_key
+        key = self.settings.llm.api_key.get_secret_value()
         if key:
             message = message.replace(key, "***")
         return message

@@ -1,4 +1,5 @@
-"""Hybrid retrieval: dense (Chroma) + BM25, fused by reciprocal rank, grouped per paper.
+"""Hybrid retrieval: dense (Chroma) + BM25, fused per paper (z-scored scores by default,
+reciprocal rank with ``fusion = "rrf"``).
 
 Fusion is at the paper level: dense chunk hits are grouped to their paper (best
 chunk wins), BM25 scores whole papers, and each paper appears once in the
@@ -99,11 +100,11 @@ class HybridRetriever:
         if mode not in MODES:
             raise AssistantError(f"retrieval mode '{mode}': expected one of {', '.join(MODES)}")
         s = self.settings
-        k = k or s.top_k
+        k = k or s.retrieval.top_k
         lo = parse_date_bound(since, upper=False)
         hi = parse_date_bound(until, upper=True)
         timings: dict[str, float] = {}
-        n_cand = max(s.candidates, k)
+        n_cand = max(s.retrieval.candidates, k)
 
         dense_rank: dict[str, int] = {}
         dense_best: dict[str, float] = {}
@@ -134,10 +135,11 @@ class HybridRetriever:
             timings["bm25"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        if s.fusion == "rrf":
-            fused = rrf_fuse([(dense_rank, s.dense_weight), (lex_rank, s.bm25_weight)], s.rrf_k)
+        r = s.retrieval
+        if r.fusion == "rrf":
+            fused = rrf_fuse([(dense_rank, r.dense_weight), (lex_rank, r.bm25_weight)], r.rrf_k)
         else:
-            fused = zscore_fuse([(dense_best, s.dense_weight), (lex_score, s.bm25_weight)])
+            fused = zscore_fuse([(dense_best, r.dense_weight), (lex_score, r.bm25_weight)])
         ranked = sorted(fused, key=lambda p: (-fused[p], p))
         # Vectors of a paper the catalogue does not know (a killed ingest) are ignored.
         papers = self.index.catalogue.get_many(ranked[: k * 2])

@@ -1,18 +1,30 @@
-"""Typed settings from env vars and an optional TOML file.
+"""Typed settings: one pydantic-settings object with nested sections.
 
 This is the only module that reads ``os.environ`` for configuration, so every
-knob is discoverable in one place (``assistant config show`` prints them).
-Precedence: explicit keyword arguments > environment > TOML file > defaults.
+knob is discoverable in one place (``assistant config show`` prints them all).
+Precedence: keyword overrides > environment > TOML file > defaults.
+
+Each nested field can be set three ways, all mapped here so messages can name
+the variable the user actually wrote:
+
+- TOML: ``[retrieval]`` / ``top_k = 8`` (the short names of ``FLAT`` also work at
+  top level or under ``[assistant]``, as they did before sections existed);
+- environment: ``ASSISTANT_RETRIEVAL__TOP_K=8`` or the documented short name
+  ``ASSISTANT_TOP_K=8`` (and ``OPENAI_BASE_URL``, ``CHROMA_HOST`` ...);
+- Python: ``Settings.load(top_k=8)`` or ``Settings.load(retrieval={"top_k": 8})``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import AssistantError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,20 +32,10 @@ else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
 ENV_PREFIX = "ASSISTANT_"
-#: Well-known variables accepted besides the ``ASSISTANT_`` ones.
-ENV_ALIASES = {
-    "openai_base_url": "OPENAI_BASE_URL",
-    "openai_api_key": "OPENAI_API_KEY",
-    "chroma_host": "CHROMA_HOST",
-    "chroma_port": "CHROMA_PORT",
-}
-SECRET_FIELDS = {"openai_api_key"}
-EMBEDDING_BACKENDS = ("local", "openai")
-LLM_BACKENDS = ("extractive", "openai")
 
 
-class SettingsError(ValueError):
-    """A setting has a value we cannot use; the message names the variable."""
+class SettingsError(AssistantError):
+    """A setting has a value we cannot use; the message names the variable, key or option."""
 
 
 def _default_home() -> Path:
@@ -46,95 +48,243 @@ def _default_config() -> Path:
     return Path(base) / "paper-assistant" / "config.toml"
 
 
-@dataclass
-class Settings:
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class IndexSettings(_Section):
+    """How papers are read, chunked, embedded and stored."""
+
+    embedding: str = "local"
+    """Embedding backend by registered name: local (ONNX, offline) or openai (any compatible server)."""
+    embedding_model: str = ""
+    """Model name; empty means the backend's default."""
+    embed_batch_size: int = Field(1, ge=1, le=4096)
+    """Texts per ONNX call; 1 measured fastest for the int8 model on 2 cores (benchmarks/)."""
+    threads: int = Field(0, ge=0, le=1024)
+    """CPU threads for the local model; 0 = all cores."""
+    chunk_size: int = Field(200, ge=32, le=8192)
+    """Tokens per chunk (tiktoken cl100k_base); 200 + title fits the 256-token encoder window."""
+    chunk_overlap: int = Field(30, ge=0)
+    """Tokens shared by neighbouring chunks; smaller than chunk_size."""
+    max_abstract_chars: int = Field(20000, ge=200)
+    """Longer abstracts are truncated with a warning."""
+    hf_page_year: int = Field(0, ge=0, le=9999)
+    """Year for HF Papers dates written without one; 0 = infer from the page."""
+    chroma_host: str = ""
+    """Chroma server host; empty = embedded persistent Chroma under home."""
+    chroma_port: int = Field(8000, ge=1, le=65535)
+    chroma_timeout: float = Field(30.0, gt=0)
+    """Seconds before a Chroma server request fails (never hang on a stopped server)."""
+    collection: str = Field("papers", min_length=1, max_length=63)
+    """Chroma collection name."""
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IndexSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+
+class RetrievalSettings(_Section):
+    """Hybrid retrieval: dense (Chroma) + BM25, fused per paper."""
+
+    top_k: int = Field(10, ge=1, le=1000)
+    """Papers retrieved per question."""
+    fusion: Literal["zscore", "rrf"] = "zscore"
+    """How dense and BM25 rankings merge: zscore (weighted z-scored scores, default) or rrf."""
+    rrf_k: int = Field(60, ge=1)
+    """Reciprocal-rank-fusion constant (fusion = rrf)."""
+    dense_weight: float = Field(0.5, ge=0)
+    bm25_weight: float = Field(0.5, ge=0)
+    candidates: int = Field(50, ge=1, le=10000)
+    """Chunks fetched from each retriever before fusion."""
+
+
+class LLMSettings(_Section):
+    """The answer backend, and the OpenAI-compatible server when one is used."""
+
+    backend: str = "extractive"
+    """Answer backend by registered name: extractive (offline, default) or openai."""
+    model: str = "gpt-4o-mini"
+    """Model name sent to the OpenAI-compatible server."""
+    base_url: str = ""
+    """OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1; empty = api.openai.com."""
+    api_key: SecretStr = SecretStr("")
+    request_timeout: float = Field(60.0, gt=0)
+    """Seconds a whole request may take, streaming included."""
+    max_retries: int = Field(3, ge=0, le=20)
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_answer_tokens: int = Field(400, ge=16)
+    """Upper bound on a generated answer (a few cited sentences need far fewer)."""
+    prompt_char_budget: int = Field(16000, ge=500)
+    """Characters of abstracts put in the LLM prompt (shared by the sources); lower it for small contexts."""
+
+    # -- evidence-first prompts, structured output, checked sentences (issue 15) --
+    structured: Literal["auto", "json_schema", "off"] = "auto"
+    """auto: ask for the JSON answer schema (response_format) and fall back to plain [n] text when the
+    server rejects it; json_schema: always ask for it; off: plain text only."""
+    evidence_papers: int = Field(5, ge=1)
+    """Retrieved papers whose evidence sentences go into the prompt."""
+    evidence_sentences: int = Field(2, ge=1)
+    """Best abstract sentences per paper in the prompt (instead of whole abstracts)."""
+    evidence_chars: int = Field(1600, ge=300)
+    """Characters of evidence sentences in the prompt, shared equally by the papers."""
+    min_support: float = Field(0.5, ge=0, le=1)
+    """A generated sentence is shown only if its cited abstracts cover this share (idf-weighted) of its
+    content words and contain every number and name it states; otherwise it is dropped and listed in checks."""
+    refusal_fallback: Literal["extractive", "refuse"] = "extractive"
+    """When the model refuses (or keeps no supported sentence) but the evidence check finds an answer:
+    extractive = show the extractive answer; refuse = keep the refusal. Either way checks say so."""
+    require_evidence: bool = True
+    """When the model answers but the evidence check (the extractive answerer's decision) finds no
+    answer: refuse (true) or show the model's checked sentences (false)."""
+
+
+class ExtractiveSettings(_Section):
+    """The offline answerer's weights and refusal thresholds (set on evals/questions/dev.jsonl)."""
+
+    max_papers: int = Field(5, ge=1)
+    """Papers whose sentences are considered."""
+    max_sentences: int = Field(3, ge=1)
+    multi_max_sentences: int = Field(4, ge=1)
+    w_coverage: float = 0.45
+    w_focus: float = 0.20
+    w_dense: float = 0.20
+    w_rank: float = 0.15
+    min_coverage: float = 0.20
+    """Refuse when the best sentence covers less of the question's (idf-weighted) content than this."""
+    min_focus_coverage: float = 0.15
+    """Share of the question's words outside the top paper's title that the answer must cover."""
+    min_dense: float = 0.30
+    """Refuse when the best paper's cosine similarity is below this (off-topic questions)."""
+    min_quantity_focus: float = 0.5
+    """For "how many / what accuracy" questions: a sentence with a number must cover this much of the focus."""
+    min_anchor_idf: float = 3.0
+    """Question names at least this rare (BM25 idf; ~12 of 250 papers) must appear in a cited paper."""
+    anchors_all: bool = True
+    """Outside comparisons, every rare name must be in a cited paper (else only one of them)."""
+    min_named_coverage: float = 0.10
+    """A comparison's further named paper needs a sentence covering at least this much of the question."""
+    second_sentence_ratio: float = 0.80
+    """A further sentence is added only if it scores at least this share of the best one."""
+    multi_min_ratio: float = 0.70
+    """Further papers in a multi-paper answer must score at least this share of the best sentence."""
+
+
+class JudgeSettings(_Section):
+    """The offline judge (calibrated on evals/calibration/support_labels.jsonl)."""
+
+    threshold_lexical: float = Field(0.419, ge=0, le=1)
+    """Support score a sentence needs with the lexical-only judge."""
+    threshold_semantic: float = Field(0.6453, ge=0, le=1)
+    """Support score a sentence needs when MiniLM cosine is averaged in."""
+    cosine_weight: float = Field(0.5, ge=0, le=1)
+    """Share of the support score that is MiniLM cosine (the rest is idf coverage)."""
+
+
+class ServeSettings(_Section):
+    """`assistant serve`: the HTTP API and web chat."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    token_file: Path | None = None
+    """File holding the bearer token; required when host is not loopback."""
+    max_concurrent: int = Field(4, ge=1, le=256)
+    """Answers computed at once; further requests wait briefly, then get 503 with Retry-After."""
+    max_body_bytes: int = Field(5_000_000, ge=1024)
+
+
+#: Documented short names -> (section, field). One table serves env vars, TOML keys
+#: at top level, keyword overrides and error messages.
+FLAT: dict[str, tuple[str, str]] = {
+    **{name: ("index", name) for name in IndexSettings.model_fields},
+    **{name: ("retrieval", name) for name in RetrievalSettings.model_fields},
+    "llm": ("llm", "backend"),
+    "llm_model": ("llm", "model"),
+    "openai_base_url": ("llm", "base_url"),
+    "openai_api_key": ("llm", "api_key"),
+    **{name: ("llm", name) for name in ("request_timeout", "max_retries", "temperature", "max_answer_tokens",
+                                        "prompt_char_budget")},
+    **{f"llm_{name}": ("llm", name) for name in ("structured", "evidence_papers", "evidence_sentences",
+                                                 "evidence_chars", "min_support", "refusal_fallback",
+                                                 "require_evidence")},
+}
+#: Well-known variables accepted besides the ``ASSISTANT_`` ones.
+ENV_ALIASES = {
+    "openai_base_url": "OPENAI_BASE_URL",
+    "openai_api_key": "OPENAI_API_KEY",
+    "chroma_host": "CHROMA_HOST",
+    "chroma_port": "CHROMA_PORT",
+}
+SECTIONS = ("index", "retrieval", "llm", "extractive", "judge", "serve")
+TOP_LEVEL = ("home", "config_file", "cache_dir")
+
+
+class Settings(BaseSettings):
     """Everything configurable. Field docs double as ``config show`` help."""
 
-    home: Path = field(default_factory=_default_home)
+    model_config = SettingsConfigDict(extra="forbid", validate_assignment=True)
+
+    home: Path = Field(default_factory=_default_home)
     """Where the index, caches and lock live."""
     config_file: Path | None = None
     """TOML file read for defaults (ASSISTANT_CONFIG)."""
     cache_dir: Path | None = None
     """Embedding cache; empty = <home>/cache. Share it between homes to embed a text only once."""
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    extractive: ExtractiveSettings = Field(default_factory=ExtractiveSettings)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
-    embedding: str = "local"
-    """Embedding backend: local (ONNX, offline) or openai (any compatible server)."""
-    embedding_model: str = ""
-    """Model name; empty means the backend's default."""
-    embed_batch_size: int = 1
-    """Texts per ONNX call; 1 measured fastest for the int8 model on 2 cores (benchmarks/)."""
-    threads: int = 0
-    """CPU threads for the local model; 0 = all cores."""
+    @model_validator(mode="before")
+    @classmethod
+    def _short_names(cls, data: Any) -> Any:
+        """``Settings(top_k=5, llm="openai")``: the documented short names work here too."""
+        if not isinstance(data, dict):
+            return data
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in FLAT and not (key in SECTIONS and isinstance(value, (dict, BaseModel))):
+                section, name = FLAT[key]
+                sec = out.setdefault(section, {})
+                if isinstance(sec, BaseModel):
+                    sec = out[section] = sec.model_dump()
+                sec[name] = value
+            elif key in SECTIONS and isinstance(out.get(key), dict) and isinstance(value, dict):
+                out[key] = {**value, **out[key]}
+            else:
+                out[key] = value
+        return out
 
-    llm: str = "extractive"
-    """Answer backend: extractive (offline, default) or openai."""
-    llm_model: str = "gpt-4o-mini"
-    openai_base_url: str = ""
-    openai_api_key: str = ""
-    request_timeout: float = 60.0
-    max_retries: int = 3
-    temperature: float = 0.0
-    max_answer_tokens: int = 400
-    """Upper bound on a generated answer (a few cited sentences need far fewer)."""
-    prompt_char_budget: int = 16000
-    """Characters of abstracts put in the LLM prompt (shared by the sources); lower it for small contexts."""
+    @field_validator("home", "config_file", "cache_dir", mode="before")
+    @classmethod
+    def _expand(cls, value: Any) -> Any:
+        if value in (None, ""):
+            return None
+        return Path(str(value)).expanduser()
 
-    # -- LLM answers: evidence-first prompts, structured output, checked sentences (issue 15) --
-    llm_structured: str = "auto"
-    """auto: ask for the JSON answer schema (response_format) and fall back to plain [n] text when the
-    server rejects it; json_schema: always ask for it; off: plain text only."""
-    llm_max_papers: int = 5
-    """Retrieved papers whose evidence sentences go into the prompt."""
-    llm_evidence_sentences: int = 2
-    """Best abstract sentences per paper in the prompt (instead of whole abstracts)."""
-    llm_evidence_chars: int = 1600
-    """Characters of evidence sentences in the prompt, shared equally by the papers."""
-    llm_min_support: float = 0.5
-    """A generated sentence is shown only if its cited abstracts cover this share (idf-weighted) of its
-    content words and contain every number it states; otherwise it is dropped and listed in checks."""
-    llm_refusal_fallback: str = "extractive"
-    """When the model refuses (or keeps no supported sentence) but the evidence check finds an answer:
-    extractive = show the extractive answer; refuse = keep the refusal. Either way checks say so."""
-    llm_require_evidence: bool = True
-    """When the model answers but the evidence check (the extractive answerer's decision) finds no
-    answer: refuse (true) or show the model's checked sentences (false)."""
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   **_sources: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `load` merges env and TOML itself (it must know where each value came from to
+        # name it in errors), so only the values it passes in count.
+        return (init_settings,)
 
-    chroma_host: str = ""
-    """Chroma server host; empty = embedded persistent Chroma under home."""
-    chroma_port: int = 8000
-    chroma_timeout: float = 30.0
-    """Seconds before a Chroma server request fails (never hang on a stopped server)."""
-    collection: str = "papers"
-
-    chunk_size: int = 200
-    """Tokens per chunk (tiktoken cl100k_base); 200 + title fits the 256-token encoder window."""
-    chunk_overlap: int = 30
-
-    top_k: int = 10
-    """Papers retrieved per question."""
-    fusion: str = "zscore"
-    """How dense and BM25 rankings merge: zscore (weighted z-scored scores) or rrf."""
-    rrf_k: int = 60
-    """Reciprocal-rank-fusion constant (fusion = rrf)."""
-    dense_weight: float = 0.5
-    bm25_weight: float = 0.5
-    candidates: int = 50
-    """Chunks fetched from each retriever before fusion."""
-
-    max_abstract_chars: int = 20000
-    """Longer abstracts are truncated with a warning."""
-    hf_page_year: int = 0
-    """Year for HF Papers dates written without one; 0 = infer from the page."""
-
+    # -- derived -------------------------------------------------------------------
     @property
     def embedding_model_name(self) -> str:
-        if self.embedding_model:
-            return self.embedding_model
-        return "all-MiniLM-L6-v2-int8" if self.embedding == "local" else "text-embedding-3-small"
+        if self.index.embedding_model:
+            return self.index.embedding_model
+        from .registry import embedders
+
+        return embedders.default_model(self.index.embedding)
 
     @property
     def server_mode(self) -> bool:
-        return bool(self.chroma_host)
+        return bool(self.index.chroma_host)
 
     @property
     def index_dir(self) -> Path:
@@ -144,101 +294,193 @@ class Settings:
     def embedding_cache(self) -> Path:
         return (self.cache_dir or self.home / "cache") / "embeddings.sqlite"
 
+    # -- loading -------------------------------------------------------------------
     @classmethod
     def load(cls, config_file: str | Path | None = None, env: dict[str, str] | None = None,
              **overrides: Any) -> Settings:
         """Build settings from a TOML file, the environment and keyword overrides."""
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {}
+        origin: dict[tuple[str, ...], str] = {}
         cfg = config_file if config_file is not None else env.get(ENV_PREFIX + "CONFIG")
         # ASSISTANT_CONFIG="" means "no config file at all" (tests, CI); unset means the default path.
         cfg_path = None if cfg == "" else (Path(cfg).expanduser() if cfg else _default_config())
-        if cfg_path is not None and cfg_path.is_file():
-            try:
-                data = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise SettingsError(f"{cfg_path}: cannot read config file: {exc}") from exc
-            data = data.get("assistant", data)
-            for key, raw in data.items():
-                if key not in _FIELD_TYPES:
-                    raise SettingsError(f"{cfg_path}: unknown setting '{key}'")
-                values[key] = _coerce(key, raw, f"{cfg_path}: {key}")
+        if cfg_path is not None and (cfg or cfg_path.exists()):
+            for path, raw, where in _read_toml(cfg_path):
+                _put(values, origin, path, raw, where)
             values["config_file"] = cfg_path
-        elif cfg:
-            raise SettingsError(f"{cfg_path}: config file not found (ASSISTANT_CONFIG)")
-        for name in _FIELD_TYPES:
-            if name == "config_file":
-                continue
-            for var in (ENV_PREFIX + name.upper(), ENV_ALIASES.get(name)):
-                if var and env.get(var, "") != "":
-                    values[name] = _coerce(name, env[var], var)
-                    break
+        for path, raw, where in _read_env(env):
+            _put(values, origin, path, raw, where)
         for key, raw in overrides.items():
             if raw is None:
                 continue
-            if key not in _FIELD_TYPES:
-                raise SettingsError(f"unknown setting '{key}'")
-            values[key] = _coerce(key, raw, key)
-        settings = cls(**values)
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        if self.embedding not in EMBEDDING_BACKENDS:
-            raise SettingsError(f"ASSISTANT_EMBEDDING: '{self.embedding}' is not one of {EMBEDDING_BACKENDS}")
-        if self.llm not in LLM_BACKENDS:
-            raise SettingsError(f"ASSISTANT_LLM: '{self.llm}' is not one of {LLM_BACKENDS}")
-        if self.chunk_size < 32:
-            raise SettingsError("ASSISTANT_CHUNK_SIZE: must be at least 32 tokens")
-        if not 0 <= self.chunk_overlap < self.chunk_size:
-            raise SettingsError("ASSISTANT_CHUNK_OVERLAP: must be >= 0 and smaller than the chunk size")
-        if self.fusion not in ("zscore", "rrf"):
-            raise SettingsError(f"ASSISTANT_FUSION: '{self.fusion}' is not one of ('zscore', 'rrf')")
-        if self.top_k < 1:
-            raise SettingsError("ASSISTANT_TOP_K: must be at least 1")
-        if self.llm_structured not in ("auto", "json_schema", "off"):
-            raise SettingsError(f"ASSISTANT_LLM_STRUCTURED: '{self.llm_structured}' is not one of "
-                                "('auto', 'json_schema', 'off')")
-        if self.llm_refusal_fallback not in ("extractive", "refuse"):
-            raise SettingsError(f"ASSISTANT_LLM_REFUSAL_FALLBACK: '{self.llm_refusal_fallback}' is not one of "
-                                "('extractive', 'refuse')")
-        if self.llm_max_papers < 1 or self.llm_evidence_sentences < 1:
-            raise SettingsError("ASSISTANT_LLM_MAX_PAPERS and ASSISTANT_LLM_EVIDENCE_SENTENCES: must be at least 1")
+            if isinstance(raw, dict) and key in SECTIONS:
+                for sub, v in raw.items():
+                    _put(values, origin, (key, sub), v, f"{key}.{sub}")
+            else:
+                _put(values, origin, _resolve(key, key), raw, key)
+        return _build(values, origin)
 
     def with_(self, **changes: Any) -> Settings:
-        """A copy with some fields changed (validated)."""
-        new = dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-        new.validate()
-        return new
+        """A copy with some fields changed (short names or ``section={...}``), validated."""
+        values = self.model_dump()
+        values["llm"]["api_key"] = self.llm.api_key.get_secret_value()
+        origin: dict[tuple[str, ...], str] = {}
+        for key, raw in changes.items():
+            if raw is None:
+                continue
+            if isinstance(raw, dict) and key in SECTIONS:
+                for sub, v in raw.items():
+                    _put(values, origin, (key, sub), v, f"{key}.{sub}")
+            else:
+                _put(values, origin, _resolve(key, key), raw, key)
+        return _build(values, origin)
 
     def public_dict(self) -> dict[str, Any]:
         """Effective settings with secrets masked, for display and eval reports."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in SECRET_FIELDS:
-                value = "***" if value else ""
-            out[f.name] = str(value) if isinstance(value, Path) else value
-        out["embedding_model"] = self.embedding_model_name
+        out = self.model_dump(mode="json")
+        out["llm"]["api_key"] = "***" if self.llm.api_key.get_secret_value() else ""
+        out["index"]["embedding_model"] = self.embedding_model_name
         return out
 
+    def describe(self) -> list[tuple[str, Any, str]]:
+        """(dotted name, value, help) for every knob, secrets masked: what `config show` prints."""
+        rows: list[tuple[str, Any, str]] = []
+        shown = self.public_dict()
+        docs = _field_docs(type(self))
+        for name in TOP_LEVEL:
+            rows.append((name, shown[name], docs.get(name, "")))
+        for section in SECTIONS:
+            sec_cls = type(getattr(self, section))
+            sec_docs = _field_docs(sec_cls)
+            for name in sec_cls.model_fields:
+                rows.append((f"{section}.{name}", shown[section][name], sec_docs.get(name, "")))
+        return rows
 
-_FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in fields(Settings)}
+
+def env_var_for(section: str, name: str) -> str:
+    """The documented variable for a nested field: its short name when it has one."""
+    for short, target in FLAT.items():
+        if target == (section, name):
+            return ENV_ALIASES.get(short) or ENV_PREFIX + short.upper()
+    return f"{ENV_PREFIX}{section.upper()}__{name.upper()}"
 
 
-def _coerce(name: str, raw: Any, where: str) -> Any:
-    kind = _FIELD_TYPES[name]
+# -- internals ---------------------------------------------------------------------
+
+def _resolve(key: str, where: str) -> tuple[str, ...]:
+    if key in TOP_LEVEL:
+        return (key,)
+    if key in FLAT:
+        return FLAT[key]
+    if "." in key:
+        section, _, name = key.partition(".")
+        if section in SECTIONS:
+            return (section, name)
+    raise SettingsError(f"{where}: unknown setting '{key}'")
+
+
+def _put(values: dict[str, Any], origin: dict[tuple[str, ...], str], path: tuple[str, ...], raw: Any,
+         where: str) -> None:
+    if len(path) == 1:
+        values[path[0]] = raw
+    else:
+        values.setdefault(path[0], {})[path[1]] = raw
+    origin[path] = where
+
+
+def _read_toml(path: Path) -> list[tuple[tuple[str, ...], Any, str]]:
+    if not path.exists():
+        raise SettingsError(f"{path}: config file not found (ASSISTANT_CONFIG)")
     try:
-        if kind.startswith("Path"):
-            return Path(str(raw)).expanduser()
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
-        return str(raw)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{where}: expected {kind}, got {raw!r}") from None
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{path}: config file is not UTF-8 (byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    data = data.get("assistant", data) if isinstance(data.get("assistant"), dict) else data
+    out: list[tuple[tuple[str, ...], Any, str]] = []
+    for key, raw in data.items():
+        if key in SECTIONS:
+            if not isinstance(raw, dict):
+                raise SettingsError(f"{path}: [{key}] must be a table")
+            for sub, v in raw.items():
+                out.append(((key, sub), v, f"{path}: [{key}] {sub}"))
+        else:
+            out.append((_resolve(key, f"{path}"), raw, f"{path}: {key}"))
+    return out
+
+
+def _read_env(env: dict[str, str]) -> list[tuple[tuple[str, ...], Any, str]]:
+    out: list[tuple[tuple[str, ...], Any, str]] = []
+    for name in ("home", "cache_dir"):
+        var = ENV_PREFIX + name.upper()
+        if env.get(var, "") != "":
+            out.append(((name,), env[var], var))
+    # Short names first, nested ASSISTANT_SECTION__FIELD after, so the explicit form wins.
+    for short, target in FLAT.items():
+        for var in (ENV_PREFIX + short.upper(), ENV_ALIASES.get(short)):
+            if var and env.get(var, "") != "":
+                out.append((target, env[var], var))
+                break
+    for var, raw in sorted(env.items()):
+        if not var.startswith(ENV_PREFIX) or "__" not in var or raw == "":
+            continue
+        section, _, name = var[len(ENV_PREFIX):].lower().partition("__")
+        if section not in SECTIONS:
+            raise SettingsError(f"{var}: unknown settings section '{section}' (one of {', '.join(SECTIONS)})")
+        out.append(((section, name), raw, var))
+    return out
+
+
+def _build(values: dict[str, Any], origin: dict[tuple[str, ...], str]) -> Settings:
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(str(p) for p in err["loc"])
+        where = origin.get(loc[:2]) or origin.get(loc[:1]) or ".".join(loc)
+        if err["type"] == "extra_forbidden":
+            raise SettingsError(f"{where}: unknown setting '{'.'.join(loc)}'") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        msg = msg[:1].lower() + msg[1:]
+        given = err.get("input")
+        shown = "" if isinstance(given, dict) or given is None else f", got {given!r}"
+        if len(loc) < 2 or loc[:2] not in origin:
+            # A cross-field rule (e.g. overlap < size): name the variables involved.
+            section = loc[0] if loc else ""
+            names = [v for k, v in origin.items() if k[0] == section]
+            where = " / ".join(names) or (section or "settings")
+        raise SettingsError(f"{where}: {msg}{shown}") from None
+    from .registry import answerers, embedders
+
+    for (section, name), registry in ((("llm", "backend"), answerers), (("index", "embedding"), embedders)):
+        value = getattr(getattr(settings, section), name)
+        if value not in registry.names():
+            where = origin.get((section, name)) or env_var_for(section, name)
+            raise SettingsError(f"{where}: '{value}' is not a known {registry.kind} "
+                                f"(one of {', '.join(registry.names())})")
+    return settings
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings (the string literal after a field) as help text."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for prev, node in zip(body, body[1:], strict=False):
+        if (isinstance(prev, ast.AnnAssign) and isinstance(prev.target, ast.Name) and isinstance(node, ast.Expr)
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            docs[prev.target.id] = " ".join(node.value.value.split())
+    return docs

@@ -1,14 +1,19 @@
-"""Text primitives shared by BM25, the extractive answerer, citation checks and judges.
+"""The one text layer: tokens, sentence spans, citation markers, refusal, idf.
 
-One tokenizer for indexing and querying (so stems always match), and a sentence
-splitter that returns character offsets, so a citation can quote an exact
-substring of the abstract.
+BM25, the extractive answerer, the citation checker, chunking and the judges all
+use these, so the checker and the judge can never disagree about what a sentence,
+a marker or a refusal is. One tokenizer for indexing and querying (so stems always
+match), and a sentence splitter that returns character offsets, so a citation can
+quote an exact substring of the abstract.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from functools import cache
+
+from .records import REFUSAL
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-.][a-z0-9]+)*")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
@@ -122,3 +127,50 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
 
 def sentences(text: str) -> list[str]:
     return [text[a:b] for a, b in split_sentences(text)]
+
+
+# -- citation markers --------------------------------------------------------------
+#: A marker group as answers write it: [1], [2, 3], [1; 4].
+MARKER_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
+# "... results. [2] Next" -> "... results [2]. Next": markers belong to the sentence before them.
+_TRAILING_MARKERS = re.compile(r"([.!?])((?:\s*\[\s*\d+\s*(?:[,;]\s*\d+\s*)*\])+)")
+
+
+def marker_numbers(text: str) -> list[int]:
+    """Every [n] in ``text``, groups ("[1, 3]") expanded, in order of appearance."""
+    out: list[int] = []
+    for m in MARKER_GROUP.finditer(text):
+        out.extend(int(x) for x in re.split(r"[,;]", m.group(1)))
+    return out
+
+
+def strip_markers(text: str) -> str:
+    """``text`` without its markers, spacing before punctuation repaired."""
+    bare = MARKER_GROUP.sub("", text)
+    bare = re.sub(r"\s+([.,;:!?])", r"\1", bare)
+    return re.sub(r"\s+", " ", bare).strip()
+
+
+def answer_sentence_spans(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """An answer with trailing markers moved inside their sentence, and its sentence spans;
+    a markers-only fragment ("... results. [2]") joins the sentence before it."""
+    text = _TRAILING_MARKERS.sub(lambda m: " " + " ".join(m.group(2).split()) + m.group(1), text.strip())
+    spans: list[tuple[int, int]] = []
+    for a, b in split_sentences(text):
+        if spans and MARKER_GROUP.fullmatch(text[a:b].strip().rstrip(".").strip()):
+            spans[-1] = (spans[-1][0], b)
+        else:
+            spans.append((a, b))
+    return text, spans
+
+
+def is_refusal(text: str) -> bool:
+    """The refusal sentence, with or without markers, quotes or a stray character after it."""
+    core = MARKER_GROUP.sub("", text).strip().strip('"').strip()
+    return core == REFUSAL or (core.startswith(REFUSAL) and len(core) <= len(REFUSAL) + 2)
+
+
+# -- term weights -------------------------------------------------------------------
+def bm25_idf(n_docs: int, df: int) -> float:
+    """BM25's idf in its always-positive form (Lucene's): rare words weigh more."""
+    return math.log(1 + (n_docs - df + 0.5) / (df + 0.5))

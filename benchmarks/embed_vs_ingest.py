@@ -38,24 +38,25 @@ def main() -> None:
     settings = Settings.load()
     t = time.perf_counter()
     papers = read_paths(sample_paths()).papers
-    chunk_paper(papers[0], settings.chunk_size, settings.chunk_overlap)
+    chunk_paper(papers[0], settings.index.chunk_size, settings.index.chunk_overlap)
     import bm25s  # noqa: F401
     import chromadb  # noqa: F401
     print(f"one-time imports (llama-index chunker, nltk, tiktoken, chromadb, bm25s): {time.perf_counter() - t:.1f} s "
           "(paid once per process; kept outside the timed ingest, like the model load)")
-    texts = [embed_text(p, c) for p in papers for c in chunk_paper(p, settings.chunk_size, settings.chunk_overlap)]
+    texts = [embed_text(p, c) for p in papers 
+             for c in chunk_paper(p, settings.index.chunk_size, settings.index.chunk_overlap)]
     print(f"{len(papers)} papers -> {len(texts)} chunks to embed")
 
     raw_rates = {}
     for bs in [int(x) for x in args.batch_sizes.split(",")]:
-        emb = OnnxEmbedder(LOCAL_MODELS[settings.embedding_model_name], threads=settings.threads, batch_size=bs)
+        emb = OnnxEmbedder(LOCAL_MODELS[settings.embedding_model_name], threads=settings.index.threads, batch_size=bs)
         emb.embed(texts[:8])
         t = time.perf_counter()
         emb.embed(texts)
         raw_rates[bs] = len(texts) / (time.perf_counter() - t)
         print(f"raw embedding, batch {bs:>3}: {raw_rates[bs]:7.1f} texts/s "
               f"({emb.workers} single-threaded session(s) in parallel)")
-        if bs == settings.embed_batch_size and emb.workers > 1:
+        if bs == settings.index.embed_batch_size and emb.workers > 1:
             emb.workers = 1  # the baseline: one session using all cores
             t = time.perf_counter()
             emb.embed(texts)

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         for q in questions:
             rec = timed.records.get(q.question)
             if rec is not None:
-                rec["whole_chars"] = whole_abstract_chars(a, q.question, a.settings.llm_max_papers)
+                rec["whole_chars"] = whole_abstract_chars(a, q.question, a.settings.llm.evidence_papers)
         llm = summarise(report.rows, timed.records)
         base = None
         if not args.no_baseline:

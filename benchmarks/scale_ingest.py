@@ -38,7 +38,10 @@ def main() -> None:
     a = Assistant(Settings.load(home=OUT / f"home-{args.n}"))
     a.auto_sample = False
     t = time.perf_counter()
-    rep = a.ingest([corpus], progress=True, batch_papers=args.batch)
+    from assistant.cli.progress import reporter
+
+    with reporter() as progress:
+        rep = a.ingest([corpus], progress=progress, batch_papers=args.batch)
     secs = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     done = rep.new + rep.updated

@@ -1,9 +1,15 @@
 """Real corpus abstracts: answers whose citations are shuffled across papers must score clearly
-worse on citation precision and offline faithfulness than the same answers cited correctly."""
+worse on citation precision and offline faithfulness than the same answers cited correctly.
+
+Measured (the figures the README states): on the fixed sample below (40 abstracts, seed 11, shift 7)
+precision and faithfulness go from 1.0 to 0.0 with both judge modes; over 30 shuffles (seeds 0-9,
+shifts 1/7/13) the lexical judge's worst is precision 0.05 and faithfulness 0.025 (mean precision
+0.0175), the semantic judge's worst 0.025 / 0.0125."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,7 +79,32 @@ def test_shuffled_citations_score_clearly_worse(papers: list[Paper], mode: str) 
     judge = OfflineJudge(embedder=embedder)
     good = run(papers, judge, shift=0)
     broken = run(papers, judge, shift=7)  # every answer cites another question's paper
-    assert good["citation_precision"] >= 0.95 and good["faithfulness"] >= 0.95
-    assert broken["citation_precision"] <= 0.2 and broken["faithfulness"] <= 0.2
+    assert good["citation_precision"] == 1.0 and good["faithfulness"] == 1.0
+    assert broken["citation_precision"] == 0.0 and broken["faithfulness"] == 0.0
     assert good["support_score"] - broken["support_score"] >= 0.5
     assert broken["failed"] == len(papers) and good["failed"] == 0
+
+
+@pytest.mark.slow
+def test_broken_citations_stay_near_zero_over_many_shuffles() -> None:
+    """The README's bound: over 30 shuffles no run keeps more than 0.05 precision / 0.025 faithfulness."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"{CORPUS} not present")
+    corpus = read_corpus()
+    judge = OfflineJudge()
+    precision, faithful = [], []
+    for seed in range(10):
+        sample = random.Random(seed).sample(corpus, 40)
+        for shift in (1, 7, 13):
+            s = run(sample, judge, shift)
+            precision.append(s["citation_precision"])
+            faithful.append(s["faithfulness"])
+    assert len(precision) == 30
+    assert max(precision) <= 0.05 and max(faithful) <= 0.025
+    assert sum(precision) / len(precision) <= 0.02
+
+
+def test_readme_states_the_tested_figures() -> None:
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+    assert "drops citation precision and faithfulness from 1.0 to 0.0 on the tested sample" in readme
+    assert "the worst run keeps precision 0.05 and faithfulness 0.025 with the lexical judge" in readme

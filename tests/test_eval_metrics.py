@@ -12,12 +12,12 @@ from assistant.evaluation.metrics import (
     citation_recall,
     citation_validity,
     cohen_kappa,
-    marker_numbers,
     mean,
     percentile,
     retrieval_scores,
     token_f1,
 )
+from assistant.text import marker_numbers
 
 
 def src(rank: int, title: str, paper_id: str = "") -> dict[str, object]:

@@ -88,3 +88,21 @@ def test_project_question_sets_load(name: str) -> None:
     qs = load_questions(path)
     assert len(qs) >= 10
     assert any(not q.answerable for q in qs) and any(q.answerable for q in qs)
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    (dict(GOOD, gold_titles=["Paper X", "  "]), "field 'gold_titles' must be a list of non-empty strings"),
+    (dict(GOOD, gold_ids=[1.5]), "'gold_ids' must be a list of ids (strings or integers)"),
+    (dict(GOOD, evidence=[{"title": "Paper X", "quote": 7}]), "field 'evidence' must be a list of"),
+    (dict(GOOD, question="  "), "fields 'qid' and 'question' must not be empty"),
+    (dict(GOOD, answer=None), "field 'answer' must be a string, got NoneType"),
+])
+def test_schema_errors_are_one_line(tmp_path: Path, row: dict, message: str) -> None:
+    """The pydantic model's errors come out as the same one-line file:line messages, never pydantic's
+    multi-line report."""
+    path = write(tmp_path, row)
+    with pytest.raises(InputError) as exc:
+        load_questions(path)
+    text = str(exc.value)
+    assert text == f"{path}:1: {message}" or text.startswith(f"{path}:1: {message}")
+    assert "\n" not in text and "pydantic" not in text

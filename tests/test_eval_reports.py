@@ -24,7 +24,7 @@ from assistant.evaluation import (
 )
 from assistant.evaluation.offline_judge import OfflineJudge
 from assistant.evaluation.questions import Question
-from assistant.evaluation.runner import summarise
+from assistant.evaluation.results import summarise
 from assistant.evaluation.scoring import error_row, score_answer
 from assistant.records import REFUSAL
 
@@ -185,6 +185,13 @@ def test_gate_thresholds_from_cli_and_toml(tmp_path: Path) -> None:
     path.write_text('[min]\nmrr = "high"\n')
     with pytest.raises(InputError, match="expected a number"):
         load_gate(path)
+    for text, message in [("[max]\nfailed = true\n", " [max]: failed: expected a number, got True"),
+                          ("min = 3\n", " [min]: must be a table of metric = value"),
+                          ("[min]\n[extra]\n[more]\n", ": unknown section(s) ['extra', 'more']")]:
+        path.write_text(text)
+        with pytest.raises(InputError) as exc:
+            load_gate(path)
+        assert str(exc.value).startswith(f"{path}{message}"), str(exc.value)
 
 
 def test_project_gate_file_loads() -> None:

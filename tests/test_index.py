@@ -58,7 +58,7 @@ def test_chunks_carry_offsets_and_metadata(sample_assistant: Assistant) -> None:
     spans = a.index.catalogue.chunk_spans([p.paper_id])[p.paper_id]
     col = a.index.vectors.collection()
     got = col.get(ids=[cid for cid, *_ in spans], include=["metadatas"])
-    chunks = {c.chunk_id: c for c in chunk_paper(p, a.settings.chunk_size, a.settings.chunk_overlap)}
+    chunks = {c.chunk_id: c for c in chunk_paper(p, a.settings.index.chunk_size, a.settings.index.chunk_overlap)}
     assert set(got["ids"]) == set(chunks)
     for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
         # Chroma keeps no text: the offsets into the catalogue's abstract give the chunk back.

@@ -66,7 +66,7 @@ def _assert_checked(a: Assistant, ans: Answer) -> None:
             assert quote and quote in paper.abstract, f"quote is not an exact substring: {quote!r}"
             abstracts.append(f"{paper.title}. {paper.abstract}")
         bare = re.sub(r"\s*\[\d+\]", "", row["sentence"])
-        verdict = support(bare, abstracts, idf, a.settings.llm_min_support)
+        verdict = support(bare, abstracts, idf, a.settings.llm.min_support)
         assert verdict.supported, f"unsupported sentence shown: {row['sentence']!r} ({verdict})"
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.settings import Settings, SettingsError
+from assistant.errors import AssistantError
+from assistant.settings import SECTIONS, Settings, SettingsError
+from tests.conftest import cli_env
 
 
 def test_env_prefix_aliases_and_types(tmp_path: Path) -> None:
@@ -15,53 +17,121 @@ def test_env_prefix_aliases_and_types(tmp_path: Path) -> None:
            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-secret", "CHROMA_HOST": "db.local",
            "CHROMA_PORT": "9000", "ASSISTANT_CHUNK_SIZE": "128", "ASSISTANT_CHUNK_OVERLAP": "16"}
     s = Settings.load(env=env)
-    assert s.home == tmp_path and s.top_k == 7 and s.llm == "openai"
-    assert s.openai_base_url.endswith(":9/v1") and s.server_mode and s.chroma_port == 9000
-    assert (s.chunk_size, s.chunk_overlap) == (128, 16)
+    assert s.home == tmp_path and s.retrieval.top_k == 7 and s.llm.backend == "openai"
+    assert s.llm.base_url.endswith(":9/v1") and s.server_mode and s.index.chroma_port == 9000
+    assert (s.index.chunk_size, s.index.chunk_overlap) == (128, 16)
+    assert s.llm.api_key.get_secret_value() == "sk-secret"
     public = s.public_dict()
-    assert public["openai_api_key"] == "***"
-    assert "sk-secret" not in json.dumps(public)
+    assert public["llm"]["api_key"] == "***"
+    assert "sk-secret" not in json.dumps(public) and "sk-secret" not in repr(s)
+
+
+def test_nested_env_names_and_sections(tmp_path: Path) -> None:
+    env = {"ASSISTANT_RETRIEVAL__TOP_K": "5", "ASSISTANT_EXTRACTIVE__MIN_COVERAGE": "0.3",
+           "ASSISTANT_JUDGE__THRESHOLD_LEXICAL": "0.5", "ASSISTANT_SERVE__PORT": "8123"}
+    s = Settings.load(env=env, home=tmp_path)
+    assert s.retrieval.top_k == 5 and s.extractive.min_coverage == 0.3
+    assert s.judge.threshold_lexical == 0.5 and s.serve.port == 8123
 
 
 def test_toml_file_then_env_then_overrides(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('[assistant]\ntop_k = 4\nllm_model = "local-model"\nchunk_size = 300\n')
     s = Settings.load(config_file=cfg, env={"ASSISTANT_TOP_K": "6"}, chunk_size=256)
-    assert s.top_k == 6  # env beats file
-    assert s.llm_model == "local-model"  # file beats default
-    assert s.chunk_size == 256  # keyword beats everything
+    assert s.retrieval.top_k == 6  # env beats file
+    assert s.llm.model == "local-model"  # file beats default
+    assert s.index.chunk_size == 256  # keyword beats everything
     assert s.config_file == cfg
+
+
+def test_toml_sections(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[retrieval]\ntop_k = 3\nfusion = "rrf"\n[extractive]\nmax_papers = 7\n'
+                   '[llm]\nbackend = "openai"\nmodel = "qwen"\n')
+    s = Settings.load(config_file=cfg, env={})
+    assert (s.retrieval.top_k, s.retrieval.fusion, s.extractive.max_papers) == (3, "rrf", 7)
+    assert (s.llm.backend, s.llm.model) == ("openai", "qwen")
+
+
+def test_with_keeps_the_rest_and_validates(tmp_path: Path) -> None:
+    s = Settings.load(env={"OPENAI_API_KEY": "sk-x"}, home=tmp_path, top_k=4)
+    t = s.with_(llm_model="m2", retrieval={"candidates": 99})
+    assert (t.retrieval.top_k, t.retrieval.candidates, t.llm.model) == (4, 99, "m2")
+    assert t.llm.api_key.get_secret_value() == "sk-x" and s.llm.model == "gpt-4o-mini"
+    with pytest.raises(SettingsError, match="^top_k: "):
+        s.with_(top_k=0)
 
 
 @pytest.mark.parametrize(
     ("env", "needle"),
-    [({"ASSISTANT_TOP_K": "many"}, "ASSISTANT_TOP_K"), ({"ASSISTANT_LLM": "gpt5"}, "ASSISTANT_LLM"),
-     ({"ASSISTANT_EMBEDDING": "torch"}, "ASSISTANT_EMBEDDING"),
-     ({"ASSISTANT_CHUNK_OVERLAP": "500"}, "ASSISTANT_CHUNK_OVERLAP")],
+    [({"ASSISTANT_TOP_K": "many"}, "ASSISTANT_TOP_K: input should be a valid integer"),
+     ({"ASSISTANT_TOP_K": "-1"}, "ASSISTANT_TOP_K: input should be greater than or equal to 1"),
+     ({"ASSISTANT_CHUNK_SIZE": "0"}, "ASSISTANT_CHUNK_SIZE: "),
+     ({"ASSISTANT_LLM": "gpt5"}, "ASSISTANT_LLM: 'gpt5' is not a known answer backend"),
+     ({"ASSISTANT_EMBEDDING": "torch"}, "ASSISTANT_EMBEDDING: 'torch' is not a known embedding backend"),
+     ({"ASSISTANT_CHUNK_OVERLAP": "500"}, "ASSISTANT_CHUNK_OVERLAP: chunk_overlap must be smaller"),
+     ({"ASSISTANT_FUSION": "max"}, "ASSISTANT_FUSION: "),
+     ({"ASSISTANT_RETRIEVAL__CANDIDATES": "x"}, "ASSISTANT_RETRIEVAL__CANDIDATES: "),
+     ({"ASSISTANT_BOGUS__X": "1"}, "ASSISTANT_BOGUS__X: unknown settings section"),
+     ({"ASSISTANT_RETRIEVAL__NOPE": "1"}, "ASSISTANT_RETRIEVAL__NOPE: unknown setting"),
+     ({"CHROMA_PORT": "70000"}, "CHROMA_PORT: ")],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], needle: str) -> None:
-    with pytest.raises(SettingsError, match=needle):
-        Settings.load(env=env)
+    with pytest.raises(SettingsError) as info:
+        Settings.load(env={"ASSISTANT_CONFIG": "", **env})
+    assert str(info.value).startswith(needle) and "\n" not in str(info.value)
+    assert isinstance(info.value, AssistantError)  # so the CLI prints it as one line
 
 
 def test_bad_config_file_is_one_clear_error(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text("top_k = [\n")
-    with pytest.raises(SettingsError, match="bad.toml"):
+    with pytest.raises(SettingsError, match="bad.toml: not valid TOML"):
         Settings.load(config_file=cfg, env={})
     cfg.write_text("no_such_setting = 1\n")
     with pytest.raises(SettingsError, match="unknown setting 'no_such_setting'"):
         Settings.load(config_file=cfg, env={})
+    cfg.write_text("[retrieval]\ntop_k = 'x'\n")
+    with pytest.raises(SettingsError, match=r"bad.toml: \[retrieval\] top_k: input should be a valid integer"):
+        Settings.load(config_file=cfg, env={})
+    cfg.write_bytes(b"top_k = 3 # caf\xe9\n")
+    with pytest.raises(SettingsError, match="bad.toml: config file is not UTF-8"):
+        Settings.load(config_file=cfg, env={})
     with pytest.raises(SettingsError, match="not found"):
         Settings.load(env={"ASSISTANT_CONFIG": str(tmp_path / "missing.toml")})
+    with pytest.raises(SettingsError, match="cannot read config file"):
+        Settings.load(env={"ASSISTANT_CONFIG": str(tmp_path)})  # a directory
 
 
-def test_config_show_cli_masks_secrets(tmp_path: Path) -> None:
-    from tests.conftest import cli_env
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [({"ASSISTANT_TOP_K": "abc"}, "error: ASSISTANT_TOP_K: "),
+     ({"ASSISTANT_LLM": "foo"}, "error: ASSISTANT_LLM: 'foo' is not a known answer backend"),
+     ({"ASSISTANT_CHUNK_SIZE": "0"}, "error: ASSISTANT_CHUNK_SIZE: ")],
+)
+def test_cli_settings_errors_are_one_line(tmp_path: Path, extra: dict[str, str], needle: str) -> None:
+    """Every command that loads settings: one line on stderr, exit 1, no traceback."""
+    env = cli_env(tmp_path, **extra)
+    for args in (["status"], ["ask", "what is DPO?"], ["config", "show"]):
+        proc = subprocess.run([sys.executable, "-m", "assistant", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert proc.stderr.startswith(needle) and proc.stderr.count("\n") == 1, (args, proc.stderr)
 
+
+def test_config_show_lists_every_knob(tmp_path: Path) -> None:
     env = cli_env(tmp_path, OPENAI_API_KEY="sk-topsecret", ASSISTANT_TOP_K="3")
     out = subprocess.run([sys.executable, "-m", "assistant", "config", "show", "--json"], env=env,
                          capture_output=True, text=True, check=True).stdout
     data = json.loads(out)
-    assert data["top_k"] == 3 and data["openai_api_key"] == "***" and data["home"] == str(tmp_path)
+    assert data["retrieval"]["top_k"] == 3 and data["llm"]["api_key"] == "***" and data["home"] == str(tmp_path)
     assert "sk-topsecret" not in out
+    s = Settings.load(env={"ASSISTANT_CONFIG": ""})
+    for section in SECTIONS:
+        assert set(data[section]) == set(type(getattr(s, section)).model_fields), section
+    # Every calibrated knob of the extractive answerer and the judge is visible.
+    assert {"min_coverage", "w_dense", "min_anchor_idf"} <= set(data["extractive"])
+    assert {"threshold_lexical", "threshold_semantic", "cosine_weight"} <= set(data["judge"])
+    table = subprocess.run([sys.executable, "-m", "assistant", "config", "show"], env=env, capture_output=True,
+                           text=True, check=True).stdout
+    assert "retrieval.top_k" in table and "ASSISTANT_TOP_K" in table and "extractive.min_dense" in table

@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import REFUSAL, Citation, Source
-from ..text import content_tokens, split_sentences
+from ..text import MARKER_GROUP, answer_sentence_spans, content_tokens, is_refusal, split_sentences
 
-_MARKER_GROUP = re.compile(r"\s*\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
-_ANY_MARKER = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
-# "... results. [2] Next" -> "... results [2]. Next": markers belong to the sentence before them.
-_TRAILING_MARKERS = re.compile(r"([.!?])((?:\s*\[\s*\d+\s*(?:[,;]\s*\d+\s*)*\])+)")
+# A marker group with the space before it, which goes when the marker is rewritten.
+_MARKER_GROUP = re.compile(r"\s*" + MARKER_GROUP.pattern)
 
 
 @dataclass
@@ -30,18 +28,13 @@ class CheckedAnswer:
     checks: dict[str, Any] = field(default_factory=dict)
 
 
-def is_refusal(text: str) -> bool:
-    core = _ANY_MARKER.sub("", text).strip().strip('"').strip()
-    return core == REFUSAL or (core.startswith(REFUSAL) and len(core) <= len(REFUSAL) + 2)
-
-
 def best_quote(sentence: str, abstract: str, idf: Callable[[list[str]], dict[str, float]] | None = None) -> str | None:
     """The abstract sentence that best supports ``sentence``: verbatim containment first,
     then idf-weighted overlap of stemmed content words."""
     spans = split_sentences(abstract)
     if not spans:
         return None
-    bare = _ANY_MARKER.sub("", sentence).strip()
+    bare = MARKER_GROUP.sub("", sentence).strip()
     for a, b in spans:
         if abstract[a:b] and (abstract[a:b] in bare or bare.rstrip(".") in abstract[a:b]):
             return abstract[a:b]
@@ -64,7 +57,7 @@ def check_answer(text: str, sources: Sequence[Source],
                  idf: Callable[[list[str]], dict[str, float]] | None = None) -> CheckedAnswer:
     """Resolve markers against ``sources`` (numbered 1..n as given to the backend),
     renumber cited papers 1..m in order of first use, and attach quotes."""
-    text = _TRAILING_MARKERS.sub(lambda m: " " + " ".join(m.group(2).split()) + m.group(1), text.strip())
+    text, spans = answer_sentence_spans(text)
     if not text or is_refusal(text):
         return CheckedAnswer(REFUSAL, True, [], {"unknown_markers": 0, "uncited_sentences": [],
                                                  "sentences": []})
@@ -75,7 +68,7 @@ def check_answer(text: str, sources: Sequence[Source],
     uncited: list[str] = []
     out_sentences: list[str] = []
 
-    for a, b in _answer_sentence_spans(text):
+    for a, b in spans:
         sent = text[a:b]
         markers: list[int] = []
 
@@ -96,7 +89,7 @@ def check_answer(text: str, sources: Sequence[Source],
 
         cleaned = _MARKER_GROUP.sub(repl, sent).strip()
         cleaned = re.sub(r"\s+([.,;:!?])", r"\1", cleaned)
-        if not _ANY_MARKER.sub("", cleaned).strip(" .,;:"):
+        if not MARKER_GROUP.sub("", cleaned).strip(" .,;:"):
             # A sentence that was only markers (now gone) adds nothing.
             continue
         out_sentences.append(cleaned)
@@ -121,15 +114,3 @@ def check_answer(text: str, sources: Sequence[Source],
     ordered = [citations[k] for k in sorted(citations)]
     return CheckedAnswer(final, False, ordered,
                          {"unknown_markers": unknown, "uncited_sentences": uncited, "sentences": sentence_rows})
-
-
-def _answer_sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Sentence spans that keep trailing markers ("... results. [2]") with their sentence."""
-    spans = split_sentences(text)
-    merged: list[tuple[int, int]] = []
-    for a, b in spans:
-        if merged and _ANY_MARKER.fullmatch(text[a:b].strip().rstrip(".")):
-            merged[-1] = (merged[-1][0], b)
-        else:
-            merged.append((a, b))
-    return merged

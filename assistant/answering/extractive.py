@@ -12,8 +12,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .base import AnswerContext, Draft
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from ..settings import Settings
 
 from ..records import REFUSAL, Source
+from ..settings import ExtractiveSettings
 from ..text import content_tokens, name_tokens, query_tokens, split_sentences
 
 # Questions that ask for several papers get one sentence from each of several papers.
@@ -31,38 +40,6 @@ _LEADIN = re.compile(r"^(however|moreover|furthermore|additionally|in addition|s
                      r"to this end|to address (this|these)( (issue|issues|limitations|challenges))?|"
                      r"in this (paper|work|study)|in particular|notably|importantly|consequently),\s+",
                      re.IGNORECASE)
-
-
-@dataclass
-class ExtractiveConfig:
-    """Calibrated on evals/questions/dev.jsonl (see README, Evaluating)."""
-
-    max_papers: int = 5
-    """Papers whose sentences are considered."""
-    max_sentences: int = 3
-    multi_max_sentences: int = 4
-    w_coverage: float = 0.45
-    w_focus: float = 0.20
-    w_dense: float = 0.20
-    w_rank: float = 0.15
-    min_coverage: float = 0.20
-    """Refuse when the best sentence covers less of the question's (idf-weighted) content than this."""
-    min_focus_coverage: float = 0.15
-    """Share of the question's words outside the top paper's title that the answer must cover."""
-    min_dense: float = 0.30
-    """Refuse when the best paper's cosine similarity is below this (off-topic questions)."""
-    min_quantity_focus: float = 0.5
-    """For "how many / what accuracy" questions: a sentence with a number must cover this much of the focus."""
-    min_anchor_idf: float = 3.0
-    """Question names at least this rare (BM25 idf; ~12 of 250 papers) must appear in a cited paper."""
-    anchors_all: bool = True
-    """Outside comparisons, every rare name must be in a cited paper (else only one of them)."""
-    min_named_coverage: float = 0.10
-    """A comparison's further named paper needs a sentence covering at least this much of the question."""
-    second_sentence_ratio: float = 0.80
-    """A further sentence is added only if it scores at least this share of the best one."""
-    multi_min_ratio: float = 0.70
-    """Further papers in a multi-paper answer must score at least this share of the best sentence."""
 
 
 @dataclass
@@ -86,8 +63,8 @@ class ExtractiveResult:
 
 
 def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], dict[str, float]],
-           config: ExtractiveConfig | None = None, chunk_sims: dict[str, float] | None = None) -> ExtractiveResult:
-    cfg = config or ExtractiveConfig()
+           config: ExtractiveSettings | None = None, chunk_sims: dict[str, float] | None = None) -> ExtractiveResult:
+    cfg = config or ExtractiveSettings()
     if not sources:
         return ExtractiveResult(REFUSAL, True, "nothing retrieved", [])
     q_tokens = query_tokens(question)
@@ -195,6 +172,31 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
         parts.append(f"{_trim(p.text)} [{p.source_index + 1}]")
     text = " ".join(_end_marker(s) for s in parts)
     return ExtractiveResult(text, False, "", picked)
+
+
+class ExtractiveAnswerer:
+    """Offline and deterministic: quotes the retrieved abstracts' own sentences."""
+
+    name = "extractive"
+    streams = False
+
+    def __init__(self, settings: Settings) -> None:
+        self.config = settings.extractive
+
+    def label(self) -> str:
+        return self.name
+
+    def answer(self, question: str, sources: Sequence[Source], context: AnswerContext) -> Draft:
+        res = answer(question, sources, context.idf, self.config, chunk_sims=context.chunk_sims)
+        return Draft(res.text, res.reason)
+
+    def condense(self, history: Sequence[tuple[str, str]], question: str) -> str | None:
+        return None
+
+
+def register_backends(registry: ModuleType) -> None:
+    registry.answerers.register("extractive", ExtractiveAnswerer,
+                                description="offline: cited sentences of the retrieved abstracts")
 
 
 def _chunk_sim(src: Source, a: int, b: int, chunk_sims: dict[str, float] | None) -> float:

@@ -23,11 +23,17 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..records import REFUSAL, Source
 from ..text import content_tokens, name_tokens, numbers_in, query_tokens, split_sentences
+from .base import AnswerContext, Draft
 from .prompts import load_prompt, render
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from ..settings import Settings
 
 Idf = Callable[[list[str]], dict[str, float]]
 
@@ -382,7 +388,7 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
     return Generation(" ".join(kept), model, checks, evidence, {"generate": gen_ms})
 
 
-def answer_with_llm(client: Any, question: str, sources: Sequence[Source], settings: Any, idf: Idf | None, *,
+def answer_with_llm(client: Any, question: str, sources: Sequence[Source], settings: Settings, idf: Idf | None, *,
                     on_token: Callable[[str], None] | None = None,
                     chunk_sims: dict[str, float] | None = None) -> tuple[str, dict[str, Any]]:
     """The openai backend's answer text (markers numbered as ``sources``) and its checks.
@@ -390,18 +396,18 @@ def answer_with_llm(client: Any, question: str, sources: Sequence[Source], setti
     Refusal is the checker's decision with the model's help: the model's verdict (``answerable``
     false, or no sentence surviving the support check) is set beside the evidence decision of the
     offline extractive answerer; when they disagree, ``checks["disagreement"]`` says how, and
-    ``llm_refusal_fallback`` / ``llm_require_evidence`` choose the outcome.
+    ``llm.refusal_fallback`` / ``llm.require_evidence`` choose the outcome.
     """
     from .extractive import answer as extract
 
-    gen = generate(client, question, sources, idf=idf, on_token=on_token, max_tokens=settings.max_answer_tokens,
-                   structured=settings.llm_structured, max_papers=settings.llm_max_papers,
-                   per_paper=settings.llm_evidence_sentences, budget_chars=settings.llm_evidence_chars,
-                   min_support=settings.llm_min_support)
+    cfg = settings.llm
+    gen = generate(client, question, sources, idf=idf, on_token=on_token, max_tokens=cfg.max_answer_tokens,
+                   structured=cfg.structured, max_papers=cfg.evidence_papers, per_paper=cfg.evidence_sentences,
+                   budget_chars=cfg.evidence_chars, min_support=cfg.min_support)
     checks = dict(gen.checks)
     checks["raw_answer"] = gen.model.raw
     checks["model_answerable"] = gen.model.answerable
-    ext = extract(question, sources, idf, chunk_sims=chunk_sims) if idf is not None else None
+    ext = extract(question, sources, idf, settings.extractive, chunk_sims=chunk_sims) if idf is not None else None
     evidence_answers = ext is not None and not ext.refused
     checks["evidence_answers"] = evidence_answers
     if ext is not None and ext.refused:
@@ -411,19 +417,54 @@ def answer_with_llm(client: Any, question: str, sources: Sequence[Source], setti
         return gen.text, checks
     if not model_refused:
         checks["disagreement"] = f"the model answered but the evidence check refuses ({ext.reason if ext else ''})"
-        if settings.llm_require_evidence:
-            checks["decision"] = "refused: llm_require_evidence"
+        if cfg.require_evidence:
+            checks["decision"] = "refused: llm.require_evidence"
             return REFUSAL, checks
         return gen.text, checks
     if evidence_answers and ext is not None:
         how = "refused" if gen.model.answerable is False or not gen.model.sentences else \
             "kept no supported sentence"
         checks["disagreement"] = f"the model {how} but the evidence check finds an answer"
-        if settings.llm_refusal_fallback == "extractive":
-            checks["decision"] = "extractive fallback: llm_refusal_fallback"
+        if cfg.refusal_fallback == "extractive":
+            checks["decision"] = "extractive fallback: llm.refusal_fallback"
             return ext.text, checks
-        checks["decision"] = "refused: llm_refusal_fallback"
+        checks["decision"] = "refused: llm.refusal_fallback"
     return REFUSAL, checks
+
+
+class OpenAIAnswerer:
+    """An LLM on any OpenAI-compatible server writes the answer; the checker verifies it."""
+
+    name = "openai"
+    streams = True
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from ..llm import ChatClient
+
+            self._client = ChatClient(self.settings)
+        return self._client
+
+    def label(self) -> str:
+        return f"openai:{self.settings.llm.model}"
+
+    def answer(self, question: str, sources: Sequence[Source], context: AnswerContext) -> Draft:
+        text, checks = answer_with_llm(self.client, question, sources, self.settings, context.idf,
+                                       on_token=context.on_token, chunk_sims=context.chunk_sims)
+        return Draft(text, checks.pop("refusal_reason", None), checks=checks)
+
+    def condense(self, history: Sequence[tuple[str, str]], question: str) -> str | None:
+        return condense(self.client, history, question)
+
+
+def register_backends(registry: ModuleType) -> None:
+    registry.answerers.register("openai", OpenAIAnswerer,
+                                description="an LLM on any OpenAI-compatible server (OPENAI_BASE_URL)")
 
 
 _PAPER_REF = re.compile(r"\b(?:the )?paper\s*\[?(\d+)\]?", re.IGNORECASE)

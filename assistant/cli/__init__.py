@@ -54,7 +54,10 @@ def ingest_cmd(
     """Read, chunk, embed and index papers (incremental: unchanged papers are skipped)."""
     a = _assistant(config)
     a.auto_sample = False
-    report = a.ingest(paths, prune=prune, rebuild=rebuild, wait=not no_wait, progress=True, batch_papers=batch)
+    from .progress import reporter
+
+    with reporter() as rep:
+        report = a.ingest(paths, prune=prune, rebuild=rebuild, wait=not no_wait, progress=rep, batch_papers=batch)
     from rich.table import Table
 
     t = Table(title="Ingest summary", show_header=False)
@@ -148,19 +151,21 @@ def papers_search(query: str, k: int = typer.Option(10, "-k"), since: str | None
 @config_app.command("show")
 def config_show(json_out: bool = typer.Option(False, "--json"), config: Path | None = ConfigOpt) -> None:
     """Effective settings (env vars ASSISTANT_*, config file, defaults); secrets masked."""
-    from ..settings import Settings
+    from ..settings import Settings, env_var_for
 
-    values = Settings.load(config_file=config).public_dict()
+    settings = Settings.load(config_file=config)
     if json_out:
-        print(json.dumps(values, indent=2))
+        print(json.dumps(settings.public_dict(), indent=2))
         return
     from rich.table import Table
 
     t = Table(title="Effective settings")
-    t.add_column("setting")
-    t.add_column("value")
-    for k, v in values.items():
-        t.add_row(k, str(v))
+    for col in ("setting", "value", "variable", "meaning"):
+        t.add_column(col, overflow="fold")
+    for name, value, doc in settings.describe():
+        section, _, field = name.rpartition(".")
+        var = env_var_for(section, field) if section else f"ASSISTANT_{field.upper()}"
+        t.add_row(name, str(value), var, doc)
     _console().print(t)
 
 
@@ -179,8 +184,12 @@ def ask_cmd(
 ) -> None:
     """Answer a question from the indexed papers, every sentence cited."""
     a = _assistant(config)
-    a.ensure_index(progress=not json_out)
-    streaming = (backend or a.settings.llm) == "openai" and not json_out and not no_stream and sys.stdout.isatty()
+    from .progress import reporter
+
+    with reporter(not json_out) as rep:
+        a.ensure_index(progress=rep)
+    streams = a.answerer(backend).streams
+    streaming = streams and not json_out and not no_stream and sys.stdout.isatty()
     on_token = (lambda tok: print(tok, end="", flush=True)) if streaming else None
     ans = a.ask(question, k=k, since=since, until=until, backend=backend, on_token=on_token)
     if json_out:

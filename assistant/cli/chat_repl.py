@@ -33,7 +33,10 @@ def run_repl(assistant: Assistant, backend: str | None = None) -> None:
 
     con = Console()
     chat = assistant.chat(backend=backend)
-    assistant.ensure_index(progress=True)
+    from .progress import reporter
+
+    with reporter() as rep:
+        assistant.ensure_index(progress=rep)
     session = None
     if sys.stdin.isatty():
         from prompt_toolkit import PromptSession

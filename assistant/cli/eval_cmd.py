@@ -47,6 +47,8 @@ def run_cmd(
     out: Path | None = typer.Option(None, "--out", help="Directory for report.json and report.md "
                                                         "(default: <home>/eval-runs/<time>)."),
     junit: Path | None = typer.Option(None, "--junit", help="Also write JUnit XML here (one case per question)."),
+    html: Path | None = typer.Option(None, "--html", help="Also write a self-contained HTML report here "
+                                                          "(per-type bars, latency histogram, worst questions)."),
     minimum: list[str] | None = typer.Option(None, "--min", help="Gate: metric=value, e.g. hit_at_k=0.8 "
                                                                  "(repeatable)."),
     maximum: list[str] | None = typer.Option(None, "--max", help="Gate for lower-is-better metrics, e.g. "
@@ -70,6 +72,7 @@ def run_cmd(
         load_gate,
         load_questions,
         parse_thresholds,
+        write_html,
         write_report,
     )
     from ..evaluation import run_eval as run
@@ -82,7 +85,10 @@ def run_cmd(
                                         parse_thresholds(maximum or [], "--max")))
     settings = Settings.load(config_file=config, llm=backend, top_k=k)
     a = Assistant(settings)
-    a.ensure_index(progress=not no_progress)
+    from .progress import reporter
+
+    with reporter(not no_progress) as rep:
+        a.ensure_index(progress=rep)
     chat_client = None
     if judge == "llm":
         from ..llm import ChatClient
@@ -94,11 +100,13 @@ def run_cmd(
                  corpus_fingerprint=corpus_fingerprint(a.papers()), progress=not no_progress)
     report.meta["questions_file"] = str(questions)
     write_report(report, out_dir, junit=junit)
+    if html is not None:
+        write_html(html, report, names=[str(out_dir)])
     failures = check_gate(report.summary, thresholds) if thresholds else []
     if json_out:
         print(json.dumps({"summary": report.summary, "gate_failures": failures, "out": str(out_dir)}, indent=1))
     else:
-        _print_summary(report, out_dir, junit)
+        _print_summary(report, out_dir, junit, html)
     if gate and not thresholds:
         _console(stderr=True).print(f"gate: {gate} sets no thresholds yet", markup=False)
     if thresholds:
@@ -111,7 +119,7 @@ def run_cmd(
         err.print(f"gate passed ({len(thresholds.min) + len(thresholds.max)} thresholds)")
 
 
-def _print_summary(report: Any, out_dir: Path, junit: Path | None) -> None:
+def _print_summary(report: Any, out_dir: Path, junit: Path | None, html: Path | None = None) -> None:
     from rich.table import Table
 
     from ..evaluation.report import SHORT_LABELS as short
@@ -147,7 +155,8 @@ def _print_summary(report: Any, out_dir: Path, junit: Path | None) -> None:
             wt.add_row(r["qid"], r["type"], "; ".join(r["fail_reasons"]))
         console.print(wt)
     console.print(f"reports: {out_dir / 'report.md'}, {out_dir / 'report.json'}"
-                  + (f", JUnit: {junit}" if junit else ""), markup=False, highlight=False)
+                  + (f", JUnit: {junit}" if junit else "") + (f", HTML: {html}" if html else ""),
+                  markup=False, highlight=False)
 
 
 @eval_app.command("compare")
@@ -196,6 +205,28 @@ def compare_cmd(
             qt.add_row(q["qid"], q["type"], "FAIL" if q["a_failed"] else "pass", "FAIL" if q["b_failed"] else "pass",
                        ", ".join(f"{k} {v:+.2f}" for k, v in q["deltas"].items()) or "–")
         console.print(qt)
+
+
+@eval_app.command("report")
+def report_cmd(
+    run: Path = typer.Argument(..., help="A run (report.json or its directory); run A when RUN2 is given."),
+    run2: Path | None = typer.Argument(None, help="A second run, shown beside the first with deltas (B - A)."),
+    html: Path | None = typer.Option(None, "--html", help="Write one self-contained HTML file here."),
+    worst: int = typer.Option(10, "--worst", help="Worst questions shown in detail."),
+) -> None:
+    """Render a finished run (or two, side by side) as HTML; without --html, print its Markdown report."""
+    from ..evaluation import EvalReport, render_markdown, write_html
+
+    a = EvalReport.load(run)
+    b = EvalReport.load(run2) if run2 is not None else None
+    if html is None:
+        if b is not None:
+            raise typer.BadParameter("two runs need --html FILE (or use `eval compare A B` in the terminal)")
+        print(render_markdown(a), end="")
+        return
+    names = [str(run)] + ([str(run2)] if run2 is not None else [])
+    path = write_html(html, a, b, names=names, worst=worst)
+    _console(stderr=True).print(f"wrote {path}", markup=False, highlight=False)
 
 
 @eval_app.command("calibrate")

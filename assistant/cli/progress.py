@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -27,9 +29,16 @@ class RichReporter:
         # a plain line at most every 30 s instead, so a long ingest shows progress.
         self.plain = not self.console.is_terminal
         self._last_line = 0.0
-        self.progress.start()
+        self._started = False
+
+    def _live(self) -> None:
+        # Drawn on first use: a command that needs no progress prints nothing at all.
+        if not self._started:
+            self._started = True
+            self.progress.start()
 
     def start(self, task: str, total: int | None) -> None:
+        self._live()
         self.tasks[task] = self.progress.add_task(self.LABELS.get(task, task), total=total)
 
     def advance(self, task: str, n: int = 1) -> None:
@@ -47,6 +56,7 @@ class RichReporter:
                                        f"({t.elapsed or 0:.0f} s)", markup=False, highlight=False)
 
     def message(self, text: str) -> None:
+        self._live()
         self.progress.console.print(text, markup=False, highlight=False)
 
     def finish(self, task: str) -> None:
@@ -56,4 +66,18 @@ class RichReporter:
                                  completed=t.total if t.total is not None else t.completed or 1)
 
     def close(self) -> None:
-        self.progress.stop()
+        if self._started:
+            self.progress.stop()
+
+
+@contextmanager
+def reporter(enabled: bool = True) -> Iterator[RichReporter | None]:
+    """A rich reporter for the API's ``progress=`` (None when disabled), stopped on exit."""
+    if not enabled:
+        yield None
+        return
+    rep = RichReporter()
+    try:
+        yield rep
+    finally:
+        rep.close()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from .compare import Comparison, compare_reports
 from .gate import Gate, check_gate, load_gate, parse_thresholds
+from .html_report import render_html, write_html
 from .questions import QUESTION_TYPES, Question, load_questions, write_questions
 from .report import render_junit, render_markdown, write_report
-from .runner import EvalReport, corpus_fingerprint, git_info, run_eval
+from .results import EvalReport
+from .runner import corpus_fingerprint, git_info, run_eval
 
 __all__ = [
     "QUESTION_TYPES", "Comparison", "EvalReport", "Gate", "Question", "check_gate", "compare_reports",
     "corpus_fingerprint", "git_info", "load_gate", "load_questions", "parse_thresholds", "render_junit",
-    "render_markdown", "run_eval", "write_questions", "write_report",
+    "render_html", "render_markdown", "run_eval", "write_html", "write_questions", "write_report",
 ]

@@ -20,6 +20,7 @@ from .files import jsonl_records
 from .judging import Judge, Passage
 from .metrics import AnswerSentence, cohen_kappa
 from .offline_judge import OfflineJudge, SupportResult
+from .schemas import LabelRecord, validate
 
 DEFAULT_LABELS = Path(__file__).resolve().parents[2] / "evals" / "calibration" / "support_labels.jsonl"
 LABELS = ("supported", "unsupported")
@@ -68,17 +69,9 @@ class Calibration:
 def load_labels(path: str | Path = DEFAULT_LABELS) -> list[LabelRow]:
     rows: list[LabelRow] = []
     for n, where, d in jsonl_records(Path(path), "calibration labels"):
-        if not isinstance(d, dict):
-            raise InputError(f"{where}: expected a JSON object")
-        if d.get("label") not in LABELS:
-            raise InputError(f"{where}: 'label' must be one of {LABELS}")
-        if not isinstance(d.get("sentence"), str) or not d["sentence"].strip():
-            raise InputError(f"{where}: 'sentence' must be a non-empty string")
-        passages = d.get("passages")
-        if not isinstance(passages, list) or not passages or not all(isinstance(p, str) for p in passages):
-            raise InputError(f"{where}: 'passages' must be a non-empty list of strings")
-        rows.append(LabelRow(str(d.get("id", n)), d["sentence"], passages, d["label"] == "supported",
-                             str(d.get("why", ""))))
+        rec = validate(LabelRecord, d, where, LabelRecord.MESSAGES)
+        rows.append(LabelRow(str(rec.id if rec.id is not None else n), rec.sentence, list(rec.passages),
+                             rec.label == "supported", rec.why))
     if not rows:
         raise InputError(f"{path}: no labelled rows")
     return rows

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .gate import GATE_METRICS, LOWER_IS_BETTER
-from .runner import EvalReport
+from .results import EvalReport
 
 CHANGE_METRICS = ("hit_at_k", "mrr", "recall_at_k", "citation_precision", "citation_recall", "sentence_support",
                   "faithfulness", "correctness_f1")

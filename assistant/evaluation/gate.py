@@ -17,17 +17,15 @@ from typing import Any
 
 from ..errors import InputError
 from .files import read_text_file
+from .schemas import GATE_METRICS, validate_gate
+
+__all__ = ["GATE_METRICS", "LOWER_IS_BETTER", "Gate", "check_gate", "load_gate", "parse_thresholds"]
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-#: Metrics a gate may name: the summary's keys.
-GATE_METRICS = ("pass_rate", "hit_at_1", "hit_at_k", "mrr", "recall_at_k", "citation_validity",
-                "citation_precision", "citation_recall", "sentence_support", "faithfulness", "support_score",
-                "refusal_accuracy", "false_refusal_rate", "correctness_f1", "correctness_cosine",
-                "latency_p50_ms", "latency_p95_ms", "judge_errors", "failed", "errors")
 #: Metrics where lower is better (compare and the markdown arrows use this too).
 LOWER_IS_BETTER = frozenset({"false_refusal_rate", "latency_p50_ms", "latency_p95_ms", "judge_errors",
                              "failed", "errors"})
@@ -52,12 +50,6 @@ def _check_name(metric: str, where: str) -> str:
     return metric
 
 
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{where}: expected a number, got {value!r}")
-    return float(value)
-
-
 def parse_thresholds(items: Sequence[str], option: str = "--min") -> dict[str, float]:
     """["hit_at_k=0.8", ...] -> {"hit_at_k": 0.8}."""
     out: dict[str, float] = {}
@@ -79,17 +71,8 @@ def load_gate(path: str | Path) -> Gate:
         data = tomllib.loads(read_text_file(path, "gate file"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: cannot read gate file: {exc}") from None
-    unknown = set(data) - {"min", "max"}
-    if unknown:
-        raise InputError(f"{path}: unknown section(s) {sorted(unknown)}; expected [min] and [max]")
-    gate = Gate()
-    for section, target in (("min", gate.min), ("max", gate.max)):
-        table = data.get(section, {})
-        if not isinstance(table, dict):
-            raise InputError(f"{path}: [{section}] must be a table of metric = value")
-        for name, value in table.items():
-            target[_check_name(name, f"{path} [{section}]")] = _number(value, f"{path} [{section}] {name}")
-    return gate
+    parsed = validate_gate(data, str(path))
+    return Gate({k: float(v) for k, v in parsed.min.items()}, {k: float(v) for k, v in parsed.max.items()})
 
 
 def check_gate(summary: Mapping[str, Any], gate: Gate) -> list[str]:

@@ -6,19 +6,15 @@ Every per-question metric returns ``None`` when it is undefined for that questio
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..records import REFUSAL, normalise_title
-from ..text import split_sentences
+from ..records import normalise_title
+from ..text import answer_sentence_spans, marker_numbers, strip_markers
 
-MARKER_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
-# "... results. [2] Next" -> "... results [2]. Next": markers belong to the sentence before them.
-_TRAILING_MARKERS = re.compile(r"([.!?])((?:\s*\[\s*\d+\s*(?:[,;]\s*\d+\s*)*\])+)")
 _WORD = re.compile(r"[a-z0-9]+")
 _ARTICLES = frozenset({"a", "an", "the"})
 
@@ -74,30 +70,10 @@ class AnswerSentence:
     markers: list[int]
 
 
-def marker_numbers(text: str) -> list[int]:
-    """Every [n] in ``text``, groups ("[1, 3]") expanded, in order of appearance."""
-    out: list[int] = []
-    for m in MARKER_GROUP.finditer(text):
-        out.extend(int(x) for x in re.split(r"[,;]", m.group(1)))
-    return out
-
-
-def strip_markers(text: str) -> str:
-    bare = MARKER_GROUP.sub("", text)
-    bare = re.sub(r"\s+([.,;:!?])", r"\1", bare)
-    return re.sub(r"\s+", " ", bare).strip()
-
-
 def answer_sentences(text: str) -> list[AnswerSentence]:
     """Sentences of an answer with their markers; a markers-only fragment ("... results. [2]")
     belongs to the sentence before it, as in the answer checker."""
-    text = _TRAILING_MARKERS.sub(lambda m: " " + " ".join(m.group(2).split()) + m.group(1), text.strip())
-    spans: list[tuple[int, int]] = []
-    for a, b in split_sentences(text):
-        if spans and MARKER_GROUP.fullmatch(text[a:b].strip().rstrip(".").strip()):
-            spans[-1] = (spans[-1][0], b)
-        else:
-            spans.append((a, b))
+    text, spans = answer_sentence_spans(text)
     out: list[AnswerSentence] = []
     for a, b in spans:
         sent = text[a:b]
@@ -143,10 +119,6 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * p * r / (p + r)
 
 
-def is_refusal_text(text: str) -> bool:
-    return strip_markers(text).strip().strip('"') == REFUSAL
-
-
 # -- aggregation ----------------------------------------------------------------------------
 def mean(values: Iterable[float | None]) -> float | None:
     """Mean of the defined values; None when there are none."""
@@ -155,13 +127,12 @@ def mean(values: Iterable[float | None]) -> float | None:
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """q-th percentile (0-100) with linear interpolation between order statistics (numpy's default)."""
-    vals = sorted(float(v) for v in values)
-    if not vals:
+    """q-th percentile (0-100), numpy's linear interpolation; None for no values (a summary shows "–")."""
+    if not len(values):
         return None
-    pos = (len(vals) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
 def cohen_kappa(truth: Sequence[bool], pred: Sequence[bool]) -> float:

@@ -17,7 +17,6 @@ weight (rare = informative).
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from collections.abc import Sequence
@@ -25,15 +24,17 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from ..text import STOPWORDS, content_tokens, raw_tokens, split_sentences
+from ..settings import JudgeSettings
+from ..text import STOPWORDS, bm25_idf, content_tokens, raw_tokens, split_sentences, strip_markers
 from .judging import AnswerJudgement, Passage, SentenceVerdict, cited_passages
-from .metrics import AnswerSentence, strip_markers
+from .metrics import AnswerSentence
 
 # Chosen on evals/calibration/support_labels.jsonl by calibration.calibrate (the accuracy-maximising
 # midpoint between neighbouring scores); re-run `assistant eval calibrate` after changing the score.
-THRESHOLD_LEXICAL = 0.419
-THRESHOLD_SEMANTIC = 0.6453
-COSINE_WEIGHT = 0.5
+# The calibrated values live in settings ([judge]); these names are their defaults.
+THRESHOLD_LEXICAL = JudgeSettings().threshold_lexical
+THRESHOLD_SEMANTIC = JudgeSettings().threshold_semantic
+COSINE_WEIGHT = JudgeSettings().cosine_weight
 
 _WORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-./%]|,(?=\d))*")
 _NUMBER = re.compile(r"^\d+(?:[.,]\d+)*%?$")
@@ -52,24 +53,14 @@ _QUALIFIERS = {
 
 @cache
 def reference_idf() -> dict[str, float]:
-    """IDF of stemmed content words over the 247 bundled sample abstracts (BM25's positive form).
+    """IDF of stemmed content words over the 247 bundled sample abstracts (BM25's positive form),
+    read with the real readers. The calibrated thresholds depend on it: the calibration test
+    pins the judge's agreement with the hand labels, so a reader change that moved it would fail."""
+    from ..index.ingest import sample_paths
+    from ..readers import read_paths
 
-    Read with a minimal parse of the fixed bundled files (an abstract is a line of 300+ characters,
-    its title the line before) rather than the readers, so the IDF, and with it the calibrated
-    thresholds, cannot drift when the readers change.
-    """
-    from importlib import resources
-    from pathlib import Path
-
-    base = Path(str(resources.files("assistant.data.sample")))
-    docs: dict[str, str] = {}
-    for path in sorted(base.glob("*.txt")):
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-        for i, line in enumerate(lines):
-            if len(line) >= 300:
-                title = next((x for x in reversed(lines[:i]) if x), "")
-                docs.setdefault(line, f"{title} {line}")
-    return idf_from_texts(list(docs.values()))
+    papers = read_paths(sample_paths()).papers
+    return idf_from_texts(sorted({f"{p.title} {p.abstract}" for p in papers}))
 
 
 def idf_from_texts(texts: Sequence[str]) -> dict[str, float]:
@@ -78,8 +69,8 @@ def idf_from_texts(texts: Sequence[str]) -> dict[str, float]:
         for tok in set(content_tokens(text)):
             df[tok] = df.get(tok, 0) + 1
     n = len(texts)
-    out = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-    out[""] = math.log(1 + (n + 0.5) / 0.5)  # weight of an unseen word
+    out = {t: bm25_idf(n, d) for t, d in df.items()}
+    out[""] = bm25_idf(n, 0)  # weight of an unseen word
     return out
 
 

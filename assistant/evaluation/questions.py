@@ -16,8 +16,9 @@ from typing import Any
 
 from ..errors import InputError
 from .files import jsonl_records
+from .schemas import QUESTION_TYPES, QuestionRecord, validate
 
-QUESTION_TYPES = ("lookup", "detail", "multi", "compare", "unanswerable")
+__all__ = ["QUESTION_TYPES", "Question", "load_questions", "parse_question", "select", "write_questions"]
 REQUIRED_FIELDS = ("qid", "type", "question", "gold_titles", "answer", "evidence")
 
 
@@ -50,41 +51,12 @@ class Question:
 
 
 def parse_question(data: Any, where: str) -> Question:
-    """Validate one record; ``where`` ("file:line") starts every error message."""
-    if not isinstance(data, dict):
-        raise InputError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    missing = [k for k in REQUIRED_FIELDS if k not in data]
-    if missing:
-        raise InputError(f"{where}: missing required field{'s' if len(missing) > 1 else ''} "
-                         f"{', '.join(repr(m) for m in missing)}")
-    for key in ("qid", "type", "question", "answer"):
-        if not isinstance(data[key], str):
-            raise InputError(f"{where}: field '{key}' must be a string, got {type(data[key]).__name__}")
-    if not data["qid"].strip() or not data["question"].strip():
-        raise InputError(f"{where}: fields 'qid' and 'question' must not be empty")
-    if data["type"] not in QUESTION_TYPES:
-        raise InputError(f"{where}: type '{data['type']}' is not one of {', '.join(QUESTION_TYPES)}")
-    titles = data["gold_titles"]
-    if not isinstance(titles, list) or not all(isinstance(t, str) and t.strip() for t in titles):
-        raise InputError(f"{where}: field 'gold_titles' must be a list of non-empty strings")
-    evidence = data["evidence"]
-    if not isinstance(evidence, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("title"), str) and isinstance(e.get("quote"), str)
-            for e in evidence):
-        raise InputError(f"{where}: field 'evidence' must be a list of {{\"title\": str, \"quote\": str}} objects")
-    if data["type"] == "unanswerable" and titles:
-        raise InputError(f"{where}: an 'unanswerable' question must have empty 'gold_titles'")
-    if data["type"] != "unanswerable" and not titles:
-        raise InputError(f"{where}: type '{data['type']}' needs at least one gold title "
-                         "(use type 'unanswerable' when the corpus does not answer it)")
-    ids = data.get("gold_ids")
-    if ids is not None and (not isinstance(ids, list) or len(ids) != len(titles)
-                            or not all(isinstance(i, (str, int)) for i in ids)):
-        raise InputError(f"{where}: 'gold_ids' must be a list of ids aligned with 'gold_titles' "
-                         f"({len(titles)} titles)")
+    """Validate one record (schemas.QuestionRecord); ``where`` ("file:line") starts every error message.
+    The dataclass keeps the record's own values, so unknown fields are written back unchanged."""
+    rec = validate(QuestionRecord, data, where, QuestionRecord.MESSAGES)
     extra = {k: v for k, v in data.items() if k not in REQUIRED_FIELDS}
-    return Question(qid=data["qid"], type=data["type"], question=data["question"], gold_titles=list(titles),
-                    answer=data["answer"], evidence=[dict(e) for e in evidence], extra=extra)
+    return Question(qid=rec.qid, type=rec.type, question=rec.question, gold_titles=list(rec.gold_titles),
+                    answer=rec.answer, evidence=[dict(e) for e in data["evidence"]], extra=extra)
 
 
 def load_questions(path: str | Path) -> list[Question]:

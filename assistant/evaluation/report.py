@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from .runner import EvalReport
+from .results import EvalReport
 from .scoring import ROW_METRICS
 
 #: Summary metrics in display order, with short labels.

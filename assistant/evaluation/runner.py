@@ -8,65 +8,23 @@ corpus fingerprint the caller computed, and the git commit of the code.
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import AssistantError, InputError
 from ..records import Paper
-from .files import read_text_file
+from .html_report import write_html
 from .judging import Judge, passage_text
 from .questions import Question, load_questions, select
-from .scoring import error_row, score_answer, summarise_rows
-
-REPORT_VERSION = 1
-
-
-@dataclass
-class EvalReport:
-    summary: dict[str, Any]
-    rows: list[dict[str, Any]]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["failed"]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"version": REPORT_VERSION, "meta": self.meta, "summary": self.summary, "rows": self.rows}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "report") -> EvalReport:
-        if not isinstance(data, dict) or not {"summary", "rows"} <= set(data):
-            raise InputError(f"{where}: not an eval report (needs 'summary' and 'rows')")
-        return cls(summary=data["summary"], rows=data["rows"], meta=data.get("meta", {}))
-
-    @classmethod
-    def load(cls, path: str | Path) -> EvalReport:
-        """A report.json, or a run directory holding one."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "report.json"
-        try:
-            data = json.loads(read_text_file(path, "report"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: cannot read report: {exc}") from None
-        return cls.from_dict(data, str(path))
-
-
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Overall summary plus the same summary per question type."""
-    out = summarise_rows(rows)
-    types = sorted({r["type"] for r in rows})
-    out["by_type"] = {t: summarise_rows([r for r in rows if r["type"] == t]) for t in types}
-    return out
+from .report import write_report
+from .results import EvalReport, summarise
+from .scoring import error_row, score_answer
 
 
 def corpus_fingerprint(papers: Iterable[Paper]) -> str:
@@ -100,7 +58,11 @@ def make_judge(judge: str | Judge, *, embedder: Any = None, chat_client: Any = N
     if judge == "offline":
         from .offline_judge import OfflineJudge
 
-        return OfflineJudge(embedder=embedder)
+        cfg = getattr(settings, "judge", None)
+        if cfg is None:
+            return OfflineJudge(embedder=embedder)
+        return OfflineJudge(embedder=embedder, cosine_weight=cfg.cosine_weight,
+                            threshold=cfg.threshold_semantic if embedder is not None else cfg.threshold_lexical)
     if judge == "llm":
         from .llm_judge import LLMJudge
 
@@ -173,9 +135,10 @@ def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judg
              limit: int | None = None, types: Sequence[str] | None = None, concurrency: int = 1,
              embedder: Any = None, chat_client: Any = None, out_dir: str | Path | None = None,
              junit: str | Path | None = None, corpus_fingerprint: str | None = None,
-             progress: bool = True) -> EvalReport:
+             progress: bool = True, html: str | Path | None = None) -> EvalReport:
     """Ask each question, score it, summarise; write report.json/report.md to ``out_dir`` and JUnit XML
-    to ``junit`` when given. ``assistant`` needs ``.ask(question)``, ``.get_paper(id)`` and ``.settings``.
+    to ``junit`` and the HTML page (html_report) to ``html`` when given. ``assistant`` needs
+    ``.ask(question)``, ``.get_paper(id)`` and ``.settings``.
     ``concurrency`` > 1 runs questions (ask + judge) in a thread pool: for the LLM backends and judge."""
     source = None
     if isinstance(questions, (str, Path)):
@@ -186,7 +149,8 @@ def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judg
         raise InputError("--concurrency must be at least 1")
     settings = assistant.settings
     judge_obj = make_judge(judge, embedder=embedder, chat_client=chat_client, settings=settings)
-    k = getattr(settings, "top_k", None)
+    k = getattr(getattr(settings, "retrieval", None), "top_k", None)
+    llm = getattr(settings, "llm", None)
 
     def one(q: Question) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -225,11 +189,10 @@ def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judg
         "questions_file": source, "questions_total": len(questions), "questions_run": len(chosen),
         "filters": {"limit": limit, "types": list(types) if types else None},
         "concurrency": concurrency, "k": k,
-        "backend": backend or {"llm": getattr(settings, "llm", None)},
+        "backend": backend or {"llm": getattr(llm, "backend", None)},
         "judge": {"name": judge_obj.name, "model": judge_obj.model,
                   "threshold": getattr(judge_obj, "threshold", None)},
-        "models": {"llm": getattr(settings, "llm_model", None) if getattr(settings, "llm", "") == "openai" else
-                   "extractive",
+        "models": {"llm": getattr(llm, "model", None) if getattr(llm, "backend", "") == "openai" else "extractive",
                    "embedding": getattr(settings, "embedding_model_name", None),
                    "judge": judge_obj.model,
                    "eval_embedder": getattr(embedder, "name", None) if embedder is not None else None},
@@ -240,7 +203,7 @@ def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judg
     }
     report = EvalReport(summary=summarise(rows), rows=rows, meta=meta)
     if out_dir is not None or junit is not None:
-        from .report import write_report
-
         write_report(report, out_dir, junit=junit)
+    if html is not None:
+        write_html(html, report)
     return report

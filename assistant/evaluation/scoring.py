@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..text import strip_markers
 from .judging import AnswerJudgement, Judge, Passage
 from .metrics import (
     GoldMatcher,
@@ -39,7 +40,6 @@ from .metrics import (
     citation_validity,
     mean,
     retrieval_scores,
-    strip_markers,
     token_f1,
 )
 from .questions import Question

@@ -22,6 +22,8 @@ from ..errors import BackendError, IndexStateError
 from ..runtime import ensure_offline
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     import numpy as np
 
     from ..settings import Settings
@@ -33,6 +35,10 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
+
+    def fits(self, text: str) -> bool:
+        """Whether the model reads all of ``text`` (chunking keeps every chunk within it)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class LocalModelSpec:
     pooling: str = "mean"
 
 
+DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2-int8"
 LOCAL_MODELS: dict[str, LocalModelSpec] = {
     "all-MiniLM-L6-v2-int8": LocalModelSpec(
         name="all-MiniLM-L6-v2-int8",
@@ -185,6 +192,10 @@ class OnnxEmbedder:
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text], prefix=self.spec.query_prefix)[0]
 
+    def fits(self, text: str) -> bool:
+        """True when the encoder reads all of ``text`` (its tokenizer truncates at max_length)."""
+        return not self.tokenizer.encode(self.spec.doc_prefix + text).overflowing
+
 
 class OpenAIEmbedder:
     """Embeddings from any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp)."""
@@ -199,13 +210,13 @@ class OpenAIEmbedder:
         if self._client is None:
             import openai
 
-            if not self.settings.openai_base_url and not self.settings.openai_api_key:
+            if not self.settings.llm.base_url and not self.settings.llm.api_key.get_secret_value():
                 raise BackendError("the openai embedding backend needs OPENAI_API_KEY "
                                    "(or OPENAI_BASE_URL pointing at a local server)")
-            self._client = openai.OpenAI(base_url=self.settings.openai_base_url or None,
-                                         api_key=self.settings.openai_api_key or "not-needed",
-                                         timeout=self.settings.request_timeout,
-                                         max_retries=self.settings.max_retries)
+            self._client = openai.OpenAI(base_url=self.settings.llm.base_url or None,
+                                         api_key=self.settings.llm.api_key.get_secret_value() or "not-needed",
+                                         timeout=self.settings.llm.request_timeout,
+                                         max_retries=self.settings.llm.max_retries)
         return self._client
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -214,7 +225,7 @@ class OpenAIEmbedder:
 
         client = self._get_client()
         rows: list[list[float]] = []
-        url = self.settings.openai_base_url or "api.openai.com"
+        url = self.settings.llm.base_url or "api.openai.com"
         for start in range(0, len(texts), self.batch_size):
             batch = list(texts[start:start + self.batch_size])
             try:
@@ -232,11 +243,17 @@ class OpenAIEmbedder:
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
+    def fits(self, text: str) -> bool:
+        """OpenAI-style embedding models read 8,191 tokens; abstracts' chunks are far below."""
+        from .chunking import count_tokens
+
+        return count_tokens(text) <= 8191
+
 
 class CachedEmbedder:
     """Wraps an embedder with an on-disk cache keyed by (model, text) hash."""
 
-    def __init__(self, inner: Any, cache_path: Path) -> None:
+    def __init__(self, inner: Embedder, cache_path: Path) -> None:
         self.inner = inner
         self.name = inner.name
         self.cache_path = cache_path
@@ -280,6 +297,9 @@ class CachedEmbedder:
     def embed_query(self, text: str) -> np.ndarray:
         return self.inner.embed_query(text)
 
+    def fits(self, text: str) -> bool:
+        return bool(self.inner.fits(text))
+
     def close(self) -> None:
         self._db.close()
 
@@ -315,45 +335,40 @@ _EMBEDDERS: dict[tuple[Any, ...], Any] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
 
-def get_embedder(settings: Settings) -> Any:
-    """One embedder per (backend, model) per process: loading the ONNX model costs ~0.3 s."""
-    key = (settings.embedding, settings.embedding_model_name, settings.threads, settings.openai_base_url)
+def get_embedder(settings: Settings) -> Embedder:
+    """The configured embedder, through the backend registry."""
+    from ..registry import embedders
+
+    return embedders.create(settings.index.embedding, settings)
+
+
+def _shared(key: tuple[Any, ...], make: Any) -> Any:
+    """One embedder per (backend, model, ...) per process: loading the ONNX model costs ~0.3 s."""
     with _EMBEDDERS_LOCK:
         if key not in _EMBEDDERS:
-            if settings.embedding == "local":
-                spec = LOCAL_MODELS.get(settings.embedding_model_name)
-                if spec is None:
-                    raise IndexStateError(f"ASSISTANT_EMBEDDING_MODEL: unknown local model "
-                                          f"'{settings.embedding_model_name}'; known: {', '.join(LOCAL_MODELS)}")
-                _EMBEDDERS[key] = OnnxEmbedder(spec, threads=settings.threads,
-                                               batch_size=settings.embed_batch_size)
-            else:
-                _EMBEDDERS[key] = OpenAIEmbedder(settings)
+            _EMBEDDERS[key] = make()
         return _EMBEDDERS[key]
 
 
-def as_llama_index(embedder: Any) -> Any:
-    """Expose an embedder as a llama-index ``BaseEmbedding`` (for users' own llama-index pipelines)."""
-    from llama_index.core.base.embeddings.base import BaseEmbedding
-    from pydantic import PrivateAttr
+def _local(settings: Settings) -> Embedder:
+    name = settings.embedding_model_name
+    spec = LOCAL_MODELS.get(name)
+    if spec is None:
+        raise IndexStateError(f"ASSISTANT_EMBEDDING_MODEL: unknown local model '{name}'; "
+                              f"known: {', '.join(LOCAL_MODELS)}")
+    idx = settings.index
+    return _shared(("local", name, idx.threads, idx.embed_batch_size),
+                   lambda: OnnxEmbedder(spec, threads=idx.threads, batch_size=idx.embed_batch_size))
 
-    class _Adapter(BaseEmbedding):
-        _inner: Any = PrivateAttr()
 
-        def __init__(self, inner: Any) -> None:
-            super().__init__(model_name=inner.name, embed_batch_size=64)
-            self._inner = inner
+def _openai(settings: Settings) -> Embedder:
+    return _shared(("openai", settings.embedding_model_name, settings.llm.base_url),
+                   lambda: OpenAIEmbedder(settings))
 
-        def _get_query_embedding(self, query: str) -> list[float]:
-            return self._inner.embed_query(query).tolist()
 
-        async def _aget_query_embedding(self, query: str) -> list[float]:
-            return self._get_query_embedding(query)
+def register_backends(registry: ModuleType) -> None:
+    registry.embedders.register("local", _local, default_model=DEFAULT_LOCAL_MODEL,
+                                description="ONNX MiniLM shipped in a PyPI package; offline")
+    registry.embedders.register("openai", _openai, default_model="text-embedding-3-small",
+                                description="any OpenAI-compatible /embeddings endpoint")
 
-        def _get_text_embedding(self, text: str) -> list[float]:
-            return self._inner.embed([text])[0].tolist()
-
-        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-            return self._inner.embed(texts).tolist()
-
-    return _Adapter(embedder)

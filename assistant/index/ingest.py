@@ -88,8 +88,8 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
     report = IngestReport()
 
     rep.start("read", None)
-    result = read_paths(paths, max_abstract_chars=settings.max_abstract_chars,
-                        hf_page_year=settings.hf_page_year)
+    result = read_paths(paths, max_abstract_chars=settings.index.max_abstract_chars,
+                        hf_page_year=settings.index.hf_page_year)
     rep.finish("read")
     report.files = result.files
     report.entries = result.entries
@@ -179,7 +179,7 @@ def _write(index: PaperIndex, todo: list[Paper], known: dict[str, str], embedder
         batch = todo[start:start + batch_papers]
         chunks: list[Chunk] = []
         for p in batch:
-            chunks.extend(chunk_paper(p, settings.chunk_size, settings.chunk_overlap))
+            chunks.extend(chunk_paper(p, settings.index.chunk_size, settings.index.chunk_overlap, fits=embedder.fits))
         by_id = {p.paper_id: p for p in batch}
         t = time.perf_counter()
         vectors = embedder.embed([embed_text(by_id[c.paper_id], c) for c in chunks])

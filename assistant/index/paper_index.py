@@ -109,7 +109,7 @@ class PaperIndex:
             lex_gen = lex.generation
         return IndexStatus(
             location=str(self.dir),
-            mode=(f"chroma server {self.settings.chroma_host}:{self.settings.chroma_port}"
+            mode=(f"chroma server {self.settings.index.chroma_host}:{self.settings.index.chroma_port}"
                   if self.settings.server_mode else "embedded chroma"),
             papers=papers, chunks=chunks, vectors=vectors,
             embedding_model=self.settings.embedding_model_name,
@@ -155,9 +155,10 @@ class PaperIndex:
 def index_dir(settings: Settings) -> Path:
     """Embedded mode keeps everything under home/index; server mode keys the local
     catalogue and BM25 by server and collection so two servers never mix."""
+    idx = settings.index
     if settings.server_mode:
-        tag = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{settings.chroma_host}_{settings.chroma_port}_{settings.collection}")
+        tag = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{idx.chroma_host}_{idx.chroma_port}_{idx.collection}")
         return settings.home / f"index-server-{tag}"
-    if settings.collection != "papers":
-        return settings.home / f"index-{settings.collection}"
+    if idx.collection != "papers":
+        return settings.home / f"index-{idx.collection}"
     return settings.index_dir

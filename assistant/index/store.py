@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import IndexStateError
 from ..records import Chunk, Paper
 from ..runtime import ensure_offline
-from ..text import TOKENIZER_VERSION, content_tokens
+from ..text import TOKENIZER_VERSION, bm25_idf, content_tokens
 
 if TYPE_CHECKING:
     import numpy as np
@@ -211,10 +211,10 @@ class VectorStore:
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         try:
             if settings.server_mode:
-                self.where = f"http://{settings.chroma_host}:{settings.chroma_port}"
-                self.client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+                self.where = f"http://{settings.index.chroma_host}:{settings.index.chroma_port}"
+                self.client = chromadb.HttpClient(host=settings.index.chroma_host, port=settings.index.chroma_port,
                                                   settings=chroma_settings)
-                _bound_http_timeout(self.client, settings.chroma_timeout)
+                _bound_http_timeout(self.client, settings.index.chroma_timeout)
             else:
                 self.where = str(persist_dir)
                 persist_dir.mkdir(parents=True, exist_ok=True)
@@ -226,7 +226,7 @@ class VectorStore:
     def collection(self, create: bool = False) -> Any:
         if self._collection is not None:
             return self._collection
-        name = self.settings.collection
+        name = self.settings.index.collection
         try:
             if create:
                 col = self.client.get_or_create_collection(
@@ -306,7 +306,7 @@ class VectorStore:
 
     def drop(self) -> None:
         try:
-            self.client.delete_collection(self.settings.collection)
+            self.client.delete_collection(self.settings.index.collection)
         except Exception as exc:
             if "does not exist" not in str(exc).lower():
                 raise IndexStateError(_chroma_error(self.settings, Path(self.where), exc)) from None
@@ -334,7 +334,7 @@ def _bound_http_timeout(client: Any, seconds: float) -> None:
 def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:
     msg = " ".join(str(exc).split())[:300] or type(exc).__name__
     if settings.server_mode:
-        return (f"Chroma server at {settings.chroma_host}:{settings.chroma_port} failed: {msg} "
+        return (f"Chroma server at {settings.index.chroma_host}:{settings.index.chroma_port} failed: {msg} "
                 "(is `chroma run` up? check CHROMA_HOST/CHROMA_PORT)")
     full = disk_full_message(path, exc)
     if full:
@@ -435,15 +435,13 @@ class LexicalIndex:
 
     def idf(self, tokens: list[str]) -> dict[str, float]:
         """BM25 idf of stemmed tokens over the whole index (unknown tokens get the max idf)."""
-        import math
-
         n_docs = len(self.paper_ids) or 1
         out: dict[str, float] = {}
         indptr = self.retriever.scores["indptr"] if self.retriever is not None else None
         for t in tokens:
             col = self._vocab.get(t)
             df = int(indptr[col + 1] - indptr[col]) if (indptr is not None and col is not None) else 0
-            out[t] = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+            out[t] = bm25_idf(n_docs, df)
         return out
 
     def query(self, text: str, n: int, date_range: tuple[int | None, int | None] = (None, None)) -> list[LexicalHit]:

@@ -1,0 +1,1 @@
+"""Adapters that expose the assistant to other frameworks (each imported only when asked for)."""
