@@ -119,6 +119,8 @@ class Assistant:
     def search(self, query: str, k: int | None = None, *, since: str | int | None = None,
                until: str | int | None = None, mode: str = "hybrid") -> list[Source]:
         """Retrieval only: papers best first, no answer."""
+        query = _check_text(query, "query")
+        _check_filters(k, since, until)
         self.ensure_index()
         return self.retriever.retrieve(query, k, since=since, until=until, mode=mode).sources
 
@@ -132,9 +134,9 @@ class Assistant:
         Answer is the checked one. ``retrieval_query`` searches with other words than
         the question (chat passes the standalone form of a follow-up there).
         """
-        question = question.strip()
-        if not question:
-            raise AssistantError("the question is empty")
+        question = self.check_request(question, k=k, since=since, until=until)
+        if retrieval_query is not None:
+            retrieval_query = _check_text(retrieval_query, "question")
         answerer = self.answerer(backend)
         t0 = time.perf_counter()
         self.ensure_index()
@@ -162,6 +164,16 @@ class Assistant:
             question=question, text=checked.text, refused=checked.refused, citations=checked.citations,
             sources=sources, backend={"llm": answerer.label(), "embedding": self.settings.embedding_model_name},
             timings_ms=timings, checks=checks)
+
+    def check_request(self, question: object, *, k: object = None, since: object = None,
+                      until: object = None) -> str:
+        """The question, stripped, once it and its filters are known to be usable: callers
+        (the CLI, the server) check before any slow work such as building the index."""
+        text = _check_text(question, "question").strip()
+        if not text:
+            raise AssistantError("the question is empty")
+        _check_filters(k, since, until)
+        return text
 
     def chat(self, backend: str | None = None) -> ChatSession:
         return ChatSession(self, backend=backend)
@@ -234,6 +246,46 @@ class ChatSession:
             ans.question = question.strip()
         self.history.append((question, ans))
         return ans
+
+
+_DATE_FILTER = re.compile(r"(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?")
+
+
+def _check_text(text: object, what: str) -> str:
+    """A question must be text that can be encoded: a stray byte from the terminal
+    (``$(printf 'DPO\\xff')`` arrives as a lone surrogate) would fail deep in the tokenizer."""
+    if not isinstance(text, str):
+        raise AssistantError(f"the {what} must be text, got {type(text).__name__}")
+    bad = next((i for i, ch in enumerate(text) if "\ud800" <= ch <= "\udfff"), None)
+    if bad is not None:
+        raise AssistantError(f"the {what} is not valid UTF-8 text (a stray byte or lone surrogate at character "
+                             f"{bad + 1}); retype it or check the terminal's encoding")
+    return text
+
+
+def _check_filters(k: object, since: object, until: object) -> None:
+    """-k and date filters, checked before anything runs: -k 0 used to mean 10, -k -5 returned
+    every candidate, and 2024-13-45 filtered silently on an impossible date."""
+    if k is not None:
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise AssistantError(f"k (-k, papers to retrieve) must be a whole number, got {k!r}")
+        if k < 1:
+            raise AssistantError(f"k must be at least 1, got {k} (-k: papers to retrieve)")
+    for name, value in (("since", since), ("until", until)):
+        if value is None or value == "":
+            continue
+        text = str(value).strip()
+        m = _DATE_FILTER.fullmatch(text) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        if m is not None:
+            try:
+                import datetime
+
+                datetime.date(int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1))
+                continue
+            except ValueError:
+                pass
+        raise AssistantError(f"date filter --{name} '{text}' is not a real date "
+                             "(expected YYYY, YYYY-MM or YYYY-MM-DD)")
 
 
 __all__ = ["REFUSAL", "Assistant", "ChatSession", "Reporter", "SilentReporter", "IngestReport"]

@@ -1,18 +1,25 @@
-"""Thin client for OpenAI-compatible chat servers (OpenAI, llama.cpp, vLLM, Ollama, ...).
+"""Thin clients for OpenAI-compatible servers (OpenAI, llama.cpp, vLLM, Ollama, ...):
+chat completions and embeddings.
 
 Why our own retry loop instead of the openai package's: a streaming request is only
 safe to repeat while nothing has reached the user, so retries stop at the first token,
-and both paths share one policy (backoff on 429/5xx/connection errors, never on
-400/401/403/404, no retry after a timeout — the user already waited request_timeout).
+and chat and embeddings share one policy (backoff on 429/5xx/connection errors, never on
+400/401/403/404 or a garbled reply). ``request_timeout`` is a deadline for the whole
+call, retries included: httpx timeouts only bound the gap between two reads, so a server
+that sends a byte or an SSE ``: ping`` every few seconds would otherwise hold a request
+open forever. That is why bodies are read here, chunk by chunk against the deadline,
+and parsed here (a 200 reply that is not JSON is a one-line error, not a traceback).
 Every failure becomes a one-line BackendError that names the server and never the key.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from .errors import BackendError
@@ -37,24 +44,31 @@ class _StreamBroken(Exception):
         self.reason = reason
 
 
-class ChatClient:
-    """Chat completions against ``settings.llm.base_url`` (or api.openai.com)."""
+class _BadReply(Exception):
+    """The server answered, but not with what the API promises: not retryable."""
+
+
+class _DeadlinePassed(Exception):
+    """``request_timeout`` ran out while the server was still sending."""
+
+
+class OpenAICompatible:
+    """One server connection: base URL and key from Settings, the shared retry policy,
+    the whole-request deadline and one-line error messages."""
+
+    needs_key_message = "the openai backend needs OPENAI_API_KEY (or set OPENAI_BASE_URL to a local server)"
 
     def __init__(self, settings: Settings, *, backoff: float = 0.5) -> None:
         self.settings = settings
         self.backoff = backoff
         base = settings.llm.base_url.strip().rstrip("/")
         if not base and not settings.llm.api_key.get_secret_value():
-            raise BackendError("the openai backend needs OPENAI_API_KEY (or set OPENAI_BASE_URL to a local server)")
+            raise BackendError(self.needs_key_message)
         # Always explicit: the openai package would otherwise read OPENAI_BASE_URL /
         # OPENAI_API_KEY itself, bypassing Settings (the one place that reads the env).
         self.base_url = base or OPENAI_DEFAULT_URL
         self._api_key = settings.llm.api_key.get_secret_value() or DUMMY_KEY
         self._client: Any = None
-        self.last_finish_reason: str | None = None
-        """finish_reason of the last completion ("stop", "length", ...): "length" means truncated."""
-        self.last_usage: dict[str, int] | None = None
-        """Token counts the server reported for the last completion (prompt_tokens, completion_tokens), if any."""
 
     @property
     def model_name(self) -> str:
@@ -62,11 +76,10 @@ class ChatClient:
 
     def _openai(self) -> Any:
         if self._client is None:
-            import httpx
             import openai
 
             self._client = openai.OpenAI(base_url=self.base_url, api_key=self._api_key,
-                                         timeout=httpx.Timeout(self.settings.llm.request_timeout), max_retries=0)
+                                         timeout=float(self.settings.llm.request_timeout), max_retries=0)
         return self._client
 
     def close(self) -> None:
@@ -74,11 +87,130 @@ class ChatClient:
             self._client.close()
             self._client = None
 
-    def __enter__(self) -> ChatClient:
+    def __enter__(self) -> OpenAICompatible:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- the deadline -------------------------------------------------------------------------
+    def _remaining(self, deadline: float) -> float:
+        """Seconds left for the next read; raises once the deadline has passed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _DeadlinePassed()
+        return left
+
+    def _fetch_json(self, request: Callable[[float], Any], deadline: float) -> dict[str, Any]:
+        """Send ``request(timeout)`` (an openai ``with_streaming_response`` call) and parse its
+        body, reading it chunk by chunk so a trickling server cannot outlast the deadline."""
+        body = bytearray()
+        with request(self._remaining(deadline)) as resp:
+            for chunk in resp.iter_bytes():
+                body += chunk
+                self._remaining(deadline)
+        try:
+            data = json.loads(bytes(body))
+        except (ValueError, RecursionError):
+            raise _BadReply(f"sent a reply that is not JSON: {_snippet(bytes(body))}") from None
+        if not isinstance(data, dict):
+            raise _BadReply(f"sent a reply that is not a JSON object: {_snippet(bytes(body))}")
+        return data
+
+    # -- retries and error messages -----------------------------------------------------------
+    def _with_retries(self, what: str, call: Callable[[float], T]) -> T:
+        """``call(deadline)`` under the shared policy; every attempt ends by the same deadline."""
+        self._openai()  # importing openai takes a second or two: not the server's time
+        deadline = time.monotonic() + self.settings.llm.request_timeout
+        attempts = max(0, self.settings.llm.max_retries) + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return call(deadline)
+            except BackendError:
+                raise
+            except _StreamBroken as exc:
+                raise BackendError(self._scrub(
+                    f"the stream from {self.base_url} broke after {exc.chars} characters: {exc.reason}")) from exc
+            except _BadReply as exc:
+                raise BackendError(self._scrub(f"the server at {self.base_url} {exc}")) from None
+            except _DeadlinePassed:
+                raise BackendError(self._timed_out()) from None
+            except Exception as exc:
+                if not _is_api_failure(exc):
+                    raise
+                if attempt < attempts and _retryable(exc):
+                    delay = self._delay(attempt, exc)
+                    if time.monotonic() + delay < deadline:
+                        time.sleep(delay)
+                        continue
+                raise BackendError(self._scrub(self._describe(exc, what, attempt))) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _timed_out(self) -> str:
+        return f"the server at {self.base_url} timed out after {self.settings.llm.request_timeout:g}s"
+
+    def _delay(self, attempt: int, exc: Exception) -> float:
+        delay = min(MAX_BACKOFF, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+        retry_after = _retry_after(exc)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+        return delay
+
+    def _describe(self, exc: Exception, what: str, attempts: int) -> str:
+        import openai
+
+        url = self.base_url
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        if isinstance(exc, _timeout_errors()):
+            return self._timed_out()
+        if isinstance(exc, openai.APIConnectionError):
+            hint = "check OPENAI_BASE_URL" if url != OPENAI_DEFAULT_URL else \
+                "check your network, or set OPENAI_BASE_URL to a local server"
+            return f"cannot reach the OpenAI-compatible server at {url} ({_reason(exc)}){tries}; {hint}"
+        if isinstance(exc, openai.APIStatusError):
+            code = exc.status_code
+            detail = _detail(exc)
+            if code == 401:
+                return f"the server at {url} rejected the API key (401); check OPENAI_API_KEY"
+            if code == 403:
+                return (f"the server at {url} refused access (403){detail}; "
+                        f"check OPENAI_API_KEY and that it may use model '{self.model_name}'")
+            if code == 404:
+                if what == "models":
+                    return (f"the server at {url} has no /models endpoint (404); "
+                            "check OPENAI_BASE_URL (it usually ends in /v1)")
+                return (f"model '{self.model_name}' not found on {url} (404){detail}; "
+                        f"check {self.model_setting} and OPENAI_BASE_URL")
+            if code == 429:
+                return f"the server at {url} is rate limiting requests (429){tries}{detail}; try again later"
+            if code >= 500:
+                return f"the server at {url} failed with HTTP {code}{tries}{detail}"
+            return f"the server at {url} rejected the request (HTTP {code}){detail}"
+        if isinstance(exc, openai.APIError):  # e.g. an error event inside a stream, malformed reply
+            return f"the server at {url} sent an error: {_one_line(str(exc))}"
+        return f"the connection to {url} broke before the reply was complete: {_reason(exc)}{tries}"
+
+    model_setting = "ASSISTANT_LLM_MODEL"
+
+    def _scrub(self, message: str) -> str:
+        key = self.settings.llm.api_key.get_secret_value()
+        if key:
+            message = message.replace(key, "***")
+        return message
+
+
+class ChatClient(OpenAICompatible):
+    """Chat completions against ``settings.llm.base_url`` (or api.openai.com)."""
+
+    def __init__(self, settings: Settings, *, backoff: float = 0.5) -> None:
+        super().__init__(settings, backoff=backoff)
+        self.last_finish_reason: str | None = None
+        """finish_reason of the last completion ("stop", "length", ...): "length" means truncated."""
+        self.last_usage: dict[str, int] | None = None
+        """Token counts the server reported for the last completion (prompt_tokens, completion_tokens), if any."""
+
+    def __enter__(self) -> ChatClient:
+        return self
 
     # -- public calls -----------------------------------------------------------------
     def complete(self, messages: list[dict[str, Any]], *, stream: bool = False,
@@ -99,57 +231,81 @@ class ChatClient:
         self.last_finish_reason = None
         self.last_usage = None
         if stream:
-            return self._with_retries("chat", lambda: self._stream_once(params, on_token))
-        return self._with_retries("chat", lambda: self._complete_once(params))
+            return self._with_retries("chat", lambda deadline: self._stream_once(params, on_token, deadline))
+        return self._with_retries("chat", lambda deadline: self._complete_once(params, deadline))
 
     def list_models(self) -> list[str]:
         """Model ids the server offers; a cheap health check (reachable, key accepted)."""
-        page = self._with_retries("models", lambda: self._openai().models.list())
-        return [m.id for m in getattr(page, "data", None) or []]
+        data = self._with_retries("models", lambda deadline: self._fetch_json(
+            lambda timeout: self._openai().models.with_streaming_response.list(timeout=timeout), deadline))
+        models = data.get("data") or []
+        return [m["id"] for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)] \
+            if isinstance(models, list) else []
 
     # -- one attempt ----------------------------------------------------------------------
-    def _complete_once(self, params: dict[str, Any]) -> str:
-        resp = self._openai().chat.completions.create(**params)
-        choices = getattr(resp, "choices", None)
-        if not choices:
-            raise BackendError(f"the server at {self.base_url} sent a reply without any choices")
-        self.last_finish_reason = choices[0].finish_reason
-        self.last_usage = _usage(resp)
-        return choices[0].message.content or ""
+    def _complete_once(self, params: dict[str, Any], deadline: float) -> str:
+        data = self._fetch_json(lambda timeout: self._openai().chat.completions.with_streaming_response.create(
+            **params, timeout=timeout), deadline)
+        choices = data.get("choices")
+        if not choices or not isinstance(choices, list):
+            raise _BadReply("sent a reply without any choices")
+        first = choices[0] if isinstance(choices[0], dict) else {}
+        message = first.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(message, dict) or not isinstance(content, (str, type(None))):
+            raise _BadReply(f"sent a reply in an unexpected shape: {_snippet(json.dumps(first).encode())}")
+        finish = first.get("finish_reason")
+        self.last_finish_reason = finish if isinstance(finish, str) else None
+        self.last_usage = _usage(data)
+        return content or ""
 
-    def _stream_once(self, params: dict[str, Any], on_token: Callable[[str], None] | None) -> str:
-        import httpx
-        import openai
-
+    def _stream_once(self, params: dict[str, Any], on_token: Callable[[str], None] | None,
+                     deadline: float) -> str:
         parts: list[str] = []
         chars = 0
         finish: str | None = None
-        with self._openai().chat.completions.create(**params, stream=True) as events:
-            chunks = iter(events)
-            while True:
-                try:
-                    chunk = next(chunks)
-                except StopIteration:
-                    break
-                except ValueError as exc:  # an event that is not JSON
-                    raise _StreamBroken(chars, f"malformed event ({_one_line(str(exc))})") from exc
-                except (openai.APIError, httpx.HTTPError) as exc:
-                    if not chars:
-                        raise  # nothing shown yet: safe to retry
-                    # Text already reached on_token: repeating would show it twice.
-                    if isinstance(exc, httpx.TimeoutException):
-                        raise _StreamBroken(chars, f"no data for {self.settings.llm.request_timeout:g}s") from exc
-                    raise _StreamBroken(chars, _reason(exc)) from exc
-                self.last_usage = _usage(chunk) or self.last_usage
-                for choice in getattr(chunk, "choices", None) or []:
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
-                    text = choice.delta.content if choice.delta else None
-                    if text:
-                        parts.append(text)
-                        chars += len(text)
-                        if on_token is not None:
-                            on_token(text)
+        request = self._openai().chat.completions.with_streaming_response.create(
+            **params, stream=True, timeout=self._remaining(deadline))
+        with request as resp:
+            try:
+                for data in _sse_data(resp.iter_lines(), lambda: self._remaining(deadline)):
+                    if data.startswith("[DONE]"):
+                        break
+                    try:
+                        event = json.loads(data)
+                    except (ValueError, RecursionError):
+                        raise _StreamBroken(chars, f"malformed event ({_one_line(data)})") from None
+                    if not isinstance(event, dict):
+                        raise _StreamBroken(chars, f"malformed event ({_one_line(data)})")
+                    if event.get("error"):
+                        error = _error_text(event["error"])
+                        if not chars:
+                            raise _BadReply(f"sent an error: {error}")
+                        raise _StreamBroken(chars, f"the server sent an error: {error}")
+                    self.last_usage = _usage(event) or self.last_usage
+                    for choice in event.get("choices") or []:
+                        if not isinstance(choice, dict):
+                            continue
+                        if isinstance(choice.get("finish_reason"), str):
+                            finish = choice["finish_reason"]
+                        delta = choice.get("delta")
+                        text = delta.get("content") if isinstance(delta, dict) else None
+                        if isinstance(text, str) and text:
+                            parts.append(text)
+                            chars += len(text)
+                            if on_token is not None:
+                                on_token(text)
+            except _DeadlinePassed:
+                if not chars:
+                    raise
+                raise _StreamBroken(chars, f"timed out after {self.settings.llm.request_timeout:g}s") from None
+            except Exception as exc:
+                if not chars or not _is_api_failure(exc):
+                    raise  # nothing shown yet: safe to retry
+                # Text already reached on_token: repeating would show it twice.
+                if isinstance(exc, _timeout_errors()):
+                    raise _StreamBroken(chars, f"timed out after {self.settings.llm.request_timeout:g}s") from exc
+                raise _StreamBroken(chars, _reason(exc)) from exc
         if finish is None:
             # Servers end every complete stream with a finish_reason; without one the
             # answer may be cut off, and a silently truncated answer is worse than an error.
@@ -157,110 +313,113 @@ class ChatClient:
         self.last_finish_reason = finish
         return "".join(parts)
 
-    # -- retries and error messages -----------------------------------------------------------
-    def _with_retries(self, what: str, call: Callable[[], T]) -> T:
-        attempts = max(0, self.settings.llm.max_retries) + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return call()
-            except BackendError:
-                raise
-            except _StreamBroken as exc:
-                raise BackendError(self._scrub(
-                    f"the stream from {self.base_url} broke after {exc.chars} characters: {exc.reason}")) from exc
-            except Exception as exc:
-                if not _is_api_failure(exc):
-                    raise
-                if attempt < attempts and _retryable(exc):
-                    time.sleep(self._delay(attempt, exc))
-                    continue
-                raise BackendError(self._scrub(self._describe(exc, what, attempt))) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _delay(self, attempt: int, exc: Exception) -> float:
-        delay = min(MAX_BACKOFF, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
-        retry_after = _retry_after(exc)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-        return delay
+class EmbeddingClient(OpenAICompatible):
+    """``/embeddings`` on the same kind of server, under the same retries and deadline."""
 
-    def _describe(self, exc: Exception, what: str, attempts: int) -> str:
-        import httpx
-        import openai
+    needs_key_message = ("the openai embedding backend needs OPENAI_API_KEY "
+                         "(or OPENAI_BASE_URL pointing at a local server)")
+    model_setting = "ASSISTANT_EMBEDDING_MODEL"
 
-        url = self.base_url
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
-        if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
-            return f"the server at {url} timed out after {self.settings.llm.request_timeout:g}s"
-        if isinstance(exc, openai.APIConnectionError):
-            hint = "check OPENAI_BASE_URL" if url != OPENAI_DEFAULT_URL else \
-                "check your network, or set OPENAI_BASE_URL to a local server"
-            return f"cannot reach the OpenAI-compatible server at {url} ({_reason(exc)}){tries}; {hint}"
-        if isinstance(exc, openai.APIStatusError):
-            code = exc.status_code
-            detail = _detail(exc)
-            if code == 401:
-                return f"the server at {url} rejected the API key (401); check OPENAI_API_KEY"
-            if code == 403:
-                return (f"the server at {url} refused access (403){detail}; "
-                        f"check OPENAI_API_KEY and that it may use model '{self.model_name}'")
-            if code == 404:
-                if what == "models":
-                    return (f"the server at {url} has no /models endpoint (404); "
-                            "check OPENAI_BASE_URL (it usually ends in /v1)")
-                return (f"model '{self.model_name}' not found on {url} (404){detail}; "
-                        "check ASSISTANT_LLM_MODEL and OPENAI_BASE_URL")
-            if code == 429:
-                return f"the server at {url} is rate limiting requests (429){tries}{detail}; try again later"
-            if code >= 500:
-                return f"the server at {url} failed with HTTP {code}{tries}{detail}"
-            return f"the server at {url} rejected the request (HTTP {code}){detail}"
-        if isinstance(exc, openai.APIError):  # e.g. an error event inside a stream, malformed reply
-            return f"the server at {url} sent an error: {_one_line(str(exc))}"
-        return f"the stream from {url} broke before any text arrived: {_reason(exc)}"
+    @property
+    def model_name(self) -> str:
+        return self.settings.embedding_model_name
 
-    def _scrub(self, message: str) -> str:
-        key = self.settings.llm.api_key.get_secret_value()
-        if key:
-            message = message.replace(key, "***")
-        return message
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text, in order (one request; batch outside)."""
+        batch = list(texts)
+        data = self._with_retries("embeddings", lambda deadline: self._fetch_json(
+            lambda timeout: self._openai().embeddings.with_streaming_response.create(
+                model=self.model_name, input=batch, encoding_format="float", timeout=timeout), deadline))
+        rows = data.get("data")
+        try:
+            ordered = sorted(rows, key=lambda d: d["index"])  # type: ignore[arg-type]
+            vectors = [[float(x) for x in d["embedding"]] for d in ordered]
+        except (TypeError, KeyError, ValueError):
+            raise BackendError(self._scrub(f"the server at {self.base_url} sent embeddings in an unexpected "
+                                           f"shape: {_snippet(json.dumps(data).encode())}")) from None
+        if len(vectors) != len(batch):
+            raise BackendError(f"the server at {self.base_url} sent {len(vectors)} embeddings "
+                               f"for {len(batch)} texts")
+        return vectors
 
 
-def _usage(reply: Any) -> dict[str, int] | None:
-    """prompt/completion token counts of a reply or stream chunk, when the server sent them."""
-    usage = getattr(reply, "usage", None)
-    if usage is None:
-        # llama.cpp's server sends its own "timings" in the last stream chunk even when usage
-        # was not asked for (stream_options), which some servers reject.
-        timings = (getattr(reply, "model_extra", None) or {}).get("timings")
-        if isinstance(timings, dict) and isinstance(timings.get("prompt_n"), int):
-            return {"prompt_tokens": timings["prompt_n"] + int(timings.get("cache_n") or 0),
-                    "completion_tokens": int(timings.get("predicted_n") or 0)}
-        return None
-    out = {k: v for k in ("prompt_tokens", "completion_tokens")
-           if isinstance(v := getattr(usage, k, None), int)}
-    return out or None
+def _usage(reply: dict[str, Any]) -> dict[str, int] | None:
+    """prompt/completion token counts of a reply or stream event, when the server sent them.
+
+    llama.cpp's server sends its own "timings" in the last stream event even when usage was not
+    asked for (stream_options, which some servers reject)."""
+    usage = reply.get("usage")
+    if isinstance(usage, dict):
+        out = {k: v for k in ("prompt_tokens", "completion_tokens")
+               if isinstance(v := usage.get(k), int) and not isinstance(v, bool)}
+        if out:
+            return out
+    timings = reply.get("timings")
+    if isinstance(timings, dict) and isinstance(timings.get("prompt_n"), int):
+        return {"prompt_tokens": timings["prompt_n"] + int(timings.get("cache_n") or 0),
+                "completion_tokens": int(timings.get("predicted_n") or 0)}
+    return None
+
+
+def _sse_data(lines: Iterable[str], check: Callable[[], object]) -> Iterator[str]:
+    """The data of each server-sent event; ``check`` runs on every line, pings included."""
+    data: list[str] = []
+    for line in lines:
+        check()
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):  # a comment, e.g. a keep-alive ": ping"
+            continue
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        error = error.get("message") or error
+    return _one_line(str(error))
+
+
+def _snippet(body: bytes) -> str:
+    text = _one_line(body.decode("utf-8", errors="replace"))
+    return repr(text) if text else "(empty body)"
+
+
+def _http_modules() -> list[Any]:
+    """httpx and, with openai 3.x, httpx2: whichever the openai package talks through."""
+    return [m for m in (sys.modules.get("httpx"), sys.modules.get("httpx2")) if m is not None]
+
+
+def _timeout_errors() -> tuple[type[BaseException], ...]:
+    import openai
+
+    return (openai.APITimeoutError, *(m.TimeoutException for m in _http_modules()))
 
 
 def _is_api_failure(exc: Exception) -> bool:
-    import httpx
     import openai
 
-    return isinstance(exc, (openai.APIError, httpx.HTTPError))
+    return isinstance(exc, (openai.APIError, *(m.HTTPError for m in _http_modules())))
 
 
 def _retryable(exc: Exception) -> bool:
-    import httpx
     import openai
 
-    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
+    if isinstance(exc, _timeout_errors()):
         return False
     if isinstance(exc, openai.APIConnectionError):
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code == 429 or exc.status_code >= 500
     # A stream that dropped before its first token is as safe to repeat as a refused connection.
-    return isinstance(exc, httpx.TransportError)
+    return isinstance(exc, tuple(m.TransportError for m in _http_modules()))
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -193,6 +193,13 @@ class ServeSettings(_Section):
     max_concurrent: int = Field(4, ge=1, le=256)
     """Answers computed at once; further requests wait briefly, then get 503 with Retry-After."""
     max_body_bytes: int = Field(5_000_000, ge=1024)
+    """Largest JSON request body (413 beyond)."""
+    max_queue: int = Field(16, ge=0, le=10_000)
+    """Requests that may wait for an answer slot; beyond that the server answers 503 at once."""
+    queue_timeout: float = Field(30.0, gt=0)
+    """Seconds a queued request waits for a slot before a 503 with Retry-After."""
+    max_ingest_bytes: int = Field(50_000_000, ge=1024)
+    """Largest POST /v1/ingest body (JSONL or BibTeX)."""
 
 
 #: Documented short names -> (section, field). One table serves env vars, TOML keys
@@ -311,14 +318,7 @@ class Settings(BaseSettings):
             values["config_file"] = cfg_path
         for path, raw, where in _read_env(env):
             _put(values, origin, path, raw, where)
-        for key, raw in overrides.items():
-            if raw is None:
-                continue
-            if isinstance(raw, dict) and key in SECTIONS:
-                for sub, v in raw.items():
-                    _put(values, origin, (key, sub), v, f"{key}.{sub}")
-            else:
-                _put(values, origin, _resolve(key, key), raw, key)
+        _put_overrides(values, origin, overrides)
         return _build(values, origin)
 
     def with_(self, **changes: Any) -> Settings:
@@ -326,14 +326,7 @@ class Settings(BaseSettings):
         values = self.model_dump()
         values["llm"]["api_key"] = self.llm.api_key.get_secret_value()
         origin: dict[tuple[str, ...], str] = {}
-        for key, raw in changes.items():
-            if raw is None:
-                continue
-            if isinstance(raw, dict) and key in SECTIONS:
-                for sub, v in raw.items():
-                    _put(values, origin, (key, sub), v, f"{key}.{sub}")
-            else:
-                _put(values, origin, _resolve(key, key), raw, key)
+        _put_overrides(values, origin, changes)
         return _build(values, origin)
 
     def public_dict(self) -> dict[str, Any]:
@@ -387,6 +380,18 @@ def _put(values: dict[str, Any], origin: dict[tuple[str, ...], str], path: tuple
     else:
         values.setdefault(path[0], {})[path[1]] = raw
     origin[path] = where
+
+
+def _put_overrides(values: dict[str, Any], origin: dict[tuple[str, ...], str], overrides: dict[str, Any]) -> None:
+    """Keyword settings: short names (``top_k=5``) or whole sections (``retrieval={"top_k": 5}``)."""
+    for key, raw in overrides.items():
+        if raw is None:
+            continue
+        if isinstance(raw, dict) and key in SECTIONS:
+            for sub, v in raw.items():
+                _put(values, origin, (key, sub), v, f"{key}.{sub}")
+        else:
+            _put(values, origin, _resolve(key, key), raw, key)
 
 
 def _read_toml(path: Path) -> list[tuple[tuple[str, ...], Any, str]]:

@@ -63,3 +63,49 @@ def test_refusal_variants_and_all_invalid_citations() -> None:
 def test_best_quote_prefers_verbatim_sentence() -> None:
     assert best_quote("PoFT achieves stable improvements over SFT baselines across datasets. [1]", A1) == (
         "PoFT achieves stable improvements over SFT baselines across datasets.")
+
+
+# -- an abstract's own reference markers are text, never citations (issue 12 item 5) -----------------
+QUOKKA = ("We present Quokka alignment. Quokka alignment outperforms DPO [5] on two benchmarks. "
+          "Prior work [2, 3] needs a reward model.")
+
+
+def test_reference_markers_in_abstracts_are_neutralised_in_place() -> None:
+    from assistant.answering.citations import neutralise_reference_markers
+
+    out = neutralise_reference_markers(QUOKKA)
+    assert "outperforms DPO (5) on" in out and "Prior work (2, 3) needs" in out
+    # Same length, so sentence and chunk offsets into the stored abstract stay valid.
+    assert len(out) == len(QUOKKA)
+    assert neutralise_reference_markers(out) == out
+    # What is left cannot be read as a citation by the checker.
+    checked = check_answer(out.split(". ")[1] + ".", [Source(i, Paper(f"p{i}", f"T{i}", A1), 0.5)
+                                                      for i in range(1, 7)])
+    assert checked.citations == [] and checked.checks["unknown_markers"] == 0
+
+
+def test_quote_is_the_stored_sentence_when_the_answer_quotes_a_neutralised_one() -> None:
+    from assistant.answering.citations import neutralise_reference_markers
+
+    sources = [Source(1, Paper("q", "Quokka", QUOKKA), 0.9)] + [
+        Source(i, Paper(f"p{i}", f"T{i}", A2), 0.5) for i in range(2, 7)]
+    sentence = neutralise_reference_markers("Quokka alignment outperforms DPO [5] on two benchmarks.")
+    checked = check_answer(sentence[:-1] + " [1].", sources)
+    assert [c.paper_id for c in checked.citations] == ["q"]
+    assert checked.citations[0].quote == "Quokka alignment outperforms DPO [5] on two benchmarks."
+    assert checked.citations[0].quote in QUOKKA
+
+
+def test_citation_of_a_paper_that_does_not_say_it_is_flagged_not_hidden() -> None:
+    # An in-range marker is not "verified" just because it resolves: a sentence the cited
+    # abstract does not support is listed, even though unknown_markers stays 0.
+    sources = _sources()
+    checked = check_answer("Quokka alignment outperforms DPO on two benchmarks [1]. "
+                           "PoFT achieves stable improvements over SFT baselines [1]. "
+                           "VLoRA converts visual features into perceptual weights [2].", sources)
+    assert checked.checks["unknown_markers"] == 0
+    assert checked.checks["unsupported_citations"] == [
+        {"sentence": "Quokka alignment outperforms DPO on two benchmarks [1].", "marker": 1}]
+    # A sentence drawing on two papers needs each only for its share.
+    both = check_answer("PoFT improves SFT baselines [1] and VLoRA merges perceptual weights [2].", sources)
+    assert both.checks["unsupported_citations"] == []

@@ -270,6 +270,117 @@ def test_json_mode_and_max_tokens_are_sent(scripted: Callable[..., ScriptedServe
     assert sent["temperature"] == 0.2 and sent["messages"] == HI
 
 
+def raw_body(body: bytes, content_type: str = "application/json") -> Reply:
+    """HTTP 200 with whatever body: a proxy's HTML page, a truncated JSON reply."""
+    def reply(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+    return reply
+
+
+def trickle(*, stream: bool, every: float = 0.25, lasting: float = 30.0) -> Reply:
+    """Headers at once, then a byte (or an SSE ": ping" comment) every ``every`` seconds:
+    no single read ever waits long, so a per-read timeout never fires."""
+    def reply(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        if stream:
+            h.send_header("Content-Type", "text/event-stream")
+            h.send_header("Transfer-Encoding", "chunked")
+        else:
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", "100000")
+        h.end_headers()
+        end = time.monotonic() + lasting
+        try:
+            while time.monotonic() < end:
+                h.wfile.write(b"8\r\n: ping\n\n\r\n" if stream else b" ")
+                h.wfile.flush()
+                time.sleep(every)
+        except OSError:  # the client gave up: what we want
+            pass
+        h.close_connection = True
+    return reply
+
+
+# -- bad bodies and slow servers (issue 12 items 8 and 9) ----------------------------------------
+@pytest.mark.parametrize("body", [b"<html><body>502 Bad Gateway</body></html>", b'{"id": "c1", "choi',
+                                  b"[1, 2, 3]"])
+def test_reply_that_is_not_json_is_one_line(scripted: Callable[..., ScriptedServer], body: bytes) -> None:
+    server = scripted(raw_body(body))
+    client = ChatClient(settings_for(server.base_url), backoff=0.05)
+    with pytest.raises(BackendError) as err:
+        client.complete(HI)
+    msg = str(err.value)
+    assert msg.startswith(f"the server at {server.base_url} sent a reply that is not ")
+    assert "\n" not in msg
+    # A garbled reply is not a transient failure: asking again would only waste time.
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("body", [b"<html><body>Bad Gateway</body></html>", b"data: {not json\n\n"])
+def test_stream_that_is_not_json_is_one_line(scripted: Callable[..., ScriptedServer], body: bytes) -> None:
+    server = scripted(raw_body(body, "text/event-stream"))
+    client = ChatClient(settings_for(server.base_url), backoff=0.05)
+    with pytest.raises(BackendError) as err:
+        client.complete(HI, stream=True, on_token=lambda t: None)
+    msg = str(err.value)
+    assert server.base_url in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_request_timeout_caps_the_whole_request(scripted: Callable[..., ScriptedServer], stream: bool) -> None:
+    # Issue 12 item 9: a byte every 0.25 s kept a request with a 1 s timeout open for as
+    # long as the server liked (30 s here); the timeout is a deadline for the whole request.
+    server = scripted(trickle(stream=stream, lasting=30.0))
+    client = ChatClient(settings_for(server.base_url, request_timeout=1.0, max_retries=2), backoff=0.05)
+    t0 = time.monotonic()
+    with pytest.raises(BackendError) as err:
+        client.complete(HI, stream=stream, on_token=(lambda t: None) if stream else None)
+    assert time.monotonic() - t0 < 15.0  # half of the trickle: it did not wait for the server
+    assert str(err.value) == f"the server at {server.base_url} timed out after 1s"
+    assert len(server.requests) == 1
+
+
+# -- embeddings share the policy (issue 13 item 8) ------------------------------------------------
+def embeddings_json(vectors: list[list[float]]) -> Reply:
+    # Out of order on purpose: rows are matched to inputs by "index".
+    rows = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)][::-1]
+    return status(200, {"object": "list", "data": rows, "model": "emb"})
+
+
+def test_embeddings_use_the_chat_retry_policy_deadline_and_messages(
+        scripted: Callable[..., ScriptedServer]) -> None:
+    from assistant.index.embeddings import OpenAIEmbedder
+
+    def embedder(url: str, **kw: Any) -> OpenAIEmbedder:
+        e = OpenAIEmbedder(settings_for(url, embedding="openai", embedding_model="emb", **kw))
+        e.client.backoff = 0.05
+        return e
+
+    server = scripted(status(503), embeddings_json([[3.0, 4.0], [0.0, 2.0]]))
+    vecs = embedder(server.base_url).embed(["a", "b"])
+    assert vecs.shape == (2, 2) and vecs.ravel().tolist() == pytest.approx([0.6, 0.8, 0.0, 1.0])
+    assert len(server.requests) == 2 and server.requests[0]["path"] == "/v1/embeddings"
+    assert server.requests[1]["json"] == {"model": "emb", "input": ["a", "b"], "encoding_format": "float"}
+
+    failing = scripted(status(503))
+    with pytest.raises(BackendError) as err:
+        embedder(failing.base_url, max_retries=1).embed(["a"])
+    assert str(err.value) == f"the server at {failing.base_url} failed with HTTP 503 after 2 attempts: status 503"
+
+    slow_server = scripted(trickle(stream=False))
+    with pytest.raises(BackendError) as err:
+        embedder(slow_server.base_url, request_timeout=1.0).embed(["a"])
+    assert str(err.value) == f"the server at {slow_server.base_url} timed out after 1s"
+
+    garbled = scripted(raw_body(b"<html>login required</html>"))
+    with pytest.raises(BackendError, match="sent a reply that is not JSON"):
+        embedder(garbled.base_url).embed(["a"])
+
+
 # -- the real llama.cpp server ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
@@ -349,3 +460,26 @@ def test_server_killed_mid_stream_then_restarted(tmp_path: Path) -> None:
         assert client.complete(HI, max_tokens=16).strip()
     finally:
         server.stop()
+
+
+# -- through the real CLI ----------------------------------------------------------------------------
+@pytest.mark.parametrize("reply", ["not_json", "trickle"])
+def test_cli_ask_against_a_broken_server_is_one_line(scripted: Callable[..., ScriptedServer], sample_home: Path,
+                                                     embed_cache: Path, reply: str) -> None:
+    # `--json` (and piped output) takes the non-streaming path, where a 200 reply that is not
+    # JSON was an 86-line JSONDecodeError traceback and a trickling server hung `ask`.
+    import subprocess
+
+    from tests.conftest import cli_env
+
+    server = scripted(raw_body(b"<html>Bad Gateway</html>") if reply == "not_json" else trickle(stream=False))
+    env = cli_env(sample_home, embed_cache, ASSISTANT_LLM="openai", OPENAI_BASE_URL=server.base_url,
+                  ASSISTANT_LLM_MODEL="smollm2", ASSISTANT_REQUEST_TIMEOUT="2", ASSISTANT_MAX_RETRIES="1")
+    t0 = time.monotonic()
+    r = subprocess.run(["assistant", "ask", "--json", "What does ARRA align LLM hidden states with?"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - t0 < 25.0  # the trickle lasts 30 s
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("error: the server at ") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert ("not JSON" if reply == "not_json" else "timed out after 2s") in r.stderr

@@ -1,9 +1,10 @@
 """Citation checking for every backend: the checked result is what users see.
 
 Markers must resolve to a source that was given; unknown ones are removed and
-counted. Each citation gets the sentence of its abstract that best supports the
-answer sentence citing it (an exact substring, so it can be verified), and
-sentences without any citation are flagged.
+counted, and resolved ones whose paper does not contain the sentence's content are
+listed (a marker that resolves is not thereby a true citation). Each citation gets
+the sentence of its abstract that best supports the answer sentence citing it (an
+exact substring, so it can be verified), and sentences without any citation are flagged.
 """
 
 from __future__ import annotations
@@ -18,6 +19,19 @@ from ..text import MARKER_GROUP, answer_sentence_spans, content_tokens, is_refus
 
 # A marker group with the space before it, which goes when the marker is rewritten.
 _MARKER_GROUP = re.compile(r"\s*" + MARKER_GROUP.pattern)
+# A paper's own reference markers ("[5]", "[2, 3]", "[4-6]") inside its abstract.
+_REFERENCE_MARKER = re.compile(r"\[(\s*\d+\s*(?:[,;\u2013-]\s*\d+\s*)*)\]")
+
+
+def neutralise_reference_markers(text: str) -> str:
+    """"DPO [5]" -> "DPO (5)": an abstract's own references become text the marker grammar
+    cannot read, so they never turn into citations of other sources.
+
+    Every backend gets abstracts through this (the extractive answer copies their sentences,
+    the LLM prompt quotes them). Same length on purpose: sentence and chunk offsets into the
+    stored abstract stay valid, and quotes are still taken from the stored text.
+    """
+    return _REFERENCE_MARKER.sub(lambda m: f"({m.group(1)})", text)
 
 
 @dataclass
@@ -36,7 +50,9 @@ def best_quote(sentence: str, abstract: str, idf: Callable[[list[str]], dict[str
         return None
     bare = MARKER_GROUP.sub("", sentence).strip()
     for a, b in spans:
-        if abstract[a:b] and (abstract[a:b] in bare or bare.rstrip(".") in abstract[a:b]):
+        # The answer may quote the sentence with its reference markers neutralised.
+        seen = neutralise_reference_markers(abstract[a:b])
+        if seen and (seen in bare or bare.rstrip(".") in seen):
             return abstract[a:b]
     q = set(content_tokens(bare))
     if not q:
@@ -60,8 +76,10 @@ def check_answer(text: str, sources: Sequence[Source],
     text, spans = answer_sentence_spans(text)
     if not text or is_refusal(text):
         return CheckedAnswer(REFUSAL, True, [], {"unknown_markers": 0, "uncited_sentences": [],
-                                                 "sentences": []})
+                                                 "unsupported_citations": [], "sentences": []})
     unknown = 0
+    unsupported: list[dict[str, Any]] = []
+    paper_tokens: dict[int, set[str]] = {}
     renumber: dict[int, int] = {}
     citations: dict[int, Citation] = {}
     sentence_rows: list[dict[str, Any]] = []
@@ -102,6 +120,13 @@ def check_answer(text: str, sources: Sequence[Source],
             if mk not in citations:
                 citations[mk] = Citation(marker=mk, paper_id=src.paper.paper_id, title=src.paper.title,
                                          quote=quote, date=src.paper.date)
+        for mk in markers:
+            n = inv[mk]
+            if n not in paper_tokens:
+                paper = sources[n - 1].paper
+                paper_tokens[n] = set(content_tokens(f"{paper.title} {paper.abstract}"))
+            if _support(cleaned, paper_tokens[n], idf) < MIN_SUPPORT / len(markers):
+                unsupported.append({"sentence": cleaned, "marker": mk})
         if not markers:
             uncited.append(cleaned)
         sentence_rows.append({"sentence": cleaned, "markers": markers,
@@ -110,7 +135,27 @@ def check_answer(text: str, sources: Sequence[Source],
     final = " ".join(out_sentences).strip()
     if not final or is_refusal(final):
         return CheckedAnswer(REFUSAL, True, [], {"unknown_markers": unknown, "uncited_sentences": [],
-                                                 "sentences": []})
+                                                 "unsupported_citations": [], "sentences": []})
     ordered = [citations[k] for k in sorted(citations)]
     return CheckedAnswer(final, False, ordered,
-                         {"unknown_markers": unknown, "uncited_sentences": uncited, "sentences": sentence_rows})
+                         {"unknown_markers": unknown, "uncited_sentences": uncited,
+                          "unsupported_citations": unsupported, "sentences": sentence_rows})
+
+
+MIN_SUPPORT = 0.5
+"""A cited paper must contain this share of the sentence's content words (idf-weighted),
+split evenly between the papers one sentence cites; below it the citation is listed in
+``checks["unsupported_citations"]``. A marker that resolves is not thereby a true citation:
+"Quokka outperforms DPO [2]" citing a DPO paper that never mentions Quokka is listed."""
+
+
+def _support(sentence: str, paper_tokens: set[str],
+             idf: Callable[[list[str]], dict[str, float]] | None) -> float:
+    """Share of the sentence's content words (idf-weighted) found in the paper's title and abstract."""
+    q = sorted(set(content_tokens(MARKER_GROUP.sub("", sentence))))
+    if not q:
+        return 1.0
+    weights = idf(q) if idf else dict.fromkeys(q, 1.0)
+    total = sum(weights.get(t, 1.0) for t in q)
+    return sum(weights.get(t, 1.0) for t in q if t in paper_tokens) / total if total else 1.0
+

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 from ..records import REFUSAL, Source
 from ..settings import ExtractiveSettings
 from ..text import content_tokens, name_tokens, query_tokens, split_sentences
+from .citations import neutralise_reference_markers
 
 # Questions that ask for several papers get one sentence from each of several papers.
 _MULTI = re.compile(r"\b(which|what) (papers|works|studies|methods|approaches|models|benchmarks|frameworks)\b|"
@@ -169,7 +170,8 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
     picked.sort(key=lambda p: (order.index(p.source_index), p.start))
     parts = []
     for p in picked:
-        parts.append(f"{_trim(p.text)} [{p.source_index + 1}]")
+        # The abstract's own "[5]" stays text, never a citation of source 5.
+        parts.append(f"{_trim(neutralise_reference_markers(p.text))} [{p.source_index + 1}]")
     text = " ".join(_end_marker(s) for s in parts)
     return ExtractiveResult(text, False, "", picked)
 

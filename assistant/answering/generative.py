@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..records import REFUSAL, Source
 from ..text import content_tokens, name_tokens, numbers_in, query_tokens, split_sentences
 from .base import AnswerContext, Draft
+from .citations import neutralise_reference_markers
 from .prompts import load_prompt, render
 
 if TYPE_CHECKING:
@@ -125,8 +126,9 @@ def format_evidence(evidence: Sequence[PaperEvidence]) -> str:
     blocks = []
     for ev in evidence:
         date = f" ({ev.source.paper.date})" if ev.source.paper.date else ""
-        lines = [f"Paper [{ev.number}]: {ev.source.paper.title}{date}"]
-        lines += [f"- {s}" for s in ev.sentences]
+        # An abstract's own "[5]" must not read as paper [5] to the model.
+        lines = [f"Paper [{ev.number}]: {neutralise_reference_markers(ev.source.paper.title)}{date}"]
+        lines += [f"- {neutralise_reference_markers(s)}" for s in ev.sentences]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

@@ -184,6 +184,7 @@ def ask_cmd(
 ) -> None:
     """Answer a question from the indexed papers, every sentence cited."""
     a = _assistant(config)
+    a.check_request(question, k=k, since=since, until=until)  # bad input fails before the index is built
     from .progress import reporter
 
     with reporter(not json_out) as rep:
@@ -213,6 +214,28 @@ def chat_cmd(backend: str | None = typer.Option(None, "--backend", help="extract
     from .chat_repl import run_repl
 
     run_repl(_assistant(config), backend=backend)
+
+
+@app.command("serve")
+def serve_cmd(
+    host: str | None = typer.Option(None, "--host", help="Address to bind (default serve.host, 127.0.0.1); "
+                                                          "anything but loopback needs --token-file."),
+    port: int | None = typer.Option(None, "--port", help="Port (default serve.port, 8000)."),
+    token_file: Path | None = typer.Option(None, "--token-file",
+                                           help="File holding the bearer token every request must send."),
+    allow_ingest: bool = typer.Option(False, "--allow-ingest",
+                                      help="Accept POST /v1/ingest without a token (it needs one otherwise)."),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent",
+                                              help="Answers computed at once (default serve.max_concurrent)."),
+    queue: int | None = typer.Option(None, "--queue",
+                                     help="Requests that may wait for a slot before 503s (default serve.max_queue)."),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """HTTP API, OpenAI-compatible /v1/chat/completions and the web chat at http://HOST:PORT/."""
+    from ..server.options import make_options, serve
+
+    a = _assistant(config)
+    serve(a, make_options(a.settings, host, port, token_file, allow_ingest, max_concurrent, queue))
 
 
 def _mount_eval() -> None:

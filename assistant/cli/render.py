@@ -33,9 +33,10 @@ def answer_renderable(ans: Answer, quotes: bool = False) -> Any:
                 items.append(Markdown(f"> {c.quote}"))
     flagged = ans.checks.get("uncited_sentences") or []
     unknown = ans.checks.get("unknown_markers") or 0
-    if flagged or unknown:
-        items.append(Text(f"check: {len(flagged)} uncited sentence(s), {unknown} unknown marker(s) removed",
-                          style="red"))
+    unsupported = ans.checks.get("unsupported_citations") or []
+    if flagged or unknown or unsupported:
+        items.append(Text(f"check: {len(flagged)} uncited sentence(s), {unknown} unknown marker(s) removed, "
+                          f"{len(unsupported)} citation(s) whose paper does not say it", style="red"))
     return Group(*items)
 
 

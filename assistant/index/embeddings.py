@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import BackendError, IndexStateError
+from ..errors import IndexStateError
 from ..runtime import ensure_offline
 
 if TYPE_CHECKING:
@@ -198,7 +198,8 @@ class OnnxEmbedder:
 
 
 class OpenAIEmbedder:
-    """Embeddings from any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp)."""
+    """Embeddings from any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp),
+    through the same client as chat: one retry policy, one deadline, one-line errors."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -206,36 +207,20 @@ class OpenAIEmbedder:
         self.batch_size = 64
         self._client: Any = None
 
-    def _get_client(self) -> Any:
+    @property
+    def client(self) -> Any:
         if self._client is None:
-            import openai
+            from ..llm import EmbeddingClient
 
-            if not self.settings.llm.base_url and not self.settings.llm.api_key.get_secret_value():
-                raise BackendError("the openai embedding backend needs OPENAI_API_KEY "
-                                   "(or OPENAI_BASE_URL pointing at a local server)")
-            self._client = openai.OpenAI(base_url=self.settings.llm.base_url or None,
-                                         api_key=self.settings.llm.api_key.get_secret_value() or "not-needed",
-                                         timeout=self.settings.llm.request_timeout,
-                                         max_retries=self.settings.llm.max_retries)
+            self._client = EmbeddingClient(self.settings)
         return self._client
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import numpy as np
-        import openai
 
-        client = self._get_client()
         rows: list[list[float]] = []
-        url = self.settings.llm.base_url or "api.openai.com"
         for start in range(0, len(texts), self.batch_size):
-            batch = list(texts[start:start + self.batch_size])
-            try:
-                resp = client.embeddings.create(model=self.name, input=batch)
-            except openai.APIConnectionError as exc:
-                raise BackendError(f"cannot reach the embedding server at {url}: {exc}") from None
-            except openai.APIStatusError as exc:
-                raise BackendError(f"the embedding server at {url} answered {exc.status_code}: "
-                                   f"{str(exc.message)[:200]}") from None
-            rows.extend(d.embedding for d in sorted(resp.data, key=lambda d: d.index))
+            rows.extend(self.client.embed(texts[start:start + self.batch_size]))
         arr = np.asarray(rows, dtype=np.float32)
         norms = np.linalg.norm(arr, axis=1, keepdims=True)
         return arr / np.clip(norms, 1e-12, None)

@@ -1,0 +1,95 @@
+"""What `assistant serve` is asked to do, checked before anything heavy is imported."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import AssistantError
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+@dataclass
+class ServeOptions:
+    """How one server process runs; limits default to the Settings' serve_* fields."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    """Bearer token every request (except the static web page) must carry; None = open."""
+    allow_ingest: bool = False
+    """Accept POST /v1/ingest without a token (loopback use)."""
+    max_concurrent: int = 4
+    max_queue: int = 16
+    queue_timeout: float = 30.0
+    max_body_bytes: int = 5_000_000
+    max_ingest_bytes: int = 50_000_000
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(path: Path) -> str:
+    """The token file holds one line; an unreadable or empty one is an error, never 'no token'."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise AssistantError(f"{path}: cannot read the token file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise AssistantError(f"{path}: the token file is not UTF-8 text") from None
+    if not token or "\n" in token or any(c.isspace() for c in token):
+        raise AssistantError(f"{path}: the token file must hold one token on one line, without spaces")
+    return token
+
+
+def make_options(settings: Any, host: str | None = None, port: int | None = None, token_file: Path | None = None,
+                 allow_ingest: bool = False, max_concurrent: int | None = None,
+                 max_queue: int | None = None) -> ServeOptions:
+    """Command-line values over ``settings.serve``; a non-loopback address needs a token."""
+    cfg = settings.serve
+    host = host or cfg.host
+    port = cfg.port if port is None else port
+    token_file = token_file or cfg.token_file
+    token = read_token(token_file) if token_file else None
+    if not is_loopback(host) and token is None:
+        raise AssistantError(f"refusing to listen on {host} without --token-file: anyone who can reach it could "
+                             "read the index; pass --token-file FILE (or bind 127.0.0.1)")
+    if not 0 < port < 65536:
+        raise AssistantError(f"--port {port}: expected 1-65535")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise AssistantError(f"--max-concurrent {max_concurrent}: expected at least 1")
+    if max_queue is not None and max_queue < 0:
+        raise AssistantError(f"--queue {max_queue}: expected 0 or more")
+    return ServeOptions(
+        host=host, port=port, token=token, allow_ingest=allow_ingest,
+        max_concurrent=max_concurrent or cfg.max_concurrent,
+        max_queue=cfg.max_queue if max_queue is None else max_queue,
+        queue_timeout=cfg.queue_timeout, max_body_bytes=cfg.max_body_bytes, max_ingest_bytes=cfg.max_ingest_bytes)
+
+
+def serve(assistant: Any, options: ServeOptions) -> None:
+    """Open the index once, then run uvicorn until interrupted (one process, shared index)."""
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as exc:
+        raise AssistantError(f"serving needs the serve extra ({exc.name} is missing): "
+                             "pip install 'paper-assistant[serve]'") from None
+    app = create_app(assistant, options)
+    where = f"http://{options.host}:{options.port}/"
+    guard = "bearer token required" if options.token else "no token (loopback)"
+    print(f"serving {where} ({guard}; ingest {'allowed' if options.allow_ingest or options.token else 'off'})",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=options.host, port=options.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5)

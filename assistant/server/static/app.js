@@ -1,0 +1,331 @@
+// paper-assistant web chat. Plain JS, no build step, talks only to the server that served it.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "paper-assistant-token";
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY) || "",
+  messages: [],          // the conversation sent with every question (OpenAI messages)
+  papers: new Map(),     // paper_id -> paper JSON (abstract included), fetched on demand
+  busy: false,
+  opener: null,          // the button that opened the paper panel (focus returns there)
+};
+
+function headers(extra) {
+  const h = Object.assign({}, extra || {});
+  if (state.token) h["Authorization"] = "Bearer " + state.token;
+  return h;
+}
+
+async function errorText(resp) {
+  try {
+    const body = await resp.json();
+    if (body && body.error && body.error.message) return body.error.message;
+  } catch (e) { /* not JSON */ }
+  return resp.status + " " + resp.statusText;
+}
+
+// -- start-up and the token page ------------------------------------------------------
+async function connect() {
+  let resp;
+  try {
+    resp = await fetch("/healthz", { headers: headers() });
+  } catch (e) {
+    $("status").textContent = "cannot reach the server";
+    return;
+  }
+  if (resp.status === 401) {
+    showTokenView(state.token ? "That token was not accepted." : "");
+    return;
+  }
+  if (!resp.ok) {
+    $("status").textContent = await errorText(resp);
+    return;
+  }
+  const h = await resp.json();
+  $("status").textContent = `${h.papers} papers · answers: ${h.llm}` + (h.token_required ? " · token accepted" : "");
+  $("token-view").hidden = true;
+  $("chat-view").hidden = false;
+  $("question").focus();
+}
+
+function showTokenView(message) {
+  $("chat-view").hidden = true;
+  $("token-view").hidden = false;
+  $("status").textContent = "access token required";
+  $("token-error").textContent = message;
+  $("token-input").focus();
+}
+
+$("token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  state.token = $("token-input").value.trim();
+  sessionStorage.setItem(TOKEN_KEY, state.token);
+  $("token-input").value = "";
+  connect();
+});
+
+// -- rendering ---------------------------------------------------------------------------
+function el(tag, cls, text) {
+  const n = document.createElement(tag);
+  if (cls) n.className = cls;
+  if (text !== undefined) n.textContent = text;
+  return n;
+}
+
+function addTurn(role, text) {
+  $("empty").hidden = true;
+  const li = el("li", "turn " + role);
+  if (text !== undefined) li.textContent = text;
+  $("log").appendChild(li);
+  li.scrollIntoView({ block: "end" });
+  return li;
+}
+
+// Answer text with each [n] as a button opening the cited paper.
+function renderAnswerText(container, text, citations) {
+  const byMarker = new Map(citations.map((c) => [c.marker, c]));
+  const re = /\[(\d+)\]/g;
+  let last = 0;
+  let m;
+  while ((m = re.exec(text)) !== null) {
+    container.appendChild(document.createTextNode(text.slice(last, m.index)));
+    const cite = byMarker.get(Number(m[1]));
+    if (cite) {
+      const b = el("button", "marker", `[${m[1]}]`);
+      b.type = "button";
+      b.dataset.marker = m[1];
+      b.setAttribute("aria-pressed", "false");
+      b.setAttribute("aria-label", `Source ${m[1]}: ${cite.title}`);
+      b.addEventListener("click", () => openPaper(cite.paper_id, cite, b));
+      container.appendChild(b);
+    } else {
+      container.appendChild(document.createTextNode(m[0]));
+    }
+    last = re.lastIndex;
+  }
+  container.appendChild(document.createTextNode(text.slice(last)));
+}
+
+function renderAnswer(li, answer, citations) {
+  li.classList.remove("streaming");
+  li.textContent = "";
+  if (answer.refused) {
+    li.classList.add("refusal");
+    li.appendChild(el("div", "badge", "No answer in the indexed papers"));
+  }
+  const text = el("div", "text");
+  renderAnswerText(text, answer.answer, citations);
+  li.appendChild(text);
+  if (citations.length) {
+    const list = el("ol", "cites");
+    list.setAttribute("aria-label", "References");
+    for (const c of citations) {
+      const item = el("li");
+      const b = el("button", "marker", `[${c.marker}]`);
+      b.type = "button";
+      b.setAttribute("aria-pressed", "false");
+      b.addEventListener("click", () => openPaper(c.paper_id, c, b));
+      item.appendChild(b);
+      item.appendChild(document.createTextNode(` ${c.title}` + (c.date ? ` (${c.date})` : "")));
+      list.appendChild(item);
+    }
+    li.appendChild(list);
+  }
+  if (answer.sources && answer.sources.length) {
+    const det = el("details", "sources");
+    det.appendChild(el("summary", "", `Sources searched (${answer.sources.length})`));
+    const ol = el("ol");
+    for (const s of answer.sources) {
+      const item = el("li");
+      const b = el("button", "", s.title);
+      b.type = "button";
+      b.addEventListener("click", () => openPaper(s.paper_id, null, b));
+      item.appendChild(b);
+      ol.appendChild(item);
+    }
+    det.appendChild(ol);
+    li.appendChild(det);
+  }
+}
+
+function renderError(li, message) {
+  li.classList.remove("streaming");
+  li.classList.add("error");
+  li.textContent = "";
+  li.appendChild(el("div", "badge", "Error"));
+  li.appendChild(el("div", "text", message));
+}
+
+// -- the paper panel ---------------------------------------------------------------------
+async function fetchPaper(id) {
+  if (state.papers.has(id)) return state.papers.get(id);
+  const resp = await fetch("/v1/papers/" + encodeURIComponent(id).replace(/%2F/g, "/"), { headers: headers() });
+  if (!resp.ok) throw new Error(await errorText(resp));
+  const paper = await resp.json();
+  state.papers.set(id, paper);
+  return paper;
+}
+
+async function openPaper(id, cite, opener) {
+  document.querySelectorAll(".marker[aria-pressed='true']").forEach((b) => b.setAttribute("aria-pressed", "false"));
+  if (cite) opener.setAttribute("aria-pressed", "true");
+  state.opener = opener;
+  const panel = $("cite-panel");
+  let paper;
+  try {
+    paper = await fetchPaper(id);
+  } catch (e) {
+    panel.hidden = false;
+    $("cite-title").textContent = "Could not load the paper";
+    $("cite-abstract").textContent = e.message;
+    return;
+  }
+  $("cite-label").textContent = cite ? `Source [${cite.marker}]` : "Retrieved paper";
+  $("cite-title").textContent = paper.title;
+  $("cite-date").textContent = paper.date || "no date";
+  const idBox = $("cite-id");
+  idBox.textContent = "";
+  if (paper.url && /arxiv\.org\/abs\//.test(paper.url)) {
+    const a = el("a", "", "arXiv:" + paper.url.split("/abs/")[1]);
+    a.href = paper.url;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    idBox.appendChild(a);
+  } else {
+    idBox.textContent = paper.paper_id;
+  }
+  const abs = $("cite-abstract");
+  abs.textContent = "";
+  const quote = cite && cite.quote;
+  const at = quote ? paper.abstract.indexOf(quote) : -1;
+  if (at >= 0) {
+    $("cite-quote-note").textContent = "The highlighted sentence supports the cited claim.";
+    abs.appendChild(document.createTextNode(paper.abstract.slice(0, at)));
+    const mark = el("mark", "", quote);
+    mark.id = "cite-quote";
+    abs.appendChild(mark);
+    abs.appendChild(document.createTextNode(paper.abstract.slice(at + quote.length)));
+  } else {
+    $("cite-quote-note").textContent = cite ? "No single supporting sentence was found." : "";
+    abs.textContent = paper.abstract;
+  }
+  panel.hidden = false;
+  $("cite-title").focus();
+  const mark = $("cite-quote");
+  if (mark) mark.scrollIntoView({ block: "nearest" });
+}
+
+function closePaper() {
+  $("cite-panel").hidden = true;
+  document.querySelectorAll(".marker[aria-pressed='true']").forEach((b) => b.setAttribute("aria-pressed", "false"));
+  if (state.opener) state.opener.focus();
+}
+
+$("cite-close").addEventListener("click", closePaper);
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape" && !$("cite-panel").hidden) closePaper();
+});
+
+// -- asking --------------------------------------------------------------------------------
+async function ask(question) {
+  state.busy = true;
+  $("send").disabled = true;
+  addTurn("user", question);
+  const li = addTurn("assistant streaming");
+  li.setAttribute("aria-busy", "true");
+  const live = el("div", "text");
+  li.appendChild(live);
+  const body = { model: "paper-assistant", stream: true,
+                 messages: state.messages.concat([{ role: "user", content: question }]) };
+  const since = $("since").value.trim();
+  const until = $("until").value.trim();
+  if (since) body.since = since;
+  if (until) body.until = until;
+  try {
+    const resp = await fetch("/v1/chat/completions", {
+      method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body),
+    });
+    if (resp.status === 401) {
+      li.remove();
+      showTokenView("The token was not accepted; enter it again.");
+      return;
+    }
+    if (!resp.ok) {
+      let msg = await errorText(resp);
+      const wait = resp.headers.get("Retry-After");
+      if (resp.status === 503 && wait) msg += ` (try again in ${wait} s)`;
+      renderError(li, msg);
+      return;
+    }
+    let content = "";
+    let final = null;
+    let streamError = null;
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const event = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        for (const line of event.split("\n")) {
+          if (!line.startsWith("data: ")) continue;
+          const data = line.slice(6);
+          if (data === "[DONE]") continue;
+          const chunk = JSON.parse(data);
+          if (chunk.error) { streamError = chunk.error.message; continue; }
+          const choice = chunk.choices && chunk.choices[0];
+          if (choice && choice.delta && choice.delta.content) {
+            content += choice.delta.content;
+            live.textContent = content;
+            li.scrollIntoView({ block: "end" });
+          }
+          if (chunk.paper_assistant) final = chunk;
+        }
+      }
+    }
+    if (streamError || !final) {
+      renderError(li, streamError || "the answer stream ended early");
+      return;
+    }
+    renderAnswer(li, final.paper_assistant, final.citations || []);
+    state.messages.push({ role: "user", content: question });
+    state.messages.push({ role: "assistant", content: content, citations: final.citations || [] });
+  } catch (e) {
+    renderError(li, "connection failed: " + e.message);
+  } finally {
+    li.removeAttribute("aria-busy");
+    state.busy = false;
+    $("send").disabled = false;
+    li.scrollIntoView({ block: "end" });
+  }
+}
+
+$("ask-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const q = $("question").value.trim();
+  if (!q || state.busy) return;
+  $("question").value = "";
+  ask(q);
+});
+
+$("question").addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+    ev.preventDefault();
+    $("ask-form").requestSubmit();
+  }
+});
+
+$("reset").addEventListener("click", () => {
+  state.messages = [];
+  $("log").textContent = "";
+  $("empty").hidden = false;
+  $("cite-panel").hidden = true;
+  $("question").focus();
+});
+
+connect();
