@@ -355,6 +355,8 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
     kept: list[str] = []
     dropped: list[dict[str, Any]] = []
     recited: list[dict[str, Any]] = []
+    # Numbers the model cited that name no given paper (the checker below never sees them).
+    checks["unknown_markers"] = sum(1 for _, nums in model.sentences for n in nums if not 1 <= n <= len(evidence))
     for body, nums in model.sentences:
         body, named = _name_papers(body, evidence)
         nums = nums + [n for n in named if n not in nums]
