@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AssistantError
+from .errors import AssistantError, IndexStateError
 from .index.ingest import IngestReport, Reporter, SilentReporter, ingest, sample_paths
 from .index.paper_index import PaperIndex
 from .records import REFUSAL, Answer, Paper, Source
@@ -93,14 +93,27 @@ class Assistant:
                       reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch)
 
     def ensure_index(self, progress: Reporter | None = None) -> None:
-        """First use with no index: build it from the bundled sample so `ask` works right away."""
+        """First use of a home never written to: build its index from the bundled sample so
+        `ask` works right away. Only ask/chat call this. A home another ingest holds or has
+        ever held (the lock file exists) never gets the sample: asking there is an error."""
         if not self.auto_sample or self.settings.server_mode:
             return
         if self.index.exists() and self.index.catalogue.count()[0] > 0:
             return
+        empty = AssistantError(
+            f"no papers are indexed in {self.index.dir}, and it has been written to (or another ingest is "
+            "writing it now), so the bundled sample is not added; wait for that ingest, or run "
+            "`assistant ingest SOURCES`")
+        if not self.index.claim_first_write():
+            raise empty
         reporter = progress or SilentReporter()
         reporter.message(f"no index in {self.index.dir}; building it from the bundled sample corpus ...")
-        self.ingest(sample_paths(), progress=reporter)
+        try:
+            self.ingest(sample_paths(), wait=False, progress=reporter)
+        except IndexStateError as exc:
+            if "another ingest is writing" in str(exc):
+                raise empty from None
+            raise
 
     def status(self) -> dict[str, Any]:
         out = self.index.status().to_dict()
@@ -108,7 +121,9 @@ class Assistant:
         return out
 
     def papers(self, order: str = "title") -> list[Paper]:
-        self.ensure_index()
+        """The indexed papers (an empty list on a home with no index; never builds one)."""
+        if not self.index.exists():
+            return []
         return list(self.index.catalogue.iter_papers(order=order))
 
     def get_paper(self, paper_id: str) -> Paper | None:
@@ -118,10 +133,12 @@ class Assistant:
 
     def search(self, query: str, k: int | None = None, *, since: str | int | None = None,
                until: str | int | None = None, mode: str = "hybrid") -> list[Source]:
-        """Retrieval only: papers best first, no answer."""
+        """Retrieval only: papers best first, no answer (nothing on a home with no index)."""
         query = _check_text(query, "query")
         _check_filters(k, since, until)
-        self.ensure_index()
+        if not self.index.exists() and not self.settings.server_mode:
+            return []
+        _ = self.index.catalogue  # a model mismatch is named before any query is embedded
         return self.retriever.retrieve(query, k, since=since, until=until, mode=mode).sources
 
     # -- answers -------------------------------------------------------------------
@@ -140,6 +157,7 @@ class Assistant:
         answerer = self.answerer(backend)
         t0 = time.perf_counter()
         self.ensure_index()
+        _ = self.index.catalogue  # a model mismatch is named before any query is embedded
         result = self.retriever.retrieve(retrieval_query or question, k, since=since, until=until)
         timings = {f"retrieve_{k_}": v for k_, v in result.timings_ms.items()}
         sources = result.sources

@@ -59,6 +59,9 @@ class Paper:
     source: str = ""
     """File the record came from, with ``:line`` or ``#entry`` when useful."""
     extra: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Absolute source file -> the fields that file gave this paper. The fields above are
+    ``merge_provenance`` of these, so re-reading one file replaces only what it said."""
 
     @property
     def content_hash(self) -> str:
@@ -79,6 +82,57 @@ class Paper:
     def from_dict(cls, data: dict[str, Any]) -> Paper:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
+
+
+MERGED_FIELDS = ("title", "authors", "n_authors", "date", "url", "arxiv_id", "upvotes", "source", "extra")
+
+
+def _pick(name: str, values: list[Any]) -> Any:
+    """One value per field from what several files said, independent of file order:
+    the more specific date, the longer author list, the larger count, else the first file's."""
+    if name == "date":
+        return max(values, key=lambda v: (len(v), [-ord(c) for c in v]))
+    if name == "authors":
+        return max(values, key=lambda v: (len(v), [[-ord(c) for c in a] for a in v]))
+    if name in ("n_authors", "upvotes"):
+        return max(values)
+    return values[0]
+
+
+def own_fields(paper: Paper) -> dict[str, Any]:
+    """The non-empty mergeable fields of a record as one file read it."""
+    return {name: getattr(paper, name) for name in MERGED_FIELDS if getattr(paper, name) not in (None, "", [], {})}
+
+
+def combine_provenance(into: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]]) -> None:
+    """Add ``other``'s per-file fields to ``into``; a file that gave the paper twice is merged
+    with the same picks as two files."""
+    for f, fields in other.items():
+        have = into.setdefault(f, {})
+        for name, value in fields.items():
+            have[name] = _pick(name, [have[name], value]) if name in have else value
+
+
+def merge_provenance(paper: Paper) -> None:
+    """Set the paper's fields from its per-file provenance (files in path order, so the
+    result does not depend on which file was read or ingested first). A field is empty
+    only when no file gave it."""
+    files = sorted(paper.provenance)
+    if not files:
+        return
+    for name in MERGED_FIELDS:
+        values = [paper.provenance[f][name] for f in files if paper.provenance[f].get(name) not in (None, "", [], {})]
+        if name == "extra":
+            merged: dict[str, Any] = {}
+            for v in values:
+                for k, x in v.items():
+                    merged.setdefault(k, x)
+            paper.extra = merged
+        elif name == "title":
+            paper.title = values[0] if values else paper.title
+        else:
+            setattr(paper, name, _pick(name, values) if values else ([] if name == "authors" else
+                                                                     ("" if name == "source" else None)))
 
 
 @dataclass

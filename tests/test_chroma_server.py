@@ -113,3 +113,47 @@ def test_stopped_server_is_a_clear_error(chroma_server: ChromaServer, tmp_path: 
     fresh = Assistant(settings)
     with pytest.raises(IndexStateError, match="is `chroma run` up"):
         fresh.search("anything")
+
+
+def _rows_file(path: Path, start: int, n: int) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps({
+        "id": f"s{i}", "title": f"Shared paper {i} on reward model ensembles",
+        "abstract": f"Reward model ensemble {i} reduces over-optimisation by {i} points on benchmark E{i}. "
+                    "We release code.", "date": f"2024-0{1 + i % 9}-02"}) + "\n" for i in range(start, start + n)))
+    return path
+
+
+def test_two_homes_share_one_server_index(chroma_server: ChromaServer, tmp_path: Path, embed_cache: Path) -> None:
+    """Every client sees every paper any client ingested; two clients ingesting at once end with the union."""
+    from tests.conftest import cli_env
+
+    def client(name: str) -> Assistant:
+        return Assistant(make_settings(tmp_path / name, embed_cache, chroma_host="127.0.0.1",
+                                       chroma_port=chroma_server.port))
+
+    a_src, b_src = _rows_file(tmp_path / "a.jsonl", 0, 12), _rows_file(tmp_path / "b.jsonl", 12, 12)
+    assert client("home-a").ingest([a_src]).papers_total == 12
+    b = client("home-b")
+    assert b.status()["papers"] == 12  # another home, same server: A's papers are there
+    assert "s3" in [s.paper.paper_id for s in b.search("Shared paper 3 reward model ensembles", k=3)]
+    assert b.ingest([a_src]).new == 0  # nothing re-embedded: the records came from the server
+    assert b.ingest([b_src]).new == 12
+    time.sleep(2.1)  # clients re-check the server's generation at most every 2 s
+    assert client("home-a").status()["papers"] == 24
+    # Two clients (processes, homes) ingesting different files at once end with the union.
+    c_src, d_src = _rows_file(tmp_path / "c.jsonl", 24, 10), _rows_file(tmp_path / "d.jsonl", 34, 10)
+    env = {"CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(chroma_server.port)}
+    procs = [subprocess.Popen(["assistant", "ingest", str(src)], env=cli_env(tmp_path / home, embed_cache, **env),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for src, home in ((c_src, "home-c"), (d_src, "home-d"))]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    time.sleep(2.1)  # clients re-check the server's generation at most every 2 s
+    for home in ("home-a", "home-b", "home-c", "home-d"):
+        c = client(home)
+        ids = {p.paper_id for p in c.papers()}
+        assert ids == {f"s{i}" for i in range(44)}, home
+        assert set(c.index.lexical().paper_ids) == ids
+        assert "s40" in [s.paper.paper_id for s in c.search("Shared paper 40 reward model ensembles", k=3)]

@@ -161,7 +161,7 @@ def test_disk_full_message_trusts_the_error_before_the_free_space(tmp_path: Path
     import errno
     import sqlite3
 
-    from assistant.index.store import disk_full_message
+    from assistant.index.storage import disk_full_message
 
     roomy = tmp_path / "home" / "index"  # not created yet: the probe walks up to tmp_path
     assert disk_full_message(roomy, OSError(errno.ENOSPC, "No space left on device"))

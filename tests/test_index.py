@@ -245,3 +245,32 @@ def test_token_counting_works_with_network_cut(tmp_path: Path) -> None:
         pytest.skip("no permission to cut the network here")
     assert r.returncode == 0, r.stderr
     assert int(r.stdout.strip()) > 5
+
+
+def test_store_is_split_and_bm25_idf_reads_the_stored_document_frequencies(sample_assistant: Assistant) -> None:
+    """Catalogue, vectors and BM25 live in their own modules; idf comes from df.json written at build
+    time, checked against an independent count over the catalogue, with bm25s's score matrix gone."""
+    import math
+    from collections import Counter
+
+    from assistant.index.catalogue import Catalogue
+    from assistant.index.lexical import LexicalIndex
+    from assistant.index.vectors import VectorStore
+    from assistant.text import content_tokens
+
+    a = sample_assistant
+    assert isinstance(a.index.catalogue, Catalogue) and isinstance(a.index.vectors, VectorStore)
+    papers = list(a.index.catalogue.iter_papers(order="id"))
+    df = Counter(t for p in papers for t in set(content_tokens(LexicalIndex.document_text(p))))
+    saved = json.loads((a.index.dir / "bm25" / "df.json").read_text())
+    assert saved["df"] == dict(df) and saved["n_docs"] == len(papers) == 247
+    lex = LexicalIndex(a.index.dir / "bm25")
+    assert lex.load()
+    lex.retriever.scores = None  # bm25s internals: idf must not need them
+    common, rare = df.most_common(1)[0][0], min(df, key=lambda t: (df[t], t))
+    idf = lex.idf([common, rare, "zzzunseen"])
+    n = len(papers)
+    for t in (common, rare):
+        assert idf[t] == pytest.approx(math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)))
+    assert idf["zzzunseen"] == pytest.approx(math.log(1 + (n + 0.5) / 0.5))
+    assert idf[common] < idf[rare] < idf["zzzunseen"]

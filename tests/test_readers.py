@@ -37,6 +37,43 @@ def test_sample_pages_counts_and_merge() -> None:
     assert sum(1 for p in res.papers if p.date) >= 45
 
 
+def test_sample_counts_have_an_independent_witness() -> None:
+    """344 entries / 97 merged / 65 papers seen twice / 247 papers, counted from the raw pages
+    without the reader: every abstract is a line of 200+ characters whose title sits two lines up."""
+    import collections
+    import re
+
+    entries = []
+    for page in sorted(SAMPLE_DIR.glob("*.txt")):
+        lines = page.read_text(encoding="utf-8").split("\n")
+        entries += [(lines[i - 2].strip(), line.strip()) for i, line in enumerate(lines) if len(line.strip()) >= 200]
+    norm = collections.Counter((re.sub(r"[^0-9a-z]+", " ", t.lower()).strip(), a) for t, a in entries)
+    witness = (len(entries), sum(n - 1 for n in norm.values()), sum(1 for n in norm.values() if n > 1), len(norm))
+    res = read_paths([SAMPLE_DIR])
+    assert witness == (res.entries, res.duplicates_merged, res.duplicate_papers, len(res.papers)) == (344, 97, 65, 247)
+
+
+def test_bibtex_accents_and_latex_survive(tmp_path: Path) -> None:
+    f = tmp_path / "accents.bib"
+    f.write_text(r"""@article{mueller2024,
+  title = {M{\"u}ller's {DPO} for Caf{\'e} Chatbots},
+  author = {M{\"u}ller, J{\"o}rg and Garc{\'i}a, Ana and {\O}stergaard, S{\o}ren},
+  abstract = {We align models at {\"U}nterwelt scale: 10\% better \& cheaper, see $\alpha$.},
+  year = 2024, month = mar,
+}
+@article{broken2024,
+  title = {Never closed,
+""", encoding="utf-8")
+    res = read_paths([f])
+    assert len(res.papers) == 1
+    p = res.papers[0]
+    assert p.title == "Müller's DPO for Café Chatbots"
+    assert p.authors == ["Müller, Jörg", "García, Ana", "Østergaard, Søren"]
+    assert p.abstract.startswith("We align models at Ünterwelt scale: 10% better & cheaper")
+    assert p.date == "2024-03"
+    assert len(res.problems) == 1 and f"{f}:line 7" in str(res.problems[0]) and "\n" not in str(res.problems[0])
+
+
 def test_page_year_setting_overrides_inference() -> None:
     res = read_paths([SAMPLE_DIR / "001_71d732b7da70b2d3.txt"], hf_page_year=2030)
     dates = {p.title: p.date for p in res.papers}
@@ -140,7 +177,9 @@ def test_invalid_utf8_is_replaced_with_a_warning(tmp_path: Path) -> None:
     f = tmp_path / "latin1.csv"
     f.write_bytes("title,abstract\nCaf\xe9 paper,An abstract with a stray byte.\n".encode("latin-1"))
     res = read_paths([f])
-    assert len(res.papers) == 1 and res.papers[0].title.startswith("Caf")
+    assert len(res.papers) == 1 and res.papers[0].title == "Caf\ufffd paper"
+    assert len(res.warnings) == 1
+    assert f"{f}:line 2: invalid UTF-8" in str(res.warnings[0]) and "replaced" in str(res.warnings[0])
 
 
 def test_folder_walk_skips_hidden_and_unsupported(tmp_path: Path) -> None:

@@ -115,7 +115,6 @@ def papers_show(paper_id: str, json_out: bool = typer.Option(False, "--json"),
                 config: Path | None = ConfigOpt) -> None:
     """One paper's metadata and abstract."""
     a = _assistant(config)
-    a.ensure_index()
     p = a.get_paper(paper_id)
     if p is None:
         raise AssistantError(f"no paper with id '{paper_id}' (see `assistant papers list`)")

@@ -271,7 +271,7 @@ class CachedEmbedder:
                 self._db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
                 self._db.commit()
             except sqlite3.OperationalError as exc:
-                from .store import disk_full_message
+                from .storage import disk_full_message
 
                 raise IndexStateError(disk_full_message(self.cache_path, exc)
                                       or f"{self.cache_path}: cannot write embedding cache: {exc}") from None

@@ -3,7 +3,7 @@
 Papers are compared with the catalogue by content hash: unchanged ones are
 skipped, new and changed ones are chunked, embedded (through the embedding
 cache) and written batch by batch, vectors first and catalogue last (see
-store.py for why that order makes a killed ingest harmless).
+catalogue.py for why that order makes a killed ingest harmless).
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import IndexStateError
-from ..records import Chunk, Paper
+from ..records import Chunk, Paper, combine_provenance, merge_provenance, own_fields
+from .catalogue import Catalogue
 from .chunking import chunk_paper, embed_text
+from .lexical import LexicalIndex
 from .paper_index import PaperIndex
-from .store import LexicalIndex, writable_error
+from .storage import writable_error
 
 
 class Reporter(Protocol):
@@ -60,6 +62,8 @@ class IngestReport:
     unchanged: int = 0
     skipped: int = 0
     removed: int = 0
+    prune_skipped: bool = False
+    """--prune was asked for but some source was not read completely, so nothing was removed."""
     chunks_written: int = 0
     papers_total: int = 0
     chunks_total: int = 0
@@ -100,16 +104,27 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
     report.skipped = len(result.problems)
     for line in report.problems + report.warnings:
         rep.message(line)
+    if prune and result.incomplete:
+        # A paper behind an unreadable line, file or folder is not "gone": never prune on a partial read.
+        prune, report.prune_skipped = False, True
+        shown = ", ".join(result.incomplete[:3]) + (f" and {len(result.incomplete) - 3} more"
+                                                    if len(result.incomplete) > 3 else "")
+        note = (f"--prune skipped: {len(result.incomplete)} source(s) not read completely ({shown}); "
+                "no paper was removed - fix them and run again")
+        report.warnings.append(note)
+        rep.message(note)
     papers = result.papers
     if not papers and not prune:
+        if index.exists():  # the summary shows what the index still holds
+            report.papers_total, report.chunks_total = index.catalogue.count()
         report.seconds = time.perf_counter() - t0
         return report
 
     try:
-        _ingest_locked(index, papers, report, rep, prune=prune, rebuild=rebuild, wait=wait, embedder=embedder,
-                       batch_papers=batch_papers, after_batch=after_batch)
+        _ingest_locked(index, papers, result.complete_files, report, rep, prune=prune, rebuild=rebuild,
+                       wait=wait, embedder=embedder, batch_papers=batch_papers, after_batch=after_batch)
     except (sqlite3.OperationalError, OSError) as exc:
-        # Writes are ordered so that a failure here leaves the index as it was (see store.py);
+        # Writes are ordered so that a failure here leaves the index as it was (see catalogue.py);
         # what failed is named by the file the OS reports, else the index directory.
         if isinstance(exc, BrokenPipeError):
             raise
@@ -119,7 +134,8 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
     return report
 
 
-def _ingest_locked(index: PaperIndex, papers: list[Paper], report: IngestReport, rep: Reporter, *,
+def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[str], report: IngestReport,
+                   rep: Reporter, *,
                    prune: bool, rebuild: bool, wait: bool, embedder: Any, batch_papers: int,
                    after_batch: Callable[[int], None] | None) -> None:
     settings = index.settings
@@ -132,6 +148,9 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], report: IngestReport,
             cat.set_meta("schema", "1")
             cat.db.commit()
         known = cat.hashes()
+        papers, data_only = _merge_with_catalogue(cat, papers, complete_files, known)
+        if data_only:
+            cat.update_data(data_only)
         todo: list[Paper] = []
         for p in papers:
             old = known.get(p.paper_id)
@@ -143,8 +162,12 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], report: IngestReport,
                 todo.append(p)
             else:
                 report.unchanged += 1
-        if cat.get_meta("writing") == "1":
+        if cat.get_meta("writing") == "1" and not settings.server_mode:
+            # (On a shared server, vectors without a paper record may be another client's
+            # ingest in flight: they are ignored by readers and never deleted from here.)
             _reconcile_orphans(index, rep)
+            cat.set_meta("writing", "0")
+            cat.db.commit()
         if todo:
             if embedder is None:
                 from .embeddings import CachedEmbedder, get_embedder
@@ -167,6 +190,41 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], report: IngestReport,
             rep.message("building the BM25 index ...")
             index.refresh_lexical()
         report.papers_total, report.chunks_total = cat.count()
+
+
+def _merge_with_catalogue(cat: Catalogue, papers: list[Paper], complete_files: set[str],
+                          known: dict[str, str]) -> tuple[list[Paper], list[Paper]]:
+    """Fold what the catalogue knows from other files into the papers just read, so re-reading
+    one file never replaces a field another file gave (records.merge_provenance). Returns the
+    merged papers and those whose stored record changed only outside the content hash
+    (provenance, source, upvotes): those are rewritten without re-embedding."""
+    old = cat.get_many([p.paper_id for p in papers if p.paper_id in known])
+    merged: list[Paper] = []
+    data_only: list[Paper] = []
+    for p in papers:
+        before = old.get(p.paper_id)
+        if before is None or before.abstract != p.abstract:
+            merged.append(p)  # new, or a changed text: the record read now replaces the old one
+            continue
+        prov = before.provenance or _legacy_provenance(before)
+        # What a file read completely now says replaces what it said before; other files' say stays.
+        prov = {f: fields for f, fields in prov.items() if f not in complete_files}
+        combine_provenance(prov, p.provenance)
+        p = Paper.from_dict({**p.to_dict(), "provenance": prov})
+        merge_provenance(p)
+        merged.append(p)
+        if p.content_hash == before.content_hash and p.to_dict() != before.to_dict():
+            data_only.append(p)
+    return merged, data_only
+
+
+def _legacy_provenance(paper: Paper) -> dict[str, dict[str, Any]]:
+    """Records stored before provenance existed: credit all their fields to their source file."""
+    import re
+
+    m = re.match(r"^(.*?):(?:line|entry|record) ", paper.source)
+    path = m.group(1) if m else paper.source
+    return {str(Path(path).absolute()): own_fields(paper)}
 
 
 def _write(index: PaperIndex, todo: list[Paper], known: dict[str, str], embedder: Any, rep: Reporter,
@@ -219,6 +277,8 @@ def _drop_all(index: PaperIndex) -> None:
     import shutil
 
     index.vectors.drop()
+    if index.settings.server_mode:  # the shared papers go with the shared vectors, for every client
+        index.catalogue.drop()
     index.close()
     for name in ("catalogue.sqlite", "catalogue.sqlite-wal", "catalogue.sqlite-shm"):
         (index.dir / name).unlink(missing_ok=True)

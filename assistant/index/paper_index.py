@@ -4,6 +4,7 @@ opened lazily and kept consistent with each other."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,10 @@ from typing import Any
 
 from ..errors import IndexStateError
 from ..settings import Settings
-from .store import Catalogue, LexicalIndex, VectorStore
+from .catalogue import Catalogue
+from .lexical import LexicalIndex
+from .server_catalogue import ServerCatalogue
+from .vectors import VectorStore
 
 
 @dataclass
@@ -36,10 +40,12 @@ class PaperIndex:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.dir = index_dir(settings)
-        self._catalogue: Catalogue | None = None
+        self._catalogue: Catalogue | ServerCatalogue | None = None
         self._vectors: VectorStore | None = None
         self._lexical: LexicalIndex | None = None
         self._lock = threading.RLock()
+        self._writing = False
+        """True inside write_lock: only then is the catalogue opened for writing."""
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -51,23 +57,52 @@ class PaperIndex:
         return self.dir / "ingest.lock"
 
     def exists(self) -> bool:
-        return self.catalogue_path.is_file()
+        """Embedded: the home has a catalogue. Server mode: always (the server is the index;
+        a server nobody has written to reads as empty)."""
+        return self.settings.server_mode or self.catalogue_path.is_file()
+
+    def claim_first_write(self) -> bool:
+        """True for the first writer this home ever had, once: the lock file is created
+        exclusively, so a home another ingest holds, or has ever held, is never claimed."""
+        if self.exists() or (self.dir / "chroma").exists():
+            return False
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise IndexStateError(f"{self.dir}: cannot create the index ({exc.strerror}); "
+                                  "check ASSISTANT_HOME is writable") from None
+        return True
 
     # -- components ------------------------------------------------------------
     @property
-    def catalogue(self) -> Catalogue:
+    def catalogue(self) -> Catalogue | ServerCatalogue:
+        """The SQLite catalogue under the home, or in server mode the papers on the server."""
         with self._lock:
+            if self.settings.server_mode:
+                if self._catalogue is None:
+                    self._catalogue = ServerCatalogue(self.vectors)
+                    self._check_model(self._catalogue)
+                return self._catalogue
+            stale = self._catalogue is not None and (self._catalogue.readonly == self._writing or (
+                self._catalogue.in_memory and self.catalogue_path.is_file()))
+            if stale and self._catalogue is not None:
+                self._catalogue.close()
+                self._catalogue = None
             if self._catalogue is None:
-                self._catalogue = Catalogue(self.catalogue_path)
+                self._catalogue = Catalogue(self.catalogue_path, readonly=not self._writing)
                 self._check_model(self._catalogue)
             return self._catalogue
 
-    def _check_model(self, cat: Catalogue) -> None:
+    def _check_model(self, cat: Catalogue | ServerCatalogue) -> None:
         built = cat.get_meta("embedding_model")
         want = self.settings.embedding_model_name
         if built and built != want:
+            where = cat.path if self.settings.server_mode else self.dir
             raise IndexStateError(
-                f"the index in {self.dir} was built with embedding model '{built}', but the settings ask for "
+                f"the index in {where} was built with embedding model '{built}', but the settings ask for "
                 f"'{want}'; rebuild it with `assistant ingest --rebuild SOURCES` "
                 f"or set ASSISTANT_EMBEDDING_MODEL={built}")
 
@@ -86,9 +121,12 @@ class PaperIndex:
                 return self._lexical
             lex = LexicalIndex(self.dir / "bm25")
             if not lex.load() or lex.generation != gen:
+                # The generation read before the papers: a write landing meanwhile changes it,
+                # so the next call rebuilds (server mode: other clients write at any time).
                 lex.build(self.catalogue.iter_papers(order="id"), gen)
-                with contextlib.suppress(IndexStateError):
-                    lex.save()
+                if self.exists():  # an empty home stays untouched
+                    with contextlib.suppress(IndexStateError):
+                        lex.save()
             self._lexical = lex
             return lex
 
@@ -96,7 +134,8 @@ class PaperIndex:
         """Build and save the BM25 index from the catalogue (once per ingest)."""
         with self._lock:
             lex = LexicalIndex(self.dir / "bm25")
-            lex.build(self.catalogue.iter_papers(order="id"), self.catalogue.generation)
+            gen = self.catalogue.generation  # before reading the papers (see lexical())
+            lex.build(self.catalogue.iter_papers(order="id"), gen)
             lex.save()
             self._lexical = lex
 
@@ -142,8 +181,13 @@ class PaperIndex:
             raise IndexStateError(f"{self.lock_path}: cannot take the ingest lock ({exc.strerror}); "
                                   "check ASSISTANT_HOME is writable") from None
         try:
+            with self._lock:
+                self._writing = True
             yield
         finally:
+            with self._lock:
+                self._writing = False
+                self.close()
             lock.release()
 
     def close(self) -> None:
@@ -153,8 +197,8 @@ class PaperIndex:
 
 
 def index_dir(settings: Settings) -> Path:
-    """Embedded mode keeps everything under home/index; server mode keys the local
-    catalogue and BM25 by server and collection so two servers never mix."""
+    """Embedded mode keeps everything under home/index; server mode keeps only the BM25
+    cache and the ingest lock locally, keyed by server and collection so two servers never mix."""
     idx = settings.index
     if settings.server_mode:
         tag = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{idx.chroma_host}_{idx.chroma_port}_{idx.collection}")

@@ -8,12 +8,13 @@ the same title-derived id with a different abstract is two papers.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..records import Paper, normalise_title, short_hash
+from ..records import Paper, combine_provenance, merge_provenance, normalise_title, own_fields, short_hash
 from . import arxiv_atom, bibtex, csv_, hf_papers, jsonl
 from .common import FileResult, Problem
 
@@ -38,17 +39,21 @@ class ReadResult:
     """Entries folded into an earlier record of the same paper."""
     duplicate_papers: int = 0
     """Distinct papers that appeared more than once (the sample: 65 titles in several files)."""
+    complete_files: set[str] = field(default_factory=set)
+    """Absolute paths of the files read with no problem: their say replaces what the catalogue
+    recorded from them before (see records.merge_provenance)."""
+    incomplete: list[str] = field(default_factory=list)
+    """Files and folders not read completely (unreadable, missing, or with a skipped record):
+    ``ingest --prune`` removes nothing when this is not empty."""
 
 
 def iter_source_files(paths: Iterable[str | Path], problems: list[Problem] | None = None) -> Iterator[Path]:
+    """Supported files under ``paths`` (folders recursed, hidden parts skipped); what cannot be
+    listed or opened becomes a Problem, so a partial listing is never silent."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                rel = child.relative_to(path).parts
-                if child.is_file() and not any(p.startswith(".") for p in rel) and \
-                        child.suffix.lower() in SUPPORTED:
-                    yield child
+            yield from _walk(path, problems)
         elif path.is_file():
             if path.suffix.lower() in SUPPORTED:
                 yield path
@@ -57,6 +62,22 @@ def iter_source_files(paths: Iterable[str | Path], problems: list[Problem] | Non
                                                          f"supported: {', '.join(sorted(SUPPORTED))}"))
         elif problems is not None:
             problems.append(Problem(str(path), None, "no such file or folder"))
+
+
+def _walk(top: Path, problems: list[Problem] | None) -> list[Path]:
+    def unreadable(exc: OSError) -> None:
+        if problems is not None:
+            problems.append(Problem(str(exc.filename or top), None, f"cannot read folder ({exc.strerror or exc}); "
+                                                                     "its files were skipped"))
+
+    found: list[Path] = []
+    for root, dirs, files in os.walk(top, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            child = Path(root) / name
+            if not name.startswith(".") and child.suffix.lower() in SUPPORTED and child.is_file():
+                found.append(child)
+    return sorted(found)
 
 
 def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, hf_page_year: int = 0) -> ReadResult:
@@ -74,14 +95,28 @@ def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, 
         except (RecursionError, MemoryError, ValueError, OSError) as exc:  # last line of defence
             out.problems.append(Problem(str(path), None, f"cannot read: {type(exc).__name__}: {exc}"[:300]))
             continue
+        key = file_key(path)
+        if res.problems:
+            out.incomplete.append(str(path))
+        else:
+            out.complete_files.add(key)
         out.problems.extend(res.problems)
         out.warnings.extend(res.warnings)
         for paper in res.papers:
+            paper.provenance = {key: own_fields(paper)}
             out.entries += 1
             _merge(by_id, paper, out, merged_ids)
     out.papers = list(by_id.values())
     out.duplicate_papers = len(merged_ids)
+    for problem in out.problems:  # listing problems and files that failed outright
+        if problem.where is None and problem.path not in out.incomplete:
+            out.incomplete.append(problem.path)
     return out
+
+
+def file_key(path: Path) -> str:
+    """How provenance names a file: absolute, so 'a.jsonl' and './a.jsonl' are one file."""
+    return str(Path(os.path.abspath(path)))
 
 
 def _merge(by_id: dict[str, Paper], paper: Paper, out: ReadResult, merged_ids: set[str]) -> None:
@@ -92,11 +127,8 @@ def _merge(by_id: dict[str, Paper], paper: Paper, out: ReadResult, merged_ids: s
     if seen.abstract == paper.abstract:
         out.duplicates_merged += 1
         merged_ids.add(paper.paper_id)
-        for name in ("n_authors", "date", "url", "upvotes", "arxiv_id"):
-            if getattr(seen, name) in (None, "") and getattr(paper, name) not in (None, ""):
-                setattr(seen, name, getattr(paper, name))
-        if not seen.authors and paper.authors:
-            seen.authors = paper.authors
+        combine_provenance(seen.provenance, paper.provenance)
+        merge_provenance(seen)
         return
     if paper.extra.get("explicit_id") or paper.arxiv_id:
         # Same explicit id, different text: the later record wins (an updated version).

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from .common import FileResult, Problem, iso_date, make_paper, read_text
+from .common import FileResult, Problem, date_field, make_paper, read_text
 
 NS = {"a": "http://www.w3.org/2005/Atom", "arxiv": "http://arxiv.org/schemas/atom"}
 # Entity declarations enable "billion laughs" expansion; arXiv feeds never carry them.
@@ -45,5 +45,6 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
                    entry.findtext("a:summary", default=None, namespaces=NS),
                    max_abstract_chars=max_abstract_chars, arxiv_id=raw_id or None,
                    authors=[a for a in authors if a], url=url or raw_id or None,
-                   date=iso_date((entry.findtext("a:published", default="", namespaces=NS) or "")[:10]))
+                   date=date_field(result, path, where,
+                                   (entry.findtext("a:published", default="", namespaces=NS) or "")[:10]))
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,33 +65,86 @@ _MONTHS = {m: i for i, m in enumerate(
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
 
 
-def iso_date(value: Any, month: Any = None) -> str | None:
-    """Best-effort ISO date (YYYY[-MM[-DD]]) from common shapes; None when unknown."""
+def parse_date(value: Any, month: Any = None) -> tuple[str | None, bool]:
+    """ISO date (YYYY[-MM[-DD]]) from common shapes, and whether ``value`` was a possible date
+    (False for '2024-13-45', '99999-01-01', '2023-02-30', 'someday'); empty is (None, True)."""
     if value is None or value == "":
-        return None
+        return None, True
     text = str(value).strip()
-    m = re.match(r"^(\d{4})(?:[-/](\d{1,2})(?:[-/](\d{1,2}))?)?", text)
-    if not m:
-        return None
+    m = re.match(r"^(\d{4})(?!\d)(?:[-/](\d{1,2})(?!\d)(?:[-/](\d{1,2})(?!\d))?)?", text)
+    if not m or int(m.group(1)) < 1:
+        return None, False
     year, mon, day = m.group(1), m.group(2), m.group(3)
     if mon is None and month:
         mm = str(month).strip().lower()[:3]
         mon = str(_MONTHS[mm]) if mm in _MONTHS else (mm if mm.isdigit() else None)
     if mon and not 1 <= int(mon) <= 12:
-        mon, day = None, None
-    if day and not 1 <= int(day) <= 31:
-        day = None
+        return None, False
+    if day:
+        try:
+            datetime.date(int(year), int(mon), int(day))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None, False
     out = year
     if mon:
         out += f"-{int(mon):02d}"
         if day:
             out += f"-{int(day):02d}"
-    return out
+    return out, True
+
+
+def iso_date(value: Any, month: Any = None) -> str | None:
+    """Best-effort ISO date; None when unknown or impossible (``date_field`` also warns)."""
+    return parse_date(value, month)[0]
+
+
+def date_field(result: FileResult, path: Path, where: str | None, value: Any, month: Any = None,
+               name: str = "date") -> str | None:
+    """The ISO date of a record's date field; an impossible or unreadable one is dropped
+    with a warning naming the file and line, the record is kept."""
+    date, ok = parse_date(value, month)
+    if not ok:
+        shown = " ".join(str(value).split())[:60]
+        result.warnings.append(Problem(str(path), where, f"field '{name}' value '{shown}' is not a possible date "
+                                                         "(expected YYYY[-MM[-DD]]); dropped"))
+    return date
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def no_surrogates(result: FileResult, path: Path, where: str | None, name: str, value: Any) -> Any:
+    """Lone UTF-16 surrogates (JSON '\\ud800') cannot be encoded, embedded or stored: replace
+    them with U+FFFD and warn, naming the field."""
+    if isinstance(value, str) and _SURROGATE.search(value):
+        result.warnings.append(Problem(str(path), where, f"field '{name}' has an invalid character (lone "
+                                                         "surrogate); replaced with U+FFFD"))
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list) and any(isinstance(v, str) and _SURROGATE.search(v) for v in value):
+        result.warnings.append(Problem(str(path), where, f"field '{name}' has an invalid character (lone "
+                                                         "surrogate); replaced with U+FFFD"))
+        return [_SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def decode_line(raw: bytes, result: FileResult, path: Path, lineno: int) -> str:
+    """One line of a streamed file as text; invalid UTF-8 is replaced with a warning naming the line."""
+    encoding = "utf-8-sig" if lineno == 1 else "utf-8"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        result.warnings.append(Problem(str(path), f"line {lineno}", f"invalid UTF-8 (byte {exc.start + 1} of the "
+                                                                    "line); undecodable bytes replaced"))
+        return raw.decode(encoding, errors="replace")
 
 
 def make_paper(result: FileResult, path: Path, where: str | None, title: Any, abstract: Any, *,
                max_abstract_chars: int, explicit_id: Any = None, **meta: Any) -> Paper | None:
     """Validate and build a Paper; problems and truncation warnings go into ``result``."""
+    title = no_surrogates(result, path, where, "title", title)
+    abstract = no_surrogates(result, path, where, "abstract", abstract)
+    explicit_id = no_surrogates(result, path, where, "id", explicit_id)
+    meta = {k: no_surrogates(result, path, where, k, v) for k, v in meta.items()}
     title_s = clean_text(str(title)) if title is not None else ""
     abstract_s = clean_text(str(abstract)) if abstract is not None else ""
     if not title_s:
@@ -131,8 +185,9 @@ def read_text(path: Path, result: FileResult) -> str | None:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        result.warnings.append(Problem(str(path), None, f"invalid UTF-8 at byte {exc.start}; undecodable "
-                                                        "bytes replaced"))
+        line = data.count(b"\n", 0, exc.start) + 1
+        result.warnings.append(Problem(str(path), f"line {line}", f"invalid UTF-8 (file byte {exc.start}); "
+                                                                  "undecodable bytes replaced"))
         return data.decode("utf-8-sig", errors="replace")
 
 

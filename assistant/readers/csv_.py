@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import csv
-import io
 import sys
 from pathlib import Path
 
-from .common import FileResult, Problem, iso_date, make_paper, open_checked, split_authors
+from .common import FileResult, Problem, date_field, decode_line, make_paper, open_checked, split_authors
 
 TITLE_COLS = ("title", "paper title", "name")
 ABSTRACT_COLS = ("abstract", "abstract note", "summary", "abstractnote")
@@ -27,7 +26,7 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
     if raw is None:
         return result
     with raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+        text = (decode_line(line, result, path, n) for n, line in enumerate(raw, start=1))
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
         reader = csv.reader(text, delimiter=delimiter)
         try:
@@ -62,6 +61,7 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
                        explicit_id=get(row, ("id", "paper_id", "key")),
                        arxiv_id=get(row, ("arxiv_id", "arxiv", "eprint")),
                        authors=split_authors(get(row, ("authors", "author"))),
-                       date=iso_date(get(row, ("date", "published", "publication year", "year"))),
+                       date=date_field(result, path, where, get(row, ("date", "published", "publication year",
+                                                                       "year"))),
                        url=get(row, ("url",)))
     return result

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .common import FileResult, Problem, iso_date, make_paper, open_checked, split_authors
+from .common import FileResult, Problem, date_field, decode_line, make_paper, open_checked, split_authors
 
 ABSTRACT_KEYS = ("abstract", "summary", "abstractNote", "abstract_note")
 ID_KEYS = ("id", "paper_id", "doc_id", "_id")
@@ -14,19 +14,83 @@ ARXIV_KEYS = ("arxiv_id", "arxiv", "arxivId", "eprint")
 DATE_KEYS = ("date", "published", "publication_date", "year")
 
 
+def _first(rec: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, Any]:
+    return next(((k, rec[k]) for k in keys if rec.get(k) not in (None, "")), (keys[0], None))
+
+
+def _kind(value: Any) -> str:
+    return {"list": "a list", "dict": "an object", "bool": "true/false", "int": "a number",
+            "float": "a number"}.get(type(value).__name__, type(value).__name__)
+
+
+def _is(value: Any, *kinds: type) -> bool:
+    return value is None or (isinstance(value, kinds) and not isinstance(value, bool))
+
+
+def _authors(result: FileResult, path: Path, where: str, value: Any) -> list[str]:
+    """Authors as text or a list of names / {name | given, family} objects; anything else is dropped."""
+    if value is None or value == "" or isinstance(value, str):
+        return split_authors(value)
+    if not isinstance(value, list):
+        result.warnings.append(Problem(str(path), where, f"field 'authors' is {_kind(value)}, expected a list of "
+                                                         "names; dropped"))
+        return []
+    ok = [a for a in value if isinstance(a, str) or (isinstance(a, dict) and all(
+        _is(a.get(k), str) for k in ("name", "given", "family")))]
+    if len(ok) < len(value):
+        result.warnings.append(Problem(str(path), where, f"field 'authors': {len(value) - len(ok)} entr"
+                                                         f"{'y is' if len(value) - len(ok) == 1 else 'ies are'} not "
+                                                         "a name; dropped"))
+    return split_authors(ok)
+
+
 def record_to_paper(result: FileResult, path: Path, where: str, rec: Any, max_abstract_chars: int) -> None:
+    """One JSON record -> Paper. A title, abstract or id of the wrong type skips the record;
+    an optional field of the wrong type is dropped; both are named with file:line."""
     if not isinstance(rec, dict):
         result.problems.append(Problem(str(path), where, f"expected a JSON object, got {type(rec).__name__}"))
         return
-    abstract = next((rec[k] for k in ABSTRACT_KEYS if rec.get(k) not in (None, "")), None)
-    explicit = next((rec[k] for k in ID_KEYS if rec.get(k) not in (None, "")), None)
-    ax = next((rec[k] for k in ARXIV_KEYS if rec.get(k) not in (None, "")), None)
-    date = next((iso_date(rec[k]) for k in DATE_KEYS if rec.get(k) not in (None, "")), None)
-    paper = make_paper(result, path, where, rec.get("title"), abstract, max_abstract_chars=max_abstract_chars,
-                       explicit_id=explicit, arxiv_id=str(ax) if ax else None, date=date,
-                       authors=split_authors(rec.get("authors")), url=rec.get("url") or None)
+    title = rec.get("title")
+    a_key, abstract = _first(rec, ABSTRACT_KEYS)
+    i_key, explicit = _first(rec, ID_KEYS)
+    for name, value, kinds in (("title", title, (str,)), (a_key, abstract, (str,)), (i_key, explicit, (str, int))):
+        if not _is(value, *kinds):
+            result.problems.append(Problem(str(path), where, f"field '{name}' is {_kind(value)}, expected "
+                                                             f"{'text' if kinds == (str,) else 'text or a number'}; "
+                                                             "skipped"))
+            return
+
+    def optional(name: str, value: Any, *kinds: type) -> Any:
+        if _is(value, *kinds):
+            return value
+        result.warnings.append(Problem(str(path), where, f"field '{name}' is {_kind(value)}, expected text; "
+                                                         "dropped"))
+        return None
+
+    x_key, ax = _first(rec, ARXIV_KEYS)
+    ax = optional(x_key, ax, str, int, float)
+    d_key, raw_date = _first(rec, DATE_KEYS)
+    raw_date = optional(d_key, raw_date, str, int)
+    url = optional("url", rec.get("url") or None, str)
+    paper = make_paper(result, path, where, title, abstract, max_abstract_chars=max_abstract_chars,
+                       explicit_id=explicit, arxiv_id=str(ax) if ax else None,
+                       date=date_field(result, path, where, raw_date, name=d_key),
+                       authors=_authors(result, path, where, rec.get("authors")), url=url)
     if paper is not None and isinstance(rec.get("sentences"), list):
         paper.extra["sentences"] = len(rec["sentences"])
+
+
+def json_error(exc: BaseException) -> str:
+    """One line for what json.loads raised: syntax, nesting beyond the recursion limit, or an
+    integer beyond Python's digit limit."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"malformed JSON ({exc.msg})"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply to read"
+    text = " ".join(str(exc).split())
+    if "digits" in text:
+        return "JSON number too long (more than 4300 digits)"
+    return f"unreadable JSON ({text[:200]})"
 
 
 def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
@@ -41,13 +105,13 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
         if first == b"[" and path.suffix.lower() == ".json":
             return _read_array(path, fh.read(), result, max_abstract_chars)
         for lineno, raw in enumerate(fh, start=1):
-            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8", errors="replace").strip()
+            line = decode_line(raw, result, path, lineno).strip()
             if not line:
                 continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                result.problems.append(Problem(str(path), f"line {lineno}", f"malformed JSON ({exc.msg}); skipped"))
+            except (ValueError, RecursionError) as exc:
+                result.problems.append(Problem(str(path), f"line {lineno}", f"{json_error(exc)}; skipped"))
                 continue
             record_to_paper(result, path, f"line {lineno}", rec, max_abstract_chars)
     return result
@@ -56,8 +120,9 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
 def _read_array(path: Path, data: bytes, result: FileResult, max_abstract_chars: int) -> FileResult:
     try:
         records = json.loads(data.decode("utf-8-sig", errors="replace"))
-    except json.JSONDecodeError as exc:
-        result.problems.append(Problem(str(path), f"line {exc.lineno}", f"malformed JSON ({exc.msg})"))
+    except (ValueError, RecursionError) as exc:
+        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else None
+        result.problems.append(Problem(str(path), where, json_error(exc)))
         return result
     if isinstance(records, dict):
         records = records.get("papers") or records.get("records") or [records]

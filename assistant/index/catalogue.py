@@ -1,0 +1,177 @@
+"""The SQLite catalogue: the source of truth for papers, chunk offsets and index metadata.
+
+Write order makes crashes harmless: vectors are upserted first, the catalogue row
+is committed last, and readers ignore vectors whose paper the catalogue does not
+know. A re-run sees such papers as new, deletes their vectors by paper id and
+writes them again, so nothing is duplicated or lost.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from ..records import Chunk, Paper
+from .storage import date_int, writable_error
+
+SCHEMA_VERSION = 1
+
+
+_SCHEMA = """
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+    CREATE TABLE IF NOT EXISTS papers (
+        paper_id TEXT PRIMARY KEY, content_hash TEXT NOT NULL, title TEXT NOT NULL,
+        date_int INTEGER, source TEXT, data TEXT NOT NULL, ingested_at REAL);
+    CREATE TABLE IF NOT EXISTS chunks (
+        chunk_id TEXT PRIMARY KEY, paper_id TEXT NOT NULL, idx INTEGER NOT NULL,
+        start INTEGER NOT NULL, end INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS chunks_paper ON chunks(paper_id);
+"""
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    db.executescript(_SCHEMA)
+    db.commit()
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        _create_schema(db)
+        return db
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    try:
+        db.execute("SELECT COUNT(*) FROM meta").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        # A WAL database in a read-only directory cannot get its -shm file: read it as immutable
+        # (nobody can be writing it, the directory is read-only).
+        db.close()
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        db.execute("SELECT COUNT(*) FROM meta").fetchone()
+        return db
+
+
+class Catalogue:
+    """Papers, chunks and index metadata in one SQLite file (transactional, crash-safe)."""
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        """``readonly`` opens an existing file without writing a byte (queries on a read-only
+        home work), or an empty in-memory catalogue when there is no file (nothing created)."""
+        self.path = path
+        self.readonly = readonly
+        self.in_memory = readonly and not path.is_file()
+        """An empty stand-in for a catalogue that did not exist yet (reopened once it does)."""
+        try:
+            if readonly:
+                self.db = _open_readonly(path)
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            _create_schema(self.db)
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise writable_error(path, exc) from None
+
+    # -- meta ---------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    # -- papers -------------------------------------------------------------
+    def hashes(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT paper_id, content_hash FROM papers").fetchall())
+
+    def count(self) -> tuple[int, int]:
+        papers = self.db.execute("SELECT COUNT(*) FROM papers").fetchone()[0]
+        chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return int(papers), int(chunks)
+
+    def commit_papers(self, papers: Sequence[Paper], chunks: Sequence[Chunk]) -> None:
+        """Replace these papers and their chunks in one transaction."""
+        ids = [(p.paper_id,) for p in papers]
+        now = time.time()
+        try:
+            with self.db:
+                self.db.executemany("DELETE FROM chunks WHERE paper_id=?", ids)
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO papers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(p.paper_id, p.content_hash, p.title, date_int(p.date), p.source,
+                      json.dumps(p.to_dict(), ensure_ascii=False), now) for p in papers])
+                self.db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)",
+                                    [(c.chunk_id, c.paper_id, c.index, c.start, c.end) for c in chunks])
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)",
+                                (str(self.generation + 1),))
+        except sqlite3.OperationalError as exc:
+            raise writable_error(self.path, exc) from None
+
+    def update_data(self, papers: Sequence[Paper]) -> None:
+        """Rewrite stored records whose content hash (so chunks, vectors, BM25) is unchanged."""
+        try:
+            with self.db:
+                self.db.executemany("UPDATE papers SET source=?, data=? WHERE paper_id=?",
+                                    [(p.source, json.dumps(p.to_dict(), ensure_ascii=False), p.paper_id)
+                                     for p in papers])
+        except sqlite3.OperationalError as exc:
+            raise writable_error(self.path, exc) from None
+
+    def delete_papers(self, paper_ids: Sequence[str]) -> None:
+        ids = [(p,) for p in paper_ids]
+        try:
+            with self.db:
+                self.db.executemany("DELETE FROM chunks WHERE paper_id=?", ids)
+                self.db.executemany("DELETE FROM papers WHERE paper_id=?", ids)
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)",
+                                (str(self.generation + 1),))
+        except sqlite3.OperationalError as exc:
+            raise writable_error(self.path, exc) from None
+
+    def get(self, paper_id: str) -> Paper | None:
+        row = self.db.execute("SELECT data FROM papers WHERE paper_id=?", (paper_id,)).fetchone()
+        return Paper.from_dict(json.loads(row[0])) if row else None
+
+    def get_many(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
+        out: dict[str, Paper] = {}
+        for start in range(0, len(paper_ids), 500):
+            part = list(paper_ids[start:start + 500])
+            q = "SELECT paper_id, data FROM papers WHERE paper_id IN ({})".format(",".join("?" * len(part)))
+            for pid, data in self.db.execute(q, part):
+                out[pid] = Paper.from_dict(json.loads(data))
+        return out
+
+    def iter_papers(self, order: str = "title") -> Iterator[Paper]:
+        col = {"title": "title COLLATE NOCASE", "date": "date_int DESC", "id": "paper_id"}[order]
+        for (data,) in self.db.execute(f"SELECT data FROM papers ORDER BY {col}"):
+            yield Paper.from_dict(json.loads(data))
+
+    def chunk_spans(self, paper_ids: Sequence[str]) -> dict[str, list[tuple[str, int, int, int]]]:
+        out: dict[str, list[tuple[str, int, int, int]]] = {}
+        for start in range(0, len(paper_ids), 500):
+            part = list(paper_ids[start:start + 500])
+            q = ("SELECT paper_id, chunk_id, idx, start, end FROM chunks WHERE paper_id IN ({}) "
+                 "ORDER BY paper_id, idx").format(",".join("?" * len(part)))
+            for pid, cid, idx, s, e in self.db.execute(q, part):
+                out.setdefault(pid, []).append((cid, idx, s, e))
+        return out
+
+    def known_ids(self, paper_ids: Iterable[str]) -> set[str]:
+        ids = list(paper_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            q = "SELECT paper_id FROM papers WHERE paper_id IN ({})".format(",".join("?" * len(part)))
+            found.update(r[0] for r in self.db.execute(q, part))
+        return found
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,265 @@
+"""The catalogue on a Chroma server: in server mode the server, not a client's home,
+is the source of truth for papers and chunk spans, so every client sees every paper.
+
+Two small collections sit beside the chunk collection ``NAME``:
+
+- ``NAME.papers``: one record per paper (id = paper id); its metadata holds the paper
+  JSON, the content hash, the date key and the paper's chunk spans, so a record is
+  always consistent with itself whichever client wrote it last.
+- ``NAME.meta``: index metadata (embedding model, schema) and the **generation**, a
+  random token set after every change of the papers. Clients cache BM25 under their
+  home tagged with the generation they read *before* reading the papers, so any write
+  that lands later changes the token and invalidates the cache.
+
+Chroma records need an embedding; these carry a constant one-dimensional one.
+
+Across clients (the per-home ingest lock does not span machines): upserts by id are
+idempotent, so concurrent ingests end with the union; write order is the embedded one
+(vectors, then paper records, then the generation), so a reader never sees a paper
+without its vectors. Not guaranteed: two clients changing the *same* paper at the same
+moment end with the record of whichever wrote last; ``--prune`` and ``--rebuild`` act
+on the shared index, i.e. for every client.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from ..errors import IndexStateError
+from ..records import Chunk, Paper
+from .storage import date_int
+from .vectors import VectorStore
+
+_PAGE = 1000
+_DUMMY = [0.0]
+
+
+class _NoTransaction:
+    """Server writes are immediate; ingest's ``cat.db.commit()`` calls have nothing to do."""
+
+    def commit(self) -> None:
+        pass
+
+
+class ServerCatalogue:
+    """Same interface as ``Catalogue``, backed by collections on the Chroma server."""
+
+    readonly = False
+
+    def __init__(self, vectors: VectorStore) -> None:
+        self.vectors = vectors
+        name = vectors.settings.index.collection
+        self.papers_name = f"{name}.papers"
+        self.meta_name = f"{name}.meta"
+        self.path = vectors.where
+        self.db = _NoTransaction()
+        self._cols: dict[str, Any] = {}
+        self._summary_cache: tuple[int, dict[str, str], int] | None = None
+        self._summary_lock = threading.Lock()
+
+    # -- collections ------------------------------------------------------------
+    def _col(self, name: str, create: bool = False) -> Any:
+        """The collection, or None when it does not exist and ``create`` is False
+        (reads never create anything on the server)."""
+        if name in self._cols:
+            return self._cols[name]
+        client = self.vectors.client
+        if create:
+            col = self.vectors._call(client.get_or_create_collection, name, embedding_function=None)
+        else:
+            try:
+                col = client.get_collection(name, embedding_function=None)
+            except Exception as exc:
+                if "does not exist" in str(exc).lower():
+                    return None
+                col = self.vectors._call(client.get_collection, name, embedding_function=None)
+        self._cols[name] = col
+        return col
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except IndexStateError:
+            raise
+        except Exception as exc:
+            name = getattr(getattr(fn, "__self__", None), "name", None)
+            if name not in (self.papers_name, self.meta_name):
+                raise self.vectors.error(exc) from None
+            # Another client's `ingest --rebuild` dropped and re-made the collection: find it again.
+            self._cols.pop(name, None)
+            return self.vectors.retry_stale(exc, fn, lambda: self._col(name), *args, **kwargs)
+
+    # -- meta ---------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        if key == "writing":
+            # Another client's batch in flight (vectors written, papers not yet) would look like
+            # orphans; they are invisible to queries and overwritten when re-ingested, so the
+            # killed-ingest clean-up of embedded mode is not run against a shared server.
+            return None
+        col = self._col(self.meta_name)
+        if col is None:
+            return None
+        res = self._call(col.get, ids=[key], include=["metadatas"])
+        return str(res["metadatas"][0]["value"]) if res["ids"] else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        if key == "writing":
+            return
+        col = self._col(self.meta_name, create=True)
+        self._call(col.upsert, ids=[key], embeddings=[_DUMMY], metadatas=[{"value": value}])
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    def _bump(self) -> None:
+        """A new random token (never the old one): the last step of every write."""
+        old = self.generation
+        new = old
+        while new in (old, 0):
+            new = secrets.randbits(62)
+        self.set_meta("generation", str(new))
+
+    # -- reading ------------------------------------------------------------------
+    def _records(self, ids: Sequence[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(paper id, metadata) of the given papers, or of all papers page by page."""
+        col = self._col(self.papers_name)
+        if col is None:
+            return
+        if ids is not None:
+            ids = list(dict.fromkeys(ids))
+            for start in range(0, len(ids), _PAGE):
+                res = self._call(col.get, ids=list(ids[start:start + _PAGE]), include=["metadatas"])
+                yield from zip(res["ids"], res["metadatas"], strict=True)
+            return
+        # Ids first, then records by id: pages by offset could skip records another client deletes meanwhile.
+        all_ids = self._call(col.get, include=[])["ids"]
+        yield from self._records(all_ids)
+
+    def _summary(self) -> tuple[dict[str, str], int]:
+        """Content hash per paper and the chunk total, rescanned only when the generation
+        changed (read first, as for BM25): `status` and health checks cost one request."""
+        gen = self.generation
+        with self._summary_lock:
+            if self._summary_cache is not None and self._summary_cache[0] == gen:
+                return self._summary_cache[1], self._summary_cache[2]
+        hashes: dict[str, str] = {}
+        chunks = 0
+        for pid, meta in self._records():
+            hashes[pid] = str(meta["content_hash"])
+            chunks += int(meta["n_chunks"])
+        with self._summary_lock:
+            self._summary_cache = (gen, hashes, chunks)
+        return hashes, chunks
+
+    def hashes(self) -> dict[str, str]:
+        return dict(self._summary()[0])
+
+    def count(self) -> tuple[int, int]:
+        hashes, chunks = self._summary()
+        return len(hashes), chunks
+
+    def get(self, paper_id: str) -> Paper | None:
+        return self.get_many([paper_id]).get(paper_id)
+
+    def get_many(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
+        return {pid: Paper.from_dict(json.loads(m["data"])) for pid, m in self._records(list(paper_ids))}
+
+    def iter_papers(self, order: str = "title") -> Iterator[Paper]:
+        papers = [Paper.from_dict(json.loads(m["data"])) for _, m in self._records()]
+        if order == "title":
+            papers.sort(key=lambda p: (p.title.casefold(), p.paper_id))
+        elif order == "date":
+            # As the SQLite catalogue: newest first, undated last.
+            papers.sort(key=lambda p: (date_int(p.date) is None, -(date_int(p.date) or 0), p.paper_id))
+        elif order == "id":
+            papers.sort(key=lambda p: p.paper_id)
+        else:
+            raise KeyError(order)
+        yield from papers
+
+    def chunk_spans(self, paper_ids: Sequence[str]) -> dict[str, list[tuple[str, int, int, int]]]:
+        out: dict[str, list[tuple[str, int, int, int]]] = {}
+        for pid, meta in self._records(list(paper_ids)):
+            spans = [(str(c), int(i), int(s), int(e)) for c, i, s, e in json.loads(meta["spans"])]
+            if spans:
+                out[pid] = sorted(spans, key=lambda t: t[1])
+        return out
+
+    def known_ids(self, paper_ids: Iterable[str]) -> set[str]:
+        col = self._col(self.papers_name)
+        if col is None:
+            return set()
+        ids = list(paper_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), _PAGE):
+            found.update(self._call(col.get, ids=ids[start:start + _PAGE], include=[])["ids"])
+        return found
+
+    # -- writing ------------------------------------------------------------------
+    def commit_papers(self, papers: Sequence[Paper], chunks: Sequence[Chunk]) -> None:
+        """Upsert these papers with their chunk spans, then set a new generation."""
+        spans: dict[str, list[tuple[str, int, int, int]]] = {p.paper_id: [] for p in papers}
+        for c in chunks:
+            spans[c.paper_id].append((c.chunk_id, c.index, c.start, c.end))
+        self._upsert([(p, spans[p.paper_id]) for p in papers])
+        self._bump()
+
+    def update_data(self, papers: Sequence[Paper]) -> None:
+        """Rewrite records whose content hash (so chunks, vectors) is unchanged. The generation
+        changes too, so other clients' caches (BM25 date keys, summaries) follow."""
+        old = {pid: json.loads(m["spans"]) for pid, m in self._records([p.paper_id for p in papers])}
+        rows = [(p, [tuple(s) for s in old[p.paper_id]]) for p in papers if p.paper_id in old]
+        if rows:
+            self._upsert(rows)
+            self._bump()
+
+    def _upsert(self, rows: Sequence[tuple[Paper, Sequence[tuple[Any, ...]]]]) -> None:
+        if not rows:
+            return
+        col = self._col(self.papers_name, create=True)
+        now = time.time()
+        for start in range(0, len(rows), _PAGE):
+            part = rows[start:start + _PAGE]
+            metas = []
+            for p, spans in part:
+                meta: dict[str, Any] = {"content_hash": p.content_hash, "title": p.title[:500],
+                                        "data": json.dumps(p.to_dict(), ensure_ascii=False),
+                                        "spans": json.dumps([list(s) for s in spans]), "n_chunks": len(spans),
+                                        "ingested_at": now}
+                di = date_int(p.date)
+                if di is not None:
+                    meta["date_int"] = di
+                metas.append(meta)
+            self._call(col.upsert, ids=[p.paper_id for p, _ in part], embeddings=[_DUMMY] * len(part),
+                       metadatas=metas)
+
+    def delete_papers(self, paper_ids: Sequence[str]) -> None:
+        col = self._col(self.papers_name)
+        if col is not None:
+            for start in range(0, len(paper_ids), _PAGE):
+                self._call(col.delete, ids=list(paper_ids[start:start + _PAGE]))
+        self._bump()
+
+    def drop(self) -> None:
+        """Remove the shared papers and metadata (``ingest --rebuild``): for every client.
+        The generation is replaced, not removed, so no client's cache can match it again."""
+        try:
+            self.vectors.client.delete_collection(self.papers_name)
+        except Exception as exc:
+            if "does not exist" not in str(exc).lower():
+                self._call(self.vectors.client.delete_collection, self.papers_name)
+        self._cols.pop(self.papers_name, None)
+        meta = self._col(self.meta_name)
+        if meta is not None:
+            self._call(meta.delete, ids=["embedding_model", "schema"])
+        self._bump()
+
+    def close(self) -> None:
+        self._cols.clear()
+        self._summary_cache = None

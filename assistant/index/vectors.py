@@ -1,0 +1,219 @@
+"""Chroma collection of chunk vectors (embedded PersistentClient or a `chroma run` server).
+
+Chroma keeps no text: each vector carries its paper id, chunk offsets, title and
+date key; the catalogue holds the abstracts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import IndexStateError
+from ..records import Chunk, Paper
+from ..runtime import ensure_offline
+from .storage import date_int, disk_full_message
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..settings import Settings
+
+
+class VectorStore:
+    """Chroma collection of chunk vectors; PersistentClient or HttpClient, same code path."""
+
+    def __init__(self, settings: Settings, persist_dir: Path, model_name: str) -> None:
+        ensure_offline()
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        self.settings = settings
+        self.model_name = model_name
+        chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        try:
+            if settings.server_mode:
+                self.where = f"http://{settings.index.chroma_host}:{settings.index.chroma_port}"
+                self.client = chromadb.HttpClient(host=settings.index.chroma_host, port=settings.index.chroma_port,
+                                                  settings=chroma_settings)
+                _bound_http_timeout(self.client, settings.index.chroma_timeout)
+            else:
+                self.where = str(persist_dir)
+                open_dir = persist_dir
+                if persist_dir.is_dir() and not _writable(persist_dir):
+                    open_dir = _readonly_copy(persist_dir)
+                else:
+                    persist_dir.mkdir(parents=True, exist_ok=True)
+                self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
+        except Exception as exc:  # chromadb raises many types; the user needs one line
+            raise IndexStateError(_chroma_error(settings, persist_dir, exc)) from None
+        self._collection: Any = None
+
+    def collection(self, create: bool = False) -> Any:
+        if self._collection is not None:
+            return self._collection
+        name = self.settings.index.collection
+        try:
+            if create:
+                col = self.client.get_or_create_collection(
+                    name, embedding_function=None,
+                    metadata={"hnsw:space": "cosine", "hnsw:search_ef": 128, "hnsw:construction_ef": 128,
+                              "embedding_model": self.model_name})
+            else:
+                col = self.client.get_collection(name, embedding_function=None)
+        except Exception as exc:
+            if not create and "does not exist" in str(exc).lower():
+                return None
+            raise IndexStateError(_chroma_error(self.settings, Path(self.where), exc)) from None
+        built_with = (col.metadata or {}).get("embedding_model")
+        if built_with and built_with != self.model_name:
+            raise IndexStateError(
+                f"the index in {self.where} (collection '{name}') was built with embedding model "
+                f"'{built_with}', but the settings ask for '{self.model_name}'; rebuild it with "
+                f"`assistant ingest --rebuild SOURCES` or set ASSISTANT_EMBEDDING_MODEL={built_with}")
+        self._collection = col
+        return col
+
+    def upsert(self, chunks: Sequence[Chunk], papers: dict[str, Paper], vectors: np.ndarray,
+               batch: int = 2000) -> None:
+        col = self.collection(create=True)
+        for start in range(0, len(chunks), batch):
+            part = chunks[start:start + batch]
+            metas = []
+            for c in part:
+                p = papers[c.paper_id]
+                meta: dict[str, Any] = {"paper_id": c.paper_id, "idx": c.index, "start": c.start,
+                                        "end": c.end, "title": p.title[:500]}
+                di = date_int(p.date)
+                if di is not None:
+                    meta["date_int"] = di
+                    meta["year"] = di // 10000
+                metas.append(meta)
+            # No `documents`: the catalogue holds each abstract and the chunk offsets, and
+            # Chroma's full-text index over documents cost ~70% of the upsert time.
+            self._call(col.upsert, ids=[c.chunk_id for c in part],
+                       embeddings=vectors[start:start + len(part)], metadatas=metas)
+
+    def delete_papers(self, paper_ids: Sequence[str], batch: int = 500) -> None:
+        col = self.collection(create=False)
+        if col is None:
+            return
+        for start in range(0, len(paper_ids), batch):
+            part = list(paper_ids[start:start + batch])
+            self._call(col.delete, where={"paper_id": {"$in": part}})
+
+    def all_paper_ids(self) -> set[str]:
+        col = self.collection(create=False)
+        if col is None:
+            return set()
+        ids: set[str] = set()
+        total = self._call(col.count)
+        for offset in range(0, total, 5000):
+            res = self._call(col.get, include=["metadatas"], limit=5000, offset=offset)
+            ids.update(m["paper_id"] for m in res["metadatas"])
+        return ids
+
+    def count(self) -> int:
+        col = self.collection(create=False)
+        return 0 if col is None else int(self._call(col.count))
+
+    def query(self, vector: np.ndarray, n: int, where: dict[str, Any] | None = None) -> list[tuple[str, str, float]]:
+        """(chunk_id, paper_id, cosine similarity) best first."""
+        col = self.collection(create=False)
+        if col is None:
+            return []
+        n = min(n, max(1, self.count()))
+        res = self._call(col.query, query_embeddings=[vector.tolist()], n_results=n, where=where or None,
+                         include=["metadatas", "distances"])
+        out = []
+        for cid, meta, dist in zip(res["ids"][0], res["metadatas"][0], res["distances"][0], strict=False):
+            out.append((cid, meta["paper_id"], 1.0 - float(dist)))
+        return out
+
+    def drop(self) -> None:
+        try:
+            self.client.delete_collection(self.settings.index.collection)
+        except Exception as exc:
+            if "does not exist" not in str(exc).lower():
+                raise IndexStateError(_chroma_error(self.settings, Path(self.where), exc)) from None
+        self._collection = None
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except IndexStateError:
+            raise
+        except Exception as exc:
+            if getattr(getattr(fn, "__self__", None), "name", None) == self.settings.index.collection:
+                # Server mode: another client's `ingest --rebuild` dropped and re-made the collection.
+                self._collection = None
+                return self.retry_stale(exc, fn, lambda: self.collection(create=False), *args, **kwargs)
+            raise self.error(exc) from None
+
+    def retry_stale(self, exc: Exception, fn: Any, reopen: Any, *args: Any, **kwargs: Any) -> Any:
+        """Redo ``fn`` once on the collection ``reopen`` finds again by name, when ``exc`` says the
+        handle ``fn`` was bound to names a collection that no longer exists."""
+        if not self.settings.server_mode or "does not exist" not in str(exc).lower():
+            raise self.error(exc) from None
+        col = reopen()
+        if col is None:
+            raise IndexStateError(
+                f"Chroma server at {self.settings.index.chroma_host}:{self.settings.index.chroma_port}: "
+                "the shared index is being rebuilt by another client (`ingest --rebuild`); "
+                "try again when it finishes") from None
+        try:
+            return getattr(col, fn.__name__)(*args, **kwargs)
+        except Exception as again:
+            raise self.error(again) from None
+
+    def error(self, exc: Exception) -> IndexStateError:
+        """The one-line error for a failed Chroma call."""
+        return IndexStateError(_chroma_error(self.settings, Path(self.where), exc))
+
+
+def _writable(directory: Path) -> bool:
+    db = directory / "chroma.sqlite3"
+    return os.access(directory, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
+
+
+def _readonly_copy(directory: Path) -> Path:
+    """Chroma cannot open its files read-only, so a read-only home is queried from a private
+    temporary copy (removed at exit). Writes never reach it: ingest needs the home's lock."""
+    import atexit
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="assistant-readonly-chroma-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    try:
+        shutil.copytree(directory, tmp, dirs_exist_ok=True)
+    except OSError as exc:
+        raise IndexStateError(f"{directory}: the home is read-only and its vectors could not be copied to "
+                              f"{tmp} ({exc.strerror or exc})") from None
+    return tmp
+
+
+def _bound_http_timeout(client: Any, seconds: float) -> None:
+    """chromadb's HTTP client waits forever by default; a stopped server must give an
+    error, not a hang."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if session is not None:
+        session.timeout = httpx.Timeout(seconds, connect=min(seconds, 10.0))
+
+
+def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:
+    msg = " ".join(str(exc).split())[:300] or type(exc).__name__
+    if settings.server_mode:
+        return (f"Chroma server at {settings.index.chroma_host}:{settings.index.chroma_port} failed: {msg} "
+                "(is `chroma run` up? check CHROMA_HOST/CHROMA_PORT)")
+    full = disk_full_message(path, exc)
+    if full:
+        return full
+    low = msg.lower()
+    if "readonly" in low or "read-only" in low or "permission" in low or "disk" in low or "space" in low:
+        return f"{path}: cannot write the index ({msg}); check ASSISTANT_HOME is writable and the disk has space"
+    return f"{path}: Chroma failed: {msg}"

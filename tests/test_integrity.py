@@ -1,0 +1,399 @@
+"""Integrity under bad input (issue 12): a bad line costs that line only, partial reads never
+prune, merging never loses known metadata, the sample never lands in a user's index, odd field
+types and bytes are warnings, never crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.api import Assistant
+from assistant.errors import AssistantError
+from assistant.index.ingest import SilentReporter
+from assistant.readers import read_paths
+from tests.conftest import cli_env, make_settings
+
+# Root without the capabilities that bypass file permissions: chmod 000 really denies.
+NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+
+
+def _rows(n: int, start: int = 0, tag: str = "") -> list[dict]:
+    return [{"id": f"p{i}", "title": f"Integrity paper {i} on reward model calibration {tag}",
+             "abstract": f"We calibrate reward model {i} for preference learning. It gains {i} points on "
+                         f"benchmark C{i}. {tag}", "date": f"202{i % 5}-0{1 + i % 9}-11"}
+            for i in range(start, start + n)]
+
+
+def _lines(rows: list[dict]) -> list[str]:
+    return [json.dumps(r) for r in rows]
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+BIGNUM = '{"title": "x", "abstract": "y", "n": ' + "9" * 5000 + "}"
+
+
+@pytest.fixture()
+def locked_tree(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, with permissions restored afterwards so pytest can clean it up."""
+    yield tmp_path
+    for root, dirs, files in os.walk(tmp_path):
+        for name in dirs + files:
+            os.chmod(os.path.join(root, name), 0o755)
+
+
+def _unprivileged() -> list[str]:
+    """A prefix that runs a command where chmod 000 is honoured."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root ignores permissions and setpriv is missing to drop that")
+    return NO_DAC
+
+
+# -- 12.1: a bad line costs that line; partial reads never prune -------------------------------
+
+def test_jsonl_deep_nesting_and_huge_number_cost_one_line_each(tmp_path: Path) -> None:
+    good = _lines(_rows(4))
+    f = _write(tmp_path / "bad.jsonl", [good[0], DEEP, good[1], BIGNUM, good[2], good[3]])
+    res = read_paths([f])
+    assert [p.paper_id for p in res.papers] == ["p0", "p1", "p2", "p3"]
+    text = "\n".join(str(p) for p in res.problems)
+    assert f"{f}:line 2:" in text and "nested too deeply" in text
+    assert f"{f}:line 4:" in text and "digits" in text
+    assert all("\n" not in str(p) and len(str(p)) < 400 for p in res.problems)
+    assert res.incomplete == [str(f)]
+
+
+def test_json_array_too_deep_is_one_problem(tmp_path: Path) -> None:
+    f = tmp_path / "deep.json"
+    f.write_text(DEEP)
+    res = read_paths([f])
+    assert res.papers == [] and len(res.problems) == 1 and "deep.json" in str(res.problems[0])
+    assert res.incomplete == [str(f)]
+
+
+def test_prune_after_a_partial_read_removes_nothing(fresh_home: Path, embed_cache: Path, tmp_path: Path) -> None:
+    rows = _rows(12)
+    src = _write(tmp_path / "a.jsonl", _lines(rows))
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    assert a.ingest([src]).new == 12
+    # Line 3 (p2) becomes unreadable and line 6 (p5) a 5000-digit number: the file is not read completely.
+    lines = _lines(rows)
+    lines[2], lines[5] = DEEP, BIGNUM
+    _write(src, lines)
+    rep = a.ingest([src], prune=True)
+    assert rep.removed == 0 and rep.prune_skipped
+    assert any("--prune" in m and "a.jsonl" in m for m in rep.warnings)
+    assert a.status()["papers"] == 12 and a.get_paper("p2") is not None
+    # Once the file reads completely, prune does its job.
+    del lines[5]
+    lines[2] = json.dumps(rows[2])
+    _write(src, lines)
+    rep = a.ingest([src], prune=True)
+    assert rep.removed == 1 and not rep.prune_skipped and a.get_paper("p5") is None
+
+
+def test_unreadable_subfolder_and_file_are_reported(locked_tree: Path) -> None:
+    src = locked_tree / "src"
+    _write(src / "top.jsonl", _lines(_rows(2)))
+    _write(src / "sub" / "inner.jsonl", _lines(_rows(2, start=2)))
+    _write(src / "locked.jsonl", _lines(_rows(1, start=9)))
+    (src / "locked.jsonl").chmod(0o000)
+    (src / "sub").chmod(0o000)
+    code = ("import json, sys\nfrom assistant.readers import read_paths\nr = read_paths([sys.argv[1]])\n"
+            "print(json.dumps({'ids': [p.paper_id for p in r.papers], 'problems': [str(p) for p in r.problems],"
+            " 'incomplete': r.incomplete}))")
+    r = subprocess.run([*_unprivileged(), sys.executable, "-c", code, str(src)], capture_output=True, text=True,
+                       env=cli_env(locked_tree))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["ids"] == ["p0", "p1"]
+    assert sorted(out["incomplete"]) == sorted([str(src / "locked.jsonl"), str(src / "sub")])
+    text = "\n".join(out["problems"])
+    assert f"{src / 'sub'}: cannot read folder" in text and f"{src / 'locked.jsonl'}: cannot read file" in text
+    assert len(out["problems"]) == 2
+
+
+def test_prune_with_an_unreadable_subfolder_keeps_its_papers(locked_tree: Path, embed_cache: Path) -> None:
+    src, home, cache = locked_tree / "src", locked_tree / "home", embed_cache
+    _write(src / "top.jsonl", _lines(_rows(3)))
+    _write(src / "sub" / "inner.jsonl", _lines(_rows(4, start=3)))
+    r = subprocess.run(["assistant", "ingest", str(src)], capture_output=True, text=True, env=cli_env(home, cache))
+    assert r.returncode == 0, r.stderr
+    (src / "sub").chmod(0o000)
+    r = subprocess.run([*_unprivileged(), "assistant", "ingest", str(src), "--prune"], capture_output=True,
+                       text=True, env=cli_env(home, cache))
+    assert "Traceback" not in r.stderr
+    assert f"{src / 'sub'}: cannot read folder" in r.stderr and "--prune" in r.stderr
+    (src / "sub").chmod(0o755)
+    a = Assistant(make_settings(home, cache))
+    a.auto_sample = False
+    assert a.status()["papers"] == 7
+
+
+# -- 12.2: merging never loses known metadata and does not depend on order ---------------------
+
+def _catalogue(home: Path, cache: Path) -> list[dict]:
+    a = Assistant(make_settings(home, cache))
+    a.auto_sample = False
+    out = [p.to_dict() for p in a.index.catalogue.iter_papers(order="id")]
+    a.index.close()
+    return out
+
+
+def _overlapping(tmp_path: Path) -> tuple[Path, Path]:
+    """Two files about the same papers: a has dates, b has authors and an extra paper; p3's dates conflict."""
+    rows = _rows(6)
+    a_rows = [dict(r, authors=[]) for r in rows[:4]]
+    b_rows = [{k: v for k, v in r.items() if k != "date"} | {"authors": [f"Author {i}", "Second Author"]}
+              for i, r in enumerate(rows[2:], start=2)]
+    b_rows[1]["date"] = "2019-05"  # p3: a says 2023-04-11, b says 2019-05
+    return _write(tmp_path / "a.jsonl", _lines(a_rows)), _write(tmp_path / "b.jsonl", _lines(b_rows))
+
+
+def test_merge_is_order_independent_and_never_drops_a_known_field(tmp_path: Path) -> None:
+    a, b = _overlapping(tmp_path)
+    ab, ba = read_paths([a, b]), read_paths([b, a])
+    key = lambda r: sorted((p.to_dict() for p in r.papers), key=lambda d: d["paper_id"])  # noqa: E731
+    assert key(ab) == key(ba)
+    by_id = {p.paper_id: p for p in ab.papers}
+    assert by_id["p2"].date == "2022-03-11" and by_id["p2"].authors == ["Author 2", "Second Author"]
+    assert by_id["p3"].date == "2023-04-11"  # the more specific date wins, whichever file came first
+
+
+def test_reingesting_one_sample_page_keeps_metadata_from_the_others(copied_sample_home: Path,
+                                                                   embed_cache: Path) -> None:
+    from tests.conftest import SAMPLE_DIR
+
+    a = Assistant(make_settings(copied_sample_home, embed_cache))
+    a.auto_sample = False
+    before = {p.paper_id: p.to_dict() for p in a.index.catalogue.iter_papers()}
+    page = sorted(SAMPLE_DIR.glob("000_*.txt"))[0]
+    rep = a.ingest([page])
+    assert (rep.new, rep.updated) == (0, 0), rep
+    survey = next(p for p in a.papers() if p.title == "Large Language Model Alignment: A Survey")
+    assert (survey.date, survey.n_authors) == ("2023-09-26", 9)
+    hits = a.search("Large Language Model Alignment: A Survey", since="2023-09", until="2023-09-30", k=5)
+    assert survey.paper_id in [h.paper.paper_id for h in hits]
+    assert {p.paper_id: p.to_dict() for p in a.index.catalogue.iter_papers()} == before
+
+
+def test_separate_and_concurrent_ingests_of_overlapping_files_equal_one_ingest(tmp_path: Path,
+                                                                              embed_cache: Path) -> None:
+    a_src, b_src = _overlapping(tmp_path)
+    clean = tmp_path / "clean"
+    Assistant(make_settings(clean, embed_cache)).ingest([a_src, b_src])
+    want = _catalogue(clean, embed_cache)
+    assert {d["paper_id"]: d["date"] for d in want}["p2"] == "2022-03-11"
+    for order in ([a_src, b_src], [b_src, a_src]):
+        home = tmp_path / f"seq-{order[0].stem}"
+        for src in order:
+            Assistant(make_settings(home, embed_cache)).ingest([src])
+        assert _catalogue(home, embed_cache) == want, order
+    home = tmp_path / "together"
+    procs = [subprocess.Popen(["assistant", "ingest", str(s)], env=cli_env(home, embed_cache),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in (a_src, b_src)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert _catalogue(home, embed_cache) == want
+
+
+# -- 12.3: the sample only goes into a never-written home; read-only homes can be queried -------
+
+def test_ask_while_the_first_ingest_holds_the_lock_does_not_add_the_sample(fresh_home: Path,
+                                                                         embed_cache: Path) -> None:
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    with a.index.write_lock():  # a user's first ingest, still reading its sources
+        r = subprocess.run(["assistant", "ask", "What is direct preference optimization?"],
+                           env=cli_env(fresh_home, embed_cache), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "no papers are indexed" in r.stderr and "sample" not in r.stdout
+    assert a.status()["papers"] == 0
+
+
+def test_a_home_written_before_never_gets_the_sample(fresh_home: Path, embed_cache: Path) -> None:
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    with a.index.write_lock():  # an ingest that was killed before its first batch
+        pass
+    b = Assistant(make_settings(fresh_home, embed_cache))
+    with pytest.raises(AssistantError, match="no papers are indexed"):
+        b.ask("What is direct preference optimization?")
+    assert b.status()["papers"] == 0
+
+
+def test_ask_on_a_never_written_home_builds_the_sample_and_says_so(fresh_home: Path, embed_cache: Path) -> None:
+    said: list[str] = []
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    a.ensure_index(progress=SilentReporter(said.append))
+    assert any("bundled sample" in m for m in said) and a.status()["papers"] == 247
+
+
+def test_papers_search_and_status_on_an_empty_home_do_not_build_the_sample(fresh_home: Path,
+                                                                          embed_cache: Path) -> None:
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    assert a.papers() == [] and a.search("direct preference optimization") == []
+    assert a.status()["papers"] == 0 and a.get_paper("x") is None
+    assert not (fresh_home / "index" / "catalogue.sqlite").exists()
+    for cmd in (["papers", "list"], ["papers", "search", "dpo"], ["status"]):
+        r = subprocess.run(["assistant", *cmd], env=cli_env(fresh_home, embed_cache), capture_output=True, text=True)
+        assert r.returncode == 0 and "Traceback" not in r.stderr and "sample" not in r.stderr, (cmd, r.stderr)
+    assert Assistant(make_settings(fresh_home, embed_cache)).status()["papers"] == 0
+
+
+def test_read_only_home_can_be_queried(copied_sample_home: Path, embed_cache: Path) -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare for a read-only bind mount")
+    code = textwrap.dedent(f"""
+        import json
+        from pathlib import Path
+        from assistant.api import Assistant
+        from assistant.settings import Settings
+        a = Assistant(Settings.load(env={{"ASSISTANT_CONFIG": ""}}, home=Path({str(copied_sample_home)!r}),
+                                    cache_dir=Path({str(embed_cache)!r})))
+        ans = a.ask("What does ARRA align LLM hidden states with?")
+        print(json.dumps({{"papers": len(a.papers()), "status": a.status()["papers"], "cited": len(ans.citations),
+                          "hits": len(a.search("token-level DPO", k=3))}}))
+    """)
+    home = str(copied_sample_home)
+    cmd = ["unshare", "-m", "bash", "-c", f"mount --bind {home} {home} && mount -o remount,ro,bind {home} && "
+                                          f"{sys.executable} -c \"$0\"", code]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(copied_sample_home, embed_cache))
+    if "mount" in r.stderr and r.returncode != 0 and "Traceback" not in r.stderr:
+        pytest.skip(f"cannot make a read-only mount here: {r.stderr.strip()[:200]}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out == {"papers": 247, "status": 247, "cited": out["cited"], "hits": 3} and out["cited"] >= 1
+
+
+def test_orphan_only_rerun_clears_the_writing_flag(fresh_home: Path, embed_cache: Path, tmp_path: Path) -> None:
+    src = _write(tmp_path / "a.jsonl", _lines(_rows(3)))
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    a.ingest([src])
+    with a.index.write_lock():
+        a.index.catalogue.set_meta("writing", "1")  # as a killed run leaves it
+        a.index.catalogue.db.commit()
+    rep = a.ingest([src])
+    assert rep.unchanged == 3 and a.index.catalogue.get_meta("writing") == "0"
+
+
+def test_nothing_read_reports_the_papers_the_index_still_holds(fresh_home: Path, embed_cache: Path,
+                                                              tmp_path: Path) -> None:
+    src = _write(tmp_path / "a.jsonl", _lines(_rows(3)))
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    first = a.ingest([src])
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    rep = a.ingest([empty])
+    assert not rep.ok and (rep.papers_total, rep.chunks_total) == (3, first.chunks_total)
+
+
+# -- 12.4 / 12.7: odd field types, lone surrogates, invalid UTF-8 and impossible dates ---------
+
+def _warned(res: object) -> str:
+    return "\n".join(str(w) for w in res.warnings + res.problems)  # type: ignore[attr-defined]
+
+
+def test_wrong_field_types_drop_the_field_or_skip_the_record_never_crash(tmp_path: Path) -> None:
+    good = _rows(8)
+    odd = [dict(good[0], url=["https://a", "https://b"]), dict(good[1], url=5), dict(good[2], date=["2024"]),
+           dict(good[3], authors={"name": 3}), dict(good[4], authors=["Ann", ["nested"], 7, {"name": "Bo"}]),
+           dict(good[5], arxiv_id={"x": 1}), dict(good[6], title=["a", "list"]), dict(good[7], id=[1, 2]),
+           {"title": "Fine", "abstract": {"text": "not a string"}}]
+    f = _write(tmp_path / "odd.jsonl", _lines(odd))
+    res = read_paths([f])
+    by_id = {p.paper_id: p for p in res.papers}
+    assert set(by_id) == {"p0", "p1", "p2", "p3", "p4", "p5"}
+    assert by_id["p0"].url is None and by_id["p1"].url is None and by_id["p2"].date is None
+    assert by_id["p3"].authors == [] and by_id["p4"].authors == ["Ann", "Bo"]
+    text = _warned(res)
+    for line, field in ((1, "url"), (2, "url"), (3, "date"), (4, "authors"), (5, "authors"), (6, "arxiv_id")):
+        assert f"{f}:line {line}: field '{field}'" in text, (line, field, text)
+    for line, field in ((7, "title"), (8, "id"), (9, "abstract")):
+        assert f"{f}:line {line}: field '{field}'" in text and "skipped" in text
+    assert all("\n" not in str(w) for w in res.warnings + res.problems)
+
+
+def test_lone_surrogates_are_replaced_with_a_warning_and_ingest(fresh_home: Path, embed_cache: Path,
+                                                                tmp_path: Path) -> None:
+    rows = _rows(2)
+    rows[0]["title"] += " \ud800"
+    rows[0]["abstract"] += " Broken \udfff character."
+    rows[1]["authors"] = ["Ann \ud83d"]
+    f = _write(tmp_path / "surrogate.jsonl", _lines(rows))  # json.dumps writes them as \\ud800 escapes
+    res = read_paths([f])
+    assert len(res.papers) == 2
+    for p in res.papers:
+        for text in (p.title, p.abstract, *p.authors):
+            text.encode("utf-8")  # no lone surrogate left
+    text = _warned(res)
+    assert f"{f}:line 1: field 'title'" in text and f"{f}:line 1: field 'abstract'" in text
+    assert f"{f}:line 2: field 'authors'" in text and "surrogate" in text
+    rep = Assistant(make_settings(fresh_home, embed_cache)).ingest([f])
+    assert rep.new == 2
+
+
+def test_invalid_utf8_in_files_is_named_with_its_line(tmp_path: Path) -> None:
+    good = _lines(_rows(3))
+    j = tmp_path / "bad.jsonl"
+    j.write_bytes((good[0] + "\n" + good[1][:-2] + ' \xff"}\n' + good[2] + "\n").encode("utf-8", "surrogateescape")
+                  .replace(b"\xc3\xbf", b"\xff"))
+    txt_ok = (Path(__file__).parent.parent / "assistant" / "data" / "sample").glob("001_*.txt")
+    page = next(iter(txt_ok)).read_bytes()
+    t = tmp_path / "page.txt"
+    lines = page.split(b"\n")
+    lines[2] = lines[2] + b" \xfe\xff"
+    t.write_bytes(b"\n".join(lines))
+    b = tmp_path / "refs.bib"
+    b.write_bytes(b"@article{k1,\n  title = {Caf\xe9 paper},\n  abstract = {An abstract.},\n}\n")
+    res = read_paths([j, t, b])
+    text = _warned(res)
+    assert f"{j}:line 2: invalid UTF-8" in text
+    assert f"{t}:line 3: invalid UTF-8" in text
+    assert f"{b}:line 2: invalid UTF-8" in text
+    assert len([p for p in res.papers if p.source.startswith(str(j))]) == 3
+
+
+@pytest.mark.parametrize("bad", ["2024-13-45", "99999-01-01", "2023-02-30", "20240", "someday"])
+def test_impossible_dates_are_dropped_with_a_warning(tmp_path: Path, bad: str) -> None:
+    rows = _rows(2)
+    rows[1]["date"] = bad
+    j = _write(tmp_path / "d.jsonl", _lines(rows))
+    c = tmp_path / "d.csv"
+    c.write_text(f"title,abstract,date\nCSV paper,An abstract about rewards.,{bad}\n")
+    res = read_paths([j, c])
+    assert len(res.papers) == 3 and all(p.date is None for p in res.papers if p.paper_id != "p0")
+    text = _warned(res)
+    assert f"{j}:line 2: field 'date'" in text and f"{c}:line 2: field 'date'" in text and bad in text
+
+
+def test_possible_dates_still_read(tmp_path: Path) -> None:
+    rows = _rows(4)
+    for r, d in zip(rows, ["2024-02-29", "2023", 2021, "2022-07-01T10:00:00Z"], strict=True):
+        r["date"] = d
+    res = read_paths([_write(tmp_path / "ok.jsonl", _lines(rows))])
+    assert [p.date for p in res.papers] == ["2024-02-29", "2023", "2021", "2022-07-01"] and res.warnings == []
+
+
+def test_a_reader_opened_on_an_empty_home_sees_a_later_ingest(fresh_home: Path, embed_cache: Path,
+                                                              tmp_path: Path) -> None:
+    reader = Assistant(make_settings(fresh_home, embed_cache))
+    reader.auto_sample = False
+    assert reader.index.catalogue.count() == (0, 0)  # an empty stand-in: nothing is created
+    assert not (fresh_home / "index").exists()
+    Assistant(make_settings(fresh_home, embed_cache)).ingest([_write(tmp_path / "a.jsonl", _lines(_rows(2)))])
+    assert {p.paper_id for p in reader.papers()} == {"p0", "p1"}
+    assert reader.search("reward model 1 calibration", k=1)[0].paper.paper_id == "p1"
