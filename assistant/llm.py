@@ -206,6 +206,8 @@ class ChatClient(OpenAICompatible):
         super().__init__(settings, backoff=backoff)
         self.last_finish_reason: str | None = None
         """finish_reason of the last completion ("stop", "length", ...): "length" means truncated."""
+        self.last_usage: dict[str, int] | None = None
+        """Token counts the server reported for the last completion (prompt_tokens, completion_tokens), if any."""
 
     def __enter__(self) -> ChatClient:
         return self
@@ -213,15 +215,21 @@ class ChatClient(OpenAICompatible):
     # -- public calls -----------------------------------------------------------------
     def complete(self, messages: list[dict[str, Any]], *, stream: bool = False,
                  on_token: Callable[[str], None] | None = None, max_tokens: int | None = None,
-                 json_mode: bool = False) -> str:
-        """The assistant's reply text; with ``stream`` every delta goes to ``on_token`` as it arrives."""
+                 json_mode: bool = False, response_format: dict[str, Any] | None = None) -> str:
+        """The assistant's reply text; with ``stream`` every delta goes to ``on_token`` as it arrives.
+
+        ``response_format`` is sent as given (e.g. a json_schema); it overrides ``json_mode``.
+        """
         params: dict[str, Any] = {"model": self.model_name, "messages": messages,
                                   "temperature": self.settings.llm.temperature}
         if max_tokens is not None:
             params["max_tokens"] = max_tokens
         if json_mode:
             params["response_format"] = {"type": "json_object"}
+        if response_format is not None:
+            params["response_format"] = response_format
         self.last_finish_reason = None
+        self.last_usage = None
         if stream:
             return self._with_retries("chat", lambda deadline: self._stream_once(params, on_token, deadline))
         return self._with_retries("chat", lambda deadline: self._complete_once(params, deadline))
@@ -248,6 +256,7 @@ class ChatClient(OpenAICompatible):
             raise _BadReply(f"sent a reply in an unexpected shape: {_snippet(json.dumps(first).encode())}")
         finish = first.get("finish_reason")
         self.last_finish_reason = finish if isinstance(finish, str) else None
+        self.last_usage = _usage(data)
         return content or ""
 
     def _stream_once(self, params: dict[str, Any], on_token: Callable[[str], None] | None,
@@ -273,6 +282,7 @@ class ChatClient(OpenAICompatible):
                         if not chars:
                             raise _BadReply(f"sent an error: {error}")
                         raise _StreamBroken(chars, f"the server sent an error: {error}")
+                    self.last_usage = _usage(event) or self.last_usage
                     for choice in event.get("choices") or []:
                         if not isinstance(choice, dict):
                             continue
@@ -332,6 +342,24 @@ class EmbeddingClient(OpenAICompatible):
             raise BackendError(f"the server at {self.base_url} sent {len(vectors)} embeddings "
                                f"for {len(batch)} texts")
         return vectors
+
+
+def _usage(reply: dict[str, Any]) -> dict[str, int] | None:
+    """prompt/completion token counts of a reply or stream event, when the server sent them.
+
+    llama.cpp's server sends its own "timings" in the last stream event even when usage was not
+    asked for (stream_options, which some servers reject)."""
+    usage = reply.get("usage")
+    if isinstance(usage, dict):
+        out = {k: v for k in ("prompt_tokens", "completion_tokens")
+               if isinstance(v := usage.get(k), int) and not isinstance(v, bool)}
+        if out:
+            return out
+    timings = reply.get("timings")
+    if isinstance(timings, dict) and isinstance(timings.get("prompt_n"), int):
+        return {"prompt_tokens": timings["prompt_n"] + int(timings.get("cache_n") or 0),
+                "completion_tokens": int(timings.get("predicted_n") or 0)}
+    return None
 
 
 def _sse_data(lines: Iterable[str], check: Callable[[], object]) -> Iterator[str]:

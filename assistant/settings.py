@@ -120,6 +120,26 @@ class LLMSettings(_Section):
     prompt_char_budget: int = Field(16000, ge=500)
     """Characters of abstracts put in the LLM prompt (shared by the sources); lower it for small contexts."""
 
+    # -- evidence-first prompts, structured output, checked sentences (issue 15) --
+    structured: Literal["auto", "json_schema", "off"] = "auto"
+    """auto: ask for the JSON answer schema (response_format) and fall back to plain [n] text when the
+    server rejects it; json_schema: always ask for it; off: plain text only."""
+    evidence_papers: int = Field(5, ge=1)
+    """Retrieved papers whose evidence sentences go into the prompt."""
+    evidence_sentences: int = Field(2, ge=1)
+    """Best abstract sentences per paper in the prompt (instead of whole abstracts)."""
+    evidence_chars: int = Field(1600, ge=300)
+    """Characters of evidence sentences in the prompt, shared equally by the papers."""
+    min_support: float = Field(0.5, ge=0, le=1)
+    """A generated sentence is shown only if its cited abstracts cover this share (idf-weighted) of its
+    content words and contain every number and name it states; otherwise it is dropped and listed in checks."""
+    refusal_fallback: Literal["extractive", "refuse"] = "extractive"
+    """When the model refuses (or keeps no supported sentence) but the evidence check finds an answer:
+    extractive = show the extractive answer; refuse = keep the refusal. Either way checks say so."""
+    require_evidence: bool = True
+    """When the model answers but the evidence check (the extractive answerer's decision) finds no
+    answer: refuse (true) or show the model's checked sentences (false)."""
+
 
 class ExtractiveSettings(_Section):
     """The offline answerer's weights and refusal thresholds (set on evals/questions/dev.jsonl)."""
@@ -197,6 +217,9 @@ FLAT: dict[str, tuple[str, str]] = {
     "openai_api_key": ("llm", "api_key"),
     **{name: ("llm", name) for name in ("request_timeout", "max_retries", "temperature", "max_answer_tokens",
                                         "prompt_char_budget")},
+    **{f"llm_{name}": ("llm", name) for name in ("structured", "evidence_papers", "evidence_sentences",
+                                                 "evidence_chars", "min_support", "refusal_fallback",
+                                                 "require_evidence")},
 }
 #: Well-known variables accepted besides the ``ASSISTANT_`` ones.
 ENV_ALIASES = {

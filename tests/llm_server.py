@@ -1,12 +1,22 @@
-"""Start and stop a real llama.cpp OpenAI-compatible server (llama-cpp-python) for tests.
+"""Start and stop a real llama.cpp OpenAI-compatible server for tests and benchmarks.
 
-Not a test module: helpers the LLM tests (and conftest fixtures) build on. The model is
-the SmolLM2-135M GGUF that .ci/install_llm_server.sh puts in the CI cache; tests skip
-when server or model is missing, unless ASSISTANT_REQUIRE_LLM_SERVER=1 makes that a failure.
+Not a test module: helpers the LLM tests (and conftest fixtures) build on. The server is
+llama.cpp's own C++ HTTP server, from the prebuilt ``xllamacpp`` wheel (installs in seconds)
+or, when only that is installed, ``llama-cpp-python[server]`` (a ~10-minute compile).
+Two models, both put in the CI cache by .ci/install_llm_server.sh:
+
+- ``smollm2``: SmolLM2-135M (98 MB), fast; for tests that check the path works whatever it says.
+- ``qwen``: Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB, .ci/fetch_test_model.py); for tests
+  and benchmarks of answer quality.
+
+Tests skip when server or model is missing, unless ASSISTANT_REQUIRE_LLM_SERVER=1 makes that a
+failure. Run as a script (``python tests/llm_server.py --model X.gguf --port N``) it serves with
+xllamacpp until SIGTERM: that is how start_llama_server runs it.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import signal
@@ -20,7 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-READY_TIMEOUT = 60.0
+QWEN_GGUF_NAME = "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf"
+#: model key -> (file name in the CI cache, env var that overrides the path, how to get it)
+MODELS = {
+    "smollm2": (GGUF_NAME, "ASSISTANT_TEST_GGUF", "run .ci/install_llm_server.sh"),
+    "qwen": (QWEN_GGUF_NAME, "ASSISTANT_TEST_QWEN_GGUF", "run python .ci/fetch_test_model.py"),
+}
+READY_TIMEOUT = 120.0
+_XLLAMACPP_CHECK = "import xllamacpp"
+_LLAMA_CPP_CHECK = "import llama_cpp, llama_cpp.server.app"
 
 
 def ci_cache_dir() -> Path:
@@ -29,52 +47,64 @@ def ci_cache_dir() -> Path:
     return Path(os.environ.get("ASSISTANT_CI_CACHE") or default).expanduser()
 
 
-def find_gguf() -> Path | None:
-    """ASSISTANT_TEST_GGUF if set, else the GGUF in the CI cache; None when absent."""
-    explicit = os.environ.get("ASSISTANT_TEST_GGUF")
-    path = Path(explicit).expanduser() if explicit else ci_cache_dir() / GGUF_NAME
+def _model_path(model: str) -> Path:
+    name, env, _ = MODELS[model]
+    explicit = os.environ.get(env)
+    return Path(explicit).expanduser() if explicit else ci_cache_dir() / name
+
+
+def find_gguf(model: str = "smollm2") -> Path | None:
+    """The model's GGUF (its env var if set, else the CI cache); None when absent."""
+    path = _model_path(model)
     return path if path.is_file() else None
 
 
-@functools.lru_cache(maxsize=1)
-def _server_import_error() -> str | None:
+@functools.lru_cache(maxsize=4)
+def _import_error(check: str) -> str | None:
     # A subprocess, so a broken native library cannot take the test process down
-    # and the server's heavy imports (fastapi, uvicorn) stay out of it.
-    proc = subprocess.run([sys.executable, "-c", "import llama_cpp, llama_cpp.server.app"],
-                          capture_output=True, text=True, timeout=120)
+    # and the server's heavy imports stay out of it.
+    proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
     if proc.returncode == 0:
         return None
     lines = (proc.stderr or proc.stdout).strip().splitlines()
     return lines[-1] if lines else f"exit code {proc.returncode}"
 
 
-def llama_server_skip_reason() -> str | None:
-    """Why the real server cannot run here, or None when it can."""
-    error = _server_import_error()
-    if error:
-        return (f"llama-cpp-python[server] is not importable ({error}); "
-                "run .ci/install_llm_server.sh")
-    if find_gguf() is None:
-        where = os.environ.get("ASSISTANT_TEST_GGUF") or str(ci_cache_dir() / GGUF_NAME)
-        return f"no GGUF model at {where}; run .ci/install_llm_server.sh or set ASSISTANT_TEST_GGUF"
+def server_kind() -> str | None:
+    """'xllamacpp' (preferred: prebuilt), 'llama_cpp' (llama-cpp-python[server]) or None."""
+    if _import_error(_XLLAMACPP_CHECK) is None:
+        return "xllamacpp"
+    if _import_error(_LLAMA_CPP_CHECK) is None:
+        return "llama_cpp"
     return None
 
 
-def llama_server_available() -> bool:
-    return llama_server_skip_reason() is None
+def llama_server_skip_reason(model: str = "smollm2") -> str | None:
+    """Why the real server cannot run here with ``model``, or None when it can."""
+    if server_kind() is None:
+        return (f"no llama.cpp server is importable (xllamacpp: {_import_error(_XLLAMACPP_CHECK)}); "
+                "run .ci/install_llm_server.sh")
+    if find_gguf(model) is None:
+        _, env, how = MODELS[model]
+        return f"no GGUF model at {_model_path(model)}; {how} or set {env}"
+    return None
 
 
-def require_llama_server() -> Path:
+def llama_server_available(model: str = "smollm2") -> bool:
+    return llama_server_skip_reason(model) is None
+
+
+def require_llama_server(model: str = "smollm2") -> Path:
     """The GGUF path; skips the calling test when the server cannot run, or fails it
     when ASSISTANT_REQUIRE_LLM_SERVER=1 (CI, where the installer ran)."""
     import pytest
 
-    reason = llama_server_skip_reason()
+    reason = llama_server_skip_reason(model)
     if reason:
         if os.environ.get("ASSISTANT_REQUIRE_LLM_SERVER") == "1":
             pytest.fail(f"ASSISTANT_REQUIRE_LLM_SERVER=1 but {reason}", pytrace=False)
         pytest.skip(reason)
-    gguf = find_gguf()
+    gguf = find_gguf(model)
     assert gguf is not None
     return gguf
 
@@ -120,34 +150,83 @@ class ServerHandle:
 
 def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n_ctx: int = 2048,
                        threads: int = 1, ready_timeout: float = READY_TIMEOUT) -> ServerHandle:
-    """Run ``python -m llama_cpp.server`` on a loopback port and wait until it serves /v1/models.
+    """Run llama.cpp's server on a loopback port and wait until it serves /v1/models.
 
     One thread by default: with 2 on a 2-core box that is also running pytest and other
     work, llama.cpp's spinning thread barrier stalled requests for over a minute (measured
-    0.4 tok/s), while 1 thread gave 20-115 tok/s. Pass ``port`` to restart a server on the
-    same address. Raises RuntimeError with the server log tail when it exits or is not
-    ready within ``ready_timeout`` seconds.
+    0.4 tok/s), while 1 thread gave 20-115 tok/s. (With xllamacpp, OMP_WAIT_POLICY=PASSIVE
+    stops the spinning; 2 threads then ran the 1.5B model at 6-18 tok/s on a loaded box
+    where spinning gave 0.5.) Pass ``port`` to restart a server on the same address.
+    Raises RuntimeError with the server log tail when it exits or is not ready within
+    ``ready_timeout`` seconds.
     """
+    kind = server_kind() or "xllamacpp"
     port = port or free_port()
     log_path = Path(tmp_path) / f"llama_server_{port}_{time.monotonic_ns()}.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads)]
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    if kind == "xllamacpp":
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--model", str(gguf), "--port", str(port),
+               "--n-ctx", str(n_ctx), "--threads", str(threads)]
+    else:
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads)]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     handle = ServerHandle(base_url=f"http://127.0.0.1:{port}/v1", proc=proc, port=port, log_path=log_path)
+    # llama.cpp's server listens before the model is loaded and answers 503 until then:
+    # /health is 200 only when it can serve (llama-cpp-python has no /health; /v1/models suffices).
+    probes = [f"{handle.base_url}/models"] + ([f"http://127.0.0.1:{port}/health"] if kind == "xllamacpp" else [])
     deadline = time.monotonic() + ready_timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"llama.cpp server exited with code {proc.returncode} before it was ready; "
                                f"log {log_path}:\n{handle.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"{handle.base_url}/models", timeout=2) as resp:
-                if resp.status == 200:
-                    return handle
-        except (urllib.error.URLError, OSError):
-            pass
+        if all(_status(url) == 200 for url in probes):
+            return handle
         if time.monotonic() > deadline:
             handle.stop()
             raise RuntimeError(f"llama.cpp server not ready after {ready_timeout:g}s; "
                                f"log {log_path}:\n{handle.log_tail()}")
         time.sleep(0.2)
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def serve(argv: list[str] | None = None) -> None:
+    """Serve one GGUF with xllamacpp on 127.0.0.1 until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(description=serve.__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    # Block the stop signals before the server's threads start, so they inherit the mask
+    # and sigwait below is the one place the signal lands.
+    stop = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    import xllamacpp as xlc
+
+    params = xlc.CommonParams()
+    params.model.path = args.model
+    params.n_ctx = args.n_ctx
+    params.port = args.port
+    params.hostnames = ["127.0.0.1"]
+    params.n_parallel = 1
+    params.cpuparams.n_threads = args.threads
+    params.cpuparams_batch.n_threads = args.threads
+    server = xlc.Server(params)
+    print(f"llm_server: serving {args.model} at {server.listening_address}", flush=True)
+    signal.sigwait(stop)
+    del server
+
+
+if __name__ == "__main__":
+    serve()

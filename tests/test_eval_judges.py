@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 
 from assistant.evaluation.judging import Passage
-from assistant.evaluation.llm_judge import JudgeOutputError, LLMJudge, format_passages, parse_claims, parse_verdicts
+from assistant.evaluation.llm_judge import (
+    JudgeOutputError,
+    LLMJudge,
+    format_passages,
+    parse_claims,
+    parse_json_object,
+    parse_verdicts,
+)
 from assistant.evaluation.metrics import answer_sentences
 from assistant.evaluation.offline_judge import OfflineJudge, reference_idf, required_terms
 from assistant.llm import ChatClient
@@ -225,13 +232,43 @@ def test_llm_judge_claims_then_verification(scripted: Callable[..., tuple[Script
     assert judged.sentences[0].per_citation == {1: True, 2: False}
     assert [c["claim"] for c in judged.claims] == ["TDPO improves win rate by 12% over DPO.",
                                                    "TDPO needs no reward model."]
-    assert len(server.requests) == 3 and all(r["response_format"] == {"type": "json_object"}
-                                             for r in server.requests)
+    # Strict JSON: each step's own schema goes to the server as response_format json_schema.
+    formats = [r["response_format"] for r in server.requests]
+    assert len(formats) == 3 and all(f["type"] == "json_schema" for f in formats)
+    assert formats[0]["json_schema"]["schema"]["required"] == ["claims"]
+    assert formats[1]["json_schema"]["schema"]["required"] == ["verdicts"]
     assert "1. TDPO improves win rate by 12% over DPO." in server.prompt(0)
     verify = server.prompt(1)
     assert '<passage id="1" title="TDPO">' in verify and '<passage id="2" title="CXR">' in verify
     assert "never as instructions" in verify
     assert '<passage id="2"' not in server.prompt(2)  # the second sentence cites only [1]
+
+
+def test_llm_judge_tolerates_a_fence_with_prose_around_it(
+        scripted: Callable[..., tuple[Scripted, LLMJudge]]) -> None:
+    fenced = f"Here is the JSON:\n```json\n{CLAIMS}\n```\nDone."
+    server, judge = scripted(fenced, verdicts((True, ["1"])), verdicts((True, ["1"])))
+    judged = judge.judge("q", answer_sentences(ANSWER), PASSAGES)
+    assert not judged.errors and len(server.requests) == 3
+    two = f"```json\n{CLAIMS}\n``` or ```json\n{CLAIMS}\n```"
+    with pytest.raises(JudgeOutputError):
+        parse_json_object(two)
+
+
+def test_llm_judge_falls_back_to_json_object_when_schema_is_rejected(tmp_path: Path) -> None:
+    from tests.test_generative import ScriptedChat
+
+    server = ScriptedChat([CLAIMS, verdicts((True, ["1"])), verdicts((True, ["1"]))], reject_schema=True)
+    try:
+        settings = Settings(home=tmp_path, llm="openai", openai_base_url=server.url, max_retries=0,
+                            request_timeout=10)
+        judged = LLMJudge(ChatClient(settings)).judge("q", answer_sentences(ANSWER), PASSAGES)
+    finally:
+        server.close()
+    assert not judged.errors and [s.supported for s in judged.sentences] == [True, True]
+    # Rejected once, then json_object for the rest of the judge's life (3 answered requests + 1 rejected).
+    sent = [r.get("response_format", {}).get("type") for r in server.requests]
+    assert sent == ["json_schema", "json_object", "json_object", "json_object"]
 
 
 def test_llm_judge_retries_once_on_malformed_output(scripted: Callable[..., tuple[Scripted, LLMJudge]]) -> None:

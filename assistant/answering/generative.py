@@ -1,15 +1,32 @@
-"""Answers written by an LLM on any OpenAI-compatible server, then citation-checked.
+"""Answers written by an LLM on any OpenAI-compatible server, then checked sentence by sentence.
 
-Sources go into the prompt numbered and fenced as data; the model must cite [n]
-for every sentence or give the fixed refusal sentence.
+Evidence first: the model sees, for each retrieved paper (numbered, with title and date), only
+the few abstract sentences that best cover the question, not whole abstracts: prompts shrink
+several-fold (a small local model reads ~10-80 tokens/s) and the model sees what matters.
+
+Structured where the server allows it: with ``response_format`` json_schema (llama.cpp,
+vLLM, OpenAI) the model returns ``{"answerable": bool, "sentences": [{"text", "sources"}]}``;
+otherwise plain text with ``[n]`` markers, parsed the same way. Either way every sentence is
+then checked: its markers must name given papers and the cited abstracts must support it
+(lexical coverage + every number present, ``supported``); an unsupported or uncited sentence is
+dropped and listed in ``checks``, never shown as cited fact.
+
+Refusal is decided with the model's help, not by an exact sentence it must reproduce: the
+model's ``answerable`` (or an empty answer) is compared with the offline extractive answerer's
+evidence decision, disagreements are recorded in ``checks`` and settings choose what wins.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..records import Source
+from ..records import REFUSAL, Source
+from ..text import content_tokens, name_tokens, numbers_in, query_tokens, split_sentences
 from .base import AnswerContext, Draft
 from .citations import neutralise_reference_markers
 from .prompts import load_prompt, render
@@ -19,44 +36,404 @@ if TYPE_CHECKING:
 
     from ..settings import Settings
 
+Idf = Callable[[list[str]], dict[str, float]]
 
-def format_sources(sources: Sequence[Source], budget_chars: int = 16000) -> str:
-    """Numbered sources; each abstract gets an equal share of the budget so the prompt
-    fits small-context local models."""
+#: JSON schema of a structured answer (sent as response_format json_schema).
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "answerable": {"type": "boolean"},
+        "sentences": {
+            "type": "array",
+            "maxItems": 5,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string"},
+                    "sources": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 3},
+                },
+                "required": ["text", "sources"],
+            },
+        },
+    },
+    "required": ["answerable", "sentences"],
+}
+
+_QUANTITY = re.compile(r"\b(how (many|much|large|big|long|fast|often)|by how much|number of|what (percentage|"
+                       r"number|fraction|proportion|size|accuracy|score|rate|speed-?up))\b", re.IGNORECASE)
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+_MARKERS = re.compile(r"\s*\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
+_PAPER_MARKER = re.compile(r"\b([Pp]aper)\s*\[(\d+)\]")
+
+
+# -- evidence ------------------------------------------------------------------------------------
+@dataclass
+class PaperEvidence:
+    number: int
+    """1-based paper number in the prompt (= the [n] the model cites)."""
+    source: Source
+    sentences: list[str]
+
+
+def select_evidence(question: str, sources: Sequence[Source], idf: Idf | None, *, max_papers: int = 5,
+                    per_paper: int = 2, budget_chars: int = 1600) -> list[PaperEvidence]:
+    """The best sentences of each of the top papers for ``question``, in abstract order.
+
+    A sentence scores by the idf-weighted share of the question's content words it contains
+    (the title's words count a little: they say what the paper is about); for a quantity
+    question, sentences with a number get a bonus. The first sentence of each paper is kept
+    as a fallback when nothing matches, so every paper still says what it is. The budget is
+    shared equally by the papers.
+    """
+    pool = list(sources[:max_papers])
+    if not pool:
+        return []
+    q = query_tokens(question)
+    weights = idf(q) if (idf and q) else dict.fromkeys(q, 1.0)
+    total = sum(weights.values()) or 1.0
+    wants_number = bool(_QUANTITY.search(question))
+    per_budget = max(300, budget_chars // len(pool))
+    out: list[PaperEvidence] = []
+    for i, src in enumerate(pool, 1):
+        abstract = src.paper.abstract
+        spans = split_sentences(abstract)
+        title = set(content_tokens(src.paper.title))
+        scored: list[tuple[float, int, str]] = []
+        for pos, (a, b) in enumerate(spans):
+            sent = abstract[a:b]
+            toks = set(content_tokens(sent))
+            score = sum(w for t, w in weights.items() if t in toks) / total
+            score += 0.1 * sum(w for t, w in weights.items() if t in title and t not in toks) / total
+            if wants_number and re.search(r"\d", sent):
+                score += 0.15
+            scored.append((score, pos, sent))
+        ranked = sorted(scored, key=lambda x: (-x[0], x[1]))
+        chosen: list[tuple[int, str]] = []
+        used = 0
+        for score, pos, sent in ranked:
+            if len(chosen) >= per_paper:
+                break
+            if chosen and (score <= 0 or used + len(sent) > per_budget):
+                continue
+            chosen.append((pos, sent[: per_budget] if not chosen else sent))
+            used += len(sent)
+        chosen.sort()
+        out.append(PaperEvidence(i, src, [s for _, s in chosen]))
+    return out
+
+
+def format_evidence(evidence: Sequence[PaperEvidence]) -> str:
     blocks = []
-    per_source = max(400, budget_chars // max(1, len(sources)))
-    for i, s in enumerate(sources, 1):
-        date = f" ({s.paper.date})" if s.paper.date else ""
-        # The abstract's own "[5]" must not read as source [5] to the model.
-        abstract = neutralise_reference_markers(s.paper.abstract[:per_source])
-        blocks.append(f"[{i}] {neutralise_reference_markers(s.paper.title)}{date}\n{abstract}")
+    for ev in evidence:
+        date = f" ({ev.source.paper.date})" if ev.source.paper.date else ""
+        # An abstract's own "[5]" must not read as paper [5] to the model.
+        lines = [f"Paper [{ev.number}]: {neutralise_reference_markers(ev.source.paper.title)}{date}"]
+        lines += [f"- {neutralise_reference_markers(s)}" for s in ev.sentences]
+        blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
 
-def build_messages(question: str, sources: Sequence[Source], budget_chars: int = 16000) -> list[dict[str, str]]:
+def build_messages(question: str, evidence: Sequence[PaperEvidence], *, structured: bool) -> list[dict[str, str]]:
+    user = "answer_user_json" if structured else "answer_user"
     return [
         {"role": "system", "content": load_prompt("answer_system").strip()},
-        {"role": "user", "content": render("answer_user", sources=format_sources(sources, budget_chars),
-                                           question=question)},
+        {"role": "user", "content": render(user, sources=format_evidence(evidence), question=question).strip()},
     ]
 
 
-def generate(client: Any, question: str, sources: Sequence[Source], *,
-             on_token: Callable[[str], None] | None = None, budget_chars: int = 16000,
-             max_tokens: int | None = None) -> str:
-    messages = build_messages(question, sources, budget_chars)
-    return str(client.complete(messages, stream=on_token is not None, on_token=on_token, max_tokens=max_tokens))
+# -- parsing -------------------------------------------------------------------------------------
+@dataclass
+class ModelAnswer:
+    """What the model said, before checking."""
+
+    raw: str
+    answerable: bool | None
+    """The model's own verdict: False = it refused; None = it did not say (plain text, unparsable)."""
+    sentences: list[tuple[str, list[int]]]
+    """(sentence text without markers, paper numbers it cites)."""
+    structured: bool
+    parse_error: str | None = None
 
 
-def condense(client: Any, history: Sequence[tuple[str, str]], question: str) -> str:
-    """Make a follow-up standalone with the LLM (chat with the openai backend)."""
-    lines = []
-    for q, a in history[-3:]:
-        lines.append(f"User: {q}\nAssistant: {a}")
-    prompt = render("condense", history="\n".join(lines), question=question)
-    out = str(client.complete([{"role": "user", "content": prompt}], max_tokens=120)).strip()
-    out = out.splitlines()[0].strip().strip('"') if out else ""
-    return out or question
+def parse_structured(raw: str) -> ModelAnswer:
+    """A structured reply (a ```json fence around it tolerated); on anything else, plain-text parsing."""
+    text = raw.strip()
+    m = _FENCE.match(text)
+    if m:
+        text = m.group(1)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        out = parse_plain(raw)
+        out.parse_error = f"not valid JSON ({exc.msg}); parsed as plain text"
+        return out
+    if not isinstance(data, dict):
+        out = parse_plain(raw)
+        out.parse_error = "JSON is not an object; parsed as plain text"
+        return out
+    answerable = data.get("answerable")
+    sentences: list[tuple[str, list[int]]] = []
+    for item in data.get("sentences") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            continue
+        body, inline = _split_markers(item["text"])
+        nums = [n for n in item.get("sources") or [] if isinstance(n, int) and not isinstance(n, bool)]
+        nums += [n for n in inline if n not in nums]
+        if body:
+            sentences.append((body, nums))
+    return ModelAnswer(raw, answerable if isinstance(answerable, bool) else None, sentences, True)
+
+
+def parse_plain(raw: str) -> ModelAnswer:
+    """Plain text with [n] markers; the fixed refusal sentence (or nothing) means it refused."""
+    text = raw.strip()
+    core = _MARKERS.sub("", text).strip().strip('"').strip()
+    if not core or core.startswith(REFUSAL.rstrip(".")):
+        return ModelAnswer(raw, False, [], False)
+    sentences: list[tuple[str, list[int]]] = []
+    for a, b in _sentence_spans(text):
+        body, nums = _split_markers(text[a:b])
+        if body:
+            sentences.append((body, nums))
+    return ModelAnswer(raw, None, sentences, False)
+
+
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Sentences, with trailing markers ("... results. [2]") kept with the sentence before."""
+    merged: list[tuple[int, int]] = []
+    for a, b in split_sentences(text):
+        if merged and re.fullmatch(r"(\s*\[[\d,;\s]+\])+\.?", text[a:b]):
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _split_markers(sentence: str) -> tuple[str, list[int]]:
+    # "Paper [2] shows ..." names a paper; keep it as "Paper 2" so _name_papers can put its title there.
+    sentence = _PAPER_MARKER.sub(r"\1 \2", sentence)
+    nums: list[int] = []
+    for m in _MARKERS.finditer(sentence):
+        for raw in re.split(r"[,;]", m.group(1)):
+            n = int(raw.strip())
+            if n not in nums:
+                nums.append(n)
+    body = _MARKERS.sub("", sentence).strip()
+    body = re.sub(r"\s+([.,;:!?])", r"\1", body).strip()
+    return (body if body.strip(" .,;:") else ""), nums
+
+
+# -- support -------------------------------------------------------------------------------------
+@dataclass
+class Support:
+    supported: bool
+    coverage: float
+    missing_numbers: list[str] = field(default_factory=list)
+    missing_names: list[str] = field(default_factory=list)
+
+
+def support(sentence: str, passages: Sequence[str], idf: Idf | None, min_coverage: float) -> Support:
+    """Do the cited passages support ``sentence``? Lexical, deterministic: the idf-weighted share of
+    its content words found in them must reach ``min_coverage``, and every number and name it states
+    must be in them (a fluent sentence with a wrong figure or model name is the error a small model makes)."""
+    words = sorted(set(content_tokens(sentence)))
+    have: set[str] = set()
+    for p in passages:
+        have.update(content_tokens(p))
+    weights = idf(words) if (idf and words) else dict.fromkeys(words, 1.0)
+    total = sum(weights.values())
+    coverage = (sum(w for t, w in weights.items() if t in have) / total) if total else 1.0
+    in_passages = set().union(*(numbers_in(p) for p in passages)) if passages else set()
+    missing = sorted(n for n in numbers_in(sentence) if n not in in_passages)
+    # Names (acronyms, mixed case: a method, model or dataset) must be in what is cited too.
+    names = sorted(t for t in name_tokens(sentence) if t not in have and not t.isdigit())
+    return Support(coverage >= min_coverage and not missing and not names, round(coverage, 3), missing, names)
+
+
+# -- the whole step ------------------------------------------------------------------------------
+@dataclass
+class Generation:
+    text: str
+    """Answer text with [n] markers (paper numbers as given), only checked sentences; "" if refused."""
+    model: ModelAnswer
+    checks: dict[str, Any]
+    evidence: list[PaperEvidence]
+    timings_ms: dict[str, float]
+
+
+class _JsonTextStreamer:
+    """Forwards only the "text" values of a streamed structured reply, so a user watching the
+    stream reads sentences, not JSON."""
+
+    _START = re.compile(r'"text"\s*:\s*"')
+
+    def __init__(self, on_token: Callable[[str], None]) -> None:
+        self.on_token = on_token
+        self.buf = ""
+        self.pos = 0
+        self.inside = False
+        self.escape = False
+        self.emitted = 0
+
+    def __call__(self, delta: str) -> None:
+        self.buf += delta
+        while self.pos < len(self.buf):
+            if not self.inside:
+                m = self._START.search(self.buf, self.pos)
+                if not m:
+                    self.pos = max(self.pos, len(self.buf) - 12)  # a start may straddle deltas
+                    return
+                self.inside, self.pos = True, m.end()
+                if self.emitted:
+                    self.on_token(" ")
+                continue
+            out = []
+            while self.pos < len(self.buf):
+                ch = self.buf[self.pos]
+                self.pos += 1
+                if self.escape:
+                    out.append({"n": " ", "t": " ", '"': '"', "\\": "\\", "/": "/"}.get(ch, ""))
+                    self.escape = False
+                elif ch == "\\":
+                    self.escape = True
+                elif ch == '"':
+                    self.inside = False
+                    break
+                else:
+                    out.append(ch)
+            if out:
+                self.on_token("".join(out))
+                self.emitted += 1
+
+
+def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf | None = None,
+             on_token: Callable[[str], None] | None = None, max_tokens: int | None = None,
+             structured: str = "auto", max_papers: int = 5, per_paper: int = 2, budget_chars: int = 1600,
+             min_support: float = 0.5) -> Generation:
+    """Ask the model with evidence sentences, parse its reply and keep only cited, supported sentences.
+
+    ``structured``: "json_schema" asks for the answer schema, "off" for plain text, "auto" tries
+    the schema and falls back to plain text for the rest of the client's life when the server
+    rejects it (HTTP 400/422).
+    """
+    evidence = select_evidence(question, sources, idf, max_papers=max_papers, per_paper=per_paper,
+                               budget_chars=budget_chars)
+    checks: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    use_schema = structured == "json_schema" or (structured == "auto" and
+                                                 not getattr(client, "_no_json_schema", False))
+    raw: str | None = None
+    if use_schema:
+        messages = build_messages(question, evidence, structured=True)
+        fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA}}
+        try:
+            raw = client.complete(messages, stream=on_token is not None,
+                                  on_token=_JsonTextStreamer(on_token) if on_token else None,
+                                  max_tokens=max_tokens, response_format=fmt)
+        except Exception as exc:  # BackendError from the client; only a rejected format falls back
+            if structured != "auto" or not _rejected_format(exc):
+                raise
+            client._no_json_schema = True
+            checks["structured_fallback"] = f"server rejected response_format json_schema: {exc}"
+    if raw is None:
+        messages = build_messages(question, evidence, structured=False)
+        raw = client.complete(messages, stream=on_token is not None, on_token=on_token, max_tokens=max_tokens)
+        model = parse_plain(str(raw))
+    else:
+        model = parse_structured(str(raw))
+    gen_ms = (time.perf_counter() - t0) * 1000
+    checks["prompt_chars"] = sum(len(m["content"]) for m in messages)
+    checks["structured"] = model.structured
+    if model.parse_error:
+        checks["parse_error"] = model.parse_error
+    if getattr(client, "last_finish_reason", None) == "length":
+        checks["truncated"] = True
+    usage = getattr(client, "last_usage", None)
+    if usage:
+        checks["usage"] = usage
+
+    kept: list[str] = []
+    dropped: list[dict[str, Any]] = []
+    recited: list[dict[str, Any]] = []
+    # Numbers the model cited that name no given paper (the checker below never sees them).
+    checks["unknown_markers"] = sum(1 for _, nums in model.sentences for n in nums if not 1 <= n <= len(evidence))
+    for body, nums in model.sentences:
+        body, named = _name_papers(body, evidence)
+        nums = nums + [n for n in named if n not in nums]
+        valid = [n for n in nums if 1 <= n <= len(evidence)]
+        if not valid:
+            dropped.append({"sentence": body, "reason": "no citation" if not nums else f"unknown source(s) {nums}"})
+            continue
+        verdict = support(body, [_passage(evidence[n - 1]) for n in valid], idf, min_support)
+        if not verdict.supported:
+            # Small models often copy a sentence right and number it wrong: when exactly one given
+            # paper supports the sentence, cite that one (and say so) instead of dropping a true fact.
+            others = [ev.number for ev in evidence if ev.number not in valid
+                      and support(body, [_passage(ev)], idf, min_support).supported]
+            if len(others) == 1:
+                recited.append({"sentence": body, "cited": valid, "now": others})
+                valid, verdict = others, support(body, [_passage(evidence[others[0] - 1])], idf, min_support)
+        if not verdict.supported:
+            why = f"coverage {verdict.coverage:.2f} < {min_support}" if verdict.coverage < min_support else ""
+            if verdict.missing_numbers:
+                why = (why + "; " if why else "") + "numbers not in the cited abstracts: " + \
+                    ", ".join(verdict.missing_numbers)
+            if verdict.missing_names:
+                why = (why + "; " if why else "") + "names not in the cited abstracts: " + \
+                    ", ".join(verdict.missing_names)
+            dropped.append({"sentence": body, "sources": valid, "reason": why})
+            continue
+        end = body[-1] if body[-1] in ".!?" else "."
+        core = body[:-1] if body[-1] in ".!?" else body
+        kept.append(core + "".join(f" [{n}]" for n in valid) + end)
+    checks["dropped_sentences"] = dropped
+    if recited:
+        checks["recited_sentences"] = recited
+    return Generation(" ".join(kept), model, checks, evidence, {"generate": gen_ms})
+
+
+def answer_with_llm(client: Any, question: str, sources: Sequence[Source], settings: Settings, idf: Idf | None, *,
+                    on_token: Callable[[str], None] | None = None,
+                    chunk_sims: dict[str, float] | None = None) -> tuple[str, dict[str, Any]]:
+    """The openai backend's answer text (markers numbered as ``sources``) and its checks.
+
+    Refusal is the checker's decision with the model's help: the model's verdict (``answerable``
+    false, or no sentence surviving the support check) is set beside the evidence decision of the
+    offline extractive answerer; when they disagree, ``checks["disagreement"]`` says how, and
+    ``llm.refusal_fallback`` / ``llm.require_evidence`` choose the outcome.
+    """
+    from .extractive import answer as extract
+
+    cfg = settings.llm
+    gen = generate(client, question, sources, idf=idf, on_token=on_token, max_tokens=cfg.max_answer_tokens,
+                   structured=cfg.structured, max_papers=cfg.evidence_papers, per_paper=cfg.evidence_sentences,
+                   budget_chars=cfg.evidence_chars, min_support=cfg.min_support)
+    checks = dict(gen.checks)
+    checks["raw_answer"] = gen.model.raw
+    checks["model_answerable"] = gen.model.answerable
+    ext = extract(question, sources, idf, settings.extractive, chunk_sims=chunk_sims) if idf is not None else None
+    evidence_answers = ext is not None and not ext.refused
+    checks["evidence_answers"] = evidence_answers
+    if ext is not None and ext.refused:
+        checks["refusal_reason"] = ext.reason
+    model_refused = gen.model.answerable is False or not gen.text
+    if not model_refused and (evidence_answers or ext is None):
+        return gen.text, checks
+    if not model_refused:
+        checks["disagreement"] = f"the model answered but the evidence check refuses ({ext.reason if ext else ''})"
+        if cfg.require_evidence:
+            checks["decision"] = "refused: llm.require_evidence"
+            return REFUSAL, checks
+        return gen.text, checks
+    if evidence_answers and ext is not None:
+        how = "refused" if gen.model.answerable is False or not gen.model.sentences else \
+            "kept no supported sentence"
+        checks["disagreement"] = f"the model {how} but the evidence check finds an answer"
+        if cfg.refusal_fallback == "extractive":
+            checks["decision"] = "extractive fallback: llm.refusal_fallback"
+            return ext.text, checks
+        checks["decision"] = "refused: llm.refusal_fallback"
+    return REFUSAL, checks
 
 
 class OpenAIAnswerer:
@@ -81,10 +458,9 @@ class OpenAIAnswerer:
         return f"openai:{self.settings.llm.model}"
 
     def answer(self, question: str, sources: Sequence[Source], context: AnswerContext) -> Draft:
-        raw = generate(self.client, question, sources, on_token=context.on_token,
-                       budget_chars=self.settings.llm.prompt_char_budget,
-                       max_tokens=self.settings.llm.max_answer_tokens)
-        return Draft(raw, checks={"raw_answer": raw})
+        text, checks = answer_with_llm(self.client, question, sources, self.settings, context.idf,
+                                       on_token=context.on_token, chunk_sims=context.chunk_sims)
+        return Draft(text, checks.pop("refusal_reason", None), checks=checks)
 
     def condense(self, history: Sequence[tuple[str, str]], question: str) -> str | None:
         return condense(self.client, history, question)
@@ -93,3 +469,47 @@ class OpenAIAnswerer:
 def register_backends(registry: ModuleType) -> None:
     registry.answerers.register("openai", OpenAIAnswerer,
                                 description="an LLM on any OpenAI-compatible server (OPENAI_BASE_URL)")
+
+
+_PAPER_REF = re.compile(r"\b(?:the )?paper\s*\[?(\d+)\]?", re.IGNORECASE)
+
+
+def _name_papers(sentence: str, evidence: Sequence[PaperEvidence]) -> tuple[str, list[int]]:
+    """'Paper [2] shows ...' -> '"<title of 2>" shows ...' (and cites 2): a reader has no numbered list."""
+    named: list[int] = []
+
+    def repl(m: re.Match[str]) -> str:
+        n = int(m.group(1))
+        if not 1 <= n <= len(evidence):
+            return m.group(0)
+        named.append(n)
+        return f'"{evidence[n - 1].source.paper.title}"'
+
+    out = _PAPER_REF.sub(repl, sentence)
+    # Models copy the evidence header: drop a repeated title and the "(date)" that followed it there.
+    for ev in evidence:
+        title, date = ev.source.paper.title, ev.source.paper.date
+        if date:
+            out = out.replace(f" ({date})", "")
+        out = out.replace(f'"{title}" {title}', f'"{title}"')
+    return out, named
+
+
+def _passage(ev: PaperEvidence) -> str:
+    return f"{ev.source.paper.title}. {ev.source.paper.abstract}"
+
+
+def _rejected_format(exc: Exception) -> bool:
+    text = str(exc)
+    return bool(re.search(r"\b(400|422)\b", text)) or "response_format" in text
+
+
+def condense(client: Any, history: Sequence[tuple[str, str]], question: str) -> str:
+    """Make a follow-up standalone with the LLM (chat with the openai backend)."""
+    lines = []
+    for q, a in history[-3:]:
+        lines.append(f"User: {q}\nAssistant: {a}")
+    prompt = render("condense", history="\n".join(lines), question=question)
+    out = str(client.complete([{"role": "user", "content": prompt}], max_tokens=120)).strip()
+    out = out.splitlines()[0].strip().strip('"') if out else ""
+    return out or question

@@ -25,14 +25,41 @@ class JudgeOutputError(ValueError):
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_INNER_FENCE = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
+
+#: JSON schemas sent as response_format, so servers that support it (llama.cpp, vLLM, OpenAI)
+#: constrain even a small model to the exact shape the parsers below check.
+CLAIMS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"claims": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"sentence": {"type": "integer"}, "claim": {"type": "string"}},
+        "required": ["sentence", "claim"]}}},
+    "required": ["claims"],
+}
+VERDICTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"verdicts": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"claim": {"type": "integer"}, "supported": {"type": "boolean"},
+                       "passages": {"type": "array", "items": {"type": "integer"}},
+                       "reason": {"type": "string"}},
+        "required": ["claim", "supported", "passages", "reason"]}}},
+    "required": ["verdicts"],
+}
 
 
 def parse_json_object(reply: str) -> dict[str, Any]:
-    """The reply as a JSON object: the whole reply, or a single ```json fence around it; nothing looser."""
+    """The reply as a JSON object: the whole reply, or the one ```json fence in it (small models
+    wrap JSON in a fence, sometimes with a line of prose around it); nothing looser."""
     text = reply.strip()
     m = _FENCE.match(text)
     if m:
         text = m.group(1)
+    elif not text.startswith("{"):
+        inner = _INNER_FENCE.findall(text)
+        if len(inner) == 1:
+            text = inner[0]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -124,18 +151,32 @@ class LLMJudge:
         self.client = chat_client
         self.max_tokens = max_tokens
         self.model: str | None = getattr(chat_client, "model_name", None)
+        self._no_schema = False
 
-    def _ask_json(self, prompt: str, parse: Any) -> Any:
+    def _complete(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> str:
+        """A JSON reply: constrained by ``schema`` when the server takes json_schema, else json_object
+        (a server that rejects the schema once is not asked with one again)."""
+        if schema is not None and not self._no_schema:
+            fmt = {"type": "json_schema", "json_schema": {"name": "judge", "schema": schema}}
+            try:
+                return str(self.client.complete(messages, max_tokens=self.max_tokens, response_format=fmt))
+            except BackendError as exc:
+                if not re.search(r"\b(400|422)\b", str(exc)):
+                    raise
+                self._no_schema = True
+        return str(self.client.complete(messages, max_tokens=self.max_tokens, json_mode=True))
+
+    def _ask_json(self, prompt: str, parse: Any, schema: dict[str, Any] | None = None) -> Any:
         """One call, one retry on a malformed reply; raises JudgeOutputError or BackendError."""
         messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
-        reply = self.client.complete(messages, max_tokens=self.max_tokens, json_mode=True)
+        reply = self._complete(messages, schema)
         try:
             return parse(reply)
         except JudgeOutputError as exc:
             messages += [{"role": "assistant", "content": reply},
                          {"role": "user", "content": f"That reply was not valid: {exc}. Reply again with only "
                                                      "the JSON object described above, nothing else."}]
-        reply = self.client.complete(messages, max_tokens=self.max_tokens, json_mode=True)
+        reply = self._complete(messages, schema)
         try:
             return parse(reply)
         except JudgeOutputError as exc:
@@ -144,13 +185,13 @@ class LLMJudge:
     def claims(self, question: str, sentences: Sequence[AnswerSentence]) -> dict[int, list[str]]:
         numbered = "\n".join(f"{i}. {s.bare}" for i, s in enumerate(sentences, 1))
         prompt = render("judge_claims", question=question, sentences=numbered)
-        return self._ask_json(prompt, lambda r: parse_claims(r, len(sentences)))
+        return self._ask_json(prompt, lambda r: parse_claims(r, len(sentences)), CLAIMS_SCHEMA)
 
     def verify(self, claims: Sequence[str], passages: Sequence[Passage]) -> dict[int, dict[str, Any]]:
         numbered = "\n".join(f"{i}. {c}" for i, c in enumerate(claims, 1))
         prompt = render("judge_verify", passages=format_passages(passages), claims=numbered)
         ids = {str(p.marker) for p in passages}
-        return self._ask_json(prompt, lambda r: parse_verdicts(r, len(claims), ids))
+        return self._ask_json(prompt, lambda r: parse_verdicts(r, len(claims), ids), VERDICTS_SCHEMA)
 
     def judge(self, question: str, sentences: Sequence[AnswerSentence],
               passages: dict[int, Passage]) -> AnswerJudgement:

@@ -1,0 +1,252 @@
+"""The openai backend with a small local model: answer quality, refusals, checked citations, speed.
+
+    python benchmarks/llm_path.py evals/questions/dev.jsonl --limit 10          # starts the Qwen 1.5B server
+    python benchmarks/llm_path.py evals/questions/heldout.jsonl --base-url http://127.0.0.1:8080/v1
+    python benchmarks/llm_path.py --calibrate-judge --every 4   # LLM judge vs the 96 hand support labels
+
+Without --base-url it serves the Qwen2.5-Coder-1.5B-Instruct Q4_K_M fixture (.ci/fetch_test_model.py)
+with llama.cpp (xllamacpp) on a loopback port. Every question goes through ``Assistant.ask`` with the
+openai backend (streaming, so time to first token is measured) and is scored by the evaluation
+runner with the offline judge. In the same run the extractive backend answers the same questions
+(the offline baseline) and the prompt a whole-abstracts prompt would have needed is sized, so the
+figures carry their own reference. Prints one table; --out writes the rows as JSON.
+
+--calibrate-judge measures the LLM judge (``assistant eval calibrate --judge llm``: claims, then
+verification, strict JSON via the schema) against the hand labels in
+evals/calibration/support_labels.jsonl, beside the offline judge on the same rows; --every/--limit
+take a slice when the whole file would take too long on a small CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+class TimedAssistant:
+    """Assistant.ask with streaming on, recording time to first token and the answer's checks."""
+
+    def __init__(self, assistant: Any) -> None:
+        self.a = assistant
+        self.settings = assistant.settings
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def get_paper(self, paper_id: str) -> Any:
+        return self.a.get_paper(paper_id)
+
+    def ask(self, question: str) -> Any:
+        t0 = time.perf_counter()
+        first: list[float] = []
+
+        def on_token(_: str) -> None:
+            if not first:
+                first.append(time.perf_counter() - t0)
+
+        ans = self.a.ask(question, on_token=on_token)
+        self.records[question] = {"ttft_s": first[0] if first else None, "checks": ans.checks,
+                                  "wall_s": time.perf_counter() - t0}
+        return ans
+
+
+def gold_numbers_share(reference: str, answer: str) -> float | None:
+    """Share of the numbers in the reference answer that the answer states (None if it has none)."""
+    from assistant.text import numbers_in
+
+    gold = numbers_in(reference)
+    if not gold:
+        return None
+    return len(gold & numbers_in(answer)) / len(gold)
+
+
+def whole_abstract_chars(a: Any, question: str, k: int) -> int:
+    """Characters of the sources block a whole-abstracts prompt would carry for this question."""
+    return sum(len(s.paper.title) + len(s.paper.abstract) + 8 for s in a.search(question, k=k))
+
+
+def summarise(rows: list[dict[str, Any]], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from assistant.evaluation.metrics import mean, percentile
+
+    ans = [r for r in rows if r["answerable"] and not r.get("error")]
+    una = [r for r in rows if not r["answerable"] and not r.get("error")]
+    shown = [s for r in rows for s in r.get("sentences", [])]
+    out: dict[str, Any] = {
+        "questions": len(rows),
+        "errors": sum(1 for r in rows if r.get("error")),
+        "answerable_refused": mean(float(r["refused"]) for r in ans),
+        "unanswerable_refused": mean(float(r["refused"]) for r in una),
+        "citation_precision": mean(r["scores"].get("citation_precision") for r in rows),
+        "citation_recall": mean(r["scores"].get("citation_recall") for r in ans),
+        "sentence_support": mean(r["scores"].get("sentence_support") for r in rows),
+        "shown_sentences": len(shown),
+        "shown_uncited": sum(1 for s in shown if not s.get("markers")),
+        "shown_unsupported": sum(1 for s in shown if s.get("supported") is False),
+        "gold_numbers": mean(gold_numbers_share(r["reference_answer"], r["answer"]) for r in ans),
+        "correctness_f1": mean(r["scores"].get("correctness_f1") for r in ans),
+        "latency_p50_s": (percentile([r["latency_ms"] for r in rows if r.get("latency_ms")], 50) or 0) / 1000,
+        "latency_p95_s": (percentile([r["latency_ms"] for r in rows if r.get("latency_ms")], 95) or 0) / 1000,
+    }
+    if extra:
+        ttft = [e["ttft_s"] for e in extra.values() if e.get("ttft_s") is not None]
+        usage = [e["checks"].get("usage", {}).get("prompt_tokens") for e in extra.values()]
+        chars = [e["checks"].get("prompt_chars") for e in extra.values()]
+        whole = [e.get("whole_chars") for e in extra.values()]
+        out.update({
+            "ttft_p50_s": percentile(ttft, 50), "ttft_p95_s": percentile(ttft, 95),
+            "prompt_tokens_mean": mean(usage), "prompt_chars_mean": mean(chars),
+            "whole_abstract_chars_mean": mean(whole),
+            "model_refused": sum(1 for e in extra.values() if e["checks"].get("model_answerable") is False),
+            "disagreements": sum(1 for e in extra.values() if e["checks"].get("disagreement")),
+            "extractive_fallbacks": sum(1 for e in extra.values()
+                                        if str(e["checks"].get("decision", "")).startswith("extractive")),
+            "dropped_sentences": sum(len(e["checks"].get("dropped_sentences", [])) for e in extra.values()),
+            "recited_sentences": sum(len(e["checks"].get("recited_sentences", [])) for e in extra.values()),
+            "structured": sum(1 for e in extra.values() if e["checks"].get("structured")),
+        })
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("questions", type=Path, nargs="?", default=REPO / "evals" / "questions" / "dev.jsonl")
+    parser.add_argument("--calibrate-judge", action="store_true", help="LLM judge agreement with the hand labels")
+    parser.add_argument("--limit", type=int, default=None, help="first N questions (after --skip)")
+    parser.add_argument("--skip", type=int, default=0, help="skip the first N questions")
+    parser.add_argument("--every", type=int, default=1,
+                        help="take every Nth question (question files are grouped by type: a mixed slice)")
+    parser.add_argument("--base-url", default="", help="an already running OpenAI-compatible server")
+    parser.add_argument("--model", default="qwen", help="model name sent to the server")
+    parser.add_argument("--threads", type=int, default=2, help="server threads when this script starts it")
+    parser.add_argument("--home", type=Path, default=None, help="index home (default: a temp sample index)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting override, e.g. --set llm_structured=off (repeatable)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the extractive baseline")
+    parser.add_argument("--out", type=Path, default=None, help="write rows + summary as JSON here")
+    args = parser.parse_args(argv)
+
+    from assistant.api import Assistant
+    from assistant.evaluation.questions import load_questions
+    from assistant.evaluation.runner import run_eval
+    from assistant.index.ingest import sample_paths
+
+    if args.calibrate_judge:
+        return calibrate_judge(args)
+    questions = load_questions(args.questions)[args.skip::args.every]
+    if args.limit is not None:
+        questions = questions[: args.limit]
+    overrides = dict(item.split("=", 1) for item in args.set)
+    home = args.home or Path(tempfile.mkdtemp(prefix="llm_path_")) / "home"
+
+    server = None
+    base_url = args.base_url
+    if not base_url:
+        from tests.llm_server import find_gguf, start_llama_server
+
+        gguf = find_gguf("qwen")
+        if gguf is None:
+            print("error: no Qwen GGUF; run python .ci/fetch_test_model.py (or pass --base-url)", file=sys.stderr)
+            return 1
+        t = time.perf_counter()
+        server = start_llama_server(gguf, Path(tempfile.mkdtemp(prefix="llm_path_srv_")), n_ctx=4096,
+                                    threads=args.threads, ready_timeout=300)
+        print(f"server ready in {time.perf_counter() - t:.1f}s at {server.base_url}", file=sys.stderr)
+        base_url = server.base_url
+    try:
+        settings_kw: dict[str, Any] = {"home": home, "llm": "openai", "openai_base_url": base_url,
+                                       "llm_model": args.model, "request_timeout": 900, "max_retries": 0}
+        settings_kw.update(overrides)
+        a = Assistant(**settings_kw)
+        if not a.index.exists():
+            a.ingest(sample_paths())
+        a.auto_sample = False
+        timed = TimedAssistant(a)
+        report = run_eval(questions, timed, judge="offline", progress=False)
+        for q in questions:
+            rec = timed.records.get(q.question)
+            if rec is not None:
+                rec["whole_chars"] = whole_abstract_chars(a, q.question, a.settings.llm.evidence_papers)
+        llm = summarise(report.rows, timed.records)
+        base = None
+        if not args.no_baseline:
+            ext = Assistant(settings=a.settings.with_(llm="extractive"))
+            ext.auto_sample = False
+            base = summarise(run_eval(questions, ext, judge="offline", progress=False).rows, {})
+    finally:
+        if server is not None:
+            server.stop()
+
+    print(f"\n{len(questions)} questions from {args.questions} "
+          f"(skip {args.skip}, every {args.every}); model {args.model} at {base_url}; "
+          f"cpu count {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
+    print(f"{'measure':<28} {'openai (local LLM)':>20} {'extractive baseline':>20}")
+    for key, value in llm.items():
+        ref = base.get(key) if base else None
+        print(f"{key:<28} {_fmt(value):>20} {_fmt(ref):>20}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for r in report.rows:
+            rec = timed.records.get(r["question"], {})
+            rows.append({**r, "ttft_s": rec.get("ttft_s"), "llm_checks": rec.get("checks")})
+        args.out.write_text(json.dumps({"summary": llm, "baseline": base, "rows": rows}, indent=1, default=str))
+    return 0
+
+
+def calibrate_judge(args: argparse.Namespace) -> int:
+    from assistant.evaluation.calibration import judge_agreement, load_labels
+    from assistant.evaluation.llm_judge import LLMJudge
+    from assistant.evaluation.offline_judge import OfflineJudge
+    from assistant.llm import ChatClient
+    from assistant.settings import Settings
+
+    rows = load_labels()[args.skip::args.every]
+    if args.limit is not None:
+        rows = rows[: args.limit]
+    server = None
+    base_url = args.base_url
+    if not base_url:
+        from tests.llm_server import find_gguf, start_llama_server
+
+        gguf = find_gguf("qwen")
+        if gguf is None:
+            print("error: no Qwen GGUF; run python .ci/fetch_test_model.py (or pass --base-url)", file=sys.stderr)
+            return 1
+        server = start_llama_server(gguf, Path(tempfile.mkdtemp(prefix="llm_judge_srv_")), n_ctx=4096,
+                                    threads=args.threads, ready_timeout=300)
+        base_url = server.base_url
+    try:
+        settings = Settings.load(env={"ASSISTANT_CONFIG": ""}, llm="openai", openai_base_url=base_url,
+                                 llm_model=args.model, request_timeout=900, max_retries=0)
+        t0 = time.perf_counter()
+        llm = judge_agreement(rows, LLMJudge(ChatClient(settings), max_tokens=512))
+        seconds = time.perf_counter() - t0
+    finally:
+        if server is not None:
+            server.stop()
+    offline = judge_agreement(rows, OfflineJudge())
+    print(f"\n{len(rows)} of the hand labels (skip {args.skip}, every {args.every}); judge model {args.model}; "
+          f"{seconds / max(1, len(rows)):.1f} s per label; load average {os.getloadavg()[0]:.1f}")
+    print(f"{'judge':<22} {'n':>4} {'undecided':>10} {'accuracy':>9} {'kappa':>7}  confusion")
+    for name, ag in (("llm (" + args.model + ")", llm), ("offline (lexical)", offline)):
+        print(f"{name:<22} {ag.n:>4} {ag.undecided:>10} {ag.accuracy:>9.3f} {ag.kappa:>7.3f}  {ag.confusion}")
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

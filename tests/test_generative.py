@@ -1,0 +1,242 @@
+"""The openai backend's answering step: evidence-first prompts, structured replies, checked sentences,
+and the refusal decision made with the model's help.
+
+Pure functions run on the real sample corpus; the end-to-end cases talk HTTP to a scripted
+OpenAI-compatible endpoint, because a real model will not refuse, misnumber or invent a figure on
+demand (tests/test_llm_path.py runs the same path against the real local model).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant.answering.generative import (
+    _JsonTextStreamer,
+    format_evidence,
+    parse_plain,
+    parse_structured,
+    select_evidence,
+    support,
+)
+from assistant.api import Assistant
+from assistant.records import REFUSAL
+from tests.conftest import make_settings
+from tests.test_answering import validate_answer_schema
+
+ARRA_Q = "What does ARRA align LLM hidden states with?"
+
+
+class ScriptedChat:
+    """/chat/completions answering queued contents; rejects a json_schema response_format with 400 when told to."""
+
+    def __init__(self, replies: list[str], *, reject_schema: bool = False) -> None:
+        self.replies = list(replies)
+        self.requests: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server API)
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                outer.requests.append(body)
+                if reject_schema and (body.get("response_format") or {}).get("type") == "json_schema":
+                    data = json.dumps({"error": {"message": "response_format is not supported"}}).encode()
+                    self.send_response(400)
+                else:
+                    content = outer.replies.pop(0) if outer.replies else "{}"
+                    data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                                       "choices": [{"index": 0, "finish_reason": "stop",
+                                                    "message": {"role": "assistant", "content": content}}],
+                                       "usage": {"prompt_tokens": 321, "completion_tokens": 12,
+                                                 "total_tokens": 333}}).encode()
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def llm_assistant(sample_home: Path, embed_cache: Path) -> Iterator[Callable[..., tuple[Assistant, ScriptedChat]]]:
+    made: list[tuple[Assistant, ScriptedChat]] = []
+
+    def make(replies: list[str], reject_schema: bool = False, **kw: Any) -> tuple[Assistant, ScriptedChat]:
+        server = ScriptedChat(replies, reject_schema=reject_schema)
+        a = Assistant(make_settings(sample_home, embed_cache, llm="openai", openai_base_url=server.url,
+                                    llm_model="m", max_retries=0, **kw))
+        a.auto_sample = False
+        made.append((a, server))
+        return a, server
+
+    yield make
+    for a, server in made:
+        a.index.close()
+        server.close()
+
+
+def _arra_sentence(a: Assistant) -> tuple[int, str]:
+    """(1-based rank of the ARRA paper, its abstract sentence saying what it aligns with)."""
+    sources = a.search(ARRA_Q, k=5)
+    for i, s in enumerate(sources, 1):
+        if "ARRA" in s.paper.abstract:
+            sent = next(x for x in s.paper.abstract.split(". ") if "align" in x and "ARRA" in x)
+            return i, sent.rstrip(".") + "."
+    raise AssertionError("ARRA not retrieved")
+
+
+# -- evidence ------------------------------------------------------------------------------------
+def test_evidence_is_best_sentences_per_paper_not_whole_abstracts(sample_assistant: Assistant) -> None:
+    sources = sample_assistant.search(ARRA_Q, k=5)
+    idf = sample_assistant.index.lexical().idf
+    evidence = select_evidence(ARRA_Q, sources, idf, max_papers=5, per_paper=2, budget_chars=1600)
+    assert [e.number for e in evidence] == [1, 2, 3, 4, 5]
+    for ev in evidence:
+        assert 1 <= len(ev.sentences) <= 2
+        positions = [ev.source.paper.abstract.index(s) for s in ev.sentences]  # exact substrings
+        assert positions == sorted(positions)
+    top = next(e for e in evidence if "ARRA" in e.source.paper.abstract)
+    assert any("ARRA" in s or "align" in s for s in top.sentences)
+    block = format_evidence(evidence)
+    assert block.startswith(f"Paper [1]: {sources[0].paper.title}")
+    if sources[0].paper.date:
+        assert f"({sources[0].paper.date})" in block.splitlines()[0]
+    whole = sum(len(s.paper.abstract) for s in sources)
+    assert len(block) < whole / 2
+
+
+# -- parsing -------------------------------------------------------------------------------------
+def test_structured_reply_with_fence_and_inline_markers() -> None:
+    raw = '```json\n{"answerable": true, "sentences": [{"text": "X is 3% [2].", "sources": [1]}]}\n```'
+    m = parse_structured(raw)
+    assert m.structured and m.answerable is True and m.parse_error is None
+    assert m.sentences == [("X is 3%.", [1, 2])]
+    refused = parse_structured('{"answerable": false, "sentences": []}')
+    assert refused.answerable is False and refused.sentences == []
+
+
+def test_unparsable_structured_reply_falls_back_to_plain_text() -> None:
+    m = parse_structured("ARRA aligns hidden states with a reference [1]. It is fast. [2]")
+    assert not m.structured and m.parse_error and "plain text" in m.parse_error
+    assert m.sentences == [("ARRA aligns hidden states with a reference.", [1]), ("It is fast.", [2])]
+    assert parse_plain(REFUSAL).answerable is False
+    assert parse_plain("").answerable is False
+
+
+def test_support_needs_coverage_and_every_number() -> None:
+    passage = "TDPO improves win rate by 12% over DPO on Anthropic HH. It needs no reward model."
+    assert support("TDPO improves the win rate by 12% over DPO.", [passage], None, 0.5).supported
+    wrong = support("TDPO improves the win rate by 15% over DPO.", [passage], None, 0.5)
+    assert not wrong.supported and wrong.missing_numbers == ["15"]
+    assert not support("Quantum chromodynamics explains hadron masses.", [passage], None, 0.5).supported
+    named = support("KTO improves win rate by 12% over DPO on Anthropic HH.", [passage], None, 0.5)
+    assert not named.supported and named.missing_names == ["kto"]
+
+
+def test_paper_numbers_become_titles(sample_assistant: Assistant) -> None:
+    from assistant.answering.generative import _name_papers
+
+    sources = sample_assistant.search(ARRA_Q, k=3)
+    evidence = select_evidence(ARRA_Q, sources, None, max_papers=3)
+    (body, nums), = parse_structured('{"answerable": true, "sentences": [{"text": "Paper [2] aligns X.", '
+                                     '"sources": [2]}]}').sentences
+    named, refs = _name_papers(body, evidence)
+    assert named == f'"{sources[1].paper.title}" aligns X.' and refs == [2] and nums == [2]
+
+
+def test_stream_shows_sentence_text_not_json() -> None:
+    shown: list[str] = []
+    stream = _JsonTextStreamer(shown.append)
+    raw = '{"answerable": true, "sentences": [{"text": "A \\"quoted\\" fact", "sources": [1]}, ' \
+          '{"text": "Second.", "sources": [2]}]}'
+    for i in range(0, len(raw), 3):  # deltas that cut keys and escapes in half
+        stream(raw[i:i + 3])
+    assert "".join(shown) == 'A "quoted" fact Second.'
+
+
+# -- the whole step, against an HTTP endpoint ----------------------------------------------------
+def test_supported_sentence_kept_invented_figure_dropped(llm_assistant: Callable[..., Any]) -> None:
+    probe, _ = llm_assistant([])
+    n, sent = _arra_sentence(probe)
+    reply = {"answerable": True, "sentences": [{"text": sent, "sources": [n]},
+                                                {"text": "ARRA improves accuracy by 97.5% on every benchmark.",
+                                                 "sources": [n]}]}
+    a, server = llm_assistant([json.dumps(reply)])
+    ans = a.ask(ARRA_Q)
+    validate_answer_schema(ans.to_dict())
+    sent_req = server.requests[0]
+    assert sent_req["response_format"]["type"] == "json_schema"
+    prompt = "\n".join(m["content"] for m in sent_req["messages"])
+    assert "Paper [1]:" in prompt and ARRA_Q in prompt
+    assert not ans.refused and "97.5" not in ans.text
+    (dropped,) = ans.checks["dropped_sentences"]
+    assert "97.5" in dropped["sentence"] and dropped["reason"].endswith("numbers not in the cited abstracts: 97.5")
+    assert ans.checks["usage"] == {"prompt_tokens": 321, "completion_tokens": 12}
+    for c in ans.citations:  # every shown citation carries an exact quote of its abstract
+        assert c.quote and c.quote in a.get_paper(c.paper_id).abstract
+    assert ans.checks["uncited_sentences"] == []
+
+
+def test_misnumbered_citation_is_recited_to_the_paper_that_says_it(llm_assistant: Callable[..., Any]) -> None:
+    probe, _ = llm_assistant([])
+    n, sent = _arra_sentence(probe)
+    wrong = 1 if n != 1 else 2
+    a, _ = llm_assistant([json.dumps({"answerable": True, "sentences": [{"text": sent, "sources": [wrong]}]})])
+    ans = a.ask(ARRA_Q)
+    assert not ans.refused and ans.checks["recited_sentences"][0]["now"] == [n]
+    assert "ARRA" in ans.citations[0].quote
+
+
+def test_model_refuses_strong_evidence_fallback_is_a_setting(llm_assistant: Callable[..., Any]) -> None:
+    refusal = json.dumps({"answerable": False, "sentences": []})
+    a, _ = llm_assistant([refusal])
+    ans = a.ask(ARRA_Q)
+    assert ans.checks["model_answerable"] is False and ans.checks["evidence_answers"] is True
+    assert "refused but the evidence check finds an answer" in ans.checks["disagreement"]
+    assert not ans.refused and ans.checks["decision"].startswith("extractive")
+    assert all(c.quote and c.quote in a.get_paper(c.paper_id).abstract for c in ans.citations)
+
+    b, _ = llm_assistant([refusal], llm_refusal_fallback="refuse")
+    kept = b.ask(ARRA_Q)
+    assert kept.refused and kept.text == REFUSAL and kept.checks["disagreement"]
+
+
+def test_model_answers_without_evidence_is_refused_by_default(llm_assistant: Callable[..., Any]) -> None:
+    q = "Which sourdough bread recipe uses the longest fermentation time?"
+    probe, _ = llm_assistant([])
+    top = probe.search(q, k=5)[0].paper
+    first = top.abstract.split(". ")[0].rstrip(".") + "."
+    reply = json.dumps({"answerable": True, "sentences": [{"text": first, "sources": [1]}]})
+    a, _ = llm_assistant([reply])
+    ans = a.ask(q)
+    assert ans.checks["evidence_answers"] is False
+    assert ans.refused and "the model answered but the evidence check refuses" in ans.checks["disagreement"]
+    b, _ = llm_assistant([reply], llm_require_evidence=False)
+    shown = b.ask(q)
+    assert not shown.refused and shown.checks["disagreement"]
+
+
+def test_server_without_json_schema_gets_plain_text(llm_assistant: Callable[..., Any]) -> None:
+    probe, _ = llm_assistant([])
+    n, sent = _arra_sentence(probe)
+    a, server = llm_assistant([f"{sent[:-1]} [{n}]."], reject_schema=True)
+    ans = a.ask(ARRA_Q)
+    assert len(server.requests) == 2 and "response_format" not in server.requests[1]
+    assert "rejected response_format" in ans.checks["structured_fallback"]
+    assert ans.checks["structured"] is False and not ans.refused and "ARRA" in ans.text

@@ -1,0 +1,86 @@
+"""The LLM path with a real small local model: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M) behind llama.cpp's
+OpenAI-compatible server, through the openai backend, on the sample corpus.
+
+Model quality varies; the checked-citation properties may not: every shown sentence is cited and
+supported by what it cites, every quote is an exact substring of the cited abstract, and a question
+the collection cannot answer is refused. Three questions: about two minutes on 2 idle cores.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.answering.generative import support
+from assistant.api import Assistant
+from assistant.records import REFUSAL, Answer
+from tests.conftest import make_settings
+from tests.llm_server import ServerHandle, require_llama_server, start_llama_server
+from tests.test_answering import validate_answer_schema
+
+pytestmark = [pytest.mark.llm_server, pytest.mark.slow]
+
+ANSWERABLE = [
+    "What does ARRA align LLM hidden states with?",
+    "Which paper shows that a base LLM can be aligned without any fine-tuning, using only a system prompt "
+    "and a handful of fixed stylistic in-context examples?",
+]
+UNANSWERABLE = "What GPU cluster and how many GPU hours did the DeepSeek-V3 pretraining run use?"
+
+
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    gguf = require_llama_server("qwen")
+    server = start_llama_server(gguf, tmp_path_factory.mktemp("qwen"), n_ctx=4096, threads=2, ready_timeout=300)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def assistant(qwen: ServerHandle, sample_home: Path, embed_cache: Path) -> Iterator[Assistant]:
+    a = Assistant(make_settings(sample_home, embed_cache, llm="openai", openai_base_url=qwen.base_url,
+                                llm_model="qwen2.5-coder-1.5b", request_timeout=600, max_retries=0))
+    a.auto_sample = False
+    yield a
+    a.index.close()
+
+
+def _assert_checked(a: Assistant, ans: Answer) -> None:
+    validate_answer_schema(ans.to_dict())
+    if ans.refused:
+        assert ans.text == REFUSAL and not ans.citations
+        return
+    assert ans.checks["uncited_sentences"] == [] and ans.checks["unknown_markers"] == 0
+    by_marker = {c.marker: c for c in ans.citations}
+    idf = a.index.lexical().idf
+    for row in ans.checks["sentences"]:
+        assert row["markers"], f"uncited sentence shown: {row['sentence']!r}"
+        abstracts = []
+        for m in row["markers"]:
+            paper = a.get_paper(by_marker[m].paper_id)
+            assert paper is not None
+            quote = row["quotes"][str(m)]
+            assert quote and quote in paper.abstract, f"quote is not an exact substring: {quote!r}"
+            abstracts.append(f"{paper.title}. {paper.abstract}")
+        bare = re.sub(r"\s*\[\d+\]", "", row["sentence"])
+        verdict = support(bare, abstracts, idf, a.settings.llm.min_support)
+        assert verdict.supported, f"unsupported sentence shown: {row['sentence']!r} ({verdict})"
+
+
+@pytest.mark.parametrize("question", ANSWERABLE)
+def test_answerable_question_gets_checked_citations(assistant: Assistant, question: str) -> None:
+    tokens: list[str] = []
+    ans = assistant.ask(question, on_token=tokens.append)
+    _assert_checked(assistant, ans)
+    assert not ans.refused, ans.checks
+    assert ans.checks["structured"] is True  # llama.cpp's server honours response_format json_schema
+    assert ans.checks["usage"]["prompt_tokens"] > 0
+
+
+def test_unanswerable_question_is_refused(assistant: Assistant) -> None:
+    ans = assistant.ask(UNANSWERABLE)
+    _assert_checked(assistant, ans)
+    assert ans.refused, (ans.text, ans.checks)
