@@ -159,3 +159,18 @@ def _support(sentence: str, paper_tokens: set[str],
     total = sum(weights.get(t, 1.0) for t in q)
     return sum(weights.get(t, 1.0) for t in q if t in paper_tokens) / total if total else 1.0
 
+
+# Leading discourse connectives that read oddly out of context; trimmed from the answer text only.
+_LEADIN = re.compile(r"^(however|moreover|furthermore|additionally|in addition|specifically|finally|"
+                     r"to this end|to address (this|these)( (issue|issues|limitations|challenges))?|"
+                     r"in this (paper|work|study)|in particular|notably|importantly|consequently),\s+",
+                     re.IGNORECASE)
+
+
+def cited_sentence(sentence: str, marker: int) -> str:
+    """An abstract sentence as an offline answer states it: its own "[5]" kept as text, a
+    dangling lead-in ("However, ...") trimmed, and ``[marker]`` inside the final punctuation."""
+    s = _LEADIN.sub("", neutralise_reference_markers(sentence).strip())
+    s = s[0].upper() + s[1:] if s else s
+    m = re.match(r"^(.*?)([.!?])\s*$", s, re.S)
+    return f"{m.group(1)} [{marker}]{m.group(2)}" if m else f"{s} [{marker}]"

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 from ..records import REFUSAL, Source
 from ..settings import ExtractiveSettings
 from ..text import content_tokens, name_tokens, query_tokens, split_sentences
-from .citations import neutralise_reference_markers
+from .citations import cited_sentence
+from .features import chunk_sim
 
 # Questions that ask for several papers get one sentence from each of several papers.
 _MULTI = re.compile(r"\b(which|what) (papers|works|studies|methods|approaches|models|benchmarks|frameworks)\b|"
@@ -36,11 +37,6 @@ _NO_SUCH_TOKEN = "\x00"
 _QUANTITY = re.compile(
     r"\b(how (many|much|large|big|long|fast|often)|by how much|number of|what (percentage|number|fraction|"
     r"proportion|size|accuracy|score|rate|learning rate|batch size|value|speed-?up))\b", re.IGNORECASE)
-# Leading discourse connectives that read oddly out of context; trimmed from the answer text only.
-_LEADIN = re.compile(r"^(however|moreover|furthermore|additionally|in addition|specifically|finally|"
-                     r"to this end|to address (this|these)( (issue|issues|limitations|challenges))?|"
-                     r"in this (paper|work|study)|in particular|notably|importantly|consequently),\s+",
-                     re.IGNORECASE)
 
 
 @dataclass
@@ -103,7 +99,7 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
             cov_title = sum(w for t, w in weights.items() if t in toks | title_toks) / total
             cov = 0.7 * cov_sent + 0.3 * cov_title
             fcov = sum(weights[t] for t in focus if t in toks) / ftotal if focus else 1.0
-            dense = _chunk_sim(src, a, b, chunk_sims)
+            dense = chunk_sim(src, a, b, chunk_sims)
             score = (cfg.w_coverage * cov + cfg.w_focus * fcov + cfg.w_dense * dense
                      + cfg.w_rank * rank_prior)
             candidates.append(ScoredSentence(si, a, b, sent, cov, fcov, score, toks))
@@ -168,11 +164,8 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
     # Keep each paper's sentences in abstract order, papers in order of first pick.
     order = list(dict.fromkeys(p.source_index for p in picked))
     picked.sort(key=lambda p: (order.index(p.source_index), p.start))
-    parts = []
-    for p in picked:
-        # The abstract's own "[5]" stays text, never a citation of source 5.
-        parts.append(f"{_trim(neutralise_reference_markers(p.text))} [{p.source_index + 1}]")
-    text = " ".join(_end_marker(s) for s in parts)
+    # The abstract's own "[5]" stays text, never a citation of source 5.
+    text = " ".join(cited_sentence(p.text, p.source_index + 1) for p in picked)
     return ExtractiveResult(text, False, "", picked)
 
 
@@ -205,24 +198,3 @@ def register_backends(registry: ModuleType) -> None:
     register_fitted(registry)
 
 
-def _chunk_sim(src: Source, a: int, b: int, chunk_sims: dict[str, float] | None) -> float:
-    if not chunk_sims:
-        return src.dense_score or 0.0
-    best = 0.0
-    for c in src.chunks:
-        if c.start <= a < c.end or c.start < b <= c.end:
-            best = max(best, chunk_sims.get(c.chunk_id, 0.0))
-    return best or (src.dense_score or 0.0)
-
-
-def _trim(sentence: str) -> str:
-    s = _LEADIN.sub("", sentence.strip())
-    return s[0].upper() + s[1:] if s else s
-
-
-def _end_marker(part: str) -> str:
-    """'Sentence. [2]' -> 'Sentence [2].' so the marker sits inside its sentence."""
-    m = re.match(r"^(.*?)([.!?])\s*(\[\d+\])$", part, re.S)
-    if m:
-        return f"{m.group(1)} {m.group(3)}{m.group(2)}"
-    return part

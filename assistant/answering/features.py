@@ -136,7 +136,7 @@ def candidates(view: QuestionView, sources: Sequence[Source], chunk_sims: dict[s
             has_num = 1.0 if _NUMBER.search(sent) else 0.0
             rows.append(Candidate(si, a, b, sent, toks, [
                 cov, cov_t, foc, 0.0, 0.0, math.log1p(sum(v for t, v in w.items() if t in toks)),
-                _chunk_sim(src, a, b, chunk_sims), src.dense_score or 0.0, 1.0 / (1 + si),
+                chunk_sim(src, a, b, chunk_sims), src.dense_score or 0.0, 1.0 / (1 + si),
                 (src.score or 0.0) / top_score,
                 (sum(t in toks for t in view.rare) / len(view.rare)) if view.rare else 0.0,
                 0.0, has_num, has_num * view.quantity, near * view.quantity,
@@ -193,7 +193,8 @@ def _number_near(words: list[str], focus: set[str], window: int = 4) -> float:
     return 1.0 if any(abs(i - j) <= window for i in nums for j in hits) else 0.0
 
 
-def _chunk_sim(src: Source, a: int, b: int, chunk_sims: dict[str, float] | None) -> float:
+def chunk_sim(src: Source, a: int, b: int, chunk_sims: dict[str, float] | None) -> float:
+    """Cosine of the best retrieved chunk holding characters a..b (else the paper's best)."""
     if not chunk_sims:
         return src.dense_score or 0.0
     best = 0.0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AssistantError
 from ..records import REFUSAL, Source
 from .base import AnswerContext, Draft
-from .citations import neutralise_reference_markers
+from .citations import cited_sentence
 from .features import QUESTION_FEATURES, SENTENCE_FEATURES, Candidate, QuestionView, candidates, question_features
 from .features import question_view as make_view
 
@@ -35,10 +34,6 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "extractive.json"
 MAX_ANSWER_PAPERS = 5
-_LEADIN = re.compile(r"^(however|moreover|furthermore|additionally|in addition|specifically|finally|"
-                     r"to this end|to address (this|these)( (issue|issues|limitations|challenges))?|"
-                     r"in this (paper|work|study)|in particular|notably|importantly|consequently),\s+",
-                     re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -230,8 +225,7 @@ def compose(model: FittedModel, view: QuestionView | None, sources: Sequence[Sou
     order = list(dict.fromkeys(p.source_index for p in picked))
     picked.sort(key=lambda p: (order.index(p.source_index), -p.score, p.start))
     # The abstract's own "[5]" stays text, never a citation of source 5.
-    text = " ".join(_end_marker(f"{_trim(neutralise_reference_markers(p.text))} [{p.source_index + 1}]")
-                    for p in picked)
+    text = " ".join(cited_sentence(p.text, p.source_index + 1) for p in picked)
     return Composed(text, False, "", picked, checks)
 
 
@@ -269,14 +263,3 @@ def register_backends(registry: ModuleType) -> None:
                                 description="offline (default): sentences chosen and refusals decided by fitted models")
 
 
-def _trim(sentence: str) -> str:
-    s = _LEADIN.sub("", sentence.strip())
-    return s[0].upper() + s[1:] if s else s
-
-
-def _end_marker(part: str) -> str:
-    """'Sentence. [2]' -> 'Sentence [2].' so the marker sits inside its sentence."""
-    m = re.match(r"^(.*?)([.!?])\s*(\[\d+\])$", part, re.S)
-    if m:
-        return f"{m.group(1)} {m.group(3)}{m.group(2)}"
-    return part
