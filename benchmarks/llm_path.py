@@ -145,20 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(item.split("=", 1) for item in args.set)
     home = args.home or Path(tempfile.mkdtemp(prefix="llm_path_")) / "home"
 
-    server = None
-    base_url = args.base_url
-    if not base_url:
-        from tests.llm_server import find_gguf, start_llama_server
-
-        gguf = find_gguf("qwen")
-        if gguf is None:
-            print("error: no Qwen GGUF; run python .ci/fetch_test_model.py (or pass --base-url)", file=sys.stderr)
-            return 1
-        t = time.perf_counter()
-        server = start_llama_server(gguf, Path(tempfile.mkdtemp(prefix="llm_path_srv_")), n_ctx=4096,
-                                    threads=args.threads, ready_timeout=300)
-        print(f"server ready in {time.perf_counter() - t:.1f}s at {server.base_url}", file=sys.stderr)
-        base_url = server.base_url
+    server, base_url = _server(args)
+    if base_url is None:
+        return 1
     try:
         settings_kw: dict[str, Any] = {"home": home, "llm": "openai", "openai_base_url": base_url,
                                        "llm_model": args.model, "request_timeout": 900, "max_retries": 0}
@@ -210,18 +199,9 @@ def calibrate_judge(args: argparse.Namespace) -> int:
     rows = load_labels()[args.skip::args.every]
     if args.limit is not None:
         rows = rows[: args.limit]
-    server = None
-    base_url = args.base_url
-    if not base_url:
-        from tests.llm_server import find_gguf, start_llama_server
-
-        gguf = find_gguf("qwen")
-        if gguf is None:
-            print("error: no Qwen GGUF; run python .ci/fetch_test_model.py (or pass --base-url)", file=sys.stderr)
-            return 1
-        server = start_llama_server(gguf, Path(tempfile.mkdtemp(prefix="llm_judge_srv_")), n_ctx=4096,
-                                    threads=args.threads, ready_timeout=300)
-        base_url = server.base_url
+    server, base_url = _server(args)
+    if base_url is None:
+        return 1
     try:
         settings = Settings.load(env={"ASSISTANT_CONFIG": ""}, llm="openai", openai_base_url=base_url,
                                  llm_model=args.model, request_timeout=900, max_retries=0)
@@ -238,6 +218,24 @@ def calibrate_judge(args: argparse.Namespace) -> int:
     for name, ag in (("llm (" + args.model + ")", llm), ("offline (lexical)", offline)):
         print(f"{name:<22} {ag.n:>4} {ag.undecided:>10} {ag.accuracy:>9.3f} {ag.kappa:>7.3f}  {ag.confusion}")
     return 0
+
+
+def _server(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """``--base-url`` when given, else a llama.cpp server on the Qwen fixture started here
+    (the caller stops it); (None, None) with a one-line error when there is no fixture."""
+    if args.base_url:
+        return None, args.base_url
+    from tests.llm_server import find_gguf, start_llama_server
+
+    gguf = find_gguf("qwen")
+    if gguf is None:
+        print("error: no Qwen GGUF; run python .ci/fetch_test_model.py (or pass --base-url)", file=sys.stderr)
+        return None, None
+    t = time.perf_counter()
+    server = start_llama_server(gguf, Path(tempfile.mkdtemp(prefix="llm_path_srv_")), n_ctx=4096,
+                                threads=args.threads, ready_timeout=300)
+    print(f"server ready in {time.perf_counter() - t:.1f}s at {server.base_url}", file=sys.stderr)
+    return server, server.base_url
 
 
 def _fmt(value: Any) -> str:

@@ -9,25 +9,27 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AssistantError
+from ..settings import ServeSettings
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+_DEFAULTS = ServeSettings()  # one place for the limits: [serve] in settings
 
 
 @dataclass
 class ServeOptions:
-    """How one server process runs; limits default to the Settings' serve_* fields."""
+    """How one server process runs; every default is the [serve] settings' default."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = _DEFAULTS.host
+    port: int = _DEFAULTS.port
     token: str | None = None
     """Bearer token every request (except the static web page) must carry; None = open."""
     allow_ingest: bool = False
     """Accept POST /v1/ingest without a token (loopback use)."""
-    max_concurrent: int = 4
-    max_queue: int = 16
-    queue_timeout: float = 30.0
-    max_body_bytes: int = 5_000_000
-    max_ingest_bytes: int = 50_000_000
+    max_concurrent: int = _DEFAULTS.max_concurrent
+    max_queue: int = _DEFAULTS.max_queue
+    queue_timeout: float = _DEFAULTS.queue_timeout
+    max_body_bytes: int = _DEFAULTS.max_body_bytes
+    max_ingest_bytes: int = _DEFAULTS.max_ingest_bytes
 
 
 def is_loopback(host: str) -> bool:
