@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def calibrate_judge(args: argparse.Namespace) -> int:
-    from assistant.evaluation.calibration import judge_agreement, load_labels
+    from assistant.evaluation.calibration import agreement, judge_verdicts, load_labels
     from assistant.evaluation.llm_judge import LLMJudge
     from assistant.evaluation.offline_judge import OfflineJudge
     from assistant.llm import ChatClient
@@ -202,21 +202,37 @@ def calibrate_judge(args: argparse.Namespace) -> int:
     server, base_url = _server(args)
     if base_url is None:
         return 1
+    log = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115 - closed below
+
+    def on_verdict(row: Any, verdict: bool | None) -> None:
+        print(f"label {row.id}: llm {verdict} / hand {row.supported}", file=sys.stderr, flush=True)
+        if log is not None:
+            log.write(json.dumps({"id": row.id, "llm": verdict, "hand": row.supported}) + "\n")
+            log.flush()
+
     try:
         settings = Settings.load(env={"ASSISTANT_CONFIG": ""}, llm="openai", openai_base_url=base_url,
                                  llm_model=args.model, request_timeout=900, max_retries=0)
         t0 = time.perf_counter()
-        llm = judge_agreement(rows, LLMJudge(ChatClient(settings), max_tokens=512))
+        llm = judge_verdicts(rows, LLMJudge(ChatClient(settings), max_tokens=512), on_verdict)
         seconds = time.perf_counter() - t0
     finally:
         if server is not None:
             server.stop()
-    offline = judge_agreement(rows, OfflineJudge())
+        if log is not None:
+            log.close()
+    offline = judge_verdicts(rows, OfflineJudge())
+    truth = [r.supported for r in rows]
+    half = len(rows) // 2
     print(f"\n{len(rows)} of the hand labels (skip {args.skip}, every {args.every}); judge model {args.model}; "
           f"{seconds / max(1, len(rows)):.1f} s per label; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'judge':<22} {'n':>4} {'undecided':>10} {'accuracy':>9} {'kappa':>7}  confusion")
-    for name, ag in (("llm (" + args.model + ")", llm), ("offline (lexical)", offline)):
-        print(f"{name:<22} {ag.n:>4} {ag.undecided:>10} {ag.accuracy:>9.3f} {ag.kappa:>7.3f}  {ag.confusion}")
+    print(f"{'judge':<22} {'rows':>7} {'n':>4} {'undecided':>10} {'accuracy':>9} {'kappa':>7}  confusion")
+    # The halves: a judge changed after seeing the first half is checked on the second.
+    for part, sl in (("all", slice(None)), ("1st half", slice(0, half)), ("2nd half", slice(half, None))):
+        for name, verdicts in (("llm (" + args.model + ")", llm), ("offline (lexical)", offline)):
+            ag = agreement(truth[sl], verdicts[sl])
+            print(f"{name:<22} {part:>7} {ag.n:>4} {ag.undecided:>10} {ag.accuracy:>9.3f} {ag.kappa:>7.3f}  "
+                  f"{ag.confusion}")
     return 0
 
 

@@ -10,7 +10,7 @@ well a threshold chosen this way does on labels it was not chosen on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,9 +135,11 @@ def calibrate(rows: Sequence[LabelRow], embedder: Any = None, *, threshold: floa
                        current=agreement(truth, current), disagreements=disagreements)
 
 
-def judge_agreement(rows: Sequence[LabelRow], judge: Judge) -> Agreement:
-    """Agreement of any judge (offline or llm) through its answer path: each labelled sentence
-    cites all of its passages."""
+def judge_verdicts(rows: Sequence[LabelRow], judge: Judge,
+                   on_verdict: Callable[[LabelRow, bool | None], None] | None = None) -> list[bool | None]:
+    """Any judge's (offline or llm) verdict on each labelled sentence, through its answer path: the
+    sentence cites all of its passages. ``on_verdict`` sees each as it comes (a slow LLM judge's
+    partial results survive an interrupted run)."""
     verdicts: list[bool | None] = []
     for r in rows:
         markers = list(range(1, len(r.passages) + 1))
@@ -145,4 +147,11 @@ def judge_agreement(rows: Sequence[LabelRow], judge: Judge) -> Agreement:
         passages = {m: Passage(m, f"p{m}", "", text) for m, text in zip(markers, r.passages, strict=True)}
         judged = judge.judge("", [sentence], passages)
         verdicts.append(judged.sentences[0].supported if judged.sentences else None)
-    return agreement([r.supported for r in rows], verdicts)
+        if on_verdict is not None:
+            on_verdict(r, verdicts[-1])
+    return verdicts
+
+
+def judge_agreement(rows: Sequence[LabelRow], judge: Judge) -> Agreement:
+    """Agreement of any judge with the labels (see judge_verdicts)."""
+    return agreement([r.supported for r in rows], judge_verdicts(rows, judge))
