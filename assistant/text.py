@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from functools import cache
 
 from .records import REFUSAL
@@ -127,6 +128,53 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
 
 def sentences(text: str) -> list[str]:
     return [text[a:b] for a, b in split_sentences(text)]
+
+
+# -- qualifiers: what turns a restated fact into a claim its source does not make ---------------
+#: Words that turn a supported statement into an unsupported one when the source does not state
+#: them: a negation the source never states ("..., while PPO does not"), an absolute it never
+#: claims (over-generalisation), a contrast it never draws ("unlike PPO, ..."). The offline judge
+#: checks the first two (its calibration was set with them); the LLM support check all three.
+QUALIFIERS: dict[str, re.Pattern[str]] = {
+    "negation": re.compile(r"\b(?:not|no|never|none|nor|neither|cannot)\b|n't\b", re.IGNORECASE),
+    "absolute": re.compile(r"\b(?:all|always|every|universally|consistently|invariably|guarantee[sd]?)\b",
+                           re.IGNORECASE),
+    "contrast": re.compile(r"\b(?:unlike|whereas|in contrast|contrary to|as opposed to|rather than|instead of)\b",
+                           re.IGNORECASE),
+}
+
+
+def sentence_windows(passages: Sequence[str]) -> list[str]:
+    """Every sentence of the passages and every pair of neighbouring sentences."""
+    windows: list[str] = []
+    for p in passages:
+        sents = [p[a:b] for a, b in split_sentences(p)] or [p]
+        windows.extend(sents)
+        windows.extend(f"{x} {y}" for x, y in zip(sents, sents[1:], strict=False))
+    return windows
+
+
+def best_window(sentence: str, passages: Sequence[str], coverage: Callable[[str, str], float]) -> str:
+    """The shortest one- or two-sentence window of the passages whose ``coverage(sentence, window)``
+    is within 0.02 of the best window's: the part of the passages the sentence restates."""
+    windows = sentence_windows(passages)
+    if not windows:
+        return ""
+    covs = [coverage(sentence, w) for w in windows]
+    top = max(covs)
+    return min((w for w, c in zip(windows, covs, strict=True) if c >= top - 0.02), key=len)
+
+
+def unstated_qualifiers(sentence: str, source: str, kinds: Sequence[str] = tuple(QUALIFIERS)) -> list[str]:
+    """Qualifiers of ``kinds`` the sentence states and ``source`` (the window it restates) does not,
+    as "negation 'not'". Checked against the restated window, not the whole abstract: "does not"
+    elsewhere in an abstract does not license "does not" here."""
+    missing: list[str] = []
+    for kind in kinds:
+        found = QUALIFIERS[kind].findall(strip_markers(sentence))
+        if found and not QUALIFIERS[kind].search(source):
+            missing.append(f"{kind} '{found[0].strip()}'")
+    return missing
 
 
 # -- citation markers --------------------------------------------------------------

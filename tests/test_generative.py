@@ -149,6 +149,39 @@ def test_support_needs_coverage_and_every_number() -> None:
     assert not named.supported and named.missing_names == ["kto"]
 
 
+P3O_TITLE = "Pairwise Proximal Policy Optimization: Harnessing Relative Feedback for LLM Alignment"
+
+
+def test_support_needs_the_negation_contrast_or_absolute_where_the_source_says_it(
+        sample_assistant: Assistant) -> None:
+    """A qualifier must be in the sentence(s) restated, not just anywhere in the abstract: the P3O
+    abstract says "PPO is not invariant" elsewhere, which does not license "while PPO does not" here
+    (a sentence the 1.5B model wrote and the old check showed as cited fact)."""
+    (src,) = [s for s in sample_assistant.search("Pairwise Proximal Policy Optimization P3O", k=3)
+              if s.paper.title == P3O_TITLE]
+    passage = f"{src.paper.title}. {src.paper.abstract}"
+    assert " not " in src.paper.abstract  # the negation exists, but in another sentence
+
+    def check(sentence: str) -> tuple[bool, list[str]]:
+        v = support(sentence, [passage], sample_assistant.index.lexical().idf, 0.5)
+        return v.supported, v.unstated
+
+    assert check("P3O operates directly on comparative rewards, while PPO does not.") == \
+        (False, ["negation 'not'"])
+    assert check("P3O operates directly on comparative rewards.") == (True, [])
+    assert check("PPO is not invariant to equivalent reward functions containing identical preference "
+                 "information.") == (True, [])
+    assert check("Unlike prior methods, P3O operates directly on comparative rewards.") == \
+        (False, ["contrast 'Unlike'"])
+    assert check("P3O always outperforms PPO in the KL-Reward trade-off.") == (False, ["absolute 'always'"])
+    assert check("P3O outperforms PPO in the KL-Reward trade-off.") == (True, [])
+    # The offline judge applies the same rule (one text layer) to negations and absolutes.
+    from assistant.evaluation.offline_judge import OfflineJudge
+
+    judged = OfflineJudge().score("P3O operates directly on comparative rewards, while PPO does not.", [passage])
+    assert not judged.supported and "negation 'not'" in judged.missing
+
+
 def test_paper_numbers_become_titles(sample_assistant: Assistant) -> None:
     from assistant.answering.generative import _name_papers
 

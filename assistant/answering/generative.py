@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..records import REFUSAL, Source
-from ..text import content_tokens, name_tokens, numbers_in, query_tokens, split_sentences
+from ..text import (
+    best_window,
+    content_tokens,
+    name_tokens,
+    numbers_in,
+    query_tokens,
+    split_sentences,
+    unstated_qualifiers,
+)
 from .base import AnswerContext, Draft
 from .citations import neutralise_reference_markers
 from .prompts import load_prompt, render
@@ -230,24 +238,42 @@ class Support:
     coverage: float
     missing_numbers: list[str] = field(default_factory=list)
     missing_names: list[str] = field(default_factory=list)
+    unstated: list[str] = field(default_factory=list)
+    """Qualifiers (negation, absolute, contrast) the sentence states and its source window does not."""
 
 
-def support(sentence: str, passages: Sequence[str], idf: Idf | None, min_coverage: float) -> Support:
-    """Do the cited passages support ``sentence``? Lexical, deterministic: the idf-weighted share of
-    its content words found in them must reach ``min_coverage``, and every number and name it states
-    must be in them (a fluent sentence with a wrong figure or model name is the error a small model makes)."""
+def _coverage(sentence: str, passages: Sequence[str], idf: Idf | None) -> float:
+    """The idf-weighted share of the sentence's content words found in the passages."""
     words = sorted(set(content_tokens(sentence)))
     have: set[str] = set()
     for p in passages:
         have.update(content_tokens(p))
     weights = idf(words) if (idf and words) else dict.fromkeys(words, 1.0)
     total = sum(weights.values())
-    coverage = (sum(w for t, w in weights.items() if t in have) / total) if total else 1.0
+    return (sum(w for t, w in weights.items() if t in have) / total) if total else 1.0
+
+
+def support(sentence: str, passages: Sequence[str], idf: Idf | None, min_coverage: float) -> Support:
+    """Do the cited passages support ``sentence``? Lexical, deterministic: the idf-weighted share of
+    its content words found in them must reach ``min_coverage``, every number and name it states
+    must be in them (a fluent sentence with a wrong figure or model name is the error a small model
+    makes), and a negation, absolute or contrast it states must be in the sentence(s) it restates
+    ("P3O operates directly on comparative rewards, while PPO does not": the source says the first
+    half only) -- the offline judge's qualifier rule, from the text layer."""
+    have: set[str] = set()
+    for p in passages:
+        have.update(content_tokens(p))
+    coverage = _coverage(sentence, passages, idf)
     in_passages = set().union(*(numbers_in(p) for p in passages)) if passages else set()
     missing = sorted(n for n in numbers_in(sentence) if n not in in_passages)
     # Names (acronyms, mixed case: a method, model or dataset) must be in what is cited too.
     names = sorted(t for t in name_tokens(sentence) if t not in have and not t.isdigit())
-    return Support(coverage >= min_coverage and not missing and not names, round(coverage, 3), missing, names)
+    unstated: list[str] = []
+    if unstated_qualifiers(sentence, ""):
+        where = best_window(sentence, passages, lambda s, w: _coverage(s, [w], idf))
+        unstated = unstated_qualifiers(sentence, where)
+    ok = coverage >= min_coverage and not missing and not names and not unstated
+    return Support(ok, round(coverage, 3), missing, names, unstated)
 
 
 # -- the whole step ------------------------------------------------------------------------------
@@ -381,6 +407,9 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
             if verdict.missing_names:
                 why = (why + "; " if why else "") + "names not in the cited abstracts: " + \
                     ", ".join(verdict.missing_names)
+            if verdict.unstated:
+                why = (why + "; " if why else "") + "not stated where the cited abstract says it: " + \
+                    ", ".join(verdict.unstated)
             dropped.append({"sentence": body, "sources": valid, "reason": why})
             continue
         end = body[-1] if body[-1] in ".!?" else "."

@@ -25,7 +25,16 @@ from functools import cache
 from typing import Any
 
 from ..settings import JudgeSettings
-from ..text import STOPWORDS, bm25_idf, content_tokens, raw_tokens, split_sentences, strip_markers
+from ..text import (
+    STOPWORDS,
+    best_window,
+    bm25_idf,
+    content_tokens,
+    raw_tokens,
+    sentence_windows,
+    strip_markers,
+    unstated_qualifiers,
+)
 from .judging import AnswerJudgement, Passage, SentenceVerdict, cited_passages
 from .metrics import AnswerSentence
 
@@ -42,13 +51,8 @@ _NUMBER_WORD = re.compile(r"^(\d+(?:[.,]\d+)*)-[a-z]+$")
 _HAS_DIGIT_AND_ALPHA = re.compile(r"(?=.*\d)(?=.*[A-Za-z])")
 
 
-#: Words that turn a supported statement into an unsupported one when the passages lack them:
-#: a negation the source never states, or an absolute the source never claims (over-generalisation).
-_QUALIFIERS = {
-    "negation": re.compile(r"\b(?:not|no|never|none|nor|neither|cannot)\b|n't\b", re.IGNORECASE),
-    "absolute": re.compile(r"\b(?:all|always|every|universally|consistently|invariably|guarantee[sd]?)\b",
-                           re.IGNORECASE),
-}
+#: The qualifiers (text.QUALIFIERS) this judge checks; its thresholds were calibrated with these two.
+JUDGE_QUALIFIERS = ("negation", "absolute")
 
 
 @cache
@@ -121,16 +125,6 @@ def _number_present(num: str, found: set[tuple[str, bool]]) -> bool:
     return (core, True) in found or (core, False) in found
 
 
-def _windows(passages: Sequence[str]) -> list[str]:
-    """Every sentence of the passages and every pair of neighbouring sentences."""
-    windows: list[str] = []
-    for p in passages:
-        sents = [p[a:b] for a, b in split_sentences(p)] or [p]
-        windows.extend(sents)
-        windows.extend(f"{x} {y}" for x, y in zip(sents, sents[1:], strict=False))
-    return windows
-
-
 @dataclass
 class SupportResult:
     supported: bool
@@ -196,26 +190,15 @@ class OfflineJudge:
                     bool(content_tokens(term.text)) and set(content_tokens(term.text)) <= stems)
             if not ok and term.text not in missing:
                 missing.append(term.text)
-        bare = strip_markers(sentence)
-        said = {label: found for label, pattern in _QUALIFIERS.items() if (found := pattern.findall(bare))}
-        if said:
-            # A negation or absolute must be in the part of the passages the sentence restates,
-            # not anywhere in the abstract ("does not" elsewhere does not license "does not" here).
+        if unstated_qualifiers(sentence, "", JUDGE_QUALIFIERS):
+            # A negation or absolute must be in the part of the passages the sentence restates.
             where = self.best_window(sentence, passages)
-            for label, found in said.items():
-                if not _QUALIFIERS[label].search(where):
-                    missing.append(f"{label} '{found[0].strip()}'")
+            missing.extend(unstated_qualifiers(sentence, where, JUDGE_QUALIFIERS))
         return missing
 
     def best_window(self, sentence: str, passages: Sequence[str]) -> str:
-        """The shortest one- or two-sentence window of the passages whose coverage of the sentence
-        is within 0.02 of the best window's."""
-        windows = _windows(passages)
-        if not windows:
-            return ""
-        covs = [self.coverage(sentence, [w]) for w in windows]
-        top = max(covs)
-        return min((w for w, c in zip(windows, covs, strict=True) if c >= top - 0.02), key=len)
+        """The part of the passages the sentence restates (text.best_window with this judge's coverage)."""
+        return best_window(sentence, passages, lambda s, w: self.coverage(s, [w]))
 
     def _embed(self, texts: list[str]) -> Any:
         import numpy as np
@@ -231,7 +214,7 @@ class OfflineJudge:
 
     def max_cosine(self, sentence: str, passages: Sequence[str]) -> float:
         """Best cosine between the sentence and any one- or two-sentence window of a passage."""
-        windows = _windows(passages)
+        windows = sentence_windows(passages)
         if not windows:
             return 0.0
         vecs = self._embed([strip_markers(sentence), *windows])
