@@ -345,21 +345,30 @@ class EmbeddingClient(OpenAICompatible):
 
 
 def _usage(reply: dict[str, Any]) -> dict[str, int] | None:
-    """prompt/completion token counts of a reply or stream event, when the server sent them.
+    """prompt/completion token counts of a reply or stream event, when the server sent them, with
+    ``cached_tokens`` (prompt tokens the server reused from its cache, not read again) and, from
+    llama.cpp, ``prompt_ms`` / ``generation_ms`` (its own clock) when known.
 
     llama.cpp's server sends its own "timings" in the last stream event even when usage was not
     asked for (stream_options, which some servers reject)."""
+    out: dict[str, int] = {}
     usage = reply.get("usage")
     if isinstance(usage, dict):
         out = {k: v for k in ("prompt_tokens", "completion_tokens")
                if isinstance(v := usage.get(k), int) and not isinstance(v, bool)}
-        if out:
-            return out
+        details = usage.get("prompt_tokens_details")
+        if out and isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+            out["cached_tokens"] = details["cached_tokens"]
     timings = reply.get("timings")
     if isinstance(timings, dict) and isinstance(timings.get("prompt_n"), int):
-        return {"prompt_tokens": timings["prompt_n"] + int(timings.get("cache_n") or 0),
-                "completion_tokens": int(timings.get("predicted_n") or 0)}
-    return None
+        cached = int(timings.get("cache_n") or 0)
+        out.setdefault("prompt_tokens", timings["prompt_n"] + cached)
+        out.setdefault("completion_tokens", int(timings.get("predicted_n") or 0))
+        out["cached_tokens"] = cached
+        for key, name in (("prompt_ms", "prompt_ms"), ("predicted_ms", "generation_ms")):
+            if isinstance(timings.get(key), (int, float)):
+                out[name] = round(timings[key])
+    return out or None
 
 
 def _sse_data(lines: Iterable[str], check: Callable[[], object]) -> Iterator[str]:

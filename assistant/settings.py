@@ -115,8 +115,9 @@ class LLMSettings(_Section):
     """Seconds a whole request may take, streaming included."""
     max_retries: int = Field(3, ge=0, le=20)
     temperature: float = Field(0.0, ge=0, le=2)
-    max_answer_tokens: int = Field(400, ge=16)
-    """Upper bound on a generated answer (a few cited sentences need far fewer)."""
+    max_answer_tokens: int = Field(256, ge=16)
+    """Upper bound on a generated answer: 4 cited sentences as JSON need ~200 tokens; a small model on
+    2 cores writes ~27 tokens/s. A structured reply cut here keeps its complete sentences."""
     prompt_char_budget: int = Field(16000, ge=500)
     """Characters of abstracts put in the LLM prompt (shared by the sources); lower it for small contexts."""
 
@@ -124,12 +125,13 @@ class LLMSettings(_Section):
     structured: Literal["auto", "json_schema", "off"] = "auto"
     """auto: ask for the JSON answer schema (response_format) and fall back to plain [n] text when the
     server rejects it; json_schema: always ask for it; off: plain text only."""
-    evidence_papers: int = Field(5, ge=1)
-    """Retrieved papers whose evidence sentences go into the prompt."""
+    evidence_papers: int = Field(3, ge=1)
+    """Most papers whose evidence sentences go into the prompt (the papers of the best-scored sentences)."""
     evidence_sentences: int = Field(2, ge=1)
-    """Best abstract sentences per paper in the prompt (instead of whole abstracts)."""
-    evidence_chars: int = Field(1600, ge=300)
-    """Characters of evidence sentences in the prompt, shared equally by the papers."""
+    """Most abstract sentences per paper in the prompt (the fitted scorer's best, instead of whole abstracts)."""
+    evidence_chars: int = Field(700, ge=100)
+    """Characters of evidence sentences in the prompt, in all (the best sentence always fits): the part of
+    the prompt a server cannot cache, so it sets the time to first token of a small local model."""
     min_support: float = Field(0.5, ge=0, le=1)
     """A generated sentence is shown only if its cited abstracts cover this share (idf-weighted) of its
     content words and contain every number and name it states; otherwise it is dropped and listed in checks."""

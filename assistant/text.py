@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 
 from .records import REFUSAL
@@ -128,6 +129,84 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
 
 def sentences(text: str) -> list[str]:
     return [text[a:b] for a, b in split_sentences(text)]
+
+
+# -- required terms: the numbers and names a cited source must contain ------------------------
+_TERM_WORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-./%]|,(?=\d))*")
+_TERM_NUMBER = re.compile(r"^\d+(?:[.,]\d+)*%?$")
+_NUMBER_WORD = re.compile(r"^(\d+(?:[.,]\d+)*)-[a-z]+$")
+_HAS_DIGIT_AND_ALPHA = re.compile(r"(?=.*\d)(?=.*[A-Za-z])")
+
+
+@dataclass
+class RequiredTerm:
+    text: str
+    kind: str
+    """number | name"""
+
+
+def required_terms(sentence: str) -> list[RequiredTerm]:
+    """Numbers (keeping a % sign) and names in a sentence: what cited passages must contain verbatim."""
+    out: list[RequiredTerm] = []
+    bare = strip_markers(sentence)
+    for i, m in enumerate(_TERM_WORD.finditer(bare)):
+        word = m.group(0).rstrip(".-/")
+        if not word:
+            continue
+        if _TERM_NUMBER.match(word):
+            out.append(RequiredTerm(word, "number"))
+        elif m2 := _NUMBER_WORD.match(word):  # 10-point, 5-shot, 3-fold: the number is the fact
+            out.append(RequiredTerm(m2.group(1), "number"))
+        elif not any(c.isalpha() for c in word):  # ranges and ratios: 0.5-1.0, 3/4
+            out.extend(RequiredTerm(p, "number") for p in re.split(r"[-/]", word) if _TERM_NUMBER.match(p))
+        elif (any(c.isupper() for c in word[1:]) or _HAS_DIGIT_AND_ALPHA.match(word)
+              or (i > 0 and word[0].isupper() and word.lower() not in STOPWORDS)):
+            out.append(RequiredTerm(word, "name"))
+    return out
+
+
+_PASSAGE_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s?\\?(?:%|percent\b))?")  # LaTeX sources write \%
+
+
+def _norm_number(num: str) -> str:
+    """1,000 -> 1000 (thousands separators), 0,5 stays 0,5 (a decimal comma is not a separator)."""
+    return num.replace(",", "") if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", num) else num
+
+
+def passage_numbers(text: str) -> set[tuple[str, bool]]:
+    """(number, followed by % or 'percent') pairs in a passage."""
+    return {(_norm_number(m.group(1).rstrip(".,")), bool(m.group(2))) for m in _PASSAGE_NUMBER.finditer(text)}
+
+
+def _number_present(num: str, found: set[tuple[str, bool]]) -> bool:
+    core = _norm_number(num.rstrip("%"))
+    if num.endswith("%"):
+        return (core, True) in found
+    return (core, True) in found or (core, False) in found
+
+
+def missing_terms(sentence: str, passages: Sequence[str]) -> list[str]:
+    """The sentence's numbers and names (required_terms) that the passages do not contain: a fluent
+    sentence with a wrong figure or a wrong model name is the error to catch. One rule for the
+    offline judge and the LLM answer's support check, so a shown sentence the check keeps is one
+    the judge can accept."""
+    text = " ".join(passages)
+    numbers = passage_numbers(text)
+    raw = set(raw_tokens(text))
+    stems = set(content_tokens(text))
+    missing: list[str] = []
+    for term in required_terms(sentence):
+        if term.kind == "number":
+            ok = _number_present(term.text, numbers)
+        else:
+            # In a compound, plain lower-case parts are ordinary words ("55B-parameter"): coverage weighs them.
+            parts = [p.lower() for p in re.split(r"[-./%]", term.text)
+                     if p and not (p.isalpha() and p.islower())]
+            ok = all(p in raw for p in parts) or (
+                bool(content_tokens(term.text)) and set(content_tokens(term.text)) <= stems)
+        if not ok and term.text not in missing:
+            missing.append(term.text)
+    return missing
 
 
 # -- qualifiers: what turns a restated fact into a claim its source does not make ---------------

@@ -72,6 +72,21 @@ def whole_abstract_chars(a: Any, question: str, k: int) -> int:
     return sum(len(s.paper.title) + len(s.paper.abstract) + 8 for s in a.search(question, k=k))
 
 
+#: Question files written against the sample minus evals/questions/holdout_papers.txt (their
+#: absent-study questions are about the held-out papers): evals/questions/README.md.
+MINUS_HOLDOUT = ("fit", "validation", "pool", "heldout-2")
+
+
+def default_home(questions: Path) -> Path:
+    """The cached index home the question file runs against (benchmarks/answer_quality.py builds
+    and reuses it): the sample minus the held-out papers for fit/validation/pool/heldout-2, the
+    whole sample for dev and heldout."""
+    from benchmarks.answer_quality import holdout_titles, prepared_home, sample_minus_holdout
+
+    held = holdout_titles() if questions.stem in MINUS_HOLDOUT else []
+    return prepared_home("sample", sample_minus_holdout(held))
+
+
 def summarise(rows: list[dict[str, Any]], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
     from assistant.evaluation.metrics import mean, percentile
 
@@ -97,11 +112,19 @@ def summarise(rows: list[dict[str, Any]], extra: dict[str, dict[str, Any]]) -> d
     if extra:
         ttft = [e["ttft_s"] for e in extra.values() if e.get("ttft_s") is not None]
         usage = [e["checks"].get("usage", {}).get("prompt_tokens") for e in extra.values()]
+        used = [e["checks"].get("usage", {}) for e in extra.values()]
+        # Tokens the server read (not reused from its prompt cache): what the first token waits for.
+        read = [u["prompt_tokens"] - u["cached_tokens"] for u in used if "cached_tokens" in u]
+        read_ms = [u["prompt_ms"] for u in used if "prompt_ms" in u]
+        gen = [u.get("completion_tokens") for u in used]
         chars = [e["checks"].get("prompt_chars") for e in extra.values()]
         whole = [e.get("whole_chars") for e in extra.values()]
         out.update({
             "ttft_p50_s": percentile(ttft, 50), "ttft_p95_s": percentile(ttft, 95),
-            "prompt_tokens_mean": mean(usage), "prompt_chars_mean": mean(chars),
+            "prompt_tokens_mean": mean(usage), "prompt_tokens_read_mean": mean(read),
+            "server_prompt_ms_p50": percentile(read_ms, 50),
+            "prompt_read_tok_per_s": (sum(read) / (sum(read_ms) / 1000)) if read and sum(read_ms) else None,
+            "completion_tokens_mean": mean(gen), "prompt_chars_mean": mean(chars),
             "whole_abstract_chars_mean": mean(whole),
             "model_refused": sum(1 for e in extra.values() if e["checks"].get("model_answerable") is False),
             "disagreements": sum(1 for e in extra.values() if e["checks"].get("disagreement")),
@@ -118,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("questions", type=Path, nargs="?", default=REPO / "evals" / "questions" / "dev.jsonl")
     parser.add_argument("--calibrate-judge", action="store_true", help="LLM judge agreement with the hand labels")
+    parser.add_argument("--evidence-budget", action="store_true",
+                        help="offline: gold evidence kept in the prompt by each evidence budget (no model)")
     parser.add_argument("--limit", type=int, default=None, help="first N questions (after --skip)")
     parser.add_argument("--skip", type=int, default=0, help="skip the first N questions")
     parser.add_argument("--every", type=int, default=1,
@@ -125,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", default="", help="an already running OpenAI-compatible server")
     parser.add_argument("--model", default="qwen", help="model name sent to the server")
     parser.add_argument("--threads", type=int, default=2, help="server threads when this script starts it")
-    parser.add_argument("--home", type=Path, default=None, help="index home (default: a temp sample index)")
+    parser.add_argument("--home", type=Path, default=None, 
+                        help="index home (default: the cached one the question file runs against)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting override, e.g. --set llm_structured=off (repeatable)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the extractive baseline")
@@ -139,11 +165,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.calibrate_judge:
         return calibrate_judge(args)
+    if args.evidence_budget:
+        return evidence_budget(args)
     questions = load_questions(args.questions)[args.skip::args.every]
     if args.limit is not None:
         questions = questions[: args.limit]
     overrides = dict(item.split("=", 1) for item in args.set)
-    home = args.home or Path(tempfile.mkdtemp(prefix="llm_path_")) / "home"
+    home = args.home or default_home(args.questions)
 
     server, base_url = _server(args)
     if base_url is None:
@@ -152,9 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         settings_kw: dict[str, Any] = {"home": home, "llm": "openai", "openai_base_url": base_url,
                                        "llm_model": args.model, "request_timeout": 900, "max_retries": 0}
         settings_kw.update(overrides)
-        a = Assistant(**settings_kw)
-        if not a.index.exists():
-            a.ingest(sample_paths())
+        if args.home:
+            a = Assistant(**settings_kw)
+            if not a.index.exists():
+                a.ingest(sample_paths())
+        else:
+            from benchmarks.answer_quality import CACHE, settings_for
+
+            a = Assistant(settings_for(home, CACHE), **settings_kw)
         a.auto_sample = False
         timed = TimedAssistant(a)
         report = run_eval(questions, timed, judge="offline", progress=False)
@@ -233,6 +266,70 @@ def calibrate_judge(args: argparse.Namespace) -> int:
             ag = agreement(truth[sl], verdicts[sl])
             print(f"{name:<22} {part:>7} {ag.n:>4} {ag.undecided:>10} {ag.accuracy:>9.3f} {ag.kappa:>7.3f}  "
                   f"{ag.confusion}")
+    return 0
+
+
+def evidence_budget(args: argparse.Namespace) -> int:
+    """Offline (no model): how much of the gold evidence each evidence budget puts in the prompt.
+
+    For every answerable question: the share of its gold quotes that some chosen sentence overlaps,
+    and the share of the reference answer's numbers the evidence states; for all questions the
+    characters of the user message (the part of the prompt a server cannot cache). The fitted
+    scorer's selection over a grid of (papers, sentences per paper, characters), beside the old
+    lexical selection (5 papers x 2 sentences, 1,600 characters)."""
+    from assistant.answering.features import question_view
+    from assistant.answering.fitted import compose, score, shipped_model
+    from assistant.answering.generative import build_messages, evidence_from_candidates, select_evidence
+    from assistant.evaluation.questions import load_questions
+    from assistant.text import numbers_in
+    from benchmarks.answer_quality import CACHE, open_assistant
+
+    questions = load_questions(args.questions)[args.skip::args.every]
+    if args.limit is not None:
+        questions = questions[: args.limit]
+    a = open_assistant(args.home or default_home(args.questions), CACHE)
+    idf = a.index.lexical().idf
+    model = shipped_model()
+    grid = [(p, n, c) for p in (2, 3, 4, 5) for n in (1, 2) for c in (500, 700, 900, 1200, 1600)]
+    rows: dict[Any, dict[str, list[float]]] = {}
+
+    def add(key: Any, q: Any, evidence: list[Any]) -> None:
+        r = rows.setdefault(key, {"quotes": [], "numbers": [], "chars": []})
+        r["chars"].append(len(build_messages(q.question, evidence, structured=True)[1]["content"]))
+        if not q.answerable:
+            return
+        text = " ".join(s for ev in evidence for s in ev.sentences)
+        for e in q.evidence:
+            ab = next((ev for ev in evidence if ev.source.paper.title == e["title"]), None)
+            hit = False
+            if ab is not None:
+                abstract = ab.source.paper.abstract
+                qa = abstract.find(e["quote"])
+                qb = qa + len(e["quote"])
+                for sent in ab.sentences:
+                    sa = abstract.find(sent)
+                    hit = hit or (qa >= 0 and sa >= 0 and sa < qb and qa < sa + len(sent))
+            r["quotes"].append(float(hit))
+        gold = numbers_in(q.answer)
+        if gold:
+            r["numbers"].append(len(gold & numbers_in(text)) / len(gold))
+
+    for q in questions:
+        res = a.retriever.retrieve(q.question)
+        sources = res.sources
+        view = question_view(q.question, idf)
+        cands = score(model, view, sources, res.chunk_sims) if view is not None and sources else []
+        picked = compose(model, view, sources, cands).picked
+        add("lexical 5x2 1600", q, select_evidence(q.question, sources, idf))
+        for p_, n_, c_ in grid:
+            add((p_, n_, c_), q, evidence_from_candidates(sources, cands, picked, max_papers=p_, per_paper=n_,
+                                                          budget_chars=c_) if cands else [])
+    print(f"{len(questions)} questions from {args.questions} (skip {args.skip}, every {args.every})")
+    print(f"{'evidence (papers x per paper, chars)':<38} {'gold quotes':>11} {'gold numbers':>12} {'user chars':>10}")
+    for key, r in rows.items():
+        name = key if isinstance(key, str) else f"fitted {key[0]}x{key[1]} {key[2]}"
+        print(f"{name:<38} {sum(r['quotes']) / max(1, len(r['quotes'])):>11.3f} "
+              f"{sum(r['numbers']) / max(1, len(r['numbers'])):>12.3f} {sum(r['chars']) / len(r['chars']):>10.0f}")
     return 0
 
 

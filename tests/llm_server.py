@@ -207,6 +207,10 @@ def serve(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--parallel", type=int, default=1, help="slots (n_ctx is shared by them)")
+    parser.add_argument("--batch", type=int, default=0, help="n_batch (0: llama.cpp's default)")
+    parser.add_argument("--ubatch", type=int, default=0, help="n_ubatch (0: llama.cpp's default)")
+    parser.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto")
     args = parser.parse_args(argv)
     # Block the stop signals before the server's threads start, so they inherit the mask
     # and sigwait below is the one place the signal lands.
@@ -219,7 +223,13 @@ def serve(argv: list[str] | None = None) -> None:
     params.n_ctx = args.n_ctx
     params.port = args.port
     params.hostnames = ["127.0.0.1"]
-    params.n_parallel = 1
+    params.n_parallel = args.parallel
+    params.cache_prompt = True  # reuse the KV cache of a shared prompt prefix (llama.cpp's default)
+    if args.batch:
+        params.n_batch = args.batch
+    if args.ubatch:
+        params.n_ubatch = args.ubatch
+    params.flash_attn_type = {"auto": -1, "off": 0, "on": 1}[args.flash_attn]
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     server = xlc.Server(params)

@@ -9,6 +9,7 @@ demand (tests/test_llm_path.py runs the same path against the real local model).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,8 @@ import pytest
 
 from assistant.answering.generative import (
     _JsonTextStreamer,
+    build_messages,
+    evidence_from_candidates,
     format_evidence,
     parse_plain,
     parse_structured,
@@ -91,13 +94,18 @@ def llm_assistant(sample_home: Path, embed_cache: Path) -> Iterator[Callable[...
         server.close()
 
 
-def _arra_sentence(a: Assistant) -> tuple[int, str]:
-    """(1-based rank of the ARRA paper, its abstract sentence saying what it aligns with)."""
+def _arra_sentence(a: Assistant, server: ScriptedChat) -> tuple[int, str, int]:
+    """(the number the prompt gives the ARRA paper, its abstract sentence saying what it aligns with,
+    the paper's 1-based rank in the sources = the marker a shown answer uses), read from the prompt
+    a probe question sent: prompt numbers follow the evidence, not the retrieval rank."""
+    a.ask(ARRA_Q)
+    user = server.requests[-1]["messages"][1]["content"]
     sources = a.search(ARRA_Q, k=5)
-    for i, s in enumerate(sources, 1):
+    for rank, s in enumerate(sources, 1):
         if "ARRA" in s.paper.abstract:
             sent = next(x for x in s.paper.abstract.split(". ") if "align" in x and "ARRA" in x)
-            return i, sent.rstrip(".") + "."
+            (number,) = [int(n) for n, title in re.findall(r"Paper \[(\d+)\]: (.*)", user) if title == s.paper.title]
+            return number, sent.rstrip(".") + ".", rank
     raise AssertionError("ARRA not retrieved")
 
 
@@ -121,6 +129,50 @@ def test_evidence_is_best_sentences_per_paper_not_whole_abstracts(sample_assista
     assert len(block) < whole / 2
 
 
+def test_evidence_is_the_fitted_scorers_best_sentences_within_a_budget(sample_assistant: Assistant) -> None:
+    from assistant.answering.features import question_view
+    from assistant.answering.fitted import compose, score, shipped_model
+
+    q = "How much does the RLAIF-V 7B model reduce object hallucination?"
+    res = sample_assistant.retriever.retrieve(q)
+    idf = sample_assistant.index.lexical().idf
+    model = shipped_model()
+    view = question_view(q, idf)
+    cands = score(model, view, res.sources, res.chunk_sims)
+    picked = compose(model, view, res.sources, cands).picked
+    assert picked and "82.9" in picked[0].text  # the quantity question's answer states the number
+    evidence = evidence_from_candidates(res.sources, cands, picked, max_papers=2, per_paper=2, budget_chars=500)
+    assert [e.number for e in evidence] == list(range(1, len(evidence) + 1)) and 1 <= len(evidence) <= 2
+    assert picked[0].text in evidence[0].sentences  # the extractive answer's sentence leads, as paper [1]
+    sents = [x for e in evidence for x in e.sentences]
+    assert sum(map(len, sents)) <= 500 and all(1 <= len(e.sentences) <= 2 for e in evidence)
+    for e in evidence:  # exact sentences in abstract order; the marker is the paper's retrieval rank
+        assert res.sources[e.marker - 1] is e.source
+        positions = [e.source.paper.abstract.index(x) for x in e.sentences]
+        assert positions == sorted(positions)
+    best = max(cands, key=lambda c: c.score)
+    assert best.text in sents
+    # A budget smaller than the best sentence still gives the model that one sentence.
+    (only,) = evidence_from_candidates(res.sources, cands, picked, max_papers=3, per_paper=2, budget_chars=10)
+    assert only.sentences == [picked[0].text]
+
+
+def test_instructions_are_one_static_prefix_and_the_question_comes_last(sample_assistant: Assistant) -> None:
+    """A server caching prompts (llama.cpp cache_prompt) reads the instructions once: they must not
+    change with the question, and nothing fixed may follow the evidence."""
+    idf = sample_assistant.index.lexical().idf
+    questions = [ARRA_Q, "Which sourdough bread recipe uses the longest fermentation time?"]
+    for structured in (True, False):
+        msgs = [build_messages(q, select_evidence(q, sample_assistant.search(q, k=3), idf), structured=structured)
+                for q in questions]
+        assert msgs[0][0] == msgs[1][0] and msgs[0][0]["role"] == "system"
+        for q, (_, user) in zip(questions, msgs, strict=True):
+            assert user["content"].startswith("<<<SOURCES\nPaper [1]: ")
+            assert user["content"].endswith(f"SOURCES>>>\n\nQUESTION: {q}")
+    assert '"answerable": false' in build_messages(ARRA_Q, [], structured=True)[0]["content"]
+    assert REFUSAL in build_messages(ARRA_Q, [], structured=False)[0]["content"]
+
+
 # -- parsing -------------------------------------------------------------------------------------
 def test_structured_reply_with_fence_and_inline_markers() -> None:
     raw = '```json\n{"answerable": true, "sentences": [{"text": "X is 3% [2].", "sources": [1]}]}\n```'
@@ -129,6 +181,17 @@ def test_structured_reply_with_fence_and_inline_markers() -> None:
     assert m.sentences == [("X is 3%.", [1, 2])]
     refused = parse_structured('{"answerable": false, "sentences": []}')
     assert refused.answerable is False and refused.sentences == []
+
+
+def test_reply_cut_by_max_tokens_keeps_its_complete_sentences() -> None:
+    raw = ('{"answerable": true, "sentences": [{"text": "RLAIF-V 7B reduces object hallucination by 82.9% [2].", '
+           '"sources": [1]}, {"text": "It reduces overall hallucination by 42.1", "sour')
+    m = parse_structured(raw)
+    assert m.structured and m.answerable is True and m.raw == raw
+    assert m.sentences == [("RLAIF-V 7B reduces object hallucination by 82.9%.", [1, 2])]
+    assert m.parse_error == "JSON cut short; kept its 1 complete sentence(s)"
+    # Not the schema's start: plain-text parsing, as before.
+    assert parse_structured('{"foo": [1, 2').parse_error.startswith("not valid JSON")
 
 
 def test_unparsable_structured_reply_falls_back_to_plain_text() -> None:
@@ -143,10 +206,30 @@ def test_support_needs_coverage_and_every_number() -> None:
     passage = "TDPO improves win rate by 12% over DPO on Anthropic HH. It needs no reward model."
     assert support("TDPO improves the win rate by 12% over DPO.", [passage], None, 0.5).supported
     wrong = support("TDPO improves the win rate by 15% over DPO.", [passage], None, 0.5)
-    assert not wrong.supported and wrong.missing_numbers == ["15"]
+    assert not wrong.supported and wrong.missing_numbers == ["15%"]
     assert not support("Quantum chromodynamics explains hadron masses.", [passage], None, 0.5).supported
     named = support("KTO improves win rate by 12% over DPO on Anthropic HH.", [passage], None, 0.5)
-    assert not named.supported and named.missing_names == ["kto"]
+    assert not named.supported and named.missing_names == ["KTO"]
+
+
+def test_support_keeps_copied_figures_and_drops_a_foreign_name(sample_assistant: Assistant) -> None:
+    """The judge's number and name rules (one text layer): a sentence copying its source's figures is
+    kept however the source writes them (LaTeX "82.9\\%"), one naming a method the source does not
+    name is dropped -- the 1.5B model put "Magpie" on another paper's hardware figures."""
+    (src,) = [s for s in sample_assistant.search("RLAIF-V object hallucination 34B labeler", k=3)
+              if "82.9" in s.paper.abstract]
+    passage = f"{src.paper.title}. {src.paper.abstract}"
+    assert "82.9\\%" in src.paper.abstract
+    idf = sample_assistant.index.lexical().idf
+    kept = support("Using a 34B model as labeler, the RLAIF-V 7B model reduces object hallucination by 82.9% "
+                   "and overall hallucination by 42.1%.", [passage], idf, 0.5)
+    assert kept.supported and kept.missing_numbers == [] and kept.missing_names == []
+    wrong = support("The RLAIF-V 7B model reduces object hallucination by 82.9% and overall hallucination by 52.1%.",
+                    [passage], idf, 0.5)
+    assert not wrong.supported and wrong.missing_numbers == ["52.1%"]
+    foreign = support("Using a 34B model as labeler, Magpie reduces object hallucination by 82.9%.", [passage],
+                      idf, 0.5)
+    assert not foreign.supported and foreign.missing_names == ["Magpie"]
 
 
 P3O_TITLE = "Pairwise Proximal Policy Optimization: Harnessing Relative Feedback for LLM Alignment"
@@ -205,8 +288,7 @@ def test_stream_shows_sentence_text_not_json() -> None:
 
 # -- the whole step, against an HTTP endpoint ----------------------------------------------------
 def test_supported_sentence_kept_invented_figure_dropped(llm_assistant: Callable[..., Any]) -> None:
-    probe, _ = llm_assistant([])
-    n, sent = _arra_sentence(probe)
+    n, sent, _ = _arra_sentence(*llm_assistant(["{}"]))
     reply = {"answerable": True, "sentences": [{"text": sent, "sources": [n]},
                                                 {"text": "ARRA improves accuracy by 97.5% on every benchmark.",
                                                  "sources": [n]}]}
@@ -219,7 +301,7 @@ def test_supported_sentence_kept_invented_figure_dropped(llm_assistant: Callable
     assert "Paper [1]:" in prompt and ARRA_Q in prompt
     assert not ans.refused and "97.5" not in ans.text
     (dropped,) = ans.checks["dropped_sentences"]
-    assert "97.5" in dropped["sentence"] and dropped["reason"].endswith("numbers not in the cited abstracts: 97.5")
+    assert "97.5" in dropped["sentence"] and "numbers not in the cited abstracts: 97.5%" in dropped["reason"]
     assert ans.checks["usage"] == {"prompt_tokens": 321, "completion_tokens": 12}
     for c in ans.citations:  # every shown citation carries an exact quote of its abstract
         assert c.quote and c.quote in a.get_paper(c.paper_id).abstract
@@ -227,8 +309,7 @@ def test_supported_sentence_kept_invented_figure_dropped(llm_assistant: Callable
 
 
 def test_misnumbered_citation_is_recited_to_the_paper_that_says_it(llm_assistant: Callable[..., Any]) -> None:
-    probe, _ = llm_assistant([])
-    n, sent = _arra_sentence(probe)
+    n, sent, _ = _arra_sentence(*llm_assistant(["{}"]))
     wrong = 1 if n != 1 else 2
     a, _ = llm_assistant([json.dumps({"answerable": True, "sentences": [{"text": sent, "sources": [wrong]}]})])
     ans = a.ask(ARRA_Q)
@@ -266,8 +347,7 @@ def test_model_answers_without_evidence_is_refused_by_default(llm_assistant: Cal
 
 
 def test_server_without_json_schema_gets_plain_text(llm_assistant: Callable[..., Any]) -> None:
-    probe, _ = llm_assistant([])
-    n, sent = _arra_sentence(probe)
+    n, sent, _ = _arra_sentence(*llm_assistant(["{}"]))
     a, server = llm_assistant([f"{sent[:-1]} [{n}]."], reject_schema=True)
     ans = a.ask(ARRA_Q)
     assert len(server.requests) == 2 and "response_format" not in server.requests[1]

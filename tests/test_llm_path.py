@@ -80,6 +80,25 @@ def test_answerable_question_gets_checked_citations(assistant: Assistant, questi
     assert ans.checks["usage"]["prompt_tokens"] > 0
 
 
+def test_instructions_are_read_once_by_a_caching_server(qwen: ServerHandle, assistant: Assistant) -> None:
+    """llama.cpp's server keeps the last prompt's KV cache (cache_prompt): the instructions are one
+    fixed prefix, so a second question reads only its evidence and question. Token counts are the
+    server's own; max_tokens=1 keeps it cheap."""
+    from assistant.answering.generative import build_messages, select_evidence
+    from assistant.llm import ChatClient
+
+    client = ChatClient(assistant.settings)
+    idf = assistant.index.lexical().idf
+    usages = []
+    for q in (ANSWERABLE[0], UNANSWERABLE):
+        msgs = build_messages(q, select_evidence(q, assistant.search(q, k=3), idf), structured=True)
+        client.complete(msgs, max_tokens=1)
+        usages.append(client.last_usage)
+    _, second = usages
+    assert second is not None and second["cached_tokens"] >= 100, second  # the system prompt: ~150 tokens
+    assert second["prompt_tokens"] - second["cached_tokens"] < second["prompt_tokens"] * 0.75
+
+
 def test_unanswerable_question_is_refused(assistant: Assistant) -> None:
     ans = assistant.ask(UNANSWERABLE)
     _assert_checked(assistant, ans)

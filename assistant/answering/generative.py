@@ -29,9 +29,9 @@ from ..records import REFUSAL, Source
 from ..text import (
     best_window,
     content_tokens,
-    name_tokens,
-    numbers_in,
+    missing_terms,
     query_tokens,
+    required_terms,
     split_sentences,
     unstated_qualifiers,
 )
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from ..settings import Settings
+    from .features import Candidate
 
 Idf = Callable[[list[str]], dict[str, float]]
 
@@ -81,6 +82,48 @@ class PaperEvidence:
     """1-based paper number in the prompt (= the [n] the model cites)."""
     source: Source
     sentences: list[str]
+    source_number: int = 0
+    """1-based position of the paper in the retrieved sources (= the [n] of the shown answer);
+    0 means the same as ``number``."""
+
+    @property
+    def marker(self) -> int:
+        return self.source_number or self.number
+
+
+def evidence_from_candidates(sources: Sequence[Source], cands: Sequence[Candidate], picked: Sequence[Candidate], *,
+                             max_papers: int = 3, per_paper: int = 2, budget_chars: int = 900) -> list[PaperEvidence]:
+    """Evidence chosen by the fitted sentence scorer (the extractive answerer's): the sentences the
+    extractive answer picked first (for a quantity question, the one stating the number), then the
+    best-scored others, at most ``per_paper`` from each of at most ``max_papers`` papers within
+    ``budget_chars`` (the first sentence always fits). Papers are numbered in the order of their
+    best sentence, so [1] holds the strongest evidence; sentences keep their abstract order.
+
+    Fewer, better sentences: the evidence is the part of the prompt no server can cache, and a
+    small model on 2 cores reads ~76 tokens/s (defaults measured on the fit split,
+    ``benchmarks/llm_path.py --evidence-budget``)."""
+    chosen: list[Candidate] = []
+    seen: set[tuple[int, int]] = set()
+    papers: dict[int, int] = {}
+    used = 0
+    ranked = sorted(cands, key=lambda c: (-c.score, c.source_index, c.start))
+    for c in [*picked, *ranked]:
+        key = (c.source_index, c.start)
+        if key in seen or c.source_index >= len(sources):
+            continue
+        if c.source_index not in papers and len(papers) >= max_papers:
+            continue
+        if papers.get(c.source_index, 0) >= per_paper or (chosen and used + len(c.text) > budget_chars):
+            continue
+        seen.add(key)
+        chosen.append(c)
+        papers[c.source_index] = papers.get(c.source_index, 0) + 1
+        used += len(c.text)
+    out: list[PaperEvidence] = []
+    for number, si in enumerate(dict.fromkeys(c.source_index for c in chosen), 1):
+        sents = sorted((c for c in chosen if c.source_index == si), key=lambda c: c.start)
+        out.append(PaperEvidence(number, sources[si], [c.text for c in sents], si + 1))
+    return out
 
 
 def select_evidence(question: str, sources: Sequence[Source], idf: Idf | None, *, max_papers: int = 5,
@@ -142,10 +185,14 @@ def format_evidence(evidence: Sequence[PaperEvidence]) -> str:
 
 
 def build_messages(question: str, evidence: Sequence[PaperEvidence], *, structured: bool) -> list[dict[str, str]]:
-    user = "answer_user_json" if structured else "answer_user"
+    """System message: every instruction, identical for every question (a server that caches
+    prompts, like llama.cpp's ``cache_prompt``, reads it once); user message: only what varies,
+    the evidence and the question, last."""
+    system = "answer_system_json" if structured else "answer_system"
     return [
-        {"role": "system", "content": load_prompt("answer_system").strip()},
-        {"role": "user", "content": render(user, sources=format_evidence(evidence), question=question).strip()},
+        {"role": "system", "content": load_prompt(system).strip()},
+        {"role": "user", "content": render("answer_user", sources=format_evidence(evidence),
+                                           question=question).strip()},
     ]
 
 
@@ -172,6 +219,9 @@ def parse_structured(raw: str) -> ModelAnswer:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
+        if text.startswith("{") and (cut := _salvage(text)) is not None:
+            cut.raw = raw
+            return cut  # cut by max_tokens: its complete sentences still count
         out = parse_plain(raw)
         out.parse_error = f"not valid JSON ({exc.msg}); parsed as plain text"
         return out
@@ -190,6 +240,27 @@ def parse_structured(raw: str) -> ModelAnswer:
         if body:
             sentences.append((body, nums))
     return ModelAnswer(raw, answerable if isinstance(answerable, bool) else None, sentences, True)
+
+
+_ITEM = re.compile(r'\{\s*"text"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"sources"\s*:\s*\[([\d,\s]*)\]\s*\}')
+_ANSWERABLE = re.compile(r'^\{\s*"answerable"\s*:\s*(true|false)\b')
+
+
+def _salvage(text: str) -> ModelAnswer | None:
+    """The complete sentences of a structured reply cut short (``max_answer_tokens``); None when
+    it does not start like the answer schema."""
+    head = _ANSWERABLE.match(text)
+    if head is None:
+        return None
+    sentences: list[tuple[str, list[int]]] = []
+    for m in _ITEM.finditer(text):
+        body, inline = _split_markers(json.loads(m.group(1)))
+        nums = [int(n) for n in re.findall(r"\d+", m.group(2))]
+        nums += [n for n in inline if n not in nums]
+        if body:
+            sentences.append((body, nums))
+    return ModelAnswer(text, head.group(1) == "true", sentences, True,
+                       f"JSON cut short; kept its {len(sentences)} complete sentence(s)")
 
 
 def parse_plain(raw: str) -> ModelAnswer:
@@ -254,26 +325,23 @@ def _coverage(sentence: str, passages: Sequence[str], idf: Idf | None) -> float:
 
 
 def support(sentence: str, passages: Sequence[str], idf: Idf | None, min_coverage: float) -> Support:
-    """Do the cited passages support ``sentence``? Lexical, deterministic: the idf-weighted share of
-    its content words found in them must reach ``min_coverage``, every number and name it states
-    must be in them (a fluent sentence with a wrong figure or model name is the error a small model
-    makes), and a negation, absolute or contrast it states must be in the sentence(s) it restates
-    ("P3O operates directly on comparative rewards, while PPO does not": the source says the first
-    half only) -- the offline judge's qualifier rule, from the text layer."""
-    have: set[str] = set()
-    for p in passages:
-        have.update(content_tokens(p))
+    """Do the cited passages support ``sentence``? Lexical, deterministic, and the offline judge's
+    rules from the text layer: the idf-weighted share of its content words found in them must reach
+    ``min_coverage``; every number (with its % sign) and name it states must be in them (a fluent
+    sentence with a wrong figure or model name is the error a small model makes; one copying its
+    source's figures keeps them); and a negation, absolute or contrast it states must be in the
+    sentence(s) it restates ("P3O operates directly on comparative rewards, while PPO does not":
+    the source says the first half only)."""
     coverage = _coverage(sentence, passages, idf)
-    in_passages = set().union(*(numbers_in(p) for p in passages)) if passages else set()
-    missing = sorted(n for n in numbers_in(sentence) if n not in in_passages)
-    # Names (acronyms, mixed case: a method, model or dataset) must be in what is cited too.
-    names = sorted(t for t in name_tokens(sentence) if t not in have and not t.isdigit())
+    missing = missing_terms(sentence, passages)
+    numbers = [t.text for t in required_terms(sentence) if t.kind == "number" and t.text in missing]
+    names = [m for m in missing if m not in numbers]
     unstated: list[str] = []
     if unstated_qualifiers(sentence, ""):
         where = best_window(sentence, passages, lambda s, w: _coverage(s, [w], idf))
         unstated = unstated_qualifiers(sentence, where)
-    ok = coverage >= min_coverage and not missing and not names and not unstated
-    return Support(ok, round(coverage, 3), missing, names, unstated)
+    ok = coverage >= min_coverage and not missing and not unstated
+    return Support(ok, round(coverage, 3), numbers, names, unstated)
 
 
 # -- the whole step ------------------------------------------------------------------------------
@@ -335,15 +403,16 @@ class _JsonTextStreamer:
 def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf | None = None,
              on_token: Callable[[str], None] | None = None, max_tokens: int | None = None,
              structured: str = "auto", max_papers: int = 5, per_paper: int = 2, budget_chars: int = 1600,
-             min_support: float = 0.5) -> Generation:
+             min_support: float = 0.5, evidence: list[PaperEvidence] | None = None) -> Generation:
     """Ask the model with evidence sentences, parse its reply and keep only cited, supported sentences.
 
     ``structured``: "json_schema" asks for the answer schema, "off" for plain text, "auto" tries
     the schema and falls back to plain text for the rest of the client's life when the server
     rejects it (HTTP 400/422).
     """
-    evidence = select_evidence(question, sources, idf, max_papers=max_papers, per_paper=per_paper,
-                               budget_chars=budget_chars)
+    if evidence is None:
+        evidence = select_evidence(question, sources, idf, max_papers=max_papers, per_paper=per_paper,
+                                   budget_chars=budget_chars)
     checks: dict[str, Any] = {}
     t0 = time.perf_counter()
     use_schema = structured == "json_schema" or (structured == "auto" and
@@ -414,7 +483,7 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
             continue
         end = body[-1] if body[-1] in ".!?" else "."
         core = body[:-1] if body[-1] in ".!?" else body
-        kept.append(core + "".join(f" [{n}]" for n in valid) + end)
+        kept.append(core + "".join(f" [{evidence[n - 1].marker}]" for n in valid) + end)
     checks["dropped_sentences"] = dropped
     if recited:
         checks["recited_sentences"] = recited
@@ -426,21 +495,36 @@ def answer_with_llm(client: Any, question: str, sources: Sequence[Source], setti
                     chunk_sims: dict[str, float] | None = None) -> tuple[str, dict[str, Any]]:
     """The openai backend's answer text (markers numbered as ``sources``) and its checks.
 
-    Refusal is the checker's decision with the model's help: the model's verdict (``answerable``
-    false, or no sentence surviving the support check) is set beside the evidence decision of the
-    offline extractive answerer; when they disagree, ``checks["disagreement"]`` says how, and
-    ``llm.refusal_fallback`` / ``llm.require_evidence`` choose the outcome.
+    The fitted extractive model (the offline backend's, ``extractive.model_file``) scores every
+    sentence of the retrieved papers: its best sentences are the model's evidence, and its
+    answer-or-refuse decision is the evidence check. Refusal is the checker's decision with the
+    model's help: the model's verdict (``answerable`` false, or no sentence surviving the support
+    check) is set beside that evidence decision; when they disagree, ``checks["disagreement"]``
+    says how, and ``llm.refusal_fallback`` / ``llm.require_evidence`` choose the outcome.
     """
-    from .extractive import answer as extract
+    from pathlib import Path
+
+    from .features import question_view
+    from .fitted import compose, load_model, score, shipped_model
 
     cfg = settings.llm
+    ext = None
+    evidence = None
+    if idf is not None:
+        path = settings.extractive.model_file
+        model = load_model(Path(path).expanduser()) if path else shipped_model()
+        view = question_view(question, idf)
+        cands = score(model, view, sources, chunk_sims) if view is not None and sources else []
+        ext = compose(model, view, sources, cands)
+        if cands:
+            evidence = evidence_from_candidates(sources, cands, ext.picked, max_papers=cfg.evidence_papers,
+                                                per_paper=cfg.evidence_sentences, budget_chars=cfg.evidence_chars)
     gen = generate(client, question, sources, idf=idf, on_token=on_token, max_tokens=cfg.max_answer_tokens,
                    structured=cfg.structured, max_papers=cfg.evidence_papers, per_paper=cfg.evidence_sentences,
-                   budget_chars=cfg.evidence_chars, min_support=cfg.min_support)
+                   budget_chars=cfg.evidence_chars, min_support=cfg.min_support, evidence=evidence)
     checks = dict(gen.checks)
     checks["raw_answer"] = gen.model.raw
     checks["model_answerable"] = gen.model.answerable
-    ext = extract(question, sources, idf, settings.extractive, chunk_sims=chunk_sims) if idf is not None else None
     evidence_answers = ext is not None and not ext.refused
     checks["evidence_answers"] = evidence_answers
     if ext is not None and ext.refused:

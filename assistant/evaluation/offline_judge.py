@@ -17,7 +17,6 @@ weight (rare = informative).
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,11 +25,12 @@ from typing import Any
 
 from ..settings import JudgeSettings
 from ..text import (
-    STOPWORDS,
+    RequiredTerm,  # noqa: F401 - re-exported: the judge's terms are the text layer's
     best_window,
     bm25_idf,
     content_tokens,
-    raw_tokens,
+    missing_terms,
+    required_terms,  # noqa: F401
     sentence_windows,
     strip_markers,
     unstated_qualifiers,
@@ -44,12 +44,6 @@ from .metrics import AnswerSentence
 THRESHOLD_LEXICAL = JudgeSettings().threshold_lexical
 THRESHOLD_SEMANTIC = JudgeSettings().threshold_semantic
 COSINE_WEIGHT = JudgeSettings().cosine_weight
-
-_WORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-./%]|,(?=\d))*")
-_NUMBER = re.compile(r"^\d+(?:[.,]\d+)*%?$")
-_NUMBER_WORD = re.compile(r"^(\d+(?:[.,]\d+)*)-[a-z]+$")
-_HAS_DIGIT_AND_ALPHA = re.compile(r"(?=.*\d)(?=.*[A-Za-z])")
-
 
 #: The qualifiers (text.QUALIFIERS) this judge checks; its thresholds were calibrated with these two.
 JUDGE_QUALIFIERS = ("negation", "absolute")
@@ -76,53 +70,6 @@ def idf_from_texts(texts: Sequence[str]) -> dict[str, float]:
     out = {t: bm25_idf(n, d) for t, d in df.items()}
     out[""] = bm25_idf(n, 0)  # weight of an unseen word
     return out
-
-
-@dataclass
-class RequiredTerm:
-    text: str
-    kind: str
-    """number | name"""
-
-
-def required_terms(sentence: str) -> list[RequiredTerm]:
-    """Numbers (keeping a % sign) and names in a sentence: what cited passages must contain verbatim."""
-    out: list[RequiredTerm] = []
-    bare = strip_markers(sentence)
-    for i, m in enumerate(_WORD.finditer(bare)):
-        word = m.group(0).rstrip(".-/")
-        if not word:
-            continue
-        if _NUMBER.match(word):
-            out.append(RequiredTerm(word, "number"))
-        elif m2 := _NUMBER_WORD.match(word):  # 10-point, 5-shot, 3-fold: the number is the fact
-            out.append(RequiredTerm(m2.group(1), "number"))
-        elif not any(c.isalpha() for c in word):  # ranges and ratios: 0.5-1.0, 3/4
-            out.extend(RequiredTerm(p, "number") for p in re.split(r"[-/]", word) if _NUMBER.match(p))
-        elif (any(c.isupper() for c in word[1:]) or _HAS_DIGIT_AND_ALPHA.match(word)
-              or (i > 0 and word[0].isupper() and word.lower() not in STOPWORDS)):
-            out.append(RequiredTerm(word, "name"))
-    return out
-
-
-_PASSAGE_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s?\\?(?:%|percent\b))?")  # LaTeX sources write \%
-
-
-def _norm_number(num: str) -> str:
-    """1,000 -> 1000 (thousands separators), 0,5 stays 0,5 (a decimal comma is not a separator)."""
-    return num.replace(",", "") if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", num) else num
-
-
-def passage_numbers(text: str) -> set[tuple[str, bool]]:
-    """(number, followed by % or 'percent') pairs in a passage."""
-    return {(_norm_number(m.group(1).rstrip(".,")), bool(m.group(2))) for m in _PASSAGE_NUMBER.finditer(text)}
-
-
-def _number_present(num: str, found: set[tuple[str, bool]]) -> bool:
-    core = _norm_number(num.rstrip("%"))
-    if num.endswith("%"):
-        return (core, True) in found
-    return (core, True) in found or (core, False) in found
 
 
 @dataclass
@@ -174,22 +121,9 @@ class OfflineJudge:
         return sum(self.idf.get(w, unseen) for w in words & have) / total
 
     def missing_terms(self, sentence: str, passages: Sequence[str]) -> list[str]:
-        text = " ".join(passages)
-        numbers = passage_numbers(text)
-        raw = set(raw_tokens(text))
-        stems = set(content_tokens(text))
-        missing: list[str] = []
-        for term in required_terms(sentence):
-            if term.kind == "number":
-                ok = _number_present(term.text, numbers)
-            else:
-                # In a compound, plain lower-case parts are ordinary words ("55B-parameter"): coverage weighs them.
-                parts = [p.lower() for p in re.split(r"[-./%]", term.text)
-                         if p and not (p.isalpha() and p.islower())]
-                ok = all(p in raw for p in parts) or (
-                    bool(content_tokens(term.text)) and set(content_tokens(term.text)) <= stems)
-            if not ok and term.text not in missing:
-                missing.append(term.text)
+        """Numbers and names absent from the passages (text.missing_terms), then negations and
+        absolutes absent from the part of the passages the sentence restates."""
+        missing = missing_terms(sentence, passages)
         if unstated_qualifiers(sentence, "", JUDGE_QUALIFIERS):
             # A negation or absolute must be in the part of the passages the sentence restates.
             where = self.best_window(sentence, passages)
