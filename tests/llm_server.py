@@ -149,7 +149,8 @@ class ServerHandle:
 
 
 def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n_ctx: int = 2048,
-                       threads: int = 1, ready_timeout: float = READY_TIMEOUT) -> ServerHandle:
+                       threads: int = 1, ready_timeout: float = READY_TIMEOUT, parallel: int = 1,
+                       flash_attn: str = "auto", batch: int = 0, ubatch: int = 0) -> ServerHandle:
     """Run llama.cpp's server on a loopback port and wait until it serves /v1/models.
 
     One thread by default: with 2 on a 2-core box that is also running pytest and other
@@ -158,7 +159,10 @@ def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n
     stops the spinning; 2 threads then ran the 1.5B model at 6-18 tok/s on a loaded box
     where spinning gave 0.5.) Pass ``port`` to restart a server on the same address.
     Raises RuntimeError with the server log tail when it exits or is not ready within
-    ``ready_timeout`` seconds.
+    ``ready_timeout`` seconds. ``parallel`` slots share ``n_ctx``; one slot keeps the last
+    prompt's KV cache, so a fixed prompt prefix is read once (``cache_prompt``, on). ``flash_attn``,
+    ``batch`` and ``ubatch`` (0 = llama.cpp's default) are for benchmarks/llm_server_flags.py; the
+    xllamacpp server only.
     """
     kind = server_kind() or "xllamacpp"
     port = port or free_port()
@@ -166,7 +170,8 @@ def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     if kind == "xllamacpp":
         cmd = [sys.executable, str(Path(__file__).resolve()), "--model", str(gguf), "--port", str(port),
-               "--n-ctx", str(n_ctx), "--threads", str(threads)]
+               "--n-ctx", str(n_ctx), "--threads", str(threads), "--parallel", str(parallel),
+               "--flash-attn", flash_attn, "--batch", str(batch), "--ubatch", str(ubatch)]
     else:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
                "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads)]
