@@ -183,6 +183,14 @@ def test_structured_reply_with_fence_and_inline_markers() -> None:
     assert refused.answerable is False and refused.sentences == []
 
 
+def test_two_sentences_in_one_item_both_cite_its_sources() -> None:
+    """The 1.5B model wrote 'X proposes ... drop. It considers ...' as one item: the checker would have
+    shown the first sentence uncited."""
+    m = parse_structured('{"answerable": true, "sentences": [{"text": "AIM merges visual tokens. It also '
+                         'prunes them inside the LLM [3].", "sources": [1]}]}')
+    assert m.sentences == [("AIM merges visual tokens.", [1]), ("It also prunes them inside the LLM.", [1, 3])]
+
+
 def test_reply_cut_by_max_tokens_keeps_its_complete_sentences() -> None:
     raw = ('{"answerable": true, "sentences": [{"text": "RLAIF-V 7B reduces object hallucination by 82.9% [2].", '
            '"sources": [1]}, {"text": "It reduces overall hallucination by 42.1", "sour')

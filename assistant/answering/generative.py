@@ -234,12 +234,21 @@ def parse_structured(raw: str) -> ModelAnswer:
     for item in data.get("sentences") or []:
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             continue
-        body, inline = _split_markers(item["text"])
         nums = [n for n in item.get("sources") or [] if isinstance(n, int) and not isinstance(n, bool)]
-        nums += [n for n in inline if n not in nums]
-        if body:
-            sentences.append((body, nums))
+        sentences += _item_sentences(item["text"], nums)
     return ModelAnswer(raw, answerable if isinstance(answerable, bool) else None, sentences, True)
+
+
+def _item_sentences(text: str, sources: list[int]) -> list[tuple[str, list[int]]]:
+    """One structured item's text as sentences, each citing the item's sources (and its own inline
+    markers): a small model puts two sentences in one "text", and the second must not be shown
+    without a citation."""
+    out: list[tuple[str, list[int]]] = []
+    for a, b in _sentence_spans(text):
+        body, inline = _split_markers(text[a:b])
+        if body:
+            out.append((body, sources + [n for n in inline if n not in sources]))
+    return out
 
 
 _ITEM = re.compile(r'\{\s*"text"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"sources"\s*:\s*\[([\d,\s]*)\]\s*\}')
@@ -254,11 +263,7 @@ def _salvage(text: str) -> ModelAnswer | None:
         return None
     sentences: list[tuple[str, list[int]]] = []
     for m in _ITEM.finditer(text):
-        body, inline = _split_markers(json.loads(m.group(1)))
-        nums = [int(n) for n in re.findall(r"\d+", m.group(2))]
-        nums += [n for n in inline if n not in nums]
-        if body:
-            sentences.append((body, nums))
+        sentences += _item_sentences(json.loads(m.group(1)), [int(n) for n in re.findall(r"\d+", m.group(2))])
     return ModelAnswer(text, head.group(1) == "true", sentences, True,
                        f"JSON cut short; kept its {len(sentences)} complete sentence(s)")
 
