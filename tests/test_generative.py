@@ -284,6 +284,22 @@ def test_paper_numbers_become_titles(sample_assistant: Assistant) -> None:
     assert named == f'"{sources[1].paper.title}" aligns X.' and refs == [2] and nums == [2]
 
 
+def test_a_title_with_a_question_mark_does_not_split_the_sentence_naming_it(sample_assistant: Assistant) -> None:
+    """'Paper [2] proposes R-TSVM' became '"Mix Data or Merge Models? Balancing ..." proposes R-TSVM', which
+    the checker read as two sentences, the first uncited (validation slice, 1.5B model)."""
+    from assistant.answering.generative import PaperEvidence, _name_papers
+    from assistant.text import answer_sentence_spans
+
+    (src,) = [s for s in sample_assistant.search("Mix Data or Merge Models? helpfulness honesty harmlessness", k=5)
+              if s.paper.title.startswith("Mix Data or Merge Models? ")]
+    named, refs = _name_papers("Paper 1 proposes R-TSVM, a reweighting-enhanced merging method.",
+                               [PaperEvidence(1, src, [])])
+    assert named == '"Mix Data or Merge Models?" proposes R-TSVM, a reweighting-enhanced merging method.'
+    assert refs == [1]
+    text, spans = answer_sentence_spans(named + " [1]")
+    assert len(spans) == 1
+
+
 def test_stream_shows_sentence_text_not_json() -> None:
     shown: list[str] = []
     stream = _JsonTextStreamer(shown.append)
