@@ -187,7 +187,7 @@ def test_reference_markers_inside_abstracts_never_reach_the_model(llm_server: Se
     real_complete = client.complete
 
     def recording_complete(messages: list[dict[str, str]], **kw: object) -> str:
-        sent.append("\n".join(m["content"] for m in messages))
+        sent.append(messages[-1]["content"])  # the evidence: the system prompt only names the fence
         return real_complete(messages, **kw)
 
     client.complete = recording_complete
