@@ -87,6 +87,10 @@ class Retrieval:
     timings_ms: dict[str, float] = field(default_factory=dict)
     chunk_sims: dict[str, float] = field(default_factory=dict)
     """Cosine similarity of each dense-retrieved chunk to the query."""
+    sentence_sims: dict[tuple[str, int, int], float] = field(default_factory=dict)
+    """Cosine similarity to the query of every stored sentence vector of the returned sources,
+    keyed (paper_id, start, end) with the offsets of ``text.split_sentences(abstract)``; a
+    sentence (or paper) without a stored vector is absent. Empty in ``bm25`` mode."""
 
 
 class HybridRetriever:
@@ -110,6 +114,7 @@ class HybridRetriever:
         dense_best: dict[str, float] = {}
         dense_chunks: dict[str, list[str]] = {}
         chunk_sims: dict[str, float] = {}
+        qvec = None
         if mode in ("hybrid", "dense"):
             t = time.perf_counter()
             qvec = self.embedder.embed_query(query)
@@ -154,4 +159,24 @@ class HybridRetriever:
             sources.append(Source(rank=i + 1, paper=paper, score=fused[pid], chunks=chunk_list,
                                   dense_score=dense_best.get(pid)))
         timings["fuse"] = (time.perf_counter() - t) * 1000
-        return Retrieval(sources=sources, timings_ms=timings, chunk_sims=chunk_sims)
+        sentence_sims: dict[tuple[str, int, int], float] = {}
+        if qvec is not None and sources and s.index.sentence_vectors:
+            t = time.perf_counter()
+            sentence_sims = self.sentence_sims(qvec, sources)
+            timings["sentences"] = (time.perf_counter() - t) * 1000
+        return Retrieval(sources=sources, timings_ms=timings, chunk_sims=chunk_sims, sentence_sims=sentence_sims)
+
+    def sentence_sims(self, qvec: Any, sources: list[Source]) -> dict[tuple[str, int, int], float]:
+        """Cosine of ``qvec`` with each stored vector of the sources' abstract sentences: one
+        batched fetch by id and one matrix product (vectors are unit length), no model call."""
+        import numpy as np
+
+        from .index.vectors import paper_sentences, sentence_id
+
+        keys = [(src.paper.paper_id, a, b) for src in sources for a, b in paper_sentences(src.paper)]
+        stored = self.index.vectors.sentences.get([sentence_id(*k) for k in keys])
+        if not stored:
+            return {}
+        have = [k for k in keys if sentence_id(*k) in stored]
+        sims = np.stack([stored[sentence_id(*k)] for k in have]) @ np.asarray(qvec, dtype=np.float32)
+        return {k: float(v) for k, v in zip(have, sims.tolist(), strict=True)}

@@ -78,6 +78,9 @@ class IndexSettings(_Section):
     """Seconds before a Chroma server request fails (never hang on a stopped server)."""
     collection: str = Field("papers", min_length=1, max_length=63)
     """Chroma collection name."""
+    sentence_vectors: bool = True
+    """Embed every abstract sentence at ingest (collection NAME.sentences) so answerers score
+    candidate sentences against the question with no model call; off = chunks only (faster ingest)."""
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IndexSettings:
