@@ -128,6 +128,17 @@ class HybridRetriever:
                     dense_best[pid] = sim
                 dense_chunks.setdefault(pid, []).append(cid)
                 chunk_sims[cid] = sim
+        sent_rank: dict[str, int] = {}
+        sent_best: dict[str, float] = {}
+        if qvec is not None and s.retrieval.sentence_weight > 0 and s.index.sentence_vectors:
+            # Each paper's best-matching sentence, as a third signal beside its best chunk and BM25.
+            t = time.perf_counter()
+            for pid, _, _, sim in self.index.vectors.sentences.query(qvec, s.retrieval.sentence_candidates,
+                                                                      where=chroma_where(lo, hi)):
+                if pid not in sent_rank:
+                    sent_rank[pid] = len(sent_rank) + 1
+                    sent_best[pid] = sim
+            timings["dense_sentences"] = (time.perf_counter() - t) * 1000
 
         lex_rank: dict[str, int] = {}
         lex_score: dict[str, float] = {}
@@ -142,9 +153,11 @@ class HybridRetriever:
         t = time.perf_counter()
         r = s.retrieval
         if r.fusion == "rrf":
-            fused = rrf_fuse([(dense_rank, r.dense_weight), (lex_rank, r.bm25_weight)], r.rrf_k)
+            fused = rrf_fuse([(dense_rank, r.dense_weight), (lex_rank, r.bm25_weight),
+                              (sent_rank, r.sentence_weight)], r.rrf_k)
         else:
-            fused = zscore_fuse([(dense_best, r.dense_weight), (lex_score, r.bm25_weight)])
+            fused = zscore_fuse([(dense_best, r.dense_weight), (lex_score, r.bm25_weight),
+                                 (sent_best, r.sentence_weight)])
         ranked = sorted(fused, key=lambda p: (-fused[p], p))
         # Vectors of a paper the catalogue does not know (a killed ingest) are ignored.
         papers = self.index.catalogue.get_many(ranked[: k * 2])

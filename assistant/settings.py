@@ -102,6 +102,11 @@ class RetrievalSettings(_Section):
     bm25_weight: float = Field(0.5, ge=0)
     candidates: int = Field(50, ge=1, le=10000)
     """Chunks fetched from each retriever before fusion."""
+    sentence_weight: float = Field(0.0, ge=0)
+    """Weight of a third signal, each paper's best sentence-vector similarity (needs
+    index.sentence_vectors); 0 = off."""
+    sentence_candidates: int = Field(200, ge=1, le=10000)
+    """Nearest sentences fetched for that signal (sentence_weight > 0)."""
 
 
 class LLMSettings(_Section):
