@@ -58,6 +58,12 @@ def main() -> None:
           f"({rates[True]:.1f} vs {rates[False]:.1f})")
 
 
+def _cpu() -> float:
+    """CPU seconds used by this process (all threads) so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run(corpus: Path, home: Path, sentences: bool, uncached: bool, batch: int) -> float:
     """Ingest ``corpus`` into ``home``; print and return papers/s."""
     from assistant.api import Assistant
@@ -70,12 +76,12 @@ def run(corpus: Path, home: Path, sentences: bool, uncached: bool, batch: int) -
     embedder = get_embedder(a.settings) if uncached else None
     if embedder is not None:
         embedder.embed(["warm up"])  # model load outside the timing
-    t = time.perf_counter()
     from assistant.cli.progress import reporter
 
+    cpu0, t = _cpu(), time.perf_counter()
     with reporter() as progress:
         rep = ingest(a.index, [corpus], reporter=progress, batch_papers=batch, embedder=embedder)
-    secs = time.perf_counter() - t
+    secs, cpu = time.perf_counter() - t, _cpu() - cpu0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     done = rep.new + rep.updated
     print(f"[sentence_vectors={'on' if sentences else 'off'}{', uncached' if uncached else ''}] {home}")
@@ -83,7 +89,8 @@ def run(corpus: Path, home: Path, sentences: bool, uncached: bool, batch: int) -
     print(f"texts: {rep.chunks_written} chunks + {rep.sentences_written} sentences; time {secs:.0f} s "
           f"(embedding {rep.embed_seconds:.0f} s)")
     print(f"throughput: {done / secs:.1f} papers/s, {(rep.chunks_written + rep.sentences_written) / secs:.1f} "
-          f"texts/s; peak RSS {rss:.0f} MB", flush=True)
+          f"texts/s; peak RSS {rss:.0f} MB; CPU {cpu:.0f} s ({done / cpu if cpu else 0:.1f} papers per CPU-s: "
+          "less sensitive than wall time to other work on the machine)", flush=True)
     return done / secs if secs else 0.0
 
 
