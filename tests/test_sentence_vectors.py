@@ -98,7 +98,7 @@ def test_setting_off_stores_none_and_answering_still_works(fresh_home: Path, emb
     assert a.retriever.retrieve(q).sentence_sims == {}
     ans = a.ask(q)
     assert not ans.refused and ans.citations
-    assert "retrieve_sentences" not in ans.timings_ms
+    assert "retrieve_sentences" not in ans.timings_ms and "retrieve_dense_sentences" not in ans.timings_ms
 
 
 def test_home_built_without_sentence_vectors_is_backfilled(fresh_home: Path, embed_cache: Path,
@@ -158,5 +158,7 @@ def test_sentence_sims_reach_the_answerer_and_equal_a_direct_cosine(sample_assis
     best = max(sims, key=lambda k: sims[k])
     assert "3.3 million context length" in texts[best]
     assert "retrieve_sentences" in ans.timings_ms
+    # Ranking used the sentence signal too (retrieval.sentence_weight > 0 by default).
+    assert "retrieve_dense_sentences" in ans.timings_ms
     # bm25 mode has no query vector, so no sentence similarities.
     assert a.retriever.retrieve(q, mode="bm25").sentence_sims == {}
