@@ -38,6 +38,10 @@ _WORD = re.compile(r"\S+")
 RARE_IDF = 3.0
 """Question names at least this rare (BM25 idf) are 'rare names' a paper must carry."""
 _NO_SUCH_TOKEN = "\x00"
+SIM_DECIMALS = 4
+"""Similarities and retrieval scores are rounded to this many decimals before they become features
+(here, at fitting and at answer time alike): their last digits carry float noise from the vector
+store and the embedder, which would otherwise make a refit differ from the shipped weights."""
 
 SENTENCE_FEATURES = (
     "cov_sent", "cov_title", "focus", "cov_gap", "focus_gap", "idf_sum", "chunk_sim", "paper_dense",
@@ -136,8 +140,8 @@ def candidates(view: QuestionView, sources: Sequence[Source], chunk_sims: dict[s
             has_num = 1.0 if _NUMBER.search(sent) else 0.0
             rows.append(Candidate(si, a, b, sent, toks, [
                 cov, cov_t, foc, 0.0, 0.0, math.log1p(sum(v for t, v in w.items() if t in toks)),
-                chunk_sim(src, a, b, chunk_sims), src.dense_score or 0.0, 1.0 / (1 + si),
-                (src.score or 0.0) / top_score,
+                _sim(chunk_sim(src, a, b, chunk_sims)), _sim(src.dense_score or 0.0), 1.0 / (1 + si),
+                _sim((src.score or 0.0) / top_score),
                 (sum(t in toks for t in view.rare) / len(view.rare)) if view.rare else 0.0,
                 0.0, has_num, has_num * view.quantity, near * view.quantity,
                 j / max(1, len(spans) - 1), 1.0 if j == 0 else 0.0, math.log1p(len(_WORD.findall(sent))),
@@ -177,11 +181,16 @@ def question_features(view: QuestionView, cands: Sequence[Candidate], sources: S
     uncovered_top = sum(w for t, w in view.weights.items() if t not in top_toks) / total
     uncovered_all = sum(w for t, w in view.weights.items() if t not in covered) / total
     return [best, second, logit(max(top_paper)) if top_paper else -10.0,
-            max((s.dense_score or 0.0) for s in sources[:3]) if sources else 0.0,
+            _sim(max((s.dense_score or 0.0) for s in sources[:3])) if sources else 0.0,
             max((c.features[0] for c in cands), default=0.0), max((c.features[2] for c in cands), default=0.0),
             missing, 1.0 if view.rare else 0.0, float(view.quantity), near * view.quantity,
-            math.log1p(len(view.tokens)), (s0 - s1) / s0 if s0 else 0.0, float(view.multi), float(view.compare),
+            math.log1p(len(view.tokens)), _sim((s0 - s1) / s0) if s0 else 0.0, float(view.multi), float(view.compare),
             uncovered_top, uncovered_all, ranked[0].features[2] if ranked else 0.0]
+
+
+def _sim(x: float) -> float:
+    """A similarity or score as a feature: rounded (``SIM_DECIMALS``) so float noise cannot reach the model."""
+    return round(float(x), SIM_DECIMALS) + 0.0
 
 
 def _number_near(words: list[str], focus: set[str], window: int = 4) -> float:
