@@ -177,7 +177,8 @@ class Asker:
         if res is None:
             res = self.memo[question] = self.retriever.retrieve(question)
         view = make_view(question, self.idf)
-        cands = candidates(view, res.sources, res.chunk_sims, MAX_PAPERS) if view and res.sources else []
+        cands = (candidates(view, res.sources, res.chunk_sims, MAX_PAPERS, getattr(res, "sentence_sims", None))
+                 if view and res.sources else [])
         spans: dict[str, list[tuple[int, int]]] = {}
         abstracts = {s.paper.paper_id: s.paper.abstract for s in res.sources}
         for pid, quotes in evidence.items():
