@@ -120,7 +120,7 @@ class HybridRetriever:
             qvec = self.embedder.embed_query(query)
             timings["embed_query"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            hits = self.index.vectors.query(qvec, n_cand * 2, where=chroma_where(lo, hi))
+            hits = self.dense_hits(qvec, n_cand * 2, chroma_where(lo, hi))
             timings["dense"] = (time.perf_counter() - t) * 1000
             for cid, pid, sim in hits:
                 if pid not in dense_rank:
@@ -178,6 +178,11 @@ class HybridRetriever:
             sentence_sims = self.sentence_sims(qvec, sources)
             timings["sentences"] = (time.perf_counter() - t) * 1000
         return Retrieval(sources=sources, timings_ms=timings, chunk_sims=chunk_sims, sentence_sims=sentence_sims)
+
+    def dense_hits(self, qvec: Any, n: int, where: dict[str, Any] | None) -> list[tuple[str, str, float]]:
+        """(chunk_id, paper_id, cosine) of the ``n`` nearest chunks, best first (Chroma's HNSW:
+        approximate; the fitting script overrides this with an exact search)."""
+        return self.index.vectors.query(qvec, n, where=where)
 
     def sentence_sims(self, qvec: Any, sources: list[Source]) -> dict[tuple[str, int, int], float]:
         """Cosine of ``qvec`` with each stored vector of the sources' abstract sentences: one
