@@ -133,8 +133,7 @@ class HybridRetriever:
         if qvec is not None and s.retrieval.sentence_weight > 0 and s.index.sentence_vectors:
             # Each paper's best-matching sentence, as a third signal beside its best chunk and BM25.
             t = time.perf_counter()
-            for pid, _, _, sim in self.index.vectors.sentences.query(qvec, s.retrieval.sentence_candidates,
-                                                                      where=chroma_where(lo, hi)):
+            for pid, _, _, sim in self.sentence_hits(qvec, s.retrieval.sentence_candidates, chroma_where(lo, hi)):
                 if pid not in sent_rank:
                     sent_rank[pid] = len(sent_rank) + 1
                     sent_best[pid] = sim
@@ -183,6 +182,11 @@ class HybridRetriever:
         """(chunk_id, paper_id, cosine) of the ``n`` nearest chunks, best first (Chroma's HNSW:
         approximate; the fitting script overrides this with an exact search)."""
         return self.index.vectors.query(qvec, n, where=where)
+
+    def sentence_hits(self, qvec: Any, n: int, where: dict[str, Any] | None) -> list[tuple[str, int, int, float]]:
+        """(paper_id, start, end, cosine) of the ``n`` nearest abstract sentences, best first (HNSW;
+        the fitting script overrides this with an exact search, like ``dense_hits``)."""
+        return self.index.vectors.sentences.query(qvec, n, where=where)
 
     def sentence_sims(self, qvec: Any, sources: list[Source]) -> dict[tuple[str, int, int], float]:
         """Cosine of ``qvec`` with each stored vector of the sources' abstract sentences: one

@@ -194,6 +194,25 @@ def test_exact_dense_search_is_the_brute_force_ranking(sample_home: Path, embed_
     asker.index.close()
 
 
+def test_exact_sentence_search_is_the_brute_force_ranking(sample_home: Path, embed_cache: Path) -> None:
+    """The fusion's third signal (each paper's best sentence) is exact in the fitting script too."""
+    asker = fit.Asker(make_settings(sample_home, embed_cache))
+    r = asker.retriever
+    qvec = r.embedder.embed_query("how many attention heads does the method modify")
+    hits = r.sentence_hits(qvec, 60, None)
+    got = asker.index.vectors.sentences.collection().get(include=["embeddings", "metadatas"])
+    assert len(got["ids"]) > 2000
+    mat = np.asarray(got["embeddings"], dtype=np.float64)
+    sims = (mat / np.linalg.norm(mat, axis=1, keepdims=True)) @ (np.asarray(qvec, float) / np.linalg.norm(qvec))
+    best = sorted(zip(got["ids"], got["metadatas"], sims, strict=True), key=lambda t: (-round(t[2], 6), t[0]))[:60]
+    assert [(h[0], h[1], h[2]) for h in hits] == [(m["paper_id"], m["start"], m["end"]) for _, m, _ in best]
+    assert all(abs(h[3] - s) < 1e-6 for h, (_, _, s) in zip(hits, best, strict=True))
+    assert [h[:3] for h in asker.index.vectors.sentences.query(qvec, 60)][:5] == [h[:3] for h in hits][:5]
+    with pytest.raises(ValueError, match="date filter"):
+        r.sentence_hits(qvec, 5, {"date_int": {"$gte": 20240101}})
+    asker.index.close()
+
+
 def test_check_passes_on_the_refit_and_fails_in_one_line_when_the_file_is_perturbed(
         embed_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cache = tmp_path / "bench-cache"
