@@ -167,6 +167,7 @@ class Assistant:
 
         t = time.perf_counter()
         draft = answerer.answer(question, sources, AnswerContext(idf=lex.idf, chunk_sims=result.chunk_sims,
+                                                                 sentence_sims=result.sentence_sims,
                                                                  on_token=on_token))
         timings["answer"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()

@@ -87,6 +87,10 @@ class Retrieval:
     timings_ms: dict[str, float] = field(default_factory=dict)
     chunk_sims: dict[str, float] = field(default_factory=dict)
     """Cosine similarity of each dense-retrieved chunk to the query."""
+    sentence_sims: dict[tuple[str, int, int], float] = field(default_factory=dict)
+    """Cosine similarity to the query of every stored sentence vector of the returned sources,
+    keyed (paper_id, start, end) with the offsets of ``text.split_sentences(abstract)``; a
+    sentence (or paper) without a stored vector is absent. Empty in ``bm25`` mode."""
 
 
 class HybridRetriever:
@@ -110,12 +114,13 @@ class HybridRetriever:
         dense_best: dict[str, float] = {}
         dense_chunks: dict[str, list[str]] = {}
         chunk_sims: dict[str, float] = {}
+        qvec = None
         if mode in ("hybrid", "dense"):
             t = time.perf_counter()
             qvec = self.embedder.embed_query(query)
             timings["embed_query"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            hits = self.index.vectors.query(qvec, n_cand * 2, where=chroma_where(lo, hi))
+            hits = self.dense_hits(qvec, n_cand * 2, chroma_where(lo, hi))
             timings["dense"] = (time.perf_counter() - t) * 1000
             for cid, pid, sim in hits:
                 if pid not in dense_rank:
@@ -123,6 +128,16 @@ class HybridRetriever:
                     dense_best[pid] = sim
                 dense_chunks.setdefault(pid, []).append(cid)
                 chunk_sims[cid] = sim
+        sent_rank: dict[str, int] = {}
+        sent_best: dict[str, float] = {}
+        if qvec is not None and s.retrieval.sentence_weight > 0 and s.index.sentence_vectors:
+            # Each paper's best-matching sentence, as a third signal beside its best chunk and BM25.
+            t = time.perf_counter()
+            for pid, _, _, sim in self.sentence_hits(qvec, s.retrieval.sentence_candidates, chroma_where(lo, hi)):
+                if pid not in sent_rank:
+                    sent_rank[pid] = len(sent_rank) + 1
+                    sent_best[pid] = sim
+            timings["dense_sentences"] = (time.perf_counter() - t) * 1000
 
         lex_rank: dict[str, int] = {}
         lex_score: dict[str, float] = {}
@@ -137,9 +152,11 @@ class HybridRetriever:
         t = time.perf_counter()
         r = s.retrieval
         if r.fusion == "rrf":
-            fused = rrf_fuse([(dense_rank, r.dense_weight), (lex_rank, r.bm25_weight)], r.rrf_k)
+            fused = rrf_fuse([(dense_rank, r.dense_weight), (lex_rank, r.bm25_weight),
+                              (sent_rank, r.sentence_weight)], r.rrf_k)
         else:
-            fused = zscore_fuse([(dense_best, r.dense_weight), (lex_score, r.bm25_weight)])
+            fused = zscore_fuse([(dense_best, r.dense_weight), (lex_score, r.bm25_weight),
+                                 (sent_best, r.sentence_weight)])
         ranked = sorted(fused, key=lambda p: (-fused[p], p))
         # Vectors of a paper the catalogue does not know (a killed ingest) are ignored.
         papers = self.index.catalogue.get_many(ranked[: k * 2])
@@ -154,4 +171,34 @@ class HybridRetriever:
             sources.append(Source(rank=i + 1, paper=paper, score=fused[pid], chunks=chunk_list,
                                   dense_score=dense_best.get(pid)))
         timings["fuse"] = (time.perf_counter() - t) * 1000
-        return Retrieval(sources=sources, timings_ms=timings, chunk_sims=chunk_sims)
+        sentence_sims: dict[tuple[str, int, int], float] = {}
+        if qvec is not None and sources and s.index.sentence_vectors:
+            t = time.perf_counter()
+            sentence_sims = self.sentence_sims(qvec, sources)
+            timings["sentences"] = (time.perf_counter() - t) * 1000
+        return Retrieval(sources=sources, timings_ms=timings, chunk_sims=chunk_sims, sentence_sims=sentence_sims)
+
+    def dense_hits(self, qvec: Any, n: int, where: dict[str, Any] | None) -> list[tuple[str, str, float]]:
+        """(chunk_id, paper_id, cosine) of the ``n`` nearest chunks, best first (Chroma's HNSW:
+        approximate; the fitting script overrides this with an exact search)."""
+        return self.index.vectors.query(qvec, n, where=where)
+
+    def sentence_hits(self, qvec: Any, n: int, where: dict[str, Any] | None) -> list[tuple[str, int, int, float]]:
+        """(paper_id, start, end, cosine) of the ``n`` nearest abstract sentences, best first (HNSW;
+        the fitting script overrides this with an exact search, like ``dense_hits``)."""
+        return self.index.vectors.sentences.query(qvec, n, where=where)
+
+    def sentence_sims(self, qvec: Any, sources: list[Source]) -> dict[tuple[str, int, int], float]:
+        """Cosine of ``qvec`` with each stored vector of the sources' abstract sentences: one
+        batched fetch by id and one matrix product (vectors are unit length), no model call."""
+        import numpy as np
+
+        from .index.vectors import paper_sentences, sentence_id
+
+        keys = [(src.paper.paper_id, a, b) for src in sources for a, b in paper_sentences(src.paper)]
+        stored = self.index.vectors.sentences.get([sentence_id(*k) for k in keys])
+        if not stored:
+            return {}
+        have = [k for k in keys if sentence_id(*k) in stored]
+        sims = np.stack([stored[sentence_id(*k)] for k in have]) @ np.asarray(qvec, dtype=np.float32)
+        return {k: float(v) for k, v in zip(have, sims.tolist(), strict=True)}

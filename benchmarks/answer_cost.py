@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, b in backends.items():
             for q, r in retrieved:
                 t = time.perf_counter()
-                b.answer(q, r.sources, AnswerContext(idf=idf, chunk_sims=r.chunk_sims))
+                b.answer(q, r.sources, AnswerContext(idf=idf, chunk_sims=r.chunk_sims, sentence_sims=r.sentence_sims))
                 times[name].append((time.perf_counter() - t) * 1000)
     print(f"{args.questions.name}: {len(questions)} questions x {args.rounds} rounds, answer stage only "
           f"({len(records)} papers)")

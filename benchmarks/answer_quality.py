@@ -24,7 +24,6 @@ when the code under test changes; tests/test_answer_quality_metrics.py checks th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import re
@@ -380,24 +379,13 @@ def holdout_titles(path: Path = HOLDOUT) -> list[str]:
     return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
 
 
-INDEX_CODE = ("assistant/index", "assistant/readers", "assistant/text.py")
-"""Code that decides what an index holds (readers, chunking, embedding, store, tokenizer): part of the key."""
-
-
 def fingerprint(*parts: bytes) -> str:
-    """Key of a cached home: the indexed source bytes, the index settings (embedding model, chunking...)
-    and the source of the code that builds an index, so a change to any of them builds a fresh home."""
-    from assistant.settings import Settings
+    """Key of a cached home: the indexed source bytes, the index settings (embedding model, chunk size,
+    sentence vectors...) and the source of the code that builds an index, so a change to any of them
+    builds a fresh home. The fitting script keys its homes the same way, so both use one home."""
+    from assistant.answering.fit import home_fingerprint
 
-    index_settings = Settings.load(config_file="", env={}).public_dict().get("index", {})
-    h = hashlib.sha256(json.dumps(index_settings, sort_keys=True, default=str).encode())
-    for rel in INDEX_CODE:
-        root = REPO / rel
-        for f in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
-            h.update(f.relative_to(REPO).as_posix().encode() + b"\0" + f.read_bytes())
-    for p in parts:
-        h.update(hashlib.sha256(p).digest())
-    return h.hexdigest()[:16]
+    return home_fingerprint(*parts)
 
 
 def sample_minus_holdout(held: list[str]) -> list[dict[str, Any]]:

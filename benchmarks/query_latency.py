@@ -3,6 +3,11 @@
     python benchmarks/query_latency.py                      # sample corpus (247 papers)
     python benchmarks/query_latency.py --sizes 250,10000    # + synthetic 10k (built if missing)
     python benchmarks/query_latency.py --sizes 100000       # after scale_ingest.py built it
+    python benchmarks/query_latency.py --sizes 250 --baseline sentences-off   # + same-run baseline
+
+``--baseline sentences-off`` also times the same home with ``index.sentence_vectors`` off
+at question time (no sentence fetch, no sentence ranking signal), alternating with the
+default round by round, and prints the ratio.
 
 Synthetic corpora come from make_synthetic.py and are ingested into
 benchmarks/out/home-<N>/ (resumable: ingest skips what is already there).
@@ -63,6 +68,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="250")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--baseline", choices=["", "sentences-off"], default="",
+                    help="also time this variant of the settings on the same home, alternating")
     args = ap.parse_args()
 
     from assistant.api import Assistant
@@ -78,7 +85,13 @@ def main() -> None:
         rep = a.ingest(sources, progress=sys.stderr.isatty())
         print(f"[{size}] index ready: {rep.papers_total} papers ({rep.new} new, {time.perf_counter() - t:.1f} s)")
         a.ask(qs[0])
+        base = None
+        if args.baseline == "sentences-off":
+            base = Assistant(Settings.load(home=home, sentence_vectors=False))
+            base.auto_sample = False
+            base.ask(qs[0])
         ask_ms, ret_ms = [], []
+        base_ask: list[float] = []
         for _ in range(args.repeat):
             for q in qs:
                 t = time.perf_counter()
@@ -87,6 +100,16 @@ def main() -> None:
                 t = time.perf_counter()
                 a.ask(q)
                 ask_ms.append((time.perf_counter() - t) * 1000)
+            if base is not None:
+                for q in qs:
+                    t = time.perf_counter()
+                    base.ask(q)
+                    base_ask.append((time.perf_counter() - t) * 1000)
+        if base is not None:
+            print(f"[{size}] warm ask p50 {pct(ask_ms, .5):.1f} ms (p95 {pct(ask_ms, .95):.1f}); "
+                  f"{args.baseline}: p50 {pct(base_ask, .5):.1f} ms (p95 {pct(base_ask, .95):.1f}); "
+                  f"ratio {pct(ask_ms, .5) / pct(base_ask, .5):.2f}")
+            base.index.close()
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
         env["ASSISTANT_HOME"] = str(home)
         help_ms = cold(["assistant", "--help"], env)

@@ -2,6 +2,13 @@
 
     python benchmarks/scale_ingest.py --n 10000
     nohup python benchmarks/scale_ingest.py --n 100000 > benchmarks/out/scale-100k.log 2>&1 &
+    python benchmarks/scale_ingest.py --n 10000 --sentences both --uncached   # sentence vectors off, then on
+
+``--sentences both`` ingests the corpus twice in one run into two fresh homes, with
+``index.sentence_vectors`` off and then on, and prints the ratio. Synthetic abstracts
+recombine the sample's ~2,000 sentences, so the embedding cache would hide the cost of
+sentence vectors; ``--uncached`` embeds every text (as a corpus with no repeated
+sentence would).
 
 Resumable: ingest commits in batches and skips papers already indexed, so a
 killed or interrupted run continues where it stopped when started again (the
@@ -26,28 +33,65 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--sentences", choices=["on", "off", "both"], default="on",
+                    help="index.sentence_vectors; both = off then on, fresh homes, same run")
+    ap.add_argument("--uncached", action="store_true", help="embed every text (no embedding cache)")
     args = ap.parse_args()
-
-    from assistant.api import Assistant
-    from assistant.settings import Settings
 
     corpus = OUT / f"synth-{args.n}.jsonl"
     if not corpus.exists():
         subprocess.run([sys.executable, str(REPO / "benchmarks" / "make_synthetic.py"), "--n", str(args.n),
                         "--out", str(corpus)], check=True)
-    a = Assistant(Settings.load(home=OUT / f"home-{args.n}"))
+    if args.sentences != "both":
+        home = OUT / f"home-{args.n}" if args.sentences == "on" and not args.uncached else \
+            OUT / f"home-{args.n}-sent-{args.sentences}{'-uncached' if args.uncached else ''}"
+        run(corpus, home, args.sentences == "on", args.uncached, args.batch)
+        return
+    import shutil
+
+    rates = {}
+    for on in (False, True):
+        home = OUT / f"home-{args.n}-sent-{'on' if on else 'off'}{'-uncached' if args.uncached else ''}"
+        shutil.rmtree(home, ignore_errors=True)  # fresh homes: both runs embed everything
+        rates[on] = run(corpus, home, on, args.uncached, args.batch)
+    print(f"sentence vectors on / off: {rates[True] / rates[False]:.2f}x the papers/s "
+          f"({rates[True]:.1f} vs {rates[False]:.1f})")
+
+
+def _cpu() -> float:
+    """CPU seconds used by this process (all threads) so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run(corpus: Path, home: Path, sentences: bool, uncached: bool, batch: int) -> float:
+    """Ingest ``corpus`` into ``home``; print and return papers/s."""
+    from assistant.api import Assistant
+    from assistant.index.embeddings import get_embedder
+    from assistant.index.ingest import ingest
+    from assistant.settings import Settings
+
+    a = Assistant(Settings.load(home=home, sentence_vectors=sentences))
     a.auto_sample = False
-    t = time.perf_counter()
+    embedder = get_embedder(a.settings) if uncached else None
+    if embedder is not None:
+        embedder.embed(["warm up"])  # model load outside the timing
     from assistant.cli.progress import reporter
 
+    cpu0, t = _cpu(), time.perf_counter()
     with reporter() as progress:
-        rep = a.ingest([corpus], progress=progress, batch_papers=args.batch)
-    secs = time.perf_counter() - t
+        rep = ingest(a.index, [corpus], reporter=progress, batch_papers=batch, embedder=embedder)
+    secs, cpu = time.perf_counter() - t, _cpu() - cpu0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     done = rep.new + rep.updated
+    print(f"[sentence_vectors={'on' if sentences else 'off'}{', uncached' if uncached else ''}] {home}")
     print(f"papers: {rep.papers_total} in index ({done} embedded this run, {rep.unchanged} already there)")
-    print(f"chunks written: {rep.chunks_written}; time {secs:.0f} s (embedding {rep.embed_seconds:.0f} s)")
-    print(f"throughput: {done / secs:.1f} papers/s, {rep.chunks_written / secs:.1f} chunks/s; peak RSS {rss:.0f} MB")
+    print(f"texts: {rep.chunks_written} chunks + {rep.sentences_written} sentences; time {secs:.0f} s "
+          f"(embedding {rep.embed_seconds:.0f} s)")
+    print(f"throughput: {done / secs:.1f} papers/s, {(rep.chunks_written + rep.sentences_written) / secs:.1f} "
+          f"texts/s; peak RSS {rss:.0f} MB; CPU {cpu:.0f} s ({done / cpu if cpu else 0:.1f} papers per CPU-s: "
+          "less sensitive than wall time to other work on the machine)", flush=True)
+    return done / secs if secs else 0.0
 
 
 if __name__ == "__main__":

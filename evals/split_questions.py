@@ -6,7 +6,8 @@
 Stratified by question type (and, for unanswerable questions, by kind: near miss or absent study) so
 both files have the same mix; within each stratum the questions are shuffled with a fixed seed and the
 first `round(share * n)` go to fit. Rows keep their pool order inside each file. Fit is for fitting
-models and thresholds, validation for choosing between them; heldout.jsonl is looked at once at the end.
+models and thresholds, validation for choosing between them; heldout.jsonl (already looked at once)
+and heldout-2.jsonl (the untouched set) are never fitted or chosen on.
 """
 
 from __future__ import annotations

@@ -81,6 +81,12 @@ def test_server_mode_answers_match_embedded_mode(chroma_server: ChromaServer, sa
     assert rep.papers_total == 247
     assert a.status()["vectors"] == sample_assistant.status()["vectors"]
     assert "chroma server" in a.status()["mode"]
+    # Sentence vectors live on the server too (NAME.sentences) and give the same similarities.
+    assert a.index.vectors.sentences.count() == sample_assistant.index.vectors.sentences.count() > 0
+    remote_r, local_r = a.retriever.retrieve(QUESTIONS[0]), sample_assistant.retriever.retrieve(QUESTIONS[0])
+    common = set(remote_r.sentence_sims) & set(local_r.sentence_sims)
+    assert len(common) >= 20
+    assert all(abs(remote_r.sentence_sims[k] - local_r.sentence_sims[k]) < 1e-5 for k in common)
     for q in QUESTIONS:
         remote, local = a.ask(q), sample_assistant.ask(q)
         assert remote.text == local.text

@@ -1,8 +1,9 @@
-"""The sample-corpus question sets (pool -> fit / validation, with held-out papers) are sound data.
+"""The sample-corpus question sets (pool -> fit / validation, with held-out papers; heldout-2) are sound data.
 
 Read with the real readers and the real question loader: every quote is verbatim in its paper's abstract,
-held-out papers are in the sample but gold nowhere, the type mix meets issue 14's minimums, and the
-fit / validation files are exactly what evals/split_questions.py produces.
+held-out papers are in the sample but gold nowhere, the type mix meets issue 14's minimums, the
+fit / validation files are exactly what evals/split_questions.py produces, and heldout-2 (the untouched
+set of session 2026-11-30) meets its own minimums and restates no question of the other files.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ QDIR = REPO / "evals" / "questions"
 SAMPLE = REPO / "assistant" / "data" / "sample"
 SETS = ("pool", "fit", "validation")
 MINIMUMS = {"lookup": 30, "detail": 30, "multi": 20, "compare": 12, "unanswerable": 40}
+HELDOUT2 = "heldout-2"
+HELDOUT2_MINIMUMS = {"lookup": 12, "detail": 14, "multi": 8, "compare": 6, "unanswerable": 20}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def split_module() -> object:
     return mod
 
 
-@pytest.mark.parametrize("name", SETS)
+@pytest.mark.parametrize("name", [*SETS, HELDOUT2])
 def test_quotes_are_exact_substrings_of_gold_abstracts(name: str, abstracts: dict[str, str]) -> None:
     for r in rows(name):
         for t in r["gold_titles"]:
@@ -146,3 +149,51 @@ def test_split_check_fails_on_a_stale_file(tmp_path: Path) -> None:
     val = tmp_path / "validation.jsonl"
     val.write_text("".join(val.read_text(encoding="utf-8").splitlines(keepends=True)[1:]), encoding="utf-8")
     assert mod.main(["--pool", str(pool), "--out-dir", str(tmp_path), "--check"]) == 1  # type: ignore[attr-defined]
+
+
+def test_heldout2_unanswerable_kinds_and_type_mix(held: list[str], abstracts: dict[str, str]) -> None:
+    """heldout-2 encodes unanswerable kinds as the pool does (plus ``off_topic``) and meets its brief's mix."""
+    h2 = rows(HELDOUT2)
+    counts = Counter(r["type"] for r in h2)
+    for t, n in HELDOUT2_MINIMUMS.items():
+        assert counts[t] >= n, f"{t}: {counts[t]} < {n}"
+    assert [r["qid"] for r in h2] == [f"h2-{i:03d}" for i in range(1, len(h2) + 1)]
+    kinds: Counter[str] = Counter()
+    for r in h2:
+        if r["type"] != "unanswerable":
+            assert "unanswerable_kind" not in r, r["qid"]
+            continue
+        assert r["gold_titles"] == [] and r["evidence"] == [] and r["answer"] == REFUSAL, r["qid"]
+        kind = r["unanswerable_kind"]
+        kinds[kind] += 1
+        if kind == "absent_study":
+            assert r["held_out_title"] in held, r["qid"]
+        elif kind == "near_miss":
+            assert r["about_title"] in abstracts and r["about_title"] not in held, r["qid"]
+        else:
+            assert kind == "off_topic", r["qid"]
+            assert "about_title" not in r and "held_out_title" not in r, r["qid"]
+    assert kinds["near_miss"] >= 10 and kinds["absent_study"] >= 7 and kinds["off_topic"] <= 3
+    for r in h2:
+        if r["type"] == "multi":
+            assert 2 <= len(r["gold_titles"]) <= 4, r["qid"]
+        if r["type"] == "compare":
+            assert len(r["gold_titles"]) == 2, r["qid"]
+    # at least 8 detail questions ask for a number that both the answer and a quote carry
+    numeric = [r for r in h2 if r["type"] == "detail"
+               and any(n in e["quote"] for n in re.findall(r"\d+(?:\.\d+)?", r["answer"]) for e in r["evidence"])]
+    assert len(numeric) >= 8
+
+
+def test_heldout2_written_independently_of_every_other_set() -> None:
+    norm = lambda s: re.sub(r"\W+", " ", s.lower()).strip()  # noqa: E731
+    h2 = rows(HELDOUT2)
+    assert len({norm(r["question"]) for r in h2}) == len(h2)
+    others = [r for name in ("dev", "heldout", "pool") for r in rows(name)]
+    assert not {norm(r["question"]) for r in h2} & {norm(r["question"]) for r in others}
+    assert not {r["qid"] for r in h2} & {r["qid"] for r in others}
+    # mostly papers no other set asks about (a few multi questions reuse one, for a different fact)
+    seen = {t for r in others for t in set(r["gold_titles"]) | {r.get("about_title"), r.get("held_out_title")}}
+    answerable = [r for r in h2 if r["gold_titles"]]
+    fresh = [r for r in answerable if not set(r["gold_titles"]) & seen]
+    assert len(fresh) >= 0.8 * len(answerable)

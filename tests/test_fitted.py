@@ -138,5 +138,99 @@ def test_to_dict_is_a_copy_the_cached_model_cannot_be_changed_through() -> None:
 
 
 def test_cached_home_key_names_the_schema_and_the_data() -> None:
-    a, b = fit._fingerprint(b"one"), fit._fingerprint(b"two")
-    assert a != b and len(a) == 16 and a == fit._fingerprint(b"one")
+    a, b = fit.home_fingerprint(b"one"), fit.home_fingerprint(b"two")
+    assert a != b and len(a) == 16 and a == fit.home_fingerprint(b"one")
+
+
+SLICE_GRID = {"l2_grid": (1.0,), "scifact_weights": (1.0,), "thresholds": (0.3, 0.5), "multi_ratios": (0.5,),
+              "second_ratios": (0.9,)}
+
+
+def _slice_model_text(home: Path, embed_cache: Path) -> str:
+    """A fresh Asker (own PaperIndex, own Chroma client) on ``home``, a fit on a slice, the file's bytes."""
+    from assistant.readers import read_paths
+
+    asker = fit.Asker(make_settings(home, embed_cache))
+    by_title = {p.title: p.paper_id for p in read_paths([REPO / "assistant" / "data" / "sample"]).papers}
+    train = fit.question_examples(asker, REPO / "evals" / "questions" / "fit.jsonl", by_title, limit=16)
+    val = fit.question_examples(asker, REPO / "evals" / "questions" / "validation.jsonl", by_title, limit=8)
+    model, info = fit.choose(train, val, **SLICE_GRID)
+    asker.index.close()
+    return fit.model_text(FittedModel(model.sentence, model.answerable, model.decisions, info))
+
+
+def test_refit_from_scratch_is_byte_identical_even_on_a_rebuilt_index(sample_home: Path, embed_cache: Path,
+                                                                       tmp_path: Path) -> None:
+    """Fresh retrievals, and a second index built from the same papers (its HNSW graph differs):
+    the fitted file is the same bytes."""
+    from assistant.api import Assistant
+
+    rebuilt = tmp_path / "rebuilt"
+    a = Assistant(make_settings(rebuilt, embed_cache))
+    a.auto_sample = False
+    assert a.ingest([REPO / "assistant" / "data" / "sample"]).papers_total == 247
+    a.index.close()
+    first = _slice_model_text(sample_home, embed_cache)
+    assert _slice_model_text(sample_home, embed_cache) == first
+    assert _slice_model_text(rebuilt, embed_cache) == first
+
+
+def test_exact_dense_search_is_the_brute_force_ranking(sample_home: Path, embed_cache: Path) -> None:
+    asker = fit.Asker(make_settings(sample_home, embed_cache))
+    r = asker.retriever
+    qvec = r.embedder.embed_query("preference optimisation without a reference model")
+    hits = r.dense_hits(qvec, 40, None)
+    col = asker.index.vectors.collection()
+    got = col.get(include=["embeddings"])
+    mat = np.asarray(got["embeddings"], dtype=np.float64)
+    sims = (mat / np.linalg.norm(mat, axis=1, keepdims=True)) @ (np.asarray(qvec, float) / np.linalg.norm(qvec))
+    best = sorted(zip(got["ids"], sims, strict=True), key=lambda t: (-round(t[1], 6), t[0]))[:40]
+    assert [h[0] for h in hits] == [cid for cid, _ in best]
+    assert all(abs(h[2] - s) < 1e-6 for h, (_, s) in zip(hits, best, strict=True))
+    # HNSW (what `ask` uses) finds the same best chunks; the exact search only fixes the order of the tail
+    assert [h[0] for h in asker.index.vectors.query(qvec, 40)][:5] == [h[0] for h in hits][:5]
+    with pytest.raises(ValueError, match="date filter"):
+        r.dense_hits(qvec, 5, {"date_int": {"$gte": 20240101}})
+    asker.index.close()
+
+
+def test_exact_sentence_search_is_the_brute_force_ranking(sample_home: Path, embed_cache: Path) -> None:
+    """The fusion's third signal (each paper's best sentence) is exact in the fitting script too."""
+    asker = fit.Asker(make_settings(sample_home, embed_cache))
+    r = asker.retriever
+    qvec = r.embedder.embed_query("how many attention heads does the method modify")
+    hits = r.sentence_hits(qvec, 60, None)
+    got = asker.index.vectors.sentences.collection().get(include=["embeddings", "metadatas"])
+    assert len(got["ids"]) > 2000
+    mat = np.asarray(got["embeddings"], dtype=np.float64)
+    sims = (mat / np.linalg.norm(mat, axis=1, keepdims=True)) @ (np.asarray(qvec, float) / np.linalg.norm(qvec))
+    best = sorted(zip(got["ids"], got["metadatas"], sims, strict=True), key=lambda t: (-round(t[2], 6), t[0]))[:60]
+    assert [(h[0], h[1], h[2]) for h in hits] == [(m["paper_id"], m["start"], m["end"]) for _, m, _ in best]
+    assert all(abs(h[3] - s) < 1e-6 for h, (_, _, s) in zip(hits, best, strict=True))
+    assert [h[:3] for h in asker.index.vectors.sentences.query(qvec, 60)][:5] == [h[:3] for h in hits][:5]
+    with pytest.raises(ValueError, match="date filter"):
+        r.sentence_hits(qvec, 5, {"date_int": {"$gte": 20240101}})
+    asker.index.close()
+
+
+def test_check_passes_on_the_refit_and_fails_in_one_line_when_the_file_is_perturbed(
+        embed_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cache = tmp_path / "bench-cache"
+    cache.mkdir()
+    (cache / "embed-cache").symlink_to(embed_cache, target_is_directory=True)
+    out = tmp_path / "extractive.json"
+    args = ["--limit", "10", "--scifact-train", "0", "--cache", str(cache), "--out", str(out)]
+    assert fit.main(args) == 0
+    capsys.readouterr()
+    assert fit.main([*args, "--check"]) == 0
+    assert "reproduced byte for byte" in capsys.readouterr().out
+    good = out.read_text()
+    d = json.loads(good)
+    d["answerable"]["coef"][2] += 0.001
+    out.write_text(json.dumps(d, indent=1, sort_keys=True) + "\n")
+    assert fit.main([*args, "--check"]) == 1
+    msg = capsys.readouterr().out.strip()
+    assert "\n" not in msg and "1 of" in msg and "answerable.coef[2]" in msg and "0.001" in msg
+    out.write_text(good.replace(" ", "  "))
+    assert fit.main([*args, "--check"]) == 1
+    assert "formatting" in capsys.readouterr().out

@@ -23,6 +23,11 @@ class AnswerContext:
     """BM25 idf of stemmed tokens in this index (rare words weigh more)."""
     chunk_sims: dict[str, float] | None = None
     """Cosine similarity of each retrieved chunk to the query, by chunk id."""
+    sentence_sims: dict[tuple[str, int, int], float] | None = None
+    """Cosine similarity of each abstract sentence of the sources to the query, keyed
+    (paper_id, start, end) with ``text.split_sentences(abstract)`` offsets; computed from
+    vectors stored at ingest. A sentence without a stored vector is absent (older home,
+    ``index.sentence_vectors`` off): backends must work without it."""
     on_token: Callable[[str], None] | None = None
     """Called with raw text as it streams (backends with ``streams = True``)."""
 

@@ -31,6 +31,12 @@ _DEFINES = re.compile(r"\b(we (propose|introduce|present|develop|design)|"
                       r"this (paper|work) (proposes|introduces|presents)|(is|are) (a|an) |"
                       r"called|named|dubbed|termed)\b",
                       re.IGNORECASE)
+INTRODUCES = re.compile(r"\b(we (\w+ )?(propose|introduce|present|develop|design)|"
+                        r"this (paper|work) (proposes|introduces|presents)|(is|are) (a|an) |"
+                        r"called|named|dubbed|termed)\b",
+                        re.IGNORECASE)
+"""A sentence that introduces something, for "what is X" (the feature ``defines`` is the narrower
+pattern above without "we thus propose": the fitted weights were chosen with that one)."""
 _RESULT = re.compile(r"\b(results? (show|demonstrate|indicate)|outperform|achiev|improv|reduc|increas|"
                      r"surpass|speed-?up|accuracy)\w*", re.IGNORECASE)
 _NUMBER = re.compile(r"\d")
@@ -38,18 +44,25 @@ _WORD = re.compile(r"\S+")
 RARE_IDF = 3.0
 """Question names at least this rare (BM25 idf) are 'rare names' a paper must carry."""
 _NO_SUCH_TOKEN = "\x00"
+SIM_DECIMALS = 4
+"""Similarities and retrieval scores are rounded to this many decimals before they become features
+(here, at fitting and at answer time alike): their last digits carry float noise from the vector
+store and the embedder, which would otherwise make a refit differ from the shipped weights."""
 
 SENTENCE_FEATURES = (
     "cov_sent", "cov_title", "focus", "cov_gap", "focus_gap", "idf_sum", "chunk_sim", "paper_dense",
     "rank_prior", "fused_rel", "rare_in_sent", "rare_in_paper", "has_number", "q_quantity_x_number",
     "q_quantity_x_number_near", "position", "first", "log_len", "defines", "q_what_is_x_defines",
-    "result_cue", "q_multi_x_rank",
+    "result_cue", "q_multi_x_rank", "sent_sim", "sent_sim_gap", "sent_sim_paper_gap", "sent_sim_rank",
+    "bigram_cov",
 )
 QUESTION_FEATURES = (
     "best_logit", "second_logit", "top_paper_best_logit", "top_dense", "max_cov", "max_focus",
     "rare_share_missing", "has_rare", "quantity", "quantity_best_near", "log_q_tokens", "fused_gap",
-    "multi", "compare", "uncovered_top", "uncovered_all", "best_focus",
+    "multi", "compare", "uncovered_top", "uncovered_all", "best_focus", "best_sent_sim", "top_sent_sim",
+    "top_cov", "top_bigram_cov",
 )
+SENT_SIM = SENTENCE_FEATURES.index("sent_sim")
 
 
 @dataclass
@@ -108,9 +121,13 @@ def question_view(question: str, idf: Callable[[list[str]], dict[str, float]]) -
 
 
 def candidates(view: QuestionView, sources: Sequence[Source], chunk_sims: dict[str, float] | None,
-               max_papers: int) -> list[Candidate]:
-    """Every sentence of the first ``max_papers`` sources, with SENTENCE_FEATURES."""
+               max_papers: int, sentence_sims: dict[tuple[str, int, int], float] | None = None) -> list[Candidate]:
+    """Every sentence of the first ``max_papers`` sources, with SENTENCE_FEATURES.
+
+    ``sentence_sims`` (question-sentence cosines from the vectors stored at ingest) feed the dense
+    sentence features; a sentence without one (an older home, bm25 mode) takes its chunk's cosine."""
     w = view.weights
+    bigrams = _bigrams(view.tokens)
     total = sum(w.values()) or 1.0
     ftotal = sum(w[t] for t in view.focus) or 1.0
     focus_set = set(view.focus)
@@ -134,28 +151,39 @@ def candidates(view: QuestionView, sources: Sequence[Source], chunk_sims: dict[s
             foc = sum(w[t] for t in view.focus if t in toks) / ftotal if view.focus else 1.0
             near = _number_near(words, focus_set) if view.quantity else 0.0
             has_num = 1.0 if _NUMBER.search(sent) else 0.0
+            csim = _sim(chunk_sim(src, a, b, chunk_sims))
+            ssim = (sentence_sims or {}).get((src.paper.paper_id, a, b))
+            ssim = csim if ssim is None else _sim(ssim)
             rows.append(Candidate(si, a, b, sent, toks, [
                 cov, cov_t, foc, 0.0, 0.0, math.log1p(sum(v for t, v in w.items() if t in toks)),
-                chunk_sim(src, a, b, chunk_sims), src.dense_score or 0.0, 1.0 / (1 + si),
-                (src.score or 0.0) / top_score,
+                csim, _sim(src.dense_score or 0.0), 1.0 / (1 + si),
+                _sim((src.score or 0.0) / top_score),
                 (sum(t in toks for t in view.rare) / len(view.rare)) if view.rare else 0.0,
                 0.0, has_num, has_num * view.quantity, near * view.quantity,
                 j / max(1, len(spans) - 1), 1.0 if j == 0 else 0.0, math.log1p(len(_WORD.findall(sent))),
                 1.0 if _DEFINES.search(sent) else 0.0, 0.0, 1.0 if _RESULT.search(sent) else 0.0,
-                view.multi * (1.0 / (1 + si)),
+                view.multi * (1.0 / (1 + si)), ssim, 0.0, 0.0, 0.0,
+                (len(bigrams & _bigrams(words)) / len(bigrams)) if bigrams else 0.0,
             ], number_near=near))
         rare_in_paper = (sum(t in ptoks for t in view.rare) / len(view.rare)) if view.rare else 0.0
+        paper_best = max((c.features[SENT_SIM] for c in rows), default=0.0)
+        by_sim = sorted(range(len(rows)), key=lambda i: (-rows[i].features[SENT_SIM], i))
+        for rank, i in enumerate(by_sim):
+            rows[i].features[SENT_SIM + 3] = 1.0 / (1 + rank)
         for c in rows:
             c.features[11] = rare_in_paper
             c.features[19] = c.features[18] * view.what_is
+            c.features[SENT_SIM + 2] = _sim(c.features[SENT_SIM] - paper_best)
         view.paper_tokens.append(ptoks)
         out.extend(rows)
     if out:
         best_cov = max(c.features[0] for c in out)
         best_focus = max(c.features[2] for c in out)
+        best_sim = max(c.features[SENT_SIM] for c in out)
         for c in out:
             c.features[3] = c.features[0] - best_cov
             c.features[4] = c.features[2] - best_focus
+            c.features[SENT_SIM + 1] = _sim(c.features[SENT_SIM] - best_sim)
     return out
 
 
@@ -177,11 +205,23 @@ def question_features(view: QuestionView, cands: Sequence[Candidate], sources: S
     uncovered_top = sum(w for t, w in view.weights.items() if t not in top_toks) / total
     uncovered_all = sum(w for t, w in view.weights.items() if t not in covered) / total
     return [best, second, logit(max(top_paper)) if top_paper else -10.0,
-            max((s.dense_score or 0.0) for s in sources[:3]) if sources else 0.0,
+            _sim(max((s.dense_score or 0.0) for s in sources[:3])) if sources else 0.0,
             max((c.features[0] for c in cands), default=0.0), max((c.features[2] for c in cands), default=0.0),
             missing, 1.0 if view.rare else 0.0, float(view.quantity), near * view.quantity,
-            math.log1p(len(view.tokens)), (s0 - s1) / s0 if s0 else 0.0, float(view.multi), float(view.compare),
-            uncovered_top, uncovered_all, ranked[0].features[2] if ranked else 0.0]
+            math.log1p(len(view.tokens)), _sim((s0 - s1) / s0) if s0 else 0.0, float(view.multi), float(view.compare),
+            uncovered_top, uncovered_all, ranked[0].features[2] if ranked else 0.0,
+            max((c.features[SENT_SIM] for c in cands), default=0.0), ranked[0].features[SENT_SIM] if ranked else 0.0,
+            ranked[0].features[0] if ranked else 0.0, ranked[0].features[SENT_SIM + 4] if ranked else 0.0]
+
+
+def _bigrams(tokens: Sequence[str]) -> set[tuple[str, str]]:
+    """Adjacent pairs of content tokens: 'reference model' asked and stated as a phrase."""
+    return set(zip(tokens, tokens[1:], strict=False))
+
+
+def _sim(x: float) -> float:
+    """A similarity or score as a feature: rounded (``SIM_DECIMALS``) so float noise cannot reach the model."""
+    return round(float(x), SIM_DECIMALS) + 0.0
 
 
 def _number_near(words: list[str], focus: set[str], window: int = 4) -> float:

@@ -8,12 +8,15 @@ Labelled data (nothing else is read):
     positive, the other retrieved sentences negative; claims without evidence unanswerable.
 Regularisation and the answer thresholds are chosen on ``evals/questions/validation.jsonl``
 plus every 4th of the SciFact train claims, held out of fitting (never on heldout or SciFact dev).
-The two logistic regressions are fitted with numpy (Newton steps, fixed order, rounded output),
-so a re-run on the same retrieval results (``--retrieval-cache``) writes the same file; retrieval
-itself carries float noise between runs, which can move the last digits of a fresh refit.
+The two logistic regressions are fitted with numpy (Newton steps, fixed order, rounded output).
+A refit from scratch writes the shipped file byte for byte (``--check`` verifies it): dense
+retrieval here is an exact search over the stored chunk vectors (Chroma's HNSW graph is rebuilt
+nondeterministically each time a collection below its sync threshold is opened, and differs
+between index builds), and similarities are rounded before they become features.
 
-Indexed homes are cached under ``~/.cache/paper-assistant-bench/<kind>-<fingerprint>``, the
-same place ``benchmarks/answer_quality.py`` uses, so only the first run ingests.
+Indexed homes are cached under ``~/.cache/paper-assistant-bench/<kind>-<fingerprint>`` with the
+same key ``benchmarks/answer_quality.py`` uses (data, index settings, index code), so the two
+share one home and only the first run after a change ingests.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..records import Source
+from ..retrieval import HybridRetriever
 from .features import QUESTION_FEATURES, SENTENCE_FEATURES, Candidate, QuestionView, candidates, question_features
 from .features import question_view as make_view
 from .fitted import MODEL_FILE, Decisions, FittedModel, LogReg, compose, named_pool
@@ -68,12 +72,24 @@ class Example:
 # -- labelled data ---------------------------------------------------------------------------
 
 
-def _fingerprint(data: bytes) -> str:
-    from ..index.catalogue import SCHEMA_VERSION
+INDEX_CODE = ("assistant/index", "assistant/readers", "assistant/text.py")
+"""Code that decides what an index holds (readers, chunking, embedding, store, tokenizer): part of the key."""
+
+
+def home_fingerprint(*parts: bytes) -> str:
+    """Key of a cached home: the indexed source bytes, the index settings (embedding model, chunking,
+    sentence vectors...) and the source of the code that builds an index, so a change to any of them
+    builds a fresh home. ``benchmarks/answer_quality.py`` uses this same key."""
     from ..settings import Settings
 
-    h = hashlib.sha256(f"schema={SCHEMA_VERSION};model={Settings().embedding_model_name}".encode())
-    h.update(hashlib.sha256(data).digest())
+    index_settings = Settings.load(config_file="", env={}).public_dict().get("index", {})
+    h = hashlib.sha256(json.dumps(index_settings, sort_keys=True, default=str).encode())
+    for rel in INDEX_CODE:
+        root = REPO / rel
+        for f in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
+            h.update(f.relative_to(REPO).as_posix().encode() + b"\0" + f.read_bytes())
+    for p in parts:
+        h.update(hashlib.sha256(p).digest())
     return h.hexdigest()[:16]
 
 
@@ -88,7 +104,7 @@ def _home(kind: str, data: bytes, src: Path | None, cache: Path) -> Path:
     from ..index.ingest import ingest
     from ..index.paper_index import PaperIndex
 
-    home = cache / f"{kind}-{_fingerprint(data)}"
+    home = cache / f"{kind}-{home_fingerprint(data)}"
     if (home / "READY").exists():
         return home
     home.mkdir(parents=True, exist_ok=True)
@@ -102,16 +118,68 @@ def _home(kind: str, data: bytes, src: Path | None, cache: Path) -> Path:
     return home
 
 
+class ExactRetriever(HybridRetriever):
+    """``Assistant.ask``'s retrieval with both dense steps exact: cosine against every stored chunk
+    and sentence vector, ties by id. HNSW answers differ between opens of a small collection and between
+    index builds (two processes on the same home disagreed on the tail of 34 of 102 fit questions'
+    dense candidates), which made fresh refits differ; this ranking depends on the vectors alone."""
+
+    _chunks: tuple[Any, list[str], list[dict[str, Any]]] | None = None
+    _sentences: tuple[Any, list[str], list[dict[str, Any]]] | None = None
+
+    def dense_hits(self, qvec: Any, n: int, where: dict[str, Any] | None) -> list[tuple[str, str, float]]:
+        if self._chunks is None:
+            self._chunks = _load_exact(self.index.vectors.collection(create=False))
+        return [(cid, meta["paper_id"], sim) for cid, meta, sim in _exact(self._chunks, qvec, n, where)]
+
+    def sentence_hits(self, qvec: Any, n: int, where: dict[str, Any] | None) -> list[tuple[str, int, int, float]]:
+        if self._sentences is None:
+            self._sentences = _load_exact(self.index.vectors.sentences.collection(create=False))
+        return [(m["paper_id"], int(m["start"]), int(m["end"]), sim)
+                for _, m, sim in _exact(self._sentences, qvec, n, where)]
+
+
+def _load_exact(col: Any) -> tuple[Any, list[str], list[dict[str, Any]]]:
+    """Every stored vector of a collection, unit length, in id order (Chroma's listing order is no contract)."""
+    ids: list[str] = []
+    metas: list[dict[str, Any]] = []
+    rows: list[Any] = []
+    total = col.count() if col is not None else 0
+    for offset in range(0, total, 5000):
+        res = col.get(include=["embeddings", "metadatas"], limit=5000, offset=offset)
+        ids.extend(res["ids"])
+        metas.extend(res["metadatas"])
+        rows.append(np.asarray(res["embeddings"], dtype=np.float64))
+    mat = np.vstack(rows) if rows else np.zeros((0, 1))
+    mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    return mat[order], [ids[i] for i in order], [metas[i] for i in order]
+
+
+def _exact(table: tuple[Any, list[str], list[dict[str, Any]]], qvec: Any, n: int,
+           where: dict[str, Any] | None) -> list[tuple[str, dict[str, Any], float]]:
+    """The ``n`` best rows by cosine, rounded to 6 decimals, ties by id (rows are in id order)."""
+    if where:
+        raise ValueError("the fitting script's exact search takes no date filter")
+    mat, ids, metas = table
+    if not ids:
+        return []
+    q = np.asarray(qvec, dtype=np.float64)
+    sims = np.round(mat @ (q / (np.linalg.norm(q) or 1.0)), 6)
+    order = np.argsort(-sims, kind="stable")[:n]
+    return [(ids[i], metas[i], float(sims[i])) for i in order]
+
+
 class Asker:
-    """Retrieval over one home, as ``Assistant.ask`` runs it (same settings, same index)."""
+    """Retrieval over one home as ``Assistant.ask`` runs it (same settings, same index), the dense
+    step exact (``ExactRetriever``)."""
 
     def __init__(self, settings: Any) -> None:
         from ..index.embeddings import get_embedder
         from ..index.paper_index import PaperIndex
-        from ..retrieval import HybridRetriever
 
         self.index = PaperIndex(settings)
-        self.retriever = HybridRetriever(self.index, get_embedder(self.index.settings))
+        self.retriever = ExactRetriever(self.index, get_embedder(self.index.settings))
         self.idf = self.index.lexical().idf
         self.memo: dict[str, Any] = RETRIEVALS.setdefault(str(settings.home), {})
         """Question -> retrieval result, kept by ``--retrieval-cache`` so a feature change refits fast."""
@@ -122,7 +190,8 @@ class Asker:
         if res is None:
             res = self.memo[question] = self.retriever.retrieve(question)
         view = make_view(question, self.idf)
-        cands = candidates(view, res.sources, res.chunk_sims, MAX_PAPERS) if view and res.sources else []
+        cands = (candidates(view, res.sources, res.chunk_sims, MAX_PAPERS, getattr(res, "sentence_sims", None))
+                 if view and res.sources else [])
         spans: dict[str, list[tuple[int, int]]] = {}
         abstracts = {s.paper.paper_id: s.paper.abstract for s in res.sources}
         for pid, quotes in evidence.items():
@@ -383,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=CACHE, help="where indexed homes are cached")
     ap.add_argument("--retrieval-cache", type=Path, default=None, metavar="FILE",
                     help="keep retrieval results in FILE (pickle) so a refit after a feature change skips retrieval")
+    ap.add_argument("--check", action="store_true",
+                    help="refit in memory and compare with --out (default: the shipped file) instead of writing; "
+                         "exit 1 with a one-line summary when they differ")
     args = ap.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr)  # noqa: E731
     if args.retrieval_cache and args.retrieval_cache.is_file():
@@ -410,10 +482,52 @@ def main(argv: list[str] | None = None) -> int:
             "sentences": sum(len(e.cands) for e in train + sci_fit),
             "positives": sum(sum(e.labels) for e in train + sci_fit), **info}
     out = FittedModel(model.sentence, model.answerable, model.decisions, meta)
+    text = model_text(out)
+    if args.check:
+        diff = compare_model_text(text, args.out)
+        print(f"{args.out}: {diff or 'reproduced byte for byte'} ({time.perf_counter() - t:.0f} s)")
+        return 1 if diff else 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out.to_dict(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    args.out.write_text(text, encoding="utf-8")
     log(f"wrote {args.out}: validation {info['validation_measures']}")
     return 0
+
+
+def model_text(model: FittedModel) -> str:
+    """The model file's exact bytes (sorted keys, one space indent)."""
+    return json.dumps(model.to_dict(), indent=1, sort_keys=True) + "\n"
+
+
+def compare_model_text(text: str, path: Path) -> str:
+    """'' when ``path`` holds exactly ``text``, else one line saying what differs."""
+    try:
+        shipped = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    if shipped == text:
+        return ""
+    try:
+        old = _leaves(json.loads(shipped))
+    except ValueError as exc:
+        return f"not JSON ({exc})"
+    new = _leaves(json.loads(text))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if not changed:
+        return "same values, different formatting (rewrite it with the script)"
+    deltas = [(abs(float(new[k]) - float(old[k])), k) for k in changed
+              if isinstance(old.get(k), (int, float)) and isinstance(new.get(k), (int, float))]
+    where = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+    big = f"; largest change {max(deltas)[0]:.3g} at {max(deltas)[1]}" if deltas else ""
+    return f"differs from a refit in {len(changed)} of {len(old.keys() | new.keys())} values ({where}){big}"
+
+
+def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A JSON value flattened to path -> scalar ('sentence.coef[3]')."""
+    if isinstance(d, dict):
+        return {k: v for key, val in d.items() for k, v in _leaves(val, f"{prefix}.{key}" if prefix else key).items()}
+    if isinstance(d, list):
+        return {k: v for i, val in enumerate(d) for k, v in _leaves(val, f"{prefix}[{i}]").items()}
+    return {prefix: d}
 
 
 if __name__ == "__main__":

@@ -24,7 +24,15 @@ from ..errors import AssistantError
 from ..records import REFUSAL, Source
 from .base import AnswerContext, Draft
 from .citations import cited_sentence
-from .features import QUESTION_FEATURES, SENTENCE_FEATURES, Candidate, QuestionView, candidates, question_features
+from .features import (
+    INTRODUCES,
+    QUESTION_FEATURES,
+    SENTENCE_FEATURES,
+    Candidate,
+    QuestionView,
+    candidates,
+    question_features,
+)
 from .features import question_view as make_view
 
 if TYPE_CHECKING:
@@ -131,10 +139,10 @@ def refusal(reason: str, **checks: Any) -> Composed:
     return Composed(REFUSAL, True, reason, [], {"answer_shape": "refused", **checks})
 
 
-def score(model: FittedModel, view: QuestionView, sources: Sequence[Source],
-          chunk_sims: dict[str, float] | None) -> list[Candidate]:
+def score(model: FittedModel, view: QuestionView, sources: Sequence[Source], chunk_sims: dict[str, float] | None,
+          sentence_sims: dict[tuple[str, int, int], float] | None = None) -> list[Candidate]:
     """Candidates of the first papers with their fitted answer probabilities."""
-    cands = candidates(view, sources, chunk_sims, model.decisions.max_papers)
+    cands = candidates(view, sources, chunk_sims, model.decisions.max_papers, sentence_sims)
     for c in cands:
         c.score = model.sentence.prob(c.features)
     return cands
@@ -142,8 +150,12 @@ def score(model: FittedModel, view: QuestionView, sources: Sequence[Source],
 
 def named_pool(view: QuestionView, cands: list[Candidate]) -> list[Candidate] | None:
     """A detail about a named method comes only from the papers naming the most of the question's
-    rare names; None when a name is in no indexed paper or in no retrieved one.
+    rare names; None (refuse) when a name is in no indexed paper at all.
 
+    When the names are indexed but no retrieved paper has them, every candidate stays and the
+    answerability model decides (its ``rare_share_missing`` feature): a hard refusal here refused
+    31 of 501 answerable SciFact train claims (abbreviations the abstract spells out, a name like
+    "interleukin" the index holds rarely) against 8 of 299 claims without evidence.
     Lists and comparisons keep every candidate: they name several papers on purpose."""
     if not view.rare or view.multi or view.compare:
         return cands
@@ -152,8 +164,19 @@ def named_pool(view: QuestionView, cands: list[Candidate]) -> list[Candidate] | 
     counts = [sum(t in toks or t in view.titles[i] for t in view.rare) for i, toks in enumerate(view.paper_tokens)]
     most = max(counts, default=0)
     if most == 0:
-        return None
+        return cands
     return [c for c in cands if counts[c.source_index] == most]
+
+
+def defining_sentences(view: QuestionView, ranked: list[Candidate]) -> list[Candidate]:
+    """For "what is X": sentences (best first) that introduce something ("we propose", "called",
+    "is a": ``INTRODUCES``) and carry every content word of the question, i.e. X itself.
+
+    The labelled questions hold no definitional ones, so the fitted models never saw one (its
+    sentence feature ``q_what_is_x_defines`` is always 0 there and its answerability is low for
+    one-word questions): such a sentence is the answer by construction, whatever the model says."""
+    terms = set(view.tokens)
+    return [c for c in ranked if terms <= c.tokens and INTRODUCES.search(c.text)] if terms else []
 
 
 def compose(model: FittedModel, view: QuestionView | None, sources: Sequence[Source],
@@ -168,16 +191,17 @@ def compose(model: FittedModel, view: QuestionView | None, sources: Sequence[Sou
         return refusal("the retrieved papers have no sentences")
     pool = named_pool(view, cands)
     if pool is None:
-        if view.unknown:
-            return refusal(f"no indexed paper mentions {', '.join(view.unknown)}")
-        return refusal(f"no retrieved paper mentions {', '.join(view.rare)}")
+        return refusal(f"no indexed paper mentions {', '.join(view.unknown)}")
     named = ", ".join(view.rare) if pool is not cands else ""
     qf = question_features(view, pool, sources)
     p_answer = model.answerable.prob(qf)
     checks: dict[str, Any] = {"answerability": round(p_answer, 4)}
     ranked = sorted(pool, key=lambda c: (-c.score, c.source_index, c.start))
     best = ranked[0]
-    if p_answer < d.answer_threshold:
+    defining = defining_sentences(view, ranked) if view.what_is else []
+    if defining and p_answer < d.answer_threshold:
+        checks["defined_in_abstract"] = True
+    elif p_answer < d.answer_threshold:
         why = (f"answerability {p_answer:.2f} < {d.answer_threshold:.2f} "
                f"(best sentence {best.score:.2f}")
         if view.quantity and not any(c.number_near for c in ranked[:10]):
@@ -211,6 +235,9 @@ def compose(model: FittedModel, view: QuestionView | None, sources: Sequence[Sou
         shape = "quantity"
         stated = [c for c in ranked if c.number_near and c.score >= d.quantity_ratio * best.score]
         picked = [stated[0] if stated else best]
+    elif defining:
+        shape = "definition"
+        picked = [defining[0]]
     else:
         shape = "definition" if view.what_is else "single"
         picked = [best]
@@ -230,10 +257,11 @@ def compose(model: FittedModel, view: QuestionView | None, sources: Sequence[Sou
 
 
 def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], dict[str, float]],
-           chunk_sims: dict[str, float] | None = None, model: FittedModel | None = None) -> Composed:
+           chunk_sims: dict[str, float] | None = None, model: FittedModel | None = None,
+           sentence_sims: dict[tuple[str, int, int], float] | None = None) -> Composed:
     m = model or shipped_model()
     view = make_view(question, idf)
-    cands = score(m, view, sources, chunk_sims) if view is not None and sources else []
+    cands = score(m, view, sources, chunk_sims, sentence_sims) if view is not None and sources else []
     return compose(m, view, sources, cands)
 
 
@@ -251,7 +279,7 @@ class FittedAnswerer:
         return self.name
 
     def answer(self, question: str, sources: Sequence[Source], context: AnswerContext) -> Draft:
-        res = answer(question, sources, context.idf, context.chunk_sims, self.model)
+        res = answer(question, sources, context.idf, context.chunk_sims, self.model, context.sentence_sims)
         return Draft(res.text, res.reason, res.checks)
 
     def condense(self, history: Sequence[tuple[str, str]], question: str) -> str | None:

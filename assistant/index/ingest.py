@@ -22,6 +22,7 @@ from .chunking import chunk_paper, embed_text
 from .lexical import LexicalIndex
 from .paper_index import PaperIndex
 from .storage import writable_error
+from .vectors import paper_sentences
 
 
 class Reporter(Protocol):
@@ -65,6 +66,10 @@ class IngestReport:
     prune_skipped: bool = False
     """--prune was asked for but some source was not read completely, so nothing was removed."""
     chunks_written: int = 0
+    sentences_written: int = 0
+    """Sentence vectors written (new and changed papers, plus any backfill of older ones)."""
+    sentences_backfilled: int = 0
+    """Papers already indexed that got their sentence vectors in this run."""
     papers_total: int = 0
     chunks_total: int = 0
     seconds: float = 0.0
@@ -168,12 +173,26 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
             _reconcile_orphans(index, rep)
             cat.set_meta("writing", "0")
             cat.db.commit()
-        if todo:
+        sentences_on = settings.index.sentence_vectors
+        if sentences_on and not known:
+            # A new (or emptied) home: every paper written from here on carries its sentence vectors.
+            cat.set_meta("sentence_vectors", "complete")
+            cat.db.commit()
+        elif not sentences_on and todo:
+            # Papers written now have none: the next ingest with the setting on backfills them.
+            cat.set_meta("sentence_vectors", "partial")
+            cat.db.commit()
+
+        def get_embedder_once() -> Any:
+            nonlocal embedder
             if embedder is None:
                 from .embeddings import CachedEmbedder, get_embedder
 
                 embedder = CachedEmbedder(get_embedder(settings), settings.embedding_cache)
-            _write(index, todo, known, embedder, rep, report, batch_papers, after_batch)
+            return embedder
+
+        if todo:
+            _write(index, todo, known, get_embedder_once(), rep, report, batch_papers, after_batch)
         if prune:
             keep = {p.paper_id for p in papers}
             gone = [pid for pid in known if pid not in keep]
@@ -186,6 +205,10 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
                 cat.set_meta("writing", "0")
                 cat.db.commit()
                 report.removed = len(gone)
+        if sentences_on and cat.get_meta("sentence_vectors") != "complete":
+            _backfill_sentences(index, get_embedder_once, rep, report, batch_papers)
+            cat.set_meta("sentence_vectors", "complete")
+            cat.db.commit()
         if todo or report.removed or rebuild or cat.generation != _saved_lexical_generation(index):
             rep.message("building the BM25 index ...")
             index.refresh_lexical()
@@ -239,22 +262,63 @@ def _write(index: PaperIndex, todo: list[Paper], known: dict[str, str], embedder
         for p in batch:
             chunks.extend(chunk_paper(p, settings.index.chunk_size, settings.index.chunk_overlap, fits=embedder.fits))
         by_id = {p.paper_id: p for p in batch}
+        sents = _sentence_rows(batch) if settings.index.sentence_vectors else []
+        texts = [embed_text(by_id[c.paper_id], c) for c in chunks] + [p.abstract[a:b] for p, a, b in sents]
         t = time.perf_counter()
-        vectors = embedder.embed([embed_text(by_id[c.paper_id], c) for c in chunks])
+        vectors = embedder.embed(texts)  # one call: the embedder batches chunks and sentences together
         report.embed_seconds += time.perf_counter() - t
-        # Old vectors of changed papers (or leftovers of a killed run) go first, by paper id.
+        # Old vectors of changed papers (or leftovers of a killed run) go first, by paper id
+        # (chunks and sentences alike).
         stale = [p.paper_id for p in batch if p.paper_id in known]
         if stale:
             index.vectors.delete_papers(stale)
-        index.vectors.upsert(chunks, by_id, vectors)
+        # Chunks before sentences: a kill in between leaves chunk orphans, which the next run drops.
+        index.vectors.upsert(chunks, by_id, vectors[:len(chunks)])
+        index.vectors.sentences.upsert(sents, vectors[len(chunks):])
         index.catalogue.commit_papers(batch, chunks)
         report.chunks_written += len(chunks)
+        report.sentences_written += len(sents)
         rep.advance("embed", len(batch))
         if after_batch:
             after_batch(b)
     index.catalogue.set_meta("writing", "0")
     index.catalogue.db.commit()
     rep.finish("embed")
+
+
+def _sentence_rows(papers: Sequence[Paper]) -> list[tuple[Paper, int, int]]:
+    """(paper, start, end) of every abstract sentence, in the answerers' spans."""
+    return [(p, a, b) for p in papers for a, b in paper_sentences(p)]
+
+
+def _backfill_sentences(index: PaperIndex, get_embedder: Callable[[], Any], rep: Reporter,
+                        report: IngestReport, batch_papers: int) -> None:
+    """Give papers indexed without sentence vectors (a home built before they existed, or with
+    ``index.sentence_vectors`` off) theirs. Only adds vectors, so a kill here loses nothing:
+    the flag stays unset and the next ingest carries on from what is stored."""
+    have = index.vectors.sentences.paper_counts()
+    # A paper with fewer (or other) vectors than spans, e.g. cut by a kill mid-batch, is redone.
+    missing = [p for p in index.catalogue.iter_papers(order="id")
+               if have.get(p.paper_id, 0) != len(paper_sentences(p))]
+    if not missing:
+        return
+    rep.message(f"adding sentence vectors to {len(missing)} paper(s) indexed without them ...")
+    embedder = get_embedder()
+    rep.start("sentences", len(missing))
+    for start in range(0, len(missing), batch_papers):
+        batch = missing[start:start + batch_papers]
+        rows = _sentence_rows(batch)
+        partial = [p.paper_id for p in batch if have.get(p.paper_id)]
+        if partial:
+            index.vectors.sentences.delete_papers(partial)
+        t = time.perf_counter()
+        vectors = embedder.embed([p.abstract[a:b] for p, a, b in rows])
+        report.embed_seconds += time.perf_counter() - t
+        index.vectors.sentences.upsert(rows, vectors)
+        report.sentences_written += len(rows)
+        report.sentences_backfilled += len(batch)
+        rep.advance("sentences", len(batch))
+    rep.finish("sentences")
 
 
 def _reconcile_orphans(index: PaperIndex, rep: Reporter) -> None:

@@ -1,7 +1,10 @@
-"""Chroma collection of chunk vectors (embedded PersistentClient or a `chroma run` server).
+"""Chroma collections of chunk vectors and of sentence vectors (embedded PersistentClient
+or a `chroma run` server).
 
-Chroma keeps no text: each vector carries its paper id, chunk offsets, title and
-date key; the catalogue holds the abstracts.
+Chroma keeps no text: each vector carries its paper id, offsets, title and date key;
+the catalogue holds the abstracts. Sentence vectors (``NAME.sentences``) hold one vector
+per abstract sentence (the text layer's ``split_sentences`` spans), so an answerer can
+score every candidate sentence against the question without a model call.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import IndexStateError
 from ..records import Chunk, Paper
 from ..runtime import ensure_offline
+from ..text import split_sentences
 from .storage import date_int, disk_full_message
 
 if TYPE_CHECKING:
@@ -50,6 +54,7 @@ class VectorStore:
         except Exception as exc:  # chromadb raises many types; the user needs one line
             raise IndexStateError(_chroma_error(settings, persist_dir, exc)) from None
         self._collection: Any = None
+        self._sentences: SentenceStore | None = None
 
     def collection(self, create: bool = False) -> Any:
         if self._collection is not None:
@@ -97,6 +102,9 @@ class VectorStore:
                        embeddings=vectors[start:start + len(part)], metadatas=metas)
 
     def delete_papers(self, paper_ids: Sequence[str], batch: int = 500) -> None:
+        """Drop the papers' chunk vectors and their sentence vectors (sentences first, so a
+        kill in between leaves chunk orphans, which the next ingest finds and drops with both)."""
+        self.sentences.delete_papers(paper_ids, batch)
         col = self.collection(create=False)
         if col is None:
             return
@@ -132,7 +140,15 @@ class VectorStore:
             out.append((cid, meta["paper_id"], 1.0 - float(dist)))
         return out
 
+    @property
+    def sentences(self) -> SentenceStore:
+        """The sentence-vector collection beside this one (same client)."""
+        if self._sentences is None:
+            self._sentences = SentenceStore(self)
+        return self._sentences
+
     def drop(self) -> None:
+        self.sentences.drop()
         try:
             self.client.delete_collection(self.settings.index.collection)
         except Exception as exc:
@@ -171,6 +187,141 @@ class VectorStore:
     def error(self, exc: Exception) -> IndexStateError:
         """The one-line error for a failed Chroma call."""
         return IndexStateError(_chroma_error(self.settings, Path(self.where), exc))
+
+
+def sentence_id(paper_id: str, start: int, end: int) -> str:
+    """Deterministic id of one abstract sentence's vector: re-upserts overwrite, never duplicate."""
+    return f"{paper_id}@{start}:{end}"
+
+
+def paper_sentences(paper: Paper) -> list[tuple[int, int]]:
+    """The spans whose vectors are stored: exactly those the answerers iterate over."""
+    return split_sentences(paper.abstract)
+
+
+class SentenceStore:
+    """One vector per abstract sentence, in collection ``NAME.sentences`` beside the chunks.
+
+    Ids are ``paper_id@start:end`` (character offsets into the abstract), metadata the paper
+    id, offsets and date key; the text is the sentence alone (no title), so sentences of one
+    paper differ from each other as much as they do. Written with a paper's chunk vectors and
+    dropped with them; a paper without sentence vectors is answered without the feature.
+    """
+
+    def __init__(self, vectors: VectorStore) -> None:
+        self.vectors = vectors
+        self.name = f"{vectors.settings.index.collection}.sentences"
+        self._collection: Any = None
+
+    def collection(self, create: bool = False) -> Any:
+        if self._collection is not None:
+            return self._collection
+        client = self.vectors.client
+        try:
+            if create:
+                col = client.get_or_create_collection(
+                    self.name, embedding_function=None,
+                    metadata={"hnsw:space": "cosine", "hnsw:search_ef": 128, "hnsw:construction_ef": 128,
+                              "embedding_model": self.vectors.model_name})
+            else:
+                col = client.get_collection(self.name, embedding_function=None)
+        except Exception as exc:
+            if not create and "does not exist" in str(exc).lower():
+                return None
+            raise self.vectors.error(exc) from None
+        built_with = (col.metadata or {}).get("embedding_model")
+        if built_with and built_with != self.vectors.model_name:
+            raise IndexStateError(
+                f"the sentence vectors in {self.vectors.where} (collection '{self.name}') were built with "
+                f"embedding model '{built_with}', but the settings ask for '{self.vectors.model_name}'; "
+                "rebuild with `assistant ingest --rebuild SOURCES`")
+        self._collection = col
+        return col
+
+    def upsert(self, rows: Sequence[tuple[Paper, int, int]], vectors: np.ndarray, batch: int = 2000) -> None:
+        """Store ``vectors[i]`` for sentence ``rows[i]`` = (paper, start, end)."""
+        if not rows:
+            return
+        col = self.collection(create=True)
+        for start in range(0, len(rows), batch):
+            part = rows[start:start + batch]
+            metas = []
+            for p, a, b in part:
+                meta: dict[str, Any] = {"paper_id": p.paper_id, "start": a, "end": b}
+                di = date_int(p.date)
+                if di is not None:
+                    meta["date_int"] = di
+                metas.append(meta)
+            self._call(col.upsert, ids=[sentence_id(p.paper_id, a, b) for p, a, b in part],
+                       embeddings=vectors[start:start + len(part)], metadatas=metas)
+
+    def delete_papers(self, paper_ids: Sequence[str], batch: int = 500) -> None:
+        col = self.collection(create=False)
+        if col is None:
+            return
+        for start in range(0, len(paper_ids), batch):
+            self._call(col.delete, where={"paper_id": {"$in": list(paper_ids[start:start + batch])}})
+
+    def paper_counts(self) -> dict[str, int]:
+        """Sentence vectors stored per paper (a backfill compares them with the spans)."""
+        col = self.collection(create=False)
+        if col is None:
+            return {}
+        counts: dict[str, int] = {}
+        total = self._call(col.count)
+        for offset in range(0, total, 5000):
+            res = self._call(col.get, include=["metadatas"], limit=5000, offset=offset)
+            for m in res["metadatas"]:
+                counts[m["paper_id"]] = counts.get(m["paper_id"], 0) + 1
+        return counts
+
+    def count(self) -> int:
+        col = self.collection(create=False)
+        return 0 if col is None else int(self._call(col.count))
+
+    def get(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by sentence id (ids not stored are absent): one batched fetch."""
+        import numpy as np
+
+        col = self.collection(create=False)
+        if col is None or not ids:
+            return {}
+        res = self._call(col.get, ids=list(ids), include=["embeddings"])
+        embs = res["embeddings"]
+        if embs is None or len(res["ids"]) == 0:
+            return {}
+        mat = np.asarray(embs, dtype=np.float32)
+        return {sid: mat[i] for i, sid in enumerate(res["ids"])}
+
+    def query(self, vector: np.ndarray, n: int,
+              where: dict[str, Any] | None = None) -> list[tuple[str, int, int, float]]:
+        """(paper_id, start, end, cosine similarity) of the ``n`` nearest sentences, best first."""
+        col = self.collection(create=False)
+        if col is None:
+            return []
+        n = min(n, max(1, self.count()))
+        res = self._call(col.query, query_embeddings=[vector.tolist()], n_results=n, where=where or None,
+                         include=["metadatas", "distances"])
+        return [(m["paper_id"], int(m["start"]), int(m["end"]), 1.0 - float(d))
+                for m, d in zip(res["metadatas"][0], res["distances"][0], strict=False)]
+
+    def drop(self) -> None:
+        try:
+            self.vectors.client.delete_collection(self.name)
+        except Exception as exc:
+            if "does not exist" not in str(exc).lower():
+                raise self.vectors.error(exc) from None
+        self._collection = None
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except IndexStateError:
+            raise
+        except Exception as exc:
+            # Server mode: another client's `ingest --rebuild` dropped and re-made the collection.
+            self._collection = None
+            return self.vectors.retry_stale(exc, fn, lambda: self.collection(create=False), *args, **kwargs)
 
 
 def _writable(directory: Path) -> bool:
