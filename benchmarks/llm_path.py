@@ -318,7 +318,7 @@ def evidence_budget(args: argparse.Namespace) -> int:
         res = a.retriever.retrieve(q.question)
         sources = res.sources
         view = question_view(q.question, idf)
-        cands = score(model, view, sources, res.chunk_sims) if view is not None and sources else []
+        cands = score(model, view, sources, res.chunk_sims, res.sentence_sims) if view is not None and sources else []
         picked = compose(model, view, sources, cands).picked
         add("lexical 5x2 1600", q, select_evidence(q.question, sources, idf))
         for p_, n_, c_ in grid:

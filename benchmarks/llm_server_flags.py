@@ -55,7 +55,7 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
     for q in [q for q in load_questions(fit) if q.answerable][:n]:
         res = a.retriever.retrieve(q.question)
         view = question_view(q.question, idf)
-        cands = score(shipped_model(), view, res.sources, res.chunk_sims)
+        cands = score(shipped_model(), view, res.sources, res.chunk_sims, res.sentence_sims)
         ev = evidence_from_candidates(res.sources, cands, compose(shipped_model(), view, res.sources, cands).picked,
                                       max_papers=cfg.evidence_papers, per_paper=cfg.evidence_sentences,
                                       budget_chars=cfg.evidence_chars)

@@ -138,7 +138,7 @@ def test_evidence_is_the_fitted_scorers_best_sentences_within_a_budget(sample_as
     idf = sample_assistant.index.lexical().idf
     model = shipped_model()
     view = question_view(q, idf)
-    cands = score(model, view, res.sources, res.chunk_sims)
+    cands = score(model, view, res.sources, res.chunk_sims, res.sentence_sims)
     picked = compose(model, view, res.sources, cands).picked
     assert picked and "82.9" in picked[0].text  # the quantity question's answer states the number
     evidence = evidence_from_candidates(res.sources, cands, picked, max_papers=2, per_paper=2, budget_chars=500)

@@ -500,7 +500,8 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
 
 def answer_with_llm(client: Any, question: str, sources: Sequence[Source], settings: Settings, idf: Idf | None, *,
                     on_token: Callable[[str], None] | None = None,
-                    chunk_sims: dict[str, float] | None = None) -> tuple[str, dict[str, Any]]:
+                    chunk_sims: dict[str, float] | None = None,
+                    sentence_sims: dict[tuple[str, int, int], float] | None = None) -> tuple[str, dict[str, Any]]:
     """The openai backend's answer text (markers numbered as ``sources``) and its checks.
 
     The fitted extractive model (the offline backend's, ``extractive.model_file``) scores every
@@ -522,7 +523,7 @@ def answer_with_llm(client: Any, question: str, sources: Sequence[Source], setti
         path = settings.extractive.model_file
         model = load_model(Path(path).expanduser()) if path else shipped_model()
         view = question_view(question, idf)
-        cands = score(model, view, sources, chunk_sims) if view is not None and sources else []
+        cands = score(model, view, sources, chunk_sims, sentence_sims) if view is not None and sources else []
         ext = compose(model, view, sources, cands)
         if cands:
             evidence = evidence_from_candidates(sources, cands, ext.picked, max_papers=cfg.evidence_papers,
@@ -580,7 +581,8 @@ class OpenAIAnswerer:
 
     def answer(self, question: str, sources: Sequence[Source], context: AnswerContext) -> Draft:
         text, checks = answer_with_llm(self.client, question, sources, self.settings, context.idf,
-                                       on_token=context.on_token, chunk_sims=context.chunk_sims)
+                                       on_token=context.on_token, chunk_sims=context.chunk_sims,
+                                       sentence_sims=context.sentence_sims)
         return Draft(text, checks.pop("refusal_reason", None), checks=checks)
 
     def condense(self, history: Sequence[tuple[str, str]], question: str) -> str | None:
