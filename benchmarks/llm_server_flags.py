@@ -83,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="times each setting is measured (alternating)")
     parser.add_argument("--questions", type=int, default=3, help="fit questions whose prompts are sent")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", default="", help="comma-separated words: measure only settings naming one"
+                        " (the default is always measured)")
     args = parser.parse_args(argv)
+    words = [w.strip() for w in args.only.split(",") if w.strip()]
+    chosen = {name: extra for i, (name, extra) in enumerate(SETTINGS.items())
+              if i == 0 or not words or any(w in name for w in words)}
     from tests.llm_server import find_gguf, start_llama_server
 
     gguf = find_gguf("qwen")
@@ -92,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     messages = prompts(args.questions)
     tmp = Path(tempfile.mkdtemp(prefix="llm_flags_"))
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in SETTINGS}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in chosen}
     for r in range(args.rounds):
-        for name, extra in SETTINGS.items():
+        for name, extra in chosen.items():
             server = start_llama_server(gguf, tmp, n_ctx=2048, threads=args.threads, ready_timeout=300, **extra)
             try:
                 results[name].append(measure(server.base_url, messages))
