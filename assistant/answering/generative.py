@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..records import REFUSAL, Source
 from ..text import (
+    MARKER_GROUP,
     best_window,
     content_tokens,
     missing_terms,
@@ -74,7 +75,8 @@ ANSWER_SCHEMA: dict[str, Any] = {
 _QUANTITY = re.compile(r"\b(how (many|much|large|big|long|fast|often)|by how much|number of|what (percentage|"
                        r"number|fraction|proportion|size|accuracy|score|rate|speed-?up))\b", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
-_MARKERS = re.compile(r"\s*\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
+_MARKERS = re.compile(r"\s*" + MARKER_GROUP.pattern)
+"""A citation marker group with the space before it (the grammar is the text layer's)."""
 _PAPER_MARKER = re.compile(r"\b([Pp]aper)\s*\[(\d+)\]")
 
 
