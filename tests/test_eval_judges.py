@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from assistant.evaluation.metrics import answer_sentences
 from assistant.evaluation.offline_judge import OfflineJudge, reference_idf, required_terms
 from assistant.llm import ChatClient
 from assistant.settings import Settings
+from tests.scripted_chat import ScriptedChat
 
 PASSAGE = ("We propose Token-level Direct Preference Optimization (TDPO), which aligns LLMs at the token level. "
            "TDPO improves win rate by 12% over DPO on Anthropic HH. "
@@ -160,49 +159,12 @@ def test_passages_are_delimited_as_data() -> None:
 
 
 # -- LLM judge: against a scripted server -----------------------------------------------------------
-class Scripted:
-    """An OpenAI-compatible /chat/completions endpoint answering with queued contents."""
-
-    def __init__(self, replies: list[str]) -> None:
-        self.replies = list(replies)
-        self.requests: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 (http.server API)
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                outer.requests.append(body)
-                content = outer.replies.pop(0) if outer.replies else "{}"
-                data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                                   "choices": [{"index": 0, "finish_reason": "stop",
-                                                "message": {"role": "assistant", "content": content}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def prompt(self, i: int) -> str:
-        return "\n".join(m["content"] for m in self.requests[i]["messages"])
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture()
-def scripted(tmp_path: Path) -> Iterator[Callable[..., tuple[Scripted, LLMJudge]]]:
-    servers: list[Scripted] = []
+def scripted(tmp_path: Path) -> Iterator[Callable[..., tuple[ScriptedChat, LLMJudge]]]:
+    servers: list[ScriptedChat] = []
 
-    def make(*replies: str) -> tuple[Scripted, LLMJudge]:
-        server = Scripted(list(replies))
+    def make(*replies: str) -> tuple[ScriptedChat, LLMJudge]:
+        server = ScriptedChat(list(replies))
         servers.append(server)
         settings = Settings(home=tmp_path, llm="openai", openai_base_url=server.url, llm_model="judge-model",
                             max_retries=0, request_timeout=10)
@@ -224,7 +186,7 @@ def verdicts(*items: tuple[bool, list[str]]) -> str:
                                     for i, (ok, ids) in enumerate(items, 1)]})
 
 
-def test_llm_judge_claims_then_verification(scripted: Callable[..., tuple[Scripted, LLMJudge]]) -> None:
+def test_llm_judge_claims_then_verification(scripted: Callable[..., tuple[ScriptedChat, LLMJudge]]) -> None:
     server, judge = scripted(CLAIMS, verdicts((True, ["1"])), verdicts((False, [])))
     judged = judge.judge("What does TDPO do?", answer_sentences(ANSWER), PASSAGES)
     assert not judged.errors
@@ -245,7 +207,7 @@ def test_llm_judge_claims_then_verification(scripted: Callable[..., tuple[Script
 
 
 def test_llm_judge_tolerates_a_fence_with_prose_around_it(
-        scripted: Callable[..., tuple[Scripted, LLMJudge]]) -> None:
+        scripted: Callable[..., tuple[ScriptedChat, LLMJudge]]) -> None:
     fenced = f"Here is the JSON:\n```json\n{CLAIMS}\n```\nDone."
     server, judge = scripted(fenced, verdicts((True, ["1"])), verdicts((True, ["1"])))
     judged = judge.judge("q", answer_sentences(ANSWER), PASSAGES)
@@ -256,7 +218,6 @@ def test_llm_judge_tolerates_a_fence_with_prose_around_it(
 
 
 def test_llm_judge_falls_back_to_json_object_when_schema_is_rejected(tmp_path: Path) -> None:
-    from tests.test_generative import ScriptedChat
 
     server = ScriptedChat([CLAIMS, verdicts((True, ["1"])), verdicts((True, ["1"]))], reject_schema=True)
     try:
@@ -271,7 +232,7 @@ def test_llm_judge_falls_back_to_json_object_when_schema_is_rejected(tmp_path: P
     assert sent == ["json_schema", "json_object", "json_object", "json_object"]
 
 
-def test_llm_judge_retries_once_on_malformed_output(scripted: Callable[..., tuple[Scripted, LLMJudge]]) -> None:
+def test_llm_judge_retries_once_on_malformed_output(scripted: Callable[..., tuple[ScriptedChat, LLMJudge]]) -> None:
     server, judge = scripted("Here are the claims!", CLAIMS, verdicts((True, ["1", "2"])), verdicts((True, ["1"])))
     judged = judge.judge("q", answer_sentences(ANSWER), PASSAGES)
     assert not judged.errors and [s.supported for s in judged.sentences] == [True, True]
@@ -281,7 +242,7 @@ def test_llm_judge_retries_once_on_malformed_output(scripted: Callable[..., tupl
 
 
 def test_llm_judge_counts_twice_malformed_output_as_an_error(
-        scripted: Callable[..., tuple[Scripted, LLMJudge]]) -> None:
+        scripted: Callable[..., tuple[ScriptedChat, LLMJudge]]) -> None:
     server, judge = scripted(CLAIMS, '{"verdicts": "yes"}', '{"verdicts": [{"claim": 1}]}', verdicts((True, ["1"])))
     judged = judge.judge("q", answer_sentences(ANSWER), PASSAGES)
     assert len(judged.errors) == 1 and "malformed judge output twice" in judged.errors[0]
@@ -290,7 +251,7 @@ def test_llm_judge_counts_twice_malformed_output_as_an_error(
     assert len(server.requests) == 4
 
 
-def test_llm_judge_survives_a_failed_claims_step(scripted: Callable[..., tuple[Scripted, LLMJudge]]) -> None:
+def test_llm_judge_survives_a_failed_claims_step(scripted: Callable[..., tuple[ScriptedChat, LLMJudge]]) -> None:
     _, judge = scripted("nope", "still nope", verdicts((True, ["1"])), verdicts((False, [])))
     judged = judge.judge("q", answer_sentences(ANSWER), PASSAGES)
     assert len(judged.errors) == 1 and judged.errors[0].startswith("claims:")
@@ -341,7 +302,7 @@ def test_drafts_need_an_exact_quote_and_retry_once(tmp_path: Path) -> None:
     ok = {"type": "detail", "question": "By how much does TDPO beat DPO?", "answer": "12% win rate.",
           "quote": "TDPO improves win rate by 12% over DPO on Anthropic HH."}
     invented = dict(ok, quote="TDPO is the best method ever.")
-    server = Scripted([json.dumps(invented), json.dumps(ok), "{}", json.dumps(dict(ok, type="essay"))])
+    server = ScriptedChat([json.dumps(invented), json.dumps(ok), "{}", json.dumps(dict(ok, type="essay"))])
     try:
         client = ChatClient(Settings(home=tmp_path, llm="openai", openai_base_url=server.url, max_retries=0))
         drafts = draft_questions(papers[:1], client, n=1) + draft_questions(papers[1:], client, n=1)

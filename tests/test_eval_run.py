@@ -16,7 +16,7 @@ from assistant.evaluation.calibration import DEFAULT_LABELS
 from assistant.evaluation.questions import Question
 from assistant.llm import ChatClient
 from assistant.settings import Settings
-from tests.test_eval_judges import Scripted
+from tests.scripted_chat import ScriptedChat
 
 QUESTIONS = [
     Question("tdpo", "lookup", "Which paper proposes token-level direct preference optimization?",
@@ -67,7 +67,7 @@ def test_secrets_never_reach_the_report(sample_assistant: Any, tmp_path: Path) -
 
 
 def test_llm_judge_errors_are_counted_not_raised(sample_assistant: Any, tmp_path: Path) -> None:
-    server = Scripted(["garbage"] * 50)
+    server = ScriptedChat(["garbage"] * 50)
     try:
         client = ChatClient(Settings(home=tmp_path, llm="openai", openai_base_url=server.url, max_retries=0,
                                      llm_model="judge-x"))
