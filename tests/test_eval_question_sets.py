@@ -1,9 +1,10 @@
-"""The sample-corpus question sets (pool -> fit / validation, with held-out papers; heldout-2) are sound data.
+"""The sample-corpus question sets (pool -> fit / validation, with held-out papers; heldout-2, heldout-3) are sound.
 
 Read with the real readers and the real question loader: every quote is verbatim in its paper's abstract,
 held-out papers are in the sample but gold nowhere, the type mix meets issue 14's minimums, the
 fit / validation files are exactly what evals/split_questions.py produces, and heldout-2 (the untouched
-set of session 2026-11-30) meets its own minimums and restates no question of the other files.
+set of session 2026-11-30) and heldout-3 (the untouched set of session 3 of 2026-11-30) meet their own
+minimums and restate no question of the other files.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ SETS = ("pool", "fit", "validation")
 MINIMUMS = {"lookup": 30, "detail": 30, "multi": 20, "compare": 12, "unanswerable": 40}
 HELDOUT2 = "heldout-2"
 HELDOUT2_MINIMUMS = {"lookup": 12, "detail": 14, "multi": 8, "compare": 6, "unanswerable": 20}
+HELDOUT3 = "heldout-3"
+# (file, qid prefix, type minimums, minimum detail questions whose number is in both answer and a quote)
+UNTOUCHED = [(HELDOUT2, "h2", HELDOUT2_MINIMUMS, 8), (HELDOUT3, "h3", HELDOUT2_MINIMUMS, 10)]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +58,7 @@ def split_module() -> object:
     return mod
 
 
-@pytest.mark.parametrize("name", [*SETS, HELDOUT2])
+@pytest.mark.parametrize("name", [*SETS, HELDOUT2, HELDOUT3])
 def test_quotes_are_exact_substrings_of_gold_abstracts(name: str, abstracts: dict[str, str]) -> None:
     for r in rows(name):
         for t in r["gold_titles"]:
@@ -151,13 +155,17 @@ def test_split_check_fails_on_a_stale_file(tmp_path: Path) -> None:
     assert mod.main(["--pool", str(pool), "--out-dir", str(tmp_path), "--check"]) == 1  # type: ignore[attr-defined]
 
 
-def test_heldout2_unanswerable_kinds_and_type_mix(held: list[str], abstracts: dict[str, str]) -> None:
-    """heldout-2 encodes unanswerable kinds as the pool does (plus ``off_topic``) and meets its brief's mix."""
-    h2 = rows(HELDOUT2)
+@pytest.mark.parametrize(("name", "prefix", "minimums", "min_numeric"), UNTOUCHED)
+def test_untouched_sets_unanswerable_kinds_and_type_mix(
+    name: str, prefix: str, minimums: dict[str, int], min_numeric: int, held: list[str], abstracts: dict[str, str]
+) -> None:
+    """heldout-2 and heldout-3 encode unanswerable kinds as the pool does (plus ``off_topic``) and meet their
+    briefs' mix."""
+    h2 = rows(name)
     counts = Counter(r["type"] for r in h2)
-    for t, n in HELDOUT2_MINIMUMS.items():
+    for t, n in minimums.items():
         assert counts[t] >= n, f"{t}: {counts[t]} < {n}"
-    assert [r["qid"] for r in h2] == [f"h2-{i:03d}" for i in range(1, len(h2) + 1)]
+    assert [r["qid"] for r in h2] == [f"{prefix}-{i:03d}" for i in range(1, len(h2) + 1)]
     kinds: Counter[str] = Counter()
     for r in h2:
         if r["type"] != "unanswerable":
@@ -179,10 +187,10 @@ def test_heldout2_unanswerable_kinds_and_type_mix(held: list[str], abstracts: di
             assert 2 <= len(r["gold_titles"]) <= 4, r["qid"]
         if r["type"] == "compare":
             assert len(r["gold_titles"]) == 2, r["qid"]
-    # at least 8 detail questions ask for a number that both the answer and a quote carry
+    # detail questions that ask for a number both the reference answer and the evidence quote carry
     numeric = [r for r in h2 if r["type"] == "detail"
                and any(n in e["quote"] for n in re.findall(r"\d+(?:\.\d+)?", r["answer"]) for e in r["evidence"])]
-    assert len(numeric) >= 8
+    assert len(numeric) >= min_numeric
 
 
 def test_heldout2_written_independently_of_every_other_set() -> None:
@@ -197,3 +205,30 @@ def test_heldout2_written_independently_of_every_other_set() -> None:
     answerable = [r for r in h2 if r["gold_titles"]]
     fresh = [r for r in answerable if not set(r["gold_titles"]) & seen]
     assert len(fresh) >= 0.8 * len(answerable)
+
+
+def test_heldout3_written_independently_of_every_other_set() -> None:
+    """heldout-3 restates no question of dev, heldout, heldout-2 or the pool. Every sample paper is already asked
+    about somewhere, so it reuses papers, but each for a fact no other file asks for: no detail question quotes a
+    sentence another file quotes, no lookup targets a paper another file looks up, no multi repeats another
+    file's gold list, no compare repeats another file's pair, no absent-study question repeats one verbatim."""
+    norm = lambda s: re.sub(r"\W+", " ", s.lower()).strip()  # noqa: E731
+    h3 = rows(HELDOUT3)
+    assert len({norm(r["question"]) for r in h3}) == len(h3)
+    others = [r for name in ("dev", "heldout", HELDOUT2, "pool") for r in rows(name)]
+    assert not {norm(r["question"]) for r in h3} & {norm(r["question"]) for r in others}
+    assert not {r["qid"] for r in h3} & {r["qid"] for r in others}
+    quoted = {e["quote"] for r in others for e in r["evidence"]}
+    looked_up = {t for r in others if r["type"] == "lookup" for t in r["gold_titles"]}
+    gold_sets = {(r["type"], frozenset(r["gold_titles"])) for r in others if r["type"] in ("multi", "compare")}
+    for r in h3:
+        if r["type"] == "detail":
+            assert not {e["quote"] for e in r["evidence"]} & quoted, r["qid"]
+        if r["type"] == "lookup":
+            assert not set(r["gold_titles"]) & looked_up, r["qid"]
+        if r["type"] in ("multi", "compare"):
+            assert (r["type"], frozenset(r["gold_titles"])) not in gold_sets, r["qid"]
+    # every type and unanswerable kind is present, and held-out papers stay gold for nothing (checked above)
+    assert {r["type"] for r in h3} == set(MINIMUMS)
+    assert {r.get("unanswerable_kind") for r in h3 if r["type"] == "unanswerable"} == {
+        "near_miss", "absent_study", "off_topic"}
