@@ -70,7 +70,7 @@ def test_fit_on_a_small_real_slice_is_reproducible(sample_home: Path, embed_cach
     val = fit.question_examples(asker, REPO / "evals" / "questions" / "validation.jsonl", by_title, limit=6)
     assert sum(sum(e.labels) for e in train) >= 5, "evidence sentences must be found among retrieved ones"
     assert any(not e.answerable for e in train + val) or all(e.answerable for e in train + val)
-    grid = {"l2_grid": (1.0,), "scifact_weights": (1.0,), "thresholds": (0.3, 0.5), "multi_ratios": (0.5,),
+    grid = {"l2_grid": (1.0,), "scifact_weights": (1.0,), "thresholds": (0.3, 0.5), "paper_thresholds": (0.5,),
             "second_ratios": (0.9,)}
     m1, info1 = fit.choose(train, val, **grid)
     m2, info2 = fit.choose(train, val, **grid)
@@ -80,7 +80,7 @@ def test_fit_on_a_small_real_slice_is_reproducible(sample_home: Path, embed_cach
     neg = [m1.sentence.prob(c.features) for e in train for c, y in zip(e.cands, e.labels, strict=True) if not y]
     assert np.mean(pos) > np.mean(neg) + 0.2
     out = tmp_path / "m.json"
-    out.write_text(json.dumps(FittedModel(m1.sentence, m1.answerable, m1.decisions, info1).to_dict()))
+    out.write_text(json.dumps(FittedModel(m1.sentence, m1.answerable, m1.paper, m1.decisions, info1).to_dict()))
     assert FittedModel.from_dict(json.loads(out.read_text())).sentence == m1.sentence
 
 
@@ -123,7 +123,12 @@ def test_model_file_setting_loads_a_refit_or_fails_in_one_line(tmp_path: Path) -
     assert FittedAnswerer(s.with_(extractive={"model_file": str(good)})).model.decisions.answer_threshold == 0.99
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
-    for path, msg in ((bad, "not an extractive model file"), (tmp_path / "none.json", "cannot read")):
+    old = tmp_path / "old.json"
+    d_old = shipped_model().to_dict()
+    del d_old["paper"]
+    old.write_text(json.dumps(d_old))
+    for path, msg in ((bad, "not an extractive model file"), (tmp_path / "none.json", "cannot read"),
+                      (old, "no paper model .written by an older version.; re-run")):
         with pytest.raises(AssistantError, match=msg) as err:
             FittedAnswerer(s.with_(extractive={"model_file": str(path)}))
         assert str(path) in str(err.value) and "\n" not in str(err.value)
@@ -142,7 +147,7 @@ def test_cached_home_key_names_the_schema_and_the_data() -> None:
     assert a != b and len(a) == 16 and a == fit.home_fingerprint(b"one")
 
 
-SLICE_GRID = {"l2_grid": (1.0,), "scifact_weights": (1.0,), "thresholds": (0.3, 0.5), "multi_ratios": (0.5,),
+SLICE_GRID = {"l2_grid": (1.0,), "scifact_weights": (1.0,), "thresholds": (0.3, 0.5), "paper_thresholds": (0.5,),
               "second_ratios": (0.9,)}
 
 
@@ -156,7 +161,7 @@ def _slice_model_text(home: Path, embed_cache: Path) -> str:
     val = fit.question_examples(asker, REPO / "evals" / "questions" / "validation.jsonl", by_title, limit=8)
     model, info = fit.choose(train, val, **SLICE_GRID)
     asker.index.close()
-    return fit.model_text(FittedModel(model.sentence, model.answerable, model.decisions, info))
+    return fit.model_text(FittedModel(model.sentence, model.answerable, model.paper, model.decisions, info))
 
 
 def test_refit_from_scratch_is_byte_identical_even_on_a_rebuilt_index(sample_home: Path, embed_cache: Path,
@@ -234,3 +239,64 @@ def test_check_passes_on_the_refit_and_fails_in_one_line_when_the_file_is_pertur
     out.write_text(good.replace(" ", "  "))
     assert fit.main([*args, "--check"]) == 1
     assert "formatting" in capsys.readouterr().out
+
+
+def test_statements_are_checked_as_claims_with_their_own_threshold() -> None:
+    """A statement (a SciFact-style claim) is refused by ``claim_threshold``, a question by ``answer_threshold``."""
+    from assistant.answering.features import question_view
+
+    idf = lambda toks: {t: 2.0 for t in toks}  # noqa: E731
+    for text in ("Aspirin lowers the risk of colorectal cancer.", "Linear attention matches softmax attention"):
+        v = question_view(text, idf)
+        assert v is not None and v.claim, text
+    for text in ("Does aspirin lower the risk of colorectal cancer", "Which papers use DPO?",
+                 "aspirin and colorectal cancer?", "List papers on linear attention", "I'm looking for LoRA work"):
+        v = question_view(text, idf)
+        assert v is not None and not v.claim, text
+
+
+def test_claim_threshold_decides_for_claims_only(sample_assistant) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from assistant.answering.fitted import answer
+
+    m = shipped_model()
+    asst = sample_assistant
+    claim = "DuoAttention decodes 3.3 million tokens of context with Llama-3-8B on a single A100 GPU."
+    question = "How long a context can Llama-3-8B decode on one A100 with DuoAttention?"
+    r_c, r_q = asst.retriever.retrieve(claim), asst.retriever.retrieve(question)
+    idf = asst.index.lexical().idf
+    shut_claims = dataclasses.replace(m, decisions=dataclasses.replace(m.decisions, claim_threshold=1.0))
+    shut_questions = dataclasses.replace(m, decisions=dataclasses.replace(m.decisions, answer_threshold=1.0))
+    c_open = answer(claim, r_c.sources, idf, r_c.chunk_sims, shut_questions, r_c.sentence_sims)
+    assert not c_open.refused and c_open.checks["checked_as"] == "claim" and "3.3 million" in c_open.text
+    c_shut = answer(claim, r_c.sources, idf, r_c.chunk_sims, shut_claims, r_c.sentence_sims)
+    assert c_shut.refused and "< 1.00" in c_shut.reason
+    q_open = answer(question, r_q.sources, idf, r_q.chunk_sims, shut_claims, r_q.sentence_sims)
+    assert not q_open.refused and "checked_as" not in q_open.checks
+    assert answer(question, r_q.sources, idf, r_q.chunk_sims, shut_questions, r_q.sentence_sims).refused
+
+
+def test_evaluate_reports_citation_recall_of_which_papers_answers(sample_assistant) -> None:  # type: ignore[no-untyped-def]
+    """``evaluate`` (what the fitting script chooses by) counts gold papers cited, so a list that names
+    one of three gold papers scores 1/3 however precise it is."""
+    from assistant.answering.features import candidates
+    from assistant.answering.features import question_view as view_of
+
+    asst = sample_assistant
+    q = "Which papers propose linear attention methods?"
+    r = asst.retriever.retrieve(q)
+    view = view_of(q, asst.index.lexical().idf)
+    m = shipped_model()
+    cands = candidates(view, r.sources, r.chunk_sims, m.decisions.max_papers, r.sentence_sims)
+    ids = [s.paper.paper_id for s in r.sources]
+    ex = fit.Example("t", "sample", view, list(r.sources), cands, [0] * len(cands), True, ids[:3], {})
+    only_best = dataclasses_replace_threshold(m, 1.01)
+    got = fit.evaluate(m, [ex], only_best)
+    assert got["citation_recall"] == pytest.approx(1 / 3) and got["citation_precision"] == 1.0
+
+
+def dataclasses_replace_threshold(m: FittedModel, pt: float) -> Decisions:
+    import dataclasses
+
+    return dataclasses.replace(m.decisions, paper_threshold=pt)

@@ -26,6 +26,10 @@ QUANTITY = re.compile(
     r"proportion|size|accuracy|score|rate|learning rate|batch size|value|speed-?up|gain|improvement)|"
     r"what (\w+ ){0,2}(accuracy|score|rate|percentage|fraction|speed-?up)|to what (extent|length))\b",
     re.IGNORECASE)
+ASKS = re.compile(r"\?\s*$|^\s*(which|what|how|why|when|where|who|whom|whose|is|are|was|were|does|do|did|can|could|"
+                  r"should|has|have|list|compare|name|give|find|show|tell|explain|define|describe|summari[sz]e|"
+                  r"i'm|i am|i want|i need|looking for|any)\b", re.IGNORECASE)
+"""A question or request; anything else is a statement to check (a SciFact-style claim)."""
 WHAT_IS = re.compile(r"^\s*(what is|what are|what does \S+ stand for|define|explain)\b", re.IGNORECASE)
 _DEFINES = re.compile(r"\b(we (propose|introduce|present|develop|design)|"
                       r"this (paper|work) (proposes|introduces|presents)|(is|are) (a|an) |"
@@ -62,6 +66,11 @@ QUESTION_FEATURES = (
     "multi", "compare", "uncovered_top", "uncovered_all", "best_focus", "best_sent_sim", "top_sent_sim",
     "top_cov", "top_bigram_cov",
 )
+PAPER_FEATURES = (
+    "p_best_logit", "p_best_gap", "p_second_logit", "paper_cov", "paper_cov_gap", "top_term_in", "fused_rel",
+    "dense", "rank_prior", "title_cov", "rare_in_paper", "likely_sentences", "q_list",
+)
+"""Per retrieved paper: does it answer the question by itself (for "which papers ..." lists)."""
 SENT_SIM = SENTENCE_FEATURES.index("sent_sim")
 
 
@@ -93,6 +102,8 @@ class QuestionView:
     multi: bool
     compare: bool
     what_is: bool
+    claim: bool = False
+    """A statement to check rather than a question (no question mark, no question or request word)."""
     unknown: list[str] = field(default_factory=list)
     """Rare names that no indexed paper contains at all."""
     paper_tokens: list[set[str]] = field(default_factory=list)
@@ -117,7 +128,7 @@ def question_view(question: str, idf: Callable[[list[str]], dict[str, float]]) -
         unknown = [t for t in rare if rare_w[t] >= rare_w.get(_NO_SUCH_TOKEN, 0.0) - 1e-9]
     return QuestionView(question, toks, weights, focus, rare, bool(QUANTITY.search(question)),
                         bool(MULTI.search(question)), bool(COMPARE.search(question)),
-                        bool(WHAT_IS.search(question)), unknown if anchors else [])
+                        bool(WHAT_IS.search(question)), not ASKS.search(question), unknown if anchors else [])
 
 
 def candidates(view: QuestionView, sources: Sequence[Source], chunk_sims: dict[str, float] | None,
@@ -212,6 +223,31 @@ def question_features(view: QuestionView, cands: Sequence[Candidate], sources: S
             uncovered_top, uncovered_all, ranked[0].features[2] if ranked else 0.0,
             max((c.features[SENT_SIM] for c in cands), default=0.0), ranked[0].features[SENT_SIM] if ranked else 0.0,
             ranked[0].features[0] if ranked else 0.0, ranked[0].features[SENT_SIM + 4] if ranked else 0.0]
+
+
+def paper_features(view: QuestionView, cands: Sequence[Candidate], sources: Sequence[Source]) -> list[list[float]]:
+    """PAPER_FEATURES of each candidate paper (index = source index), once the candidates carry scores."""
+    logit = lambda p: math.log(max(p, 1e-6) / max(1 - p, 1e-6))  # noqa: E731
+    w = view.weights
+    total = sum(w.values()) or 1.0
+    top_term = max(w, key=lambda t: (w[t], t)) if w else None
+    n = len(view.paper_tokens)
+    best_all = logit(max((c.score for c in cands), default=0.0))
+    covs = [sum(v for t, v in w.items() if t in view.paper_tokens[i]) / total for i in range(n)]
+    top_score = (sources[0].score or 1.0) if sources else 1.0
+    rows = []
+    for i in range(n):
+        scores = sorted((c.score for c in cands if c.source_index == i), reverse=True) or [0.0]
+        src = sources[i]
+        best = logit(scores[0])
+        rows.append([best, best - best_all, logit(scores[1]) if len(scores) > 1 else -10.0, covs[i],
+                     covs[i] - max(covs), float(top_term in view.paper_tokens[i]),
+                     _sim((src.score or 0.0) / top_score), _sim(src.dense_score or 0.0), 1.0 / (1 + i),
+                     sum(v for t, v in w.items() if t in view.titles[i]) / total,
+                     (sum(t in view.paper_tokens[i] for t in view.rare) / len(view.rare)) if view.rare else 0.0,
+                     float(sum(c.score > 0.5 for c in cands if c.source_index == i)),
+                     float(view.multi or view.compare)])
+    return rows
 
 
 def _bigrams(tokens: Sequence[str]) -> set[tuple[str, str]]:

@@ -1,9 +1,10 @@
 """The fitted extractive answerer: sentence choice and answer-or-refuse by small fitted models.
 
-Two logistic regressions, fitted by ``python -m assistant.answering.fit`` and shipped as
+Three logistic regressions, fitted by ``python -m assistant.answering.fit`` and shipped as
 ``answering/models/extractive.json``: one scores each abstract sentence as the answer to the
-question (features in ``features.py``), the other decides from the scored evidence whether
-the question is answered at all. The answer's shape follows the question: a quantity
+question (features in ``features.py``), one decides from the scored evidence whether the
+question is answered at all, and one whether a retrieved paper answers it by itself (which
+papers a "which papers ..." list names). The answer's shape follows the question: a quantity
 question gets the sentence stating the number, "which papers ..." one sentence per qualifying
 paper, a comparison one per named paper, a detail about a named method only that method's
 paper. Every refusal says why (``Draft.reason`` -> ``Answer.checks['refusal_reason']``).
@@ -26,11 +27,13 @@ from .base import AnswerContext, Draft
 from .citations import cited_sentence
 from .features import (
     INTRODUCES,
+    PAPER_FEATURES,
     QUESTION_FEATURES,
     SENTENCE_FEATURES,
     Candidate,
     QuestionView,
     candidates,
+    paper_features,
     question_features,
 )
 from .features import question_view as make_view
@@ -77,9 +80,12 @@ class Decisions:
     """The thresholds chosen on the validation split (stored beside the weights)."""
 
     answer_threshold: float = 0.5
-    """Refuse when the answerability model's probability is below this."""
-    multi_ratio: float = 0.5
-    """A further paper in a "which papers" answer needs a best sentence scoring this share of the best."""
+    """Refuse a question when the answerability model's probability is below this."""
+    claim_threshold: float = 0.5
+    """The same for a statement to check (a claim, not a question): its own threshold, because claims
+    and questions are calibrated differently (chosen on held-out SciFact train claims)."""
+    paper_threshold: float = 0.5
+    """A further paper joins a "which papers" answer when the paper model gives it at least this."""
     second_ratio: float = 0.9
     """A second sentence of the answering paper is added when it scores this share of the best."""
     quantity_ratio: float = 0.3
@@ -93,18 +99,23 @@ class Decisions:
 class FittedModel:
     sentence: LogReg
     answerable: LogReg
+    paper: LogReg
     decisions: Decisions
     meta: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         return {"sentence": self.sentence.to_dict(), "answerable": self.answerable.to_dict(),
-                "decisions": asdict(self.decisions),
+                "paper": self.paper.to_dict(), "decisions": asdict(self.decisions),
                 "meta": json.loads(json.dumps(self.meta))}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FittedModel:
+        if "sentence" in d and "paper" not in d:
+            raise AssistantError("fitted model has no paper model (written by an older version); "
+                                 "re-run python -m assistant.answering.fit")
         return cls(LogReg.from_dict(d["sentence"], SENTENCE_FEATURES),
-                   LogReg.from_dict(d["answerable"], QUESTION_FEATURES), Decisions(**d["decisions"]), d.get("meta", {}))
+                   LogReg.from_dict(d["answerable"], QUESTION_FEATURES),
+                   LogReg.from_dict(d["paper"], PAPER_FEATURES), Decisions(**d["decisions"]), d.get("meta", {}))
 
 
 @lru_cache(maxsize=1)
@@ -196,13 +207,16 @@ def compose(model: FittedModel, view: QuestionView | None, sources: Sequence[Sou
     qf = question_features(view, pool, sources)
     p_answer = model.answerable.prob(qf)
     checks: dict[str, Any] = {"answerability": round(p_answer, 4)}
+    threshold = d.claim_threshold if view.claim else d.answer_threshold
+    if view.claim:
+        checks["checked_as"] = "claim"
     ranked = sorted(pool, key=lambda c: (-c.score, c.source_index, c.start))
     best = ranked[0]
     defining = defining_sentences(view, ranked) if view.what_is else []
-    if defining and p_answer < d.answer_threshold:
+    if defining and p_answer < threshold:
         checks["defined_in_abstract"] = True
-    elif p_answer < d.answer_threshold:
-        why = (f"answerability {p_answer:.2f} < {d.answer_threshold:.2f} "
+    elif p_answer < threshold:
+        why = (f"answerability {p_answer:.2f} < {threshold:.2f} "
                f"(best sentence {best.score:.2f}")
         if view.quantity and not any(c.number_near for c in ranked[:10]):
             why += ", no candidate states a number next to the asked-for words"
@@ -223,14 +237,15 @@ def compose(model: FittedModel, view: QuestionView | None, sources: Sequence[Sou
                 picked.append(extra)
     elif view.multi or view.compare:
         shape = "multi"
-        picked, seen = [], set()
+        # The best sentence's paper, then every paper the paper model says answers it, most likely first.
+        p_paper = [model.paper.prob(row) for row in paper_features(view, pool, sources)]
+        checks["paper_probabilities"] = [round(p, 4) for p in p_paper]
+        order = [best.source_index, *sorted((i for i in range(len(p_paper)) if i != best.source_index
+                                             and p_paper[i] >= d.paper_threshold), key=lambda i: (-p_paper[i], i))]
+        top: dict[int, Candidate] = {}
         for c in ranked:
-            if len(picked) >= MAX_ANSWER_PAPERS:
-                break
-            if c.source_index in seen or (picked and c.score < d.multi_ratio * best.score):
-                continue
-            picked.append(c)
-            seen.add(c.source_index)
+            top.setdefault(c.source_index, c)
+        picked = [top[i] for i in order if i in top][:MAX_ANSWER_PAPERS]
     elif view.quantity:
         shape = "quantity"
         stated = [c for c in ranked if c.number_near and c.score >= d.quantity_ratio * best.score]
