@@ -305,6 +305,10 @@ def score_sample(items: list[Item], replies: list[Reply], abstracts: dict[str, s
         "ndcg@10": mean(ndcg_at(r.ranked, it.gold, 10) for it, r in ans),
         "citation_precision": mean(citation_precision([c for c, _ in r.citations], it.gold)
                                    for it, r in ans if not r.refused),
+        "citation_recall": mean(len({c for c, _ in r.citations} & set(it.gold)) / len(it.gold)
+                                for it, r in ans if not r.refused),
+        "multi_citation_recall": mean(len({c for c, _ in r.citations} & set(it.gold)) / len(it.gold)
+                                      for it, r in ans if not r.refused and len(it.gold) > 1),
         "false_refusal_rate": mean(float(r.refused) for _, r in ans),
         "unanswerable_refused": mean(float(r.refused) for _, r in una),
         "quote_is_answering_sentence": q_hits / q_pairs if q_pairs else None,
@@ -506,6 +510,8 @@ def fmt(v: Any) -> str:
 
 SAMPLE_ROWS = [("hit@5", "hit@5"), ("MRR", "mrr"), ("nDCG@10", "ndcg@10"),
                ("citation precision", "citation_precision"),
+               ("gold papers cited (answered questions)", "citation_recall"),
+               ("... of questions with 2+ gold papers", "multi_citation_recall"),
                ("false refusals (answerable refused)", "false_refusal_rate"),
                ("unanswerable refused", "unanswerable_refused"),
                ("quote = answering sentence", "quote_is_answering_sentence"),

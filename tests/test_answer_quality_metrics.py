@@ -130,6 +130,12 @@ def test_score_sample_counts_refusals_citations_and_quotes() -> None:
     assert out["unanswerable_refused_by_kind"] == {"absent_study": {"n": 1, "refused": 0.0},
                                                    "near_miss": {"n": 1, "refused": 1.0}}
     assert out["citation_precision"] == 0.5  # only the answered question counts: p gold, q not
+    assert out["citation_recall"] == 1.0 and out["multi_citation_recall"] is None  # p, its only gold, is cited
+    two_gold = [Item("5", "multi", "Which papers?", ["p", "q"], {"p": [s3], "q": ["Other paper."]}, "both"),
+                Item("6", "multi", "Which others?", ["p", "q"], {"p": [s3], "q": ["Other paper."]}, "both")]
+    half = [Reply(["p"], [("p", s3)], s3 + " [1]", False, 1.0), Reply(["q"], [], "refused", True, 1.0)]
+    got = aq.score_sample(two_gold, half, ab)
+    assert got["citation_recall"] == 0.5 and got["multi_citation_recall"] == 0.5  # the refusal does not count
     assert out["quote_is_answering_sentence"] == 1.0 and out["quote_pairs"] == 1
     assert out["gold_numbers_in_answer"] == pytest.approx(0.5)  # 1.0 and 0.0 (refused, no numbers)
     assert out["hit@5"] == 1.0 and out["mrr"] == pytest.approx(0.75)
