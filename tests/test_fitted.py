@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -256,8 +257,6 @@ def test_statements_are_checked_as_claims_with_their_own_threshold() -> None:
 
 
 def test_claim_threshold_decides_for_claims_only(sample_assistant) -> None:  # type: ignore[no-untyped-def]
-    import dataclasses
-
     from assistant.answering.fitted import answer
 
     m = shipped_model()
@@ -291,12 +290,72 @@ def test_evaluate_reports_citation_recall_of_which_papers_answers(sample_assista
     cands = candidates(view, r.sources, r.chunk_sims, m.decisions.max_papers, r.sentence_sims)
     ids = [s.paper.paper_id for s in r.sources]
     ex = fit.Example("t", "sample", view, list(r.sources), cands, [0] * len(cands), True, ids[:3], {})
-    only_best = dataclasses_replace_threshold(m, 1.01)
+    only_best = dataclasses.replace(m.decisions, paper_threshold=1.01)
     got = fit.evaluate(m, [ex], only_best)
     assert got["citation_recall"] == pytest.approx(1 / 3) and got["citation_precision"] == 1.0
 
 
-def dataclasses_replace_threshold(m: FittedModel, pt: float) -> Decisions:
-    import dataclasses
 
-    return dataclasses.replace(m.decisions, paper_threshold=pt)
+def test_claim_models_are_a_second_stage_that_leaves_questions_alone(sample_home: Path, embed_cache: Path) -> None:
+    """Statements in the training data get their own sentence and answerability models in a second
+    stage; the question models and the question decisions are exactly what the first stage chose."""
+    from assistant.readers import read_paths
+
+    asker = fit.Asker(make_settings(sample_home, embed_cache))
+    by_title = {p.title: p.paper_id for p in read_paths([REPO / "assistant" / "data" / "sample"]).papers}
+    train = fit.question_examples(asker, REPO / "evals" / "questions" / "fit.jsonl", by_title, limit=12)
+    val = fit.question_examples(asker, REPO / "evals" / "questions" / "validation.jsonl", by_title, limit=6)
+    rows = [json.loads(x) for x in (REPO / "evals" / "questions" / "fit.jsonl").read_text().splitlines()[12:40]]
+
+    def claims(rs: list[dict]) -> list[fit.Example]:
+        out = []
+        for r in rs:
+            if r["evidence"]:  # the evidence sentence itself, stated: answerable by its paper
+                e = r["evidence"][0]
+                if e["quote"].lower().startswith(("when", "how", "what", "which")):
+                    continue  # a statement opening like a question reads as one (no such SciFact claim)
+                out.append(asker.example(r["qid"], "scifact", e["quote"], [by_title[e["title"]]],
+                                         {by_title[e["title"]]: [e["quote"]]}, True))
+            else:  # the unanswerable question turned into a statement
+                out.append(asker.example(r["qid"], "scifact", "It is reported that " + r["question"].rstrip("?") + ".",
+                                         [], {}, False))
+        return out
+
+    made = claims(rows)
+    assert all(e.view is not None and e.view.claim for e in made)
+    assert all(e.view is not None and not e.view.claim for e in train + val)
+    grid = {"l2_grid": (1.0,), "scifact_weights": (1.0,), "thresholds": (0.3, 0.5), "paper_thresholds": (0.5,),
+            "second_ratios": (0.9,)}
+    assert fit.choose(train, val, **grid)[0].claim_sentence is None  # no statements, no claim models
+    plain, _ = fit.choose(train + made[:18], val, scifact_validation=made[18:], claim_models=False, **grid)
+    assert plain.claim_sentence is None and plain.claim_answerable is None
+    both, info = fit.choose(train + made[:18], val, scifact_validation=made[18:], **grid)
+    assert both.claim_sentence is not None and both.claim_answerable is not None
+    assert both.claim_sentence != both.sentence
+    assert (both.sentence, both.answerable, both.paper) == (plain.sentence, plain.answerable, plain.paper)
+    d1, d2 = dataclasses.asdict(plain.decisions), dataclasses.asdict(both.decisions)
+    assert {k: v for k, v in d1.items() if k != "claim_threshold"} == {k: v for k, v in d2.items()
+                                                                         if k != "claim_threshold"}
+    assert both.decisions.claim_threshold in grid["thresholds"] and "claims_l2_sentence" in info
+    again = FittedModel.from_dict(json.loads(fit.model_text(both)))
+    assert again.claim_sentence == both.claim_sentence and again.claim_answerable == both.claim_answerable
+
+
+def test_claims_are_scored_by_the_claim_models(sample_assistant) -> None:  # type: ignore[no-untyped-def]
+    from assistant.answering.features import question_view
+    from assistant.answering.fitted import score
+
+    m = shipped_model()
+    assert m.claim_sentence is not None and m.claim_answerable is not None  # the shipped file has them
+    asst = sample_assistant
+    idf = asst.index.lexical().idf
+    claim = "DuoAttention decodes 3.3 million tokens of context with Llama-3-8B on a single A100 GPU."
+    r = asst.retriever.retrieve(claim)
+    view = question_view(claim, idf)
+    assert view is not None and view.claim
+    cands = score(m, view, r.sources, r.chunk_sims, r.sentence_sims)
+    assert [c.score for c in cands] == [m.claim_sentence.prob(c.features) for c in cands]
+    assert any(c.score != m.sentence.prob(c.features) for c in cands)
+    no_claims = dataclasses.replace(m, claim_sentence=None, claim_answerable=None)
+    assert [c.score for c in score(no_claims, view, r.sources, r.chunk_sims, r.sentence_sims)] == \
+        [m.sentence.prob(c.features) for c in cands]

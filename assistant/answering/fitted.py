@@ -102,20 +102,36 @@ class FittedModel:
     paper: LogReg
     decisions: Decisions
     meta: dict[str, Any]
+    claim_sentence: LogReg | None = None
+    """Sentence scorer for statements to check (claims), fitted on SciFact train claims alone; None: ``sentence``."""
+    claim_answerable: LogReg | None = None
+    """Answerability for claims, fitted on SciFact train claims alone; None: ``answerable``."""
+
+    def sentence_for(self, view: QuestionView) -> LogReg:
+        return self.claim_sentence if view.claim and self.claim_sentence is not None else self.sentence
+
+    def answerable_for(self, view: QuestionView) -> LogReg:
+        return self.claim_answerable if view.claim and self.claim_answerable is not None else self.answerable
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sentence": self.sentence.to_dict(), "answerable": self.answerable.to_dict(),
-                "paper": self.paper.to_dict(), "decisions": asdict(self.decisions),
-                "meta": json.loads(json.dumps(self.meta))}
+        d = {"sentence": self.sentence.to_dict(), "answerable": self.answerable.to_dict(),
+             "paper": self.paper.to_dict(), "decisions": asdict(self.decisions),
+             "meta": json.loads(json.dumps(self.meta))}
+        if self.claim_sentence is not None and self.claim_answerable is not None:
+            d["claims"] = {"sentence": self.claim_sentence.to_dict(), "answerable": self.claim_answerable.to_dict()}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FittedModel:
         if "sentence" in d and "paper" not in d:
             raise AssistantError("fitted model has no paper model (written by an older version); "
                                  "re-run python -m assistant.answering.fit")
+        claims = d.get("claims")
         return cls(LogReg.from_dict(d["sentence"], SENTENCE_FEATURES),
                    LogReg.from_dict(d["answerable"], QUESTION_FEATURES),
-                   LogReg.from_dict(d["paper"], PAPER_FEATURES), Decisions(**d["decisions"]), d.get("meta", {}))
+                   LogReg.from_dict(d["paper"], PAPER_FEATURES), Decisions(**d["decisions"]), d.get("meta", {}),
+                   LogReg.from_dict(claims["sentence"], SENTENCE_FEATURES) if claims else None,
+                   LogReg.from_dict(claims["answerable"], QUESTION_FEATURES) if claims else None)
 
 
 @lru_cache(maxsize=1)
@@ -154,8 +170,9 @@ def score(model: FittedModel, view: QuestionView, sources: Sequence[Source], chu
           sentence_sims: dict[tuple[str, int, int], float] | None = None) -> list[Candidate]:
     """Candidates of the first papers with their fitted answer probabilities."""
     cands = candidates(view, sources, chunk_sims, model.decisions.max_papers, sentence_sims)
+    lr = model.sentence_for(view)
     for c in cands:
-        c.score = model.sentence.prob(c.features)
+        c.score = lr.prob(c.features)
     return cands
 
 
@@ -205,7 +222,7 @@ def compose(model: FittedModel, view: QuestionView | None, sources: Sequence[Sou
         return refusal(f"no indexed paper mentions {', '.join(view.unknown)}")
     named = ", ".join(view.rare) if pool is not cands else ""
     qf = question_features(view, pool, sources)
-    p_answer = model.answerable.prob(qf)
+    p_answer = model.answerable_for(view).prob(qf)
     checks: dict[str, Any] = {"answerability": round(p_answer, 4)}
     threshold = d.claim_threshold if view.claim else d.answer_threshold
     if view.claim:
