@@ -11,11 +11,14 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import AssistantError
 from .index.paper_index import PaperIndex
 from .records import Chunk, Source
+
+if TYPE_CHECKING:
+    from .exact_search import VectorTable
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?$")
 MODES = ("hybrid", "dense", "bm25")
@@ -98,6 +101,7 @@ class HybridRetriever:
         self.index = index
         self.embedder = embedder
         self.settings = index.settings
+        self._exact: dict[str, VectorTable] = {}
 
     def retrieve(self, query: str, k: int | None = None, *, since: str | int | None = None,
                  until: str | int | None = None, mode: str = "hybrid") -> Retrieval:
@@ -179,14 +183,45 @@ class HybridRetriever:
         return Retrieval(sources=sources, timings_ms=timings, chunk_sims=chunk_sims, sentence_sims=sentence_sims)
 
     def dense_hits(self, qvec: Any, n: int, where: dict[str, Any] | None) -> list[tuple[str, str, float]]:
-        """(chunk_id, paper_id, cosine) of the ``n`` nearest chunks, best first (Chroma's HNSW:
-        approximate; the fitting script overrides this with an exact search)."""
-        return self.index.vectors.query(qvec, n, where=where)
+        """(chunk_id, paper_id, cosine) of the ``n`` nearest chunks, best first: exact up to
+        ``retrieval.exact_search_max`` chunks, else Chroma's HNSW (approximate)."""
+        table = self._exact_table("chunks")
+        if table is None:
+            return self.index.vectors.query(qvec, n, where=where)
+        from .exact_search import search as exact_search
+
+        return [(cid, meta["paper_id"], sim) for cid, meta, sim in exact_search(table, qvec, n, where)]
 
     def sentence_hits(self, qvec: Any, n: int, where: dict[str, Any] | None) -> list[tuple[str, int, int, float]]:
-        """(paper_id, start, end, cosine) of the ``n`` nearest abstract sentences, best first (HNSW;
-        the fitting script overrides this with an exact search, like ``dense_hits``)."""
-        return self.index.vectors.sentences.query(qvec, n, where=where)
+        """(paper_id, start, end, cosine) of the ``n`` nearest abstract sentences, best first (exact or
+        HNSW, as ``dense_hits``)."""
+        table = self._exact_table("sentences")
+        if table is None:
+            return self.index.vectors.sentences.query(qvec, n, where=where)
+        from .exact_search import search as exact_search
+
+        return [(m["paper_id"], int(m["start"]), int(m["end"]), sim)
+                for _, m, sim in exact_search(table, qvec, n, where)]
+
+    def _exact_table(self, kind: str) -> VectorTable | None:
+        """The collection's vectors for an exact search, or None (too many: HNSW). Loaded once per
+        (catalogue generation, count), so an ingest, even by another process, reloads them."""
+        limit = self.settings.retrieval.exact_search_max
+        if limit <= 0:
+            return None
+        store = self.index.vectors if kind == "chunks" else self.index.vectors.sentences
+        count = store.count()
+        if count == 0 or count > limit:
+            return None
+        key = (self.index.catalogue.generation, count)
+        cached = self._exact.get(kind)
+        if cached is not None and cached.key == key:
+            return cached
+        from .exact_search import load_table
+
+        table = load_table(store.collection(create=False), key)
+        self._exact[kind] = table
+        return table
 
     def sentence_sims(self, qvec: Any, sources: list[Source]) -> dict[tuple[str, int, int], float]:
         """Cosine of ``qvec`` with each stored vector of the sources' abstract sentences: one

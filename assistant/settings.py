@@ -107,6 +107,10 @@ class RetrievalSettings(_Section):
     index.sentence_vectors); 0 = off. 0.3/0.4/0.3 beat 0.5/0.5 on SciFact train (benchmarks/)."""
     sentence_candidates: int = Field(100, ge=1, le=10000)
     """Nearest sentences fetched for that signal (sentence_weight > 0)."""
+    exact_search_max: int = Field(10000, ge=0)
+    """A vector collection with at most this many vectors is searched exactly (every stored vector,
+    loaded once per process and index change) instead of by Chroma's approximate HNSW graph, whose
+    ranking tail differs between process starts: answers are then repeatable. 0 = always HNSW."""
 
 
 class LLMSettings(_Section):

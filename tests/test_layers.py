@@ -19,7 +19,7 @@ LAYERS: dict[str, int] = {
     "assistant.llm": 1,  # the OpenAI-compatible transport, used by embeddings and answerers alike
     "assistant.readers": 2,
     "assistant.index": 3,
-    "assistant.retrieval": 4,
+    "assistant.retrieval": 4, "assistant.exact_search": 4,
     "assistant.answering": 5,
     "assistant.api": 6, "assistant.integrations": 6, "assistant": 6,
     "assistant.evaluation": 7, "assistant.server": 7,

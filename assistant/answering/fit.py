@@ -128,68 +128,21 @@ def _home(kind: str, data: bytes, src: Path | None, cache: Path) -> Path:
     return home
 
 
-class ExactRetriever(HybridRetriever):
-    """``Assistant.ask``'s retrieval with both dense steps exact: cosine against every stored chunk
-    and sentence vector, ties by id. HNSW answers differ between opens of a small collection and between
-    index builds (two processes on the same home disagreed on the tail of 34 of 102 fit questions'
-    dense candidates), which made fresh refits differ; this ranking depends on the vectors alone."""
-
-    _chunks: tuple[Any, list[str], list[dict[str, Any]]] | None = None
-    _sentences: tuple[Any, list[str], list[dict[str, Any]]] | None = None
-
-    def dense_hits(self, qvec: Any, n: int, where: dict[str, Any] | None) -> list[tuple[str, str, float]]:
-        if self._chunks is None:
-            self._chunks = _load_exact(self.index.vectors.collection(create=False))
-        return [(cid, meta["paper_id"], sim) for cid, meta, sim in _exact(self._chunks, qvec, n, where)]
-
-    def sentence_hits(self, qvec: Any, n: int, where: dict[str, Any] | None) -> list[tuple[str, int, int, float]]:
-        if self._sentences is None:
-            self._sentences = _load_exact(self.index.vectors.sentences.collection(create=False))
-        return [(m["paper_id"], int(m["start"]), int(m["end"]), sim)
-                for _, m, sim in _exact(self._sentences, qvec, n, where)]
-
-
-def _load_exact(col: Any) -> tuple[Any, list[str], list[dict[str, Any]]]:
-    """Every stored vector of a collection, unit length, in id order (Chroma's listing order is no contract)."""
-    ids: list[str] = []
-    metas: list[dict[str, Any]] = []
-    rows: list[Any] = []
-    total = col.count() if col is not None else 0
-    for offset in range(0, total, 5000):
-        res = col.get(include=["embeddings", "metadatas"], limit=5000, offset=offset)
-        ids.extend(res["ids"])
-        metas.extend(res["metadatas"])
-        rows.append(np.asarray(res["embeddings"], dtype=np.float64))
-    mat = np.vstack(rows) if rows else np.zeros((0, 1))
-    mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)
-    order = sorted(range(len(ids)), key=ids.__getitem__)
-    return mat[order], [ids[i] for i in order], [metas[i] for i in order]
-
-
-def _exact(table: tuple[Any, list[str], list[dict[str, Any]]], qvec: Any, n: int,
-           where: dict[str, Any] | None) -> list[tuple[str, dict[str, Any], float]]:
-    """The ``n`` best rows by cosine, rounded to 6 decimals, ties by id (rows are in id order)."""
-    if where:
-        raise ValueError("the fitting script's exact search takes no date filter")
-    mat, ids, metas = table
-    if not ids:
-        return []
-    q = np.asarray(qvec, dtype=np.float64)
-    sims = np.round(mat @ (q / (np.linalg.norm(q) or 1.0)), 6)
-    order = np.argsort(-sims, kind="stable")[:n]
-    return [(ids[i], metas[i], float(sims[i])) for i in order]
+EXACT_ALL = 10**12
+"""``retrieval.exact_search_max`` for fitting: every collection (SciFact's too) is searched exactly."""
 
 
 class Asker:
-    """Retrieval over one home as ``Assistant.ask`` runs it (same settings, same index), the dense
-    step exact (``ExactRetriever``)."""
+    """Retrieval over one home as ``Assistant.ask`` runs it (same settings, same index), every dense
+    step exact whatever the collection's size (``ask`` is exact up to ``retrieval.exact_search_max``;
+    HNSW answers differ between opens of a collection and between index builds, which made refits differ)."""
 
     def __init__(self, settings: Any) -> None:
         from ..index.embeddings import get_embedder
         from ..index.paper_index import PaperIndex
 
-        self.index = PaperIndex(settings)
-        self.retriever = ExactRetriever(self.index, get_embedder(self.index.settings))
+        self.index = PaperIndex(settings.with_(retrieval={"exact_search_max": EXACT_ALL}))
+        self.retriever = HybridRetriever(self.index, get_embedder(self.index.settings))
         self.idf = self.index.lexical().idf
         self.memo: dict[str, Any] = RETRIEVALS.setdefault(str(settings.home), {})
         """Question -> retrieval result, kept by ``--retrieval-cache`` so a feature change refits fast."""

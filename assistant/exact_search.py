@@ -1,0 +1,84 @@
+"""Exact nearest-neighbour search over the stored vectors of a small collection.
+
+Chroma's HNSW graph of a small collection is rebuilt differently at each open and at each index
+build, so the tail of its ranking differed between process starts (two processes on one home
+disagreed on the dense candidates of 34 of 102 fit questions), and an answer near a threshold
+with it. Below ``retrieval.exact_search_max`` vectors, retrieval compares the question with every
+stored vector instead: the ranking then depends on the vectors alone, the same in every process,
+and the fitting script ranks exactly as ``ask`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SIM_DECIMALS = 6
+"""Cosines are rounded to this many decimals, ties broken by id: float noise cannot reorder."""
+
+
+@dataclass(frozen=True)
+class VectorTable:
+    """Every vector of a collection, unit length, in id order (Chroma's listing order is no contract)."""
+
+    key: tuple[int, int]
+    """(catalogue generation, vector count) when loaded: a write to the index changes it."""
+    mat: np.ndarray
+    ids: list[str]
+    metas: list[dict[str, Any]]
+
+
+def load_table(col: Any, key: tuple[int, int], page: int = 5000) -> VectorTable:
+    ids: list[str] = []
+    metas: list[dict[str, Any]] = []
+    rows: list[np.ndarray] = []
+    total = col.count() if col is not None else 0
+    for offset in range(0, total, page):
+        res = col.get(include=["embeddings", "metadatas"], limit=page, offset=offset)
+        ids.extend(res["ids"])
+        metas.extend(res["metadatas"])
+        rows.append(np.asarray(res["embeddings"], dtype=np.float64))
+    mat = np.vstack(rows) if rows else np.zeros((0, 1))
+    mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    return VectorTable(key, mat[order], [ids[i] for i in order], [metas[i] for i in order])
+
+
+def search(table: VectorTable, qvec: Any, n: int,
+           where: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any], float]]:
+    """The ``n`` best rows by cosine (rounded), ties by id; ``where`` as Chroma takes it."""
+    if not table.ids:
+        return []
+    q = np.asarray(qvec, dtype=np.float64)
+    sims = np.round(table.mat @ (q / (np.linalg.norm(q) or 1.0)), SIM_DECIMALS)
+    if where:
+        keep = np.array([matches(m, where) for m in table.metas], dtype=bool)
+        sims = np.where(keep, sims, -np.inf)
+    order = np.argsort(-sims, kind="stable")[:n]
+    return [(table.ids[i], table.metas[i], float(sims[i])) for i in order if np.isfinite(sims[i])]
+
+
+def matches(meta: dict[str, Any], where: dict[str, Any]) -> bool:
+    """Chroma's metadata filter for what retrieval asks (``$and``, ``$gte``, ``$lte``, equality);
+    as in Chroma, a row without the field does not match a condition on it."""
+    for key, cond in where.items():
+        if key == "$and":
+            if not all(matches(meta, c) for c in cond):
+                return False
+            continue
+        if key.startswith("$"):
+            raise ValueError(f"exact search: unsupported filter operator {key}")
+        if key not in meta:
+            return False
+        value = meta[key]
+        ops = cond if isinstance(cond, dict) else {"$eq": cond}
+        for op, bound in ops.items():
+            ok = {"$gte": lambda v, b: v >= b, "$lte": lambda v, b: v <= b, "$gt": lambda v, b: v > b,
+                  "$lt": lambda v, b: v < b, "$eq": lambda v, b: v == b, "$ne": lambda v, b: v != b}.get(op)
+            if ok is None:
+                raise ValueError(f"exact search: unsupported filter operator {op}")
+            if not ok(value, bound):
+                return False
+    return True
