@@ -89,8 +89,12 @@ class Assistant:
                wait: bool = True, progress: Reporter | None = None,
                batch_papers: int = 256, after_batch: Callable[[int], None] | None = None) -> IngestReport:
         """Read, chunk, embed and store papers; incremental and safe to re-run."""
-        return ingest(self.index, list(paths), prune=prune, rebuild=rebuild, wait=wait,
-                      reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch)
+        try:
+            return ingest(self.index, list(paths), prune=prune, rebuild=rebuild, wait=wait,
+                          reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch)
+        finally:
+            if self._retriever is not None:
+                self._retriever.forget_exact()
 
     def ensure_index(self, progress: Reporter | None = None) -> None:
         """First use of a home never written to: build its index from the bundled sample so

@@ -23,14 +23,22 @@ SIM_DECIMALS = 6
 class VectorTable:
     """Every vector of a collection, unit length, in id order (Chroma's listing order is no contract)."""
 
-    key: tuple[int, int]
-    """(catalogue generation, vector count) when loaded: a write to the index changes it."""
+    key: int
+    """The catalogue generation when loaded: a write to the index by any process changes it."""
     mat: np.ndarray
     ids: list[str]
     metas: list[dict[str, Any]]
+    stored: np.ndarray
+    """The vectors as stored (float32, ``mat``'s order), for similarities equal to Chroma's own."""
+    row: dict[str, int]
+    """Id -> row."""
+
+    def get(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by id, as ``SentenceStore.get`` returns them (ids not stored are absent)."""
+        return {i: self.stored[self.row[i]] for i in ids if i in self.row}
 
 
-def load_table(col: Any, key: tuple[int, int], page: int = 5000) -> VectorTable:
+def load_table(col: Any, key: int, page: int = 5000) -> VectorTable:
     ids: list[str] = []
     metas: list[dict[str, Any]] = []
     rows: list[np.ndarray] = []
@@ -39,11 +47,14 @@ def load_table(col: Any, key: tuple[int, int], page: int = 5000) -> VectorTable:
         res = col.get(include=["embeddings", "metadatas"], limit=page, offset=offset)
         ids.extend(res["ids"])
         metas.extend(res["metadatas"])
-        rows.append(np.asarray(res["embeddings"], dtype=np.float64))
-    mat = np.vstack(rows) if rows else np.zeros((0, 1))
+        rows.append(np.asarray(res["embeddings"], dtype=np.float32))
+    stored = np.vstack(rows) if rows else np.zeros((0, 1), dtype=np.float32)
+    mat = stored.astype(np.float64)
     mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)
     order = sorted(range(len(ids)), key=ids.__getitem__)
-    return VectorTable(key, mat[order], [ids[i] for i in order], [metas[i] for i in order])
+    ids = [ids[i] for i in order]
+    return VectorTable(key, mat[order], ids, [metas[i] for i in order], stored[order],
+                       {i: n for n, i in enumerate(ids)})
 
 
 def search(table: VectorTable, qvec: Any, n: int,

@@ -101,7 +101,7 @@ class HybridRetriever:
         self.index = index
         self.embedder = embedder
         self.settings = index.settings
-        self._exact: dict[str, VectorTable] = {}
+        self._exact: dict[str, tuple[int, VectorTable | None]] = {}
 
     def retrieve(self, query: str, k: int | None = None, *, since: str | int | None = None,
                  until: str | int | None = None, mode: str = "hybrid") -> Retrieval:
@@ -205,23 +205,29 @@ class HybridRetriever:
 
     def _exact_table(self, kind: str) -> VectorTable | None:
         """The collection's vectors for an exact search, or None (too many: HNSW). Loaded once per
-        (catalogue generation, count), so an ingest, even by another process, reloads them."""
+        catalogue generation (an ingest by any process changes it; ``forget_exact`` after this
+        process writes), so a question costs no count or load."""
         limit = self.settings.retrieval.exact_search_max
         if limit <= 0:
             return None
+        gen = self.index.catalogue.generation
+        cached = self._exact.get(kind)
+        if cached is not None and cached[0] == gen:
+            return cached[1]
         store = self.index.vectors if kind == "chunks" else self.index.vectors.sentences
         count = store.count()
-        if count == 0 or count > limit:
-            return None
-        key = (self.index.catalogue.generation, count)
-        cached = self._exact.get(kind)
-        if cached is not None and cached.key == key:
-            return cached
-        from .exact_search import load_table
+        table = None
+        if 0 < count <= limit:
+            from .exact_search import load_table
 
-        table = load_table(store.collection(create=False), key)
-        self._exact[kind] = table
+            table = load_table(store.collection(create=False), gen)
+        self._exact[kind] = (gen, table)
         return table
+
+    def forget_exact(self) -> None:
+        """Drop the loaded vectors (after this process wrote the index: sentence vectors backfilled
+        into an older home change no catalogue generation)."""
+        self._exact.clear()
 
     def sentence_sims(self, qvec: Any, sources: list[Source]) -> dict[tuple[str, int, int], float]:
         """Cosine of ``qvec`` with each stored vector of the sources' abstract sentences: one
@@ -231,7 +237,9 @@ class HybridRetriever:
         from .index.vectors import paper_sentences, sentence_id
 
         keys = [(src.paper.paper_id, a, b) for src in sources for a, b in paper_sentences(src.paper)]
-        stored = self.index.vectors.sentences.get([sentence_id(*k) for k in keys])
+        table = self._exact_table("sentences")
+        fetch = table.get if table is not None else self.index.vectors.sentences.get
+        stored = fetch([sentence_id(*k) for k in keys])
         if not stored:
             return {}
         have = [k for k in keys if sentence_id(*k) in stored]

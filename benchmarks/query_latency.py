@@ -4,10 +4,12 @@
     python benchmarks/query_latency.py --sizes 250,10000    # + synthetic 10k (built if missing)
     python benchmarks/query_latency.py --sizes 100000       # after scale_ingest.py built it
     python benchmarks/query_latency.py --sizes 250 --baseline sentences-off   # + same-run baseline
+    python benchmarks/query_latency.py --sizes 250 --baseline hnsw            # exact search vs HNSW
 
 ``--baseline sentences-off`` also times the same home with ``index.sentence_vectors`` off
 at question time (no sentence fetch, no sentence ranking signal), alternating with the
-default round by round, and prints the ratio.
+default round by round, and prints the ratio. ``--baseline hnsw`` does the same with
+``retrieval.exact_search_max = 0`` (Chroma's HNSW instead of the exact search small indexes get).
 
 Synthetic corpora come from make_synthetic.py and are ingested into
 benchmarks/out/home-<N>/ (resumable: ingest skips what is already there).
@@ -68,7 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="250")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--baseline", choices=["", "sentences-off"], default="",
+    ap.add_argument("--baseline", choices=["", "sentences-off", "hnsw"], default="",
                     help="also time this variant of the settings on the same home, alternating")
     args = ap.parse_args()
 
@@ -86,8 +88,10 @@ def main() -> None:
         print(f"[{size}] index ready: {rep.papers_total} papers ({rep.new} new, {time.perf_counter() - t:.1f} s)")
         a.ask(qs[0])
         base = None
-        if args.baseline == "sentences-off":
-            base = Assistant(Settings.load(home=home, sentence_vectors=False))
+        if args.baseline:
+            variant = {"sentences-off": {"index": {"sentence_vectors": False}},
+                       "hnsw": {"retrieval": {"exact_search_max": 0}}}[args.baseline]
+            base = Assistant(Settings.load(home=home).with_(**variant))
             base.auto_sample = False
             base.ask(qs[0])
         ask_ms, ret_ms = [], []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def test_filters_follow_chromas_rules() -> None:
 def test_ties_by_id_and_rounding() -> None:
     mat = np.array([[1.0, 1e-4], [1.0, 0.0], [0.0, 1.0]])  # rows in id order, as load_table keeps them
     mat /= np.linalg.norm(mat, axis=1, keepdims=True)
-    t = VectorTable((0, 3), mat, ["a", "b", "c"], [{}, {}, {}])
+    t = VectorTable(0, mat, ["a", "b", "c"], [{}, {}, {}], mat.astype(np.float32), {"a": 0, "b": 1, "c": 2})
     # "b" is nearer by 5e-9 only: rounded to 6 decimals they tie, and the id decides
     assert float(mat[1] @ [1.0, 0.0]) > float(mat[0] @ [1.0, 0.0])
     got = search(t, [1.0, 0.0], 3)
@@ -43,33 +44,49 @@ def test_ask_is_exact_below_the_limit_and_repeatable_across_processes(sample_hom
     s = make_settings(sample_home, embed_cache)
     a, b = Assistant(s), Assistant(s)
     ra, rb = a.retriever.retrieve(Q), b.retriever.retrieve(Q)
-    assert a.retriever._exact and b.retriever._exact  # the sample is below the limit: exact tables loaded
+    assert all(a.retriever._exact[k][1] is not None for k in ("chunks", "sentences"))  # below the limit: exact
     assert ra.chunk_sims == rb.chunk_sims and ra.sentence_sims == rb.sentence_sims
     assert [x.paper.paper_id for x in ra.sources] == [x.paper.paper_id for x in rb.sources]
     h = Assistant(s.with_(retrieval={"exact_search_max": 0}))
     rh = h.retriever.retrieve(Q)
-    assert not h.retriever._exact
+    assert all(t is None for t in h.retriever._exact.values())  # nothing loaded
+    # the answerer's sentence similarities come from the loaded table, equal to a fetch from Chroma
+    stored = a.index.vectors.sentences.get(list(a.retriever._exact["sentences"][1].row)[:50])
+    table = a.retriever._exact["sentences"][1]
+    assert all(np.array_equal(v, table.get([k])[k]) for k, v in stored.items())
     assert [x.paper.paper_id for x in rh.sources][:3] == [x.paper.paper_id for x in ra.sources][:3]
     for x in (a, b, h):
         x.index.close()
 
 
 def test_an_ingest_reloads_the_exact_table(tmp_path: Path, embed_cache: Path) -> None:
-    """The table is keyed by the catalogue generation: a paper added after a question is found by the next."""
+    """Loaded once per catalogue generation: a paper added after a question, by this process or by
+    another one (its own Assistant), is found by the next question."""
     s = make_settings(tmp_path / "home", embed_cache)
-    first = tmp_path / "a.jsonl"
-    first.write_text('{"id": "a1", "title": "Direct preference optimisation", "abstract": '
-                     '"We align language models with preferences without a reward model. It is simple."}\n')
+
+    def paper(pid: str, title: str, abstract: str) -> Path:
+        f = tmp_path / f"{pid}.jsonl"
+        f.write_text(json.dumps({"id": pid, "title": title, "abstract": abstract}) + "\n")
+        return f
+
     asst = Assistant(s)
     asst.auto_sample = False
-    asst.ingest([first])
+    asst.ingest([paper("a1", "Direct preference optimisation",
+                       "We align language models with preferences without a reward model. It is simple.")])
     assert [x.paper.paper_id for x in asst.retriever.retrieve("tokamak plasma confinement").sources] == ["a1"]
-    key = asst.retriever._exact["chunks"].key
-    second = tmp_path / "b.jsonl"
-    second.write_text('{"id": "b1", "title": "Tokamak plasma confinement", "abstract": '
-                      '"We study plasma confinement in a tokamak with magnetic fields. Confinement improves."}\n')
-    asst.ingest([second])
+    gen = asst.retriever._exact["chunks"][0]
+    asst.ingest([paper("b1", "Tokamak plasma confinement",
+                       "We study plasma confinement in a tokamak with magnetic fields. Confinement improves.")])
     r = asst.retriever.retrieve("tokamak plasma confinement")
-    assert r.sources[0].paper.paper_id == "b1" and asst.retriever._exact["chunks"].key != key
+    assert r.sources[0].paper.paper_id == "b1" and asst.retriever._exact["chunks"][0] > gen
     assert any(pid == "b1" for pid, _, _ in r.sentence_sims)
+    other = Assistant(s)  # another process's writer
+    other.auto_sample = False
+    other.ingest([paper("c1", "Coral reef bleaching",
+                        "Coral reefs bleach when ocean water warms. We map bleaching events by satellite.")])
+    other.index.close()
+    r = asst.retriever.retrieve("coral reef bleaching from warm water")
+    assert r.sources[0].paper.paper_id == "c1"
+    hits = asst.retriever.sentence_hits(asst.embedder.embed_query("coral reefs bleach"), 3, None)
+    assert hits[0][0] == "c1"
     asst.index.close()
