@@ -44,6 +44,11 @@ def test_sample_corpus_counts_and_reingest_is_noop(sample_home: Path, embed_cach
     assert st["papers"] == 247
     assert st["chunks"] == st["vectors"] > 247
     assert st["built_with"] == "all-MiniLM-L6-v2-int8"
+    from assistant.index.vectors import paper_sentences
+
+    assert st["sentence_vectors"] == sum(len(paper_sentences(p)) for p in a.papers()) > 2000
+    empty = Assistant(make_settings(sample_home.parent / "never-built", embed_cache)).status()
+    assert empty["papers"] == empty["sentence_vectors"] == 0
     rep = a.ingest([SAMPLE_DIR])
     assert (rep.entries, rep.duplicates_merged, rep.duplicate_papers) == (344, 97, 65)
     assert (rep.new, rep.updated, rep.unchanged) == (0, 0, 247)
