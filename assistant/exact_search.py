@@ -38,16 +38,28 @@ class VectorTable:
         return {i: self.stored[self.row[i]] for i in ids if i in self.row}
 
 
-def load_table(col: Any, key: int, page: int = 5000) -> VectorTable:
+def load_table(col: Any, key: int, page: int = 5000) -> VectorTable | None:
+    """All of ``col``'s vectors, or None when they cannot be read whole (the caller then searches by
+    HNSW, whose own errors are the one-line ones): a page that fails, or rows deleted between pages
+    by another writer, which offset paging would skip."""
     ids: list[str] = []
     metas: list[dict[str, Any]] = []
     rows: list[np.ndarray] = []
-    total = col.count() if col is not None else 0
-    for offset in range(0, total, page):
-        res = col.get(include=["embeddings", "metadatas"], limit=page, offset=offset)
-        ids.extend(res["ids"])
-        metas.extend(res["metadatas"])
-        rows.append(np.asarray(res["embeddings"], dtype=np.float32))
+    try:
+        total = col.count() if col is not None else 0
+        for offset in range(0, total, page):
+            res = col.get(include=["embeddings", "metadatas"], limit=page, offset=offset)
+            if len(res["ids"]) == 0:
+                continue
+            ids.extend(res["ids"])
+            metas.extend(res["metadatas"])
+            rows.append(np.asarray(res["embeddings"], dtype=np.float32))
+        if col is not None and col.count() != total:
+            return None  # written meanwhile: the next question reloads
+    except Exception:  # noqa: BLE001 - any read failure: fall back to the approximate search
+        return None
+    if len(set(ids)) != len(ids):
+        return None
     stored = np.vstack(rows) if rows else np.zeros((0, 1), dtype=np.float32)
     mat = stored.astype(np.float64)
     mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)

@@ -9,6 +9,7 @@ ranking with its best chunks attached.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,9 @@ class HybridRetriever:
         self.index = index
         self.embedder = embedder
         self.settings = index.settings
-        self._exact: dict[str, tuple[int, VectorTable | None]] = {}
+        self._exact: dict[str, tuple[tuple[int, int], VectorTable | None]] = {}
+        self._exact_lock = threading.Lock()
+        self._forgotten = 0
 
     def retrieve(self, query: str, k: int | None = None, *, since: str | int | None = None,
                  until: str | int | None = None, mode: str = "hybrid") -> Retrieval:
@@ -204,29 +207,40 @@ class HybridRetriever:
                 for _, m, sim in exact_search(table, qvec, n, where)]
 
     def _exact_table(self, kind: str) -> VectorTable | None:
-        """The collection's vectors for an exact search, or None (too many: HNSW). Loaded once per
-        catalogue generation (an ingest by any process changes it; ``forget_exact`` after this
-        process writes), so a question costs no count or load."""
+        """The collection's vectors for an exact search, or None (HNSW). Both collections switch
+        together: exact only while the larger (sentences, ~3.5 per chunk) has at most
+        ``retrieval.exact_search_max`` vectors. Loaded once per catalogue generation (an ingest by
+        any process changes it; ``forget_exact`` after this process writes), so a question costs no
+        count or load; one load at a time (server threads share the retriever)."""
         limit = self.settings.retrieval.exact_search_max
         if limit <= 0:
             return None
         gen = self.index.catalogue.generation
         cached = self._exact.get(kind)
-        if cached is not None and cached[0] == gen:
+        if cached is not None and cached[0] == (gen, self._forgotten):
             return cached[1]
-        store = self.index.vectors if kind == "chunks" else self.index.vectors.sentences
-        count = store.count()
-        table = None
-        if 0 < count <= limit:
-            from .exact_search import load_table
+        with self._exact_lock:
+            forgotten = self._forgotten
+            cached = self._exact.get(kind)
+            if cached is not None and cached[0] == (gen, forgotten):
+                return cached[1]
+            counts = (self.index.vectors.count(), self.index.vectors.sentences.count())
+            table = None
+            if 0 < max(counts) <= limit and counts[kind != "chunks"]:
+                from .exact_search import load_table
 
-            table = load_table(store.collection(create=False), gen)
-        self._exact[kind] = (gen, table)
-        return table
+                store = self.index.vectors if kind == "chunks" else self.index.vectors.sentences
+                table = load_table(store.collection(create=False), gen)
+                if table is None:  # not readable whole just now: HNSW this time, try again next time
+                    return None
+            if forgotten == self._forgotten:  # not forgotten while loading: keep it
+                self._exact[kind] = ((gen, forgotten), table)
+            return table
 
     def forget_exact(self) -> None:
         """Drop the loaded vectors (after this process wrote the index: sentence vectors backfilled
         into an older home change no catalogue generation)."""
+        self._forgotten += 1
         self._exact.clear()
 
     def sentence_sims(self, qvec: Any, sources: list[Source]) -> dict[tuple[str, int, int], float]:

@@ -75,6 +75,9 @@ def test_an_ingest_reloads_the_exact_table(tmp_path: Path, embed_cache: Path) ->
                        "We align language models with preferences without a reward model. It is simple.")])
     assert [x.paper.paper_id for x in asst.retriever.retrieve("tokamak plasma confinement").sources] == ["a1"]
     gen = asst.retriever._exact["chunks"][0]
+    asst.retriever.retrieve("preference optimisation")
+    asst.ingest([tmp_path / "a1.jsonl"])  # nothing changes, yet this process forgets its tables (backfills)
+    assert asst.retriever._exact == {}
     asst.ingest([paper("b1", "Tokamak plasma confinement",
                        "We study plasma confinement in a tokamak with magnetic fields. Confinement improves.")])
     r = asst.retriever.retrieve("tokamak plasma confinement")
@@ -90,3 +93,53 @@ def test_an_ingest_reloads_the_exact_table(tmp_path: Path, embed_cache: Path) ->
     hits = asst.retriever.sentence_hits(asst.embedder.embed_query("coral reefs bleach"), 3, None)
     assert hits[0][0] == "c1"
     asst.index.close()
+
+
+def test_load_table_pages_and_gives_up_on_a_concurrent_write(sample_home: Path, embed_cache: Path) -> None:
+    """Paged reads assemble the whole collection; rows deleted between pages (another writer) make it
+    give up (None: the caller searches by HNSW this time) instead of caching a table with holes."""
+    from assistant.exact_search import load_table
+
+    a = Assistant(make_settings(sample_home, embed_cache))
+    col = a.index.vectors.collection()
+    whole = load_table(col, 1, page=5000)
+    paged = load_table(col, 1, page=97)
+    assert whole is not None and paged is not None and whole.ids == paged.ids and len(whole.ids) == col.count()
+    assert np.array_equal(whole.mat, paged.mat) and whole.ids == sorted(whole.ids)
+
+    class DeletingMidway:
+        """The real collection; the second page is read after another writer deleted some rows."""
+
+        def __init__(self) -> None:
+            self.pages = 0
+            self.gone: list[str] = []
+
+        def count(self) -> int:
+            return col.count() - len(self.gone)
+
+        def get(self, **kw: object) -> dict:
+            self.pages += 1
+            res = col.get(**kw)
+            if self.pages == 1:
+                self.gone = res["ids"][:3]
+            return res
+
+    assert load_table(DeletingMidway(), 1, page=97) is None
+    a.index.close()
+
+
+def test_two_processes_rank_alike(sample_home: Path, embed_cache: Path, tmp_path: Path) -> None:
+    """Separate processes (own Chroma clients, own HNSW graphs) give the same dense similarities."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json,sys; from pathlib import Path; from tests.conftest import make_settings; "
+        "from assistant.api import Assistant; "
+        f"a = Assistant(make_settings(Path({str(sample_home)!r}), Path({str(embed_cache)!r}))); "
+        f"r = a.retriever.retrieve({Q!r}, 20); "
+        "print(json.dumps([sorted(r.chunk_sims.items()), [s.paper.paper_id for s in r.sources], "
+        "sorted((f'{k}', v) for k, v in r.sentence_sims.items())]))")
+    outs = [subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    assert outs[0] == outs[1] and len(json.loads(outs[0])[0]) >= 50

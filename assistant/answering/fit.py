@@ -329,11 +329,17 @@ def fit_models(train: list[Example], l2_sent: float, l2_ans: float, scifact_weig
     qx, qy, qg = answerability_data(train, sent)
     ans = fit_logreg(qx, qy, _balanced(qy, qg, {"sample": 1.0, "scifact": scifact_weight}), l2_ans, QUESTION_FEATURES)
     paper = fit_paper(train, scifact_weight)
-    claims = [e for e in train if e.view is not None and e.view.claim]
+    claims = claim_examples(train)
     if not claims:
         return FittedModel(sent, ans, paper, decisions, {})
     claim_sent, claim_ans = fit_claim_models(claims, l2_sent, l2_ans)
     return FittedModel(sent, ans, paper, decisions, {}, claim_sent, claim_ans)
+
+
+def claim_examples(exs: Sequence[Example]) -> list[Example]:
+    """SciFact claims that read as claims (``is_claim``): what the claim models learn from. A labelled
+    question that happens to read as a statement stays with the question models' data."""
+    return [e for e in exs if e.source == "scifact" and e.view is not None and e.view.claim]
 
 
 def fit_claim_models(claims: list[Example], l2_sent: float, l2_ans: float) -> tuple[LogReg, LogReg]:
@@ -422,8 +428,8 @@ def choose(train: list[Example], validation: list[Example], log: Any = None, l2_
             if log and best:
                 log(f"l2 {l2_sent}/{l2_ans} scifact {sw}: best so far {best[2]}")
     assert best is not None
-    claims = [e for e in train if e.view is not None and e.view.claim]
-    claims_val = [e for e in [*validation, *scifact_validation] if e.view is not None and e.view.claim]
+    claims = claim_examples(train)
+    claims_val = claim_examples([*validation, *scifact_validation])
     if not claim_models or not claims or not claims_val:
         return best[1], best[2]
     return _choose_claim_models(best[1], best[2], claims, claims_val, l2_grid, thresholds, log)
@@ -467,6 +473,10 @@ def _choose_claim_models(model: FittedModel, info: dict[str, Any], claims: list[
     cs, ca = fit_claim_models(pool, l2_sent, l2_ans)
     chosen = FittedModel(model.sentence, model.answerable, model.paper,
                          Decisions(**{**asdict(d), "claim_threshold": thr}), {}, cs, ca)
+    stage1 = info.get("scifact_train_validation_measures")
+    info = {k: v for k, v in info.items() if k != "scifact_train_validation_measures"}
+    if stage1 is not None:
+        info["held_out_claims_under_question_models"] = stage1
     return chosen, {**info, "claims_l2_sentence": l2_sent, "claims_l2_answerable": l2_ans, "claims": len(pool),
                     "claims_cross_validation_measures": {k: round(v, 4) for k, v in m.items()}}
 

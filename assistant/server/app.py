@@ -178,7 +178,8 @@ class Shared:
 
     def ingest(self, path: Path) -> Any:
         """A separate Assistant (own SQLite connection) writes; the serving one sees the new
-        generation and reloads BM25 on its next question."""
+        generation and reloads BM25 and its exact-search vectors on its next question (forgotten
+        here too: a sentence-vector backfill changes no generation)."""
         from ..api import Assistant
 
         writer = Assistant(self.assistant.settings)
@@ -187,6 +188,7 @@ class Shared:
             return writer.ingest([path])
         finally:
             writer.index.close()
+            self.assistant.retriever.forget_exact()
 
 
 async def parse_body(request: Request, model: type[BaseModel]) -> Any:
