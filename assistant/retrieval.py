@@ -208,7 +208,7 @@ class HybridRetriever:
 
     def _exact_table(self, kind: str) -> VectorTable | None:
         """The collection's vectors for an exact search, or None (HNSW). Both collections switch
-        together: exact only while the larger (sentences, ~3.5 per chunk) has at most
+        together: exact only while the larger (sentences, ~4.5 per chunk) has at most
         ``retrieval.exact_search_max`` vectors. Loaded once per catalogue generation (an ingest by
         any process changes it; ``forget_exact`` after this process writes), so a question costs no
         count or load; one load at a time (server threads share the retriever)."""
