@@ -10,6 +10,7 @@ and the fitting script ranks exactly as ``ask`` does.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,6 @@ SIM_DECIMALS = 6
 class VectorTable:
     """Every vector of a collection, unit length, in id order (Chroma's listing order is no contract)."""
 
-    key: int
-    """The catalogue generation when loaded: a write to the index by any process changes it."""
     mat: np.ndarray
     ids: list[str]
     metas: list[dict[str, Any]]
@@ -38,7 +37,7 @@ class VectorTable:
         return {i: self.stored[self.row[i]] for i in ids if i in self.row}
 
 
-def load_table(col: Any, key: int, page: int = 5000) -> VectorTable | None:
+def load_table(col: Any, page: int = 5000) -> VectorTable | None:
     """All of ``col``'s vectors, or None when they cannot be read whole (the caller then searches by
     HNSW, whose own errors are the one-line ones): a page that fails, or rows deleted between pages
     by another writer, which offset paging would skip."""
@@ -65,7 +64,7 @@ def load_table(col: Any, key: int, page: int = 5000) -> VectorTable | None:
     mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)
     order = sorted(range(len(ids)), key=ids.__getitem__)
     ids = [ids[i] for i in order]
-    return VectorTable(key, mat[order], ids, [metas[i] for i in order], stored[order],
+    return VectorTable(mat[order], ids, [metas[i] for i in order], stored[order],
                        {i: n for n, i in enumerate(ids)})
 
 
@@ -83,6 +82,10 @@ def search(table: VectorTable, qvec: Any, n: int,
     return [(table.ids[i], table.metas[i], float(sims[i])) for i in order if np.isfinite(sims[i])]
 
 
+_COMPARE = {"$gte": operator.ge, "$lte": operator.le, "$gt": operator.gt, "$lt": operator.lt,
+            "$eq": operator.eq, "$ne": operator.ne}
+
+
 def matches(meta: dict[str, Any], where: dict[str, Any]) -> bool:
     """Chroma's metadata filter for what retrieval asks (``$and``, ``$gte``, ``$lte``, equality);
     as in Chroma, a row without the field does not match a condition on it."""
@@ -98,8 +101,7 @@ def matches(meta: dict[str, Any], where: dict[str, Any]) -> bool:
         value = meta[key]
         ops = cond if isinstance(cond, dict) else {"$eq": cond}
         for op, bound in ops.items():
-            ok = {"$gte": lambda v, b: v >= b, "$lte": lambda v, b: v <= b, "$gt": lambda v, b: v > b,
-                  "$lt": lambda v, b: v < b, "$eq": lambda v, b: v == b, "$ne": lambda v, b: v != b}.get(op)
+            ok = _COMPARE.get(op)
             if ok is None:
                 raise ValueError(f"exact search: unsupported filter operator {op}")
             if not ok(value, bound):

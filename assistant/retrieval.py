@@ -230,7 +230,7 @@ class HybridRetriever:
                 from .exact_search import load_table
 
                 store = self.index.vectors if kind == "chunks" else self.index.vectors.sentences
-                table = load_table(store.collection(create=False), gen)
+                table = load_table(store.collection(create=False))
                 if table is None:  # not readable whole just now: HNSW this time, try again next time
                     return None
             if forgotten == self._forgotten:  # not forgotten while loading: keep it

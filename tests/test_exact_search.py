@@ -30,7 +30,7 @@ def test_filters_follow_chromas_rules() -> None:
 def test_ties_by_id_and_rounding() -> None:
     mat = np.array([[1.0, 1e-4], [1.0, 0.0], [0.0, 1.0]])  # rows in id order, as load_table keeps them
     mat /= np.linalg.norm(mat, axis=1, keepdims=True)
-    t = VectorTable(0, mat, ["a", "b", "c"], [{}, {}, {}], mat.astype(np.float32), {"a": 0, "b": 1, "c": 2})
+    t = VectorTable(mat, ["a", "b", "c"], [{}, {}, {}], mat.astype(np.float32), {"a": 0, "b": 1, "c": 2})
     # "b" is nearer by 5e-9 only: rounded to 6 decimals they tie, and the id decides
     assert float(mat[1] @ [1.0, 0.0]) > float(mat[0] @ [1.0, 0.0])
     got = search(t, [1.0, 0.0], 3)
@@ -102,8 +102,8 @@ def test_load_table_pages_and_gives_up_on_a_concurrent_write(sample_home: Path, 
 
     a = Assistant(make_settings(sample_home, embed_cache))
     col = a.index.vectors.collection()
-    whole = load_table(col, 1, page=5000)
-    paged = load_table(col, 1, page=97)
+    whole = load_table(col, page=5000)
+    paged = load_table(col, page=97)
     assert whole is not None and paged is not None and whole.ids == paged.ids and len(whole.ids) == col.count()
     assert np.array_equal(whole.mat, paged.mat) and whole.ids == sorted(whole.ids)
 
@@ -124,7 +124,7 @@ def test_load_table_pages_and_gives_up_on_a_concurrent_write(sample_home: Path, 
                 self.gone = res["ids"][:3]
             return res
 
-    assert load_table(DeletingMidway(), 1, page=97) is None
+    assert load_table(DeletingMidway(), page=97) is None
     a.index.close()
 
 
