@@ -4,6 +4,7 @@ real files when ../shared/scifact is present."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,14 @@ import pytest
 from assistant.errors import InputError
 from assistant.evaluation import load_questions
 from assistant.evaluation.metrics import GoldMatcher, retrieval_scores
-from assistant.evaluation.scifact import convert, corpus_slice, write_jsonl
+from assistant.evaluation.scifact import (
+    absent_corpus,
+    absent_studies,
+    convert,
+    corpus_slice,
+    without_documents,
+    write_jsonl,
+)
 from tests.conftest import SCIFACT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,3 +142,60 @@ def test_real_scifact_dev_split() -> None:
     assert sum(len(v) > 1 for v in by_title.values()) >= 1  # duplicate titles exist: ids are needed
     sample = [json.loads(json.dumps(q)) for q in qs[:5]]
     assert all(q["gold_ids"] for q in sample)
+
+
+def test_absent_studies_hold_out_every_paper_a_chosen_claim_cites(files: tuple[Path, Path]) -> None:
+    claims, corpus = files
+    # Every third claim WITH evidence of a split, in file order: sf-dev-7 (first), not sf-dev-8
+    # (second); sf-dev-9 has no evidence. sf-train-1 is the first of train.
+    dev, gone_dev = absent_studies(claims, "dev")
+    train, gone_train = absent_studies(claims, "train")
+    assert [c["qid"] for c in dev] == ["sf-dev-7"] and [c["qid"] for c in train] == ["sf-train-1"]
+    assert gone_dev == {"2", "4"}  # sf-dev-7's gold and its cited-without-evidence paper
+    assert gone_train == {"1"}  # the train index keeps every paper only dev claims cite
+    chosen, data = absent_corpus(claims, corpus, "dev")
+    kept = [json.loads(x) for x in data.decode().splitlines()]
+    assert chosen == dev and [d["id"] for d in kept] == ["1", "3", "5"] and kept[1] == CORPUS[2]
+    assert absent_corpus(claims, corpus, "dev")[1] == data  # same input, same bytes: one cached index
+    with pytest.raises(InputError, match="split 'test'"):
+        absent_studies(claims, "test")
+
+
+@pytest.mark.parametrize(("record", "why"), [
+    ({"qid": "x", "split": "dev"}, "needs 'qid' and 'claim'"),
+    ({"claim": "C.", "split": "dev"}, "needs 'qid' and 'claim'"),
+    ({"qid": "x", "claim": "C.", "split": "dev", "rationales": [[0]]}, "'rationales' must be an object"),
+    ({"qid": "x", "claim": "C.", "split": "dev", "rationales": {"1": [[0]]}, "cited_ids": "1"},
+     "'cited_ids' a list"),
+])
+def test_absent_studies_bad_input_names_the_line(tmp_path: Path, record: dict, why: str) -> None:
+    claims = tmp_path / "claims.jsonl"
+    claims.write_text(json.dumps(CLAIMS[0]) + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(InputError, match=r"claims\.jsonl:2: .*" + re.escape(why)):
+        absent_studies(claims, "dev")
+
+
+def test_without_documents_bad_input_names_the_line(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(json.dumps(CORPUS[0]) + "\n{\"title\": \"no id\"}\n")
+    with pytest.raises(InputError, match=r"corpus\.jsonl:2: a corpus record needs 'id'"):
+        without_documents(corpus, {"1"})
+
+
+@pytest.mark.skipif(not (SCIFACT / "claims.jsonl").exists(), reason="../shared/scifact not present")
+def test_real_scifact_absent_studies() -> None:
+    """Train claims teach the claim models to refuse absent studies, dev ones are only measured, each
+    split over its own index: the one the models learn from keeps every paper only dev claims cite."""
+    train, gone_train = absent_studies(SCIFACT / "claims.jsonl", "train")
+    dev, gone_dev = absent_studies(SCIFACT / "claims.jsonl", "dev")
+    assert len(train) == 169 and len(dev) == 63  # of 505 and 188 with evidence
+    assert {c["split"] for c in train} == {"train"} and {c["split"] for c in dev} == {"dev"}
+    all_claims = [json.loads(x) for x in (SCIFACT / "claims.jsonl").read_text().splitlines()]
+    dev_only = {str(i) for c in all_claims if c["split"] == "dev" for i in c["cited_ids"]} - {
+        str(i) for c in all_claims if c["split"] == "train" for i in c["cited_ids"]}
+    assert dev_only and not gone_train & dev_only
+    _, data = absent_corpus(SCIFACT / "claims.jsonl", SCIFACT / "corpus.jsonl", "dev")
+    kept = {str(json.loads(x)["id"]) for x in data.decode().splitlines()}
+    assert len(kept) == 5183 - len(gone_dev) and not kept & gone_dev
+    for c in dev:  # no chosen claim's own paper is left to answer it
+        assert not kept & {str(i) for i in [*c["cited_ids"], *c["rationales"]]}

@@ -95,3 +95,53 @@ def write_jsonl(records: list[dict[str, Any]], path: str | Path) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+ABSENT_EVERY = 3
+"""Every third claim with evidence (per split, in file order) is an absent study."""
+
+
+def absent_studies(claims_path: str | Path, split: str) -> tuple[list[dict[str, Any]], set[str]]:
+    """Absent studies on SciFact: claims whose own papers are held out of the index, so that they must
+    be refused while papers on neighbouring topics stay. Every ``ABSENT_EVERY``-th claim with evidence
+    of ``split`` is chosen (train ones teach the claim models, dev ones are only measured; each split
+    has its own index, so the one the models learn from is shaped by train claims alone). Returns the
+    chosen claims and the ids of every document they cite, which are held out."""
+    if split not in SPLITS:
+        raise InputError(f"split '{split}': expected one of {', '.join(SPLITS)}")
+    chosen: list[dict[str, Any]] = []
+    gone: set[str] = set()
+    seen = 0
+    for _, where, d in jsonl_records(Path(claims_path), "file"):
+        if not isinstance(d, dict) or not isinstance(d.get("claim"), str) or not isinstance(d.get("qid"), str):
+            raise InputError(f"{where}: a claim record needs 'qid' and 'claim' (strings)")
+        rationales, cited = d.get("rationales") or {}, d.get("cited_ids") or []
+        if not isinstance(rationales, dict) or not isinstance(cited, list):
+            raise InputError(f"{where}: 'rationales' must be an object and 'cited_ids' a list")
+        if d.get("split") != split or not rationales:
+            continue
+        if seen % ABSENT_EVERY == 0:
+            chosen.append(d)
+            gone |= {str(i) for i in [*cited, *(d.get("gold_ids") or []), *rationales]}
+        seen += 1
+    return chosen, gone
+
+
+def absent_corpus(claims_path: str | Path, corpus_path: str | Path,
+                  split: str) -> tuple[list[dict[str, Any]], bytes]:
+    """The absent studies of ``split`` and the corpus to ask them over (the fitting script and the
+    benchmark both index these bytes, so they share one cached index)."""
+    chosen, gone = absent_studies(claims_path, split)
+    return chosen, without_documents(corpus_path, gone)
+
+
+def without_documents(corpus_path: str | Path, gone: set[str]) -> bytes:
+    """The corpus without the ``gone`` documents, one JSON record a line (re-serialised: the bytes only
+    need to be the same for the same input)."""
+    keep = []
+    for _, where, d in jsonl_records(Path(corpus_path), "file"):
+        if not isinstance(d, dict) or "id" not in d:
+            raise InputError(f"{where}: a corpus record needs 'id'")
+        if str(d["id"]) not in gone:
+            keep.append(json.dumps(d, ensure_ascii=False) + "\n")
+    return "".join(keep).encode("utf-8")
