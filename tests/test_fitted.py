@@ -11,7 +11,7 @@ import pytest
 
 from assistant.answering import fit
 from assistant.answering.features import QUESTION_FEATURES, SENTENCE_FEATURES, question_view
-from assistant.answering.fitted import Decisions, FittedModel, LogReg, shipped_model
+from assistant.answering.fitted import Decisions, FittedModel, LogReg, compose, shipped_model
 from assistant.errors import AssistantError
 from tests.conftest import make_settings
 
@@ -245,6 +245,18 @@ def test_check_passes_on_the_refit_and_fails_in_one_line_when_the_file_is_pertur
     out.write_text(good.replace(" ", "  "))
     assert fit.main([*args, "--check"]) == 1
     assert "formatting" in capsys.readouterr().out
+    # A bad line in a question file: one line naming the file, the line and what is wrong; nothing written.
+    rows = (REPO / "evals" / "questions" / "fit.jsonl").read_text().splitlines()
+    bad = tmp_path / "bad.jsonl"
+    for broken, why in ((json.dumps({"qid": "x", "question": "q?"}), "missing field(s) gold_titles"),
+                        (rows[1].replace(json.loads(rows[1])["gold_titles"][0], "No Such Paper"),
+                         "not in the indexed sample: ['No Such Paper']"),
+                        ("{not json", "not valid JSON")):
+        bad.write_text(rows[0] + "\n" + broken + "\n")
+        assert fit.main([*args, "--fit", str(bad)]) == 2, why
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {bad}:2: ") and why in err and "\n" not in err
+    assert out.read_text() == good.replace(" ", "  ")
 
 
 def test_statements_are_checked_as_claims_with_their_own_threshold() -> None:
@@ -351,6 +363,58 @@ def test_claim_models_are_a_second_stage_that_leaves_questions_alone(sample_home
     assert both.decisions.claim_threshold in grid["thresholds"] and "claims_l2_sentence" in info
     again = FittedModel.from_dict(json.loads(fit.model_text(both)))
     assert again.claim_sentence == both.claim_sentence and again.claim_answerable == both.claim_answerable
+    # Absent studies (here: unanswerable questions of the fit set stated as claims, which must be refused)
+    # join the claim stage alone, and are measured apart.
+    every = [json.loads(x) for x in (REPO / "evals" / "questions" / "fit.jsonl").read_text().splitlines()]
+    absent = [dataclasses.replace(e, qid=e.qid + fit.ABSENT_SUFFIX)
+              for e in claims([r for r in every if not r["evidence"]][:12])]
+    assert len(absent) == 12 and not any(e.answerable for e in absent)
+    more, info2 = fit.choose(train + made[:18], val, scifact_validation=made[18:], absent=absent, **grid)
+    assert (more.sentence, more.answerable, more.paper) == (plain.sentence, plain.answerable, plain.paper)
+    d3 = dataclasses.asdict(more.decisions)
+    assert {k: v for k, v in d1.items() if k != "claim_threshold"} == {k: v for k, v in d3.items()
+                                                                         if k != "claim_threshold"}
+    assert more.claim_answerable != both.claim_answerable
+    assert info2["absent_claims"] == len(absent) and info2["claims"] == info["claims"]
+    assert "absent_refused" in info2["claims_cross_validation_measures"]  # (made claims all have evidence)
+
+    # The two kinds of claim to refuse are counted apart: absent studies by their qid, the rest of the
+    # unanswerable claims as "no evidence" (here: answerable statements relabelled, mostly answered).
+    no_evidence = [dataclasses.replace(e, answerable=False) for e in made if e.answerable][:8]
+    mixed = [*absent, *no_evidence, *[e for e in made if e.answerable][8:12]]
+    d = more.decisions
+    for ex in mixed:
+        for c in ex.cands:
+            c.score = more.claim_sentence.prob(c.features)  # type: ignore[union-attr]
+
+    def refused(exs: list[fit.Example]) -> float:
+        return sum(compose(more, e.view, e.sources, e.cands, d).refused for e in exs) / len(exs)
+
+    m = fit._claim_measures(more, mixed, d)
+    assert m["absent_refused"] == pytest.approx(refused(absent))
+    assert m["no_evidence_refused"] == pytest.approx(refused(no_evidence))
+    assert m["absent_refused"] != m["no_evidence_refused"]  # else a mix-up would go unseen
+    assert m["unanswerable_refused"] == pytest.approx(refused([*absent, *no_evidence]))
+
+
+def test_mean_measures_skip_folds_without_a_kind() -> None:
+    per_fold = [{"quote": 0.5, "absent_refused": 1.0}, {"quote": 0.7}, {"quote": 0.6, "absent_refused": 0.5}]
+    assert fit.mean_measures(per_fold) == pytest.approx({"quote": 0.6, "absent_refused": 0.75})
+
+
+def test_claim_folds_keep_an_absent_study_with_its_claim() -> None:
+    """The same claim asked with and without its paper indexed is judged in one fold, never fitted on
+    one index and judged on the other."""
+    def ex(qid: str) -> fit.Example:
+        return fit.Example(qid, "scifact", None, [], [], [], True, [], {})
+
+    claims = [ex(f"sf-train-{i}") for i in range(10)]
+    absent = [ex("sf-train-7" + fit.ABSENT_SUFFIX), ex("sf-train-2" + fit.ABSENT_SUFFIX),
+              ex("sf-train-99" + fit.ABSENT_SUFFIX)]
+    folds = fit.claim_folds(claims, absent)
+    assert [folds[f"sf-train-{i}"] for i in range(10)] == [i % fit.CLAIM_FOLDS for i in range(10)]
+    assert folds["sf-train-7:absent"] == folds["sf-train-7"] and folds["sf-train-2:absent"] == folds["sf-train-2"]
+    assert folds["sf-train-99:absent"] == 2 % fit.CLAIM_FOLDS  # its claim is not in the pool: its own turn
 
 
 def test_claims_are_scored_by_the_claim_models(sample_assistant) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,9 @@ Labelled data (nothing else is read):
     a retrieved sentence is positive when it is a gold paper's evidence quote; answerable =
     has gold papers (unanswerable ones are near misses and absent studies);
   * SciFact TRAIN claims over the SciFact corpus (``../shared/scifact``): rationale sentences
-    positive, the other retrieved sentences negative; claims without evidence unanswerable.
+    positive, the other retrieved sentences negative; claims without evidence unanswerable;
+  * absent studies: every third SciFact train claim with evidence asked again over the corpus
+    without the papers it cites (unanswerable; the claim models' data only).
 Regularisation and the answer thresholds are chosen on ``evals/questions/validation.jsonl``
 plus every 4th of the SciFact train claims, held out of fitting (never on heldout or SciFact dev).
 The three logistic regressions (sentence, answerability, paper) are fitted with numpy (Newton
@@ -36,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..records import Source
 from ..retrieval import HybridRetriever
 from .features import (
@@ -204,9 +207,21 @@ def sample_examples(paths: Sequence[Path], cache: Path, limit: int = 0) -> dict[
 
 def question_examples(asker: Asker, path: Path, by_title: dict[str, str], limit: int = 0) -> list[Example]:
     """A question file (evals/questions format) asked over ``asker``'s index, labelled."""
-    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    from ..evaluation.files import jsonl_records
+
     exs = []
-    for r in rows[:limit] if limit else rows:
+    for _, where, r in jsonl_records(path, "question file"):
+        if limit and len(exs) >= limit:
+            break
+        if not isinstance(r, dict):
+            raise InputError(f"{where}: a question record must be a JSON object")
+        missing = [k for k in ("qid", "question", "gold_titles", "evidence") if k not in r]
+        if missing:
+            raise InputError(f"{where}: missing field(s) {', '.join(missing)}")
+        unknown = sorted({str(t) for t in [*r["gold_titles"], *(e.get("title") for e in r["evidence"])]
+                          if t not in by_title})
+        if unknown:
+            raise InputError(f"{where}: title(s) not in the indexed sample: {unknown}")
         ev: dict[str, list[str]] = {}
         for e in r["evidence"]:
             ev.setdefault(by_title[e["title"]], []).append(e["quote"])
@@ -237,6 +252,25 @@ def scifact_examples(cache: Path, limit: int) -> list[Example]:
               for pid, groups in (c.get("rationales") or {}).items()}
         out.append(asker.example(c["qid"], "scifact", c["claim"], list(ev), ev, bool(ev)))
     return out
+
+
+ABSENT_SUFFIX = ":absent"
+"""qid suffix of an absent-study example (the claim's own qid, then this)."""
+
+
+def absent_examples(cache: Path, qids: set[str]) -> list[Example]:
+    """Absent studies on SciFact TRAIN: the claims of ``evaluation.scifact.absent_studies`` among
+    ``qids`` (the train claims in use), asked over the corpus without the papers they cite; they must be
+    refused. Only the claim models learn from them. The index drops train-chosen papers only: which
+    papers dev claims cite is never read here."""
+    from ..evaluation.scifact import absent_corpus
+
+    chosen, data = absent_corpus(SCIFACT / "claims.jsonl", SCIFACT / "corpus.jsonl", "train")
+    chosen = [c for c in chosen if c["qid"] in qids]
+    if not chosen:
+        return []
+    asker = Asker(_settings(_home("scifact-absent-train", data, None, cache), cache))
+    return [asker.example(f"{c['qid']}{ABSENT_SUFFIX}", "scifact", c["claim"], [], {}, False) for c in chosen]
 
 
 # -- fitting ---------------------------------------------------------------------------------
@@ -407,10 +441,11 @@ def choose(train: list[Example], validation: list[Example], log: Any = None, l2_
            scifact_weights: Sequence[float] = SCIFACT_WEIGHTS, thresholds: Sequence[float] = THRESHOLDS,
            paper_thresholds: Sequence[float] = PAPER_THRESHOLDS, second_ratios: Sequence[float] = SECOND_RATIOS,
            scifact_validation: Sequence[Example] = (), claim_models: bool = True,
-           ) -> tuple[FittedModel, dict[str, Any]]:
+           absent: Sequence[Example] = ()) -> tuple[FittedModel, dict[str, Any]]:
     """Grid over regularisation and decisions, chosen by ``objective`` on validation (ties: first),
     plus ``objective`` on held-out SciFact TRAIN claims when given (SciFact dev is never used).
-    Questions are refused by ``answer_threshold`` and claims by ``claim_threshold`` (chosen on the claims)."""
+    Questions are refused by ``answer_threshold`` and claims by ``claim_threshold`` (chosen on the claims).
+    ``absent`` (absent-study claims, see ``absent_examples``) join the claim stage only."""
     best: tuple[float, FittedModel, dict[str, Any]] | None = None
     for l2_sent, sw in itertools.product(l2_grid, scifact_weights):
         sent = fit_sentence(train, l2_sent, sw)
@@ -432,7 +467,8 @@ def choose(train: list[Example], validation: list[Example], log: Any = None, l2_
     claims_val = claim_examples([*validation, *scifact_validation])
     if not claim_models or not claims or not claims_val:
         return best[1], best[2]
-    return _choose_claim_models(best[1], best[2], claims, claims_val, l2_grid, thresholds, log)
+    return _choose_claim_models(best[1], best[2], claims, claims_val, l2_grid, thresholds, log,
+                                claim_examples(absent))
 
 
 CLAIM_FOLDS = 4
@@ -440,19 +476,21 @@ CLAIM_FOLDS = 4
 
 def _choose_claim_models(model: FittedModel, info: dict[str, Any], claims: list[Example], claims_val: list[Example],
                          l2_grid: Sequence[float], thresholds: Sequence[float], log: Any = None,
-                         ) -> tuple[FittedModel, dict[str, Any]]:
+                         absent: Sequence[Example] = ()) -> tuple[FittedModel, dict[str, Any]]:
     """Second stage: the question models and their decisions stay as chosen. The claim models'
     regularisation and ``claim_threshold`` are chosen by ``CLAIM_FOLDS``-fold cross-validation over
     every SciFact train claim (training and held-out alike: 200 held-out claims, 130 with evidence,
-    are few to place a threshold by), then fitted on all of them. SciFact dev stays unseen."""
+    are few to place a threshold by), then fitted on all of them, absent studies included.
+    SciFact dev stays unseen."""
     d = model.decisions
-    pool = [*claims, *claims_val]
-    folds = [[e for j, e in enumerate(pool) if j % CLAIM_FOLDS == k] for k in range(CLAIM_FOLDS)]
+    pool = [*claims, *claims_val, *absent]
+    fold_of = claim_folds([*claims, *claims_val], absent)
+    folds = [[e for e in pool if fold_of[e.qid] == k] for k in range(CLAIM_FOLDS)]
     best: tuple[float, float, float, float, dict[str, float]] | None = None
     for l2_sent, l2_ans in itertools.product(l2_grid, l2_grid):
         per_thr: dict[float, list[dict[str, float]]] = {t: [] for t in thresholds}
         for k in range(CLAIM_FOLDS):
-            train_k = [e for j, e in enumerate(pool) if j % CLAIM_FOLDS != k]
+            train_k = [e for e in pool if fold_of[e.qid] != k]
             cs, ca = fit_claim_models(train_k, l2_sent, l2_ans)
             for ex in folds[k]:
                 for c in ex.cands:
@@ -460,9 +498,9 @@ def _choose_claim_models(model: FittedModel, info: dict[str, Any], claims: list[
             trial = FittedModel(model.sentence, model.answerable, model.paper, d, {}, cs, ca)
             for thr in thresholds:
                 dk = Decisions(**{**asdict(d), "claim_threshold": thr})
-                per_thr[thr].append(evaluate(trial, folds[k], dk, rescore=False))
+                per_thr[thr].append(_claim_measures(trial, folds[k], dk))
         for thr, ms in per_thr.items():
-            m = {key: sum(x[key] for x in ms) / len(ms) for key in ms[0]}
+            m = mean_measures(ms)
             o = objective(m, precision=False)
             if best is None or o > best[0] + 1e-12:
                 best = (o, l2_sent, l2_ans, thr, m)
@@ -477,8 +515,39 @@ def _choose_claim_models(model: FittedModel, info: dict[str, Any], claims: list[
     info = {k: v for k, v in info.items() if k != "scifact_train_validation_measures"}
     if stage1 is not None:
         info["held_out_claims_under_question_models"] = stage1
-    return chosen, {**info, "claims_l2_sentence": l2_sent, "claims_l2_answerable": l2_ans, "claims": len(pool),
+    return chosen, {**info, "claims_l2_sentence": l2_sent, "claims_l2_answerable": l2_ans,
+                    "claims": len(pool) - len(absent), "absent_claims": len(absent),
                     "claims_cross_validation_measures": {k: round(v, 4) for k, v in m.items()}}
+
+
+def mean_measures(per_fold: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Each measure averaged over the folds that have it (a fold may hold no claim of a kind)."""
+    out: dict[str, list[float]] = {}
+    for m in per_fold:
+        for key, v in m.items():
+            out.setdefault(key, []).append(v)
+    return {key: sum(vs) / len(vs) for key, vs in out.items()}
+
+
+def claim_folds(claims: Sequence[Example], absent: Sequence[Example]) -> dict[str, int]:
+    """qid -> cross-validation fold: claims in turn, and an absent-study claim with its own claim
+    (fitting on a claim's words and judging the same words over another index would leak)."""
+    fold_of = {e.qid: j % CLAIM_FOLDS for j, e in enumerate(claims)}
+    for j, e in enumerate(absent):
+        fold_of[e.qid] = fold_of.get(e.qid.removesuffix(ABSENT_SUFFIX), j % CLAIM_FOLDS)
+    return fold_of
+
+
+def _claim_measures(model: FittedModel, exs: list[Example], d: Decisions) -> dict[str, float]:
+    """``evaluate`` on claims, plus the refusals of the two kinds of unanswerable claim apart: absent
+    studies (their papers held out) and claims whose cited papers are indexed but hold no evidence."""
+    m = evaluate(model, exs, d, rescore=False)
+    absent = [e for e in exs if e.qid.endswith(ABSENT_SUFFIX)]
+    no_evidence = [e for e in exs if not e.answerable and not e.qid.endswith(ABSENT_SUFFIX)]
+    for key, sub in (("absent_refused", absent), ("no_evidence_refused", no_evidence)):
+        if sub:
+            m[key] = evaluate(model, sub, d, rescore=False)["unanswerable_refused"]
+    return m
 
 
 def _best_decisions(model: FittedModel, validation: list[Example], best: Any, thresholds: Sequence[float],
@@ -527,6 +596,14 @@ def _split_measures(model: FittedModel, exs: list[Example], d: Decisions) -> Mea
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except InputError as exc:  # a bad line of a data file: one line naming it, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=OUT, help=f"where the model file goes (default: {OUT})")
     ap.add_argument("--fit", type=Path, default=QUESTIONS / "fit.jsonl")
@@ -551,17 +628,19 @@ def main(argv: list[str] | None = None) -> int:
     train = sample[args.fit.name]
     validation = sample[args.validation.name]
     sci = scifact_examples(args.cache, args.scifact_train) if args.scifact_train else []
+    absent = absent_examples(args.cache, {e.qid for e in sci}) if sci else []
     if args.retrieval_cache:
         import pickle
 
         args.retrieval_cache.write_bytes(pickle.dumps(RETRIEVALS))
-    log(f"labelled data: {len(train)} fit questions, {len(sci)} SciFact train claims, "
+    log(f"labelled data: {len(train)} fit questions, {len(sci)} SciFact train claims "
+        f"(and {len(absent)} of them as absent studies), "
         f"{len(validation)} validation questions ({time.perf_counter() - t:.0f} s)")
     # Every 4th SciFact train claim is held out of fitting and joins validation (SciFact-like claims
     # then count when thresholds are chosen); SciFact dev stays unseen.
     sci_fit = [e for i, e in enumerate(sci) if i % 4 != 3]
     sci_val = [e for i, e in enumerate(sci) if i % 4 == 3]
-    model, info = choose(train + sci_fit, validation, log, scifact_validation=sci_val)
+    model, info = choose(train + sci_fit, validation, log, scifact_validation=sci_val, absent=absent)
     meta = {"fit": args.fit.name, "validation": args.validation.name, "scifact_train_claims": len(sci_fit),
             "scifact_train_validation_claims": len(sci_val),
             "sentences": sum(len(e.cands) for e in train + sci_fit),
