@@ -418,6 +418,10 @@ def prepared_home(kind: str, records: list[dict[str, Any]] | None = None, cache:
 
     if kind == "sample":
         src_bytes = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records or []).encode()
+    elif kind == "scifact-absent-dev":
+        from assistant.evaluation.scifact import absent_corpus
+
+        src_bytes = absent_corpus(SCIFACT / "claims.jsonl", SCIFACT / "corpus.jsonl", "dev")[1]
     else:
         src_bytes = (SCIFACT / "corpus.jsonl").read_bytes()
     home = cache / f"{kind}-{fingerprint(src_bytes)}"
@@ -425,7 +429,7 @@ def prepared_home(kind: str, records: list[dict[str, Any]] | None = None, cache:
         return home
     home.mkdir(parents=True, exist_ok=True)
     src = SCIFACT / "corpus.jsonl"
-    if kind == "sample":
+    if kind != "scifact":
         src = home / "corpus.jsonl"
         src.write_bytes(src_bytes)
     a = Assistant(settings_for(home, cache))
@@ -498,8 +502,37 @@ def run_scifact(limit: int, cache: Path, backend: str | None = None) -> dict[str
     a.ask("Aspirin reduces the risk of heart attack.", backend=backend)  # warm-up
     naive = [naive_reply(bm25, abstracts, c["claim"]) for c in claims]
     ours = [assistant_reply(a, c["claim"], backend) for c in claims]
-    return {"mode": "scifact-dev", "home": str(home), "assistant": score_scifact(claims, ours, corpus),
-            "naive": score_scifact(claims, naive, corpus)}
+    res = {"mode": "scifact-dev", "home": str(home), "assistant": score_scifact(claims, ours, corpus),
+           "naive": score_scifact(claims, naive, corpus)}
+    res["absent"] = run_scifact_absent(limit, cache, backend)
+    for who in ("assistant", "naive"):
+        res[who]["absent_refused"] = res["absent"][who]["refused"]
+    return res
+
+
+def _reason_kind(reply: Reply) -> str:
+    """A refusal reason without its figures or names ("answerability 0.11 < 0.20 (...)" -> "answerability"),
+    so reasons can be counted; "answered" when not refused."""
+    if not reply.refused:
+        return "answered"
+    return re.split(r" \d| mentions ", reply.extra.get("refusal_reason") or "refused")[0]
+
+
+def run_scifact_absent(limit: int, cache: Path, backend: str | None = None) -> dict[str, Any]:
+    """Absent studies: the dev claims of ``absent_studies`` asked over SciFact without the papers they
+    cite (an index of its own: the train ones, which teach the claim models, have theirs)."""
+    from assistant.evaluation.scifact import absent_studies
+
+    chosen, gone = absent_studies(SCIFACT / "claims.jsonl", "dev")
+    claims = chosen[:limit] if limit else chosen
+    home = prepared_home("scifact-absent-dev", cache=cache)
+    a = open_assistant(home, cache)
+    a.ask("Aspirin reduces the risk of heart attack.", backend=backend)  # warm-up
+    ours = [assistant_reply(a, c["claim"], backend) for c in claims]
+    return {"home": str(home), "claims": len(claims), "chosen": len(chosen), "held_out_papers": len(gone),
+            "assistant": {"refused": mean(float(r.refused) for r in ours) if ours else None,
+                          "outcomes": dict(Counter(_reason_kind(r) for r in ours))},
+            "naive": {"refused": 0.0}}  # naive_reply never refuses
 
 
 def fmt(v: Any) -> str:
@@ -522,6 +555,7 @@ SAMPLE_ROWS = [("hit@5", "hit@5"), ("MRR", "mrr"), ("nDCG@10", "ndcg@10"),
 SCIFACT_ROWS = [("nDCG@10", "ndcg@10"), ("refused claims", "refused_share"),
                 ("... claims with evidence refused", "refused_with_evidence"),
                 ("... claims without evidence refused", "refused_without_evidence"),
+                ("absent-study claims refused (papers held out)", "absent_refused"),
                 ("rationale precision", "rationale_precision"), ("rationale recall", "rationale_recall"),
                 ("quote = rationale sentence (cited gold papers)", "quote_is_rationale"),
                 ("warm p50 ms per claim", "p50_ms"), ("warm p95 ms per claim", "p95_ms"),
@@ -537,9 +571,16 @@ def print_table(res: dict[str, Any]) -> None:
               f"(sample minus {res['held_out_papers']} held out)")
     else:
         print(f"SciFact dev: {a['claims']} claims over the SciFact corpus; rationale pairs {a['rationale_pairs']}")
+        if res.get("absent"):
+            ab = res["absent"]
+            print(f"absent studies: {ab['claims']} of the {ab['chosen']} chosen dev claims asked again over the "
+                  f"corpus without the {ab['held_out_papers']} papers those claims cite")
     print(f"{'measure':48} {'assistant':>10} {'naive':>10}")
     for label, key in rows:
         print(f"{label:48} {fmt(a.get(key)):>10} {fmt(n.get(key)):>10}")
+    if res.get("absent"):
+        print("absent-study claims (assistant): " + ", ".join(
+            f"{k} {v}" for k, v in sorted(res["absent"]["assistant"]["outcomes"].items())))
     if res["mode"] == "sample":
         print(f"(quote pairs: assistant {a['quote_pairs']}, naive {n['quote_pairs']}; questions with gold numbers: "
               f"{a['questions_with_gold_numbers']})")

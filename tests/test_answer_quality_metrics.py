@@ -174,6 +174,26 @@ def test_score_scifact_rationale_measures() -> None:
     assert out["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3) + 0) / 3)
 
 
+def test_absent_study_outcomes_are_counted_by_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    """Refusal reasons carry figures and names; the absent-study report counts their kinds."""
+    def reply(reason: str | None) -> aq.Reply:
+        return aq.Reply([], [], "t", reason is not None, 1.0, {"refusal_reason": reason})
+
+    kinds = [aq._reason_kind(reply(r)) for r in (
+        None, "answerability 0.11 < 0.20 (best sentence 0.45)", "answerability 0.07 < 0.30 (best sentence 0.53)",
+        "no indexed paper mentions rad53")]
+    assert kinds == ["answered", "answerability", "answerability", "no indexed paper"]
+    res = {"mode": "scifact-dev", "absent": {"claims": 4, "chosen": 63, "held_out_papers": 9, "assistant": {
+        "refused": 0.75, "outcomes": {"answered": 1, "answerability": 2, "no indexed paper": 1}}},
+        "assistant": {"claims": 300, "rationale_pairs": 209, "absent_refused": 0.75},
+        "naive": {"absent_refused": 0.0}}
+    aq.print_table(res)
+    out = capsys.readouterr().out
+    assert "absent studies: 4 of the 63 chosen dev claims asked again over the corpus without the 9 papers" in out
+    assert "absent-study claims refused (papers held out)" in out and "0.750" in out
+    assert "absent-study claims (assistant): answerability 2, answered 1, no indexed paper 1" in out
+
+
 def test_end_to_end_on_a_small_real_index(tmp_path: Path) -> None:
     """The real pipeline on five sample papers: cached home, both systems, the measures in the report."""
     records = aq.sample_minus_holdout(aq.holdout_titles())
