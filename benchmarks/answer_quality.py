@@ -455,14 +455,16 @@ def open_assistant(home: Path, cache: Path = CACHE) -> Any:
 def run_sample(qpath: Path, limit: int, cache: Path, records: list[dict[str, Any]] | None = None,
                backend: str | None = None) -> dict[str, Any]:
     """Ask every question of ``qpath``; ``records`` (default: the sample minus held-out papers) is the index."""
+    from assistant.evaluation.files import jsonl_records
+
+    rows = [r for _, _, r in jsonl_records(qpath, "question file")]  # a bad line fails before any indexing
+    rows = rows[:limit] if limit else rows
     held = holdout_titles()
     records = records if records is not None else sample_minus_holdout(held)
     home = prepared_home("sample", records, cache)
     a = open_assistant(home, cache)
     by_title = {r["title"]: r["id"] for r in records}
     abstracts = {r["id"]: r["abstract"] for r in records}
-    rows = [json.loads(line) for line in qpath.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = rows[:limit] if limit else rows
     items = []
     for row in rows:
         missing = [t for t in row["gold_titles"] if t not in by_title]
@@ -628,5 +630,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run(argv: list[str] | None = None) -> int:
+    """``main``, with a bad data record (``InputError``: file, line and field) as one line, no traceback."""
+    from assistant.errors import InputError
+
+    try:
+        return main(argv)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run())

@@ -225,3 +225,12 @@ def test_end_to_end_on_a_small_real_index(tmp_path: Path) -> None:
     aq.run_sample(qfile, 0, cache, records=small)
     assert len([p for p in cache.iterdir() if p.name.startswith("sample-")]) == 1
     assert aq.prepared_home("sample", small[:4], cache) != homes[0]
+
+
+def test_a_bad_question_line_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"qid": "a", "question": "q?"}\n{oops\n')
+    assert aq.run(["--questions", str(bad), "--cache", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {bad}:2: not valid JSON") and "\n" not in err
+    assert not (tmp_path / "cache").exists()  # failed before indexing anything
