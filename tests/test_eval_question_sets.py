@@ -3,8 +3,8 @@
 Read with the real readers and the real question loader: every quote is verbatim in its paper's abstract,
 held-out papers are in the sample but gold nowhere, the type mix meets issue 14's minimums, the
 fit / validation files are exactly what evals/split_questions.py produces, and heldout-2 (the untouched
-set of session 2026-11-30) and heldout-3 (the untouched set of session 3 of 2026-11-30) meet their own
-minimums and restate no question of the other files.
+set of session 2026-11-30), heldout-3 (the untouched set of session 3 of 2026-11-30) and heldout-4 (the
+untouched set of session 4 of 2026-11-30) meet their own minimums and restate no question of the other files.
 """
 
 from __future__ import annotations
@@ -29,8 +29,13 @@ MINIMUMS = {"lookup": 30, "detail": 30, "multi": 20, "compare": 12, "unanswerabl
 HELDOUT2 = "heldout-2"
 HELDOUT2_MINIMUMS = {"lookup": 12, "detail": 14, "multi": 8, "compare": 6, "unanswerable": 20}
 HELDOUT3 = "heldout-3"
+HELDOUT4 = "heldout-4"
 # (file, qid prefix, type minimums, minimum detail questions whose number is in both answer and a quote)
-UNTOUCHED = [(HELDOUT2, "h2", HELDOUT2_MINIMUMS, 8), (HELDOUT3, "h3", HELDOUT2_MINIMUMS, 10)]
+UNTOUCHED = [
+    (HELDOUT2, "h2", HELDOUT2_MINIMUMS, 8),
+    (HELDOUT3, "h3", HELDOUT2_MINIMUMS, 10),
+    (HELDOUT4, "h4", HELDOUT2_MINIMUMS, 10),
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +63,7 @@ def split_module() -> object:
     return mod
 
 
-@pytest.mark.parametrize("name", [*SETS, HELDOUT2, HELDOUT3])
+@pytest.mark.parametrize("name", [*SETS, HELDOUT2, HELDOUT3, HELDOUT4])
 def test_quotes_are_exact_substrings_of_gold_abstracts(name: str, abstracts: dict[str, str]) -> None:
     for r in rows(name):
         for t in r["gold_titles"]:
@@ -207,15 +212,20 @@ def test_heldout2_written_independently_of_every_other_set() -> None:
     assert len(fresh) >= 0.8 * len(answerable)
 
 
-def test_heldout3_written_independently_of_every_other_set() -> None:
-    """heldout-3 restates no question of dev, heldout, heldout-2 or the pool. Every sample paper is already asked
-    about somewhere, so it reuses papers, but each for a fact no other file asks for: no detail question quotes a
-    sentence another file quotes, no lookup targets a paper another file looks up, no multi repeats another
-    file's gold list, no compare repeats another file's pair, no absent-study question repeats one verbatim."""
+@pytest.mark.parametrize(
+    ("name", "earlier"),
+    [(HELDOUT3, ("dev", "heldout", HELDOUT2, "pool")), (HELDOUT4, ("dev", "heldout", HELDOUT2, HELDOUT3, "pool"))],
+)
+def test_later_untouched_sets_written_independently_of_every_earlier_set(name: str, earlier: tuple[str, ...]) -> None:
+    """heldout-3 restates no question of dev, heldout, heldout-2 or the pool; heldout-4 none of those nor of heldout-3.
+    Every sample paper is already asked about somewhere, so they reuse papers, but each for a fact no earlier file
+    asks for: no detail question quotes a sentence another file quotes, no lookup targets a paper another file looks
+    up, no multi repeats another file's gold list, no compare repeats another file's pair, no absent-study question
+    repeats one verbatim."""
     norm = lambda s: re.sub(r"\W+", " ", s.lower()).strip()  # noqa: E731
-    h3 = rows(HELDOUT3)
+    h3 = rows(name)
     assert len({norm(r["question"]) for r in h3}) == len(h3)
-    others = [r for name in ("dev", "heldout", HELDOUT2, "pool") for r in rows(name)]
+    others = [r for other in earlier for r in rows(other)]
     assert not {norm(r["question"]) for r in h3} & {norm(r["question"]) for r in others}
     assert not {r["qid"] for r in h3} & {r["qid"] for r in others}
     quoted = {e["quote"] for r in others for e in r["evidence"]}

@@ -80,7 +80,9 @@ def test_select_by_type_and_limit(tmp_path: Path) -> None:
         select(qs, types=["nope"])
 
 
-@pytest.mark.parametrize("name", ["dev.jsonl", "heldout.jsonl", "heldout-2.jsonl", "heldout-3.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["dev.jsonl", "heldout.jsonl", "heldout-2.jsonl", "heldout-3.jsonl", "heldout-4.jsonl"]
+)
 def test_project_question_sets_load(name: str) -> None:
     path = REPO / "evals" / "questions" / name
     if not path.exists():
