@@ -280,6 +280,17 @@ def test_statements_are_checked_as_claims_with_their_own_threshold() -> None:
         assert v is not None and not v.claim and not is_claim(text), text
 
 
+def test_no_sample_question_reads_as_a_claim() -> None:
+    """The claim models (and a refit of them alone) cannot change any sample set's answers: none of the
+    questions over the sample, in any file, reads as a claim. SciFact's claims do (1,362 of 1,409)."""
+    from assistant.answering.features import is_claim
+
+    files = sorted((REPO / "evals" / "questions").glob("*.jsonl"))
+    questions = [json.loads(x)["question"] for f in files for x in f.read_text().splitlines() if x.strip()]
+    assert len(files) >= 8 and len(questions) >= 450
+    assert [q for q in questions if is_claim(q)] == []
+
+
 def test_claim_threshold_decides_for_claims_only(sample_assistant) -> None:  # type: ignore[no-untyped-def]
     from assistant.answering.fitted import answer
 
