@@ -234,6 +234,38 @@ class ChatClient(OpenAICompatible):
             return self._with_retries("chat", lambda deadline: self._stream_once(params, on_token, deadline))
         return self._with_retries("chat", lambda deadline: self._complete_once(params, deadline))
 
+    def first_token_logprobs(self, messages: list[dict[str, Any]], top: int = 10) -> dict[str, float]:
+        """Log-probabilities of the likeliest first tokens of the reply (stripped, lower-cased; the
+        likelier spelling wins), for a graded yes/no verdict rather than a coin of a reply. A server
+        that sends no logprobs (not every OpenAI-compatible server does) gives its reply's first word
+        at log-probability 0: the verdict is then all or nothing."""
+        params: dict[str, Any] = {"model": self.model_name, "messages": messages, "temperature": 0.0,
+                                  "max_tokens": 1, "logprobs": True, "top_logprobs": top}
+        data = self._with_retries("chat", lambda deadline: self._fetch_json(
+            lambda timeout: self._openai().chat.completions.with_streaming_response.create(
+                **params, timeout=timeout), deadline))
+        choices = data.get("choices")
+        first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        if first is None:
+            raise BackendError(f"the server at {self.base_url} sent a reply without any choices")
+        out: dict[str, float] = {}
+        logprobs = first.get("logprobs")
+        content = logprobs.get("content") if isinstance(logprobs, dict) else None
+        tops = content[0].get("top_logprobs") if isinstance(content, list) and content and \
+            isinstance(content[0], dict) else None
+        for item in tops if isinstance(tops, list) else []:
+            token, lp = (item.get("token"), item.get("logprob")) if isinstance(item, dict) else (None, None)
+            if isinstance(token, str) and isinstance(lp, (int, float)) and token.strip():
+                key = token.strip().lower()
+                out[key] = max(out.get(key, float("-inf")), float(lp))
+        if not out:
+            message = first.get("message")
+            text = message.get("content") if isinstance(message, dict) else None
+            words = text.split() if isinstance(text, str) else []
+            if words:
+                out[words[0].strip(".,!:;").lower()] = 0.0
+        return out
+
     def list_models(self) -> list[str]:
         """Model ids the server offers; a cheap health check (reachable, key accepted)."""
         data = self._with_retries("models", lambda deadline: self._fetch_json(

@@ -261,6 +261,20 @@ def test_openai_default_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert str(inner.base_url).rstrip("/") == OPENAI_DEFAULT_URL and inner.api_key == "sk-from-settings"
 
 
+def test_first_token_logprobs_without_logprobs_falls_back_to_the_reply(
+        scripted: Callable[..., ScriptedServer]) -> None:
+    """A server that ignores ``logprobs`` (not every OpenAI-compatible one sends them) still gives a
+    verdict: its reply's first word, certain; a reply without choices is a one-line error."""
+    server = scripted(chat_json("No. The evidence is about mice."), status(200, {"id": "c", "choices": []}))
+    client = ChatClient(settings_for(server.base_url, temperature=0.7))
+    assert client.first_token_logprobs([{"role": "user", "content": "?"}]) == {"no": 0.0}
+    sent = server.requests[0]["json"]
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 10 and sent["max_tokens"] == 1
+    assert sent["temperature"] == 0.0
+    with pytest.raises(BackendError, match="without any choices"):
+        client.first_token_logprobs([{"role": "user", "content": "?"}])
+
+
 def test_json_mode_and_max_tokens_are_sent(scripted: Callable[..., ScriptedServer]) -> None:
     server = scripted(chat_json('{"a": 1}'))
     client = ChatClient(settings_for(server.base_url, temperature=0.2))
@@ -417,6 +431,20 @@ def test_real_json_mode(llama: ServerHandle) -> None:
     messages = [{"role": "user", "content": 'Reply with a JSON object like {"city": "Paris"} for France.'}]
     text = client.complete(messages, json_mode=True, max_tokens=60)
     assert isinstance(json.loads(text), dict)
+
+
+@pytest.mark.llm_server
+@pytest.mark.slow
+def test_real_first_token_logprobs(llama: ServerHandle) -> None:
+    client = ChatClient(settings_for(llama.base_url, request_timeout=LLAMA_TIMEOUT))
+    lps = client.first_token_logprobs([{"role": "user", "content": "Is Paris in France? Answer Yes or No."}], top=5)
+    assert 2 <= len(lps) <= 5
+    assert all(k == k.strip().lower() and k for k in lps)
+    assert all(v <= 0.0 for v in lps.values())
+    assert max(lps.values()) > -2.0  # the likeliest first token is likely
+    sent = max(lps, key=lps.get)
+    again = client.first_token_logprobs([{"role": "user", "content": "Is Paris in France? Answer Yes or No."}], top=5)
+    assert max(again, key=again.get) == sent  # temperature 0: the same verdict twice
 
 
 @pytest.mark.llm_server
