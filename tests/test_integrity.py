@@ -397,3 +397,51 @@ def test_a_reader_opened_on_an_empty_home_sees_a_later_ingest(fresh_home: Path, 
     Assistant(make_settings(fresh_home, embed_cache)).ingest([_write(tmp_path / "a.jsonl", _lines(_rows(2)))])
     assert {p.paper_id for p in reader.papers()} == {"p0", "p1"}
     assert reader.search("reward model 1 calibration", k=1)[0].paper.paper_id == "p1"
+
+
+def test_a_long_running_process_follows_a_rebuild_by_another(fresh_home: Path, embed_cache: Path) -> None:
+    """`assistant serve` (or any open Assistant) on a home another shell rebuilds: it answered from
+    the replaced catalogue, citing papers no longer indexed, until restarted. Now the rebuild empties
+    the catalogue in place under a new generation, and the open process follows it."""
+    from tests.conftest import SAMPLE_DIR
+
+    pages = sorted(SAMPLE_DIR.glob("*.txt"))
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    a.auto_sample = False
+    a.ingest(pages[:2])
+    question = "Which papers drop the reference model from preference optimisation?"
+    before = a.ask(question)
+    old_ids = {p.paper_id for p in a.papers()}
+    run = subprocess.run(["assistant", "ingest", "--rebuild", str(pages[3])], env=cli_env(fresh_home, embed_cache),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    fresh = Assistant(make_settings(fresh_home, embed_cache))
+    now_ids = {p.paper_id for p in fresh.papers()}
+    gone = old_ids - now_ids
+    assert gone & {c.paper_id for c in before.citations}  # the answer before cited a paper the rebuild drops
+
+    after = a.ask(question)
+    assert {c.paper_id for c in after.citations} <= now_ids
+    assert {p.paper_id for p in a.papers()} == now_ids
+    assert a.status()["papers"] == len(now_ids) == fresh.status()["papers"]
+    assert {h.paper.paper_id for h in a.search("preference optimization", k=50)} <= now_ids
+    assert a.index.catalogue.generation > 1  # a new generation, never a restarted counter
+
+
+def test_rebuild_replaces_a_catalogue_sqlite_cannot_read(fresh_home: Path, embed_cache: Path) -> None:
+    from tests.conftest import SAMPLE_DIR
+
+    page = sorted(SAMPLE_DIR.glob("*.txt"))[0]
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    a.auto_sample = False
+    a.ingest([page])
+    n = a.status()["papers"]
+    a.index.close()
+    cat = a.index.catalogue_path
+    for extra in (cat.with_name(cat.name + "-wal"), cat.with_name(cat.name + "-shm")):
+        extra.unlink(missing_ok=True)
+    cat.write_bytes(b"not a database" * 100)
+    b = Assistant(make_settings(fresh_home, embed_cache))
+    b.auto_sample = False
+    rep = b.ingest([page], rebuild=True)
+    assert rep.papers_total == n == b.status()["papers"]

@@ -136,6 +136,19 @@ class Catalogue:
         except sqlite3.OperationalError as exc:
             raise writable_error(self.path, exc) from None
 
+    def clear(self) -> None:
+        """Forget every paper and the index metadata (``ingest --rebuild``) in this same file, under
+        a new generation: a process holding the index open sees the change and reloads, where a
+        replaced file would keep it reading the old one."""
+        try:
+            with self.db:
+                new = self.generation + 1
+                for table in ("chunks", "papers", "meta"):
+                    self.db.execute(f"DELETE FROM {table}")
+                self.db.execute("INSERT INTO meta VALUES ('generation', ?)", (str(new),))
+        except sqlite3.OperationalError as exc:
+            raise writable_error(self.path, exc) from None
+
     def get(self, paper_id: str) -> Paper | None:
         row = self.db.execute("SELECT data FROM papers WHERE paper_id=?", (paper_id,)).fetchone()
         return Paper.from_dict(json.loads(row[0])) if row else None

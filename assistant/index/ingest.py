@@ -344,12 +344,31 @@ def _drop_all(index: PaperIndex) -> None:
     if index.settings.server_mode:  # the shared papers go with the shared vectors, for every client
         index.catalogue.drop()
     index.close()
-    for name in ("catalogue.sqlite", "catalogue.sqlite-wal", "catalogue.sqlite-shm"):
-        (index.dir / name).unlink(missing_ok=True)
+    if not index.settings.server_mode:
+        _clear_catalogue(index.catalogue_path)
     shutil.rmtree(index.dir / "bm25", ignore_errors=True)
     index._lexical = None
     if index.catalogue.count()[0]:
         raise IndexStateError(f"{index.dir}: could not clear the index for --rebuild")
+
+
+def _clear_catalogue(path: Path) -> None:
+    """Empty the home's catalogue in place under a new generation, so a process that has the index
+    open (``assistant serve`` in another shell) sees the rebuild and reloads: with the file replaced,
+    it kept answering from the old one, citing papers no longer indexed. Opened without the
+    embedding-model check (a model change is what --rebuild is for); a file SQLite cannot read is
+    removed instead."""
+    if not path.is_file():
+        return
+    try:
+        cat = Catalogue(path)
+        try:
+            cat.clear()
+        finally:
+            cat.close()
+    except sqlite3.DatabaseError:
+        for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+            (path.parent / name).unlink(missing_ok=True)
 
 
 def sample_paths() -> list[Path]:

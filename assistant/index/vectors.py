@@ -163,7 +163,7 @@ class VectorStore:
             raise
         except Exception as exc:
             if getattr(getattr(fn, "__self__", None), "name", None) == self.settings.index.collection:
-                # Server mode: another client's `ingest --rebuild` dropped and re-made the collection.
+                # Another client's (or process's) `ingest --rebuild` dropped and re-made the collection.
                 self._collection = None
                 return self.retry_stale(exc, fn, lambda: self.collection(create=False), *args, **kwargs)
             raise self.error(exc) from None
@@ -171,14 +171,14 @@ class VectorStore:
     def retry_stale(self, exc: Exception, fn: Any, reopen: Any, *args: Any, **kwargs: Any) -> Any:
         """Redo ``fn`` once on the collection ``reopen`` finds again by name, when ``exc`` says the
         handle ``fn`` was bound to names a collection that no longer exists."""
-        if not self.settings.server_mode or "does not exist" not in str(exc).lower():
+        if "does not exist" not in str(exc).lower():
             raise self.error(exc) from None
         col = reopen()
         if col is None:
-            raise IndexStateError(
-                f"Chroma server at {self.settings.index.chroma_host}:{self.settings.index.chroma_port}: "
-                "the shared index is being rebuilt by another client (`ingest --rebuild`); "
-                "try again when it finishes") from None
+            where = (f"Chroma server at {self.settings.index.chroma_host}:{self.settings.index.chroma_port}: "
+                     "the shared index" if self.settings.server_mode else f"{self.where}: the index")
+            raise IndexStateError(f"{where} is being rebuilt by another client (`ingest --rebuild`); "
+                                  "try again when it finishes") from None
         try:
             return getattr(col, fn.__name__)(*args, **kwargs)
         except Exception as again:
@@ -319,7 +319,7 @@ class SentenceStore:
         except IndexStateError:
             raise
         except Exception as exc:
-            # Server mode: another client's `ingest --rebuild` dropped and re-made the collection.
+            # Another client's (or process's) `ingest --rebuild` dropped and re-made the collection.
             self._collection = None
             return self.vectors.retry_stale(exc, fn, lambda: self.collection(create=False), *args, **kwargs)
 
