@@ -428,7 +428,7 @@ def test_a_long_running_process_follows_a_rebuild_by_another(fresh_home: Path, e
     assert a.index.catalogue.generation > 1  # a new generation, never a restarted counter
 
 
-def test_rebuild_replaces_a_catalogue_sqlite_cannot_read(fresh_home: Path, embed_cache: Path) -> None:
+def test_an_unreadable_catalogue_is_one_line_until_rebuild_replaces_it(fresh_home: Path, embed_cache: Path) -> None:
     from tests.conftest import SAMPLE_DIR
 
     page = sorted(SAMPLE_DIR.glob("*.txt"))[0]
@@ -441,6 +441,13 @@ def test_rebuild_replaces_a_catalogue_sqlite_cannot_read(fresh_home: Path, embed
     for extra in (cat.with_name(cat.name + "-wal"), cat.with_name(cat.name + "-shm")):
         extra.unlink(missing_ok=True)
     cat.write_bytes(b"not a database" * 100)
+    for argv in (["status"], ["ask", "What is DPO?"], ["ingest", str(page)]):
+        run = subprocess.run(["assistant", *argv], env=cli_env(fresh_home, embed_cache), capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.strip().splitlines()[-1] == (f"error: {cat}: cannot read the index catalogue (file is not a database); "
+                                      "rebuild the index with `assistant ingest --rebuild SOURCES`")
+    assert cat.read_bytes() == b"not a database" * 100  # nothing but --rebuild touches it
     b = Assistant(make_settings(fresh_home, embed_cache))
     b.auto_sample = False
     rep = b.ingest([page], rebuild=True)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from ..errors import IndexStateError
 from ..records import Chunk, Paper
 from .storage import date_int, writable_error
 
@@ -55,6 +56,10 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
         return db
 
 
+class UnreadableCatalogue(IndexStateError):
+    """The catalogue file is not a database SQLite can read: only ``--rebuild`` can help."""
+
+
 class Catalogue:
     """Papers, chunks and index metadata in one SQLite file (transactional, crash-safe)."""
 
@@ -75,6 +80,9 @@ class Catalogue:
             _create_schema(self.db)
         except (sqlite3.OperationalError, OSError) as exc:
             raise writable_error(path, exc) from None
+        except sqlite3.DatabaseError as exc:  # not SQLite at all, or a damaged file
+            raise UnreadableCatalogue(f"{path}: cannot read the index catalogue ({exc}); rebuild the index "
+                                      "with `assistant ingest --rebuild SOURCES`") from None
 
     # -- meta ---------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from ..errors import IndexStateError
 from ..records import Chunk, Paper, combine_provenance, merge_provenance, own_fields
-from .catalogue import Catalogue
+from .catalogue import Catalogue, UnreadableCatalogue
 from .chunking import chunk_paper, embed_text
 from .lexical import LexicalIndex
 from .paper_index import PaperIndex
@@ -366,7 +366,7 @@ def _clear_catalogue(path: Path) -> None:
             cat.clear()
         finally:
             cat.close()
-    except sqlite3.DatabaseError:
+    except UnreadableCatalogue:
         for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
             (path.parent / name).unlink(missing_ok=True)
 
