@@ -224,9 +224,10 @@ def judge_sample(claims: list[Any], absent: list[Any], n: int, seed: int = 0) ->
     import random
 
     rng = random.Random(seed)
-    kinds = [([e for e in claims if e.answerable], n), ([e for e in claims if not e.answerable], n // 2),
-             ([e for e in absent], n // 2)]
-    return [e for pool, k in kinds for e in rng.sample([x for x in pool if x.cands], min(k, len(pool)))]
+    kinds = [([e for e in claims if e.answerable and e.cands], n),
+             ([e for e in claims if not e.answerable and e.cands], n // 2),
+             ([e for e in absent if e.cands], n // 2)]
+    return [e for pool, k in kinds for e in rng.sample(pool, min(k, len(pool)))]
 
 
 def judge_prompt(claim: str, evidence: list[tuple[str, str]]) -> list[dict[str, str]]:
@@ -238,16 +239,18 @@ def judge_prompt(claim: str, evidence: list[tuple[str, str]]) -> list[dict[str, 
     return [{"role": "user", "content": render("judge_claim_evidence", evidence=ev, claim=claim)}]
 
 
-def yes_probability(logprobs: dict[str, float]) -> float:
-    """P(yes) / (P(yes) + P(no)) from first-token log-probabilities; 0.5 when the reply is neither."""
+def yes_probability(logprobs: dict[str, float]) -> float | None:
+    """P(yes) / (P(yes) + P(no)) from first-token log-probabilities; None when neither is among them
+    (a model that opens with "The" or "<think>"): counted apart, scored 0.5."""
     yes, no = (float(np.exp(logprobs[w])) if w in logprobs else 0.0 for w in ("yes", "no"))
-    return yes / (yes + no) if yes + no > 0 else 0.5
+    return yes / (yes + no) if yes + no > 0 else None
 
 
 def llm_judged(claims: list[Any], absent: list[Any], sample: list[Any], l2_sent: float, l2_ans: float,
-               client: Any, top: int = 3) -> tuple[dict[str, float], list[float]]:
+               client: Any, top: int = 3) -> tuple[dict[str, float], list[float], int]:
     """qid -> the judge's P(yes) for each sampled claim, shown the ``top`` sentences its fold's claim
-    sentence scorer ranks first (out of fold, as at run time), and the seconds each verdict took."""
+    sentence scorer ranks first (out of fold, as at run time); the seconds each verdict took; and how
+    many replies were neither yes nor no (scored 0.5)."""
     import time
 
     fit = _fit()
@@ -255,6 +258,7 @@ def llm_judged(claims: list[Any], absent: list[Any], sample: list[Any], l2_sent:
     folds = fit.claim_folds(claims, absent)
     probs: dict[str, float] = {}
     seconds: list[float] = []
+    undecided = 0
     for k in range(fit.CLAIM_FOLDS):
         test = [e for e in sample if folds[e.qid] == k]
         if not test:
@@ -265,10 +269,12 @@ def llm_judged(claims: list[Any], absent: list[Any], sample: list[Any], l2_sent:
                 c.score = cs.prob(c.features)
             evidence = [(e.sources[c.source_index].paper.title, c.text) for c in _top_sentences(e, top)]
             t = time.perf_counter()
-            probs[e.qid] = yes_probability(client.first_token_logprobs(judge_prompt(e.view.question, evidence)))
+            p = yes_probability(client.first_token_logprobs(judge_prompt(e.view.question, evidence)))
             seconds.append(time.perf_counter() - t)
+            undecided += p is None
+            probs[e.qid] = 0.5 if p is None else p
             print(f"judged {len(probs)}/{len(sample)}", file=sys.stderr, flush=True)
-    return probs, seconds
+    return probs, seconds, undecided
 
 
 def _logit(p: float) -> float:
@@ -340,13 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         sample = judge_sample(claims, absent, args.llm_judge)
         try:
             with ChatClient(settings) as client:
-                judged, seconds = llm_judged(claims, absent, sample, l2s, l2a, client)
+                judged, seconds, undecided = llm_judged(claims, absent, sample, l2s, l2a, client)
         except AssistantError as exc:
             print(f"claim_signals: {exc}", file=sys.stderr)
             return 2
         same = {e.qid: oof["shipped"][e.qid] for e in sample}
         res[f"llm_judge ({settings.llm.model})"] = {**report(claims, absent, judged),
-                                                     "seconds_p50": float(np.median(seconds))}
+                                                     "seconds_p50": float(np.median(seconds)),
+                                                     "neither_yes_nor_no": undecided}
         res["shipped, same sample"] = report(claims, absent, same)
         res["shipped + llm_judge"] = report(claims, absent, combined(claims, absent, sample, same, judged))
         scores = {"shipped": same, "llm_judge": judged}
@@ -357,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
               f"vs absent {r['auc_vs_absent']:.3f} ({r['absent_studies']}); at false refusals "
               f"{a['false_refusals']:.3f}: no evidence refused {a['no_evidence_refused']:.3f}, "
               f"absent refused {a['absent_refused']:.3f}"
-              + (f"; {r['seconds_p50']:.1f} s a claim (p50)" if "seconds_p50" in r else ""))
+              + (f"; {r['seconds_p50']:.1f} s a claim (p50), {r['neither_yes_nor_no']} replies neither yes nor no"
+                 if "seconds_p50" in r else ""))
     if args.json:
         args.json.write_text(json.dumps({**res, "scores": scores} if args.llm_judge else res, indent=1) + "\n")
     return 0

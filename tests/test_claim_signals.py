@@ -43,7 +43,7 @@ def test_yes_probability_normalises_yes_against_no() -> None:
     assert cs.yes_probability({"yes": math.log(0.6), "no": math.log(0.2), "the": -1.0}) == pytest.approx(0.75)
     assert cs.yes_probability({"no": 0.0}) == 0.0
     assert cs.yes_probability({"yes": 0.0}) == 1.0
-    assert cs.yes_probability({"maybe": 0.0}) == 0.5  # neither: no verdict either way
+    assert cs.yes_probability({"maybe": 0.0}) is None  # neither: no verdict, counted apart
 
 
 def test_judge_prompt_is_the_prompt_file_with_evidence_as_data() -> None:
@@ -72,6 +72,9 @@ def test_judge_sample_draws_each_kind_and_skips_claims_without_candidates() -> N
     assert kinds.count("p") == 10 and kinds.count("n") == 5 and kinds.count("a") == 3  # all 3 absent
     assert "empty" not in {q.qid for q in got} and len({q.qid for q in got}) == len(got)
     assert [q.qid for q in cs.judge_sample(claims, absent, 10)] == [q.qid for q in got]  # seeded
+    # Fewer claims with candidates than asked for: all of them, no error.
+    few = [_ex(f"p{i}", True, cands=i < 4) for i in range(20)]
+    assert sorted(q.qid for q in cs.judge_sample(few, [], 10)) == ["p0", "p1", "p2", "p3"]
 
 
 def test_token_alignment_with_the_real_embedder(embed_cache: Path, tmp_path: Path) -> None:
@@ -112,3 +115,9 @@ def test_combined_is_out_of_fold_and_adds_the_two_signals() -> None:
                       [scores[e.qid] for e in claims[:300] if not e.answerable])
 
     assert sep(got) > max(sep(a_sig), sep(b_sig)) + 0.03
+    # Out of fold: a claim's own label never reaches its own score.
+    flipped = [SimpleNamespace(qid=e.qid, answerable=not e.answerable, cands=e.cands) if e.qid == "c7" else e
+               for e in claims]
+    again = cs.combined(flipped, [], flipped[:300], a_sig, b_sig)
+    assert again["c7"] == pytest.approx(got["c7"], abs=1e-12)
+    assert any(abs(again[q] - got[q]) > 1e-9 for q in got if q != "c7")  # the other folds did learn from it

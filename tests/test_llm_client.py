@@ -261,6 +261,19 @@ def test_openai_default_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert str(inner.base_url).rstrip("/") == OPENAI_DEFAULT_URL and inner.api_key == "sk-from-settings"
 
 
+def test_first_token_logprobs_merges_spellings_of_a_token(scripted: Callable[..., ScriptedServer]) -> None:
+    tops = [{"token": " Yes", "logprob": -0.4}, {"token": "yes", "logprob": -2.0}, {"token": "No", "logprob": -1.5},
+            {"token": " ", "logprob": -3.0}, {"token": 7, "logprob": -1.0}, {"token": "Maybe"}]
+    server = scripted(status(200, {"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+                                   "choices": [{"index": 0, "finish_reason": "length",
+                                                "message": {"role": "assistant", "content": "Yes"},
+                                                "logprobs": {"content": [{"token": " Yes", "logprob": -0.4,
+                                                                          "top_logprobs": tops}]}}]}))
+    got = ChatClient(settings_for(server.base_url)).first_token_logprobs([{"role": "user", "content": "?"}], top=6)
+    assert got == {"yes": -0.4, "no": -1.5}  # the likelier spelling; blank, non-string and unscored dropped
+    assert server.requests[0]["json"]["top_logprobs"] == 6
+
+
 def test_first_token_logprobs_without_logprobs_falls_back_to_the_reply(
         scripted: Callable[..., ScriptedServer]) -> None:
     """A server that ignores ``logprobs`` (not every OpenAI-compatible one sends them) still gives a
