@@ -120,11 +120,12 @@ class Assistant:
             raise
 
     def status(self) -> dict[str, Any]:
-        out = self.index.status().to_dict()
-        has_index = self.index.exists() or self.settings.server_mode
-        # One vector per abstract sentence (index.sentence_vectors); fewer than the catalogue's
-        # sentences means an older home that the next ingest backfills.
-        out["sentence_vectors"] = self.index.vectors.sentences.count() if has_index else 0
+        with self.index.reading():
+            out = self.index.status().to_dict()
+            has_index = self.index.exists() or self.settings.server_mode
+            # One vector per abstract sentence (index.sentence_vectors); fewer than the catalogue's
+            # sentences means an older home that the next ingest backfills.
+            out["sentence_vectors"] = self.index.vectors.sentences.count() if has_index else 0
         out["home"] = str(self.settings.home)
         return out
 

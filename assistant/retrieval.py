@@ -110,6 +110,11 @@ class HybridRetriever:
                  until: str | int | None = None, mode: str = "hybrid") -> Retrieval:
         if mode not in MODES:
             raise AssistantError(f"retrieval mode '{mode}': expected one of {', '.join(MODES)}")
+        with self.index.reading():  # sees other processes' writes; the store stays open meanwhile
+            return self._retrieve(query, k, since, until, mode)
+
+    def _retrieve(self, query: str, k: int | None, since: str | int | None, until: str | int | None,
+                  mode: str) -> Retrieval:
         s = self.settings
         k = k or s.retrieval.top_k
         lo = parse_date_bound(since, upper=False)

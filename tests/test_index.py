@@ -279,3 +279,37 @@ def test_store_is_split_and_bm25_idf_reads_the_stored_document_frequencies(sampl
         assert idf[t] == pytest.approx(math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)))
     assert idf["zzzunseen"] == pytest.approx(math.log(1 + (n + 0.5) / 0.5))
     assert idf[common] < idf[rare] < idf["zzzunseen"]
+
+
+def test_a_reopen_waits_for_reads_in_flight_and_nested_reads_do_not_deadlock() -> None:
+    """``PaperIndex.reading``'s guard: the vector store is closed for a reopen only while no
+    question is reading it, and a thread already reading may read again."""
+    import threading
+
+    from assistant.index.paper_index import _Readers
+
+    readers = _Readers()
+    inside, release, reopened = threading.Event(), threading.Event(), threading.Event()
+
+    def question() -> None:
+        with readers.read():
+            with readers.read():  # nested: must not wait for anything
+                assert readers.held()
+            inside.set()
+            release.wait(10)
+
+    def reopen() -> None:
+        with readers.exclusive():
+            reopened.set()
+
+    q = threading.Thread(target=question)
+    q.start()
+    assert inside.wait(10)
+    r = threading.Thread(target=reopen)
+    r.start()
+    assert not reopened.wait(0.3)  # a question is reading: the reopen waits
+    release.set()
+    assert reopened.wait(10)
+    q.join(10)
+    r.join(10)
+    assert not readers.held()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from assistant.api import Assistant
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, IndexStateError
 from assistant.index.ingest import SilentReporter
 from assistant.readers import read_paths
 from tests.conftest import cli_env, make_settings
@@ -428,6 +428,77 @@ def test_a_long_running_process_follows_a_rebuild_by_another(fresh_home: Path, e
     assert a.index.catalogue.generation > 1  # a new generation, never a restarted counter
 
 
+def test_a_long_running_process_answers_from_papers_another_process_adds(fresh_home: Path,
+                                                                         embed_cache: Path) -> None:
+    """Embedded Chroma loads a collection into a process once. After an ingest by another process,
+    an open one (`assistant serve`) failed every question that reached a new paper ("Chroma failed:
+    ... Error finding id") until restarted; now it reopens the store at the next question."""
+    from tests.conftest import SAMPLE_DIR
+
+    pages = sorted(SAMPLE_DIR.glob("*.txt"))
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    a.auto_sample = False
+    a.ingest(pages[:2])
+    assert a.ask("What is DPO?").citations  # the store is open and loaded
+    old_ids = {p.paper_id for p in a.papers()}
+    run = subprocess.run(["assistant", "ingest", str(pages[3])], env=cli_env(fresh_home, embed_cache),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    new = [p for p in a.papers() if p.paper_id not in old_ids]
+    assert len(new) >= 3
+    for paper in new[:3]:
+        ans = a.ask(f"What does the paper '{paper.title}' propose?")
+        assert paper.paper_id in {c.paper_id for c in ans.citations}
+    st = a.status()
+    assert st["vectors"] == st["chunks"] and st["sentence_vectors"] > 0
+
+
+def test_questions_during_a_rebuild_by_another_process_never_fail(fresh_home: Path, embed_cache: Path,
+                                                                 tmp_path: Path) -> None:
+    """An open process keeps asking while another process rebuilds the home in small batches: each
+    question gets an answer, a refusal or, in the instant the old vectors are gone and the new not yet
+    made, "being rebuilt ... try again" (never another error), and once the rebuild is done it
+    answers from the rebuilt index."""
+    import time
+
+    from tests.conftest import SAMPLE_DIR
+
+    pages = sorted(SAMPLE_DIR.glob("*.txt"))
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    a.auto_sample = False
+    a.ingest(pages[:2])
+    question = "Which papers drop the reference model from preference optimisation?"
+    assert a.ask(question).citations
+    script = tmp_path / "rebuild.py"
+    script.write_text(textwrap.dedent(f"""
+        import time
+        from assistant.api import Assistant
+        from assistant.settings import Settings
+        a = Assistant(Settings.load())
+        a.auto_sample = False
+        a.ingest([{str(pages[3])!r}], rebuild=True, batch_papers=8, after_batch=lambda n: time.sleep(0.3))
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], env=cli_env(fresh_home, embed_cache),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    asked = 0
+    try:
+        while proc.poll() is None and asked < 200:
+            try:
+                a.ask(question)
+            except IndexStateError as exc:
+                assert "is being rebuilt by another client" in str(exc), exc
+            asked += 1
+            time.sleep(0.05)
+    finally:
+        _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert asked >= 3  # the rebuild was asked through
+    now = Assistant(make_settings(fresh_home, embed_cache)).papers()
+    assert {c.paper_id for c in a.ask(question).citations} <= {p.paper_id for p in now}
+    for paper in now[:3]:
+        assert paper.paper_id in {c.paper_id for c in a.ask(f"What does the paper '{paper.title}' propose?").citations}
+
+
 def test_an_unreadable_catalogue_is_one_line_until_rebuild_replaces_it(fresh_home: Path, embed_cache: Path) -> None:
     from tests.conftest import SAMPLE_DIR
 
@@ -445,10 +516,35 @@ def test_an_unreadable_catalogue_is_one_line_until_rebuild_replaces_it(fresh_hom
         run = subprocess.run(["assistant", *argv], env=cli_env(fresh_home, embed_cache), capture_output=True,
                              text=True, timeout=300)
         assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
-        assert run.stderr.strip().splitlines()[-1] == (f"error: {cat}: cannot read the index catalogue (file is not a database); "
-                                      "rebuild the index with `assistant ingest --rebuild SOURCES`")
+        assert run.stderr.strip().splitlines()[-1] == (
+            f"error: {cat}: cannot read the index catalogue (file is not a database); "
+            "rebuild the index with `assistant ingest --rebuild SOURCES`")
     assert cat.read_bytes() == b"not a database" * 100  # nothing but --rebuild touches it
     b = Assistant(make_settings(fresh_home, embed_cache))
     b.auto_sample = False
     rep = b.ingest([page], rebuild=True)
     assert rep.papers_total == n == b.status()["papers"]
+
+
+def test_rebuild_replaces_a_catalogue_damaged_past_its_first_page(tmp_path: Path) -> None:
+    """SQLite opens a file whose damage lies in a later page; the rebuild's in-place clear then hits
+    it. The rebuild must still end with a usable, empty catalogue, never a traceback."""
+    from assistant.index.catalogue import Catalogue
+    from assistant.index.ingest import _clear_catalogue
+    from assistant.records import Paper
+
+    path = tmp_path / "catalogue.sqlite"
+    cat = Catalogue(path)
+    cat.commit_papers([Paper(f"p{i}", f"Paper {i}", "An abstract sentence. " * 40) for i in range(600)], [])
+    cat.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    cat.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 60 * page
+    data[50 * page:51 * page] = b"\xff" * page
+    path.write_bytes(bytes(data))
+    Catalogue(path).close()  # opens fine: the damage is further in
+    _clear_catalogue(path)
+    fresh = Catalogue(path)
+    assert fresh.count() == (0, 0)
+    fresh.close()

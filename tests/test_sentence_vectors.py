@@ -162,3 +162,39 @@ def test_sentence_sims_reach_the_answerer_and_equal_a_direct_cosine(sample_assis
     assert "retrieve_dense_sentences" in ans.timings_ms
     # bm25 mode has no query vector, so no sentence similarities.
     assert a.retriever.retrieve(q, mode="bm25").sentence_sims == {}
+
+
+def test_a_backfill_by_another_process_reaches_an_open_one(fresh_home: Path, embed_cache: Path,
+                                                           tmp_path: Path) -> None:
+    """An open process (``assistant serve``) loads the stored vectors once per index generation; a
+    backfill changes no paper, so it now takes a new generation and the open process sees the new
+    vectors at its next question (it used to wait for the next paper change or a restart)."""
+    import subprocess
+
+    from tests.conftest import cli_env
+
+    src = _jsonl(tmp_path / "a.jsonl", _rows(6))
+    first = Assistant(make_settings(fresh_home, embed_cache))
+    first.ingest([src])
+    # A home half backfilled: p3 has no sentence vectors yet and the flag is unset.
+    first.index.vectors.sentences.delete_papers(["p3"])
+    first.index.vectors.close()  # this process's only Chroma client is the open one's below
+    first.index.close()
+    db = sqlite3.connect(fresh_home / "index" / "catalogue.sqlite")
+    db.execute("DELETE FROM meta WHERE key = 'sentence_vectors'")
+    db.commit()
+    db.close()
+
+    open_one = Assistant(make_settings(fresh_home, embed_cache))
+    open_one.auto_sample = False
+    question = "reward model 3 win rate benchmark B3"
+    before = open_one.retriever.retrieve(question)
+    assert "p3" in {src.paper.paper_id for src in before.sources}
+    assert before.sentence_sims and "p3" not in {pid for pid, _, _ in before.sentence_sims}
+    gen = open_one.index.catalogue.generation
+    run = subprocess.run(["assistant", "ingest", str(src)], env=cli_env(fresh_home, embed_cache),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert open_one.index.catalogue.generation == gen + 1
+    after = open_one.retriever.retrieve(question).sentence_sims
+    assert {k for k in after if k[0] == "p3"} == {("p3", a, b) for a, b in split_sentences(_rows(6)[3]["abstract"])}

@@ -144,6 +144,15 @@ class Catalogue:
         except sqlite3.OperationalError as exc:
             raise writable_error(self.path, exc) from None
 
+    def bump_generation(self) -> None:
+        """A new generation with no paper changed: the stored vectors changed (a sentence-vector
+        backfill), and a process that has the index open reloads what it caches per generation."""
+        try:
+            with self.db:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(self.generation + 1),))
+        except sqlite3.OperationalError as exc:
+            raise writable_error(self.path, exc) from None
+
     def clear(self) -> None:
         """Forget every paper and the index metadata (``ingest --rebuild``) in this same file, under
         a new generation: a process holding the index open sees the change and reloads, where a
@@ -151,11 +160,17 @@ class Catalogue:
         try:
             with self.db:
                 new = self.generation + 1
+                # Dropped and made anew (not emptied): a rebuild also takes a changed schema.
                 for table in ("chunks", "papers", "meta"):
-                    self.db.execute(f"DELETE FROM {table}")
+                    self.db.execute(f"DROP TABLE IF EXISTS {table}")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
                 self.db.execute("INSERT INTO meta VALUES ('generation', ?)", (str(new),))
         except sqlite3.OperationalError as exc:
             raise writable_error(self.path, exc) from None
+        except sqlite3.DatabaseError as exc:  # opened, but a damaged page turned up
+            raise UnreadableCatalogue(f"{self.path}: cannot read the index catalogue ({exc})") from None
 
     def get(self, paper_id: str) -> Paper | None:
         row = self.db.execute("SELECT data FROM papers WHERE paper_id=?", (paper_id,)).fetchone()

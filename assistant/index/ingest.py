@@ -209,6 +209,8 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
             _backfill_sentences(index, get_embedder_once, rep, report, batch_papers)
             cat.set_meta("sentence_vectors", "complete")
             cat.db.commit()
+            if report.sentences_backfilled:
+                cat.bump_generation()
         if todo or report.removed or rebuild or cat.generation != _saved_lexical_generation(index):
             rep.message("building the BM25 index ...")
             index.refresh_lexical()

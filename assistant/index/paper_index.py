@@ -36,14 +36,50 @@ class IndexStatus:
         return dict(self.__dict__)
 
 
+class _Readers:
+    """Questions in flight, or one reopen of the vector store: a Chroma client is closed only while
+    no question is using it. A thread already reading may read again (nested calls)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count = 0
+        self._mine = threading.local()
+
+    def held(self) -> bool:
+        return getattr(self._mine, "depth", 0) > 0
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            self._count += 1
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._mine.depth -= 1
+            with self._cond:
+                self._count -= 1
+                if not self._count:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._count == 0)
+            yield
+
+
 class PaperIndex:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.dir = index_dir(settings)
         self._catalogue: Catalogue | ServerCatalogue | None = None
         self._vectors: VectorStore | None = None
+        self._vectors_generation: int | None = None
+        """Catalogue generation read just before the embedded vector store was opened."""
         self._lexical: LexicalIndex | None = None
         self._lock = threading.RLock()
+        self._readers = _Readers()
         self._writing = False
         """True inside write_lock: only then is the catalogue opened for writing."""
 
@@ -110,8 +146,37 @@ class PaperIndex:
     def vectors(self) -> VectorStore:
         with self._lock:
             if self._vectors is None:
+                # Not while writing: a rebuild opens the store before it mends the catalogue.
+                followed = not (self.settings.server_mode or self._writing or not self.exists())
+                self._vectors_generation = self.catalogue.generation if followed else None
                 self._vectors = VectorStore(self.settings, self.dir / "chroma", self.settings.embedding_model_name)
             return self._vectors
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Run a question's reads inside: first follow what other processes wrote, then keep the
+        vector store open until the reads are done."""
+        if not self._readers.held():
+            self._follow_writes()
+        with self._readers.read():
+            yield
+
+    def _follow_writes(self) -> None:
+        """Embedded Chroma loads a collection into this process once: vectors another process adds
+        later are not in it (a question reaching them failed with "Error finding id" until a
+        restart; `assistant serve` with an ingest in another shell). A catalogue generation newer
+        than the open store's means such a write: reopen the store, once no question is using it.
+        Not while this process writes (it writes through the open store), nor in server mode."""
+        if self.settings.server_mode or not self.exists():
+            return
+        gen = self.catalogue.generation
+        with self._lock:
+            if self._vectors is None or self._writing or self._vectors_generation == gen:
+                return
+        with self._readers.exclusive(), self._lock:
+            if self._vectors is not None and not self._writing and self._vectors_generation != gen:
+                old, self._vectors = self._vectors, None
+                old.close()
 
     def lexical(self) -> LexicalIndex:
         """The BM25 index, rebuilt if it lags the catalogue (e.g. after a killed ingest)."""

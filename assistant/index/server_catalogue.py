@@ -125,6 +125,10 @@ class ServerCatalogue:
             new = secrets.randbits(62)
         self.set_meta("generation", str(new))
 
+    def bump_generation(self) -> None:
+        """A new generation with no paper changed (a sentence-vector backfill): clients reload."""
+        self._bump()
+
     # -- reading ------------------------------------------------------------------
     def _records(self, ids: Sequence[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """(paper id, metadata) of the given papers, or of all papers page by page."""

@@ -9,6 +9,7 @@ score every candidate sentence against the question without a model call.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +56,16 @@ class VectorStore:
             raise IndexStateError(_chroma_error(settings, persist_dir, exc)) from None
         self._collection: Any = None
         self._sentences: SentenceStore | None = None
+
+    def close(self) -> None:
+        """Release this process's Chroma client (embedded: its loaded collections, so the next
+        client reads the files afresh). Safe to call twice."""
+        self._collection = None
+        self._sentences = None
+        close = getattr(self.client, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                close()
 
     def collection(self, create: bool = False) -> Any:
         if self._collection is not None:
@@ -178,7 +189,8 @@ class VectorStore:
             where = (f"Chroma server at {self.settings.index.chroma_host}:{self.settings.index.chroma_port}: "
                      "the shared index" if self.settings.server_mode else f"{self.where}: the index")
             raise IndexStateError(f"{where} is being rebuilt by another client (`ingest --rebuild`); "
-                                  "try again when it finishes") from None
+                                  "try again when it finishes (if no rebuild is running, one was "
+                                  "interrupted: run `assistant ingest --rebuild SOURCES`)") from None
         try:
             return getattr(col, fn.__name__)(*args, **kwargs)
         except Exception as again:
