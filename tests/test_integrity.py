@@ -548,3 +548,52 @@ def test_rebuild_replaces_a_catalogue_damaged_past_its_first_page(tmp_path: Path
     fresh = Catalogue(path)
     assert fresh.count() == (0, 0)
     fresh.close()
+
+
+def test_a_rebuild_clear_that_fails_midway_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalogue's tables are dropped and made anew in one transaction: a failure in between
+    leaves every paper and the generation as they were."""
+    from assistant.index import catalogue as catalogue_mod
+    from assistant.index.catalogue import Catalogue
+    from assistant.records import Paper
+
+    path = tmp_path / "catalogue.sqlite"
+    cat = Catalogue(path)
+    cat.commit_papers([Paper(f"p{i}", f"Paper {i}", "An abstract.") for i in range(5)], [])
+    gen = cat.generation
+    monkeypatch.setattr(catalogue_mod, "_SCHEMA", catalogue_mod._SCHEMA + "; CREATE TABLE broken (")
+    with pytest.raises(AssistantError):
+        cat.clear()
+    cat.close()
+    monkeypatch.undo()
+    again = Catalogue(path)
+    assert again.count() == (5, 0) and again.generation == gen
+    again.close()
+
+
+def test_the_servers_own_ingest_leaves_it_following_other_processes(fresh_home: Path, embed_cache: Path,
+                                                                    tmp_path: Path) -> None:
+    """`POST /v1/ingest` writes through a second index in the server's process. Its Chroma client,
+    left open, kept the serving index on the old loaded copy after any later ingest by another
+    process (questions reaching the new papers failed with "Error finding id")."""
+    from assistant.server.app import Shared
+    from assistant.server.options import ServeOptions
+
+    def rows(path: Path, lo: int, hi: int) -> Path:
+        path.write_text("".join(json.dumps({"id": f"p{i}", "title": f"Synthetic paper {i} topic{i}",
+                                            "abstract": f"We study widget{i} gadgets for zebra{i} alignment. "
+                                                        f"It improves score by {i} points.",
+                                            "date": "2024-05-01"}) + "\n" for i in range(lo, hi)), encoding="utf-8")
+        return path
+
+    a = Assistant(make_settings(fresh_home, embed_cache, retrieval={"exact_search_max": 0}))
+    a.auto_sample = False
+    a.ingest([rows(tmp_path / "a.jsonl", 0, 4)])
+    a.retriever.retrieve("widget1")
+    Shared(a, ServeOptions()).ingest(rows(tmp_path / "b.jsonl", 4, 6))
+    assert "p5" in {s.paper.paper_id for s in a.retriever.retrieve("widget5 zebra5").sources}
+    run = subprocess.run(["assistant", "ingest", str(rows(tmp_path / "c.jsonl", 6, 9))],
+                         env=cli_env(fresh_home, embed_cache), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    hits = a.retriever.retrieve("We study widget7 gadgets for zebra7 alignment.", mode="dense").sources
+    assert hits and hits[0].paper.paper_id == "p7"

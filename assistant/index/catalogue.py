@@ -159,6 +159,9 @@ class Catalogue:
         replaced file would keep it reading the old one."""
         try:
             with self.db:
+                # Python's sqlite3 opens no transaction before DROP/CREATE: begin one, or a failure
+                # midway would leave a catalogue without tables (and the generation lost).
+                self.db.execute("BEGIN IMMEDIATE")
                 new = self.generation + 1
                 # Dropped and made anew (not emptied): a rebuild also takes a changed schema.
                 for table in ("chunks", "papers", "meta"):

@@ -173,8 +173,10 @@ class PaperIndex:
         with self._lock:
             if self._vectors is None or self._writing or self._vectors_generation == gen:
                 return
+        # Lock order: the readers' condition, then _lock (no reader enters or leaves under _lock).
         with self._readers.exclusive(), self._lock:
-            if self._vectors is not None and not self._writing and self._vectors_generation != gen:
+            if self._vectors is not None and not self._writing and \
+                    self._vectors_generation != self.catalogue.generation:
                 old, self._vectors = self._vectors, None
                 old.close()
 
@@ -259,6 +261,17 @@ class PaperIndex:
         if self._catalogue is not None:
             self._catalogue.close()
             self._catalogue = None
+
+    def release(self) -> None:
+        """Close the catalogue and the vector store of an index nobody will read again (the
+        server's writer). Chroma shares one loaded copy of a folder among a process's clients and
+        reloads it only when the last one closes: a client left open kept every other index of the
+        process on the old copy."""
+        with self._lock:
+            self.close()
+            if self._vectors is not None:
+                self._vectors.close()
+                self._vectors = None
 
 
 def index_dir(settings: Settings) -> Path:

@@ -37,6 +37,8 @@ class VectorStore:
 
         self.settings = settings
         self.model_name = model_name
+        self._copy: Path | None = None
+        """The private copy a read-only home is queried from (removed on close, else at exit)."""
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         try:
             if settings.server_mode:
@@ -48,7 +50,7 @@ class VectorStore:
                 self.where = str(persist_dir)
                 open_dir = persist_dir
                 if persist_dir.is_dir() and not _writable(persist_dir):
-                    open_dir = _readonly_copy(persist_dir)
+                    open_dir = self._copy = _readonly_copy(persist_dir)
                 else:
                     persist_dir.mkdir(parents=True, exist_ok=True)
                 self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
@@ -66,6 +68,11 @@ class VectorStore:
         if callable(close):
             with contextlib.suppress(Exception):
                 close()
+        if self._copy is not None:
+            import shutil
+
+            shutil.rmtree(self._copy, ignore_errors=True)
+            self._copy = None
 
     def collection(self, create: bool = False) -> Any:
         if self._collection is not None:

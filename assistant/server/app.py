@@ -187,7 +187,7 @@ class Shared:
         try:
             return writer.ingest([path])
         finally:
-            writer.index.close()
+            writer.index.release()  # its Chroma client too, or the serving index never reloads
             self.assistant.retriever.forget_exact()
 
 
