@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import AssistantError
+from .errors import AssistantError, IndexStateError
 from .index.paper_index import PaperIndex
 from .records import Chunk, Source
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?$")
 MODES = ("hybrid", "dense", "bm25")
+RETRIES_AFTER_WRITES = 3
+"""Times a question is asked again when another process wrote the index while it read."""
 
 
 def parse_date_bound(value: str | int | None, *, upper: bool) -> int | None:
@@ -110,8 +112,19 @@ class HybridRetriever:
                  until: str | int | None = None, mode: str = "hybrid") -> Retrieval:
         if mode not in MODES:
             raise AssistantError(f"retrieval mode '{mode}': expected one of {', '.join(MODES)}")
-        with self.index.reading():  # sees other processes' writes; the store stays open meanwhile
-            return self._retrieve(query, k, since, until, mode)
+        for attempt in range(RETRIES_AFTER_WRITES + 1):
+            with self.index.reading():  # sees other processes' writes; the store stays open meanwhile
+                gen = self.index.catalogue.generation if self.index.exists() else 0
+                try:
+                    return self._retrieve(query, k, since, until, mode)
+                except IndexStateError:
+                    # Another process wrote while this question read (its papers are in the
+                    # catalogue, not yet in this process's copy of the vectors): ask again after
+                    # following the write, a few times; a failure with no write meanwhile is real.
+                    moved = self.index.exists() and self.index.catalogue.generation != gen
+                    if not moved or attempt == RETRIES_AFTER_WRITES:
+                        raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _retrieve(self, query: str, k: int | None, since: str | int | None, until: str | int | None,
                   mode: str) -> Retrieval:
