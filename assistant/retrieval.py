@@ -112,18 +112,24 @@ class HybridRetriever:
                  until: str | int | None = None, mode: str = "hybrid") -> Retrieval:
         if mode not in MODES:
             raise AssistantError(f"retrieval mode '{mode}': expected one of {', '.join(MODES)}")
+        from .index.vectors import TRANSIENT_CHROMA
+
         for attempt in range(RETRIES_AFTER_WRITES + 1):
             with self.index.reading():  # sees other processes' writes; the store stays open meanwhile
                 gen = self.index.catalogue.generation if self.index.exists() else 0
                 try:
                     return self._retrieve(query, k, since, until, mode)
-                except IndexStateError:
+                except IndexStateError as exc:
                     # Another process wrote while this question read (its papers are in the
-                    # catalogue, not yet in this process's copy of the vectors): ask again after
-                    # following the write, a few times; a failure with no write meanwhile is real.
+                    # catalogue, not yet in this process's copy of the vectors; or a collection it
+                    # made is not on disk yet): ask again on a reopened store, a few times. A failure
+                    # with no write meanwhile and no sign of one is real.
                     moved = self.index.exists() and self.index.catalogue.generation != gen
-                    if not moved or attempt == RETRIES_AFTER_WRITES:
+                    transient = any(m in str(exc) for m in TRANSIENT_CHROMA)
+                    if not (moved or transient) or attempt == RETRIES_AFTER_WRITES:
                         raise
+                    self.index.stale_vectors()
+            time.sleep(0.05 * (attempt + 1))  # outside the read: the reopen waits for no one
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _retrieve(self, query: str, k: int | None, since: str | int | None, until: str | int | None,

@@ -313,3 +313,50 @@ def test_a_reopen_waits_for_reads_in_flight_and_nested_reads_do_not_deadlock() -
     q.join(10)
     r.join(10)
     assert not readers.held()
+
+
+def test_a_question_that_fails_as_a_concurrent_write_makes_it_fail_is_asked_again(
+        copied_sample_home: Path, embed_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Embedded Chroma's errors while another process writes the folder ("Error finding id",
+    "Nothing found on disk") are asked again on a reopened store; any other failure with no write
+    meanwhile is raised at once, and a lasting one after the retries."""
+    from assistant.api import Assistant
+    from assistant.errors import IndexStateError
+    from assistant.index import vectors as vectors_mod
+    from assistant.retrieval import RETRIES_AFTER_WRITES, HybridRetriever
+
+    a = Assistant(make_settings(copied_sample_home, embed_cache))
+    a.auto_sample = False
+    real = HybridRetriever._retrieve
+    calls: list[int] = []
+
+    def failing(errors: list[str]) -> object:
+        def fake(self: HybridRetriever, *args: object) -> object:
+            calls.append(1)
+            if errors:
+                raise IndexStateError(errors.pop(0))
+            return real(self, *args)
+        return fake
+
+    opened = a.index.vectors
+    monkeypatch.setattr(HybridRetriever, "_retrieve", failing(
+        ["x: Chroma failed: Error executing plan: Internal error: Error finding id"]))
+    assert a.retriever.retrieve("direct preference optimization").sources and len(calls) == 2
+    assert a.index.vectors is not opened  # reopened before the second try
+
+    calls.clear()
+    monkeypatch.setattr(HybridRetriever, "_retrieve", failing(["x: Chroma failed: something else"]))
+    with pytest.raises(IndexStateError, match="something else"):
+        a.retriever.retrieve("direct preference optimization")
+    assert len(calls) == 1
+
+    calls.clear()
+    lasting = "x: Chroma failed: Nothing found on disk"
+    monkeypatch.setattr(HybridRetriever, "_retrieve", failing([lasting] * 10))
+    with pytest.raises(IndexStateError, match="Nothing found on disk"):
+        a.retriever.retrieve("direct preference optimization")
+    assert len(calls) == RETRIES_AFTER_WRITES + 1
+
+    msg = vectors_mod._chroma_error(a.settings, Path("/h/index/chroma"), RuntimeError(
+        "Error executing plan: Internal error: Error creating hnsw segment reader: Nothing found on disk"))
+    assert "another process was writing the index" in msg and "writable" not in msg

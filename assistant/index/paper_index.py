@@ -161,6 +161,13 @@ class PaperIndex:
         with self._readers.read():
             yield
 
+    def stale_vectors(self) -> None:
+        """Reopen the vector store before the next question's reads, whatever the generation
+        (a question failed the way a concurrent write makes it fail)."""
+        with self._lock:
+            if self._vectors is not None:
+                self._vectors_generation = None
+
     def _follow_writes(self) -> None:
         """Embedded Chroma loads a collection into this process once: vectors another process adds
         later are not in it (a question reaching them failed with "Error finding id" until a

@@ -375,6 +375,11 @@ def _bound_http_timeout(client: Any, seconds: float) -> None:
         session.timeout = httpx.Timeout(seconds, connect=min(seconds, 10.0))
 
 
+TRANSIENT_CHROMA = ("Error finding id", "Nothing found on disk")
+"""Embedded Chroma's errors while another process writes the same folder: a collection this process
+loaded before the write, or one the writer has made but not yet flushed. Asked again, they pass."""
+
+
 def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:
     msg = " ".join(str(exc).split())[:300] or type(exc).__name__
     if settings.server_mode:
@@ -384,6 +389,8 @@ def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:
     if full:
         return full
     low = msg.lower()
+    if any(m.lower() in low for m in TRANSIENT_CHROMA):
+        return f"{path}: Chroma failed: {msg} (another process was writing the index; ask again)"
     if "readonly" in low or "read-only" in low or "permission" in low or "disk" in low or "space" in low:
         return f"{path}: cannot write the index ({msg}); check ASSISTANT_HOME is writable and the disk has space"
     return f"{path}: Chroma failed: {msg}"
