@@ -262,8 +262,9 @@ class HybridRetriever:
             return table
 
     def forget_exact(self) -> None:
-        """Drop the loaded vectors (after this process wrote the index: sentence vectors backfilled
-        into an older home change no catalogue generation)."""
+        """Drop the loaded vectors after this process wrote the index. Every write that changes
+        vectors now also moves the catalogue generation (a backfill and a rebuild too), so this only
+        makes sure; kept because tests and callers rely on a write emptying the cache at once."""
         self._forgotten += 1
         self._exact.clear()
 

@@ -178,8 +178,8 @@ class Shared:
 
     def ingest(self, path: Path) -> Any:
         """A separate Assistant (own SQLite connection) writes; the serving one sees the new
-        generation and reloads BM25 and its exact-search vectors on its next question (forgotten
-        here too: a sentence-vector backfill changes no generation)."""
+        generation and reloads BM25, its vector store and its exact-search vectors on its next
+        question (the exact-search vectors are forgotten here too, at once)."""
         from ..api import Assistant
 
         writer = Assistant(self.assistant.settings)
