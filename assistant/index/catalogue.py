@@ -118,8 +118,7 @@ class Catalogue:
                       json.dumps(p.to_dict(), ensure_ascii=False), now) for p in papers])
                 self.db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)",
                                     [(c.chunk_id, c.paper_id, c.index, c.start, c.end) for c in chunks])
-                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)",
-                                (str(self.generation + 1),))
+                self._next_generation()
         except sqlite3.OperationalError as exc:
             raise writable_error(self.path, exc) from None
 
@@ -139,17 +138,20 @@ class Catalogue:
             with self.db:
                 self.db.executemany("DELETE FROM chunks WHERE paper_id=?", ids)
                 self.db.executemany("DELETE FROM papers WHERE paper_id=?", ids)
-                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)",
-                                (str(self.generation + 1),))
+                self._next_generation()
         except sqlite3.OperationalError as exc:
             raise writable_error(self.path, exc) from None
+
+    def _next_generation(self) -> None:
+        """Inside a write's transaction: the generation that tells readers the index changed."""
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(self.generation + 1),))
 
     def bump_generation(self) -> None:
         """A new generation with no paper changed: the stored vectors changed (a sentence-vector
         backfill), and a process that has the index open reloads what it caches per generation."""
         try:
             with self.db:
-                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(self.generation + 1),))
+                self._next_generation()
         except sqlite3.OperationalError as exc:
             raise writable_error(self.path, exc) from None
 
