@@ -157,7 +157,12 @@ class Assistant:
         `ask` works right away. Only ask/chat call this. A home another ingest holds or has
         ever held (the lock file exists) never gets the sample: asking there is an error."""
         self._require_collection()
-        if not self.auto_sample or self.settings.server_mode or self.collection != "default":
+        if self.collection != "default":
+            if not self.index.exists() or self.index.catalogue.count()[0] == 0:
+                raise AssistantError(f"collection '{self.collection}' has no papers yet; add some with "
+                                     f"`assistant ingest -c {self.collection} SOURCES`")
+            return
+        if not self.auto_sample or self.settings.server_mode:
             return
         if self.index.exists() and self.index.catalogue.count()[0] > 0:
             return
