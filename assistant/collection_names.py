@@ -26,6 +26,10 @@ class CollectionError(AssistantError):
     """A collection name that cannot be used, or one that does not exist (or already does)."""
 
 
+class NoSuchCollection(CollectionError):
+    """A named collection that does not exist (HTTP 404 on the server)."""
+
+
 def name_problem(name: object) -> str | None:
     """Why ``name`` cannot name a collection, or None. Names become folder and Chroma collection
     names, so: 1-48 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit."""

@@ -27,6 +27,7 @@ from .collection_names import (
     LEGACY_DEFAULT,
     MODEL_PREFIX,
     CollectionError,
+    NoSuchCollection,
     canonical,
     check_name,
     chroma_name,
@@ -123,7 +124,7 @@ def require(settings: Settings, name: str | None = None) -> None:
     """A one-line error when ``name`` (default: the settings' collection) does not exist."""
     name = canonical(name or settings.index.collection)
     if not exists(settings, name):
-        raise CollectionError(_missing(settings, name))
+        raise NoSuchCollection(_missing(settings, name))
 
 
 def _missing(settings: Settings, name: str) -> str:
@@ -261,4 +262,4 @@ def rename(settings: Settings, old: str, new: str) -> None:
 
 __all__ = ["DEFAULT", "LEGACY_DEFAULT", "MODEL_PREFIX", "CollectionError", "CollectionInfo", "canonical", "check_name",
            "chroma_name", "create", "delete", "exists", "from_model", "info", "list_all", "model_id", "name_problem",
-           "names", "rename", "require", "settings_for"]
+           "names", "NoSuchCollection", "rename", "require", "settings_for"]
