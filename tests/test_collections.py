@@ -223,3 +223,51 @@ def test_two_ingests_into_two_collections_at_once(fresh_home: Path, embed_cache:
         a.index.release()
     assert [c.name for c in collections.list_all(make_settings(fresh_home, embed_cache))] == \
         ["default", "first", "second"]
+
+
+# -- Chroma server mode ---------------------------------------------------------------------------------
+@pytest.mark.chroma_server
+def test_collections_on_a_chroma_server(tmp_path: Path, embed_cache: Path) -> None:
+    """On a `chroma run` server a collection is a Chroma collection family; two clients (two homes)
+    see the same collections, and one collection's rebuild, rename or deletion leaves the others as
+    they were."""
+    from tests.test_chroma_server import ChromaServer
+
+    server = ChromaServer(tmp_path / "chroma-data", tmp_path / "chroma.log")
+    try:
+        def client(home: str, collection: str | None = None) -> Assistant:
+            return Assistant(make_settings(tmp_path / home, embed_cache, collection=collection,
+                                           chroma_host="127.0.0.1", chroma_port=server.port))
+
+        default, ml = client("one"), client("one", "ml")
+        assert default.ingest([PAPERS]).new == 12
+        assert ml.ingest([subset(tmp_path, "ml", slice(0, 5))]).new == 5
+        keep = client("one", "keep")
+        assert keep.ingest([subset(tmp_path, "keep", slice(6, 12))]).new == 6
+        before = {"default": snapshot(default), "keep": snapshot(keep)}
+        assert before["default"]["answer"] == EXPECTED["answer"]  # as in embedded mode, same papers
+
+        # A second client (another home) sees the same collections and papers.
+        other = client("two")
+        assert [c.name for c in other.collections()] == ["default", "keep", "ml"]
+        names = {getattr(c, "name", c) for c in other.index.vectors.client.list_collections()}
+        assert {"papers", "papers.sentences", "papers.papers", "papers.meta", "ml-C", "ml-C.sentences",
+                "ml-C.papers", "ml-C.meta", "keep", "keep.sentences", "keep.papers", "keep.meta"} <= names
+        assert sorted(p.paper_id for p in client("two", "keep").papers()) == before["keep"]["papers"]
+
+        ml.ingest([subset(tmp_path, "ml2", slice(10, 12))], rebuild=True)
+        assert len(ml.papers()) == 2
+        assert snapshot(default) == before["default"] and snapshot(keep) == before["keep"]
+
+        other.rename_collection("ml", "renamed")
+        renamed = client("two", "renamed")
+        assert len(renamed.papers()) == 2 and renamed.search(QUESTION, 2)
+        other.delete_collection("renamed")
+        assert [c.name for c in other.collections()] == ["default", "keep"]
+        with pytest.raises(CollectionError, match="no collection 'renamed'"):
+            client("one", "renamed").papers()
+        assert snapshot(client("two")) == before["default"] and snapshot(client("two", "keep")) == before["keep"]
+        made = other.create_collection("empty")
+        assert (made.papers, [c.name for c in other.collections()]) == (0, ["default", "empty", "keep"])
+    finally:
+        server.stop()
