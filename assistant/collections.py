@@ -74,21 +74,17 @@ def _embedded_exists(directory: Path) -> bool:
     return (directory / "catalogue.sqlite").is_file() or (directory / "chroma").is_dir()
 
 
-def _server_client(settings: Settings) -> Any:
-    from .index.vectors import VectorStore
-
-    return VectorStore(settings, Path("."), settings.embedding_model_name, name=LEGACY_DEFAULT).client
-
-
 def _server_names(settings: Settings) -> set[str]:
     """Every Chroma collection name on the server."""
-    client = _server_client(settings)
-    try:
-        return {str(getattr(c, "name", c)) for c in client.list_collections()}
-    except Exception as exc:
-        from .index.vectors import _chroma_error
+    from .index.vectors import VectorStore, _chroma_error
 
+    store = VectorStore(settings, Path("."), settings.embedding_model_name, name=LEGACY_DEFAULT)
+    try:
+        return {str(getattr(c, "name", c)) for c in store.client.list_collections()}
+    except Exception as exc:
         raise IndexStateError(_chroma_error(settings, Path("."), exc)) from None
+    finally:
+        store.close()
 
 
 def names(settings: Settings) -> list[str]:

@@ -271,3 +271,23 @@ def test_collections_on_a_chroma_server(tmp_path: Path, embed_cache: Path) -> No
         assert (made.papers, [c.name for c in other.collections()]) == (0, ["default", "empty", "keep"])
     finally:
         server.stop()
+
+
+def test_every_index_command_takes_the_collection_option() -> None:
+    """`-c NAME` wherever an index is read or written (the option other command groups reuse)."""
+    import typer
+
+    from assistant.cli import app
+
+    root = typer.main.get_command(app)
+
+    def options(*path: str) -> set[str]:
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]  # type: ignore[attr-defined]
+        return {opt for p in cmd.params for opt in getattr(p, "opts", [])}
+
+    for path in (("ingest",), ("ask",), ("chat",), ("status",), ("serve",), ("papers", "list"),
+                 ("papers", "show"), ("papers", "search"), ("eval", "run")):
+        assert {"--collection", "-c"} <= options(*path), path
+    assert set(root.commands["collections"].commands) == {"list", "create", "delete", "rename", "info"}
