@@ -291,3 +291,29 @@ def test_every_index_command_takes_the_collection_option() -> None:
                  ("papers", "show"), ("papers", "search"), ("eval", "run")):
         assert {"--collection", "-c"} <= options(*path), path
     assert set(root.commands["collections"].commands) == {"list", "create", "delete", "rename", "info"}
+
+
+@pytest.mark.chroma_server
+def test_two_ingests_into_two_collections_at_once_on_a_chroma_server(tmp_path: Path, embed_cache: Path) -> None:
+    """The same with a `chroma run` server: two processes (two homes), two collection families."""
+    from tests.test_chroma_server import ChromaServer
+
+    server = ChromaServer(tmp_path / "chroma-data", tmp_path / "chroma.log")
+    try:
+        sources = {"first": subset(tmp_path, "first", slice(0, 6)), "second": subset(tmp_path, "second", slice(6, 12))}
+        procs = {name: subprocess.Popen(
+            [sys.executable, "-m", "assistant", "ingest", "-c", name, "--batch", "1", str(path)],
+            env=cli_env(tmp_path / f"home-{name}", embed_cache, CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(server.port)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name, path in sources.items()}
+        outs = {name: p.communicate(timeout=900) for name, p in procs.items()}
+        for name, p in procs.items():
+            assert p.returncode == 0, outs[name][1][-2000:]
+        rows = PAPERS.read_text(encoding="utf-8").splitlines()
+        for name, ids in (("first", rows[0:6]), ("second", rows[6:12])):
+            a = Assistant(make_settings(tmp_path / "reader", embed_cache, collection=name, chroma_host="127.0.0.1",
+                                        chroma_port=server.port))
+            st = a.status()
+            assert sorted(p.paper_id for p in a.papers()) == sorted(json.loads(r)["paper_id"] for r in ids)
+            assert st["vectors"] == st["chunks"] > 0 and st["sentence_vectors"] > 0
+    finally:
+        server.stop()
