@@ -96,6 +96,7 @@ def test_names_map_to_chroma_and_models() -> None:
 
 
 # -- a home built before collections -------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_home_built_before_collections_upgrades_in_place(tmp_path: Path, embed_cache: Path) -> None:
     home = old_home(tmp_path)
     before = {p: p.stat().st_mtime_ns for p in (home / "index").rglob("*") if p.is_file()}
@@ -118,6 +119,7 @@ def test_a_home_built_before_collections_upgrades_in_place(tmp_path: Path, embed
     assert set(before) <= after
 
 
+@pytest.mark.slow
 def test_cli_lists_and_reads_collections_of_an_old_home(tmp_path: Path, embed_cache: Path) -> None:
     home = old_home(tmp_path)
     env = cli_env(home, embed_cache)
@@ -142,6 +144,7 @@ def test_cli_lists_and_reads_collections_of_an_old_home(tmp_path: Path, embed_ca
 
 
 # -- one collection's changes leave the others as they were --------------------------------------------
+@pytest.mark.slow
 def test_rebuild_delete_and_rename_leave_other_collections_unchanged(tmp_path: Path, embed_cache: Path) -> None:
     home = old_home(tmp_path)
     default = assistant(home, embed_cache)
@@ -191,6 +194,30 @@ def test_rebuild_delete_and_rename_leave_other_collections_unchanged(tmp_path: P
         a.index.release()
 
 
+def test_a_rename_or_delete_cut_short_leaves_whole_collections(tmp_path: Path, embed_cache: Path) -> None:
+    """Rename is two atomic steps (record the Chroma name in the folder, rename the folder) and delete
+    moves the folder aside before removing it: a kill between steps leaves whole collections."""
+    home = old_home(tmp_path)
+
+    def seen(name: str) -> tuple[list[str], list[str]]:
+        a = assistant(home, embed_cache, name)
+        try:
+            return [p.paper_id for p in a.papers()], [s.paper.paper_id for s in a.search(QUESTION, 3)]
+        finally:
+            a.index.release()
+
+    before = seen("older")
+    assert before[0] == EXPECTED["papers"]["older"] and before[1]
+    (home / "index-older" / "collection.json").write_text('{"chroma_collection": "older"}')  # killed after step 1
+    assert seen("older") == before
+    (home / "index-older").rename(home / "index-newer")  # step 2
+    assert seen("newer") == before
+    names = [c.name for c in collections.list_all(make_settings(home, embed_cache))]
+    assert names == ["default", "newer"]
+    (home / "index-newer").rename(home / ".deleted-newer-0a1b2c3d")  # a delete killed mid-removal
+    assert [c.name for c in collections.list_all(make_settings(home, embed_cache))] == ["default"]
+
+
 def test_named_collection_is_never_filled_with_the_sample(fresh_home: Path, embed_cache: Path) -> None:
     """Only the default collection gets the bundled sample on a first question."""
     a = Assistant(make_settings(fresh_home, embed_cache, collection="mine"))
@@ -199,6 +226,7 @@ def test_named_collection_is_never_filled_with_the_sample(fresh_home: Path, embe
     assert not any(fresh_home.iterdir())
 
 
+@pytest.mark.slow
 def test_two_ingests_into_two_collections_at_once(fresh_home: Path, embed_cache: Path, tmp_path: Path) -> None:
     """Two processes, each ingesting its own collection in small batches: both finish, and each
     collection holds exactly its own papers with a vector per chunk."""
@@ -226,6 +254,7 @@ def test_two_ingests_into_two_collections_at_once(fresh_home: Path, embed_cache:
 
 
 # -- Chroma server mode ---------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.chroma_server
 def test_collections_on_a_chroma_server(tmp_path: Path, embed_cache: Path) -> None:
     """On a `chroma run` server a collection is a Chroma collection family; two clients (two homes)
@@ -293,6 +322,7 @@ def test_every_index_command_takes_the_collection_option() -> None:
     assert set(root.commands["collections"].commands) == {"list", "create", "delete", "rename", "info"}
 
 
+@pytest.mark.slow
 @pytest.mark.chroma_server
 def test_two_ingests_into_two_collections_at_once_on_a_chroma_server(tmp_path: Path, embed_cache: Path) -> None:
     """The same with a `chroma run` server: two processes (two homes), two collection families."""
