@@ -70,7 +70,7 @@ LOCAL_MODELS: dict[str, LocalModelSpec] = {
 MAX_BULK_SESSIONS = 8
 """Each bulk session holds a copy of the model; past a few cores the gain is small."""
 
-TURN_TEXTS = 64
+TURN_TEXTS = 16
 """Texts a bulk embedding encodes per turn of the model lock (a fraction of a second on 2 cores):
 a question asked meanwhile (its one-text query) waits at most one turn, not the whole ingest."""
 
