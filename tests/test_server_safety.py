@@ -60,6 +60,22 @@ def paper(pid: str, title: str = "Cross Site Paper", **kw: Any) -> bytes:
 
 
 # -- 1. Host and origin -------------------------------------------------------------------------
+def test_host_policy() -> None:
+    from assistant.server.origins import HostPolicy
+
+    loop = HostPolicy("127.0.0.1")
+    assert all(loop.allows(h) for h in ("127.0.0.1:8000", "localhost", "LOCALHOST:1", "[::1]:8000", "::1",
+                                        "127.0.0.2", "a.localhost:8000", "localhost."))
+    assert not any(loop.allows(h) for h in ("evil.example", "evil.example:8000", "10.0.0.5", "", "[", "localhost.evil"))
+    listed = HostPolicy("127.0.0.1", ["papers.internal", "10.0.0.5"])
+    assert listed.allows("papers.internal:8000") and listed.allows("10.0.0.5") and not listed.allows("10.0.0.6")
+    assert HostPolicy("localhost", ["*"]).allows("anything.example")
+    # Exposed (a token is required there): any Host, as Jupyter's allow_remote_access; unless names are listed.
+    assert HostPolicy("0.0.0.0").allows("myhost.lan:8000") and HostPolicy("192.168.1.4").allows("x.example")
+    pinned = HostPolicy("0.0.0.0", ["myhost.lan"])
+    assert pinned.allows("myhost.lan:8000") and pinned.allows("192.168.1.9") and not pinned.allows("evil.example")
+
+
 def test_host_header_must_name_this_server(srv: ServerProcess) -> None:
     for host in (b"evil.example", b"evil.example:%d" % srv.port, b"127.0.0.1.evil.example"):
         for path in ("/healthz", "/", "/v1/papers"):

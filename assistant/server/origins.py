@@ -6,8 +6,9 @@ service a browser can reach:
 - **Host.** Every request must name the server by a name it serves: a loopback name or address, the
   address it is bound to, or one of ``serve.allowed_hosts``. A page on ``evil.example`` whose DNS
   later points at 127.0.0.1 (DNS rebinding) still sends ``Host: evil.example`` and gets 403, so it
-  cannot read a token-less loopback server. Bound to a wildcard (``0.0.0.0``), any IP address is
-  accepted too (a rebinding attack needs a name).
+  cannot read a token-less loopback server. Bound to any other address (which needs the token, so
+  rebinding gains nothing) any ``Host`` is accepted, as Jupyter's ``allow_remote_access`` does,
+  unless ``serve.allowed_hosts`` names the accepted ones.
 - **Origin of writes.** A POST that carries browser markers (``Origin`` or ``Sec-Fetch-Site``) must
   come from the server's own origin (scheme://Host) or one of ``serve.allowed_origins``; a web page
   elsewhere gets 403 before anything runs. Requests without those headers come from programs (curl,
@@ -27,7 +28,7 @@ import socket
 from collections.abc import Iterable
 from typing import Any
 
-from .options import LOOPBACK_NAMES, ServeOptions
+from .options import LOOPBACK_NAMES, ServeOptions, is_loopback
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Routes that change the index: they also need a content type a cross-site page cannot send unasked.
@@ -59,9 +60,10 @@ class HostPolicy:
 
     def __init__(self, bound: str, extra: Iterable[str] = ()) -> None:
         extra = [e.strip().lower() for e in extra if e.strip()]
-        self.any_host = "*" in extra
         bound_host = split_host(bound) if bound else ""
         bound_ip = _ip(bound_host)
+        # Exposed (a token is then required): any Host, unless the operator listed the names.
+        self.any_host = "*" in extra or (not is_loopback(bound_host) and not extra)
         self.wildcard = bound_ip is not None and bound_ip.is_unspecified
         self.names = set(LOOPBACK_NAMES) | {bound_host} | {split_host(e) for e in extra if e != "*"}
         if self.wildcard:
