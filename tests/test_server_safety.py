@@ -26,7 +26,9 @@ def srv(sample_home: Path, embed_cache: Path, tmp_path_factory: pytest.TempPathF
     log = tmp_path_factory.mktemp("serve-safety") / "serve.log"
     env = {"ASSISTANT_SERVE__HEADER_TIMEOUT": "2", "ASSISTANT_SERVE__BODY_TIMEOUT": "2",
            "ASSISTANT_SERVE__ALLOWED_HOSTS": "papers.internal"}
-    server = ServerProcess(writable_copy(sample_home, tmp_path_factory), embed_cache, log, "--allow-ingest", env=env)
+    home = writable_copy(sample_home, tmp_path_factory)
+    server = ServerProcess(home, embed_cache, log, "--allow-ingest", env=env)
+    server.home = home  # type: ignore[attr-defined]
     yield server
     server.stop()
     assert "Traceback" not in server.log(), server.log()[-3000:]
@@ -158,6 +160,15 @@ def test_an_odd_url_is_kept_as_data_but_never_offered_as_a_link(srv: ServerProce
     assert status == 200, raw
     got = stored(srv, "js-1")
     assert got is not None and got["url"] is None
+    # ... while the catalogue keeps the value as the record gave it (data, not a link).
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{srv.home / 'index' / 'catalogue.sqlite'}?mode=ro", uri=True)  # type: ignore[attr-defined]
+    try:
+        (data,) = db.execute("SELECT data FROM papers WHERE paper_id = 'js-1'").fetchone()
+    finally:
+        db.close()
+    assert json.loads(data)["url"] == evil
     listed = [p for p in srv.json("GET", "/v1/papers?limit=1000")[1]["papers"] if p["paper_id"] == "js-1"]
     assert listed and listed[0]["url"] is None
     raw_request(srv.port, "POST", "/v1/ingest", paper("https-1", "Plain Link Paper", url="https://example.org/p"),
