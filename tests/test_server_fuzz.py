@@ -16,7 +16,6 @@ import pytest
 from tests.server_process import ServerProcess
 from tests.test_server import writable_copy
 
-schemathesis = pytest.importorskip("schemathesis", reason="the test extra installs schemathesis")
 pytestmark = pytest.mark.slow
 EXAMPLES = 25
 
@@ -33,6 +32,7 @@ def fuzz_server(sample_home: Path, embed_cache: Path, tmp_path_factory: pytest.T
 
 def _text_media_types() -> None:
     """Ingest bodies are JSONL or BibTeX text: let Schemathesis send generated strings as they are."""
+    import schemathesis
     from hypothesis import strategies as st
 
     for name in ("application/x-ndjson", "application/x-bibtex"):
@@ -40,6 +40,8 @@ def _text_media_types() -> None:
 
 
 def _operations(srv: ServerProcess) -> list[Any]:
+    import schemathesis  # (the test extra installs it; imported here to keep collection light)
+
     status, raw_schema = srv.json("GET", "/openapi.json")
     assert status == 200
     schema = schemathesis.openapi.from_dict(raw_schema)
