@@ -112,7 +112,7 @@ class Guard:
         while True:
             try:
                 message = await asyncio.wait_for(receive(), self.options.body_timeout)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # (not yet the builtin TimeoutError on Python 3.10)
                 await error_response(408, f"request body not received: nothing came for "
                                           f"{self.options.body_timeout:g} s", {"Connection": "close"}
                                      )(scope, receive, send)
