@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,11 +95,14 @@ class Assistant:
     # -- index ---------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], *, prune: bool = False, rebuild: bool = False,
                wait: bool = True, progress: Reporter | None = None,
-               batch_papers: int = 256, after_batch: Callable[[int], None] | None = None) -> IngestReport:
-        """Read, chunk, embed and store papers; incremental and safe to re-run."""
+               batch_papers: int = 256, after_batch: Callable[[int], None] | None = None,
+               names: Mapping[str, str] | None = None, replace: bool = False) -> IngestReport:
+        """Read, chunk, embed and store papers; incremental and safe to re-run. ``names`` and
+        ``replace``: see :func:`assistant.index.ingest.ingest` (the server's upload upsert)."""
         try:
             return ingest(self.index, list(paths), prune=prune, rebuild=rebuild, wait=wait,
-                          reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch)
+                          reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch,
+                          names=names, replace=replace)
         finally:
             if self._retriever is not None:
                 self._retriever.forget_exact()

@@ -227,6 +227,22 @@ class ServeSettings(_Section):
     """Seconds a queued request waits for a slot before a 503 with Retry-After."""
     max_ingest_bytes: int = Field(50_000_000, ge=1024)
     """Largest POST /v1/ingest body (JSONL or BibTeX)."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Extra names the server answers to in the ``Host`` header, besides loopback names and the bound
+    host (comma-separated in the environment); ``*`` turns the check off (behind a trusted proxy)."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Web origins (``https://chat.example``) besides the server's own that may POST; ``*`` = any."""
+    header_timeout: float = Field(10.0, gt=0)
+    """Seconds a client has to send a request's headers (connection opened or previous answer sent)."""
+    body_timeout: float = Field(30.0, gt=0)
+    """Seconds the server waits for the next piece of a request body before answering 408."""
+    keep_alive_timeout: float = Field(5.0, gt=0)
+    """Seconds an idle keep-alive connection stays open."""
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
 
 
 #: Documented short names -> (section, field). One table serves env vars, TOML keys

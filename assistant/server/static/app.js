@@ -13,11 +13,20 @@ const state = {
   collection: null,      // its collection name (null: the one the server serves by default)
 };
 
+// A header value carries bytes 0-255 only: send the token's UTF-8 bytes (the server compares bytes).
+function utf8Bytes(text) {
+  return Array.from(new TextEncoder().encode(text), (b) => String.fromCharCode(b)).join("");
+}
+
 function headers(extra) {
   const h = Object.assign({}, extra || {});
-  if (state.token) h["Authorization"] = "Bearer " + state.token;
+  if (state.token) h["Authorization"] = "Bearer " + utf8Bytes(state.token);
   return h;
 }
+
+// Only http: and https: addresses become links (anchored: "javascript:...//arxiv.org/abs/1" is not one).
+const HTTP_URL = /^https?:\/\/[^\s\/?#]+[^\s]*$/i;
+const ARXIV_URL = /^https:\/\/arxiv\.org\/abs\/([A-Za-z0-9.\/-]+)$/;
 
 async function errorText(resp) {
   try {
@@ -221,9 +230,11 @@ async function openPaper(id, cite, opener) {
   $("cite-date").textContent = paper.date || "no date";
   const idBox = $("cite-id");
   idBox.textContent = "";
-  if (paper.url && /arxiv\.org\/abs\//.test(paper.url)) {
-    const a = el("a", "", "arXiv:" + paper.url.split("/abs/")[1]);
-    a.href = paper.url;
+  const url = typeof paper.url === "string" ? paper.url.trim() : "";
+  if (HTTP_URL.test(url)) {
+    const arxiv = ARXIV_URL.exec(url);
+    const a = el("a", "", arxiv ? "arXiv:" + arxiv[1] : paper.paper_id);
+    a.href = url;
     a.target = "_blank";
     a.rel = "noopener noreferrer";
     idBox.appendChild(a);
