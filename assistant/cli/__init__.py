@@ -76,6 +76,40 @@ def ingest_cmd(
         raise typer.Exit(1)
 
 
+@app.command("add")
+def add_cmd(
+    ids: list[str] = typer.Argument(None, help="arXiv ids or URLs: 2401.01234, 2401.01234v2, hep-th/9901001v2, "
+                                               "https://arxiv.org/abs/2402.00001"),
+    search: str | None = typer.Option(None, "--search", help="An arXiv API query, e.g. 'all:\"direct preference "
+                                                             "optimization\"' or 'au:hinton AND cat:cs.LG'."),
+    max_results: int = typer.Option(50, "--max", help="Most search results to add."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another ingest holds the lock."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Add papers from arXiv by id, URL or search (resumable: indexed, unchanged papers are skipped)."""
+    a = _assistant(config)
+    a.auto_sample = False
+    from .progress import reporter
+
+    with reporter(not json_out) as rep:
+        report = a.add(ids or [], search=search, max_results=max_results, progress=rep, wait=not no_wait)
+    if json_out:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        err = _console(stderr=True)
+        total = report.ingest.papers_total if report.ingest else None
+        err.print(f"arXiv: {len(report.added)} added, {report.updated} updated, {report.skipped} skipped "
+                  f"(already indexed and unchanged)" + (f"; index now {total} papers" if total is not None else ""),
+                  highlight=False)
+        if report.not_found:
+            err.print(f"not found on arXiv: {', '.join(report.not_found)}", highlight=False)
+        if report.error:
+            err.print(f"stopped early: {report.error}; run the same command again to go on", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command("status")
 def status_cmd(json_out: bool = typer.Option(False, "--json"), config: Path | None = ConfigOpt) -> None:
     """Where the index lives, how many papers and chunks, which embedding model."""

@@ -80,7 +80,8 @@ def _walk(top: Path, problems: list[Problem] | None) -> list[Path]:
     return sorted(found)
 
 
-def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, hf_page_year: int = 0) -> ReadResult:
+def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, hf_page_year: int = 0,
+               zotero_collection: str | None = None) -> ReadResult:
     out = ReadResult()
     by_id: dict[str, Paper] = {}
     merged_ids: set[str] = set()
