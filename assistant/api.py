@@ -213,6 +213,29 @@ class Assistant:
             return None
         return self.index.catalogue.get(paper_id)
 
+    def export(self, paper_ids: Sequence[str] | None = None, fmt: str = "bibtex") -> str:
+        """References of the indexed papers ``paper_ids`` (all papers when empty) as
+        bibtex | ris | csl-json | markdown (export.py)."""
+        from .export import FORMATS, export
+
+        if fmt not in FORMATS:
+            raise AssistantError(f"unknown reference format '{fmt}' (one of {', '.join(FORMATS)})")
+        if not paper_ids:
+            return export(self.papers(order="id"), fmt)
+        ids = list(dict.fromkeys(paper_ids))
+        found = self.index.catalogue.get_many(ids) if self.index.exists() else {}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise AssistantError(f"no paper with id {', '.join(repr(m) for m in missing[:5])}"
+                                 f"{' and more' if len(missing) > 5 else ''} (see `assistant papers list`)")
+        return export([found[i] for i in ids], fmt)
+
+    def references(self, answer: Answer | Sequence[Answer], fmt: str = "bibtex") -> str:
+        """The papers an answer (or several) cites, in order of first citation, as references."""
+        from .export import export
+
+        return export(cited_papers([answer] if isinstance(answer, Answer) else list(answer)), fmt)
+
     def search(self, query: str, k: int | None = None, *, since: str | int | None = None,
                until: str | int | None = None, mode: str = "hybrid") -> list[Source]:
         """Retrieval only: papers best first, no answer (nothing on a home with no index)."""
@@ -323,6 +346,17 @@ class AddReport:
                 "error": self.error, "papers_total": self.ingest.papers_total if self.ingest else None}
 
 
+def cited_papers(answers: Sequence[Answer]) -> list[Paper]:
+    """The full records of the papers the answers cite, each once, in order of first citation."""
+    out: dict[str, Paper] = {}
+    for ans in answers:
+        by_id = {s.paper.paper_id: s.paper for s in ans.sources}
+        for pid in ans.cited_papers:
+            if pid not in out and pid in by_id:
+                out[pid] = by_id[pid]
+    return list(out.values())
+
+
 _FOLLOW_UP = re.compile(r"\b(it|its|they|their|them|this|that|these|those|the (method|paper|approach|model|work))\b",
                         re.IGNORECASE)
 
@@ -364,6 +398,23 @@ class ChatSession:
             topic = prev.citations[0].title if prev.citations and not prev.refused else prev_q
             return f"{question} ({topic})"
         return question
+
+    def export(self, path: str | Path, fmt: str | None = None) -> int:
+        """Write the references cited in this conversation to ``path`` (format from its suffix:
+        .bib .ris .json .md, else BibTeX); returns how many. Written whole or not at all."""
+        from .export import format_for
+
+        papers = cited_papers([a for _, a in self.history])
+        text = self.assistant.references([a for _, a in self.history], fmt or format_for(str(path)))
+        target = Path(path).expanduser()
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise AssistantError(f"{target}: cannot write the references ({exc.strerror or exc})") from None
+        return len(papers)
 
     def ask(self, question: str, *, on_token: Callable[[str], None] | None = None, **kwargs: Any) -> Answer:
         """Retrieve and answer with the standalone form (the backend sees no history);

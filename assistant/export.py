@@ -45,6 +45,16 @@ def format_for(path: str, default: str = "bibtex") -> str:
 
 # -- shared fields ---------------------------------------------------------------------
 
+_ARXIV_ID = re.compile(r"^(?:\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Za-z]{2})?/\d{7})$")
+
+
+def arxiv_of(paper: Paper) -> str | None:
+    """The paper's arXiv id: its own, or its paper id when that is one (JSONL ``id: 2502.99999``)."""
+    if paper.arxiv_id:
+        return paper.arxiv_id
+    return paper.paper_id if _ARXIV_ID.match(paper.paper_id) else None
+
+
 def doi_of(paper: Paper) -> str | None:
     doi = paper.extra.get("doi")
     if isinstance(doi, str) and doi.strip():
@@ -191,8 +201,9 @@ def to_bibtex(papers: Sequence[Paper]) -> str:
         doi = doi_of(p)
         if doi:
             fields.append(("doi", latex_escape(doi)))
-        if p.arxiv_id:
-            fields.append(("eprint", p.arxiv_id))
+        eprint = arxiv_of(p)
+        if eprint:
+            fields.append(("eprint", eprint))
             fields.append(("archivePrefix", "arXiv"))
             primary = p.extra.get("primary_category")
             if isinstance(primary, str) and primary:
@@ -215,7 +226,8 @@ def to_ris(papers: Sequence[Paper]) -> str:
     records = []
     for p in papers:
         journal = p.extra.get("venue") or p.extra.get("journal")
-        lines = [("TY", "JOUR" if journal else ("UNPB" if p.arxiv_id else "GEN"))]
+        eprint = arxiv_of(p)
+        lines = [("TY", "JOUR" if journal else ("UNPB" if eprint else "GEN"))]
         lines += [("AU", _ris_name(a)) for a in p.authors]
         lines.append(("TI", p.title))
         if isinstance(journal, str) and journal:
@@ -230,8 +242,8 @@ def to_ris(papers: Sequence[Paper]) -> str:
             lines.append(("DO", doi))
         if p.url:
             lines.append(("UR", p.url))
-        if p.arxiv_id:
-            lines.append(("AN", f"arXiv:{p.arxiv_id}"))
+        if eprint:
+            lines.append(("AN", f"arXiv:{eprint}"))
         lines.append(("AB", p.abstract))
         lines.append(("ID", keys[p.paper_id]))
         lines.append(("ER", ""))
@@ -270,9 +282,10 @@ def to_csl_items(papers: Sequence[Paper]) -> list[dict[str, Any]]:
             item["DOI"] = doi
         if p.url:
             item["URL"] = p.url
-        if p.arxiv_id:
+        eprint = arxiv_of(p)
+        if eprint:
             item["publisher"] = "arXiv"
-            item["number"] = f"arXiv:{p.arxiv_id}"
+            item["number"] = f"arXiv:{eprint}"
         item["abstract"] = p.abstract
         items.append(item)
     return items
@@ -290,12 +303,13 @@ def to_markdown(papers: Sequence[Paper]) -> str:
         authors = ", ".join(p.authors[:3]) + (" et al." if len(p.authors) > 3 else "")
         bits = [f"{authors} ({p.year or 'n.d.'})." if authors else f"({p.year or 'n.d.'}).",
                 f"*{_md(p.title)}*."]
-        if p.arxiv_id:
-            bits.append(f"[arXiv:{p.arxiv_id}](https://arxiv.org/abs/{p.arxiv_id}).")
+        eprint = arxiv_of(p)
+        if eprint:
+            bits.append(f"[arXiv:{eprint}](https://arxiv.org/abs/{eprint}).")
         doi = doi_of(p)
         if doi:
             bits.append(f"[doi:{doi}](https://doi.org/{doi}).")
-        elif p.url and not p.arxiv_id:
+        elif p.url and not eprint:
             bits.append(f"<{p.url}>")
         lines.append(f"{i}. " + " ".join(bits))
     return "\n".join(lines) + ("\n" if lines else "")

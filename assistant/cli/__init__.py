@@ -181,6 +181,24 @@ def papers_search(query: str, k: int = typer.Option(10, "-k"), since: str | None
     _console().print(t)
 
 
+@papers_app.command("export")
+def papers_export(ids: list[str] = typer.Argument(None, help="Paper ids (default: every indexed paper)."),
+                  fmt: str = typer.Option("bibtex", "--format", "-f", help="bibtex | ris | csl-json | markdown"),
+                  output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+                  config: Path | None = ConfigOpt) -> None:
+    """References of indexed papers (BibTeX keys stable and unique; arXiv eprints and DOIs kept)."""
+    _check_format(fmt)
+    text = _assistant(config).export(ids or None, fmt)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise AssistantError(f"{output}: cannot write ({exc.strerror or exc})") from None
+    _console(stderr=True).print(f"wrote {fmt} references to {output}", highlight=False)
+
+
 @config_app.command("show")
 def config_show(json_out: bool = typer.Option(False, "--json"), config: Path | None = ConfigOpt) -> None:
     """Effective settings (env vars ASSISTANT_*, config file, defaults); secrets masked."""
@@ -213,11 +231,14 @@ def ask_cmd(
     quotes: bool = typer.Option(False, "--quotes", help="Show the supporting quote of each citation."),
     sources: bool = typer.Option(False, "--sources", help="Also list the retrieved papers."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Do not stream model output."),
+    cite: str | None = typer.Option(None, "--cite", help="Print the cited papers' references after the answer: "
+                                                         "bibtex | ris | csl-json | markdown."),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Answer a question from the indexed papers, every sentence cited."""
     a = _assistant(config)
     a.check_request(question, k=k, since=since, until=until)  # bad input fails before the index is built
+    _check_format(cite)
     from .progress import reporter
 
     with reporter(not json_out) as rep:
@@ -226,8 +247,12 @@ def ask_cmd(
     streaming = streams and not json_out and not no_stream and sys.stdout.isatty()
     on_token = (lambda tok: print(tok, end="", flush=True)) if streaming else None
     ans = a.ask(question, k=k, since=since, until=until, backend=backend, on_token=on_token)
+    refs = a.references(ans, cite) if cite else None
     if json_out:
-        print(json.dumps(ans.to_dict(), ensure_ascii=False, indent=2))
+        out = ans.to_dict()
+        if cite:
+            out["references"] = {"format": cite, "text": refs}
+        print(json.dumps(out, ensure_ascii=False, indent=2))
         return
     con = _console()
     if streaming:
@@ -238,6 +263,17 @@ def ask_cmd(
     con.print(answer_renderable(ans, quotes=quotes))
     if sources:
         con.print(sources_renderable(ans))
+    if cite:
+        con.rule(f"references ({cite})")
+        sys.stdout.write(refs or "")  # as is: no wrapping or markup, ready to paste
+        sys.stdout.flush()
+
+
+def _check_format(fmt: str | None) -> None:
+    from ..export import FORMATS
+
+    if fmt is not None and fmt not in FORMATS:
+        raise AssistantError(f"--cite/--format '{fmt}' is not a reference format (one of {', '.join(FORMATS)})")
 
 
 @app.command("chat")

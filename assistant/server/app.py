@@ -217,6 +217,22 @@ def only_params(request: Request, *allowed: str) -> None:
         raise ApiError(422, f"unknown query parameter '{unknown[0]}' (expected: {', '.join(allowed) or 'none'})")
 
 
+REFERENCE_TYPES = {"bibtex": "application/x-bibtex; charset=utf-8",
+                   "ris": "application/x-research-info-systems; charset=utf-8",
+                   "csl-json": "application/vnd.citationstyles.csl+json; charset=utf-8",
+                   "markdown": "text/markdown; charset=utf-8"}
+
+
+def reference_response(assistant: Any, ids: list[str], fmt: str) -> Response:
+    if fmt not in REFERENCE_TYPES:
+        raise ApiError(422, f"format: '{fmt}' is not a reference format (one of {', '.join(REFERENCE_TYPES)})")
+    try:
+        text = assistant.export(ids, fmt)
+    except AssistantError as exc:
+        raise ApiError(404, str(exc)) from None
+    return Response(text, media_type=REFERENCE_TYPES[fmt])
+
+
 def paper_summary(p: Any) -> dict[str, Any]:
     return {"paper_id": p.paper_id, "title": p.title, "date": p.date, "authors": p.authors,
             "url": openai_compat.arxiv_url(p.paper_id, p.arxiv_id) or p.url}
@@ -306,13 +322,22 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
                 out.append(paper_summary(p))
         return {"total": total, "offset": offset, "papers": out}
 
-    @app.get("/v1/papers/{paper_id:path}")
-    def paper(request: Request, paper_id: str) -> dict[str, Any]:
-        only_params(request)
+    @app.get("/v1/papers/{paper_id:path}", response_model=None)
+    def paper(request: Request, paper_id: str, format: str | None = None) -> dict[str, Any] | Response:  # noqa: A002
+        only_params(request, "format")
         p = shared.assistant.get_paper(paper_id)
         if p is None:
             raise ApiError(404, f"no paper with id '{paper_id}'")
+        if format is not None:
+            return reference_response(shared.assistant, [paper_id], format)
         return {**p.to_dict(), "url": paper_summary(p)["url"]}
+
+    @app.get("/v1/references")
+    def references(request: Request, ids: list[str] = Query(..., min_length=1, max_length=200),
+                   format: str = "bibtex") -> Response:  # noqa: A002
+        """Several papers' references at once, keys unique among them (the web chat's copy control)."""
+        only_params(request, "ids", "format")
+        return reference_response(shared.assistant, ids, format)
 
     @app.get("/v1/search")
     async def search(request: Request, q: str = Query(..., min_length=1, max_length=4000),
