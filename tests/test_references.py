@@ -132,3 +132,37 @@ def test_server_paper_as_bibtex_and_references(ref_server: ServerProcess) -> Non
     assert status == 200 and body.decode().count("ER  -") == len(ids)
     status, _, body = ref_server.request("GET", "/v1/references?format=bibtex")
     assert status == 422
+
+
+def test_web_chat_copy_bibtex(ref_server: ServerProcess) -> None:
+    """The Copy BibTeX control puts exactly the server's BibTeX of the cited papers on the clipboard
+    (real Chromium via selenium, clipboard permission granted to the page's origin)."""
+    from tests import test_server_browser as tsb
+
+    if tsb.CHROMIUM is None or tsb.CHROMEDRIVER is None:
+        pytest.skip(tsb.MISSING)
+    from selenium.webdriver.common.by import By
+
+    browser_cm = tsb.browser.__wrapped__()  # the browser fixture's generator (same flags, air-gapped)
+    browser = next(browser_cm)
+    try:
+        browser.execute_cdp_cmd("Browser.grantPermissions", {
+            "origin": ref_server.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+        browser.get(ref_server.url + "/")
+        tsb._visible(browser, "#question")
+        turn = tsb._ask(browser, QUESTION)
+        markers = turn.find_elements(By.CSS_SELECTOR, ".cites .marker")
+        assert len(markers) >= 2
+        turn.find_element(By.CSS_SELECTOR, "button.copy-bibtex").click()
+        note = tsb._wait(browser, lambda d: turn.find_element(By.CSS_SELECTOR, ".copy-note").text or False)
+        _, answer = ref_server.json("POST", "/v1/ask", {"question": QUESTION})
+        ids = list(dict.fromkeys(c["paper_id"] for c in answer["citations"]))
+        assert note == f"Copied {len(ids)} BibTeX entries"
+        copied = browser.execute_async_script("navigator.clipboard.readText().then(arguments[0], "
+                                              "e => arguments[0]('ERROR ' + e))")
+        query = "&".join(f"ids={i}" for i in ids)
+        _, _, expected = ref_server.request("GET", f"/v1/references?format=bibtex&{query}")
+        assert copied == expected.decode()
+        assert copied.count("@misc{") == len(ids)
+    finally:
+        browser_cm.close()
