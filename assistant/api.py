@@ -88,11 +88,15 @@ class Assistant:
     # -- index ---------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], *, prune: bool = False, rebuild: bool = False,
                wait: bool = True, progress: Reporter | None = None,
-               batch_papers: int = 256, after_batch: Callable[[int], None] | None = None) -> IngestReport:
-        """Read, chunk, embed and store papers; incremental and safe to re-run."""
+               batch_papers: int = 256, after_batch: Callable[[int], None] | None = None,
+               zotero_collection: str | None = None) -> IngestReport:
+        """Read, chunk, embed and store papers; incremental and safe to re-run. A Zotero library
+        (zotero.sqlite or its data folder) is read from a copy; ``zotero_collection`` takes one
+        of its collections (with subcollections)."""
         try:
             return ingest(self.index, list(paths), prune=prune, rebuild=rebuild, wait=wait,
-                          reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch)
+                          reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch,
+                          zotero_collection=zotero_collection)
         finally:
             if self._retriever is not None:
                 self._retriever.forget_exact()

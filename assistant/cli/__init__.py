@@ -44,11 +44,14 @@ def _console(stderr: bool = False) -> Any:
 @app.command("ingest")
 def ingest_cmd(
     paths: list[Path] = typer.Argument(..., help="Files or folders (HF Papers .txt, JSONL/JSON, arXiv Atom, "
-                                                 "BibTeX, CSV)."),
+                                                 "BibTeX, CSV, a Zotero library: zotero.sqlite or its folder)."),
     prune: bool = typer.Option(False, "--prune", help="Remove papers no longer in these sources."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Drop the index and build it again."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another ingest holds the lock."),
     batch: int = typer.Option(256, "--batch", help="Papers written per crash-safe batch."),
+    zotero_collection: str | None = typer.Option(None, "--zotero-collection",
+                                                 help="Only this collection (and its subcollections) of a "
+                                                      "Zotero library."),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Read, chunk, embed and index papers (incremental: unchanged papers are skipped)."""
@@ -57,7 +60,8 @@ def ingest_cmd(
     from .progress import reporter
 
     with reporter() as rep:
-        report = a.ingest(paths, prune=prune, rebuild=rebuild, wait=not no_wait, progress=rep, batch_papers=batch)
+        report = a.ingest(paths, prune=prune, rebuild=rebuild, wait=not no_wait, progress=rep, batch_papers=batch,
+                          zotero_collection=zotero_collection)
     from rich.table import Table
 
     t = Table(title="Ingest summary", show_header=False)
