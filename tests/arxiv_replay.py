@@ -36,6 +36,8 @@ class ArxivReplay:
             self.recordings[_key(urlparse(data["url"]).query)] = (data["status_code"], data["body"].encode("latin-1"))
         self.requests: list[dict[str, object]] = []
         self.faults: list[int] = []
+        self.fail_from: int | None = None
+        """Answer 503 to every request from this one on (0-based): an API that goes away mid-run."""
         self._server: ThreadingHTTPServer | None = None
         self._active = 0
         self.max_active = 0
@@ -50,6 +52,8 @@ class ArxivReplay:
                     replay._active += 1
                     replay.max_active = max(replay.max_active, replay._active)
                     fault = replay.faults.pop(0) if replay.faults else None
+                    if replay.fail_from is not None and len(replay.requests) >= replay.fail_from:
+                        fault = 503
                 try:
                     url = urlparse(self.path)
                     replay.requests.append({"t": time.monotonic(), "path": url.path, "query": url.query,

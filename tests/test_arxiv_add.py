@@ -134,6 +134,20 @@ def test_search_pages_through_results(replay: ArxivReplay, fresh_home: Path, emb
     a.index.close()
 
 
+def test_a_search_cut_short_keeps_what_it_fetched_and_resumes(replay: ArxivReplay, fresh_home: Path,
+                                                                embed_cache: Path) -> None:
+    replay.fail_from = 1  # the first page arrives, then the API answers 503 to everything
+    a = _assistant(fresh_home, embed_cache, replay.url, arxiv_page_size=10, arxiv_retries=1)
+    report = a.add(search="testing", max_results=25)
+    assert len(report.added) == 10 and report.error and "HTTP 503" in report.error and not report.ok
+    assert a.status()["papers"] == 10
+    replay.fail_from = None
+    again = a.add(search="testing", max_results=25)
+    assert again.ok and (len(again.added), again.updated, again.skipped) == (15, 0, 10)
+    assert a.status()["papers"] == 25
+    a.index.close()
+
+
 def test_429_and_503_are_retried(replay: ArxivReplay, fresh_home: Path, embed_cache: Path) -> None:
     replay.faults = [503, 429]
     a = _assistant(fresh_home, embed_cache, replay.url)
@@ -198,6 +212,7 @@ def test_a_newer_record_updates_the_indexed_one(replay: ArxivReplay, fresh_home:
     a.index.close()
 
 
+@pytest.mark.slow
 def test_cli_add_offline_is_one_line_and_changes_nothing(copied_sample_home: Path, embed_cache: Path) -> None:
     a = Assistant(make_settings(copied_sample_home, embed_cache))
     before = a.index.catalogue.hashes()
@@ -219,6 +234,7 @@ def test_api_unreachable_is_its_own_error(fresh_home: Path, embed_cache: Path) -
     assert not a.index.exists()
 
 
+@pytest.mark.slow
 def test_cli_add_reports_added_and_skipped(replay: ArxivReplay, fresh_home: Path, embed_cache: Path) -> None:
     env = cli_env(fresh_home, embed_cache, ASSISTANT_ARXIV_API_URL=replay.url,
                   ASSISTANT_SOURCES__ARXIV_DELAY=str(DELAY))
@@ -234,3 +250,21 @@ def test_cli_add_reports_added_and_skipped(replay: ArxivReplay, fresh_home: Path
     bad = subprocess.run([sys.executable, "-m", "assistant", "add", "not-an-id"], capture_output=True, text=True,
                          env=env, timeout=120)
     assert bad.returncode == 1 and "'not-an-id' is not an arXiv id or URL" in bad.stderr
+
+
+def test_a_silent_api_times_out_instead_of_hanging(fresh_home: Path, embed_cache: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections complete in the kernel; nothing ever answers
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/api/query"
+        a = _assistant(fresh_home, embed_cache, url, arxiv_timeout=0.5, arxiv_retries=1)
+        waits: list[str] = []
+        from assistant.index.ingest import SilentReporter
+
+        with pytest.raises(ArxivUnreachable, match=r"cannot reach the arXiv API at .* \(timed out\)"):
+            a.add(["1605.08386"], progress=SilentReporter(on_message=waits.append))
+        assert len(waits) == 1 and "did not answer (timed out)" in waits[0]
+        assert not a.index.exists()
+    finally:
+        silent.close()

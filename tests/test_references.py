@@ -59,6 +59,7 @@ def test_chat_session_export_writes_what_the_conversation_cited(sample_assistant
             chat.export(tmp_path / "missing-dir" / "refs.bib")
 
 
+@pytest.mark.slow
 def test_cli_ask_cite_papers_export_and_chat_export(sample_home: Path, embed_cache: Path, tmp_path: Path) -> None:
     env = cli_env(sample_home, embed_cache)
     r = subprocess.run([sys.executable, "-m", "assistant", "ask", QUESTION, "--cite", "bibtex"],
@@ -112,6 +113,7 @@ def ref_server(sample_home: Path, embed_cache: Path, tmp_path_factory: pytest.Te
     srv.stop()
 
 
+@pytest.mark.slow
 def test_server_paper_as_bibtex_and_references(ref_server: ServerProcess) -> None:
     status, headers, body = ref_server.request("GET", "/v1/papers/2502.99999?format=bibtex")
     assert status == 200, body
@@ -134,6 +136,7 @@ def test_server_paper_as_bibtex_and_references(ref_server: ServerProcess) -> Non
     assert status == 422
 
 
+@pytest.mark.slow
 def test_web_chat_copy_bibtex(ref_server: ServerProcess) -> None:
     """The Copy BibTeX control puts exactly the server's BibTeX of the cited papers on the clipboard
     (real Chromium via selenium, clipboard permission granted to the page's origin)."""

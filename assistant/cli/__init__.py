@@ -105,11 +105,14 @@ def add_cmd(
         total = report.ingest.papers_total if report.ingest else None
         err.print(f"arXiv: {len(report.added)} added, {report.updated} updated, {report.skipped} skipped "
                   f"(already indexed and unchanged)" + (f"; index now {total} papers" if total is not None else ""),
-                  highlight=False)
+                  highlight=False, markup=False)
         if report.not_found:
-            err.print(f"not found on arXiv: {', '.join(report.not_found)}", highlight=False)
+            err.print(f"not found on arXiv: {', '.join(report.not_found)}", highlight=False, markup=False)
+        for line in report.problems:
+            err.print(line, highlight=False, markup=False)
         if report.error:
-            err.print(f"stopped early: {report.error}; run the same command again to go on", highlight=False)
+            err.print(f"stopped early: {report.error}; the papers fetched before were added - run the same "
+                      "command again to go on", highlight=False, markup=False)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -269,7 +272,7 @@ def ask_cmd(
         con.print(sources_renderable(ans))
     if cite:
         con.rule(f"references ({cite})")
-        sys.stdout.write(refs or "")  # as is: no wrapping or markup, ready to paste
+        sys.stdout.write(refs or "(no papers cited)\n")  # as is: no wrapping or markup, ready to paste
         sys.stdout.flush()
 
 
