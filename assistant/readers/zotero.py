@@ -170,6 +170,10 @@ def _item_paper(result: FileResult, path: Path, where: str, type_name: str, fiel
     m = re.match(r"^(\d{4})-(\d{2})-(\d{2})", raw_date)  # Zotero's 'YYYY-MM-DD original' (00 = unknown)
     iso = "-".join(p for p in (m.groups() if m else ()) if p.strip("0")) if m else raw_date[:10]
     url = fields.get("url") or (f"https://doi.org/{doi}" if doi else None)
+    if not (fields.get("abstractNote") or "").strip() and (fields.get("title") or "").strip():
+        # Common in a library (books, web pages): a warning, so `ingest --prune` still works.
+        result.warnings.append(Problem(str(path), where, "item has no abstract; skipped"))
+        return
     paper = make_paper(result, path, where, fields.get("title"), fields.get("abstractNote"),
                        max_abstract_chars=max_abstract_chars, arxiv_id=ax, authors=authors, url=url,
                        date=date_field(result, path, where, iso) if iso else None)
