@@ -113,6 +113,9 @@ def test_not_found_ids_are_named(replay: ArxivReplay, fresh_home: Path, embed_ca
     assert report.added == ["1707.08567"]
     assert report.not_found == ["0808.05394"]
     assert not report.ok
+    # An id arXiv has nothing for: the API's empty feed (totalResults 0) is an answer, not a bad response.
+    empty = a.add(["0000.0000"])
+    assert (empty.added, empty.not_found, empty.problems) == ([], ["0000.0000"], [])
     a.index.close()
 
 
