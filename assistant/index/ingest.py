@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import IndexStateError
 from ..records import Chunk, Paper, combine_provenance, merge_provenance, own_fields
@@ -23,6 +23,9 @@ from .lexical import LexicalIndex
 from .paper_index import PaperIndex
 from .storage import writable_error
 from .vectors import paper_sentences
+
+if TYPE_CHECKING:
+    from ..readers import ReadResult
 
 
 class Reporter(Protocol):
@@ -89,24 +92,37 @@ class IngestReport:
 def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = False, rebuild: bool = False,
            wait: bool = True, reporter: Reporter | None = None, embedder: Any = None,
            batch_papers: int = 256, after_batch: Callable[[int], None] | None = None,
-           names: Mapping[str, str] | None = None, replace: bool = False) -> IngestReport:
+           names: Mapping[str, str] | None = None, replace: bool = False,
+           zotero_collection: str | None = None) -> IngestReport:
     """``names`` maps a file (absolute path) to the name recorded for it instead (an HTTP upload is
     recorded under the client's name for it, never the server's temporary file). With ``replace``,
     a paper read now replaces the stored record of its id outright (the server's upsert: the last
-    upload wins) instead of being merged field by field with what other files said."""
+    upload wins) instead of being merged field by field with what other files said.
+    ``zotero_collection`` takes one collection of a Zotero library (with its subcollections)."""
     from ..readers import read_paths
 
     rep = reporter or SilentReporter()
     settings = index.settings
     t0 = time.perf_counter()
-    report = IngestReport()
-
     rep.start("read", None)
     result = read_paths(paths, max_abstract_chars=settings.index.max_abstract_chars,
-                        hf_page_year=settings.index.hf_page_year)
+                        hf_page_year=settings.index.hf_page_year, zotero_collection=zotero_collection)
     rep.finish("read")
     if names:
         _rename_sources(result, names)
+    return ingest_read(index, result, prune=prune, rebuild=rebuild, wait=wait, reporter=rep, embedder=embedder,
+                       batch_papers=batch_papers, after_batch=after_batch, t0=t0, replace=replace)
+
+
+def ingest_read(index: PaperIndex, result: ReadResult, *, prune: bool = False, rebuild: bool = False,
+                wait: bool = True, reporter: Reporter | None = None, embedder: Any = None,
+                batch_papers: int = 256, after_batch: Callable[[int], None] | None = None,
+                t0: float | None = None, replace: bool = False) -> IngestReport:
+    """Index records already read: from files (``ingest``) or from a remote source (sources/),
+    so both take the same incremental, locked, resumable path."""
+    rep = reporter or SilentReporter()
+    t0 = time.perf_counter() if t0 is None else t0
+    report = IngestReport()
     report.files = result.files
     report.entries = result.entries
     report.duplicates_merged = result.duplicates_merged

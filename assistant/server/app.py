@@ -305,6 +305,22 @@ def only_params(request: Request, *allowed: str) -> None:
         raise ApiError(422, f"unknown query parameter '{unknown[0]}' (expected: {', '.join(allowed) or 'none'})")
 
 
+REFERENCE_TYPES = {"bibtex": "application/x-bibtex; charset=utf-8",
+                   "ris": "application/x-research-info-systems; charset=utf-8",
+                   "csl-json": "application/vnd.citationstyles.csl+json; charset=utf-8",
+                   "markdown": "text/markdown; charset=utf-8"}
+
+
+def reference_response(assistant: Any, ids: list[str], fmt: str) -> Response:
+    if fmt not in REFERENCE_TYPES:
+        raise ApiError(422, f"format: '{fmt}' is not a reference format (one of {', '.join(REFERENCE_TYPES)})")
+    try:
+        text = assistant.export(ids, fmt)
+    except AssistantError as exc:
+        raise ApiError(404, str(exc)) from None
+    return Response(text, media_type=REFERENCE_TYPES[fmt])
+
+
 def paper_summary(p: Any) -> dict[str, Any]:
     return {"paper_id": p.paper_id, "title": p.title, "date": p.date, "authors": p.authors,
             "url": openai_compat.paper_link(p.paper_id, p.arxiv_id, p.url)}
@@ -402,13 +418,24 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
                 out.append(paper_summary(p))
         return {"total": total, "offset": offset, "papers": out}
 
-    @app.get("/v1/papers/{paper_id:path}")
-    def paper(request: Request, paper_id: str, collection: str | None = None) -> dict[str, Any]:
-        only_params(request, "collection")
-        p = shared.collection(collection).get_paper(paper_id)
+    @app.get("/v1/papers/{paper_id:path}", response_model=None)
+    def paper(request: Request, paper_id: str, format: str | None = None,  # noqa: A002
+              collection: str | None = None) -> dict[str, Any] | Response:
+        only_params(request, "format", "collection")
+        a = shared.collection(collection)
+        p = a.get_paper(paper_id)
         if p is None:
             raise ApiError(404, f"no paper with id '{paper_id}'")
+        if format is not None:
+            return reference_response(a, [paper_id], format)
         return {**p.to_dict(), "url": paper_summary(p)["url"]}
+
+    @app.get("/v1/references")
+    def references(request: Request, ids: list[str] = Query(..., min_length=1, max_length=200),
+                   format: str = "bibtex", collection: str | None = None) -> Response:  # noqa: A002
+        """Several papers' references at once, keys unique among them (the web chat's copy control)."""
+        only_params(request, "ids", "format", "collection")
+        return reference_response(shared.collection(collection), ids, format)
 
     @app.get("/v1/search")
     async def search(request: Request, q: str = Query(..., min_length=1, max_length=4000),

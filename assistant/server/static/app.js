@@ -173,6 +173,7 @@ function renderAnswer(li, answer, citations) {
       list.appendChild(item);
     }
     li.appendChild(list);
+    li.appendChild(copyBibtexControl(citations));
   }
   if (answer.sources && answer.sources.length) {
     const det = el("details", "sources");
@@ -189,6 +190,49 @@ function renderAnswer(li, answer, citations) {
     det.appendChild(ol);
     li.appendChild(det);
   }
+}
+
+// -- references out: one click copies the cited papers' BibTeX ---------------------------
+function copyBibtexControl(citations) {
+  const row = el("div", "copy-row");
+  const b = el("button", "secondary copy-bibtex", "Copy BibTeX");
+  b.type = "button";
+  const note = el("span", "copy-note");
+  note.setAttribute("role", "status");
+  const ids = [...new Set(citations.map((c) => c.paper_id))];
+  b.addEventListener("click", async () => {
+    note.textContent = "";
+    try {
+      let q = ids.map((id) => "ids=" + encodeURIComponent(id)).join("&");
+      if (state.collection) q += "&collection=" + encodeURIComponent(state.collection);
+      const resp = await fetch("/v1/references?format=bibtex&" + q, { headers: headers() });
+      if (!resp.ok) throw new Error(await errorText(resp));
+      const text = await resp.text();
+      await copyText(text);
+      note.textContent = `Copied ${ids.length} BibTeX ${ids.length === 1 ? "entry" : "entries"}`;
+    } catch (e) {
+      note.textContent = "Could not copy: " + e.message;
+    }
+  });
+  row.appendChild(b);
+  row.appendChild(note);
+  return row;
+}
+
+async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return;
+    } catch (e) { /* denied: fall back below */ }
+  }
+  const area = el("textarea", "visually-hidden");
+  area.value = text;
+  document.body.appendChild(area);
+  area.select();
+  const ok = document.execCommand("copy");
+  area.remove();
+  if (!ok) throw new Error("the browser refused to copy");
 }
 
 function renderError(li, message) {
