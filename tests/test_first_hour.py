@@ -136,3 +136,13 @@ def test_serve_without_the_serve_extra_names_the_install_command(tmp_path: Path)
     assert r.returncode == 1
     assert "serving needs the serve extra (fastapi is missing)" in r.stderr
     assert "pip install -e '.[serve]'" in r.stderr and "assistant serve" in r.stderr
+
+
+def test_eval_outside_a_clone_says_where_the_question_sets_are(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "home", PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-m", "assistant", "eval", "run", "evals/questions/dev.jsonl"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 1
+    text = " ".join(r.stderr.split())
+    assert f"question file not found (relative to {tmp_path})" in text and "evals/ in a clone" in text
+    assert not (tmp_path / "home" / "index").exists()  # nothing built before the file was found missing
