@@ -264,11 +264,15 @@ def http_reference(schema: dict[str, Any]) -> str:
                 lines += [text, ""]
             params = op.get("parameters", [])
             if params:
-                lines += ["| parameter | in | type | required | description |", "|---|---|---|---|---|"]
+                lines += ["| parameter | in | type | required | default | constraints |", "|---|---|---|---|---|---|"]
                 for p in params:
-                    kind = _cell(_schema_type(p.get("schema", {})))
+                    s = p.get("schema", {})
+                    kind = _cell(_schema_type(s))
+                    default = _code(json.dumps(s["default"])) if "default" in s else ""
+                    limits = ", ".join(f"{k} {s[k]}" for k in ("minimum", "maximum", "pattern", "maxLength")
+                                       if k in s)
                     lines.append(f"| {_code(p['name'])} | {p.get('in', '')} | {kind} "
-                                 f"| {'yes' if p.get('required') else 'no'} | {_cell(p.get('description', ''))} |")
+                                 f"| {'yes' if p.get('required') else 'no'} | {default} | {_cell(limits)} |")
                 lines.append("")
             body = op.get("requestBody", {}).get("content", {})
             for media, spec in body.items():

@@ -124,12 +124,12 @@ def test_settings_reference_covers_every_field(pages: dict[str, str]) -> None:
     assert count >= 60
 
 
-def test_http_reference_covers_every_route(gen: Any, pages: dict[str, str]) -> None:
+def test_http_reference_covers_every_route(gen: Any, pages: dict[str, str], tmp_path: Path) -> None:
     from assistant.api import Assistant
     from assistant.server.app import create_app
     from assistant.settings import Settings
 
-    a = Assistant(Settings.load(env={"ASSISTANT_CONFIG": ""}, home=REPO / ".no-such-home-for-docs"))
+    a = Assistant(Settings.load(env={"ASSISTANT_CONFIG": ""}, home=tmp_path / "home"))
     try:
         app = create_app(a, warm=False)
     finally:
