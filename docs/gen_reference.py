@@ -24,8 +24,8 @@ CLI_NAME = "assistant"
 
 
 def _cell(text: Any) -> str:
-    """A Markdown table cell: one line, pipes escaped."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """A Markdown table cell: one line, pipes and angle brackets escaped (``<home>`` is text, not a tag)."""
+    return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _code(text: Any) -> str:
