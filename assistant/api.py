@@ -21,6 +21,7 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .answering.base import Answerer
+    from .collections import CollectionInfo
     from .index.embeddings import Embedder
     from .retrieval import HybridRetriever
 
@@ -42,7 +43,14 @@ class Assistant:
         self._chat_client: Any = None
         self._lock = threading.RLock()
         self.auto_sample = True
-        """Build the index from the bundled sample on first use when there is none."""
+        """Build the index from the bundled sample on first use when there is none (the default
+        collection only: a named one is filled by its user)."""
+        self._collection_seen = False
+
+    @property
+    def collection(self) -> str:
+        """The named collection this Assistant reads and writes (``Assistant(collection="x")``)."""
+        return self.settings.index.collection
 
     # -- components ----------------------------------------------------------------
     # Components are created on first use, under a lock so concurrent callers (the
@@ -96,10 +104,64 @@ class Assistant:
             if self._retriever is not None:
                 self._retriever.forget_exact()
 
+    # -- collections ---------------------------------------------------------------
+    def collections(self) -> list[CollectionInfo]:
+        """Every collection of this home (or Chroma server), the default one first."""
+        from . import collections
+
+        return collections.list_all(self.settings)
+
+    def collection_info(self, name: str | None = None) -> CollectionInfo:
+        """Papers, chunks and vectors of one collection (default: this Assistant's)."""
+        from . import collections
+
+        return collections.info(self.settings, name)
+
+    def create_collection(self, name: str) -> CollectionInfo:
+        from . import collections
+
+        return collections.create(self.settings, name)
+
+    def delete_collection(self, name: str) -> None:
+        """Remove a collection's papers and vectors; every other collection stays as it is."""
+        from . import collections
+
+        if collections.canonical(name) == self.collection:
+            self.index.release()
+        collections.delete(self.settings, name)
+
+    def rename_collection(self, old: str, new: str) -> None:
+        from . import collections
+
+        if collections.canonical(old) == self.collection:
+            self.index.release()
+        collections.rename(self.settings, old, new)
+
+    def use(self, collection: str) -> Assistant:
+        """Another Assistant, same settings, on ``collection``."""
+        from .collections import canonical
+
+        return Assistant(self.settings, collection=canonical(collection))
+
+    def _require_collection(self) -> None:
+        """A named collection must exist before it is read (the default one is built on first use)."""
+        if self.collection == "default" or self._collection_seen:
+            return
+        from .collections import require
+
+        require(self.settings)
+        self._collection_seen = True
+
     def ensure_index(self, progress: Reporter | None = None) -> None:
         """First use of a home never written to: build its index from the bundled sample so
         `ask` works right away. Only ask/chat call this. A home another ingest holds or has
         ever held (the lock file exists) never gets the sample: asking there is an error."""
+        self._require_collection()
+        if self.collection != "default":
+            if not self.index.exists() or self.index.catalogue.count()[0] == 0:
+                raise AssistantError(f"collection '{self.collection}' has no papers yet; add some with "
+                                     f"`assistant ingest -c {self.collection} SOURCES`")
+            return
         if not self.auto_sample or self.settings.server_mode:
             return
         if self.index.exists() and self.index.catalogue.count()[0] > 0:
@@ -120,6 +182,7 @@ class Assistant:
             raise
 
     def status(self) -> dict[str, Any]:
+        self._require_collection()
         with self.index.reading():
             out = self.index.status().to_dict()
             has_index = self.index.exists() or self.settings.server_mode
@@ -127,10 +190,12 @@ class Assistant:
             # sentences means an older home that the next ingest backfills.
             out["sentence_vectors"] = self.index.vectors.sentences.count() if has_index else 0
         out["home"] = str(self.settings.home)
+        out["collection"] = self.collection
         return out
 
     def papers(self, order: str = "title") -> list[Paper]:
         """The indexed papers (an empty list on a home with no index; never builds one)."""
+        self._require_collection()
         if not self.index.exists():
             return []
         return list(self.index.catalogue.iter_papers(order=order))
@@ -142,10 +207,14 @@ class Assistant:
             return None
         if self.index.exists() and self.index.catalogue.count()[0] > 0:
             return None
+        if self.collection != "default":
+            return (f"collection '{self.collection}' has no papers yet; add some with "
+                    f"`assistant ingest -c {self.collection} SOURCES`")
         return (f"no papers are indexed in {self.index.dir}: `assistant ask QUESTION` builds the bundled sample, "
                 "`assistant ingest SOURCES` adds your own papers")
 
     def get_paper(self, paper_id: str) -> Paper | None:
+        self._require_collection()
         if not self.index.exists():
             return None
         return self.index.catalogue.get(paper_id)
@@ -155,6 +224,7 @@ class Assistant:
         """Retrieval only: papers best first, no answer (nothing on a home with no index)."""
         query = _check_text(query, "query")
         _check_filters(k, since, until)
+        self._require_collection()
         if not self.index.exists() and not self.settings.server_mode:
             return []
         _ = self.index.catalogue  # a model mismatch is named before any query is embedded

@@ -76,11 +76,20 @@ class IndexSettings(_Section):
     chroma_port: int = Field(8000, ge=1, le=65535)
     chroma_timeout: float = Field(30.0, gt=0)
     """Seconds before a Chroma server request fails (never hang on a stopped server)."""
-    collection: str = Field("papers", min_length=1, max_length=63)
-    """Chroma collection name."""
+    collection: str = "default"
+    """The named collection (separate papers, vectors and BM25 in one home) that commands read and write;
+    `assistant collections list` shows them. "default" is the index a home had before collections
+    (Chroma collection "papers"; "papers" is accepted as its old name)."""
     sentence_vectors: bool = True
     """Embed every abstract sentence at ingest (collection NAME.sentences) so answerers score
     candidate sentences against the question with no model call; off = chunks only (faster ingest)."""
+
+    @field_validator("collection", mode="before")
+    @classmethod
+    def _collection_name(cls, value: Any) -> Any:
+        from .collection_names import check_name
+
+        return check_name(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IndexSettings:

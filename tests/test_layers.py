@@ -17,10 +17,11 @@ LAYERS: dict[str, int] = {
     "assistant.errors": 0, "assistant.records": 0, "assistant.text": 0, "assistant.runtime": 0,
     "assistant.contracts": 0,
     "assistant.settings": 0, "assistant.registry": 0, "assistant.data": 0, "assistant.prompts": 0,
+    "assistant.collection_names": 0,
     "assistant.llm": 1,  # the OpenAI-compatible transport, used by embeddings and answerers alike
     "assistant.readers": 2,
     "assistant.index": 3,
-    "assistant.retrieval": 4, "assistant.exact_search": 4,
+    "assistant.retrieval": 4, "assistant.exact_search": 4, "assistant.collections": 4,
     "assistant.answering": 5,
     "assistant.api": 6, "assistant.integrations": 6, "assistant": 6,
     "assistant.evaluation": 7, "assistant.server": 7,

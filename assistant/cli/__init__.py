@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import AssistantError
+from .options import CollectionOpt
 
 if TYPE_CHECKING:
     from ..api import Assistant
@@ -24,6 +25,15 @@ papers_app = typer.Typer(no_args_is_help=True, help="List, show and search index
 config_app = typer.Typer(no_args_is_help=True, help="Show the effective settings.")
 app.add_typer(papers_app, name="papers")
 app.add_typer(config_app, name="config")
+
+
+def _mount_collections() -> None:
+    from .collections_cmd import collections_app
+
+    app.add_typer(collections_app, name="collections")
+
+
+_mount_collections()
 
 ConfigOpt = typer.Option(None, "--config", help="TOML settings file (default: ASSISTANT_CONFIG).")
 
@@ -49,10 +59,13 @@ def ingest_cmd(
     rebuild: bool = typer.Option(False, "--rebuild", help="Drop the index and build it again."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another ingest holds the lock."),
     batch: int = typer.Option(256, "--batch", help="Papers written per crash-safe batch."),
+    collection: str | None = CollectionOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """Read, chunk, embed and index papers (incremental: unchanged papers are skipped)."""
-    a = _assistant(config)
+    """Read, chunk, embed and index papers (incremental: unchanged papers are skipped).
+
+    A collection named with -c that does not exist yet is created."""
+    a = _assistant(config, collection=collection)
     a.auto_sample = False
     from .progress import reporter
 
@@ -68,7 +81,8 @@ def ingest_cmd(
                          ("papers updated", report.updated), ("papers unchanged", report.unchanged),
                          ("records skipped", report.skipped), ("papers removed (prune)", report.removed),
                          ("chunks written", report.chunks_written),
-                         ("index now", f"{report.papers_total} papers, {report.chunks_total} chunks"),
+                         ("index now", f"{report.papers_total} papers, {report.chunks_total} chunks"
+                                       f" (collection {a.collection})"),
                          ("time", f"{report.seconds:.1f} s (embedding {report.embed_seconds:.1f} s)")]:
         t.add_row(label, str(value))
     _console(stderr=True).print(t)
@@ -84,9 +98,10 @@ def _hint_if_empty(a: Any, found: list[Any]) -> None:
 
 
 @app.command("status")
-def status_cmd(json_out: bool = typer.Option(False, "--json"), config: Path | None = ConfigOpt) -> None:
+def status_cmd(json_out: bool = typer.Option(False, "--json"), collection: str | None = CollectionOpt,
+               config: Path | None = ConfigOpt) -> None:
     """Where the index lives, how many papers and chunks, which embedding model."""
-    st = _assistant(config).status()
+    st = _assistant(config, collection=collection).status()
     if json_out:
         print(json.dumps(st, indent=2))
         return
@@ -100,9 +115,10 @@ def status_cmd(json_out: bool = typer.Option(False, "--json"), config: Path | No
 
 @papers_app.command("list")
 def papers_list(order: str = typer.Option("title", help="title | date | id"),
-                json_out: bool = typer.Option(False, "--json"), config: Path | None = ConfigOpt) -> None:
+                json_out: bool = typer.Option(False, "--json"), collection: str | None = CollectionOpt,
+                config: Path | None = ConfigOpt) -> None:
     """All indexed papers."""
-    a = _assistant(config)
+    a = _assistant(config, collection=collection)
     papers = a.papers(order=order)
     _hint_if_empty(a, papers)
     if json_out:
@@ -121,9 +137,9 @@ def papers_list(order: str = typer.Option("title", help="title | date | id"),
 
 @papers_app.command("show")
 def papers_show(paper_id: str, json_out: bool = typer.Option(False, "--json"),
-                config: Path | None = ConfigOpt) -> None:
+                collection: str | None = CollectionOpt, config: Path | None = ConfigOpt) -> None:
     """One paper's metadata and abstract."""
-    a = _assistant(config)
+    a = _assistant(config, collection=collection)
     p = a.get_paper(paper_id)
     if p is None:
         raise AssistantError(f"no paper with id '{paper_id}' (see `assistant papers list`)")
@@ -138,9 +154,10 @@ def papers_show(paper_id: str, json_out: bool = typer.Option(False, "--json"),
 @papers_app.command("search")
 def papers_search(query: str, k: int = typer.Option(10, "-k"), since: str | None = typer.Option(None),
                   until: str | None = typer.Option(None), mode: str = typer.Option("hybrid", help="hybrid|dense|bm25"),
-                  json_out: bool = typer.Option(False, "--json"), config: Path | None = ConfigOpt) -> None:
+                  json_out: bool = typer.Option(False, "--json"), collection: str | None = CollectionOpt,
+                  config: Path | None = ConfigOpt) -> None:
     """Retrieval only: the best-matching papers."""
-    a = _assistant(config)
+    a = _assistant(config, collection=collection)
     sources = a.search(query, k, since=since, until=until, mode=mode)
     _hint_if_empty(a, sources)
     if json_out:
@@ -190,10 +207,11 @@ def ask_cmd(
     quotes: bool = typer.Option(False, "--quotes", help="Show the supporting quote of each citation."),
     sources: bool = typer.Option(False, "--sources", help="Also list the retrieved papers."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Do not stream model output."),
+    collection: str | None = CollectionOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
     """Answer a question from the indexed papers, every sentence cited."""
-    a = _assistant(config)
+    a = _assistant(config, collection=collection)
     a.check_request(question, k=k, since=since, until=until)  # bad input fails before the index is built
     streams = a.answerer(backend).streams  # so does a backend that cannot run (no server configured)
     from .progress import reporter
@@ -219,11 +237,11 @@ def ask_cmd(
 
 @app.command("chat")
 def chat_cmd(backend: str | None = typer.Option(None, "--backend", help="extractive | openai"),
-             config: Path | None = ConfigOpt) -> None:
+             collection: str | None = CollectionOpt, config: Path | None = ConfigOpt) -> None:
     """Multi-turn chat: /sources /quotes /reset /help /quit; Ctrl-C stops an answer."""
     from .chat_repl import run_repl
 
-    run_repl(_assistant(config), backend=backend)
+    run_repl(_assistant(config, collection=collection), backend=backend)
 
 
 @app.command("serve")
@@ -239,12 +257,15 @@ def serve_cmd(
                                               help="Answers computed at once (default serve.max_concurrent)."),
     queue: int | None = typer.Option(None, "--queue",
                                      help="Requests that may wait for a slot before 503s (default serve.max_queue)."),
+    collection: str | None = CollectionOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """HTTP API, OpenAI-compatible /v1/chat/completions and the web chat at http://HOST:PORT/."""
+    """HTTP API, OpenAI-compatible /v1/chat/completions and the web chat at http://HOST:PORT/.
+
+    Every collection is served; -c sets the one requests get when they name none."""
     from ..server.options import make_options, serve
 
-    a = _assistant(config)
+    a = _assistant(config, collection=collection)
     serve(a, make_options(a.settings, host, port, token_file, allow_ingest, max_concurrent, queue))
 
 

@@ -48,7 +48,8 @@ def run_repl(assistant: Assistant, backend: str | None = None) -> None:
             session = PromptSession(history=FileHistory(str(hist)))
         except OSError:
             session = PromptSession()
-    con.print(f"[bold]Paper assistant[/bold] — {assistant.status()['papers']} papers, backend "
+    where = "" if assistant.collection == "default" else f" in collection {assistant.collection}"
+    con.print(f"[bold]Paper assistant[/bold] — {assistant.status()['papers']} papers{where}, backend "
               f"{chat.backend}. /help for commands, /quit to leave.")
     streaming = chat.backend == "openai"
     while True:

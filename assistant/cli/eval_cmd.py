@@ -14,6 +14,8 @@ from typing import Any
 
 import typer
 
+from .options import CollectionOpt
+
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate answers: metrics, judges, reports, CI gate.")
 
 ConfigOpt = typer.Option(None, "--config", help="TOML settings file (default: ASSISTANT_CONFIG).")
@@ -61,6 +63,7 @@ def run_cmd(
     no_embed: bool = typer.Option(False, "--no-embed", help="Judge and score without embeddings (lexical only)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    collection: str | None = CollectionOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
     """Ask every question, judge the answers, write reports, and apply the gate (exit 1 when it fails)."""
@@ -83,7 +86,7 @@ def run_cmd(
     thresholds = load_gate(gate) if gate else Gate()
     thresholds = thresholds.merged(Gate(parse_thresholds(minimum or [], "--min"),
                                         parse_thresholds(maximum or [], "--max")))
-    settings = Settings.load(config_file=config, llm=backend, top_k=k)
+    settings = Settings.load(config_file=config, llm=backend, top_k=k, collection=collection)
     a = Assistant(settings)
     from .progress import reporter
 

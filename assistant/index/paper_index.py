@@ -4,6 +4,7 @@ opened lazily and kept consistent with each other."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import threading
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..collection_names import DEFAULT, chroma_name
 from ..errors import IndexStateError
 from ..settings import Settings
 from .catalogue import Catalogue
@@ -89,6 +91,16 @@ class PaperIndex:
         return self.dir / "catalogue.sqlite"
 
     @property
+    def chroma_name(self) -> str:
+        """The Chroma collection (family prefix) holding this collection's vectors: named after the
+        collection, or embedded after a rename, the name recorded in its folder."""
+        if not self.settings.server_mode:
+            stored = stored_chroma_name(self.dir)
+            if stored:
+                return stored
+        return chroma_name(self.settings.index.collection)
+
+    @property
     def lock_path(self) -> Path:
         return self.dir / "ingest.lock"
 
@@ -149,7 +161,8 @@ class PaperIndex:
                 # Not while writing: a rebuild opens the store before it mends the catalogue.
                 followed = not (self.settings.server_mode or self._writing or not self.exists())
                 self._vectors_generation = self.catalogue.generation if followed else None
-                self._vectors = VectorStore(self.settings, self.dir / "chroma", self.settings.embedding_model_name)
+                self._vectors = VectorStore(self.settings, self.dir / "chroma", self.settings.embedding_model_name,
+                                            name=self.chroma_name)
             return self._vectors
 
     @contextlib.contextmanager
@@ -282,12 +295,32 @@ class PaperIndex:
 
 
 def index_dir(settings: Settings) -> Path:
-    """Embedded mode keeps everything under home/index; server mode keeps only the BM25
-    cache and the ingest lock locally, keyed by server and collection so two servers never mix."""
+    """Embedded mode keeps everything of a collection in one folder under home (home/index for the
+    default one); server mode keeps only the BM25 cache and the ingest lock locally, keyed by server
+    and collection so two servers never mix."""
     idx = settings.index
     if settings.server_mode:
-        tag = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{idx.chroma_host}_{idx.chroma_port}_{idx.collection}")
+        tag = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{idx.chroma_host}_{idx.chroma_port}_{chroma_name(idx.collection)}")
         return settings.home / f"index-server-{tag}"
-    if idx.collection != "papers":
-        return settings.home / f"index-{idx.collection}"
-    return settings.index_dir
+    return embedded_dir(settings, idx.collection)
+
+
+CHROMA_NAME_FILE = "collection.json"
+"""In an embedded collection's folder after a rename: the Chroma name its vectors were stored under."""
+
+
+def embedded_dir(settings: Settings, name: str) -> Path:
+    """An embedded collection's folder (``HOME/index`` for the default one)."""
+    return settings.index_dir if name == DEFAULT else settings.home / f"index-{name}"
+
+
+def stored_chroma_name(directory: Path) -> str | None:
+    """The Chroma name recorded in an embedded collection's folder by a rename, if any."""
+    path = directory / CHROMA_NAME_FILE
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("chroma_collection")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise IndexStateError(f"{path}: cannot read the collection's Chroma name ({exc})") from None
+    return value if isinstance(value, str) and value else None

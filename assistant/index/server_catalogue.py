@@ -53,7 +53,7 @@ class ServerCatalogue:
 
     def __init__(self, vectors: VectorStore) -> None:
         self.vectors = vectors
-        name = vectors.settings.index.collection
+        name = vectors.name
         self.papers_name = f"{name}.papers"
         self.meta_name = f"{name}.meta"
         self.path = vectors.where

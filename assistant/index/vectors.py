@@ -30,13 +30,15 @@ if TYPE_CHECKING:
 class VectorStore:
     """Chroma collection of chunk vectors; PersistentClient or HttpClient, same code path."""
 
-    def __init__(self, settings: Settings, persist_dir: Path, model_name: str) -> None:
+    def __init__(self, settings: Settings, persist_dir: Path, model_name: str, name: str = "papers") -> None:
+        """``name``: the Chroma collection of the chunk vectors (the collection's family prefix)."""
         ensure_offline()
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
         self.settings = settings
         self.model_name = model_name
+        self.name = name
         self._copy: Path | None = None
         """The private copy a read-only home is queried from (removed on close, else at exit)."""
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
@@ -77,7 +79,7 @@ class VectorStore:
     def collection(self, create: bool = False) -> Any:
         if self._collection is not None:
             return self._collection
-        name = self.settings.index.collection
+        name = self.name
         try:
             if create:
                 col = self.client.get_or_create_collection(
@@ -168,7 +170,7 @@ class VectorStore:
     def drop(self) -> None:
         self.sentences.drop()
         try:
-            self.client.delete_collection(self.settings.index.collection)
+            self.client.delete_collection(self.name)
         except Exception as exc:
             if "does not exist" not in str(exc).lower():
                 raise IndexStateError(_chroma_error(self.settings, Path(self.where), exc)) from None
@@ -180,7 +182,7 @@ class VectorStore:
         except IndexStateError:
             raise
         except Exception as exc:
-            if getattr(getattr(fn, "__self__", None), "name", None) == self.settings.index.collection:
+            if getattr(getattr(fn, "__self__", None), "name", None) == self.name:
                 # Another client's (or process's) `ingest --rebuild` dropped and re-made the collection.
                 self._collection = None
                 return self.retry_stale(exc, fn, lambda: self.collection(create=False), *args, **kwargs)
@@ -229,7 +231,7 @@ class SentenceStore:
 
     def __init__(self, vectors: VectorStore) -> None:
         self.vectors = vectors
-        self.name = f"{vectors.settings.index.collection}.sentences"
+        self.name = f"{vectors.name}.sentences"
         self._collection: Any = None
 
     def collection(self, create: bool = False) -> Any:

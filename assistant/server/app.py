@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
+from ..collection_names import NoSuchCollection
 from ..errors import AssistantError, BackendError, IndexStateError
 from ..records import Answer
 from . import openai_compat
@@ -155,6 +156,37 @@ class Shared:
         self.ingest_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self.ingesting = asyncio.Lock()
         self.started = time.time()
+        self.others: dict[str, Any] = {}
+        """Assistants of the collections other than the served one, opened on first request."""
+
+    def collection(self, name: str | None) -> Any:
+        """The Assistant answering from collection ``name`` (None: the served one)."""
+        from ..collections import canonical, require
+
+        served = self.assistant
+        name = canonical(name) if name else served.collection
+        if name == served.collection:
+            return served
+        with self.lock:
+            if name in self.others:
+                return self.others[name]
+        require(served.settings, name)
+        with self.lock:
+            if name not in self.others:
+                other = served.use(name)
+                other.auto_sample = False
+                self.others[name] = other
+            return self.others[name]
+
+    def chat_collection(self, req: ChatRequest) -> str:
+        """The collection a chat request asks for: ``collection``, else its model ``paper-assistant:NAME``."""
+        from ..collection_names import MODEL_PREFIX, from_model
+
+        served = self.assistant.collection
+        by_model = from_model(req.model, served)
+        if req.collection and req.model.startswith(MODEL_PREFIX + ":") and by_model != req.collection:
+            raise ApiError(422, f"model '{req.model}' and collection '{req.collection}' name different collections")
+        return req.collection or by_model
 
     def warm(self) -> None:
         a = self.assistant
@@ -166,29 +198,34 @@ class Shared:
                 a.search("warm up the model and the index", 1)
 
     def ask(self, req: AskRequest) -> Answer:
-        return self.assistant.ask(req.question, k=req.k, since=req.since, until=req.until, backend=req.backend)
+        return self.collection(req.collection).ask(req.question, k=req.k, since=req.since, until=req.until,
+                                                   backend=req.backend)
 
     def chat(self, req: ChatRequest) -> Answer:
         from ..api import ChatSession
 
         turns = req.turns()
-        session = ChatSession(self.assistant, backend=req.backend)
+        session = ChatSession(self.collection(self.chat_collection(req)), backend=req.backend)
         session.history = openai_compat.history_from_messages(turns[:-1])
         return session.ask(turns[-1]["text"], k=req.k, since=req.since, until=req.until)
 
-    def ingest(self, path: Path) -> Any:
+    def ingest(self, path: Path, collection: str | None = None) -> Any:
         """A separate Assistant (own SQLite connection) writes; the serving one sees the new
         generation and reloads BM25, its vector store and its exact-search vectors on its next
         question (the exact-search vectors are forgotten here too, at once)."""
         from ..api import Assistant
+        from ..collections import canonical
 
-        writer = Assistant(self.assistant.settings)
+        name = canonical(collection) if collection else self.assistant.collection
+        writer = Assistant(self.assistant.settings, collection=name)
         writer.auto_sample = False
         try:
             return writer.ingest([path])
         finally:
             writer.index.release()  # its Chroma client too, or the serving index never reloads
-            self.assistant.retriever.forget_exact()
+            reader = self.assistant if name == self.assistant.collection else self.others.get(name)
+            if reader is not None:
+                reader.retriever.forget_exact()
 
 
 async def parse_body(request: Request, model: type[BaseModel]) -> Any:
@@ -259,6 +296,7 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
     @app.exception_handler(AssistantError)
     async def _assistant_error(_: Request, exc: AssistantError) -> JSONResponse:
         status = 503 if isinstance(exc, IndexStateError) else 502 if isinstance(exc, BackendError) else 400
+        status = 404 if isinstance(exc, NoSuchCollection) else status
         return error_response(status, str(exc))
 
     @app.exception_handler(Exception)
@@ -282,19 +320,26 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
         return {"status": "ok", "papers": papers, "chunks": chunks, "llm": a.settings.llm.backend,
                 "embedding": a.settings.embedding_model_name, "token_required": bool(options.token),
                 "ingest": bool(options.allow_ingest or options.token), "answers": shared.answers.stats(),
-                "uptime_s": round(time.time() - shared.started, 1)}
+                "uptime_s": round(time.time() - shared.started, 1), "collection": a.collection}
 
     @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": openai_compat.MODEL_NAME, "object": "model",
-                                            "created": int(shared.started), "owned_by": "paper-assistant"}]}
+    def models() -> dict[str, Any]:
+        """One model per collection: ``paper-assistant`` is the served one, ``paper-assistant:NAME`` the others."""
+        from ..collections import model_id, names
+
+        served = shared.assistant.collection
+        listed = [served, *(n for n in names(shared.assistant.settings) if n != served)]
+        return {"object": "list", "data": [{"id": model_id(n, served), "object": "model", "collection": n,
+                                            "created": int(shared.started), "owned_by": "paper-assistant"}
+                                           for n in listed]}
 
     # -- papers and search ---------------------------------------------------------------
     @app.get("/v1/papers")
     def papers(request: Request, order: str = Query("title", pattern="^(title|date|id)$"),
-               limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> dict[str, Any]:
-        only_params(request, "order", "limit", "offset")
-        a = shared.assistant
+               limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+               collection: str | None = None) -> dict[str, Any]:
+        only_params(request, "order", "limit", "offset", "collection")
+        a = shared.collection(collection)
         if not a.index.exists():
             return {"total": 0, "papers": []}
         total = a.index.catalogue.count()[0]
@@ -307,9 +352,9 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
         return {"total": total, "offset": offset, "papers": out}
 
     @app.get("/v1/papers/{paper_id:path}")
-    def paper(request: Request, paper_id: str) -> dict[str, Any]:
-        only_params(request)
-        p = shared.assistant.get_paper(paper_id)
+    def paper(request: Request, paper_id: str, collection: str | None = None) -> dict[str, Any]:
+        only_params(request, "collection")
+        p = shared.collection(collection).get_paper(paper_id)
         if p is None:
             raise ApiError(404, f"no paper with id '{paper_id}'")
         return {**p.to_dict(), "url": paper_summary(p)["url"]}
@@ -317,12 +362,13 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
     @app.get("/v1/search")
     async def search(request: Request, q: str = Query(..., min_length=1, max_length=4000),
                      k: int = Query(10, ge=1, le=100), since: str | None = None, until: str | None = None,
-                     mode: str = Query("hybrid", pattern="^(hybrid|dense|bm25)$")) -> dict[str, Any]:
-        only_params(request, "q", "k", "since", "until", "mode")
+                     mode: str = Query("hybrid", pattern="^(hybrid|dense|bm25)$"),
+                     collection: str | None = None) -> dict[str, Any]:
+        only_params(request, "q", "k", "since", "until", "mode", "collection")
         if not q.strip():
             raise ApiError(422, "q: the query is empty")
         sources = await shared.answers.run(
-            lambda: shared.assistant.search(q, k, since=since, until=until, mode=mode))
+            lambda: shared.collection(collection).search(q, k, since=since, until=until, mode=mode))
         return {"query": q, "results": [{**s.to_dict(), "date": s.paper.date} for s in sources]}
 
     # -- answers -------------------------------------------------------------------------
@@ -339,17 +385,20 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
         req: ChatRequest = await parse_body(request, ChatRequest)
         answer = await shared.answers.run(shared.chat, req)
         prompt = req.messages[-1].text
+        from ..collection_names import model_id
+
+        model = model_id(shared.chat_collection(req), shared.assistant.collection)
         if req.stream:
             usage = bool((req.stream_options or {}).get("include_usage"))
-            return StreamingResponse(openai_compat.stream_events(answer, prompt, include_usage=usage),
+            return StreamingResponse(openai_compat.stream_events(answer, prompt, include_usage=usage, model=model),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        return JSONResponse(openai_compat.completion(answer, prompt))
+        return JSONResponse(openai_compat.completion(answer, prompt, model=model))
 
     # -- ingest --------------------------------------------------------------------------
     @app.post("/v1/ingest")
     async def ingest(request: Request) -> dict[str, Any]:
-        only_params(request, "format")
+        only_params(request, "format", "collection")
         if not (options.token or options.allow_ingest):
             raise ApiError(403, "ingest is off: start the server with --token-file FILE (and send the token) "
                                 "or with --allow-ingest")
@@ -369,7 +418,8 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
                 path = Path(tmp) / f"http-ingest-{time.strftime('%Y%m%dT%H%M%S')}{INGEST_FORMATS[fmt]}"
                 path.write_bytes(body)
                 loop = asyncio.get_running_loop()
-                report = await loop.run_in_executor(shared.ingest_pool, shared.ingest, path)
+                report = await loop.run_in_executor(shared.ingest_pool, shared.ingest, path,
+                                                    request.query_params.get("collection"))
         out = report.to_dict()
         out["problems"] = [p.replace(str(path), "body") for p in out["problems"]]
         out["warnings"] = [w.replace(str(path), "body") for w in out["warnings"]]

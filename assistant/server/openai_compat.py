@@ -99,12 +99,12 @@ def _usage(prompt: str, answer_text: str) -> dict[str, int]:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-def completion(answer: Answer, prompt: str) -> dict[str, Any]:
+def completion(answer: Answer, prompt: str, model: str = MODEL_NAME) -> dict[str, Any]:
     cites = citation_dicts(answer)
     text = message_text(answer, cites)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-        "model": MODEL_NAME,
+        "model": model,
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant", "content": text, "citations": cites}}],
         "usage": _usage(prompt, text),
@@ -113,13 +113,13 @@ def completion(answer: Answer, prompt: str) -> dict[str, Any]:
 
 
 def stream_events(answer: Answer, prompt: str, words_per_chunk: int = 4,
-                  include_usage: bool = False) -> Iterator[str]:
+                  include_usage: bool = False, model: str = MODEL_NAME) -> Iterator[str]:
     """Server-sent events: role, the text in small deltas, the references, then a final chunk
     with the structured citations and the Answer JSON, then ``[DONE]``."""
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL_NAME,
+        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
@@ -133,7 +133,7 @@ def stream_events(answer: Answer, prompt: str, words_per_chunk: int = 4,
         yield chunk({"content": "\n\n" + refs})
     yield chunk({}, "stop", citations=cites, refused=answer.refused, paper_assistant=answer.to_dict())
     if include_usage:
-        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL_NAME,
+        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": [], "usage": _usage(prompt, message_text(answer, cites))}
         yield f"data: {json.dumps(body)}\n\n"
     yield "data: [DONE]\n\n"

@@ -28,6 +28,15 @@ class Filters(BaseModel):
     since: DateBound = Field(None, description="Only papers dated on/after YYYY[-MM[-DD]].")
     until: DateBound = Field(None, description="Only papers dated on/before YYYY[-MM[-DD]].")
     backend: str | None = Field(None, description="Answer backend by registered name (default: settings).")
+    collection: str | None = Field(None, description="Named collection to answer from (default: the served one; "
+                                                     "in chat completions also the model paper-assistant:NAME).")
+
+    @field_validator("collection")
+    @classmethod
+    def _collection(cls, v: str | None) -> str | None:
+        from ..collection_names import check_name
+
+        return None if v is None else check_name(v)
 
     @field_validator("backend")
     @classmethod

@@ -9,6 +9,8 @@ const state = {
   papers: new Map(),     // paper_id -> paper JSON (abstract included), fetched on demand
   busy: false,
   opener: null,          // the button that opened the paper panel (focus returns there)
+  model: "paper-assistant",  // the collection answers come from, as its OpenAI model id (/v1/models)
+  collection: null,      // its collection name (null: the one the server serves by default)
 };
 
 function headers(extra) {
@@ -47,7 +49,38 @@ async function connect() {
   $("token-view").hidden = true;
   $("chat-view").hidden = false;
   $("question").focus();
+  loadCollections();
 }
+
+// -- the collection picker: one OpenAI model per collection ------------------------------
+async function loadCollections() {
+  let body;
+  try {
+    const resp = await fetch("/v1/models", { headers: headers() });
+    if (!resp.ok) return;
+    body = await resp.json();
+  } catch (e) {
+    return;
+  }
+  const sel = $("collection");
+  sel.textContent = "";
+  for (const m of body.data || []) {
+    const opt = el("option", null, m.collection || m.id);
+    opt.value = m.id;
+    opt.dataset.collection = m.collection || "";
+    sel.appendChild(opt);
+  }
+  sel.value = state.model;
+  if (sel.selectedIndex < 0 && sel.options.length) sel.selectedIndex = 0;
+}
+
+$("collection").addEventListener("change", () => {
+  const opt = $("collection").selectedOptions[0];
+  state.model = opt ? opt.value : "paper-assistant";
+  state.collection = opt && opt.dataset.collection ? opt.dataset.collection : null;
+  state.papers.clear();
+  $("reset").click();  // another collection's papers: a new conversation
+});
 
 function showTokenView(message) {
   $("chat-view").hidden = true;
@@ -160,7 +193,9 @@ function renderError(li, message) {
 // -- the paper panel ---------------------------------------------------------------------
 async function fetchPaper(id) {
   if (state.papers.has(id)) return state.papers.get(id);
-  const resp = await fetch("/v1/papers/" + encodeURIComponent(id).replace(/%2F/g, "/"), { headers: headers() });
+  const query = state.collection ? "?collection=" + encodeURIComponent(state.collection) : "";
+  const resp = await fetch("/v1/papers/" + encodeURIComponent(id).replace(/%2F/g, "/") + query,
+                           { headers: headers() });
   if (!resp.ok) throw new Error(await errorText(resp));
   const paper = await resp.json();
   state.papers.set(id, paper);
@@ -236,7 +271,7 @@ async function ask(question) {
   li.setAttribute("aria-busy", "true");
   const live = el("div", "text");
   li.appendChild(live);
-  const body = { model: "paper-assistant", stream: true,
+  const body = { model: state.model, stream: true,
                  messages: state.messages.concat([{ role: "user", content: question }]) };
   const since = $("since").value.trim();
   const until = $("until").value.trim();
