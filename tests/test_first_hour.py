@@ -146,3 +146,12 @@ def test_eval_outside_a_clone_says_where_the_question_sets_are(tmp_path: Path) -
     text = " ".join(r.stderr.split())
     assert f"question file not found (relative to {tmp_path})" in text and "evals/ in a clone" in text
     assert not (tmp_path / "home" / "index").exists()  # nothing built before the file was found missing
+
+
+def test_papers_in_an_empty_named_collection_names_the_ingest_command(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "home")
+    r = run_cli(env, "collections", "create", "rlhf")
+    assert r.returncode == 0, r.stderr
+    r = run_cli(env, "papers", "list", "-c", "rlhf")
+    assert r.returncode == 0, r.stderr
+    assert "collection 'rlhf' has no papers yet" in r.stderr and "assistant ingest -c rlhf SOURCES" in r.stderr
