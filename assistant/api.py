@@ -279,6 +279,19 @@ class Assistant:
             return []
         return list(self.index.catalogue.iter_papers(order=order))
 
+    def empty_index_hint(self) -> str | None:
+        """When no papers are indexed, one line naming the next command to run (``papers`` and
+        ``search`` show an empty index as it is, and an empty table alone leaves a newcomer stuck)."""
+        if self.settings.server_mode:
+            return None
+        if self.index.exists() and self.index.catalogue.count()[0] > 0:
+            return None
+        if self.collection != "default":
+            return (f"collection '{self.collection}' has no papers yet; add some with "
+                    f"`assistant ingest -c {self.collection} SOURCES`")
+        return (f"no papers are indexed in {self.index.dir}: `assistant ask QUESTION` builds the bundled sample, "
+                "`assistant ingest SOURCES` adds your own papers")
+
     def get_paper(self, paper_id: str) -> Paper | None:
         self._require_collection()
         if not self.index.exists():

@@ -132,6 +132,13 @@ def add_cmd(
         raise typer.Exit(1)
 
 
+def _hint_if_empty(a: Any, found: list[Any]) -> None:
+    """Nothing found on an empty index: say on stderr what to run next (stdout stays the result)."""
+    hint = None if found else a.empty_index_hint()
+    if hint:
+        print(hint, file=sys.stderr)
+
+
 @app.command("status")
 def status_cmd(json_out: bool = typer.Option(False, "--json"), collection: str | None = CollectionOpt,
                config: Path | None = ConfigOpt) -> None:
@@ -153,7 +160,9 @@ def papers_list(order: str = typer.Option("title", help="title | date | id"),
                 json_out: bool = typer.Option(False, "--json"), collection: str | None = CollectionOpt,
                 config: Path | None = ConfigOpt) -> None:
     """All indexed papers."""
-    papers = _assistant(config, collection=collection).papers(order=order)
+    a = _assistant(config, collection=collection)
+    papers = a.papers(order=order)
+    _hint_if_empty(a, papers)
     if json_out:
         print(json.dumps([p.to_dict() for p in papers], ensure_ascii=False))
         return
@@ -190,7 +199,9 @@ def papers_search(query: str, k: int = typer.Option(10, "-k"), since: str | None
                   json_out: bool = typer.Option(False, "--json"), collection: str | None = CollectionOpt,
                   config: Path | None = ConfigOpt) -> None:
     """Retrieval only: the best-matching papers."""
-    sources = _assistant(config, collection=collection).search(query, k, since=since, until=until, mode=mode)
+    a = _assistant(config, collection=collection)
+    sources = a.search(query, k, since=since, until=until, mode=mode)
+    _hint_if_empty(a, sources)
     if json_out:
         print(json.dumps([s.to_dict() for s in sources], ensure_ascii=False))
         return
@@ -265,11 +276,11 @@ def ask_cmd(
     a = _assistant(config, collection=collection)
     a.check_request(question, k=k, since=since, until=until)  # bad input fails before the index is built
     _check_format(cite)
+    streams = a.answerer(backend).streams  # so does a backend that cannot run (no server configured)
     from .progress import reporter
 
     with reporter(not json_out) as rep:
         a.ensure_index(progress=rep)
-    streams = a.answerer(backend).streams
     streaming = streams and not json_out and not no_stream and sys.stdout.isatty()
     on_token = (lambda tok: print(tok, end="", flush=True)) if streaming else None
     ans = a.ask(question, k=k, since=since, until=until, backend=backend, on_token=on_token)

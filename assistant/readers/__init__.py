@@ -65,7 +65,8 @@ def iter_source_files(paths: Iterable[str | Path], problems: list[Problem] | Non
                 problems.append(Problem(str(path), None, f"unsupported file type '{path.suffix or '(none)'}'; "
                                                          f"supported: {', '.join(sorted(SUPPORTED))}"))
         elif problems is not None:
-            problems.append(Problem(str(path), None, "no such file or folder"))
+            problems.append(Problem(str(path), None, "no such file or folder; check the path and run "
+                                                     "`assistant ingest PATH` again (files or folders)"))
 
 
 def _walk(top: Path, problems: list[Problem] | None) -> list[Path]:

@@ -95,8 +95,9 @@ def serve(assistant: Any, options: ServeOptions) -> None:
 
         from .app import create_app
     except ImportError as exc:
-        raise AssistantError(f"serving needs the serve extra ({exc.name} is missing): "
-                             "pip install 'paper-assistant[serve]'") from None
+        raise AssistantError(f"serving needs the serve extra ({exc.name or exc} is missing): "
+                             "pip install -e '.[serve]' in a clone (pip install 'paper-assistant[serve]' otherwise), "
+                             "then run `assistant serve` again") from None
     app = create_app(assistant, options)
     where = f"http://{options.host}:{options.port}/"
     guard = "bearer token required" if options.token else "no token (loopback)"
