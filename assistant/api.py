@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,11 +96,89 @@ class Assistant:
     # -- index ---------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], *, prune: bool = False, rebuild: bool = False,
                wait: bool = True, progress: Reporter | None = None,
-               batch_papers: int = 256, after_batch: Callable[[int], None] | None = None) -> IngestReport:
-        """Read, chunk, embed and store papers; incremental and safe to re-run."""
+               batch_papers: int = 256, after_batch: Callable[[int], None] | None = None,
+               names: Mapping[str, str] | None = None, replace: bool = False,
+               zotero_collection: str | None = None) -> IngestReport:
+        """Read, chunk, embed and store papers; incremental and safe to re-run. ``names`` and
+        ``replace``: see :func:`assistant.index.ingest.ingest` (the server's upload upsert). A Zotero
+        library (zotero.sqlite or its data folder) is read from a copy; ``zotero_collection`` takes
+        one of its collections (with subcollections)."""
         try:
             return ingest(self.index, list(paths), prune=prune, rebuild=rebuild, wait=wait,
-                          reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch)
+                          reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch,
+                          names=names, replace=replace, zotero_collection=zotero_collection)
+        finally:
+            if self._retriever is not None:
+                self._retriever.forget_exact()
+
+    def add(self, ids: Sequence[str] = (), *, search: str | None = None, max_results: int = 50,
+            progress: Reporter | None = None, wait: bool = True) -> AddReport:
+        """Add papers from arXiv by id or URL (``2401.01234``, ``hep-th/9901001v2``,
+        ``https://arxiv.org/abs/2402.00001``) and/or the first ``max_results`` hits of a search,
+        through the same incremental ingest as files: a re-run skips what is indexed and unchanged.
+        Unreachable API: ArxivUnreachable, and nothing is changed."""
+        from .sources import arxiv
+
+        refs = [arxiv.parse_ref(i) for i in ids]  # every id is checked before any request
+        if search is not None and not search.strip():
+            raise AssistantError("the arXiv search (--search) is empty")
+        if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
+            raise AssistantError(f"max_results (--max) must be a whole number of at least 1, got {max_results!r}")
+        if not refs and search is None:
+            raise AssistantError("nothing to add: give arXiv ids or URLs, or --search QUERY")
+        reporter = progress or SilentReporter()
+        src = self.settings.sources
+        out = AddReport(requested=len(refs))
+        refs = list(dict.fromkeys(refs))
+        have = self.index.catalogue.get_many([r.id for r in refs]) if refs and self.index.exists() else {}
+        todo = []
+        for ref in refs:
+            old = have.get(ref.id)
+            if old is not None and ref.version and old.extra.get("version") == ref.version:
+                out.skipped += 1  # that exact version is indexed: no request needed
+            else:
+                todo.append(ref)
+        client = arxiv.ArxivClient(src, on_wait=reporter.message)
+        fetched = arxiv.Fetched()
+        if todo:
+            fetched = arxiv.fetch_ids(client, todo, page_size=src.arxiv_page_size,
+                                      max_abstract_chars=self.settings.index.max_abstract_chars)
+        if search is not None:
+            try:
+                found = arxiv.search(client, search, max_results, page_size=src.arxiv_page_size,
+                                     max_abstract_chars=self.settings.index.max_abstract_chars,
+                                     on_page=lambda n, total: reporter.message(
+                                         f"  {n} result(s) so far" + (f" of {total}" if total is not None else "")))
+            except AssistantError as exc:
+                if not fetched.papers:
+                    raise
+                found = arxiv.Fetched(error=str(exc))
+            known = {p.paper_id for p in fetched.papers}
+            fetched.papers.extend(p for p in found.papers if p.paper_id not in known)
+            fetched.problems.extend(found.problems)
+            fetched.warnings.extend(found.warnings)
+            fetched.error = fetched.error or found.error
+        out.not_found, out.problems, out.warnings = fetched.not_found, fetched.problems, fetched.warnings
+        out.error = fetched.error
+        out.fetched = len(fetched.papers)
+        if fetched.papers:
+            from .readers import ReadResult
+
+            result = ReadResult(papers=fetched.papers, entries=len(fetched.papers),
+                                complete_files={arxiv.provenance_key(p.paper_id) for p in fetched.papers})
+            known_ids = set(self.index.catalogue.known_ids([p.paper_id for p in fetched.papers])
+                            if self.index.exists() else ())
+            out.ingest = self._ingest_read(result, wait=wait, progress=reporter)
+            out.added = [p.paper_id for p in fetched.papers if p.paper_id not in known_ids]
+            out.updated = out.ingest.updated
+            out.skipped += len(fetched.papers) - len(out.added) - out.updated
+        return out
+
+    def _ingest_read(self, result: Any, *, wait: bool, progress: Reporter) -> IngestReport:
+        from .index.ingest import ingest_read
+
+        try:
+            return ingest_read(self.index, result, wait=wait, reporter=progress)
         finally:
             if self._retriever is not None:
                 self._retriever.forget_exact()
@@ -200,11 +279,47 @@ class Assistant:
             return []
         return list(self.index.catalogue.iter_papers(order=order))
 
+    def empty_index_hint(self) -> str | None:
+        """When no papers are indexed, one line naming the next command to run (``papers`` and
+        ``search`` show an empty index as it is, and an empty table alone leaves a newcomer stuck)."""
+        if self.settings.server_mode:
+            return None
+        if self.index.exists() and self.index.catalogue.count()[0] > 0:
+            return None
+        if self.collection != "default":
+            return (f"collection '{self.collection}' has no papers yet; add some with "
+                    f"`assistant ingest -c {self.collection} SOURCES`")
+        return (f"no papers are indexed in {self.index.dir}: `assistant ask QUESTION` builds the bundled sample, "
+                "`assistant ingest SOURCES` adds your own papers")
+
     def get_paper(self, paper_id: str) -> Paper | None:
         self._require_collection()
         if not self.index.exists():
             return None
         return self.index.catalogue.get(paper_id)
+
+    def export(self, paper_ids: Sequence[str] | None = None, fmt: str = "bibtex") -> str:
+        """References of the indexed papers ``paper_ids`` (all papers when empty) as
+        bibtex | ris | csl-json | markdown (export.py)."""
+        from .export import FORMATS, export
+
+        if fmt not in FORMATS:
+            raise AssistantError(f"unknown reference format '{fmt}' (one of {', '.join(FORMATS)})")
+        if not paper_ids:
+            return export(self.papers(order="id"), fmt)
+        ids = list(dict.fromkeys(paper_ids))
+        found = self.index.catalogue.get_many(ids) if self.index.exists() else {}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise AssistantError(f"no paper with id {', '.join(repr(m) for m in missing[:5])}"
+                                 f"{' and more' if len(missing) > 5 else ''} (see `assistant papers list`)")
+        return export([found[i] for i in ids], fmt)
+
+    def references(self, answer: Answer | Sequence[Answer], fmt: str = "bibtex") -> str:
+        """The papers an answer (or several) cites, in order of first citation, as references."""
+        from .export import export
+
+        return export(cited_papers([answer] if isinstance(answer, Answer) else list(answer)), fmt)
 
     def search(self, query: str, k: int | None = None, *, since: str | int | None = None,
                until: str | int | None = None, mode: str = "hybrid") -> list[Source]:
@@ -289,6 +404,45 @@ class Assistant:
         return AssistantQueryEngine(self, k, since=since, until=until, backend=backend)
 
 
+@dataclass
+class AddReport:
+    """What ``Assistant.add`` did: papers added, updated (a new version or changed metadata),
+    skipped (indexed and unchanged), not found on arXiv, and whether fetching stopped part-way."""
+
+    requested: int = 0
+    fetched: int = 0
+    added: list[str] = field(default_factory=list)
+    updated: int = 0
+    skipped: int = 0
+    not_found: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    """Why fetching stopped part-way; the papers fetched before were added (run again to go on)."""
+    ingest: IngestReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.not_found and not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requested": self.requested, "fetched": self.fetched, "added": len(self.added),
+                "updated": self.updated, "skipped": self.skipped, "added_ids": self.added,
+                "not_found": self.not_found, "problems": self.problems, "warnings": self.warnings,
+                "error": self.error, "papers_total": self.ingest.papers_total if self.ingest else None}
+
+
+def cited_papers(answers: Sequence[Answer]) -> list[Paper]:
+    """The full records of the papers the answers cite, each once, in order of first citation."""
+    out: dict[str, Paper] = {}
+    for ans in answers:
+        by_id = {s.paper.paper_id: s.paper for s in ans.sources}
+        for pid in ans.cited_papers:
+            if pid not in out and pid in by_id:
+                out[pid] = by_id[pid]
+    return list(out.values())
+
+
 _FOLLOW_UP = re.compile(r"\b(it|its|they|their|them|this|that|these|those|the (method|paper|approach|model|work))\b",
                         re.IGNORECASE)
 
@@ -330,6 +484,23 @@ class ChatSession:
             topic = prev.citations[0].title if prev.citations and not prev.refused else prev_q
             return f"{question} ({topic})"
         return question
+
+    def export(self, path: str | Path, fmt: str | None = None) -> int:
+        """Write the references cited in this conversation to ``path`` (format from its suffix:
+        .bib .ris .json .md, else BibTeX); returns how many. Written whole or not at all."""
+        from .export import format_for
+
+        papers = cited_papers([a for _, a in self.history])
+        text = self.assistant.references([a for _, a in self.history], fmt or format_for(str(path)))
+        target = Path(path).expanduser()
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise AssistantError(f"{target}: cannot write the references ({exc.strerror or exc})") from None
+        return len(papers)
 
     def ask(self, question: str, *, on_token: Callable[[str], None] | None = None, **kwargs: Any) -> Answer:
         """Retrieve and answer with the standalone form (the backend sees no history);
@@ -383,4 +554,4 @@ def _check_filters(k: object, since: object, until: object) -> None:
                              "(expected YYYY, YYYY-MM or YYYY-MM-DD)")
 
 
-__all__ = ["REFUSAL", "Assistant", "ChatSession", "Reporter", "SilentReporter", "IngestReport"]
+__all__ = ["REFUSAL", "AddReport", "Assistant", "ChatSession", "Reporter", "SilentReporter", "IngestReport"]

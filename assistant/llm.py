@@ -56,14 +56,21 @@ class OpenAICompatible:
     """One server connection: base URL and key from Settings, the shared retry policy,
     the whole-request deadline and one-line error messages."""
 
-    needs_key_message = "the openai backend needs OPENAI_API_KEY (or set OPENAI_BASE_URL to a local server)"
+    needs_key_message = ("the openai backend needs OPENAI_API_KEY (or set OPENAI_BASE_URL to a local server): "
+                         "export OPENAI_BASE_URL=http://127.0.0.1:8080/v1 ASSISTANT_LLM_MODEL=local, or unset "
+                         "ASSISTANT_LLM for the offline default")
+
+    @classmethod
+    def check_configured(cls, settings: Settings) -> None:
+        """Neither a server nor a key: fail before any slow work (building an index) with the fix."""
+        if not settings.llm.base_url.strip() and not settings.llm.api_key.get_secret_value():
+            raise BackendError(cls.needs_key_message)
 
     def __init__(self, settings: Settings, *, backoff: float = 0.5) -> None:
         self.settings = settings
         self.backoff = backoff
         base = settings.llm.base_url.strip().rstrip("/")
-        if not base and not settings.llm.api_key.get_secret_value():
-            raise BackendError(self.needs_key_message)
+        self.check_configured(settings)
         # Always explicit: the openai package would otherwise read OPENAI_BASE_URL /
         # OPENAI_API_KEY itself, bypassing Settings (the one place that reads the env).
         self.base_url = base or OPENAI_DEFAULT_URL

@@ -177,7 +177,7 @@ class Citation:
 
 @dataclass
 class Answer:
-    """A checked answer. ``to_dict`` is the stable JSON contract (README: JSON schema)."""
+    """A checked answer. ``to_dict`` is the stable JSON contract (docs/asking.md; modelled in contracts.py)."""
 
     question: str
     text: str

@@ -227,6 +227,37 @@ class ServeSettings(_Section):
     """Seconds a queued request waits for a slot before a 503 with Retry-After."""
     max_ingest_bytes: int = Field(50_000_000, ge=1024)
     """Largest POST /v1/ingest body (JSONL or BibTeX)."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Extra names the server answers to in the ``Host`` header, besides loopback names and the bound
+    host (comma-separated in the environment); ``*`` turns the check off (behind a trusted proxy)."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Web origins (``https://chat.example``) besides the server's own that may POST; ``*`` = any."""
+    header_timeout: float = Field(10.0, gt=0)
+    """Seconds a client has to send a request's headers (connection opened or previous answer sent)."""
+    body_timeout: float = Field(30.0, gt=0)
+    """Seconds the server waits for the next piece of a request body before answering 408."""
+    keep_alive_timeout: float = Field(5.0, gt=0)
+    """Seconds an idle keep-alive connection stays open."""
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+
+
+class SourcesSettings(_Section):
+    """Remote catalogues papers are added from (`assistant add`)."""
+
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    """The arXiv API (Atom) endpoint; tests point it at a loopback server."""
+    arxiv_delay: float = Field(3.0, ge=0)
+    """Seconds between two arXiv API requests; the API's terms of use ask for 3 (lower only for a local mirror)."""
+    arxiv_timeout: float = Field(30.0, gt=0)
+    """Seconds one arXiv API request may take before it fails (never hang on a stalled connection)."""
+    arxiv_retries: int = Field(4, ge=0, le=20)
+    """Retries of a request answered 429/503 (or cut off), waiting Retry-After or a doubling backoff."""
+    arxiv_page_size: int = Field(100, ge=1, le=2000)
+    """Results asked per request (search pages and id batches)."""
 
 
 #: Documented short names -> (section, field). One table serves env vars, TOML keys
@@ -243,6 +274,7 @@ FLAT: dict[str, tuple[str, str]] = {
     **{f"llm_{name}": ("llm", name) for name in ("structured", "evidence_papers", "evidence_sentences",
                                                  "evidence_chars", "min_support", "refusal_fallback",
                                                  "require_evidence")},
+    **{name: ("sources", name) for name in SourcesSettings.model_fields},
 }
 #: Well-known variables accepted besides the ``ASSISTANT_`` ones.
 ENV_ALIASES = {
@@ -251,7 +283,7 @@ ENV_ALIASES = {
     "chroma_host": "CHROMA_HOST",
     "chroma_port": "CHROMA_PORT",
 }
-SECTIONS = ("index", "retrieval", "llm", "extractive", "judge", "serve")
+SECTIONS = ("index", "retrieval", "llm", "extractive", "judge", "serve", "sources")
 TOP_LEVEL = ("home", "config_file", "cache_dir")
 #: ``ASSISTANT_*`` variables that are not settings but are read by the project's own tests, CI and
 #: scripts: never reported as misspellings.
@@ -276,6 +308,7 @@ class Settings(BaseSettings):
     extractive: ExtractiveSettings = Field(default_factory=ExtractiveSettings)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -24,7 +24,7 @@ def _title_of(a: Assistant, prefix: str) -> str:
 
 
 def validate_answer_schema(d: dict) -> None:
-    """The stable JSON contract (README: JSON schema)."""
+    """The stable JSON contract (docs/asking.md: JSON schema; assistant/contracts.py)."""
     assert set(d) >= {"question", "answer", "refused", "citations", "sources", "backend", "timings_ms"}
     assert isinstance(d["question"], str) and isinstance(d["answer"], str) and isinstance(d["refused"], bool)
     for c in d["citations"]:

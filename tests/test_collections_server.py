@@ -28,7 +28,8 @@ def server(embed_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     d = tmp_path_factory.mktemp("coll-serve")
     home = old_home(d)
     srv = ServerProcess(home, embed_cache, d / "serve.log", "--allow-ingest")
-    status, _, raw = srv.request("POST", "/v1/ingest?format=jsonl&collection=zoo", json.dumps(NEW_PAPER).encode())
+    status, _, raw = srv.request("POST", "/v1/ingest?format=jsonl&collection=zoo", json.dumps(NEW_PAPER).encode(),
+                                 headers={"Content-Type": "application/x-ndjson"})
     assert status == 200, raw
     yield srv
     srv.stop()

@@ -127,7 +127,7 @@ def test_cli_calibrate_reports_agreement(cli_env: dict[str, str]) -> None:
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["lexical"]["current"]["n"] == len(DEFAULT_LABELS.read_text().splitlines())
-    # The README's lexical-only figures (tests/test_eval_calibration.py holds the Python API to them too).
+    # The lexical-only figures of docs/evaluation.md (tests/test_eval_calibration.py holds the Python API to them too).
     assert out["lexical"]["current"]["accuracy"] == pytest.approx(0.865, abs=0.005)
     assert out["lexical"]["current"]["kappa"] == pytest.approx(0.728, abs=0.005)
 

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "assistant"
 # Lower number = lower layer. Modules not listed take their package's layer.
 LAYERS: dict[str, int] = {
     "assistant.errors": 0, "assistant.records": 0, "assistant.text": 0, "assistant.runtime": 0,
+    "assistant.contracts": 0,
     "assistant.settings": 0, "assistant.registry": 0, "assistant.data": 0, "assistant.prompts": 0,
     "assistant.collection_names": 0,
     "assistant.llm": 1,  # the OpenAI-compatible transport, used by embeddings and answerers alike

@@ -251,7 +251,9 @@ def test_list_models_and_missing_endpoint(scripted: Callable[..., ScriptedServer
 def test_openai_default_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(BackendError) as err:
         ChatClient(settings_for("", openai_api_key=""))
-    assert str(err.value) == "the openai backend needs OPENAI_API_KEY (or set OPENAI_BASE_URL to a local server)"
+    assert str(err.value).startswith(
+        "the openai backend needs OPENAI_API_KEY (or set OPENAI_BASE_URL to a local server)")
+    assert "export OPENAI_BASE_URL=" in str(err.value)  # the next command to run
     # The openai package would read these itself; Settings must stay the only source.
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")

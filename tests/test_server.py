@@ -38,6 +38,7 @@ NEW_PAPER = {"id": "2502.99999", "title": "Zebra Finch Song Alignment for Prefer
                          "preferences. ZEBRA-PO trains with a birdsong contrastive loss on 12,000 recorded songs. "
                          "It outperforms DPO on our birdsong benchmark.",
              "authors": ["A. Finch"], "date": "2025-02-20"}
+NDJSON = {"Content-Type": "application/x-ndjson"}
 NEW_BIB = """@article{owl2024,
   title = {Owl Hoot Reward Models},
   abstract = {We train OWLRM, a reward model for owl hoots. OWLRM scores hoots with a night-time margin loss.},
@@ -233,7 +234,7 @@ BAD = [
     ("GET", "/v1/papers/no-such-paper", None, {}, 404, "no paper with id 'no-such-paper'"),
     ("GET", "/v1/nothing", None, {}, 404, "no such endpoint"),
     ("GET", "/v1/ask", None, {}, 405, "method not allowed"),
-    ("POST", "/v1/ingest?format=jsonl", json.dumps(NEW_PAPER).encode(), {}, 403, "ingest is off"),
+    ("POST", "/v1/ingest?format=jsonl", json.dumps(NEW_PAPER).encode(), NDJSON, 403, "ingest is off"),
 ]
 
 
@@ -327,7 +328,8 @@ def test_over_capacity_answers_503_with_retry_after(small_server: ServerProcess)
 
 
 def test_ingest_jsonl_and_bibtex_with_allow_ingest(small_server: ServerProcess) -> None:
-    status, rep = small_server.json("POST", "/v1/ingest?format=jsonl", json.dumps(NEW_PAPER).encode() + b"\n{bad\n")
+    status, rep = small_server.json("POST", "/v1/ingest?format=jsonl", json.dumps(NEW_PAPER).encode() + b"\n{bad\n",
+                                    headers=NDJSON)
     assert status == 200 and rep["new"] == 1 and rep["papers_total"] == 248, rep
     assert any("body" in p and "line 2" in p for p in rep["problems"]), rep["problems"]
     status, paper = small_server.json("GET", "/v1/papers/2502.99999")
@@ -337,9 +339,10 @@ def test_ingest_jsonl_and_bibtex_with_allow_ingest(small_server: ServerProcess) 
     status, rep = small_server.json("POST", "/v1/ingest", NEW_BIB.encode(),
                                     headers={"Content-Type": "application/x-bibtex"})
     assert status == 200 and rep["new"] == 1 and rep["papers_total"] == 249, rep
-    status, again = small_server.json("POST", "/v1/ingest?format=jsonl", json.dumps(NEW_PAPER).encode())
+    status, again = small_server.json("POST", "/v1/ingest?format=jsonl", json.dumps(NEW_PAPER).encode(),
+                                      headers=NDJSON)
     assert status == 200 and again["new"] == 0 and again["unchanged"] == 1
-    status, err = small_server.json("POST", "/v1/ingest?format=jsonl", b"{not json\n")
+    status, err = small_server.json("POST", "/v1/ingest?format=jsonl", b"{not json\n", headers=NDJSON)
     assert status == 422 and "nothing could be read" in err["error"]["message"]
     status, err = small_server.json("POST", "/v1/ingest", b"x", headers={"Content-Type": "text/plain"})
     assert status == 415
@@ -364,7 +367,7 @@ def test_token_is_required_on_every_data_request(token_server: ServerProcess) ->
                                ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": ARRA}]}),
                                ("POST", "/v1/ingest?format=jsonl", json.dumps(NEW_PAPER).encode())]:
         for token in (None, "wrong", "s3cret-token-but-longer"):
-            status, headers, raw = token_server.request(method, path, body, token=token)
+            status, headers, raw = token_server.request(method, path, body, token=token, headers=NDJSON)
             assert status == 401 and headers["www-authenticate"] == "Bearer", (path, token)
             assert "bearer token" in json.loads(raw)["error"]["message"]
     status, body = token_server.json("POST", "/v1/ask", {"question": ARRA})
@@ -374,7 +377,7 @@ def test_token_is_required_on_every_data_request(token_server: ServerProcess) ->
     # The web page itself (no data in it) loads without the token, so it can ask for one.
     assert token_server.request("GET", "/", token=None)[0] == 200
     assert token_server.request("GET", "/static/app.js", token=None)[0] == 200
-    status, rep = token_server.json("POST", "/v1/ingest?format=jsonl", json.dumps(NEW_PAPER).encode())
+    status, rep = token_server.json("POST", "/v1/ingest?format=jsonl", json.dumps(NEW_PAPER).encode(), headers=NDJSON)
     assert status == 200 and rep["papers_total"] >= 248
 
 

@@ -28,6 +28,7 @@ if (CHROMIUM is None or CHROMEDRIVER is None) and os.environ.get("ASSISTANT_REQU
     raise RuntimeError(f"ASSISTANT_REQUIRE_BROWSER=1 but {MISSING}")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason=MISSING)]
 WAIT = 120
+TOKEN = "browser-tökén-ü"  # not ASCII: the page must send its UTF-8 bytes
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,8 @@ def web_server(sample_home: Path, embed_cache: Path, tmp_path_factory: pytest.Te
     home = d / "home"
     shutil.copytree(sample_home, home)
     srv = ServerProcess(home, embed_cache, d / "serve.log", "--allow-ingest")
-    status, _, raw = srv.request("POST", "/v1/ingest?format=jsonl", json.dumps(NEW_PAPER).encode())
+    status, _, raw = srv.request("POST", "/v1/ingest?format=jsonl", json.dumps(NEW_PAPER).encode(),
+                                 headers={"Content-Type": "application/x-ndjson"})
     assert status == 200, raw
     yield srv
     srv.stop()
@@ -56,9 +58,9 @@ def web_server(sample_home: Path, embed_cache: Path, tmp_path_factory: pytest.Te
 def token_web_server(sample_home: Path, embed_cache: Path, tmp_path_factory: pytest.TempPathFactory
                      ) -> Iterator[ServerProcess]:
     d = tmp_path_factory.mktemp("web-token")
-    (d / "token").write_text("browser-token\n")
-    srv = ServerProcess(sample_home, embed_cache, d / "serve.log", "--token-file", str(d / "token"),
-                        token="browser-token")
+    (d / "token").write_text(TOKEN + "\n", encoding="utf-8")
+    # (token=None: urllib would send the token's latin-1 bytes; the page sends UTF-8, as the server expects.)
+    srv = ServerProcess(sample_home, embed_cache, d / "serve.log", "--token-file", str(d / "token"), token=None)
     yield srv
     srv.stop()
 
@@ -224,7 +226,93 @@ def test_token_page_when_the_server_needs_a_token(browser: Any, token_web_server
     box.send_keys("wrong-token\n")
     _wait(browser, lambda d: "not accepted" in d.find_element(By.ID, "token-error").text)
     browser.save_screenshot(str(artifacts / "web-chat-token.png"))
-    browser.find_element(By.ID, "token-input").send_keys("browser-token\n")
+    browser.find_element(By.ID, "token-input").send_keys(TOKEN + "\n")
     _visible(browser, "#question")
     turn = _ask(browser, ARRA)
     assert turn.find_elements(By.CSS_SELECTOR, ".text .marker")
+
+
+# -- issue 23: another origin cannot write; no script links -------------------------------------------
+EVIL_PAGE = """<!doctype html><html><head><title>evil</title></head><body>
+<form id="form" method="POST" action="TARGET/v1/ingest?format=jsonl" enctype="text/plain">
+<input type="hidden" name='{"id": "csrf-form", "title": "Cross Site Form Paper", "abstract": "A page on another site \
+plants this paper. It must never be stored.", "x": "' value='"}'></form>
+<script>
+const T = "TARGET/v1/ingest?format=jsonl";
+const rec = (id) => JSON.stringify({id: id, title: "Cross Site " + id, abstract: "A page on another site plants " +
+  id + ". It must never be stored."});
+Promise.allSettled([
+  fetch(T, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: rec("csrf-text")}),
+  fetch(T, {method: "POST", mode: "no-cors", body: new Blob([rec("csrf-blob")])}),
+  fetch(T + "&source=x", {method: "POST", mode: "no-cors", body: new URLSearchParams({a: rec("csrf-form-url")})}),
+  fetch(T, {method: "POST", headers: {"Content-Type": "application/x-ndjson"}, body: rec("csrf-json")}),
+]).then((r) => { document.title = "fetched:" + r.map((x) => x.status).join(","); });
+</script></body></html>"""
+
+
+@pytest.fixture()
+def evil_origin(web_server: ServerProcess) -> Iterator[str]:
+    """A second loopback server on another port: the page of "another site" (same host, other origin)."""
+    import http.server
+    import threading
+
+    page = EVIL_PAGE.replace("TARGET", web_server.url).encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_page_on_another_origin_cannot_write(browser: Any, web_server: ServerProcess, evil_origin: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    ids = ["csrf-form", "csrf-text", "csrf-blob", "csrf-form-url", "csrf-json"]
+    browser.get(evil_origin + "/")
+    _wait(browser, lambda d: d.title.startswith("fetched:"))
+    # The form POST navigates to the server's answer: the refusal, from the server itself.
+    browser.find_element(By.ID, "form").submit()
+    _wait(browser, lambda d: d.current_url.startswith(web_server.url))
+    assert "cross-origin request refused" in browser.find_element(By.TAG_NAME, "body").text
+    for pid in ids:
+        assert web_server.request("GET", f"/v1/papers/{pid}")[0] == 404, pid
+    status, listing = web_server.json("GET", "/v1/papers?limit=1000")
+    assert not [p for p in listing["papers"] if p["paper_id"].startswith("csrf-")]
+    assert "Traceback" not in web_server.log()
+
+
+def test_a_script_url_is_never_a_link(browser: Any, web_server: ServerProcess) -> None:
+    from selenium.webdriver.common.by import By
+
+    planted = {"id": "kestrel-1", "title": "Kestrel Hover Policies for Reward Modelling",
+               "abstract": "We present KESTREL-RM, a reward model trained on kestrel hover videos. KESTREL-RM "
+                           "scores hovers with a wind-shear margin loss.",
+               "url": "javascript:document.title='pwned'//arxiv.org/abs/"}
+    status, _, raw = web_server.request("POST", "/v1/ingest?format=jsonl", json.dumps(planted).encode(),
+                                        headers={"Content-Type": "application/x-ndjson"})
+    assert status == 200, raw
+    browser.get(web_server.url + "/")
+    _visible(browser, "#question")
+    turn = _ask(browser, "What loss does KESTREL-RM score hovers with?")
+    turn.find_element(By.CSS_SELECTOR, ".text .marker").click()
+    _visible(browser, "#cite-abstract")
+    assert browser.find_element(By.ID, "cite-title").text == planted["title"]
+    hrefs = browser.execute_script("return Array.from(document.querySelectorAll('a[href]'), (a) => a.href)")
+    assert not [h for h in hrefs if not h.lower().startswith(("http:", "https:"))], hrefs
+    assert browser.find_element(By.ID, "cite-id").text == "kestrel-1"  # the id, as plain text
+    assert browser.title != "pwned"

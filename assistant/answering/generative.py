@@ -567,6 +567,9 @@ class OpenAIAnswerer:
     streams = True
 
     def __init__(self, settings: Settings) -> None:
+        from ..llm import ChatClient
+
+        ChatClient.check_configured(settings)  # `ask` names the missing server before it builds an index
         self.settings = settings
         self._client: Any = None
 

@@ -56,12 +56,16 @@ def ingest_cmd(
     # readable=False: an unreadable path is the reader's one-line problem (the others are still
     # ingested), not a usage error that stops the whole command.
     paths: list[Path] = typer.Argument(..., readable=False, help="Files or folders (HF Papers .txt, JSONL/JSON, "
-                                                                 "arXiv Atom, BibTeX, CSV)."),
+                                                                 "arXiv Atom, BibTeX, CSV, a Zotero library: "
+                                                                 "zotero.sqlite or its folder)."),
     prune: bool = typer.Option(False, "--prune", help="Remove papers no longer in these sources."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Drop the index and build it again."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another ingest holds the lock."),
     batch: int = typer.Option(256, "--batch", help="Papers written per crash-safe batch."),
     collection: str | None = CollectionOpt,
+    zotero_collection: str | None = typer.Option(None, "--zotero-collection",
+                                                 help="Only this collection (and its subcollections) of a "
+                                                      "Zotero library."),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Read, chunk, embed and index papers (incremental: unchanged papers are skipped).
@@ -72,7 +76,8 @@ def ingest_cmd(
     from .progress import reporter
 
     with reporter() as rep:
-        report = a.ingest(paths, prune=prune, rebuild=rebuild, wait=not no_wait, progress=rep, batch_papers=batch)
+        report = a.ingest(paths, prune=prune, rebuild=rebuild, wait=not no_wait, progress=rep, batch_papers=batch,
+                          zotero_collection=zotero_collection)
     from rich.table import Table
 
     t = Table(title="Ingest summary", show_header=False)
@@ -90,6 +95,51 @@ def ingest_cmd(
     _console(stderr=True).print(t)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("add")
+def add_cmd(
+    ids: list[str] = typer.Argument(None, help="arXiv ids or URLs: 2401.01234, 2401.01234v2, hep-th/9901001v2, "
+                                               "https://arxiv.org/abs/2402.00001"),
+    search: str | None = typer.Option(None, "--search", help="An arXiv API query, e.g. 'all:\"direct preference "
+                                                             "optimization\"' or 'au:hinton AND cat:cs.LG'."),
+    max_results: int = typer.Option(50, "--max", help="Most search results to add."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another ingest holds the lock."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    collection: str | None = CollectionOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Add papers from arXiv by id, URL or search (resumable: indexed, unchanged papers are skipped)."""
+    a = _assistant(config, collection=collection)
+    a.auto_sample = False
+    from .progress import reporter
+
+    with reporter(not json_out) as rep:
+        report = a.add(ids or [], search=search, max_results=max_results, progress=rep, wait=not no_wait)
+    if json_out:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        err = _console(stderr=True)
+        total = report.ingest.papers_total if report.ingest else None
+        err.print(f"arXiv: {len(report.added)} added, {report.updated} updated, {report.skipped} skipped "
+                  f"(already indexed and unchanged)" + (f"; index now {total} papers" if total is not None else ""),
+                  highlight=False, markup=False)
+        if report.not_found:
+            err.print(f"not found on arXiv: {', '.join(report.not_found)}", highlight=False, markup=False)
+        for line in report.problems:
+            err.print(line, highlight=False, markup=False)
+        if report.error:
+            err.print(f"stopped early: {report.error}; the papers fetched before were added - run the same "
+                      "command again to go on", highlight=False, markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _hint_if_empty(a: Any, found: list[Any]) -> None:
+    """Nothing found on an empty index: say on stderr what to run next (stdout stays the result)."""
+    hint = None if found else a.empty_index_hint()
+    if hint:
+        print(hint, file=sys.stderr)
 
 
 @app.command("status")
@@ -113,7 +163,9 @@ def papers_list(order: str = typer.Option("title", help="title | date | id"),
                 json_out: bool = typer.Option(False, "--json"), collection: str | None = CollectionOpt,
                 config: Path | None = ConfigOpt) -> None:
     """All indexed papers."""
-    papers = _assistant(config, collection=collection).papers(order=order)
+    a = _assistant(config, collection=collection)
+    papers = a.papers(order=order)
+    _hint_if_empty(a, papers)
     if json_out:
         print(json.dumps([p.to_dict() for p in papers], ensure_ascii=False))
         return
@@ -150,7 +202,9 @@ def papers_search(query: str, k: int = typer.Option(10, "-k"), since: str | None
                   json_out: bool = typer.Option(False, "--json"), collection: str | None = CollectionOpt,
                   config: Path | None = ConfigOpt) -> None:
     """Retrieval only: the best-matching papers."""
-    sources = _assistant(config, collection=collection).search(query, k, since=since, until=until, mode=mode)
+    a = _assistant(config, collection=collection)
+    sources = a.search(query, k, since=since, until=until, mode=mode)
+    _hint_if_empty(a, sources)
     if json_out:
         print(json.dumps([s.to_dict() for s in sources], ensure_ascii=False))
         return
@@ -164,6 +218,24 @@ def papers_search(query: str, k: int = typer.Option(10, "-k"), since: str | None
     for s in sources:
         t.add_row(str(s.rank), f"{s.score:.4f}", s.paper.title, s.paper.paper_id)
     _console().print(t)
+
+
+@papers_app.command("export")
+def papers_export(ids: list[str] = typer.Argument(None, help="Paper ids (default: every indexed paper)."),
+                  fmt: str = typer.Option("bibtex", "--format", "-f", help="bibtex | ris | csl-json | markdown"),
+                  output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+                  collection: str | None = CollectionOpt, config: Path | None = ConfigOpt) -> None:
+    """References of indexed papers (BibTeX keys stable and unique; arXiv eprints and DOIs kept)."""
+    _check_format(fmt)
+    text = _assistant(config, collection=collection).export(ids or None, fmt)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise AssistantError(f"{output}: cannot write ({exc.strerror or exc})") from None
+    _console(stderr=True).print(f"wrote {fmt} references to {output}", highlight=False)
 
 
 @config_app.command("show")
@@ -199,21 +271,28 @@ def ask_cmd(
     sources: bool = typer.Option(False, "--sources", help="Also list the retrieved papers."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Do not stream model output."),
     collection: str | None = CollectionOpt,
+    cite: str | None = typer.Option(None, "--cite", help="Print the cited papers' references after the answer: "
+                                                         "bibtex | ris | csl-json | markdown."),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Answer a question from the indexed papers, every sentence cited."""
     a = _assistant(config, collection=collection)
     a.check_request(question, k=k, since=since, until=until)  # bad input fails before the index is built
+    _check_format(cite)
+    streams = a.answerer(backend).streams  # so does a backend that cannot run (no server configured)
     from .progress import reporter
 
     with reporter(not json_out) as rep:
         a.ensure_index(progress=rep)
-    streams = a.answerer(backend).streams
     streaming = streams and not json_out and not no_stream and sys.stdout.isatty()
     on_token = (lambda tok: print(tok, end="", flush=True)) if streaming else None
     ans = a.ask(question, k=k, since=since, until=until, backend=backend, on_token=on_token)
+    refs = a.references(ans, cite) if cite else None
     if json_out:
-        print(json.dumps(ans.to_dict(), ensure_ascii=False, indent=2))
+        out = ans.to_dict()
+        if cite:
+            out["references"] = {"format": cite, "text": refs}
+        print(json.dumps(out, ensure_ascii=False, indent=2))
         return
     con = _console()
     if streaming:
@@ -224,6 +303,17 @@ def ask_cmd(
     con.print(answer_renderable(ans, quotes=quotes))
     if sources:
         con.print(sources_renderable(ans))
+    if cite:
+        con.rule(f"references ({cite})")
+        sys.stdout.write(refs or "(no papers cited)\n")  # as is: no wrapping or markup, ready to paste
+        sys.stdout.flush()
+
+
+def _check_format(fmt: str | None) -> None:
+    from ..export import FORMATS
+
+    if fmt is not None and fmt not in FORMATS:
+        raise AssistantError(f"--cite/--format '{fmt}' is not a reference format (one of {', '.join(FORMATS)})")
 
 
 @app.command("chat")

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 HELP = """Commands:
   /sources   papers retrieved for the last answer
   /quotes    the last answer with the supporting quote of each citation
+  /export FILE  write the references cited so far (.bib, .ris, .json = CSL-JSON, .md)
   /reset     forget the conversation (follow-ups start fresh)
   /help      this text
   /quit      leave (also Ctrl-D)
@@ -84,6 +85,16 @@ def _turn(chat: Any, session: Any, con: Any, streaming: bool) -> bool:
         elif cmd == "/reset":
             chat.reset()
             con.print("conversation reset")
+        elif cmd == "/export":
+            target = line[len(cmd):].strip()
+            if not target:
+                con.print("usage: /export FILE (.bib, .ris, .json or .md)")
+            else:
+                try:
+                    n = chat.export(target)
+                    con.print(f"wrote {n} reference(s) to {target}", markup=False, highlight=False)
+                except AssistantError as exc:
+                    con.print(f"error: {exc}", markup=False, highlight=False)
         elif cmd in ("/sources", "/quotes"):
             if chat.last is None:
                 con.print("no answer yet")

@@ -26,7 +26,8 @@ class RichReporter:
                                  MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=False)
         self.tasks: dict[str, Any] = {}
         # Without a terminal (CI logs, nohup) rich draws nothing until the end: print
-        # a plain line at most every 30 s instead, so a long ingest shows progress.
+        # a plain line at most every 30 s instead, so a long ingest shows progress. The
+        # bars are then never drawn: stopping them would print them once more at the end.
         self.plain = not self.console.is_terminal
         self._last_line = 0.0
         self._started = False
@@ -35,7 +36,8 @@ class RichReporter:
         # Drawn on first use: a command that needs no progress prints nothing at all.
         if not self._started:
             self._started = True
-            self.progress.start()
+            if not self.plain:
+                self.progress.start()
 
     def start(self, task: str, total: int | None) -> None:
         self._live()
@@ -66,7 +68,7 @@ class RichReporter:
                                  completed=t.total if t.total is not None else t.completed or 1)
 
     def close(self) -> None:
-        if self._started:
+        if self._started and not self.plain:
             self.progress.stop()
 
 

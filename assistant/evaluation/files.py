@@ -19,11 +19,19 @@ from typing import Any
 from ..errors import InputError
 
 
+def _not_found(path: Path, what: str) -> InputError:
+    """Name the next step: a relative path is read from the current folder, and the project's own
+    question sets and gate live in a clone (evals/), which a newcomer may not be in."""
+    where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+    return InputError(f"{path}: {what} not found{where}; check the path (the project's question sets and "
+                      "gate are under evals/ in a clone of the repository)")
+
+
 def read_text_file(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found") from None
+        raise _not_found(path, what) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read {what}: {exc}") from None
 
@@ -33,7 +41,7 @@ def jsonl_records(path: Path, what: str) -> Iterator[tuple[int, str, Any]]:
     try:
         fh = path.open(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found") from None
+        raise _not_found(path, what) from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read {what}: {exc}") from None
     with fh:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import IndexStateError
 from ..records import Chunk, Paper, combine_provenance, merge_provenance, own_fields
@@ -23,6 +23,9 @@ from .lexical import LexicalIndex
 from .paper_index import PaperIndex
 from .storage import writable_error
 from .vectors import paper_sentences
+
+if TYPE_CHECKING:
+    from ..readers import ReadResult
 
 
 class Reporter(Protocol):
@@ -88,18 +91,38 @@ class IngestReport:
 
 def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = False, rebuild: bool = False,
            wait: bool = True, reporter: Reporter | None = None, embedder: Any = None,
-           batch_papers: int = 256, after_batch: Callable[[int], None] | None = None) -> IngestReport:
+           batch_papers: int = 256, after_batch: Callable[[int], None] | None = None,
+           names: Mapping[str, str] | None = None, replace: bool = False,
+           zotero_collection: str | None = None) -> IngestReport:
+    """``names`` maps a file (absolute path) to the name recorded for it instead (an HTTP upload is
+    recorded under the client's name for it, never the server's temporary file). With ``replace``,
+    a paper read now replaces the stored record of its id outright (the server's upsert: the last
+    upload wins) instead of being merged field by field with what other files said.
+    ``zotero_collection`` takes one collection of a Zotero library (with its subcollections)."""
     from ..readers import read_paths
 
     rep = reporter or SilentReporter()
     settings = index.settings
     t0 = time.perf_counter()
-    report = IngestReport()
-
     rep.start("read", None)
     result = read_paths(paths, max_abstract_chars=settings.index.max_abstract_chars,
-                        hf_page_year=settings.index.hf_page_year)
+                        hf_page_year=settings.index.hf_page_year, zotero_collection=zotero_collection)
     rep.finish("read")
+    if names:
+        _rename_sources(result, names)
+    return ingest_read(index, result, prune=prune, rebuild=rebuild, wait=wait, reporter=rep, embedder=embedder,
+                       batch_papers=batch_papers, after_batch=after_batch, t0=t0, replace=replace)
+
+
+def ingest_read(index: PaperIndex, result: ReadResult, *, prune: bool = False, rebuild: bool = False,
+                wait: bool = True, reporter: Reporter | None = None, embedder: Any = None,
+                batch_papers: int = 256, after_batch: Callable[[int], None] | None = None,
+                t0: float | None = None, replace: bool = False) -> IngestReport:
+    """Index records already read: from files (``ingest``) or from a remote source (sources/),
+    so both take the same incremental, locked, resumable path."""
+    rep = reporter or SilentReporter()
+    t0 = time.perf_counter() if t0 is None else t0
+    report = IngestReport()
     report.files = result.files
     report.entries = result.entries
     report.duplicates_merged = result.duplicates_merged
@@ -127,7 +150,8 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
 
     try:
         _ingest_locked(index, papers, result.complete_files, report, rep, prune=prune, rebuild=rebuild,
-                       wait=wait, embedder=embedder, batch_papers=batch_papers, after_batch=after_batch)
+                       wait=wait, embedder=embedder, batch_papers=batch_papers, after_batch=after_batch,
+                       replace=replace)
     except (sqlite3.OperationalError, OSError) as exc:
         # Writes are ordered so that a failure here leaves the index as it was (see catalogue.py);
         # what failed is named by the file the OS reports, else the index directory.
@@ -142,7 +166,7 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
 def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[str], report: IngestReport,
                    rep: Reporter, *,
                    prune: bool, rebuild: bool, wait: bool, embedder: Any, batch_papers: int,
-                   after_batch: Callable[[int], None] | None) -> None:
+                   after_batch: Callable[[int], None] | None, replace: bool = False) -> None:
     settings = index.settings
     with index.write_lock(wait=wait, on_wait=rep.message):
         if rebuild:
@@ -153,7 +177,7 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
             cat.set_meta("schema", "1")
             cat.db.commit()
         known = cat.hashes()
-        papers, data_only = _merge_with_catalogue(cat, papers, complete_files, known)
+        papers, data_only = _merge_with_catalogue(cat, papers, complete_files, known, replace=replace)
         if data_only:
             cat.update_data(data_only)
         todo: list[Paper] = []
@@ -217,8 +241,26 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
         report.papers_total, report.chunks_total = cat.count()
 
 
+def _rename_sources(result: Any, names: Mapping[str, str]) -> None:
+    """Record each file of ``names`` under its given name: sources, provenance, problems."""
+    def rename(text: str) -> str:
+        for path, name in names.items():
+            if text.startswith(path):
+                return name + text[len(path):]
+        return text
+
+    for p in result.papers:
+        p.source = rename(p.source)
+        p.provenance = {rename(f): {k: rename(v) if k == "source" and isinstance(v, str) else v
+                                    for k, v in fields.items()} for f, fields in p.provenance.items()}
+    for problem in [*result.problems, *result.warnings]:
+        problem.path = rename(problem.path)
+    result.complete_files = {rename(f) for f in result.complete_files}
+    result.incomplete = [rename(f) for f in result.incomplete]
+
+
 def _merge_with_catalogue(cat: Catalogue, papers: list[Paper], complete_files: set[str],
-                          known: dict[str, str]) -> tuple[list[Paper], list[Paper]]:
+                          known: dict[str, str], replace: bool = False) -> tuple[list[Paper], list[Paper]]:
     """Fold what the catalogue knows from other files into the papers just read, so re-reading
     one file never replaces a field another file gave (records.merge_provenance). Returns the
     merged papers and those whose stored record changed only outside the content hash
@@ -228,6 +270,11 @@ def _merge_with_catalogue(cat: Catalogue, papers: list[Paper], complete_files: s
     data_only: list[Paper] = []
     for p in papers:
         before = old.get(p.paper_id)
+        if replace:  # the record as read now is the paper (provenance: this source only)
+            merged.append(p)
+            if before is not None and p.content_hash == before.content_hash and p.to_dict() != before.to_dict():
+                data_only.append(p)
+            continue
         if before is None or before.abstract != p.abstract:
             merged.append(p)  # new, or a changed text: the record read now replaces the old one
             continue

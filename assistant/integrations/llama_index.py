@@ -80,6 +80,9 @@ class AssistantRetriever(BaseRetriever):
         self.assistant, self.k, self.since, self.until, self.mode = assistant, k, since, until, mode
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        # Like ``ask`` (and unlike ``search``): a home never written to gets the bundled sample, and a
+        # home with no papers is a one-line error naming `assistant ingest`, rather than no nodes at all.
+        self.assistant.ensure_index()
         sources = self.assistant.search(query_bundle.query_str, self.k, since=self.since, until=self.until,
                                         mode=self.mode)
         return [paper_node(s) for s in sources]

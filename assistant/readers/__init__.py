@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..records import Paper, combine_provenance, merge_provenance, normalise_title, own_fields, short_hash
-from . import arxiv_atom, bibtex, csv_, hf_papers, jsonl
+from . import arxiv_atom, bibtex, csv_, hf_papers, jsonl, zotero
 from .common import FileResult, Problem
 
 __all__ = ["Problem", "ReadResult", "iter_source_files", "read_paths", "SUPPORTED"]
@@ -23,8 +23,10 @@ __all__ = ["Problem", "ReadResult", "iter_source_files", "read_paths", "SUPPORTE
 SUPPORTED: dict[str, Callable[..., FileResult]] = {
     ".txt": hf_papers.read, ".jsonl": jsonl.read, ".ndjson": jsonl.read, ".json": jsonl.read,
     ".xml": arxiv_atom.read, ".atom": arxiv_atom.read, ".bib": bibtex.read, ".bibtex": bibtex.read,
-    ".csv": csv_.read, ".tsv": csv_.read,
+    ".csv": csv_.read, ".tsv": csv_.read, ".sqlite": zotero.read,
 }
+#: In folders, only Zotero's own database is read among SQLite files (not caches or other apps' files).
+_FOLDER_SQLITE = {"zotero.sqlite"}
 
 
 @dataclass
@@ -52,7 +54,9 @@ def iter_source_files(paths: Iterable[str | Path], problems: list[Problem] | Non
     listed or opened becomes a Problem, so a partial listing is never silent."""
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if path.is_dir() and zotero.is_zotero_folder(path):
+            yield path / "zotero.sqlite"  # a Zotero data folder: its database, not storage/'s PDFs
+        elif path.is_dir():
             yield from _walk(path, problems)
         elif path.is_file():
             if path.suffix.lower() in SUPPORTED:
@@ -64,7 +68,8 @@ def iter_source_files(paths: Iterable[str | Path], problems: list[Problem] | Non
             problems.append(Problem(str(path), None, "not a regular file or folder (a pipe, socket or device); "
                                                      "save it to a file first"))
         elif problems is not None:
-            problems.append(Problem(str(path), None, "no such file or folder"))
+            problems.append(Problem(str(path), None, "no such file or folder; check the path and run "
+                                                     "`assistant ingest PATH` again (files or folders)"))
 
 
 def _walk(top: Path, problems: list[Problem] | None) -> list[Path]:
@@ -78,21 +83,27 @@ def _walk(top: Path, problems: list[Problem] | None) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             child = Path(root) / name
-            if not name.startswith(".") and child.suffix.lower() in SUPPORTED and child.is_file():
+            if (not name.startswith(".") and child.suffix.lower() in SUPPORTED and child.is_file()
+                    and (child.suffix.lower() != ".sqlite" or name.lower() in _FOLDER_SQLITE)):
                 found.append(child)
     return sorted(found)
 
 
-def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, hf_page_year: int = 0) -> ReadResult:
+def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, hf_page_year: int = 0,
+               zotero_collection: str | None = None) -> ReadResult:
     out = ReadResult()
     by_id: dict[str, Paper] = {}
     merged_ids: set[str] = set()
+    zotero_files = 0
     for path in iter_source_files(paths, out.problems):
         out.files += 1
         reader = SUPPORTED[path.suffix.lower()]
         kwargs: dict[str, Any] = {"max_abstract_chars": max_abstract_chars}
         if reader is hf_papers.read:
             kwargs["page_year"] = hf_page_year
+        if reader is zotero.read:
+            kwargs["collection"] = zotero_collection
+            zotero_files += 1
         try:
             res = reader(path, **kwargs)
         except (RecursionError, MemoryError, ValueError, OSError) as exc:  # last line of defence
@@ -109,6 +120,10 @@ def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, 
             paper.provenance = {key: own_fields(paper)}
             out.entries += 1
             _merge(by_id, paper, out, merged_ids)
+    if zotero_collection is not None and not zotero_files:
+        out.problems.append(Problem("--zotero-collection", None, f"'{zotero_collection}' names a collection of a "
+                                                                 "Zotero library, but none was given (zotero.sqlite "
+                                                                 "or the Zotero data folder)"))
     out.papers = list(by_id.values())
     out.duplicate_papers = len(merged_ids)
     for problem in out.problems:  # listing problems and files that failed outright

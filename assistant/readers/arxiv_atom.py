@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
-from .common import FileResult, Problem, date_field, make_paper, read_text
+from ..records import clean_text
+from .common import FileResult, Problem, arxiv_id, date_field, make_paper, read_text
 
-NS = {"a": "http://www.w3.org/2005/Atom", "arxiv": "http://arxiv.org/schemas/atom"}
+NS = {"a": "http://www.w3.org/2005/Atom", "arxiv": "http://arxiv.org/schemas/atom",
+      "os": "http://a9.com/-/spec/opensearch/1.1/"}
+_VERSION = re.compile(r"(v\d+)$")
 # Entity declarations enable "billion laughs" expansion; arXiv feeds never carry them.
 _UNSAFE = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
@@ -18,33 +23,83 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
     text = read_text(path, result)
     if text is None:
         return result
+    parse_feed(text, path, result, max_abstract_chars=max_abstract_chars)
+    return result
+
+
+def parse_feed(text: str, path: Path, result: FileResult, *, max_abstract_chars: int = 20000) -> FeedInfo:
+    """Papers of one Atom feed into ``result`` (the file reader and the arXiv API client share this).
+    Keeps what arXiv says beyond the abstract in ``Paper.extra``: doi, categories, primary_category,
+    version, journal_ref, comment."""
+    info = FeedInfo()
     if _UNSAFE.search(text):
         result.problems.append(Problem(str(path), None, "XML with DOCTYPE/ENTITY declarations is refused"))
-        return result
+        return info
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
         result.problems.append(Problem(str(path), f"line {line}" if line else None, f"malformed XML ({exc.msg})"))
-        return result
+        return info
+    total = root.findtext("os:totalResults", default="", namespaces=NS).strip()
+    info.total_results = int(total) if total.isdigit() else None
     entries = root.findall("a:entry", NS) if root.tag.endswith("feed") else (
         [root] if root.tag.endswith("entry") else [])
+    info.entries = len(entries)
     if not entries:
+        if root.tag.endswith("feed") and info.total_results == 0:
+            return info  # an API answer with no results is a valid, empty feed
         result.problems.append(Problem(str(path), None, "no Atom <entry> elements found"))
-        return result
+        return info
     for i, entry in enumerate(entries, start=1):
         raw_id = (entry.findtext("a:id", default="", namespaces=NS) or "").strip()
         where = f"entry {i}" + (f" ({raw_id})" if raw_id else "")
+        if "/api/errors" in raw_id:  # the API reports a bad request as an entry titled "Error"
+            summary = clean_text(entry.findtext("a:summary", default="", namespaces=NS) or "")
+            info.errors.append(summary or raw_id)
+            continue
         authors = [(a.findtext("a:name", default="", namespaces=NS) or "").strip()
                    for a in entry.findall("a:author", NS)]
         url = None
         for link in entry.findall("a:link", NS):
             if link.get("rel") == "alternate" or (url is None and link.get("type") == "text/html"):
                 url = link.get("href")
-        make_paper(result, path, where, entry.findtext("a:title", default=None, namespaces=NS),
-                   entry.findtext("a:summary", default=None, namespaces=NS),
-                   max_abstract_chars=max_abstract_chars, arxiv_id=raw_id or None,
-                   authors=[a for a in authors if a], url=url or raw_id or None,
-                   date=date_field(result, path, where,
-                                   (entry.findtext("a:published", default="", namespaces=NS) or "")[:10]))
-    return result
+        paper = make_paper(result, path, where, entry.findtext("a:title", default=None, namespaces=NS),
+                           entry.findtext("a:summary", default=None, namespaces=NS),
+                           max_abstract_chars=max_abstract_chars, arxiv_id=raw_id or None,
+                           authors=[a for a in authors if a], url=url or raw_id or None,
+                           date=date_field(result, path, where,
+                                           (entry.findtext("a:published", default="", namespaces=NS) or "")[:10]))
+        if paper is not None:
+            paper.extra.update(_arxiv_extra(entry, raw_id))
+    return info
+
+
+@dataclass
+class FeedInfo:
+    """What a feed says about itself: the API's total hit count (for paging) and its error entries."""
+
+    total_results: int | None = None
+    entries: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _arxiv_extra(entry: ET.Element, raw_id: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    m = _VERSION.search(raw_id)
+    if m and arxiv_id(raw_id):
+        out["version"] = m.group(1)
+    doi = clean_text(entry.findtext("arxiv:doi", default="", namespaces=NS) or "")
+    if doi:
+        out["doi"] = doi
+    primary = entry.find("arxiv:primary_category", NS)
+    if primary is not None and primary.get("term"):
+        out["primary_category"] = primary.get("term")
+    cats = [c.get("term") for c in entry.findall("a:category", NS) if c.get("term")]
+    if cats:
+        out["categories"] = list(dict.fromkeys(cats))
+    for name in ("journal_ref", "comment"):
+        value = clean_text(entry.findtext(f"arxiv:{name}", default="", namespaces=NS) or "")
+        if value:
+            out[name] = value
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,65 @@ from .common import FileResult, Problem, date_field, make_paper, read_text
 
 def _parse(text: str) -> Any:
     import bibtexparser
-    from bibtexparser import middlewares
 
     # bibtexparser logs each failed block itself; the reader reports them as one-line problems.
     logging.getLogger("bibtexparser").setLevel(logging.CRITICAL)
-    return bibtexparser.parse_string(text, append_middleware=[middlewares.LatexDecodingMiddleware(),
-                                                              middlewares.SeparateCoAuthors()])
+    # String macros resolved and enclosing braces removed (the default stack); LaTeX is decoded
+    # here, per field, so that author lists are split *before* decoding ('{R and D Team}' is one
+    # name, '\&' stays '&') - bibtexparser's own name splitter mishandles backslashes.
+    return bibtexparser.parse_string(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _decoder() -> Any:
+    """The LaTeX decoder bibtexparser's LatexDecodingMiddleware builds by default (math kept verbatim)."""
+    from pylatexenc.latex2text import LatexNodes2Text, MacroTextSpec, get_default_latex_context_db
+
+    db = get_default_latex_context_db()
+    db.add_context_category("bibtexparse-default-context", prepend=True, macros=[MacroTextSpec("url", "%s")])
+    return LatexNodes2Text(latex_context=db, keep_braced_groups=False, math_mode="verbatim")
+
+
+def _decode(latex: str) -> str:
+    try:
+        return str(_decoder().latex_to_text(latex))
+    except Exception:  # noqa: BLE001 - pylatexenc's errors are not one type; keep the text as written
+        return latex
+
+
+def split_names(value: str) -> list[str]:
+    """'A and {B and C} and D' -> ['A', '{B and C}', 'D']: split on ' and ' outside braces,
+    where an escaped brace (\\{ \\}) does not count."""
+    names: list[str] = []
+    depth, start, i = 0, 0, 0
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth = max(depth - 1, 0)
+        elif depth == 0 and ch.isspace():
+            m = re.match(r"\s+and\s+", value[i:], re.IGNORECASE)
+            if m:
+                names.append(value[start:i])
+                i += m.end()
+                start = i
+                continue
+        i += 1
+    names.append(value[start:])
+    return [n.strip() for n in names if n.strip()]
 
 
 def _value(fields: dict[str, Any], name: str) -> Any:
     field = fields.get(name)
-    return None if field is None else field.value
+    if field is None:
+        return None
+    if name == "author":
+        return [_decode(n) for n in split_names(str(field.value))]
+    return _decode(str(field.value))
 
 
 def _text(fields: dict[str, Any], name: str) -> str:
@@ -63,14 +112,16 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
         if text_of("archiveprefix").lower() == "arxiv" or "arxiv" in text_of("journal").lower():
             ax = text_of("eprint") or text_of("journal")
         ax = ax or text_of("arxivid") or text_of("arxiv") or None
-        url = text_of("url") or (f"https://doi.org/{text_of('doi')}" if text_of("doi") else None)
+        doi = text_of("doi")
+        url = text_of("url") or (f"https://doi.org/{doi}" if doi else None)
         authors = _value(fields, "author") or []
-        if isinstance(authors, str):
-            authors = [authors]
-        make_paper(result, path, where, text_of("title"), text_of("abstract"),
+        authors = [authors] if isinstance(authors, str) else authors
+        paper = make_paper(result, path, where, text_of("title"), text_of("abstract"),
                    max_abstract_chars=max_abstract_chars, arxiv_id=ax, url=url,
                    authors=[clean_text(a) for a in authors if clean_text(a)],
                    date=date_field(result, path, where, text_of("date") or text_of("year"), text_of("month")))
+        if paper is not None and doi:
+            paper.extra["doi"] = doi
     if not library.entries and not library.failed_blocks:
         result.problems.append(Problem(str(path), None, "no BibTeX entries found"))
     return result

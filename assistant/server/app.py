@@ -34,7 +34,8 @@ from ..records import Answer
 from . import openai_compat
 from .capacity import Capacity, OverCapacity
 from .options import ServeOptions
-from .schemas import AskRequest, ChatRequest
+from .origins import OriginGuard
+from .schemas import AskRequest, ChatRequest, check_date
 
 log = logging.getLogger("assistant.server")
 STATIC = Path(str(resources.files("assistant.server") / "static"))
@@ -58,7 +59,8 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
             404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
             503: "overloaded_error"}.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    line = " ".join(message.split())
+    # A lone surrogate echoed from the request must not turn a 4xx into a 500 while encoding.
+    line = " ".join(message.split()).encode("utf-8", "backslashreplace").decode("utf-8")
     return JSONResponse({"error": {"message": line, "type": kind, "code": status}}, status_code=status,
                         headers=headers)
 
@@ -93,7 +95,7 @@ class Guard:
         path: str = scope.get("path", "")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
-        if self.options.token and not public and not self._token_ok(headers.get("authorization", "")):
+        if self.options.token and not public and not self._token_ok(_raw_header(scope, b"authorization")):
             resp = error_response(401, "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
                                   {"WWW-Authenticate": "Bearer"})
             await resp(scope, receive, send)
@@ -109,7 +111,13 @@ class Guard:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.options.body_timeout)
+            except asyncio.TimeoutError:  # (not yet the builtin TimeoutError on Python 3.10)
+                await error_response(408, f"request body not received: nothing came for "
+                                          f"{self.options.body_timeout:g} s", {"Connection": "close"}
+                                     )(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             body = message.get("body", b"")
@@ -132,10 +140,16 @@ class Guard:
 
         await self.app(scope, replay, send)
 
-    def _token_ok(self, header: str) -> bool:
-        scheme, _, value = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
-                                                                  (self.options.token or "").encode())
+    def _token_ok(self, header: bytes) -> bool:
+        """Compared as UTF-8 bytes, as sent: a non-ASCII token works (the header's bytes are not
+        re-encoded through latin-1 first), in constant time."""
+        scheme, _, value = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(),
+                                                                   (self.options.token or "").encode("utf-8"))
+
+
+def _raw_header(scope: dict[str, Any], name: bytes) -> bytes:
+    return next((v for k, v in scope.get("headers", []) if k.lower() == name), b"")
 
 
 async def _drain_and_refuse(scope: dict[str, Any], receive: Any, send: Any, limit: int) -> None:
@@ -209,21 +223,23 @@ class Shared:
         session.history = openai_compat.history_from_messages(turns[:-1])
         return session.ask(turns[-1]["text"], k=req.k, since=req.since, until=req.until)
 
-    def ingest(self, path: Path, collection: str | None = None) -> Any:
+    def ingest(self, path: Path, name: str = "body", collection: str | None = None) -> Any:
         """A separate Assistant (own SQLite connection) writes; the serving one sees the new
         generation and reloads BM25, its vector store and its exact-search vectors on its next
-        question (the exact-search vectors are forgotten here too, at once)."""
+        question (the exact-search vectors are forgotten here too, at once). An upsert: each paper
+        uploaded replaces the stored record of its id, recorded as coming from ``upload:NAME``."""
         from ..api import Assistant
         from ..collections import canonical
+        from ..readers import file_key
 
-        name = canonical(collection) if collection else self.assistant.collection
-        writer = Assistant(self.assistant.settings, collection=name)
+        target = canonical(collection) if collection else self.assistant.collection
+        writer = Assistant(self.assistant.settings, collection=target)
         writer.auto_sample = False
         try:
-            return writer.ingest([path])
+            return writer.ingest([path], names={file_key(path): f"upload:{name}"}, replace=True)
         finally:
             writer.index.release()  # its Chroma client too, or the serving index never reloads
-            reader = self.assistant if name == self.assistant.collection else self.others.get(name)
+            reader = self.assistant if target == self.assistant.collection else self.others.get(target)
             if reader is not None:
                 reader.retriever.forget_exact()
 
@@ -233,19 +249,54 @@ async def parse_body(request: Request, model: type[BaseModel]) -> Any:
     raw = await request.body()
     if not raw.strip():
         raise ApiError(400, "the request body is empty; expected a JSON object")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ApiError(400, "the request body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} "
-                            f"column {exc.colno}") from None
+    data = load_json(raw)
     if not isinstance(data, dict):
         raise ApiError(422, f"expected a JSON object, got {type(data).__name__}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ApiError(422, validation_message(exc.errors())) from None
+    except RecursionError:
+        raise ApiError(422, "the request body is nested too deeply") from None
+
+
+def load_json(raw: bytes) -> Any:
+    """Parse a body; every malformed one is a 4xx naming what is wrong: not UTF-8, not JSON, nested
+    too deeply, a number too long to convert, or text that is not valid Unicode (a lone surrogate
+    such as ``"\\ud800"``, which nothing downstream could encode)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "the request body is not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                            f"column {exc.colno}") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ApiError(400, f"the request body holds a value that cannot be read: {exc}"[:300]) from None
+    if "\\u" in text:  # only escapes can make a lone surrogate out of valid UTF-8
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ApiError(422, f"the request body holds text that is not valid Unicode (a lone surrogate "
+                                f"{exc.object[exc.start:exc.end]!a})") from None
+        except RecursionError:
+            raise ApiError(400, "the request body is nested too deeply") from None
+    return data
+
+
+def upload_name(request: Request) -> str:
+    """What the client calls the uploaded file (``X-Source`` header or ``?source=``; a path is cut to
+    its last part), recorded as the papers' source: never the server's temporary file."""
+    raw = request.query_params.get("source") or request.headers.get("x-source") or ""
+    if "x-source" in request.headers and not request.query_params.get("source"):
+        raw = raw.encode("latin-1", "replace").decode("utf-8", "replace")  # header bytes are UTF-8
+    name = raw.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    name = "".join(ch if ch.isprintable() and not ("\ud800" <= ch <= "\udfff") else "_" for ch in name).strip()
+    return name[:200] or "body"
 
 
 def only_params(request: Request, *allowed: str) -> None:
@@ -254,9 +305,25 @@ def only_params(request: Request, *allowed: str) -> None:
         raise ApiError(422, f"unknown query parameter '{unknown[0]}' (expected: {', '.join(allowed) or 'none'})")
 
 
+REFERENCE_TYPES = {"bibtex": "application/x-bibtex; charset=utf-8",
+                   "ris": "application/x-research-info-systems; charset=utf-8",
+                   "csl-json": "application/vnd.citationstyles.csl+json; charset=utf-8",
+                   "markdown": "text/markdown; charset=utf-8"}
+
+
+def reference_response(assistant: Any, ids: list[str], fmt: str) -> Response:
+    if fmt not in REFERENCE_TYPES:
+        raise ApiError(422, f"format: '{fmt}' is not a reference format (one of {', '.join(REFERENCE_TYPES)})")
+    try:
+        text = assistant.export(ids, fmt)
+    except AssistantError as exc:
+        raise ApiError(404, str(exc)) from None
+    return Response(text, media_type=REFERENCE_TYPES[fmt])
+
+
 def paper_summary(p: Any) -> dict[str, Any]:
     return {"paper_id": p.paper_id, "title": p.title, "date": p.date, "authors": p.authors,
-            "url": openai_compat.arxiv_url(p.paper_id, p.arxiv_id) or p.url}
+            "url": openai_compat.paper_link(p.paper_id, p.arxiv_id, p.url)}
 
 
 def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool = True) -> Any:
@@ -272,7 +339,7 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
         shared.answers.close()
         shared.ingest_pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="paper-assistant", version="1", docs_url=None, redoc_url=None, openapi_url=None,
+    app = FastAPI(title="paper-assistant", version="1", docs_url=None, redoc_url=None,
                   lifespan=lifespan)
     app.state.shared = shared
 
@@ -351,13 +418,24 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
                 out.append(paper_summary(p))
         return {"total": total, "offset": offset, "papers": out}
 
-    @app.get("/v1/papers/{paper_id:path}")
-    def paper(request: Request, paper_id: str, collection: str | None = None) -> dict[str, Any]:
-        only_params(request, "collection")
-        p = shared.collection(collection).get_paper(paper_id)
+    @app.get("/v1/papers/{paper_id:path}", response_model=None)
+    def paper(request: Request, paper_id: str, format: str | None = None,  # noqa: A002
+              collection: str | None = None) -> dict[str, Any] | Response:
+        only_params(request, "format", "collection")
+        a = shared.collection(collection)
+        p = a.get_paper(paper_id)
         if p is None:
             raise ApiError(404, f"no paper with id '{paper_id}'")
+        if format is not None:
+            return reference_response(a, [paper_id], format)
         return {**p.to_dict(), "url": paper_summary(p)["url"]}
+
+    @app.get("/v1/references")
+    def references(request: Request, ids: list[str] = Query(..., min_length=1, max_length=200),
+                   format: str = "bibtex", collection: str | None = None) -> Response:  # noqa: A002
+        """Several papers' references at once, keys unique among them (the web chat's copy control)."""
+        only_params(request, "ids", "format", "collection")
+        return reference_response(shared.collection(collection), ids, format)
 
     @app.get("/v1/search")
     async def search(request: Request, q: str = Query(..., min_length=1, max_length=4000),
@@ -367,6 +445,11 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
         only_params(request, "q", "k", "since", "until", "mode", "collection")
         if not q.strip():
             raise ApiError(422, "q: the query is empty")
+        for name, value, upper in (("since", since, False), ("until", until, True)):
+            try:
+                check_date(value, upper=upper)
+            except ValueError as exc:
+                raise ApiError(422, f"{name}: {exc}") from None
         sources = await shared.answers.run(
             lambda: shared.collection(collection).search(q, k, since=since, until=until, mode=mode))
         return {"query": q, "results": [{**s.to_dict(), "date": s.paper.date} for s in sources]}
@@ -398,7 +481,7 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
     # -- ingest --------------------------------------------------------------------------
     @app.post("/v1/ingest")
     async def ingest(request: Request) -> dict[str, Any]:
-        only_params(request, "format", "collection")
+        only_params(request, "format", "source", "collection")
         if not (options.token or options.allow_ingest):
             raise ApiError(403, "ingest is off: start the server with --token-file FILE (and send the token) "
                                 "or with --allow-ingest")
@@ -413,19 +496,51 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
             raise ApiError(400, "the request body is empty; expected JSONL or BibTeX records")
         if shared.ingesting.locked():
             raise OverCapacity("another ingest is running; retry when it finishes", 5)
+        name = upload_name(request)
         async with shared.ingesting:
             with tempfile.TemporaryDirectory(prefix="assistant-ingest-") as tmp:
-                path = Path(tmp) / f"http-ingest-{time.strftime('%Y%m%dT%H%M%S')}{INGEST_FORMATS[fmt]}"
+                path = Path(tmp) / f"upload{INGEST_FORMATS[fmt]}"
                 path.write_bytes(body)
                 loop = asyncio.get_running_loop()
-                report = await loop.run_in_executor(shared.ingest_pool, shared.ingest, path,
+                report = await loop.run_in_executor(shared.ingest_pool, shared.ingest, path, name,
                                                     request.query_params.get("collection"))
         out = report.to_dict()
-        out["problems"] = [p.replace(str(path), "body") for p in out["problems"]]
-        out["warnings"] = [w.replace(str(path), "body") for w in out["warnings"]]
+        # (Any message that still quotes the temporary file says the upload's name instead.)
+        out["problems"] = [p.replace(str(path), f"upload:{name}") for p in out["problems"]]
+        out["warnings"] = [w.replace(str(path), f"upload:{name}") for w in out["warnings"]]
+        out["source"] = f"upload:{name}"
         if not report.ok:
             first = out["problems"][0] if out["problems"] else "no records"
             raise ApiError(422, f"nothing could be read from the body: {first}")
         return out
 
-    return Guard(app, options)
+    app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
+    return OriginGuard(Guard(app, options), options)
+
+
+def openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the bodies the routes parse themselves (so clients, and the Schemathesis
+    fuzzing in the tests, see every field and limit)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for path, model in (("/v1/ask", AskRequest), ("/v1/chat/completions", ChatRequest)):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
+        schema["paths"][path]["post"]["requestBody"] = {
+            "required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/"
+                                                                                  f"{model.__name__}"}}}}
+    text = {"schema": {"type": "string"}}
+    schema["paths"]["/v1/ingest"]["post"]["requestBody"] = {
+        "required": True, "content": {"application/x-ndjson": text, "application/x-bibtex": text}}
+    schema["paths"]["/v1/ingest"]["post"]["parameters"] = [
+        {"name": "format", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": sorted(INGEST_FORMATS)}},
+        {"name": "source", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 200}},
+        {"name": "X-Source", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 200}}]
+    app.openapi_schema = schema
+    return schema

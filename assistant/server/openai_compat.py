@@ -22,6 +22,7 @@ REFERENCES_HEADER = "References:"
 _ARXIV = re.compile(r"^(?:arXiv:)?(\d{4}\.\d{4,5}(?:v\d+)?|[a-z][a-z.-]+/\d{7}(?:v\d+)?)$", re.IGNORECASE)
 _REF_LINE = re.compile(r"^\[(\d+)\] (.+) \(([^()\s,]+)(?:, [^()]*)?\)$")
 _PIECE = re.compile(r"\S+\s*")
+_HTTP_URL = re.compile(r"^https?://[^\s/?#]+\S*$", re.IGNORECASE)
 
 
 def arxiv_url(paper_id: str, arxiv_id: str | None = None) -> str | None:
@@ -32,6 +33,17 @@ def arxiv_url(paper_id: str, arxiv_id: str | None = None) -> str | None:
     return None
 
 
+def web_link(url: object) -> str | None:
+    """A stored ``url`` as a link a page may render: http(s) only, anchored (``javascript:...//arxiv.org/abs/1``
+    stays in the catalogue as data but is never offered as a link)."""
+    return url.strip() if isinstance(url, str) and _HTTP_URL.match(url.strip()) else None
+
+
+def paper_link(paper_id: str, arxiv_id: str | None, url: object) -> str | None:
+    """arXiv's page when the id is an arXiv id, else the record's own http(s) url."""
+    return arxiv_url(paper_id, arxiv_id) or web_link(url)
+
+
 def citation_dicts(answer: Answer) -> list[dict[str, Any]]:
     """Citations with what a reader needs to open them: date and link besides title and quote."""
     papers = {s.paper.paper_id: s.paper for s in answer.sources}
@@ -40,7 +52,7 @@ def citation_dicts(answer: Answer) -> list[dict[str, Any]]:
         p = papers.get(c.paper_id)
         d = c.to_dict()
         d["date"] = c.date or (p.date if p else None)
-        d["url"] = arxiv_url(c.paper_id, p.arxiv_id if p else None) or (p.url if p else None)
+        d["url"] = paper_link(c.paper_id, p.arxiv_id if p else None, p.url if p else None)
         out.append(d)
     return out
 
@@ -84,13 +96,20 @@ def history_from_messages(messages: list[dict[str, Any]]) -> list[tuple[str, Ans
             structured = m.get("citations")
             text, cites = split_references(m["text"])
             if isinstance(structured, list):
-                cites = [Citation(marker=int(c.get("marker", i + 1)), paper_id=str(c.get("paper_id", "")),
-                                  title=str(c.get("title", "")), quote=c.get("quote"))
+                cites = [Citation(marker=_marker(c.get("marker"), i + 1), paper_id=str(c.get("paper_id") or ""),
+                                  title=str(c.get("title") or ""),
+                                  quote=c.get("quote") if isinstance(c.get("quote"), str) else None)
                          for i, c in enumerate(structured) if isinstance(c, dict)]
             pairs.append((pending, Answer(question=pending, text=text, refused=text.strip() == REFUSAL,
                                           citations=cites)))
             pending = None
     return pairs
+
+
+def _marker(value: Any, default: int) -> int:
+    """A citation marker as sent back by a client: a whole number, else its position ("abc", null,
+    [1], 1e400 and true are not markers)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else default
 
 
 def _usage(prompt: str, answer_text: str) -> dict[str, int]:

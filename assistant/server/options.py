@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,13 @@ class ServeOptions:
     queue_timeout: float = _DEFAULTS.queue_timeout
     max_body_bytes: int = _DEFAULTS.max_body_bytes
     max_ingest_bytes: int = _DEFAULTS.max_ingest_bytes
+    allowed_hosts: list[str] = field(default_factory=lambda: list(_DEFAULTS.allowed_hosts))
+    """Names accepted in ``Host`` besides loopback and the bound host (``origins.py``)."""
+    allowed_origins: list[str] = field(default_factory=lambda: list(_DEFAULTS.allowed_origins))
+    """Web origins besides the server's own that may POST."""
+    header_timeout: float = _DEFAULTS.header_timeout
+    body_timeout: float = _DEFAULTS.body_timeout
+    keep_alive_timeout: float = _DEFAULTS.keep_alive_timeout
 
 
 def is_loopback(host: str) -> bool:
@@ -76,7 +83,9 @@ def make_options(settings: Any, host: str | None = None, port: int | None = None
         host=host, port=port, token=token, allow_ingest=allow_ingest,
         max_concurrent=max_concurrent or cfg.max_concurrent,
         max_queue=cfg.max_queue if max_queue is None else max_queue,
-        queue_timeout=cfg.queue_timeout, max_body_bytes=cfg.max_body_bytes, max_ingest_bytes=cfg.max_ingest_bytes)
+        queue_timeout=cfg.queue_timeout, max_body_bytes=cfg.max_body_bytes, max_ingest_bytes=cfg.max_ingest_bytes,
+        allowed_hosts=list(cfg.allowed_hosts), allowed_origins=list(cfg.allowed_origins),
+        header_timeout=cfg.header_timeout, body_timeout=cfg.body_timeout, keep_alive_timeout=cfg.keep_alive_timeout)
 
 
 def serve(assistant: Any, options: ServeOptions) -> None:
@@ -86,12 +95,16 @@ def serve(assistant: Any, options: ServeOptions) -> None:
 
         from .app import create_app
     except ImportError as exc:
-        raise AssistantError(f"serving needs the serve extra ({exc.name} is missing): "
-                             "pip install 'paper-assistant[serve]'") from None
+        raise AssistantError(f"serving needs the serve extra ({exc.name or exc} is missing): "
+                             "pip install -e '.[serve]' in a clone (pip install 'paper-assistant[serve]' otherwise), "
+                             "then run `assistant serve` again") from None
     app = create_app(assistant, options)
     where = f"http://{options.host}:{options.port}/"
     guard = "bearer token required" if options.token else "no token (loopback)"
     print(f"serving {where} ({guard}; ingest {'allowed' if options.allow_ingest or options.token else 'off'})",
           file=sys.stderr, flush=True)
+    from .timeouts import header_deadline_protocol
+
     uvicorn.run(app, host=options.host, port=options.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, timeout_keep_alive=max(1, round(options.keep_alive_timeout)),
+                http=header_deadline_protocol(options.header_timeout))

@@ -5,26 +5,42 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
 from ..errors import AssistantError
 from ..retrieval import parse_date_bound
 
-DateBound = str | int | None
+#: Strict: ``true`` is not the year 1, nor ``"k": true`` the number 1.
+DateBound = StrictStr | StrictInt | None
+MAX_QUESTION_CHARS = 4000
+"""Longest question, on /v1/ask and as the last message of /v1/chat/completions (and earlier user turns)."""
+MAX_HISTORY_TEXT_CHARS = 20_000
+"""Longest earlier assistant turn or citation field kept from a chat history."""
 
 
-def _check_date(value: DateBound, upper: bool) -> DateBound:
+def check_date(value: DateBound, upper: bool) -> DateBound:
+    """A date filter the API can apply: YYYY, YYYY-MM or YYYY-MM-DD, and a real date (2024-13-45 and
+    2023-02-30 are 422s, as the CLI refuses them)."""
+    import datetime
+
     try:
         parse_date_bound(value, upper=upper)
     except AssistantError as exc:
         raise ValueError(str(exc)) from None
+    if value is None or value == "":
+        return value
+    parts = str(value).strip().split("-")
+    try:
+        datetime.date(int(parts[0]), int(parts[1]) if len(parts) > 1 else 1, int(parts[2]) if len(parts) > 2 else 1)
+    except ValueError:
+        raise ValueError(f"date filter '{value}' is not a real date (expected YYYY, YYYY-MM or YYYY-MM-DD)") from None
     return value
 
 
 class Filters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    k: int | None = Field(None, ge=1, le=100, description="Papers to retrieve (default: settings.top_k).")
+    k: StrictInt | None = Field(None, ge=1, le=100, description="Papers to retrieve (default: settings.top_k).")
     since: DateBound = Field(None, description="Only papers dated on/after YYYY[-MM[-DD]].")
     until: DateBound = Field(None, description="Only papers dated on/before YYYY[-MM[-DD]].")
     backend: str | None = Field(None, description="Answer backend by registered name (default: settings).")
@@ -50,16 +66,16 @@ class Filters(BaseModel):
     @field_validator("since")
     @classmethod
     def _since(cls, v: DateBound) -> DateBound:
-        return _check_date(v, upper=False)
+        return check_date(v, upper=False)
 
     @field_validator("until")
     @classmethod
     def _until(cls, v: DateBound) -> DateBound:
-        return _check_date(v, upper=True)
+        return check_date(v, upper=True)
 
 
 class AskRequest(Filters):
-    question: str = Field(..., max_length=4000)
+    question: str = Field(..., max_length=MAX_QUESTION_CHARS)
 
     @field_validator("question")
     @classmethod
@@ -76,13 +92,26 @@ class ContentPart(BaseModel):
     text: str | None = None
 
 
+class HistoryCitation(BaseModel):
+    """A citation of an earlier answer, as the web page sends it back with the conversation."""
+
+    model_config = ConfigDict(extra="allow")
+
+    marker: StrictInt | None = Field(None, ge=1, le=10_000)
+    paper_id: StrictStr = Field("", max_length=1000)
+    title: StrictStr = Field("", max_length=MAX_HISTORY_TEXT_CHARS)
+    quote: StrictStr | None = Field(None, max_length=MAX_HISTORY_TEXT_CHARS)
+
+
 class ChatMessage(BaseModel):
-    """OpenAI message; extra keys (name, citations sent back by our page, ...) are allowed."""
+    """OpenAI message; extra keys (name, ...) are allowed. ``citations`` is what our page sends
+    back with an earlier answer: checked, since it steers the follow-up."""
 
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
+    citations: list[HistoryCitation] | None = Field(None, max_length=1000)
 
     @property
     def text(self) -> str:
@@ -130,6 +159,11 @@ class ChatRequest(Filters):
         last = self.messages[-1]
         if last.role != "user" or not last.text.strip():
             raise ValueError("the last message must be a user message with a non-empty question")
+        for i, m in enumerate(self.messages):
+            cap = MAX_QUESTION_CHARS if m.role == "user" else MAX_HISTORY_TEXT_CHARS
+            if m.role in ("user", "assistant") and len(m.text) > cap:
+                raise ValueError(f"messages.{i}: a {m.role} message may hold at most {cap} characters "
+                                 f"(got {len(m.text)})")
         return self
 
     def turns(self) -> list[dict[str, Any]]:
@@ -138,8 +172,7 @@ class ChatRequest(Filters):
         for m in self.messages:
             if m.role in ("user", "assistant"):
                 d: dict[str, Any] = {"role": m.role, "text": m.text.strip()}
-                extra = m.model_extra or {}
-                if m.role == "assistant" and "citations" in extra:
-                    d["citations"] = extra["citations"]
+                if m.role == "assistant" and m.citations is not None:
+                    d["citations"] = [c.model_dump() for c in m.citations]
                 out.append(d)
         return out

@@ -13,11 +13,20 @@ const state = {
   collection: null,      // its collection name (null: the one the server serves by default)
 };
 
+// A header value carries bytes 0-255 only: send the token's UTF-8 bytes (the server compares bytes).
+function utf8Bytes(text) {
+  return Array.from(new TextEncoder().encode(text), (b) => String.fromCharCode(b)).join("");
+}
+
 function headers(extra) {
   const h = Object.assign({}, extra || {});
-  if (state.token) h["Authorization"] = "Bearer " + state.token;
+  if (state.token) h["Authorization"] = "Bearer " + utf8Bytes(state.token);
   return h;
 }
+
+// Only http: and https: addresses become links (anchored: "javascript:...//arxiv.org/abs/1" is not one).
+const HTTP_URL = /^https?:\/\/[^\s\/?#]+[^\s]*$/i;
+const ARXIV_URL = /^https:\/\/arxiv\.org\/abs\/([A-Za-z0-9.\/-]+)$/;
 
 async function errorText(resp) {
   try {
@@ -164,6 +173,7 @@ function renderAnswer(li, answer, citations) {
       list.appendChild(item);
     }
     li.appendChild(list);
+    li.appendChild(copyBibtexControl(citations));
   }
   if (answer.sources && answer.sources.length) {
     const det = el("details", "sources");
@@ -180,6 +190,49 @@ function renderAnswer(li, answer, citations) {
     det.appendChild(ol);
     li.appendChild(det);
   }
+}
+
+// -- references out: one click copies the cited papers' BibTeX ---------------------------
+function copyBibtexControl(citations) {
+  const row = el("div", "copy-row");
+  const b = el("button", "secondary copy-bibtex", "Copy BibTeX");
+  b.type = "button";
+  const note = el("span", "copy-note");
+  note.setAttribute("role", "status");
+  const ids = [...new Set(citations.map((c) => c.paper_id))];
+  b.addEventListener("click", async () => {
+    note.textContent = "";
+    try {
+      let q = ids.map((id) => "ids=" + encodeURIComponent(id)).join("&");
+      if (state.collection) q += "&collection=" + encodeURIComponent(state.collection);
+      const resp = await fetch("/v1/references?format=bibtex&" + q, { headers: headers() });
+      if (!resp.ok) throw new Error(await errorText(resp));
+      const text = await resp.text();
+      await copyText(text);
+      note.textContent = `Copied ${ids.length} BibTeX ${ids.length === 1 ? "entry" : "entries"}`;
+    } catch (e) {
+      note.textContent = "Could not copy: " + e.message;
+    }
+  });
+  row.appendChild(b);
+  row.appendChild(note);
+  return row;
+}
+
+async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return;
+    } catch (e) { /* denied: fall back below */ }
+  }
+  const area = el("textarea", "visually-hidden");
+  area.value = text;
+  document.body.appendChild(area);
+  area.select();
+  const ok = document.execCommand("copy");
+  area.remove();
+  if (!ok) throw new Error("the browser refused to copy");
 }
 
 function renderError(li, message) {
@@ -221,9 +274,11 @@ async function openPaper(id, cite, opener) {
   $("cite-date").textContent = paper.date || "no date";
   const idBox = $("cite-id");
   idBox.textContent = "";
-  if (paper.url && /arxiv\.org\/abs\//.test(paper.url)) {
-    const a = el("a", "", "arXiv:" + paper.url.split("/abs/")[1]);
-    a.href = paper.url;
+  const url = typeof paper.url === "string" ? paper.url.trim() : "";
+  if (HTTP_URL.test(url)) {
+    const arxiv = ARXIV_URL.exec(url);
+    const a = el("a", "", arxiv ? "arXiv:" + arxiv[1] : paper.paper_id);
+    a.href = url;
     a.target = "_blank";
     a.rel = "noopener noreferrer";
     idBox.appendChild(a);

@@ -1,0 +1,319 @@
+"""Paper records -> references: BibTeX, RIS, CSL-JSON and Markdown.
+
+BibTeX keys are ``firstauthorYEARfirstword`` (ASCII), made unique with a/b/... suffixes in a
+fixed order, so the same papers always get the same keys. Text is written so that it reads back
+unchanged through bibtexparser's LaTeX decoding (and so through readers/bibtex.py): accents stay
+UTF-8, LaTeX specials are escaped, and ``$...$`` math is kept as written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .errors import AssistantError
+from .records import Paper
+
+FORMATS = ("bibtex", "ris", "csl-json", "markdown")
+#: File suffix -> format, for `/export FILE` and `papers export -o FILE`.
+SUFFIXES = {".bib": "bibtex", ".bibtex": "bibtex", ".ris": "ris", ".json": "csl-json", ".md": "markdown",
+            ".markdown": "markdown"}
+
+_STOP = {"a", "an", "the", "on", "of", "in", "for", "to", "and", "with", "from", "by", "at", "is", "are", "via",
+         "towards", "toward", "do", "does", "what", "how", "why", "when", "can"}
+_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_DOI_URL = re.compile(r"^https?://(?:dx\.)?doi\.org/(10\..+)$", re.IGNORECASE)
+
+
+def export(papers: Sequence[Paper], fmt: str) -> str:
+    """The references of ``papers`` in ``fmt`` (one of FORMATS)."""
+    writers: dict[str, Callable[[Sequence[Paper]], str]] = {
+        "bibtex": to_bibtex, "ris": to_ris, "csl-json": to_csl_json, "markdown": to_markdown}
+    if fmt not in writers:
+        raise AssistantError(f"unknown reference format '{fmt}' (one of {', '.join(FORMATS)})")
+    return writers[fmt](papers)
+
+
+def format_for(path: str, default: str = "bibtex") -> str:
+    """The format a file name asks for by its suffix (.bib, .ris, .json, .md)."""
+    m = re.search(r"(\.[A-Za-z]+)$", path)
+    return SUFFIXES.get(m.group(1).lower(), default) if m else default
+
+
+# -- shared fields ---------------------------------------------------------------------
+
+_ARXIV_ID = re.compile(r"^(?:\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Za-z]{2})?/\d{7})$")
+
+
+def arxiv_of(paper: Paper) -> str | None:
+    """The paper's arXiv id: its own, or its paper id when that is one (JSONL ``id: 2502.99999``)."""
+    if paper.arxiv_id:
+        return paper.arxiv_id
+    return paper.paper_id if _ARXIV_ID.match(paper.paper_id) else None
+
+
+def doi_of(paper: Paper) -> str | None:
+    doi = paper.extra.get("doi")
+    if isinstance(doi, str) and doi.strip():
+        return doi.strip()
+    m = _DOI_URL.match(paper.url or "")
+    return m.group(1) if m else None
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """(given, family): 'Smith, John' and 'John Smith' alike; one word is a family name."""
+    if "," in name:
+        family, _, given = name.partition(",")
+        return given.strip(), family.strip()
+    parts = name.split()
+    if len(parts) <= 1:
+        return "", name.strip()
+    return " ".join(parts[:-1]), parts[-1]
+
+
+def _ascii_word(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower())
+
+
+def _date_parts(paper: Paper) -> list[int]:
+    parts = [int(p) for p in (paper.date or "").split("-") if p.isdigit()]
+    return parts[:3]
+
+
+# -- BibTeX ----------------------------------------------------------------------------
+
+def bibtex_keys(papers: Iterable[Paper]) -> dict[str, str]:
+    """paper_id -> key, unique within ``papers`` and independent of their order."""
+    groups: dict[str, list[Paper]] = {}
+    for p in papers:
+        groups.setdefault(_base_key(p), []).append(p)
+    keys: dict[str, str] = {}
+    for base, group in groups.items():
+        if len(group) == 1:
+            keys[group[0].paper_id] = base
+            continue
+        for i, p in enumerate(sorted(group, key=lambda p: (p.date or "", p.paper_id))):
+            keys[p.paper_id] = base + _suffix(i)
+    taken = set()
+    for pid in sorted(keys):  # a suffixed key can equal another paper's plain one ('x2024a' + 'a')
+        while keys[pid] in taken:
+            keys[pid] += "x"
+        taken.add(keys[pid])
+    return keys
+
+
+def _suffix(i: int) -> str:
+    letters = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        letters = chr(ord("a") + r) + letters
+    return letters
+
+
+def _base_key(paper: Paper) -> str:
+    author = _ascii_word(split_name(paper.authors[0])[1]) if paper.authors else ""
+    words = [_ascii_word(w) for w in paper.title.split()]
+    word = next((w for w in words if w and w not in _STOP), next((w for w in words if w), ""))
+    year = str(paper.year) if paper.year else "nd"
+    return (author or "anon") + year + (word or "untitled")
+
+
+_MATH = re.compile(r"\$[^$]+\$")
+_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$",
+            "_": r"\_", "~": r"\textasciitilde{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Text as a BibTeX value that LaTeX decoding reads back as ``text``: specials escaped,
+    TeX ligatures (-- `` '' ?` !`) broken with ``{}``, well-formed ``$...$`` math kept."""
+    out: list[str] = []
+    pos = 0
+    for m in _MATH.finditer(text):
+        if _plain_math(m.group(0)):
+            out.append(_escape_plain(text[pos:m.start()]))
+            out.append(m.group(0))
+            pos = m.end()
+    out.append(_escape_plain(text[pos:]))
+    return "".join(out)
+
+
+def _plain_math(segment: str) -> bool:
+    """Math LaTeX decoding keeps verbatim: braces balanced, no comment sign, no trailing backslash."""
+    body = segment[1:-1]
+    if "%" in body or body.endswith("\\") or not body.strip():
+        return False
+    depth = 0
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            i += 2
+            continue
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+        i += 1
+    return depth == 0
+
+
+def _escape_plain(text: str) -> str:
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        if ch in _SPECIAL:
+            out.append(_SPECIAL[ch])
+        elif ch == "`":
+            out.append("{}`")
+        elif ch in "-'" and i + 1 < len(text) and text[i + 1] == ch:
+            out.append(ch + "{}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _bib_name(name: str) -> str:
+    text = latex_escape(name)
+    # A name that BibTeX would split (" and ") or reorder badly is kept whole in braces.
+    return "{" + text + "}" if re.search(r"\band\b", name, re.IGNORECASE) else text
+
+
+def to_bibtex(papers: Sequence[Paper]) -> str:
+    keys = bibtex_keys(papers)
+    entries = []
+    for p in papers:
+        fields: list[tuple[str, str]] = []
+        if p.authors:
+            fields.append(("author", " and ".join(_bib_name(a) for a in p.authors)))
+        fields.append(("title", "{" + latex_escape(p.title) + "}"))  # inner braces keep its capitals
+        journal = p.extra.get("venue") or p.extra.get("journal")
+        if isinstance(journal, str) and journal:
+            fields.append(("journal", latex_escape(journal)))
+        parts = _date_parts(p)
+        if parts:
+            fields.append(("year", str(parts[0])))
+        if len(parts) > 1 and 1 <= parts[1] <= 12:
+            fields.append(("month", _MONTHS[parts[1] - 1]))
+        if p.date and len(parts) > 1:
+            fields.append(("date", p.date))
+        doi = doi_of(p)
+        if doi:
+            fields.append(("doi", latex_escape(doi)))
+        eprint = arxiv_of(p)
+        if eprint:
+            fields.append(("eprint", eprint))
+            fields.append(("archivePrefix", "arXiv"))
+            primary = p.extra.get("primary_category")
+            if isinstance(primary, str) and primary:
+                fields.append(("primaryClass", primary))
+        if p.url:
+            fields.append(("url", latex_escape(p.url)))
+        fields.append(("abstract", latex_escape(p.abstract)))
+        kind = "article" if isinstance(journal, str) and journal else "misc"
+        width = max(len(k) for k, _ in fields)
+        body = ",\n".join(f"  {k.ljust(width)} = {v}" if k == "month" else f"  {k.ljust(width)} = {{{v}}}"
+                          for k, v in fields)
+        entries.append(f"@{kind}{{{keys[p.paper_id]},\n{body}\n}}\n")
+    return "\n".join(entries)
+
+
+# -- RIS -------------------------------------------------------------------------------
+
+def to_ris(papers: Sequence[Paper]) -> str:
+    keys = bibtex_keys(papers)
+    records = []
+    for p in papers:
+        journal = p.extra.get("venue") or p.extra.get("journal")
+        eprint = arxiv_of(p)
+        lines = [("TY", "JOUR" if journal else ("UNPB" if eprint else "GEN"))]
+        lines += [("AU", _ris_name(a)) for a in p.authors]
+        lines.append(("TI", p.title))
+        if isinstance(journal, str) and journal:
+            lines.append(("T2", journal))
+        parts = _date_parts(p)
+        if parts:
+            lines.append(("PY", str(parts[0])))
+            lines.append(("DA", "/".join(f"{x:02d}" if i else str(x) for i, x in enumerate(parts))
+                          + ("/" * (3 - len(parts))) + "/"))
+        doi = doi_of(p)
+        if doi:
+            lines.append(("DO", doi))
+        if p.url:
+            lines.append(("UR", p.url))
+        if eprint:
+            lines.append(("AN", f"arXiv:{eprint}"))
+        lines.append(("AB", p.abstract))
+        lines.append(("ID", keys[p.paper_id]))
+        lines.append(("ER", ""))
+        records.append("\n".join(f"{tag}  - {value}".rstrip() if tag == "ER" else f"{tag}  - {value}"
+                                 for tag, value in lines))
+    return "\n\n".join(records) + ("\n" if records else "")
+
+
+def _ris_name(name: str) -> str:
+    given, family = split_name(name)
+    return f"{family}, {given}" if given else family
+
+
+# -- CSL-JSON --------------------------------------------------------------------------
+
+def to_csl_items(papers: Sequence[Paper]) -> list[dict[str, Any]]:
+    keys = bibtex_keys(papers)
+    items = []
+    for p in papers:
+        journal = p.extra.get("venue") or p.extra.get("journal")
+        item: dict[str, Any] = {"id": keys[p.paper_id], "type": "article-journal" if journal else "article",
+                                "title": p.title}
+        authors = []
+        for a in p.authors:
+            given, family = split_name(a)
+            authors.append({"family": family, "given": given} if given else {"literal": family})
+        if authors:
+            item["author"] = authors
+        parts = _date_parts(p)
+        if parts:
+            item["issued"] = {"date-parts": [parts]}
+        if isinstance(journal, str) and journal:
+            item["container-title"] = journal
+        doi = doi_of(p)
+        if doi:
+            item["DOI"] = doi
+        if p.url:
+            item["URL"] = p.url
+        eprint = arxiv_of(p)
+        if eprint:
+            item["publisher"] = "arXiv"
+            item["number"] = f"arXiv:{eprint}"
+        item["abstract"] = p.abstract
+        items.append(item)
+    return items
+
+
+def to_csl_json(papers: Sequence[Paper]) -> str:
+    return json.dumps(to_csl_items(papers), ensure_ascii=False, indent=2) + "\n"
+
+
+# -- Markdown --------------------------------------------------------------------------
+
+def to_markdown(papers: Sequence[Paper]) -> str:
+    lines = []
+    for i, p in enumerate(papers, start=1):
+        authors = ", ".join(p.authors[:3]) + (" et al." if len(p.authors) > 3 else "")
+        bits = [f"{authors} ({p.year or 'n.d.'})." if authors else f"({p.year or 'n.d.'}).",
+                f"*{_md(p.title)}*."]
+        eprint = arxiv_of(p)
+        if eprint:
+            bits.append(f"[arXiv:{eprint}](https://arxiv.org/abs/{eprint}).")
+        doi = doi_of(p)
+        if doi:
+            bits.append(f"[doi:{doi}](https://doi.org/{doi}).")
+        elif p.url and not eprint:
+            bits.append(f"<{p.url}>")
+        lines.append(f"{i}. " + " ".join(bits))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _md(text: str) -> str:
+    return re.sub(r"([\\`*_\[\]<>])", r"\\\1", text)

@@ -1,0 +1,80 @@
+"""Stalled clients are timed out.
+
+uvicorn closes an idle keep-alive connection after ``timeout_keep_alive``, but a client that opens a
+connection and sends half a request line or half its headers is kept forever (its first byte cancels
+the keep-alive timer, and nothing else is armed). This wraps uvicorn's HTTP protocol (httptools or
+h11, whichever uvicorn picks) with a deadline for the headers: from the moment the connection opens,
+or the previous answer was sent, the client has ``header_timeout`` seconds to finish a request's
+headers; otherwise it gets 408 and the connection is closed. Body reads are bounded in ``app.Guard``
+(``body_timeout`` between pieces of a body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+_REASON = b"request headers not sent in time"
+TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+               b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_REASON), _REASON))
+
+
+def _base_protocol() -> type[asyncio.Protocol]:
+    """The class uvicorn's ``http="auto"`` would use."""
+    try:
+        import httptools  # noqa: F401
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        return HttpToolsProtocol
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        return H11Protocol
+
+
+def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's protocol class with a deadline on each request's headers (pass as ``http=``)."""
+    base: Any = _base_protocol()
+
+    class HeaderDeadline(base):  # type: ignore[misc, valid-type]
+        _header_timer: asyncio.TimerHandle | None = None
+        _partial = False
+
+        def data_received(self, data: bytes) -> None:
+            self._partial = True
+            super().data_received(data)
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm_header_deadline()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+            super().connection_lost(exc)
+
+        def _arm_header_deadline(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._partial = False
+            self._header_timer = self.loop.call_later(header_timeout, self._header_deadline, self.cycle)
+
+        def _header_deadline(self, armed: Any) -> None:
+            """No new request's headers completed since the deadline was armed, and nothing is being
+            answered: the client stalled (or idles with a partial request)."""
+            self._header_timer = None
+            if self.transport.is_closing() or self.cycle is not armed:
+                return
+            if armed is not None and not armed.response_complete:
+                return  # an answer is still being computed or sent: not the client's stall
+            if self._partial:  # half a request: say why; an idle connection is just closed
+                self.transport.write(TIMEOUT_408)
+            self.transport.close()
+
+    return HeaderDeadline
