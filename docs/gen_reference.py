@@ -143,7 +143,7 @@ def settings_rows() -> list[dict[str, str]]:
     def default_of(name: str, field: Any) -> str:
         if field.default_factory is not None:
             factory = field.default_factory
-            if isinstance(factory, type):
+            if isinstance(factory, type) and hasattr(factory, "model_fields"):
                 return "(section)"
             value = factory()
             return _code(str(value).replace(str(Path.home()), "~")) if value is not None else ""

@@ -118,8 +118,9 @@ def test_settings_reference_covers_every_field(pages: dict[str, str]) -> None:
             assert row is not None, f"{section}.{name}: not in the settings reference"
             assert f"`{S.env_var_for(section, name)}`" in row
             assert f"`ASSISTANT_{section.upper()}__{name.upper()}`" in row
-            if field.default is not None and not callable(getattr(field.default, "get_secret_value", None)):
-                shown = str(field.default).lower() if isinstance(field.default, bool) else str(field.default)
+            default = field.get_default(call_default_factory=True)
+            if default is not None and not callable(getattr(default, "get_secret_value", None)):
+                shown = str(default).lower() if isinstance(default, bool) else str(default)
                 assert f"`{shown}`" in row or (shown == "" and '`""`' in row), (section, name, row)
             count += 1
     assert count >= 60
