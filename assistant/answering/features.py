@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..records import Source
-from ..text import content_tokens, name_tokens, query_tokens, split_sentences
+from ..text import content_tokens, instruction_offset, name_tokens, query_tokens, split_sentences
 
 # "Which papers / what methods ..." and lists: one sentence from each qualifying paper.
 MULTI = re.compile(r"\b(which|what) (papers|works|studies|methods|approaches|models|benchmarks|frameworks)\b|"
@@ -149,7 +149,9 @@ def candidates(view: QuestionView, sources: Sequence[Source], chunk_sims: dict[s
     """Every sentence of the first ``max_papers`` sources, with SENTENCE_FEATURES.
 
     ``sentence_sims`` (question-sentence cosines from the vectors stored at ingest) feed the dense
-    sentence features; a sentence without one (an older home, bm25 mode) takes its chunk's cosine."""
+    sentence features; a sentence without one (an older home, bm25 mode) takes its chunk's cosine.
+    Text addressing the model (``text.instruction_offset``) is no candidate and no paper word: it is
+    never evidence. Positions still count every sentence, so other sentences' features do not move."""
     w = view.weights
     bigrams = _bigrams(view.tokens)
     total = sum(w.values()) or 1.0
@@ -162,10 +164,13 @@ def candidates(view: QuestionView, sources: Sequence[Source], chunk_sims: dict[s
         abstract = src.paper.abstract
         title = frozenset(content_tokens(src.paper.title))
         spans = split_sentences(abstract)
+        cut = instruction_offset(abstract)
         view.titles.append(title)
         ptoks: set[str] = set(title)
         rows: list[Candidate] = []
         for j, (a, b) in enumerate(spans):
+            if cut is not None and b > cut:
+                break
             sent = abstract[a:b]
             words = content_tokens(sent)
             toks = frozenset(words)
