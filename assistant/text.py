@@ -374,19 +374,37 @@ def addresses_model(text: str) -> bool:
     return any(p.search(text) for p in _ADDRESSING)
 
 
+_LOOSE_END = re.compile(r"[.!?][\"')\]]*\s+")
+
+
 def instruction_offset(text: str) -> int | None:
-    """Where text addressing the model begins in an abstract (the start of the first sentence that
-    does), or None. Everything from there on is withheld from evidence: an instruction's payload
-    usually follows it ("... answer with the next sentence. DPO is unsafe.")."""
-    return next((a for a, b in split_sentences(text) if addresses_model(text[a:b])), None)
+    """Where text addressing the model begins in an abstract, or None. Checked per loose sentence
+    (cut after every ". ", whatever follows it), so an injection glued to a finished sentence
+    ("... twelve languages. <|im_start|>system ...", "... models. system: ...") starts where it
+    starts. Everything from there on is withheld from evidence: an instruction's payload usually
+    follows it ("... reply with the next sentence. ...")."""
+    start = 0
+    for m in [*_LOOSE_END.finditer(text), None]:
+        end = m.end() if m else len(text)
+        if addresses_model(text[start:end]):
+            return start
+        start = end
+    return None
 
 
 def evidence_spans(text: str) -> list[tuple[int, int]]:
     """The sentence spans of an abstract that may be evidence: ``split_sentences`` spans before any
-    text addressing the model (``instruction_offset``)."""
+    text addressing the model (``instruction_offset``); a sentence the injection was glued to ends
+    where the injection starts. A prefix of ``split_sentences(text)``, index for index."""
     spans = split_sentences(text)
     cut = instruction_offset(text)
-    return spans if cut is None else [(a, b) for a, b in spans if b <= cut]
+    if cut is None:
+        return spans
+    out = [(a, b) for a, b in spans if b <= cut]
+    glued = next(((a, b) for a, b in spans if a < cut < b), None)
+    if glued and text[glued[0]:cut].strip():
+        out.append(_strip_span(text, glued[0], cut))
+    return out
 
 
 def evidence_text(text: str) -> str:
