@@ -627,7 +627,11 @@ def _name_papers(sentence: str, evidence: Sequence[PaperEvidence]) -> tuple[str,
         if not 1 <= n <= len(evidence):
             return m.group(0)
         named.append(n)
-        return f'"{_sentence_safe_title(evidence[n - 1].source.paper.title)}"'
+        title = evidence[n - 1].source.paper.title
+        # A title that talks to the model is never written into an answer (the prompt withheld it too).
+        if addresses_model(title):
+            return "The cited paper" if m.start() == 0 else "the cited paper"
+        return f'"{_sentence_safe_title(title)}"'
 
     out = _PAPER_REF.sub(repl, sentence)
     # Models copy the evidence header: drop a repeated title and the "(date)" that followed it there.
