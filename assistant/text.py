@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from .records import REFUSAL
 
@@ -337,7 +337,8 @@ _ADDRESSING = [
                r"disregard|treat|claim|tell|refuse|declare|list|rate|recommend|conclude|report)\b",
                re.IGNORECASE),
     re.compile(r"(?:" + _IMPERATIVE_START + r"|\b(?:must|shall|should|always)\s+)(?:answer|reply|respond)\s+"
-               r"(?:to\s+)?(?:every|each|all|any)\s+(?:questions?|queries|users?|requests?|prompts?)\b|\b(?:always|only)\s+(?:answer|reply|respond|say|cite|output)\b|"
+               r"(?:to\s+)?(?:every|each|all|any)\s+(?:questions?|queries|users?|requests?|prompts?)\b|"
+               r"\b(?:always|only)\s+(?:answer|reply|respond|say|cite|output)\b|"
                r"\b(?:answer|reply|respond|say|output|print|write)\s+(?:only|exactly|verbatim)\b|"
                r"\b(?:reply|respond|say|output|print|write)\s+the following\b",
                re.IGNORECASE),
@@ -377,6 +378,7 @@ def addresses_model(text: str) -> bool:
 _LOOSE_END = re.compile(r"[.!?][\"')\]]*\s+")
 
 
+@lru_cache(maxsize=2048)
 def instruction_offset(text: str) -> int | None:
     """Where text addressing the model begins in an abstract, or None. Checked per loose sentence
     (cut after every ". ", whatever follows it), so an injection glued to a finished sentence
