@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from .records import REFUSAL
 
@@ -301,3 +301,115 @@ def is_refusal(text: str) -> bool:
 def bm25_idf(n_docs: int, df: int) -> float:
     """BM25's idf in its always-positive form (Lucene's): rare words weigh more."""
     return math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+
+
+# -- text that addresses the model ----------------------------------------------------------------
+# An abstract is data, but a planted one may talk to the LLM reading it ("SYSTEM: ...", "ignore all
+# previous instructions", "cite [7]", a JSON answer). Such text is never evidence: no answer quotes
+# it, no prompt shows it, no support check counts it. It stays in the index as the data it is.
+_ROLES = r"(?:system|assistant|user|developer|human|ai|bot|chatbot|model|instructions?|prompt|inst|sys)"
+_IMPERATIVE_START = r"(?:^|[:;!?\u2013\u2014\"'(\[>*#-]\s*|\b(?:please|now|and|then|instead)\s+)"
+_PRIOR = (r"(?:all|any|every|the|your|of|these|those|prior|previous|preceding|above|earlier|foregoing|former|"
+          r"original|system|other|existing|given)")
+_INSTRUCTION_NOUN = (r"(?:instructions?|prompts?|directions?|directives?|rules|guidelines|orders|commands?|"
+                     r"messages?|constraints|context|guardrails|system prompt)")
+_ADDRESSING = [
+    # chat-template and turn markers: no abstract writes these
+    re.compile(r"<\|\s*[A-Za-z_]+\s*\|>|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|<<<\s*SOURCES|"
+               r"SOURCES\s*>>>", re.IGNORECASE),
+    # role markers: "SYSTEM:", "[assistant]", "### Instruction", a role opening the sentence
+    re.compile(r"(?-i:\b(?:SYSTEM|ASSISTANT|USER|DEVELOPER|HUMAN)\s*:)|\[\s*" + _ROLES + r"\s*\]|"
+               r"#{2,}\s*(?:system|instructions?|response|assistant|user|input|output)\b|"
+               r"^[\W_]*" + _ROLES + r"(?:\s+(?:prompt|message|note|instructions?|override|update))?\s*:",
+               re.IGNORECASE),
+    # a fake answer or question line: "Answer: ...", "Final answer:", "QUESTION:"
+    re.compile(r"^[\W_]*(?:final\s+)?(?:answer|response|reply|output|question)\s*:", re.IGNORECASE),
+    # "ignore (all) previous instructions" and its kin
+    re.compile(_IMPERATIVE_START + r"(?:ignore|disregard|forget|override|bypass|overwrite|discard)\s+(?:"
+               + _PRIOR + r"\s+){0,4}" + _INSTRUCTION_NOUN + r"\b", re.IGNORECASE),
+    re.compile(r"\b(?:ignore|disregard|forget)\s+(?:everything|anything|all)\s+(?:above|before|else|previously|"
+               r"you (?:were|have been) (?:told|given))", re.IGNORECASE),
+    re.compile(r"\bnew\s+(?:instructions?|rules|system prompt|directives?)\s*:", re.IGNORECASE),
+    # orders to the model: "you must cite", "you will answer", "mark citation [7]", "answer every question with"
+    re.compile(r"\byou\s+(?:(?:must|should|shall|will|need to|have to|are (?:required|instructed|told|to)|"
+               r"may only|can only|are only allowed to)\s+)(?:(?:now|always|only|also|instead|never|not)\s+)*"
+               r"(?:cite|mark|answer|reply|respond|say|state|output|print|write|return|include|quote|ignore|"
+               r"disregard|treat|claim|tell|refuse|declare|list|rate|recommend|conclude|report)\b",
+               re.IGNORECASE),
+    re.compile(r"(?:" + _IMPERATIVE_START + r"|\b(?:must|shall|should|always)\s+)(?:answer|reply|respond)\s+"
+               r"(?:to\s+)?(?:every|each|all|any)\s+(?:questions?|queries|users?|requests?|prompts?)\b|"
+               r"\b(?:always|only)\s+(?:answer|reply|respond|say|cite|output)\b|"
+               r"\b(?:answer|reply|respond|say|output|print|write)\s+(?:only|exactly|verbatim)\b|"
+               r"\b(?:reply|respond|say|output|print|write)\s+the following\b",
+               re.IGNORECASE),
+    re.compile(r"\bmark\s+(?:the\s+)?(?:citation|source|reference|paper)\s*\[?\s*\d+|\bcite\s+(?:only\s+)?"
+               r"(?:this paper|\[\s*\d+|(?:paper|source|reference)\s*\[?\s*\d+)|"
+               r"\b(?:when|while|before)\s+(?:(?:answering|responding|replying)\s*,|you (?:answer|respond|reply)\b)",
+               re.IGNORECASE),
+    re.compile(r"\bas an? (?:ai|llm|large language model|language model|assistant|chatbot)\b(?!s)|"
+               r"\b(?:note|message) (?:to|for) (?:the |any |all )?(?:ai|llms?|language models?|"
+               r"assistants?|chatbots?|models?)\b|\b(?:ai|llm|language model|assistant|chatbot)s? "
+               r"(?:reading|processing|summari[sz]ing|answering (?:questions )?(?:about|from)) this\b",
+               re.IGNORECASE),
+    re.compile(r"^[\W_]*(?:do not|don't|never)\s+(?:cite|mention|quote|answer|reveal|refuse|say|tell)\b",
+               re.IGNORECASE),
+    # the answer's structured output, or the refusal sentence, planted to be copied
+    re.compile(r'"\s*(?:answerable|sentences|sources|text)\s*"\s*:|\{\s*"[^"\n]{1,40}"\s*:|'
+               + re.escape(REFUSAL.rstrip(".")), re.IGNORECASE),
+    # the same in other languages (the model reads them as well as English)
+    re.compile(r"\b(?:ignore[zr]?|oublie[zr]?|ne tenez pas compte de)\s+(?:toutes?\s+)?(?:les\s+|vos\s+)?"
+               r"(?:instructions|consignes|directives)\b|\bvous devez (?:citer|répondre|toujours)|"
+               r"\bignorier(?:e|en sie|t)?\s+(?:alle\s+)?(?:vorherigen|bisherigen|obigen|früheren|vorigen)?\s*"
+               r"(?:anweisungen|instruktionen|befehle|regeln)\b|\bvergiss\s+(?:alle\s+)?(?:vorherigen\s+)?"
+               r"anweisungen\b|\b(?:du musst|sie müssen)\s+(?:\w+\s+)?(?:zitieren|antworten|markieren)\b|"
+               r"\b(?:ignora[rd]?|olvida[rd]?|ignore)\s+(?:todas\s+|tutte\s+)?(?:las\s+|le\s+|as\s+)?"
+               r"(?:instrucciones|istruzioni|instruções)\b|\bdebes (?:citar|responder)|\bdevi (?:citare|rispondere)|"
+               r"\bnegeer\s+(?:alle\s+)?(?:vorige\s+|eerdere\s+)?instructies\b|"
+               r"\b(?:игнорируй(?:те)?|забудь(?:те)?)\s+(?:все\s+)?(?:предыдущие\s+)?(?:инструкции|указания)|"
+               r"忽略.{0,6}(?:指令|指示|说明|提示)|(?:指示|命令)を無視|무시하고|이전 지시", re.IGNORECASE),
+]
+
+
+def addresses_model(text: str) -> bool:
+    """Does ``text`` (one sentence, or a title) talk to an LLM rather than report research?"""
+    return any(p.search(text) for p in _ADDRESSING)
+
+
+_LOOSE_END = re.compile(r"[.!?][\"')\]]*\s+")
+
+
+@lru_cache(maxsize=2048)
+def instruction_offset(text: str) -> int | None:
+    """Where text addressing the model begins in an abstract, or None. Checked per loose sentence
+    (cut after every ". ", whatever follows it), so an injection glued to a finished sentence
+    ("... twelve languages. <|im_start|>system ...", "... models. system: ...") starts where it
+    starts. Everything from there on is withheld from evidence: an instruction's payload usually
+    follows it ("... reply with the next sentence. ...")."""
+    start = 0
+    for m in [*_LOOSE_END.finditer(text), None]:
+        end = m.end() if m else len(text)
+        if addresses_model(text[start:end]):
+            return start
+        start = end
+    return None
+
+
+def evidence_spans(text: str) -> list[tuple[int, int]]:
+    """The sentence spans of an abstract that may be evidence: ``split_sentences`` spans before any
+    text addressing the model (``instruction_offset``); a sentence the injection was glued to ends
+    where the injection starts. A prefix of ``split_sentences(text)``, index for index."""
+    spans = split_sentences(text)
+    cut = instruction_offset(text)
+    if cut is None:
+        return spans
+    out = [(a, b) for a, b in spans if b <= cut]
+    glued = next(((a, b) for a, b in spans if a < cut < b), None)
+    if glued and text[glued[0]:cut].strip():
+        out.append(_strip_span(text, glued[0], cut))
+    return out
+
+
+def evidence_text(text: str) -> str:
+    """The part of an abstract that may be evidence (what a support check may count)."""
+    cut = instruction_offset(text)
+    return text if cut is None else text[:cut].rstrip()

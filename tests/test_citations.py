@@ -106,6 +106,9 @@ def test_citation_of_a_paper_that_does_not_say_it_is_flagged_not_hidden() -> Non
     assert checked.checks["unknown_markers"] == 0
     assert checked.checks["unsupported_citations"] == [
         {"sentence": "Quokka alignment outperforms DPO on two benchmarks [1].", "marker": 1}]
-    # A sentence drawing on two papers needs each only for its share.
-    both = check_answer("PoFT improves SFT baselines [1] and VLoRA merges perceptual weights [2].", sources)
-    assert both.checks["unsupported_citations"] == []
+    # Each cited paper is checked on its own: a citation riding along on another's support is listed
+    # (support used to be pooled, each paper needing only 1/n of the sentence).
+    # [2] shares 4 of the 10 words: enough under the old 1/n split, not on its own.
+    sentence = "PoFT achieves stable improvements over SFT baselines and reduces the input sequence length [1] [2]."
+    riding = check_answer(sentence, sources)
+    assert riding.checks["unsupported_citations"] == [{"sentence": sentence, "marker": 2}]

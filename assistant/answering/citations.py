@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import REFUSAL, Citation, Source
-from ..text import MARKER_GROUP, answer_sentence_spans, content_tokens, is_refusal, split_sentences
+from ..text import (
+    MARKER_GROUP,
+    addresses_model,
+    answer_sentence_spans,
+    content_tokens,
+    evidence_spans,
+    evidence_text,
+    is_refusal,
+)
 
 # A marker group with the space before it, which goes when the marker is rewritten.
 _MARKER_GROUP = re.compile(r"\s*" + MARKER_GROUP.pattern)
@@ -44,8 +52,9 @@ class CheckedAnswer:
 
 def best_quote(sentence: str, abstract: str, idf: Callable[[list[str]], dict[str, float]] | None = None) -> str | None:
     """The abstract sentence that best supports ``sentence``: verbatim containment first,
-    then idf-weighted overlap of stemmed content words."""
-    spans = split_sentences(abstract)
+    then idf-weighted overlap of stemmed content words. Never text addressing the model
+    (``text.evidence_spans``): None when the abstract has nothing else."""
+    spans = evidence_spans(abstract)
     if not spans:
         return None
     bare = MARKER_GROUP.sub("", sentence).strip()
@@ -124,8 +133,8 @@ def check_answer(text: str, sources: Sequence[Source],
             n = inv[mk]
             if n not in paper_tokens:
                 paper = sources[n - 1].paper
-                paper_tokens[n] = set(content_tokens(f"{paper.title} {paper.abstract}"))
-            if _support(cleaned, paper_tokens[n], idf) < MIN_SUPPORT / len(markers):
+                paper_tokens[n] = set(content_tokens(paper_text(paper.title, paper.abstract)))
+            if _support(cleaned, paper_tokens[n], idf) < MIN_SUPPORT:
                 unsupported.append({"sentence": cleaned, "marker": mk})
         if not markers:
             uncited.append(cleaned)
@@ -143,10 +152,18 @@ def check_answer(text: str, sources: Sequence[Source],
 
 
 MIN_SUPPORT = 0.5
-"""A cited paper must contain this share of the sentence's content words (idf-weighted),
-split evenly between the papers one sentence cites; below it the citation is listed in
+"""Each cited paper must contain this share of the sentence's content words (idf-weighted) on its
+own, whatever else the sentence cites; below it the citation is listed in
 ``checks["unsupported_citations"]``. A marker that resolves is not thereby a true citation:
-"Quokka outperforms DPO [2]" citing a DPO paper that never mentions Quokka is listed."""
+"Quokka outperforms DPO [2]" citing a DPO paper that never mentions Quokka is listed, and so is
+"[3]" riding along on "[1] [2]" that carry the sentence."""
+
+
+def paper_text(title: str, abstract: str) -> str:
+    """What a support check may count of a paper: its title (unless it addresses the model) and the
+    abstract before any text addressing the model (``text.evidence_text``)."""
+    head = "" if addresses_model(title) else title
+    return f"{head}. {evidence_text(abstract)}" if head else evidence_text(abstract)
 
 
 def _support(sentence: str, paper_tokens: set[str],

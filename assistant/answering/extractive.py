@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 from ..records import REFUSAL, Source
 from ..settings import ExtractiveSettings
-from ..text import content_tokens, name_tokens, query_tokens, split_sentences
+from ..text import content_tokens, evidence_spans, name_tokens, query_tokens
 from .citations import cited_sentence
 from .features import chunk_sim
 
@@ -89,7 +89,7 @@ def answer(question: str, sources: Sequence[Source], idf: Callable[[list[str]], 
         titles.append(title_toks)
         paper_toks.append(set(title_toks))
         rank_prior = 1.0 / (1 + si)
-        for a, b in split_sentences(abstract):
+        for a, b in evidence_spans(abstract):  # never text addressing the model
             sent = abstract[a:b]
             toks = frozenset(content_tokens(sent))
             paper_toks[si] |= toks

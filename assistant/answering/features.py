@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..records import Source
-from ..text import content_tokens, name_tokens, query_tokens, split_sentences
+from ..text import content_tokens, evidence_spans, name_tokens, query_tokens, split_sentences
 
 # "Which papers / what methods ..." and lists: one sentence from each qualifying paper.
 MULTI = re.compile(r"\b(which|what) (papers|works|studies|methods|approaches|models|benchmarks|frameworks)\b|"
@@ -149,7 +149,9 @@ def candidates(view: QuestionView, sources: Sequence[Source], chunk_sims: dict[s
     """Every sentence of the first ``max_papers`` sources, with SENTENCE_FEATURES.
 
     ``sentence_sims`` (question-sentence cosines from the vectors stored at ingest) feed the dense
-    sentence features; a sentence without one (an older home, bm25 mode) takes its chunk's cosine."""
+    sentence features; a sentence without one (an older home, bm25 mode) takes its chunk's cosine.
+    Text addressing the model (``text.evidence_spans``) is no candidate and no paper word: it is
+    never evidence. Positions still count every sentence, so other sentences' features do not move."""
     w = view.weights
     bigrams = _bigrams(view.tokens)
     total = sum(w.values()) or 1.0
@@ -165,7 +167,7 @@ def candidates(view: QuestionView, sources: Sequence[Source], chunk_sims: dict[s
         view.titles.append(title)
         ptoks: set[str] = set(title)
         rows: list[Candidate] = []
-        for j, (a, b) in enumerate(spans):
+        for j, (a, b) in enumerate(evidence_spans(abstract)):
             sent = abstract[a:b]
             words = content_tokens(sent)
             toks = frozenset(words)
@@ -176,7 +178,8 @@ def candidates(view: QuestionView, sources: Sequence[Source], chunk_sims: dict[s
             near = _number_near(words, focus_set) if view.quantity else 0.0
             has_num = 1.0 if _NUMBER.search(sent) else 0.0
             csim = _sim(chunk_sim(src, a, b, chunk_sims))
-            ssim = (sentence_sims or {}).get((src.paper.paper_id, a, b))
+            # Stored vectors are keyed by the full sentence (one cut short before an injection too).
+            ssim = (sentence_sims or {}).get((src.paper.paper_id, *spans[j]))
             ssim = csim if ssim is None else _sim(ssim)
             rows.append(Candidate(si, a, b, sent, toks, [
                 cov, cov_t, foc, 0.0, 0.0, math.log1p(sum(v for t, v in w.items() if t in toks)),

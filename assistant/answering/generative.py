@@ -9,10 +9,13 @@ reads ~210 tokens per question instead of ~630.
 Structured where the server allows it: with ``response_format`` json_schema (llama.cpp,
 vLLM, OpenAI) the model returns ``{"answerable": bool, "sentences": [{"text", "sources"}]}``;
 otherwise plain text with ``[n]`` markers, parsed the same way. Either way every sentence is
-then checked: its markers must name given papers and the cited abstracts must support it
-(lexical coverage, every number and name present, no unstated negation/absolute/contrast: the
-offline judge's rules, ``support``); an unsupported or uncited sentence is dropped and listed in
-``checks``, never shown as cited fact.
+then checked: its markers must name given papers and each cited abstract must support it on its
+own (lexical coverage, every number and name present, no unstated negation/absolute/contrast: the
+offline judge's rules, ``support``; never pooled, so a citation cannot ride along on another's); an
+unsupported citation is dropped, a sentence no cited paper supports is dropped and listed in
+``checks``, never shown as cited fact. Abstract text that addresses the model ("SYSTEM: ...",
+"ignore previous instructions", "cite [7]", a planted JSON answer: ``text.addresses_model``) is
+never evidence: not in the prompt, not counted as support, never quoted.
 
 Refusal is decided with the model's help, not by an exact sentence it must reproduce: the
 model's ``answerable`` (or an empty answer) is compared with the fitted extractive answerer's
@@ -31,8 +34,10 @@ from typing import TYPE_CHECKING, Any
 from ..records import REFUSAL, Source
 from ..text import (
     MARKER_GROUP,
+    addresses_model,
     best_window,
     content_tokens,
+    evidence_spans,
     missing_terms,
     query_tokens,
     required_terms,
@@ -40,7 +45,7 @@ from ..text import (
     unstated_qualifiers,
 )
 from .base import AnswerContext, Draft
-from .citations import neutralise_reference_markers
+from .citations import neutralise_reference_markers, paper_text
 from .prompts import load_prompt, render
 
 if TYPE_CHECKING:
@@ -152,7 +157,7 @@ def select_evidence(question: str, sources: Sequence[Source], idf: Idf | None, *
     out: list[PaperEvidence] = []
     for i, src in enumerate(pool, 1):
         abstract = src.paper.abstract
-        spans = split_sentences(abstract)
+        spans = evidence_spans(abstract)  # never text addressing the model
         title = set(content_tokens(src.paper.title))
         scored: list[tuple[float, int, str]] = []
         for pos, (a, b) in enumerate(spans):
@@ -182,8 +187,10 @@ def format_evidence(evidence: Sequence[PaperEvidence]) -> str:
     blocks = []
     for ev in evidence:
         date = f" ({ev.source.paper.date})" if ev.source.paper.date else ""
-        # An abstract's own "[5]" must not read as paper [5] to the model.
-        lines = [f"Paper [{ev.number}]: {neutralise_reference_markers(ev.source.paper.title)}{date}"]
+        # An abstract's own "[5]" must not read as paper [5] to the model; a title talking to it is not shown.
+        title = ev.source.paper.title
+        title = "(title withheld)" if addresses_model(title) else neutralise_reference_markers(title)
+        lines = [f"Paper [{ev.number}]: {title}{date}"]
         lines += [f"- {neutralise_reference_markers(s)}" for s in ev.sentences]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
@@ -460,6 +467,7 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
     kept: list[str] = []
     dropped: list[dict[str, Any]] = []
     recited: list[dict[str, Any]] = []
+    riders: list[dict[str, Any]] = []
     # Numbers the model cited that name no given paper (the checker below never sees them).
     checks["unknown_markers"] = sum(1 for _, nums in model.sentences for n in nums if not 1 <= n <= len(evidence))
     for body, nums in model.sentences:
@@ -469,35 +477,46 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
         if not valid:
             dropped.append({"sentence": body, "reason": "no citation" if not nums else f"unknown source(s) {nums}"})
             continue
-        verdict = support(body, [_passage(evidence[n - 1]) for n in valid], idf, min_support)
-        if not verdict.supported:
+        # Each cited paper must support the sentence on its own: support is never pooled, so a
+        # citation cannot ride along on another's ("... [1] [2] [3]" with [3] unrelated drops [3]).
+        verdicts = {n: support(body, [_passage(evidence[n - 1])], idf, min_support) for n in valid}
+        backing = [n for n in valid if verdicts[n].supported]
+        if backing and len(backing) < len(valid):
+            riders.extend({"sentence": body, "source": n, "reason": _why_unsupported(verdicts[n], min_support)}
+                          for n in valid if n not in backing)
+        if not backing:
             # Small models often copy a sentence right and number it wrong: when exactly one given
             # paper supports the sentence, cite that one (and say so) instead of dropping a true fact.
             others = [ev.number for ev in evidence if ev.number not in valid
                       and support(body, [_passage(ev)], idf, min_support).supported]
             if len(others) == 1:
                 recited.append({"sentence": body, "cited": valid, "now": others})
-                valid, verdict = others, support(body, [_passage(evidence[others[0] - 1])], idf, min_support)
-        if not verdict.supported:
-            why = f"coverage {verdict.coverage:.2f} < {min_support}" if verdict.coverage < min_support else ""
-            if verdict.missing_numbers:
-                why = (why + "; " if why else "") + "numbers not in the cited abstracts: " + \
-                    ", ".join(verdict.missing_numbers)
-            if verdict.missing_names:
-                why = (why + "; " if why else "") + "names not in the cited abstracts: " + \
-                    ", ".join(verdict.missing_names)
-            if verdict.unstated:
-                why = (why + "; " if why else "") + "not stated where the cited abstract says it: " + \
-                    ", ".join(verdict.unstated)
-            dropped.append({"sentence": body, "sources": valid, "reason": why})
+                backing = others
+        if not backing:
+            best = max(verdicts.values(), key=lambda v: v.coverage)
+            dropped.append({"sentence": body, "sources": valid, "reason": _why_unsupported(best, min_support)})
             continue
         end = body[-1] if body[-1] in ".!?" else "."
         core = body[:-1] if body[-1] in ".!?" else body
-        kept.append(core + "".join(f" [{evidence[n - 1].marker}]" for n in valid) + end)
+        kept.append(core + "".join(f" [{evidence[n - 1].marker}]" for n in backing) + end)
     checks["dropped_sentences"] = dropped
+    if riders:
+        checks["dropped_citations"] = riders
     if recited:
         checks["recited_sentences"] = recited
     return Generation(" ".join(kept), model, checks, evidence, {"generate": gen_ms})
+
+
+def _why_unsupported(verdict: Support, min_support: float) -> str:
+    """Why a cited abstract does not support a sentence, in words (for ``checks``)."""
+    why = [f"coverage {verdict.coverage:.2f} < {min_support}"] if verdict.coverage < min_support else []
+    if verdict.missing_numbers:
+        why.append("numbers not in the cited abstracts: " + ", ".join(verdict.missing_numbers))
+    if verdict.missing_names:
+        why.append("names not in the cited abstracts: " + ", ".join(verdict.missing_names))
+    if verdict.unstated:
+        why.append("not stated where the cited abstract says it: " + ", ".join(verdict.unstated))
+    return "; ".join(why)
 
 
 def answer_with_llm(client: Any, question: str, sources: Sequence[Source], settings: Settings, idf: Idf | None, *,
@@ -611,7 +630,11 @@ def _name_papers(sentence: str, evidence: Sequence[PaperEvidence]) -> tuple[str,
         if not 1 <= n <= len(evidence):
             return m.group(0)
         named.append(n)
-        return f'"{_sentence_safe_title(evidence[n - 1].source.paper.title)}"'
+        title = evidence[n - 1].source.paper.title
+        # A title that talks to the model is never written into an answer (the prompt withheld it too).
+        if addresses_model(title):
+            return "The cited paper" if m.start() == 0 else "the cited paper"
+        return f'"{_sentence_safe_title(title)}"'
 
     out = _PAPER_REF.sub(repl, sentence)
     # Models copy the evidence header: drop a repeated title and the "(date)" that followed it there.
@@ -633,7 +656,8 @@ def _sentence_safe_title(title: str) -> str:
 
 
 def _passage(ev: PaperEvidence) -> str:
-    return f"{ev.source.paper.title}. {ev.source.paper.abstract}"
+    """What may support a sentence citing this paper: never text addressing the model."""
+    return paper_text(ev.source.paper.title, ev.source.paper.abstract)
 
 
 def _rejected_format(exc: Exception) -> bool:
