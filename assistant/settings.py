@@ -285,6 +285,10 @@ ENV_ALIASES = {
 }
 SECTIONS = ("index", "retrieval", "llm", "extractive", "judge", "serve", "sources")
 TOP_LEVEL = ("home", "config_file", "cache_dir")
+#: ``ASSISTANT_*`` variables that are not settings but are read by the project's own tests, CI and
+#: scripts: never reported as misspellings.
+NOT_SETTINGS = ("ASSISTANT_ARTIFACTS", "ASSISTANT_SCIFACT_DIR")
+NOT_SETTINGS_PREFIXES = ("ASSISTANT_TEST_", "ASSISTANT_CI_", "ASSISTANT_REQUIRE_", "ASSISTANT_SKIP_")
 
 
 class Settings(BaseSettings):
@@ -378,6 +382,7 @@ class Settings(BaseSettings):
             values["config_file"] = cfg_path
         for path, raw, where in _read_env(env):
             _put(values, origin, path, raw, where)
+        _warn_misspelled(env)
         _put_overrides(values, origin, overrides)
         return _build(values, origin)
 
@@ -500,6 +505,58 @@ def _read_env(env: dict[str, str]) -> list[tuple[tuple[str, ...], Any, str]]:
             raise SettingsError(f"{var}: unknown settings section '{section}' (one of {', '.join(SECTIONS)})")
         out.append(((section, name), raw, var))
     return out
+
+
+_WARNED: set[str] = set()
+
+
+def _known_env_names() -> dict[str, str]:
+    """Every variable a setting is read from (without the prefix) -> the documented one to suggest."""
+    known: dict[str, str] = {"CONFIG": ENV_PREFIX + "CONFIG"}
+    for name in ("home", "cache_dir"):
+        known[name.upper()] = ENV_PREFIX + name.upper()
+    for short, (section, name) in FLAT.items():
+        known[short.upper()] = env_var_for(section, name)
+    for section in SECTIONS:
+        for name in type(getattr(Settings(), section)).model_fields:
+            known[f"{section}__{name}".upper()] = env_var_for(section, name)
+    return known
+
+
+def misspelled_env(env: dict[str, str]) -> list[tuple[str, str]]:
+    """(variable, the setting it probably meant) for each ``ASSISTANT_*`` name that is not a setting
+    but is close to one (``..._TOPK`` for ``..._TOP_K``): such a name is otherwise
+    silently ignored. Names the project's tests and CI use (``NOT_SETTINGS``) are left alone."""
+    import difflib
+
+    out: list[tuple[str, str]] = []
+    known: dict[str, str] | None = None
+    for var in sorted(env):
+        if (not var.startswith(ENV_PREFIX) or "__" in var or var in NOT_SETTINGS
+                or var.startswith(NOT_SETTINGS_PREFIXES)):
+            continue
+        known = known or _known_env_names()
+        tail = var[len(ENV_PREFIX):]
+        if tail in known:
+            continue
+        squeezed = {k.replace("_", ""): k for k in known}
+        match = squeezed.get(tail.replace("_", "")) or next(iter(difflib.get_close_matches(tail, known, 1, 0.8)),
+                                                             None)
+        if match:
+            out.append((var, known[match]))
+    return out
+
+
+def _warn_misspelled(env: dict[str, str]) -> None:
+    """One line on stderr (through logging, so a library user can silence it) per misspelled
+    variable, once per process."""
+    import logging
+
+    for var, meant in misspelled_env(env):
+        if var not in _WARNED:
+            _WARNED.add(var)
+            logging.getLogger("assistant.settings").warning(
+                "warning: %s is not a setting and is ignored; did you mean %s?", var, meant)
 
 
 def _build(values: dict[str, Any], origin: dict[tuple[str, ...], str]) -> Settings:

@@ -3,6 +3,7 @@ and a stopped or frozen server gives a clear error instead of a hang."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -168,3 +169,45 @@ def test_two_homes_share_one_server_index(chroma_server: ChromaServer, tmp_path:
         assert ids == {f"s{i}" for i in range(44)}, home
         assert set(c.index.lexical().paper_ids) == ids
         assert "s40" in [s.paper.paper_id for s in c.search("Shared paper 40 reward model ensembles", k=3)]
+
+
+def test_frozen_server_is_one_line_within_the_timeout(chroma_server: ChromaServer, tmp_path: Path,
+                                                      embed_cache: Path) -> None:
+    """A `chroma run` frozen by SIGSTOP (it still accepts connections, never answers): `ask`, `status`,
+    `ingest` in fresh processes (client construction talks to the server) and the server's `/healthz`
+    each end with one line naming the timeout. Before, every one of them hung."""
+    import sys
+
+    from tests.conftest import cli_env
+    from tests.server_process import ServerProcess
+
+    timeout = 4
+    env = {"CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(chroma_server.port),
+           "ASSISTANT_CHROMA_TIMEOUT": str(timeout)}
+    src = _rows_file(tmp_path / "a.jsonl", 0, 6)
+    home = tmp_path / "home"
+    done = subprocess.run([sys.executable, "-m", "assistant", "ingest", str(src)],
+                          env=cli_env(home, embed_cache, **env), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    server = ServerProcess(tmp_path / "serve-home", embed_cache, tmp_path / "serve.log", env=env)
+    try:
+        assert server.json("GET", "/healthz")[1]["papers"] == 6
+        chroma_server.proc.send_signal(signal.SIGSTOP)
+        # A generous bound (interpreter start and model load included): the point is "returns", not speed.
+        bound = 3 * timeout + 30
+        for args in (["ask", "Which reward model ensemble reduces over-optimisation?"], ["status"],
+                     ["ingest", str(_rows_file(tmp_path / "b.jsonl", 6, 3))]):
+            run = subprocess.run([sys.executable, "-m", "assistant", *args], env=cli_env(home, embed_cache, **env),
+                                 capture_output=True, text=True, timeout=bound)
+            assert run.returncode == 1, (args, run.stdout, run.stderr)
+            errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+            assert len(errors) == 1, (args, run.stderr)
+            assert f"did not answer within {timeout} s" in errors[0] and "Traceback" not in run.stderr, run.stderr
+        status, body = server.json("GET", "/healthz", timeout=bound)
+        assert status == 503 and f"did not answer within {timeout} s" in json.dumps(body), body
+    finally:
+        chroma_server.proc.send_signal(signal.SIGCONT)
+        server.stop()
+    # Thawed, everything works again (nothing was left half-written by the failed ingest).
+    again = Assistant(make_settings(home, embed_cache, chroma_host="127.0.0.1", chroma_port=chroma_server.port))
+    assert again.status()["papers"] == 6

@@ -108,3 +108,28 @@ def test_schema_errors_are_one_line(tmp_path: Path, row: dict, message: str) -> 
     text = str(exc.value)
     assert text == f"{path}:1: {message}" or text.startswith(f"{path}:1: {message}")
     assert "\n" not in text and "pydantic" not in text
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"qid": "deep", "extra": ' + "[" * 50_000 + "]" * 50_000 + "}", "JSON nested too deeply to read"),
+    ('{"qid": "big", "type": "lookup", "k": ' + "7" * 5000 + "}", "integer string conversion"),
+], ids=["nested-50000-deep", "5000-digit-int"])
+def test_hostile_json_lines_are_one_line_errors(tmp_path: Path, line: str, message: str) -> None:
+    """`eval run` on a line nested 50,000 deep, or holding a 5000-digit number: one line naming
+    file:line (the parser's RecursionError / int-conversion ValueError were tracebacks)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    path = write(tmp_path, GOOD, line)
+    with pytest.raises(InputError) as exc:
+        load_questions(path)
+    assert str(exc.value).startswith(f"{path}:2: ") and message in str(exc.value)
+    run = subprocess.run([sys.executable, "-m", "assistant", "eval", "run", str(path), "--out", str(tmp_path / "o"),
+                          "--no-progress"], env=cli_env(tmp_path / "home"), capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 1
+    lines = [x for x in run.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}:2: "), run.stderr
+    assert message in lines[0] and not (tmp_path / "o").exists()

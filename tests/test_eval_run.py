@@ -130,3 +130,44 @@ def test_cli_calibrate_reports_agreement(cli_env: dict[str, str]) -> None:
     # The lexical-only figures of docs/evaluation.md (tests/test_eval_calibration.py holds the Python API to them too).
     assert out["lexical"]["current"]["accuracy"] == pytest.approx(0.865, abs=0.005)
     assert out["lexical"]["current"]["kappa"] == pytest.approx(0.728, abs=0.005)
+
+
+def test_a_lone_surrogate_question_is_reported_and_every_report_replaced_whole(sample_assistant: Any,
+                                                                              tmp_path: Path) -> None:
+    """A question holding a lone surrogate (``"\\ud800"`` in the question file) ends as an error row,
+    and every report is written: JSON keeps it as its escape, the text formats as U+FFFD. Before,
+    writing raised UnicodeEncodeError and left the previous report.json truncated to 0 bytes."""
+    out, junit, html = tmp_path / "run", tmp_path / "junit.xml", tmp_path / "report.html"
+    run_eval(QUESTIONS[:1], sample_assistant, out_dir=out, junit=junit, html=html, progress=False)
+    odd = Question("odd", "lookup", "Which paper proposes token-level \ud800 direct preference optimization?",
+                   ["Token-level Direct Preference Optimization"], "TDPO.", [])
+    report = run_eval([odd], sample_assistant, out_dir=out, junit=junit, html=html, progress=False)
+    assert [r["qid"] for r in report.rows] == ["odd"]
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert [r["question"] for r in data["rows"]] == [odd.question]  # the escape reads back the same
+    assert "\\ud800" in (out / "report.json").read_text(encoding="utf-8")
+    assert "token-level \ufffd direct" in (out / "report.md").read_text(encoding="utf-8")
+    assert ET.parse(junit).getroot().find("testsuite").get("tests") == "1"  # type: ignore[union-attr]
+    assert "token-level \ufffd direct" in html.read_text(encoding="utf-8")
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]  # no temporary file left
+
+
+def test_a_failed_write_leaves_the_previous_reports_whole(sample_assistant: Any, tmp_path: Path) -> None:
+    from assistant.evaluation import write_report
+    from assistant.evaluation.files import write_all_atomic
+
+    out = tmp_path / "run"
+    first = run_eval(QUESTIONS[:1], sample_assistant, out_dir=out, junit=tmp_path / "j.xml", progress=False)
+    before = {p: p.read_bytes() for p in (out / "report.json", out / "report.md", tmp_path / "j.xml")}
+    # A report that fails while rendering (here: a row missing its scores) writes nothing, not
+    # report.json alone.
+    broken = EvalReport(summary=first.summary, rows=[{k: v for k, v in r.items() if k != "scores"}
+                                                     for r in first.rows], meta=first.meta)
+    with pytest.raises(KeyError):
+        write_report(broken, out, junit=tmp_path / "j.xml")
+    # A failure after the first file is staged (a text UTF-8 cannot encode stands in for a full disk)
+    # replaces none of them.
+    with pytest.raises(UnicodeEncodeError):
+        write_all_atomic([(out / "report.json", "{}"), (out / "report.md", "\ud800")])
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]

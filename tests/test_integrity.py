@@ -595,3 +595,25 @@ def test_the_servers_own_ingest_leaves_it_following_other_processes(fresh_home: 
     assert run.returncode == 0, run.stderr
     hits = a.retriever.retrieve("We study widget7 gadgets for zebra7 alignment.", mode="dense").sources
     assert hits and hits[0].paper.paper_id == "p7"
+
+
+def test_an_unreadable_file_named_on_the_command_line_costs_one_line(locked_tree: Path, embed_cache: Path) -> None:
+    """`ingest a.jsonl b.jsonl` with b unreadable: one line naming b, every record of a ingested, exit 0
+    (documented: non-zero only when nothing could be read). Before, a usage box and nothing ingested."""
+    a_src = _write(locked_tree / "a.jsonl", _lines(_rows(3)))
+    b_src = _write(locked_tree / "b.jsonl", _lines(_rows(2, start=3)))
+    b_src.chmod(0o000)
+    fifo = locked_tree / "c.jsonl"
+    os.mkfifo(fifo)  # opening it would block: it is named, never opened
+    home = locked_tree / "home"
+    r = subprocess.run([*_unprivileged(), sys.executable, "-m", "assistant", "ingest", str(a_src), str(b_src),
+                        str(fifo)], capture_output=True, text=True, env=cli_env(home, embed_cache), timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "Usage" not in r.stderr and "Traceback" not in r.stderr
+    about_b = [line for line in r.stderr.splitlines() if str(b_src) in line]
+    assert about_b == [f"{b_src}: cannot read file: Permission denied"], r.stderr
+    assert [line for line in r.stderr.splitlines() if str(fifo) in line] == [
+        f"{fifo}: not a regular file or folder (a pipe, socket or device); save it to a file first"]
+    a = Assistant(make_settings(home, embed_cache))
+    a.auto_sample = False
+    assert sorted(p.paper_id for p in a.papers()) == ["p0", "p1", "p2"]

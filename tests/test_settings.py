@@ -11,6 +11,8 @@ from assistant.errors import AssistantError
 from assistant.settings import SECTIONS, Settings, SettingsError
 from tests.conftest import cli_env
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def test_env_prefix_aliases_and_types(tmp_path: Path) -> None:
     env = {"ASSISTANT_HOME": str(tmp_path), "ASSISTANT_TOP_K": "7", "ASSISTANT_LLM": "openai",
@@ -135,3 +137,48 @@ def test_config_show_lists_every_knob(tmp_path: Path) -> None:
     table = subprocess.run([sys.executable, "-m", "assistant", "config", "show"], env=env, capture_output=True,
                            text=True, check=True).stdout
     assert "retrieval.top_k" in table and "ASSISTANT_TOP_K" in table and "extractive.min_dense" in table
+
+
+def test_misspelled_short_variables_name_the_likely_one(tmp_path: Path) -> None:
+    """`ASSISTANT_TOPK` and friends were silently ignored: one warning line each, naming the variable
+    meant; the names the project's tests, CI and scripts use are never reported."""
+    from assistant.settings import misspelled_env
+
+    env = {"ASSISTANT_TOPK": "3", "ASSISTANT_LLM_BACKEND": "openai", "ASSISTANT_EMBEDING": "local",
+           "ASSISTANT_CHROMA_TIMOUT": "5", "ASSISTANT_TOP_K": "4"}
+    assert misspelled_env(env) == [("ASSISTANT_CHROMA_TIMOUT", "ASSISTANT_CHROMA_TIMEOUT"),
+                                   ("ASSISTANT_EMBEDING", "ASSISTANT_EMBEDDING"),
+                                   ("ASSISTANT_LLM_BACKEND", "ASSISTANT_LLM"),
+                                   ("ASSISTANT_TOPK", "ASSISTANT_TOP_K")]
+    proc = subprocess.run([sys.executable, "-m", "assistant", "config", "show", "--json"],
+                          env=cli_env(tmp_path, **env), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["retrieval"]["top_k"] == 4  # the misspelled ones change nothing
+    lines = proc.stderr.splitlines()
+    assert "warning: ASSISTANT_TOPK is not a setting and is ignored; did you mean ASSISTANT_TOP_K?" in lines
+    assert "warning: ASSISTANT_LLM_BACKEND is not a setting and is ignored; did you mean ASSISTANT_LLM?" in lines
+    assert "warning: ASSISTANT_EMBEDING is not a setting and is ignored; did you mean ASSISTANT_EMBEDDING?" in lines
+    assert len(lines) == 4, proc.stderr  # one line each, once
+
+
+def test_no_warning_for_the_variables_the_project_uses() -> None:
+    """Every ``ASSISTANT_*`` name written anywhere in the repository (code, tests, CI, docs) but the
+    deliberate misspellings (this file, the README's example warning) is a setting or one of the
+    allowed non-settings."""
+    import re
+
+    from assistant.settings import misspelled_env
+
+    names: set[str] = set()
+    files = [REPO / "README.md", REPO / "pyproject.toml"]
+    for top in ("assistant", "tests", "benchmarks", "docs", ".ci", ".github"):
+        files += [f for f in (REPO / top).rglob("*") if f.is_file() and "out" not in f.relative_to(REPO).parts
+                  and f.suffix in {".py", ".md", ".toml", ".yml", ".yaml", ".sh", ".cfg", ".txt", ""}]
+    for path in files:
+        if path.name != "test_settings.py" and path.is_file():
+            for line in path.read_text(errors="replace").splitlines():
+                if "is not a setting" not in line:  # the README's example of the warning itself
+                    names.update(re.findall(r"\bASSISTANT_[A-Z0-9_]*[A-Z0-9]", line))
+    assert {"ASSISTANT_TEST_GGUF", "ASSISTANT_CI_CACHE", "ASSISTANT_REQUIRE_BROWSER", "ASSISTANT_ARTIFACTS",
+            "ASSISTANT_SCIFACT_DIR", "ASSISTANT_TOP_K"} <= names
+    assert misspelled_env(dict.fromkeys(names, "1")) == []

@@ -53,8 +53,11 @@ def _console(stderr: bool = False) -> Any:
 
 @app.command("ingest")
 def ingest_cmd(
-    paths: list[Path] = typer.Argument(..., help="Files or folders (HF Papers .txt, JSONL/JSON, arXiv Atom, "
-                                                 "BibTeX, CSV, a Zotero library: zotero.sqlite or its folder)."),
+    # readable=False: an unreadable path is the reader's one-line problem (the others are still
+    # ingested), not a usage error that stops the whole command.
+    paths: list[Path] = typer.Argument(..., readable=False, help="Files or folders (HF Papers .txt, JSONL/JSON, "
+                                                                 "arXiv Atom, BibTeX, CSV, a Zotero library: "
+                                                                 "zotero.sqlite or its folder)."),
     prune: bool = typer.Option(False, "--prune", help="Remove papers no longer in these sources."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Drop the index and build it again."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another ingest holds the lock."),

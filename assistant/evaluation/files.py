@@ -1,13 +1,18 @@
-"""Reading the harness's own input files (question sets, labels, gates, reports, SciFact).
+"""Reading the harness's own input files (question sets, labels, gates, reports, SciFact),
+and writing its outputs (reports) atomically.
 
 Unlike the corpus readers, which collect problems and go on, a bad eval input stops the
-run: every failure is one InputError naming the file, and the line for JSONL.
+run: every failure is one InputError naming the file, and the line for JSONL. An output
+is written whole or not at all, so a failed run never leaves a previous report truncated.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +50,69 @@ def jsonl_records(path: Path, what: str) -> Iterator[tuple[int, str, Any]]:
                 if not line.strip():
                     continue
                 where = f"{path}:{n}"
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-                yield n, where, value
+                yield n, where, parse_json(line, where)
         except UnicodeDecodeError as exc:  # text is decoded in blocks, so no exact line to name
             raise InputError(f"{path}: cannot read {what}: {exc}") from None
+
+
+def parse_json(text: str, where: str) -> Any:
+    """``json.loads`` whose every failure is one line naming ``where``: bad syntax, but also
+    nesting too deep for the parser (RecursionError) and an integer too long to convert."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise InputError(f"{where}: JSON nested too deeply to read") from None
+    except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise InputError(f"{where}: a JSON value cannot be read ({exc})") from None
+
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once, at import: setting it later could race another thread creating a file
+"""The process's umask: a new report gets the mode ``open()`` would give it (mkstemp makes 0600)."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(value: Any, **dumps: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False)`` that UTF-8 can always encode: a lone surrogate
+    (a question holding ``"\\ud800"``) is written as its JSON escape, so it reads back the same."""
+    text = json.dumps(value, ensure_ascii=False, **dumps)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates (which no UTF-8 file can hold) replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all (see ``write_all_atomic``)."""
+    return write_all_atomic([(Path(path), text)])[0]
+
+
+def write_all_atomic(outputs: Sequence[tuple[Path, str]]) -> list[Path]:
+    """Write each (path, UTF-8 text) whole or not at all: every text is encoded and written to a
+    temporary file beside its target and flushed before the first target is replaced (a rename).
+    A failure on the way (encoding, a full disk, Ctrl-C) leaves every previous file as it was and
+    no temporary file behind."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, text in outputs:
+            data = text.encode("utf-8")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    return [path for _, path in staged]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare import compare_reports
+from .files import printable, write_atomic
 from .gate import LOWER_IS_BETTER
 from .report import SHORT_LABELS, SUMMARY_METRICS, TYPE_COLUMNS, fmt, worst_first
 from .results import EvalReport
@@ -275,8 +276,5 @@ def render_html(report: EvalReport, other: EvalReport | None = None, *, names: S
 
 def write_html(path: str | Path, report: EvalReport, other: EvalReport | None = None, *,
                names: Sequence[str] | None = None, worst: int = WORST) -> Path:
-    """Write ``render_html`` to ``path`` (parent directories created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(report, other, names=names, worst=worst), encoding="utf-8")
-    return path
+    """Write ``render_html`` to ``path`` (parent directories created), atomically."""
+    return write_atomic(path, printable(render_html(report, other, names=names, worst=worst)))

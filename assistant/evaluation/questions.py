@@ -8,14 +8,13 @@ fields are kept in ``extra`` and written back unchanged.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .files import jsonl_records
+from .files import json_text, jsonl_records, write_atomic
 from .schemas import QUESTION_TYPES, QuestionRecord, validate
 
 __all__ = ["QUESTION_TYPES", "Question", "load_questions", "parse_question", "select", "write_questions"]
@@ -75,14 +74,9 @@ def load_questions(path: str | Path) -> list[Question]:
 
 
 def write_questions(questions: Iterable[Question | dict[str, Any]], path: str | Path) -> int:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with path.open("w", encoding="utf-8") as fh:
-        for q in questions:
-            fh.write(json.dumps(q.to_dict() if isinstance(q, Question) else q, ensure_ascii=False) + "\n")
-            n += 1
-    return n
+    lines = [json_text(q.to_dict() if isinstance(q, Question) else q) + "\n" for q in questions]
+    write_atomic(path, "".join(lines))
+    return len(lines)
 
 
 def select(questions: Sequence[Question], *, types: Sequence[str] | None = None,

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from .files import json_text, printable, write_all_atomic
 from .results import EvalReport
 from .scoring import ROW_METRICS
 
@@ -130,18 +131,15 @@ def render_junit(report: EvalReport) -> str:
 
 
 def write_report(report: EvalReport, out_dir: str | Path | None, *, junit: str | Path | None = None) -> list[Path]:
-    """Write report.json and report.md into ``out_dir`` (created) and the JUnit file; returns the paths."""
-    written: list[Path] = []
+    """Write report.json and report.md into ``out_dir`` (created) and the JUnit file; returns the paths.
+
+    Every file is rendered before the first is written, and each is replaced atomically, so a
+    failure leaves the previous run's reports in ``out_dir`` whole."""
+    outputs: list[tuple[Path, str]] = []
     if out_dir is not None:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n",
-                                         encoding="utf-8")
-        (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
-        written += [out / "report.json", out / "report.md"]
+        outputs += [(out / "report.json", json_text(report.to_dict(), indent=1) + "\n"),
+                    (out / "report.md", printable(render_markdown(report)))]
     if junit is not None:
-        path = Path(junit)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_junit(report), encoding="utf-8")
-        written.append(path)
-    return written
+        outputs.append((Path(junit), printable(render_junit(report))))
+    return write_all_atomic(outputs)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .files import jsonl_records
+from .files import json_text, jsonl_records, write_atomic
 
 SPLITS = ("train", "dev")
 
@@ -90,11 +90,7 @@ def corpus_slice(questions: list[dict[str, Any]], corpus: dict[str, dict[str, An
 
 
 def write_jsonl(records: list[dict[str, Any]], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    write_atomic(path, "".join(json_text(r) + "\n" for r in records))
 
 
 ABSENT_EVERY = 3

@@ -70,6 +70,44 @@ LOCAL_MODELS: dict[str, LocalModelSpec] = {
 MAX_BULK_SESSIONS = 8
 """Each bulk session holds a copy of the model; past a few cores the gain is small."""
 
+TURN_TEXTS = 16
+"""Texts a bulk embedding encodes per turn of the model lock (a fraction of a second on 2 cores):
+a question asked meanwhile (its one-text query) waits at most one turn, not the whole ingest."""
+
+
+class TurnLock:
+    """A first-come-first-served lock: a bulk embedding that takes it turn after turn cannot
+    starve a question queued behind it (``threading.Lock`` makes no order promise)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._issued = 0
+        self._serving = 0
+        self._abandoned: set[int] = set()
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket = self._issued
+            self._issued += 1
+            try:
+                while ticket != self._serving:
+                    self._cond.wait()
+            except BaseException:  # Ctrl-C while queued: give the turn up, never block those behind
+                self._abandoned.add(ticket)
+                self._advance()
+                raise
+
+    def __exit__(self, *_: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._advance()
+
+    def _advance(self) -> None:
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
+            self._serving += 1
+        self._cond.notify_all()
+
 
 class OnnxEmbedder:
     """Sentence-transformer style encoder on onnxruntime (mean pooling + L2 norm)."""
@@ -98,8 +136,11 @@ class OnnxEmbedder:
         self.session = self._new_session(cores)
         self.workers = max(1, min(cores, MAX_BULK_SESSIONS))
         self._bulk: list[Any] = []
+        self.turns = 0
+        """Turns of the model lock taken so far (tests and benchmarks read it)."""
         self._inputs = {i.name for i in self.session.get_inputs()}
-        self._lock = threading.Lock()
+        self._lock = TurnLock()
+        """Held per turn (at most TURN_TEXTS texts), never for a whole bulk embedding."""
 
     def _new_session(self, threads: int) -> Any:
         import onnxruntime as ort
@@ -111,6 +152,7 @@ class OnnxEmbedder:
         return ort.InferenceSession(self._model_path, sess_options=opts, providers=["CPUExecutionProvider"])
 
     def _encode_batch(self, texts: list[str], session: Any = None) -> np.ndarray:
+        """One batch through ``session`` (default: the all-cores one); the caller holds the turn."""
         import numpy as np
 
         encs = self.tokenizer.encode_batch(texts)
@@ -119,11 +161,7 @@ class OnnxEmbedder:
         feed: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
-        if session is None:
-            with self._lock:
-                hidden = self.session.run(None, feed)[0]
-        else:
-            hidden = session.run(None, feed)[0]
+        hidden = (session or self.session).run(None, feed)[0]
         m = mask[:, :, None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
@@ -141,51 +179,56 @@ class OnnxEmbedder:
         order = sorted(range(len(items)), key=lambda i: -len(items[i]))
         batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
         out: list[np.ndarray | None] = [None] * len(items)
-        if self.workers > 1 and len(batches) >= 2 * self.workers:
-            self._embed_parallel(items, batches, out)
-        else:
-            for idx in batches:
-                vecs = self._encode_batch([items[i] for i in idx])
-                for j, i in enumerate(idx):
-                    out[i] = vecs[j]
+        parallel = self.workers > 1 and len(batches) >= 2 * self.workers
+        for turn in _turns(batches, TURN_TEXTS):
+            # The lock is taken per turn, so other callers of this shared model (a question
+            # during an ingest: HTTP, another thread) get it between two turns.
+            with self._lock:
+                self.turns += 1
+                if parallel:
+                    self._embed_parallel(items, turn, out)
+                else:
+                    for idx in turn:
+                        vecs = self._encode_batch([items[i] for i in idx])
+                        for j, i in enumerate(idx):
+                            out[i] = vecs[j]
         return np.vstack(out)  # type: ignore[arg-type]
 
     def _embed_parallel(self, items: list[str], batches: list[list[int]], out: list[Any]) -> None:
         """Each worker thread owns one single-threaded session and takes the next batch
-        (ORT releases the GIL while it runs)."""
-        with self._lock:
-            while len(self._bulk) < self.workers:
-                self._bulk.append(self._new_session(1))
-            sessions = list(self._bulk)
-            it = iter(batches)
-            take = threading.Lock()
-            errors: list[BaseException] = []
+        (ORT releases the GIL while it runs). The caller holds the turn."""
+        while len(self._bulk) < self.workers:
+            self._bulk.append(self._new_session(1))
+        sessions = list(self._bulk)
+        it = iter(batches)
+        take = threading.Lock()
+        errors: list[BaseException] = []
 
-            stop = threading.Event()
+        stop = threading.Event()
 
-            def work(session: Any) -> None:
-                while not stop.is_set():
-                    with take:
-                        idx = next(it, None)
-                    if idx is None:
-                        return
-                    try:
-                        vecs = self._encode_batch([items[i] for i in idx], session)
-                    except BaseException as exc:  # re-raised in the caller's thread
-                        errors.append(exc)
-                        stop.set()
-                        return
-                    for j, i in enumerate(idx):
-                        out[i] = vecs[j]
+        def work(session: Any) -> None:
+            while not stop.is_set():
+                with take:
+                    idx = next(it, None)
+                if idx is None:
+                    return
+                try:
+                    vecs = self._encode_batch([items[i] for i in idx], session)
+                except BaseException as exc:  # re-raised in the caller's thread
+                    errors.append(exc)
+                    stop.set()
+                    return
+                for j, i in enumerate(idx):
+                    out[i] = vecs[j]
 
-            threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in sessions]
-            try:
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-            finally:  # Ctrl-C in the caller: workers stop after their current batch
-                stop.set()
+        threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in sessions]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:  # Ctrl-C in the caller: workers stop after their current batch
+            stop.set()
         if errors:
             raise errors[0]
 
@@ -287,6 +330,20 @@ class CachedEmbedder:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _turns(batches: list[list[int]], max_texts: int) -> list[list[list[int]]]:
+    """Consecutive batches grouped into turns of at most ``max_texts`` texts (one batch at least)."""
+    turns: list[list[list[int]]] = []
+    size = 0
+    for idx in batches:
+        if turns and size + len(idx) <= max_texts:
+            turns[-1].append(idx)
+            size += len(idx)
+        else:
+            turns.append([idx])
+            size = len(idx)
+    return turns
 
 
 def _usable_cores() -> int:

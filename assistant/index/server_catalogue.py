@@ -77,7 +77,7 @@ class ServerCatalogue:
             except Exception as exc:
                 if "does not exist" in str(exc).lower():
                     return None
-                col = self.vectors._call(client.get_collection, name, embedding_function=None)
+                raise self.vectors.error(exc) from None  # not asked again: a frozen server costs one timeout
         self._cols[name] = col
         return col
 
@@ -257,7 +257,7 @@ class ServerCatalogue:
             self.vectors.client.delete_collection(self.papers_name)
         except Exception as exc:
             if "does not exist" not in str(exc).lower():
-                self._call(self.vectors.client.delete_collection, self.papers_name)
+                raise self.vectors.error(exc) from None
         self._cols.pop(self.papers_name, None)
         meta = self._col(self.meta_name)
         if meta is not None:

@@ -45,9 +45,7 @@ class VectorStore:
         try:
             if settings.server_mode:
                 self.where = f"http://{settings.index.chroma_host}:{settings.index.chroma_port}"
-                self.client = chromadb.HttpClient(host=settings.index.chroma_host, port=settings.index.chroma_port,
-                                                  settings=chroma_settings)
-                _bound_http_timeout(self.client, settings.index.chroma_timeout)
+                self.client = _http_client(settings, chroma_settings)
             else:
                 self.where = str(persist_dir)
                 open_dir = persist_dir
@@ -367,14 +365,59 @@ def _readonly_copy(directory: Path) -> Path:
     return tmp
 
 
-def _bound_http_timeout(client: Any, seconds: float) -> None:
-    """chromadb's HTTP client waits forever by default; a stopped server must give an
-    error, not a hang."""
+def _http_client(settings: Settings, chroma_settings: Any) -> Any:
+    """A ``chromadb.HttpClient`` whose every request, those its constructor makes included
+    (user identity, tenant and database checks), fails after ``index.chroma_timeout``.
+
+    chromadb's HTTP session waits forever and the constructor talks to the server before a
+    caller could bound it, so a frozen ``chroma run`` hung every command. The client class
+    here bounds the session the moment the constructor attaches it, before any request.
+    """
+    from chromadb.api.client import Client
+
+    seconds = settings.index.chroma_timeout
+
+    class _BoundedClient(Client):  # type: ignore[misc]
+        @property  # type: ignore[override]
+        def _server(self) -> Any:
+            return self.__dict__["_bounded_server"]
+
+        @_server.setter
+        def _server(self, server: Any) -> None:
+            _bound_http_timeout(server, seconds)
+            self.__dict__["_bounded_server"] = server
+
+    chroma_settings.chroma_api_impl = "chromadb.api.fastapi.FastAPI"
+    chroma_settings.chroma_server_host = settings.index.chroma_host
+    chroma_settings.chroma_server_http_port = settings.index.chroma_port
+    chroma_settings.chroma_server_ssl_enabled = False
+    return _BoundedClient(settings=chroma_settings)
+
+
+def _bound_http_timeout(server: Any, seconds: float) -> None:
+    """chromadb's HTTP session waits forever by default; a stopped server must give an
+    error, not a hang. Fails loudly if chromadb's internals moved (no silent hang)."""
     import httpx
 
-    session = getattr(getattr(client, "_server", None), "_session", None)
-    if session is not None:
-        session.timeout = httpx.Timeout(seconds, connect=min(seconds, 10.0))
+    session = getattr(server, "_session", None)
+    if not isinstance(session, httpx.Client):
+        raise RuntimeError("this chromadb version keeps no httpx session on its server API; "
+                           "cannot bound Chroma server requests by index.chroma_timeout")
+    session.timeout = httpx.Timeout(seconds, connect=min(seconds, 10.0))
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a Chroma server request failed by ``index.chroma_timeout`` (frozen or overloaded)."""
+    import httpx
+
+    seen: BaseException | None = exc
+    for _ in range(8):  # chromadb re-raises some as ValueError: look down the chain
+        if seen is None:
+            return False
+        if isinstance(seen, httpx.TimeoutException):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 TRANSIENT_CHROMA = ("Error finding id", "Nothing found on disk")
@@ -384,6 +427,9 @@ loaded before the write, or one the writer has made but not yet flushed. Asked a
 
 def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:
     msg = " ".join(str(exc).split())[:300] or type(exc).__name__
+    if settings.server_mode and _timed_out(exc):
+        return (f"Chroma server at {settings.index.chroma_host}:{settings.index.chroma_port} did not answer within "
+                f"{settings.index.chroma_timeout:g} s (index.chroma_timeout): is `chroma run` frozen or overloaded?")
     if settings.server_mode:
         return (f"Chroma server at {settings.index.chroma_host}:{settings.index.chroma_port} failed: {msg} "
                 "(is `chroma run` up? check CHROMA_HOST/CHROMA_PORT)")

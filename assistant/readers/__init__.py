@@ -64,6 +64,9 @@ def iter_source_files(paths: Iterable[str | Path], problems: list[Problem] | Non
             elif problems is not None:
                 problems.append(Problem(str(path), None, f"unsupported file type '{path.suffix or '(none)'}'; "
                                                          f"supported: {', '.join(sorted(SUPPORTED))}"))
+        elif problems is not None and path.exists():  # a FIFO, socket or device: never opened (a FIFO blocks)
+            problems.append(Problem(str(path), None, "not a regular file or folder (a pipe, socket or device); "
+                                                     "save it to a file first"))
         elif problems is not None:
             problems.append(Problem(str(path), None, "no such file or folder; check the path and run "
                                                      "`assistant ingest PATH` again (files or folders)"))
