@@ -122,3 +122,31 @@ METRIC_NAMES = {
     "sentence_selection": "sentence Selection-Only",
     "sentence_label": "sentence Selection+Label",
 }
+
+
+def sentence_spans(abstract: str, sentences: Sequence[str]) -> list[tuple[int, int] | None]:
+    """Where each of SciFact's sentences sits in the abstract text (found in order; None if absent)."""
+    spans: list[tuple[int, int] | None] = []
+    at = 0
+    for s in sentences:
+        s = s.strip()
+        i = abstract.find(s, at) if s else -1
+        if i < 0:
+            i = abstract.find(s) if s else -1
+        spans.append((i, i + len(s)) if i >= 0 else None)
+        if i >= 0:
+            at = i + len(s)
+    return spans
+
+
+def sentence_indices(start: int, end: int, spans: Sequence[tuple[int, int] | None]) -> list[int]:
+    """SciFact sentence indices that the span start..end covers (at least half of the SciFact sentence,
+    or at least half of the span): our sentence splitter and SciFact's may cut differently."""
+    out = []
+    for j, sp in enumerate(spans):
+        if sp is None:
+            continue
+        ov = min(end, sp[1]) - max(start, sp[0])
+        if ov > 0 and (ov >= 0.5 * (sp[1] - sp[0]) or ov >= 0.5 * (end - start)):
+            out.append(j)
+    return out

@@ -33,7 +33,7 @@ from ..records import Answer
 from . import openai_compat
 from .capacity import Capacity, OverCapacity
 from .options import ServeOptions
-from .schemas import AskRequest, ChatRequest
+from .schemas import AskRequest, ChatRequest, VerifyRequest
 
 log = logging.getLogger("assistant.server")
 STATIC = Path(str(resources.files("assistant.server") / "static"))
@@ -167,6 +167,9 @@ class Shared:
 
     def ask(self, req: AskRequest) -> Answer:
         return self.assistant.ask(req.question, k=req.k, since=req.since, until=req.until, backend=req.backend)
+
+    def verify(self, req: VerifyRequest) -> Any:
+        return self.assistant.verify(req.claim, k=req.k, since=req.since, until=req.until, backend=req.backend)
 
     def chat(self, req: ChatRequest) -> Answer:
         from ..api import ChatSession
@@ -332,6 +335,13 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
         req = await parse_body(request, AskRequest)
         answer = await shared.answers.run(shared.ask, req)
         return answer.to_dict()
+
+    @app.post("/v1/verify")
+    async def verify(request: Request) -> dict[str, Any]:
+        only_params(request)
+        req = await parse_body(request, VerifyRequest)
+        verdicts = await shared.answers.run(shared.verify, req)
+        return verdicts.to_dict()
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
