@@ -13,8 +13,8 @@ Rows, measured in the same run on the same retrievals:
     SciFact train only);
   * baseline: the top retrieved abstract, its best sentences (the same claim sentence scorer and rationale
     rule), always SUPPORT;
-  * llm (``--llm``): the LLM path against the OpenAI-compatible server of the llm settings
-    (OPENAI_BASE_URL, ASSISTANT_LLM_MODEL); ``--llm-limit N`` scores it on the first N claims only, and
+  * llm (``--llm --base-url URL --model NAME``): the LLM path against that OpenAI-compatible server;
+    ``--llm-limit N`` scores it on the first N claims only, and
     the offline and baseline rows on that same slice are printed beside it.
 Published dev figures are not measured here: see benchmarks/README.md.
 """
@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="first N dev claims only")
     ap.add_argument("--llm", action="store_true", help="also run the LLM path (llm settings' server)")
     ap.add_argument("--llm-limit", type=int, default=0, help="LLM path on the first N claims only")
+    ap.add_argument("--base-url", default="", help="the OpenAI-compatible server for --llm (e.g. http://127.0.0.1:8080/v1)")
+    ap.add_argument("--model", default="", help="model name sent to it")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds an LLM request may take")
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args(argv)
@@ -81,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         claims = claims[: args.limit]
     home = _home("scifact", corpus_path.read_bytes(), corpus_path, args.cache)
     settings = _settings(home, args.cache).with_(retrieval={"exact_search_max": EXACT_ALL})
+    if args.llm:
+        llm = {"request_timeout": args.timeout, "max_retries": 1}
+        llm.update({k: v for k, v in (("base_url", args.base_url), ("model", args.model)) if v})
+        settings = settings.with_(llm=llm)
     a = Assistant(settings)
     a.auto_sample = False
     model = shipped_verify_model()

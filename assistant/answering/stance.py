@@ -43,7 +43,7 @@ _UP = re.compile(r"\b(increas\w*|higher|more|greater|elevat\w*|enhanc\w*|improv\
                  r"up-?regulat\w*|stimulat\w*|accelerat\w*|augment\w*|rais\w*|gains?|exacerbat\w*|positive(ly)?|"
                  r"longer|faster|larger|amplif\w*|potentiat\w*|facilitat\w*|required|necessary|essential)\b",
                  re.IGNORECASE)
-_DOWN = re.compile(r"\b(decreas\w*|lower|less|fewer|reduc\w*|inhibit\w*|suppress\w*|impair\w*|prevent\w*|"
+_DOWN = re.compile(r"\b(decreas\w*|lower\w*|less|fewer|reduc\w*|inhibit\w*|suppress\w*|impair\w*|prevent\w*|"
                    r"down-?regulat\w*|attenuat\w*|declin\w*|diminish\w*|loss|deplet\w*|block\w*|abolish\w*|"
                    r"negative(ly)?|protect\w*|deficien\w*|shorter|slower|smaller|delay\w*|limit\w*)\b", re.IGNORECASE)
 _COMPARATIVE = re.compile(r"\b(than|compared|versus|vs\.?|relative to|\w+er than)\b", re.IGNORECASE)
