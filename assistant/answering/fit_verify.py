@@ -57,9 +57,10 @@ OUT = Path(__file__).resolve().parent / "models" / VERIFY_MODEL_FILE
 SCIFACT = REPO.parent / "shared" / "scifact"
 FOLDS = 4
 L2_GRID = (0.1, 1.0, 10.0)
-EVIDENCE_THRESHOLDS = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))
-CONTRADICT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
-RATIOS = (0.5, 0.7, 0.9, 1.01)
+EVIDENCE_THRESHOLDS = tuple(round(0.2 + 0.05 * i, 2) for i in range(16))
+CONTRADICT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+RATIOS = (1.01, 0.9, 0.7, 0.5, 0.3, 0.0)
+"""Fewest sentences first: on a tie the more precise rationale wins."""
 MAX_VERDICT_PAPERS = (1, 2, 3)
 MAX_PAPERS = VerifyDecisions().max_papers
 
