@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .collections import CollectionInfo
     from .index.embeddings import Embedder
     from .retrieval import HybridRetriever
+    from .verification import Verdicts
 
 
 class Assistant:
@@ -374,6 +375,66 @@ class Assistant:
             question=question, text=checked.text, refused=checked.refused, citations=checked.citations,
             sources=sources, backend={"llm": answerer.label(), "embedding": self.settings.embedding_model_name},
             timings_ms=timings, checks=checks)
+
+    def verify(self, claim: str, *, k: int | None = None, since: str | int | None = None,
+               until: str | int | None = None, backend: str | None = None) -> Verdicts:
+        """Check ``claim`` against the indexed abstracts: per paper SUPPORT or CONTRADICT with at most
+        three rationale sentences quoted exactly, or NOT_ENOUGH_EVIDENCE with the closest papers listed
+        as such. ``backend`` "openai" has the LLM label the papers; any other answer backend (the
+        default, extractive) uses the offline label model fitted on SciFact train."""
+        from .verification import Verdicts, assemble, verify_offline, verify_with_llm
+
+        claim = self.check_claim(claim, k=k, since=since, until=until)
+        name = backend or self.settings.llm.backend
+        use_llm = name == "openai"
+        if not use_llm:
+            self.answerer(name)  # an unknown backend is named before any work
+        t0 = time.perf_counter()
+        self.ensure_index()
+        _ = self.index.catalogue  # a model mismatch is named before any query is embedded
+        result = self.retriever.retrieve(claim, k, since=since, until=until)
+        timings = {f"retrieve_{k_}": v for k_, v in result.timings_ms.items()}
+        from .answering.stance import shipped_verify_model
+
+        t = time.perf_counter()
+        evidence, labels = verify_offline(claim, result.sources, self.index.lexical().idf, result.chunk_sims,
+                                          result.sentence_sims, shipped_verify_model())
+        timings["label"] = (time.perf_counter() - t) * 1000
+        checks: dict[str, Any] = {"papers_considered": len(labels)}
+        label = "offline:verify"
+        if use_llm and labels:
+            t = time.perf_counter()
+            labels, llm_checks = verify_with_llm(self.chat_client(), claim, result.sources, evidence, labels,
+                                                 self.settings.llm.structured, self.settings.llm.max_answer_tokens)
+            checks.update(llm_checks)
+            timings["llm"] = (time.perf_counter() - t) * 1000
+        if use_llm:
+            label = f"openai:{self.settings.llm.model}"
+        verdict, papers, closest = assemble(claim, result.sources, labels)
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return Verdicts(claim, verdict, papers, closest,
+                        backend={"labels": label, "embedding": self.settings.embedding_model_name},
+                        timings_ms=timings, checks=checks)
+
+    def verify_many(self, claims: Sequence[str], *, k: int | None = None, since: str | int | None = None,
+                    until: str | int | None = None, backend: str | None = None,
+                    on_done: Callable[[int], None] | None = None) -> Iterator[Verdicts]:
+        """``verify`` each claim in turn (every claim checked first); ``on_done(n)`` after the n-th."""
+        for c in claims:
+            self.check_claim(c, k=k, since=since, until=until)
+        for n, c in enumerate(claims, 1):
+            v = self.verify(c, k=k, since=since, until=until, backend=backend)
+            if on_done is not None:
+                on_done(n)
+            yield v
+
+    def check_claim(self, claim: object, *, k: object = None, since: object = None, until: object = None) -> str:
+        """The claim, stripped, once it and its filters are known to be usable (before any slow work)."""
+        text = _check_text(claim, "claim").strip()
+        if not text:
+            raise AssistantError("the claim is empty")
+        _check_filters(k, since, until)
+        return text
 
     def check_request(self, question: object, *, k: object = None, since: object = None,
                       until: object = None) -> str:

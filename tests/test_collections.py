@@ -317,7 +317,8 @@ def test_every_index_command_takes_the_collection_option() -> None:
         return {opt for p in cmd.params for opt in getattr(p, "opts", [])}
 
     for path in (("ingest",), ("ask",), ("chat",), ("status",), ("serve",), ("papers", "list"),
-                 ("papers", "show"), ("papers", "search"), ("papers", "export"), ("eval", "run"), ("add",)):
+                 ("papers", "show"), ("papers", "search"), ("papers", "export"), ("eval", "run"), ("add",),
+                 ("verify",)):
         assert {"--collection", "-c"} <= options(*path), path
     assert set(root.commands["collections"].commands) == {"list", "create", "delete", "rename", "info"}
 

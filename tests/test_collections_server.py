@@ -59,6 +59,17 @@ def test_ask_answers_from_the_named_collection(server: ServerProcess) -> None:
     assert status == 200 and set(cited(older)) <= set(EXPECTED["papers"]["older"]) and older["citations"]
 
 
+def test_verify_checks_the_claim_in_the_named_collection(server: ServerProcess) -> None:
+    claim = "ZEBRA-PO trains with a birdsong contrastive loss."
+    status, zoo = server.json("POST", "/v1/verify", {"claim": claim, "collection": "zoo"})
+    assert status == 200, zoo
+    assert [p["paper_id"] for p in zoo["papers"]] == [ZEBRA_ID] and zoo["verdict"] == "SUPPORT", zoo
+    status, default = server.json("POST", "/v1/verify", {"claim": claim})
+    assert status == 200 and ZEBRA_ID not in {p["paper_id"] for p in default["papers"] + default["closest"]}
+    status, err = server.json("POST", "/v1/verify", {"claim": claim, "collection": "nope"})
+    assert status == 404, err
+
+
 def test_chat_completions_select_the_collection_by_model(server: ServerProcess) -> None:
     msgs = [{"role": "user", "content": ZEBRA}]
     status, body = server.json("POST", "/v1/chat/completions", {"model": "paper-assistant:zoo", "messages": msgs})

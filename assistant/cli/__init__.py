@@ -316,6 +316,56 @@ def _check_format(fmt: str | None) -> None:
         raise AssistantError(f"--cite/--format '{fmt}' is not a reference format (one of {', '.join(FORMATS)})")
 
 
+@app.command("verify")
+def verify_cmd(
+    claim: str | None = typer.Argument(None, help="The claim to check (or --file)."),
+    file: Path | None = typer.Option(None, "--file", help="Claims to check, one a line (# comments, blank lines "
+                                                          "skipped)."),
+    k: int | None = typer.Option(None, "-k", help="Papers to retrieve (default 10)."),
+    since: str | None = typer.Option(None, help="Only papers dated on/after YYYY[-MM[-DD]]."),
+    until: str | None = typer.Option(None, help="Only papers dated on/before YYYY[-MM[-DD]]."),
+    backend: str | None = typer.Option(None, "--backend", help="extractive (offline label model) | openai (LLM)"),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON (stable schema; one object a line with --file)."),
+    collection: str | None = CollectionOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Does the literature support a claim? Per paper: supports / contradicts with exact quotes, or not enough
+    evidence (the closest papers listed as such)."""
+    from ..verification import read_claims
+
+    if (claim is None) == (file is None):
+        raise AssistantError("give either a claim or --file FILE (one claim a line)")
+    claims = read_claims(file) if file is not None else [claim or ""]
+    a = _assistant(config, collection=collection)
+    for c in claims:
+        a.check_claim(c, k=k, since=since, until=until)  # bad input fails before the index is built
+    from .progress import reporter
+
+    with reporter(not json_out) as rep:
+        a.ensure_index(progress=rep)
+    con = _console()
+    from .render import verdicts_renderable
+
+    if file is None:
+        v = a.verify(claims[0], k=k, since=since, until=until, backend=backend)
+        if json_out:
+            print(json.dumps(v.to_dict(), ensure_ascii=False, indent=2))
+        else:
+            con.print(verdicts_renderable(v))
+        return
+    from rich.progress import Progress
+
+    with Progress(console=_console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(f"verifying {len(claims)} claims", total=len(claims))
+        for v in a.verify_many(claims, k=k, since=since, until=until, backend=backend,
+                               on_done=lambda i: bar.update(task, completed=i)):
+            if json_out:
+                print(json.dumps(v.to_dict(), ensure_ascii=False), flush=True)
+            else:
+                con.print(verdicts_renderable(v))
+    _console(stderr=True).print(f"verified {len(claims)} claim(s) from {file}")
+
+
 @app.command("chat")
 def chat_cmd(backend: str | None = typer.Option(None, "--backend", help="extractive | openai"),
              collection: str | None = CollectionOpt, config: Path | None = ConfigOpt) -> None:

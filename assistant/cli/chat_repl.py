@@ -14,6 +14,8 @@ HELP = """Commands:
   /sources   papers retrieved for the last answer
   /quotes    the last answer with the supporting quote of each citation
   /export FILE  write the references cited so far (.bib, .ris, .json = CSL-JSON, .md)
+  /verify CLAIM  does the literature support it? per paper: supports / contradicts
+             (with exact quotes) or not enough evidence
   /reset     forget the conversation (follow-ups start fresh)
   /help      this text
   /quit      leave (also Ctrl-D)
@@ -82,6 +84,17 @@ def _turn(chat: Any, session: Any, con: Any, streaming: bool) -> bool:
             return False
         if cmd == "/help":
             con.print(HELP, markup=False)
+        elif cmd == "/verify":
+            claim = line[len(cmd):].strip()
+            if not claim:
+                con.print("usage: /verify CLAIM")
+            else:
+                try:
+                    from .render import verdicts_renderable
+
+                    con.print(verdicts_renderable(chat.assistant.verify(claim, backend=chat.backend)))
+                except AssistantError as exc:
+                    con.print(f"[red]error:[/red] {exc}", markup=True)
         elif cmd == "/reset":
             chat.reset()
             con.print("conversation reset")

@@ -72,3 +72,34 @@ def paper_renderable(p: Paper) -> Any:
         meta.append(p.url)
     return Group(Text(p.title, style="bold"), Text(f"{p.paper_id}  " + " · ".join(meta), style="dim"),
                  Text(""), Text(p.abstract), Text(f"\nsource: {p.source}", style="dim"))
+
+
+VERDICT_STYLE = {"SUPPORT": "bold green", "CONTRADICT": "bold red", "MIXED": "bold magenta",
+                 "NOT_ENOUGH_EVIDENCE": "bold yellow"}
+
+
+def verdicts_renderable(v: Any) -> Any:
+    """A claim's verdicts (``verification.Verdicts``): one row per paper with its exact quotes."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    head = Text("Claim: ", style="bold")
+    head.append(v.claim)
+    verdict = Text("Verdict: ", style="bold")
+    verdict.append(v.verdict.replace("_", " ").lower(), style=VERDICT_STYLE.get(v.verdict, ""))
+    rows = v.papers or v.closest
+    if not v.papers:
+        verdict.append("  (no indexed paper bears on it" + ("; the closest are listed)" if rows else ")"), style="dim")
+    t = Table(show_lines=True, expand=False)
+    t.add_column("paper", ratio=2)
+    t.add_column("verdict")
+    t.add_column("conf.", justify="right")
+    t.add_column("quotes (exact abstract sentences)" if v.papers else "closest sentences", ratio=5)
+    for p in rows:
+        paper = Text(p.title)
+        paper.append("\n" + ", ".join(x for x in (p.date, p.paper_id) if x), style="dim")
+        label = "closest" if not v.papers else p.verdict.lower().replace("_", " ")
+        t.add_row(paper, Text(label, style=VERDICT_STYLE.get(p.verdict, "") if v.papers else "dim"),
+                  f"{p.confidence:.2f}", "\n".join(f"“{q.text}”" for q in p.quotes))
+    return Group(head, verdict, t) if rows else Group(head, verdict)

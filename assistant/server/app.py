@@ -35,7 +35,7 @@ from . import openai_compat
 from .capacity import Capacity, OverCapacity
 from .options import ServeOptions
 from .origins import OriginGuard
-from .schemas import AskRequest, ChatRequest, check_date
+from .schemas import AskRequest, ChatRequest, VerifyRequest, check_date
 
 log = logging.getLogger("assistant.server")
 STATIC = Path(str(resources.files("assistant.server") / "static"))
@@ -214,6 +214,10 @@ class Shared:
     def ask(self, req: AskRequest) -> Answer:
         return self.collection(req.collection).ask(req.question, k=req.k, since=req.since, until=req.until,
                                                    backend=req.backend)
+
+    def verify(self, req: VerifyRequest) -> Any:
+        return self.collection(req.collection).verify(req.claim, k=req.k, since=req.since, until=req.until,
+                                                      backend=req.backend)
 
     def chat(self, req: ChatRequest) -> Answer:
         from ..api import ChatSession
@@ -461,6 +465,13 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
         req = await parse_body(request, AskRequest)
         answer = await shared.answers.run(shared.ask, req)
         return answer.to_dict()
+
+    @app.post("/v1/verify")
+    async def verify(request: Request) -> dict[str, Any]:
+        only_params(request)
+        req = await parse_body(request, VerifyRequest)
+        verdicts = await shared.answers.run(shared.verify, req)
+        return verdicts.to_dict()
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:

@@ -85,6 +85,17 @@ class AskRequest(Filters):
         return v.strip()
 
 
+class VerifyRequest(Filters):
+    claim: str = Field(..., max_length=4000)
+
+    @field_validator("claim")
+    @classmethod
+    def _claim(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the claim is empty")
+        return v.strip()
+
+
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
 

@@ -269,7 +269,7 @@ async function openPaper(id, cite, opener) {
     $("cite-abstract").textContent = e.message;
     return;
   }
-  $("cite-label").textContent = cite ? `Source [${cite.marker}]` : "Retrieved paper";
+  $("cite-label").textContent = cite ? (cite.label || `Source [${cite.marker}]`) : "Retrieved paper";
   $("cite-title").textContent = paper.title;
   $("cite-date").textContent = paper.date || "no date";
   const idBox = $("cite-id");
@@ -290,7 +290,7 @@ async function openPaper(id, cite, opener) {
   const quote = cite && cite.quote;
   const at = quote ? paper.abstract.indexOf(quote) : -1;
   if (at >= 0) {
-    $("cite-quote-note").textContent = "The highlighted sentence supports the cited claim.";
+    $("cite-quote-note").textContent = cite.note || "The highlighted sentence supports the cited claim.";
     abs.appendChild(document.createTextNode(paper.abstract.slice(0, at)));
     const mark = el("mark", "", quote);
     mark.id = "cite-quote";
@@ -395,12 +395,98 @@ async function ask(question) {
   }
 }
 
+// -- verifying a claim ------------------------------------------------------------------------
+const VERDICT_TEXT = { SUPPORT: "Supports", CONTRADICT: "Contradicts", MIXED: "Mixed evidence",
+                       NOT_ENOUGH_EVIDENCE: "Not enough evidence" };
+
+function renderVerdicts(li, v) {
+  li.classList.remove("streaming");
+  li.textContent = "";
+  li.classList.add("verdicts");
+  const head = el("div", "badge verdict-" + v.verdict.toLowerCase(), VERDICT_TEXT[v.verdict] || v.verdict);
+  li.appendChild(head);
+  const rows = v.papers.length ? v.papers : v.closest;
+  if (!v.papers.length) {
+    li.appendChild(el("p", "text", rows.length ? "No indexed paper bears on this claim. The closest papers:"
+                                               : "No indexed paper bears on this claim."));
+  }
+  const list = el("ol", "verdict-papers");
+  list.setAttribute("aria-label", v.papers.length ? "Papers bearing on the claim" : "Closest papers");
+  for (const p of rows) {
+    const item = el("li", "verdict-paper");
+    const top = el("div", "verdict-head");
+    const chip = el("span", "chip verdict-" + (v.papers.length ? p.verdict.toLowerCase() : "closest"),
+                    v.papers.length ? (VERDICT_TEXT[p.verdict] || p.verdict) : "Closest");
+    top.appendChild(chip);
+    const b = el("button", "paper-title", p.title);
+    b.type = "button";
+    const cite = p.quotes.length ? { label: v.papers.length ? VERDICT_TEXT[p.verdict] : "Closest paper",
+                                      quote: p.quotes[0].text, note: "The highlighted sentence is its first quote." }
+                                  : null;
+    b.addEventListener("click", () => openPaper(p.paper_id, cite, b));
+    top.appendChild(b);
+    top.appendChild(el("span", "confidence", `confidence ${p.confidence.toFixed(2)}` + (p.date ? ` · ${p.date}` : "")));
+    item.appendChild(top);
+    for (const q of p.quotes) item.appendChild(el("blockquote", "quote", q.text));
+    list.appendChild(item);
+  }
+  li.appendChild(list);
+}
+
+async function verify(claim) {
+  state.busy = true;
+  $("send").disabled = true;
+  $("verify").disabled = true;
+  addTurn("user", "Verify: " + claim);
+  const li = addTurn("assistant streaming");
+  li.setAttribute("aria-busy", "true");
+  li.appendChild(el("div", "text", "Checking the claim against the indexed papers…"));
+  const body = { claim: claim };
+  if (state.collection) body.collection = state.collection;
+  const since = $("since").value.trim();
+  const until = $("until").value.trim();
+  if (since) body.since = since;
+  if (until) body.until = until;
+  try {
+    const resp = await fetch("/v1/verify", {
+      method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body),
+    });
+    if (resp.status === 401) {
+      li.remove();
+      showTokenView("The token was not accepted; enter it again.");
+      return;
+    }
+    if (!resp.ok) {
+      renderError(li, await errorText(resp));
+      return;
+    }
+    renderVerdicts(li, await resp.json());
+  } catch (e) {
+    renderError(li, "connection failed: " + e.message);
+  } finally {
+    li.removeAttribute("aria-busy");
+    state.busy = false;
+    $("send").disabled = false;
+    $("verify").disabled = false;
+    li.scrollIntoView({ block: "end" });
+  }
+}
+
+$("verify").addEventListener("click", () => {
+  const q = $("question").value.trim();
+  if (!q || state.busy) return;
+  $("question").value = "";
+  verify(q);
+});
+
 $("ask-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const q = $("question").value.trim();
   if (!q || state.busy) return;
   $("question").value = "";
-  ask(q);
+  const m = /^\/verify\s+([\s\S]+)$/i.exec(q);
+  if (m) verify(m[1].trim());
+  else ask(q);
 });
 
 $("question").addEventListener("keydown", (ev) => {

@@ -1,0 +1,157 @@
+"""Claim verification (`assistant verify`, ``Assistant.verify``, /verify in chat, POST /v1/verify) on the
+real sample index with the shipped label model; the LLM path's quote check against a scripted server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assistant.answering.stance import (
+    EVIDENCE_FEATURES,
+    STANCE_FEATURES,
+    shipped_verify_model,
+    stance_features,
+)
+from assistant.api import Assistant
+from assistant.errors import AssistantError, InputError
+from assistant.verification import read_claims, verify_with_llm
+from tests.conftest import cli_env
+from tests.scripted_chat import ScriptedChat
+
+SUPPORTED = "ARRA aligns LLM hidden states with visual representations from external visual foundation models."
+OFF_TOPIC = "Daily aspirin reduces the risk of a first stroke in elderly women."
+PAPER_KEYS = {"paper_id", "title", "date", "rank", "verdict", "confidence", "quotes"}
+
+
+def _exact(a: Assistant, paper: dict) -> None:
+    abstract = a.get_paper(paper["paper_id"]).abstract
+    assert 1 <= len(paper["quotes"]) <= 3
+    for q in paper["quotes"]:
+        assert abstract[q["start"]:q["end"]] == q["text"]
+
+
+def test_supported_claim_is_supported_with_exact_quotes(sample_assistant: Assistant) -> None:
+    v = sample_assistant.verify(SUPPORTED)
+    d = v.to_dict()
+    assert set(d) == {"claim", "verdict", "papers", "closest", "backend", "timings_ms", "checks"}
+    assert d["verdict"] == "SUPPORT", d
+    assert d["closest"] == []
+    top = d["papers"][0]
+    assert set(top) == PAPER_KEYS
+    assert "Autoregressive Representation Alignment" in top["title"]
+    assert top["verdict"] == "SUPPORT" and 0 < top["confidence"] <= 1
+    _exact(sample_assistant, top)
+    assert any("hidden states" in q["text"] for q in top["quotes"])
+    assert json.loads(json.dumps(d)) == d
+
+
+def test_off_topic_claim_is_not_enough_evidence_with_the_closest_papers(sample_assistant: Assistant) -> None:
+    d = sample_assistant.verify(OFF_TOPIC).to_dict()
+    assert d["verdict"] == "NOT_ENOUGH_EVIDENCE", d
+    assert d["papers"] == []
+    assert 1 <= len(d["closest"]) <= 3
+    for p in d["closest"]:
+        assert p["verdict"] == "NOT_ENOUGH_EVIDENCE" and set(p) == PAPER_KEYS
+        _exact(sample_assistant, p)
+
+
+def test_date_filters_and_bad_input(sample_assistant: Assistant) -> None:
+    d = sample_assistant.verify(SUPPORTED, until="1990").to_dict()
+    assert d["verdict"] == "NOT_ENOUGH_EVIDENCE" and d["papers"] == [] and d["closest"] == []
+    with pytest.raises(AssistantError, match="claim is empty"):
+        sample_assistant.verify("   ")
+    with pytest.raises(AssistantError, match="not a real date"):
+        sample_assistant.verify(SUPPORTED, since="2024-13")
+
+
+def test_stance_cues() -> None:
+    from assistant.answering.features import Candidate
+
+    def cand(text: str) -> Candidate:
+        return Candidate(0, 0, len(text), text, frozenset(), [0.5] * 27, score=0.9)
+
+    names = list(STANCE_FEATURES)
+    x = stance_features("Vitamin D increases bone density.", [cand("Vitamin D did not increase bone density.")])
+    assert x[names.index("neg_xor")] == 1.0 and x[names.index("null_result")] == 1.0
+    x = stance_features("Statins increase LDL by 40%.", [cand("Statins reduced LDL by 30% in adults.")])
+    assert x[names.index("dir_conflict")] == 1.0 and x[names.index("num_conflict")] == 1.0
+    x = stance_features("Statins reduce LDL.", [cand("Statins lowered LDL in adults.")])
+    assert x[names.index("dir_agree")] == 1.0 and x[names.index("neg_xor")] == 0.0
+
+
+def test_shipped_model_loads_and_names_its_features() -> None:
+    m = shipped_verify_model()
+    assert m.evidence.features == EVIDENCE_FEATURES and m.contradict.features == STANCE_FEATURES
+    assert m.meta["scifact_train_claims"] == 809 and "cross_validation" in m.meta
+    assert 0 < m.decisions.evidence_threshold < 1
+
+
+def test_llm_path_keeps_only_the_papers_own_sentences(sample_assistant: Assistant) -> None:
+    """The model's verdict on paper 1 cites a sentence of paper 2 and one of its own: only its own is
+    kept; paper 2's SUPPORT cites only paper 1's sentence, so it becomes not enough evidence."""
+    from assistant.verification import verify_offline
+
+    a = sample_assistant
+    res = a.retriever.retrieve(SUPPORTED)
+    ev, labels = verify_offline(SUPPORTED, res.sources, a.index.lexical().idf, res.chunk_sims, res.sentence_sims,
+                                shipped_verify_model())
+    reply = {"papers": [{"paper": 1, "verdict": "SUPPORT", "sentences": ["2.1", "1.2"]},
+                        {"paper": 2, "verdict": "SUPPORT", "sentences": ["1.1"]},
+                        {"paper": 7, "verdict": "CONTRADICT", "sentences": ["7.1"]}]}
+    server = ScriptedChat([json.dumps(reply)])
+    try:
+        from assistant.llm import ChatClient
+
+        client = ChatClient(a.settings.with_(llm={"base_url": server.url, "max_retries": 0}))
+        out, checks = verify_with_llm(client, SUPPORTED, res.sources, ev, labels)
+    finally:
+        server.close()
+    sent = server.requests[0]
+    assert sent["response_format"]["type"] == "json_schema"
+    assert SUPPORTED in sent["messages"][1]["content"]
+    first = next(x for x in out if x.source_index == labels[0].source_index)
+    assert first.label == "SUPPORT" and len(first.rationale) == 1
+    abstract = res.sources[first.source_index].paper.abstract
+    assert abstract[first.rationale[0].start:first.rationale[0].end] == first.rationale[0].text
+    second = next(x for x in out if x.source_index == labels[1].source_index)
+    assert second.label == "NOT_ENOUGH_EVIDENCE"
+    assert any("not one of paper 1's" in d for d in checks["dropped"])
+    assert any("paper 7" in d for d in checks["dropped"])
+
+
+def test_claims_file_errors_name_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "claims.txt"
+    f.write_text("# mine\n\nA claim.\n  Another claim.  \n", encoding="utf-8")
+    assert read_claims(f) == ["A claim.", "Another claim."]
+    f.write_text("# only a comment\n", encoding="utf-8")
+    with pytest.raises(InputError, match="claims.txt: no claims"):
+        read_claims(f)
+    with pytest.raises(InputError, match="cannot read"):
+        read_claims(tmp_path / "missing.txt")
+
+
+def test_cli_verify_json_file_and_errors(sample_home: Path, embed_cache: Path, tmp_path: Path) -> None:
+    env = cli_env(sample_home, embed_cache)
+    run = lambda *args: subprocess.run([sys.executable, "-m", "assistant", "verify", *args], env=env,  # noqa: E731
+                                       capture_output=True, text=True, timeout=600)
+    r = run(SUPPORTED, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["verdict"] == "SUPPORT" and d["papers"][0]["quotes"]
+    r = run(OFF_TOPIC)
+    assert r.returncode == 0, r.stderr
+    assert "not enough evidence" in r.stdout and "closest" in r.stdout
+    claims = tmp_path / "claims.txt"
+    claims.write_text(f"{SUPPORTED}\n# skipped\n{OFF_TOPIC}\n", encoding="utf-8")
+    r = run("--file", str(claims), "--json")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x["verdict"] for x in lines] == ["SUPPORT", "NOT_ENOUGH_EVIDENCE"]
+    assert "verified 2 claim(s)" in r.stderr
+    r = run("--file", str(tmp_path / "nope.txt"))
+    assert r.returncode != 0 and "nope.txt: cannot read the claims file" in r.stderr
+    assert "Traceback" not in r.stderr
