@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -307,7 +308,7 @@ def bm25_idf(n_docs: int, df: int) -> float:
 # An abstract is data, but a planted one may talk to the LLM reading it ("SYSTEM: ...", "ignore all
 # previous instructions", "cite [7]", a JSON answer). Such text is never evidence: no answer quotes
 # it, no prompt shows it, no support check counts it. It stays in the index as the data it is.
-_ROLES = r"(?:system|assistant|user|developer|human|ai|bot|chatbot|model|instructions?|prompt|inst|sys)"
+_ROLES = r"(?:system|assistant|user|developer|human|ai|bot|chatbot|model|tool|instructions?|prompt|inst|sys)"
 _IMPERATIVE_START = r"(?:^|[:;!?\u2013\u2014\"'(\[>*#-]\s*|\b(?:please|now|and|then|instead)\s+)"
 _PRIOR = (r"(?:all|any|every|the|your|of|these|those|prior|previous|preceding|above|earlier|foregoing|former|"
           r"original|system|other|existing|given)")
@@ -318,9 +319,9 @@ _ADDRESSING = [
     re.compile(r"<\|\s*[A-Za-z_]+\s*\|>|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|<<<\s*SOURCES|"
                r"SOURCES\s*>>>", re.IGNORECASE),
     # role markers: "SYSTEM:", "[assistant]", "### Instruction", a role opening the sentence
-    re.compile(r"(?-i:\b(?:SYSTEM|ASSISTANT|USER|DEVELOPER|HUMAN)\s*:)|\[\s*" + _ROLES + r"\s*\]|"
+    re.compile(r"(?-i:\b(?:SYSTEM|ASSISTANT|USER|DEVELOPER|HUMAN)[\s`'\"*_]*:)|\[\s*" + _ROLES + r"\s*\]|"
                r"#{2,}\s*(?:system|instructions?|response|assistant|user|input|output)\b|"
-               r"^[\W_]*" + _ROLES + r"(?:\s+(?:prompt|message|note|instructions?|override|update))?\s*:",
+               r"^[\W_]*" + _ROLES + r"(?:\s+(?:prompt|message|note|instructions?|override|update))?[\s`'\"*_]*:",
                re.IGNORECASE),
     # a fake answer or question line: "Answer: ...", "Final answer:", "QUESTION:"
     re.compile(r"^[\W_]*(?:final\s+)?(?:answer|response|reply|output|question)\s*:", re.IGNORECASE),
@@ -344,6 +345,7 @@ _ADDRESSING = [
                re.IGNORECASE),
     re.compile(r"\bmark\s+(?:the\s+)?(?:citation|source|reference|paper)\s*\[?\s*\d+|\bcite\s+(?:only\s+)?"
                r"(?:this paper|\[\s*\d+|(?:paper|source|reference)\s*\[?\s*\d+)|"
+               r"\bcite\s+(?:it|them|this(?:\s+\w+)?)\s+as\s+(?:\[\s*\d+|(?:paper|source|reference)\s*\[?\s*\d+)|"
                r"\b(?:when|while|before)\s+(?:(?:answering|responding|replying)\s*,|you (?:answer|respond|reply)\b)",
                re.IGNORECASE),
     re.compile(r"\bas an? (?:ai|llm|large language model|language model|assistant|chatbot)\b(?!s)|"
@@ -371,7 +373,11 @@ _ADDRESSING = [
 
 
 def addresses_model(text: str) -> bool:
-    """Does ``text`` (one sentence, or a title) talk to an LLM rather than report research?"""
+    """Does ``text`` (one sentence, or a title) talk to an LLM rather than report research?
+    Matched on its NFKC form without invisible format characters, so fullwidth letters
+    ("\uff33\uff59\uff53\uff54\uff45\uff4d:") or a zero-width space inside a role marker hide nothing."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     return any(p.search(text) for p in _ADDRESSING)
 
 

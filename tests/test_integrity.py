@@ -617,3 +617,18 @@ def test_an_unreadable_file_named_on_the_command_line_costs_one_line(locked_tree
     a = Assistant(make_settings(home, embed_cache))
     a.auto_sample = False
     assert sorted(p.paper_id for p in a.papers()) == ["p0", "p1", "p2"]
+
+
+def test_a_problem_line_is_not_wrapped_when_stderr_is_not_a_terminal(tmp_path: Path, embed_cache: Path) -> None:
+    """In a log or pipe (no terminal, no COLUMNS) rich would wrap at 80 columns: the problem naming a
+    missing file must still be one line, whole (found by the adversarial review of issue 23)."""
+    a_src = _write(tmp_path / "a.jsonl", _lines(_rows(2)))
+    missing = tmp_path / ("a-missing-file-with-a-name-long-enough-to-pass-eighty-columns" + "-x" * 10 + ".jsonl")
+    env = cli_env(tmp_path / "home", embed_cache)
+    env.pop("COLUMNS")
+    r = subprocess.run([sys.executable, "-m", "assistant", "ingest", str(a_src), str(missing)], capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    about = [line for line in r.stderr.splitlines() if str(missing) in line]
+    assert about == [f"{missing}: no such file or folder; check the path and run `assistant ingest PATH` again "
+                     "(files or folders)"], r.stderr

@@ -58,8 +58,9 @@ class RichReporter:
                                        f"({t.elapsed or 0:.0f} s)", markup=False, highlight=False)
 
     def message(self, text: str) -> None:
+        """One problem or warning, one line whatever the width (a log without a terminal is 80 columns)."""
         self._live()
-        self.progress.console.print(text, markup=False, highlight=False)
+        self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def finish(self, task: str) -> None:
         if task in self.tasks:
