@@ -16,7 +16,7 @@ pexpect = pytest.importorskip("pexpect")
 def _spawn(home: Path, cache: Path) -> object:
     env = cli_env(home, cache, TERM="xterm", PYTHONUNBUFFERED="1")
     child = pexpect.spawn(sys.executable, ["-m", "assistant", "chat"], env=env, encoding="utf-8",
-                          timeout=120, dimensions=(50, 200))
+                          timeout=120, dimensions=(50, 200), use_poll=True)
     child.expect("you>")
     return child
 

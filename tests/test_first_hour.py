@@ -44,7 +44,7 @@ def test_first_ask_in_a_terminal_draws_only_the_bars(sample_home: Path, embed_ca
     pexpect = pytest.importorskip("pexpect")
     env = cli_env(tmp_path / "home", embed_cache, PYTHONPATH=str(REPO))
     child = pexpect.spawn(sys.executable, ["-m", "assistant", "ask", QUESTION], env=env, cwd=str(REPO),
-                          encoding="utf-8", timeout=600, dimensions=(40, 160))
+                          encoding="utf-8", timeout=600, dimensions=(40, 160), use_poll=True)
     child.expect(pexpect.EOF)
     child.close()
     out = child.before

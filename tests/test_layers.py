@@ -27,7 +27,7 @@ LAYERS: dict[str, int] = {
     "assistant.evaluation": 7, "assistant.server": 7,
     # The fitting script reads labelled evaluation data (question files, SciFact absent studies) the way
     # the evaluation package does; nothing at run time imports it.
-    "assistant.answering.fit": 7,
+    "assistant.answering.fit": 7, "assistant.answering.fit_verify": 7,
     "assistant.cli": 8, "assistant.__main__": 8,
 }
 # The registry finds backends by module name at run time (importlib strings, not imports),

@@ -78,7 +78,7 @@ def test_chat_slash_verify(sample_home: Path, embed_cache: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
     env = cli_env(sample_home, embed_cache, TERM="xterm", PYTHONUNBUFFERED="1")
     child = pexpect.spawn(sys.executable, ["-m", "assistant", "chat"], env=env, encoding="utf-8", timeout=180,
-                          dimensions=(60, 220))
+                          dimensions=(60, 220), use_poll=True)
     child.expect("you>")
     child.sendline("/help")
     child.expect("/verify CLAIM")
