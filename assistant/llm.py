@@ -215,6 +215,7 @@ class ChatClient(OpenAICompatible):
         """finish_reason of the last completion ("stop", "length", ...): "length" means truncated."""
         self.last_usage: dict[str, int] | None = None
         """Token counts the server reported for the last completion (prompt_tokens, completion_tokens), if any."""
+        self._context: int | None = None
 
     def __enter__(self) -> ChatClient:
         return self
@@ -280,6 +281,30 @@ class ChatClient(OpenAICompatible):
         models = data.get("data") or []
         return [m["id"] for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)] \
             if isinstance(models, list) else []
+
+    def context_tokens(self) -> int | None:
+        """The model's context window as the server states it (llama.cpp: ``meta.n_ctx``; vLLM:
+        ``max_model_len``; others: ``context_length``), asked once per client; None when the server
+        does not say or cannot be asked (the caller then keeps the profile's budget)."""
+        if self._context is not None:
+            return self._context or None
+        self._context = 0
+        try:
+            data = self._with_retries("models", lambda deadline: self._fetch_json(
+                lambda timeout: self._openai().models.with_streaming_response.list(timeout=timeout), deadline))
+        except BackendError:
+            return None
+        models = data.get("data") if isinstance(data, dict) else None
+        entries = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+        mine = [m for m in entries if m.get("id") == self.model_name] or entries[:1]
+        for m in mine:
+            meta = m.get("meta") if isinstance(m.get("meta"), dict) else {}
+            for value in (meta.get("n_ctx"), m.get("max_model_len"), m.get("context_length"),
+                          meta.get("n_ctx_train")):
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    self._context = value
+                    return value
+        return None
 
     # -- one attempt ----------------------------------------------------------------------
     def _complete_once(self, params: dict[str, Any], deadline: float) -> str:

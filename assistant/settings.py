@@ -146,22 +146,22 @@ class LLMSettings(_Section):
     structured: Literal["auto", "json_schema", "off"] = "auto"
     """auto: ask for the JSON answer schema (response_format) and fall back to plain [n] text when the
     server rejects it; json_schema: always ask for it; off: plain text only."""
-    evidence_papers: int = Field(3, ge=1)
-    """Most papers whose evidence sentences go into the prompt (the papers of the best-scored sentences)."""
-    evidence_sentences: int = Field(2, ge=1)
-    """Most abstract sentences per paper in the prompt (the fitted scorer's best, instead of whole abstracts)."""
-    evidence_chars: int = Field(700, ge=100)
-    """Characters of evidence sentences in the prompt, in all (the best sentence always fits): the part of
-    the prompt a server cannot cache, so it sets the time to first token of a small local model."""
+    evidence_papers: int = Field(0, ge=0)
+    """Most papers whose evidence sentences go into the prompt; 0 = the model profile's choice."""
+    evidence_sentences: int = Field(0, ge=0)
+    """Most abstract sentences per paper in the prompt (the fitted scorer's best); 0 = the model profile's."""
+    evidence_chars: int = Field(0, ge=0)
+    """Characters of evidence sentences in the prompt, in all (the best sentence always fits); 0 = the
+    model profile's, or for a model without a profile a quarter of its context window."""
+    profile: str = ""
+    """Model profile (decision combination, evidence budget; `assistant eval calibrate-llm` writes one):
+    empty = <home>/profiles/<model>.json, else the shipped one for llm.model, else the default (the
+    Qwen2.5-1.5B's); a path = that file; none = the evidence check alone decides."""
+    context_tokens: int = Field(0, ge=0)
+    """The model's context window in tokens; 0 = ask the server (llama.cpp and vLLM say it in /v1/models)."""
     min_support: float = Field(0.5, ge=0, le=1)
     """A generated sentence is shown only if its cited abstracts cover this share (idf-weighted) of its
     content words and contain every number and name it states; otherwise it is dropped and listed in checks."""
-    refusal_fallback: Literal["extractive", "refuse"] = "extractive"
-    """When the model refuses (or keeps no supported sentence) but the evidence check finds an answer:
-    extractive = show the extractive answer; refuse = keep the refusal. Either way checks say so."""
-    require_evidence: bool = True
-    """When the model answers but the evidence check (the extractive answerer's decision) finds no
-    answer: refuse (true) or show the model's checked sentences (false)."""
 
 
 class ExtractiveSettings(_Section):
@@ -272,8 +272,7 @@ FLAT: dict[str, tuple[str, str]] = {
     **{name: ("llm", name) for name in ("request_timeout", "max_retries", "temperature", "max_answer_tokens",
                                         "prompt_char_budget")},
     **{f"llm_{name}": ("llm", name) for name in ("structured", "evidence_papers", "evidence_sentences",
-                                                 "evidence_chars", "min_support", "refusal_fallback",
-                                                 "require_evidence")},
+                                                 "evidence_chars", "min_support", "profile", "context_tokens")},
     **{name: ("sources", name) for name in SourcesSettings.model_fields},
 }
 #: Well-known variables accepted besides the ``ASSISTANT_`` ones.

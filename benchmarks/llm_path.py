@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -55,16 +56,6 @@ class TimedAssistant:
         self.records[question] = {"ttft_s": first[0] if first else None, "checks": ans.checks,
                                   "wall_s": time.perf_counter() - t0}
         return ans
-
-
-def gold_numbers_share(reference: str, answer: str) -> float | None:
-    """Share of the numbers in the reference answer that the answer states (None if it has none)."""
-    from assistant.text import numbers_in
-
-    gold = numbers_in(reference)
-    if not gold:
-        return None
-    return len(gold & numbers_in(answer)) / len(gold)
 
 
 def whole_abstract_chars(a: Any, question: str, k: int) -> int:
@@ -104,7 +95,8 @@ def summarise(rows: list[dict[str, Any]], extra: dict[str, dict[str, Any]]) -> d
         "shown_sentences": len(shown),
         "shown_uncited": sum(1 for s in shown if not s.get("markers")),
         "shown_unsupported": sum(1 for s in shown if s.get("supported") is False),
-        "gold_numbers": mean(gold_numbers_share(r["reference_answer"], r["answer"]) for r in ans),
+        "gold_numbers": mean(r["scores"].get("gold_numbers") for r in ans),
+        "content_recall": mean(r["scores"].get("content_recall") for r in ans),
         "correctness_f1": mean(r["scores"].get("correctness_f1") for r in ans),
         "latency_p50_s": (percentile([r["latency_ms"] for r in rows if r.get("latency_ms")], 50) or 0) / 1000,
         "latency_p95_s": (percentile([r["latency_ms"] for r in rows if r.get("latency_ms")], 95) or 0) / 1000,
@@ -155,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting override, e.g. --set llm_structured=off (repeatable)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the extractive baseline")
+    parser.add_argument("--peer", action="store_true",
+                        help="add the stock LlamaIndex CitationQueryEngine on the same model, questions and papers")
+    parser.add_argument("--replies", type=Path, default=None,
+                        help="replay file (assistant eval calibrate-llm writes one beside the profile): stored "
+                             "replies are re-read, new ones asked and added; latency figures then mean nothing")
+    parser.add_argument("--profile", default="", help="llm.profile for the openai backend (default: by model name)")
     parser.add_argument("--out", type=Path, default=None, help="write rows + summary as JSON here")
     args = parser.parse_args(argv)
 
@@ -178,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         settings_kw: dict[str, Any] = {"home": home, "llm": "openai", "openai_base_url": base_url,
-                                       "llm_model": args.model, "request_timeout": 900, "max_retries": 0}
+                                       "llm_model": args.model, "request_timeout": 900, "max_retries": 0,
+                                       "llm_profile": args.profile}
         settings_kw.update(overrides)
         if args.home:
             a = Assistant(**settings_kw)
@@ -189,18 +188,31 @@ def main(argv: list[str] | None = None) -> int:
 
             a = Assistant(settings_for(home, CACHE), **settings_kw)
         a.auto_sample = False
+        client = a.answerer("openai").client
+        if args.replies:
+            from assistant.evaluation.calibrate_llm import ReplayClient
+
+            client = ReplayClient(client, args.replies)
+            a.answerer("openai").client = client
         timed = TimedAssistant(a)
         report = run_eval(questions, timed, judge="offline", progress=False)
+        papers = 0
         for q in questions:
             rec = timed.records.get(q.question)
             if rec is not None:
-                rec["whole_chars"] = whole_abstract_chars(a, q.question, a.settings.llm.evidence_papers)
+                papers = (rec["checks"].get("evidence_budget") or {}).get("papers") or papers
+                rec["whole_chars"] = whole_abstract_chars(a, q.question, papers or 3)
         llm = summarise(report.rows, timed.records)
-        base = None
+        peer = None
+        if args.peer:
+            peer = summarise(peer_rows(a, questions, client, papers or 3), {})
+        base = no_rule = None
         if not args.no_baseline:
             ext = Assistant(settings=a.settings.with_(llm="extractive"))
             ext.auto_sample = False
             base = summarise(run_eval(questions, ext, judge="offline", progress=False).rows, {})
+            no_rule = summarise(without_near_miss_rule(lambda: run_eval(questions, ext, judge="offline",
+                                                                         progress=False)).rows, {})
     finally:
         if server is not None:
             server.stop()
@@ -208,18 +220,99 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(questions)} questions from {args.questions} "
           f"(skip {args.skip}, every {args.every}); model {args.model} at {base_url}; "
           f"cpu count {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'measure':<28} {'openai (local LLM)':>20} {'extractive baseline':>20}")
+    print(f"{'measure':<28} {'openai (local LLM)':>20} {'extractive baseline':>20} {'CitationQueryEngine':>20} "
+          f"{'extractive, no near-miss rule':>30}")
     for key, value in llm.items():
         ref = base.get(key) if base else None
-        print(f"{key:<28} {_fmt(value):>20} {_fmt(ref):>20}")
+        other = peer.get(key) if peer else None
+        bare = no_rule.get(key) if no_rule else None
+        print(f"{key:<28} {_fmt(value):>20} {_fmt(ref):>20} {_fmt(other):>20} {_fmt(bare):>30}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         rows = []
         for r in report.rows:
             rec = timed.records.get(r["question"], {})
             rows.append({**r, "ttft_s": rec.get("ttft_s"), "llm_checks": rec.get("checks")})
-        args.out.write_text(json.dumps({"summary": llm, "baseline": base, "rows": rows}, indent=1, default=str))
+        args.out.write_text(json.dumps({"summary": llm, "baseline": base, "peer": peer,
+                                        "baseline_without_near_miss_rule": no_rule, "rows": rows}, indent=1,
+                                       default=str))
     return 0
+
+
+def without_near_miss_rule(run: Any) -> Any:
+    """``run()`` with the extractive answerer's near-miss refusal switched off: the same run's
+    reference for what the rule adds (the rule is code, not a setting, so it is lifted here)."""
+    import assistant.answering.fitted as fitted
+
+    rule = fitted.near_miss
+    fitted.near_miss = lambda question, sources: []
+    try:
+        return run()
+    finally:
+        fitted.near_miss = rule
+
+
+_PEER_REFUSAL = re.compile(r"\b(none of the (provided )?sources|(do|does) not (mention|provide|state|contain)|"
+                          r"no (information|mention)|not (mentioned|provided|stated) in)\b", re.IGNORECASE)
+
+
+def peer_rows(a: Any, questions: list[Any], client: Any, papers: int) -> list[dict[str, Any]]:
+    """The stock LlamaIndex ``CitationQueryEngine`` (its own prompt, chunking and [n] citations) over the
+    assistant's retriever with the same number of papers the openai backend's evidence comes from, on
+    the same model through the same chat client; each answer scored like ours (offline judge). It has
+    no refusal of its own: a reply saying the sources do not answer, with no citation, counts as one."""
+    from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+    from llama_index.core.query_engine import CitationQueryEngine
+
+    from assistant.evaluation.judging import passage_text
+    from assistant.evaluation.runner import make_judge
+    from assistant.evaluation.scoring import score_answer
+    from assistant.records import REFUSAL
+    from assistant.text import marker_numbers
+
+    class ServerLLM(CustomLLM):
+        """The OpenAI-compatible server as a llama-index LLM (the chat client's transport and timeouts)."""
+
+        max_tokens: int = 256
+
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(context_window=4096, num_output=self.max_tokens, model_name="server")
+
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+            return CompletionResponse(text=client.complete([{"role": "user", "content": prompt}],
+                                                           max_tokens=self.max_tokens))
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    engine = CitationQueryEngine(a.as_retriever(k=papers), llm=ServerLLM())
+    judge = make_judge("offline", settings=a.settings)
+    rows = []
+    for q in questions:
+        t0 = time.perf_counter()
+        resp = engine.query(q.question)
+        ms = (time.perf_counter() - t0) * 1000
+        text = str(resp.response or "").strip()
+        nodes = list(resp.source_nodes)
+        citations = []
+        for n in dict.fromkeys(marker_numbers(text)):
+            if 1 <= n <= len(nodes):
+                meta = nodes[n - 1].node.metadata
+                citations.append({"marker": n, "paper_id": meta.get("paper_id"), "title": meta.get("title")})
+        refused = not citations and bool(_PEER_REFUSAL.search(text))
+        sources = []
+        for node in nodes:
+            pid = node.node.metadata.get("paper_id")
+            if pid not in [x["paper_id"] for x in sources]:
+                sources.append({"rank": len(sources) + 1, "paper_id": pid, "title": node.node.metadata.get("title"),
+                                "score": node.score})
+        answer = {"answer": REFUSAL if refused else text, "refused": refused, "citations": citations,
+                  "sources": sources, "timings_ms": {"total": ms}}
+        passages = {c["paper_id"]: passage_text(p.title, p.abstract) for c in citations
+                    if (p := a.get_paper(c["paper_id"])) is not None}
+        rows.append(score_answer(q, answer, passages, judge, k=papers, latency_ms=ms))
+    return rows
 
 
 def calibrate_judge(args: argparse.Namespace) -> int:

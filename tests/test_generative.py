@@ -300,33 +300,49 @@ def test_misnumbered_citation_is_recited_to_the_paper_that_says_it(llm_assistant
     assert "ARRA" in ans.citations[0].quote
 
 
-def test_model_refuses_strong_evidence_fallback_is_a_setting(llm_assistant: Callable[..., Any]) -> None:
+def _profile(tmp: Path, **weights: float) -> str:
+    """A model profile whose decision weighs only the named signals (p = sigmoid(bias + sum w * x)):
+    what calibration would fit for a model that is always right when it refuses (model_no < 0) or
+    when it answers with supported sentences (kept > 0)."""
+    from assistant.answering.calibration import DECISION_FEATURES, Evidence, Profile
+    from assistant.answering.fitted import LogReg
+
+    coef = tuple(float(weights.get(f, 0.0)) for f in DECISION_FEATURES)
+    lr = LogReg(DECISION_FEATURES, (0.0,) * len(coef), (1.0,) * len(coef), coef, float(weights.get("bias", 0.0)))
+    path = tmp / "profile.json"
+    Profile("m", Evidence(3, 2, 700), lr, 0.5, "quantity").write(path)
+    return str(path)
+
+
+def test_model_refusal_weighs_as_its_profile_says(llm_assistant: Callable[..., Any], tmp_path: Path) -> None:
     refusal = json.dumps({"answerable": False, "sentences": []})
-    a, _ = llm_assistant([refusal])
+    a, _ = llm_assistant([refusal], llm_profile="none")  # the evidence check alone decides
     ans = a.ask(ARRA_Q)
     assert ans.checks["model_answerable"] is False and ans.checks["evidence_answers"] is True
     assert "refused but the evidence check finds an answer" in ans.checks["disagreement"]
     assert not ans.refused and ans.checks["decision"].startswith("extractive")
     assert all(c.quote and c.quote in a.get_paper(c.paper_id).abstract for c in ans.citations)
 
-    b, _ = llm_assistant([refusal], llm_refusal_fallback="refuse")
+    b, _ = llm_assistant([refusal], llm_profile=_profile(tmp_path, model_no=-8.0, bias=4.0))
     kept = b.ask(ARRA_Q)
     assert kept.refused and kept.text == REFUSAL and kept.checks["disagreement"]
+    assert kept.checks["decision_p"] < 0.5 and kept.checks["signals"]["model_answerable"] is False
 
 
-def test_model_answers_without_evidence_is_refused_by_default(llm_assistant: Callable[..., Any]) -> None:
+def test_model_answer_without_evidence_needs_a_profile_that_trusts_it(llm_assistant: Callable[..., Any],
+                                                                      tmp_path: Path) -> None:
     q = "Which sourdough bread recipe uses the longest fermentation time?"
     probe, _ = llm_assistant([])
     top = probe.search(q, k=5)[0].paper
     first = top.abstract.split(". ")[0].rstrip(".") + "."
     reply = json.dumps({"answerable": True, "sentences": [{"text": first, "sources": [1]}]})
-    a, _ = llm_assistant([reply])
+    a, _ = llm_assistant([reply], llm_profile="none")
     ans = a.ask(q)
     assert ans.checks["evidence_answers"] is False
     assert ans.refused and "the model answered but the evidence check refuses" in ans.checks["disagreement"]
-    b, _ = llm_assistant([reply], llm_require_evidence=False)
+    b, _ = llm_assistant([reply], llm_profile=_profile(tmp_path, kept=8.0, bias=-2.0))
     shown = b.ask(q)
-    assert not shown.refused and shown.checks["disagreement"]
+    assert not shown.refused and shown.checks["disagreement"] and shown.checks["decision"] == "answered by the model"
 
 
 def test_server_without_json_schema_gets_plain_text(llm_assistant: Callable[..., Any]) -> None:

@@ -42,7 +42,7 @@ def qwen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
 @pytest.fixture(scope="module")
 def assistant(qwen: ServerHandle, sample_home: Path, embed_cache: Path) -> Iterator[Assistant]:
     a = Assistant(make_settings(sample_home, embed_cache, llm="openai", openai_base_url=qwen.base_url,
-                                llm_model="qwen2.5-coder-1.5b", request_timeout=600, max_retries=0))
+                                llm_model="qwen2.5-coder-1.5b-instruct", request_timeout=600, max_retries=0))
     a.auto_sample = False
     yield a
     a.index.close()

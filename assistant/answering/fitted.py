@@ -37,6 +37,7 @@ from .features import (
     question_features,
 )
 from .features import question_view as make_view
+from .near_miss import describe, near_miss
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -221,6 +222,8 @@ def compose(model: FittedModel, view: QuestionView | None, sources: Sequence[Sou
     if pool is None:
         return refusal(f"no indexed paper mentions {', '.join(view.unknown)}")
     named = ", ".join(view.rare) if pool is not cands else ""
+    if not view.claim and (missing := near_miss(view.question, sources)):
+        return refusal(describe(missing), near_miss=True)
     qf = question_features(view, pool, sources)
     p_answer = model.answerable_for(view).prob(qf)
     checks: dict[str, Any] = {"answerability": round(p_answer, 4)}

@@ -39,13 +39,14 @@ from ..text import (
     content_tokens,
     evidence_spans,
     missing_terms,
+    numbers_in,
     query_tokens,
     required_terms,
     split_sentences,
     unstated_qualifiers,
 )
 from .base import AnswerContext, Draft
-from .citations import neutralise_reference_markers, paper_text
+from .citations import cited_sentence, neutralise_reference_markers, paper_text
 from .prompts import load_prompt, render
 
 if TYPE_CHECKING:
@@ -79,6 +80,9 @@ ANSWER_SCHEMA: dict[str, Any] = {
 
 _QUANTITY = re.compile(r"\b(how (many|much|large|big|long|fast|often)|by how much|number of|what (percentage|"
                        r"number|fraction|proportion|size|accuracy|score|rate|speed-?up))\b", re.IGNORECASE)
+_ASKS_FIGURE = re.compile(r"\b(what|which)\b[^?.]{0,40}?\b(accuracy|score|rate|percentage|share|fraction|speed-?up|"
+                          r"reduction|improvement|gain|margin|size|length|cost|latency|number)\b", re.IGNORECASE)
+"""A question after a figure the quantity pattern misses ("What top-1 accuracy on Kinetics-400 ...")."""
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 _MARKERS = re.compile(r"\s*" + MARKER_GROUP.pattern)
 """A citation marker group with the space before it (the grammar is the text layer's)."""
@@ -370,6 +374,10 @@ class Generation:
     checks: dict[str, Any]
     evidence: list[PaperEvidence]
     timings_ms: dict[str, float]
+    kept: list[str] = field(default_factory=list)
+    """The shown sentences (with markers)."""
+    best_support: float = 0.0
+    """Highest support coverage of a shown sentence (0 when none is shown): a decision signal."""
 
 
 class _JsonTextStreamer:
@@ -420,12 +428,18 @@ class _JsonTextStreamer:
 def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf | None = None,
              on_token: Callable[[str], None] | None = None, max_tokens: int | None = None,
              structured: str = "auto", max_papers: int = 5, per_paper: int = 2, budget_chars: int = 1600,
-             min_support: float = 0.5, evidence: list[PaperEvidence] | None = None) -> Generation:
+             min_support: float = 0.5, evidence: list[PaperEvidence] | None = None,
+             copy_numbers: bool = False) -> Generation:
     """Ask the model with evidence sentences, parse its reply and keep only cited, supported sentences.
 
     ``structured``: "json_schema" asks for the answer schema, "off" for plain text, "auto" tries
     the schema and falls back to plain text for the rest of the client's life when the server
     rejects it (HTTP 400/422).
+
+    The copy check: a number in a sentence must be in the evidence sentences of a paper it cites
+    (what the model was shown), not merely somewhere in that abstract. ``copy_numbers``: a sentence
+    that restates an evidence sentence but drops its figures is replaced by that sentence, quoted
+    (small models paraphrase "reaches 88.7% top-1" into "achieves strong accuracy").
     """
     if evidence is None:
         evidence = select_evidence(question, sources, idf, max_papers=max_papers, per_paper=per_paper,
@@ -468,6 +482,8 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
     dropped: list[dict[str, Any]] = []
     recited: list[dict[str, Any]] = []
     riders: list[dict[str, Any]] = []
+    copied: list[dict[str, Any]] = []
+    best_support = 0.0
     # Numbers the model cited that name no given paper (the checker below never sees them).
     checks["unknown_markers"] = sum(1 for _, nums in model.sentences for n in nums if not 1 <= n <= len(evidence))
     for body, nums in model.sentences:
@@ -479,7 +495,7 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
             continue
         # Each cited paper must support the sentence on its own: support is never pooled, so a
         # citation cannot ride along on another's ("... [1] [2] [3]" with [3] unrelated drops [3]).
-        verdicts = {n: support(body, [_passage(evidence[n - 1])], idf, min_support) for n in valid}
+        verdicts = {n: _checked(body, evidence[n - 1], idf, min_support) for n in valid}
         backing = [n for n in valid if verdicts[n].supported]
         if backing and len(backing) < len(valid):
             riders.extend({"sentence": body, "source": n, "reason": _why_unsupported(verdicts[n], min_support)}
@@ -488,13 +504,21 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
             # Small models often copy a sentence right and number it wrong: when exactly one given
             # paper supports the sentence, cite that one (and say so) instead of dropping a true fact.
             others = [ev.number for ev in evidence if ev.number not in valid
-                      and support(body, [_passage(ev)], idf, min_support).supported]
+                      and _checked(body, ev, idf, min_support).supported]
             if len(others) == 1:
                 recited.append({"sentence": body, "cited": valid, "now": others})
                 backing = others
+                verdicts[others[0]] = _checked(body, evidence[others[0] - 1], idf, min_support)
         if not backing:
             best = max(verdicts.values(), key=lambda v: v.coverage)
             dropped.append({"sentence": body, "sources": valid, "reason": _why_unsupported(best, min_support)})
+            continue
+        best_support = max(best_support, *(verdicts[n].coverage for n in backing))
+        if copy_numbers and (quote := _dropped_figures(body, question, [evidence[n - 1] for n in backing],
+                                                       idf)) is not None:
+            ev, sentence = quote
+            copied.append({"sentence": body, "quote": sentence, "source": ev.marker})
+            kept.append(cited_sentence(sentence, ev.marker))
             continue
         end = body[-1] if body[-1] in ".!?" else "."
         core = body[:-1] if body[-1] in ".!?" else body
@@ -504,7 +528,41 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
         checks["dropped_citations"] = riders
     if recited:
         checks["recited_sentences"] = recited
-    return Generation(" ".join(kept), model, checks, evidence, {"generate": gen_ms})
+    if copied:
+        checks["copied_figures"] = copied
+    return Generation(" ".join(kept), model, checks, evidence, {"generate": gen_ms}, kept, best_support)
+
+
+def _checked(body: str, ev: PaperEvidence, idf: Idf | None, min_support: float) -> Support:
+    """``support`` against the whole cited abstract, plus the copy check: every number the sentence
+    states must be in that paper's evidence sentences (what the model saw)."""
+    verdict = support(body, [_passage(ev)], idf, min_support)
+    if verdict.supported:
+        shown = [t.text for t in required_terms(body) if t.kind == "number"
+                 and t.text in missing_terms(body, [ev.source.paper.title, *ev.sentences])]
+        if shown:
+            verdict = Support(False, verdict.coverage, shown, verdict.missing_names, verdict.unstated)
+    return verdict
+
+
+def _dropped_figures(body: str, question: str, cited: Sequence[PaperEvidence],
+                     idf: Idf | None) -> tuple[PaperEvidence, str] | None:
+    """The evidence sentence ``body`` restates (best coverage among the cited papers' evidence) when
+    that sentence states figures the question does not ("88.7%" for "top-1 on Kinetics-400") and
+    ``body`` keeps none of them; else None."""
+    best: tuple[float, PaperEvidence, str] | None = None
+    for ev in cited:
+        for sent in ev.sentences:
+            cov = _coverage(body, [sent], idf)
+            if best is None or cov > best[0]:
+                best = (cov, ev, sent)
+    if best is None or best[0] < 0.5:
+        return None
+    _, ev, sent = best
+    figures = numbers_in(sent) - numbers_in(ev.source.paper.title) - numbers_in(question)
+    if not figures or figures & numbers_in(body):
+        return None
+    return ev, sent
 
 
 def _why_unsupported(verdict: Support, min_support: float) -> str:
@@ -526,19 +584,38 @@ def answer_with_llm(client: Any, question: str, sources: Sequence[Source], setti
     """The openai backend's answer text (markers numbered as ``sources``) and its checks.
 
     The fitted extractive model (the offline backend's, ``extractive.model_file``) scores every
-    sentence of the retrieved papers: its best sentences are the model's evidence, and its
-    answer-or-refuse decision is the evidence check. Refusal is the checker's decision with the
-    model's help: the model's verdict (``answerable`` false, or no sentence surviving the support
-    check) is set beside that evidence decision; when they disagree, ``checks["disagreement"]``
-    says how, and ``llm.refusal_fallback`` / ``llm.require_evidence`` choose the outcome.
+    sentence of the retrieved papers: its best sentences are the model's evidence (as many as the
+    model's profile and context window allow), and its answerability is one half of the decision.
+    A near miss (the question asks for a count, setting or licence no retrieved sentence states) is
+    refused before the model is asked. Otherwise the model's reply is checked sentence by sentence,
+    and answer-or-refuse is the profile's fitted combination of the evidence check and the model's
+    verdict (``calibration.decide``): the model can rescue a question the evidence check alone would
+    refuse, and refuse a near miss it lets through. Answering with no supported model sentence
+    shows the extractive answer.
     """
+    from dataclasses import replace
     from pathlib import Path
 
+    from .calibration import Signals, decide, evidence_budget, find_profile
     from .features import question_view
     from .fitted import compose, load_model, score, shipped_model
+    from .near_miss import describe, near_miss
 
     cfg = settings.llm
-    ext = None
+    profile = find_profile(cfg.model, cfg.profile, settings.home)
+    checks: dict[str, Any] = {"profile": profile.model if profile.matched else f"{profile.model} (default)"}
+    # Near miss: asked-for thing stated by no sentence of the papers the evidence comes from.
+    missing = near_miss(question, sources)
+    if missing:
+        checks.update(near_miss=describe(missing), model_answerable=None, evidence_answers=False,
+                      decision="refused: near miss", refusal_reason=describe(missing))
+        return REFUSAL, checks
+    context = cfg.context_tokens or (client.context_tokens() if hasattr(client, "context_tokens") else None)
+    budget = evidence_budget(profile, context, cap_chars=cfg.prompt_char_budget, papers=cfg.evidence_papers,
+                             sentences=cfg.evidence_sentences, chars=cfg.evidence_chars)
+    checks["evidence_budget"] = {"papers": budget.papers, "sentences": budget.sentences, "chars": budget.chars,
+                                 "context_tokens": context}
+    ext = forced = view = None
     evidence = None
     if idf is not None:
         path = settings.extractive.model_file
@@ -546,36 +623,49 @@ def answer_with_llm(client: Any, question: str, sources: Sequence[Source], setti
         view = question_view(question, idf)
         cands = score(model, view, sources, chunk_sims, sentence_sims) if view is not None and sources else []
         ext = compose(model, view, sources, cands)
+        forced = ext if not ext.refused else compose(model, view, sources, cands,
+                                                     replace(model.decisions, answer_threshold=0.0))
         if cands:
-            evidence = evidence_from_candidates(sources, cands, ext.picked, max_papers=cfg.evidence_papers,
-                                                per_paper=cfg.evidence_sentences, budget_chars=cfg.evidence_chars)
+            evidence = evidence_from_candidates(sources, cands, ext.picked or forced.picked,
+                                                max_papers=budget.papers, per_paper=budget.sentences,
+                                                budget_chars=budget.chars)
+    wants_number = bool(view is not None and view.quantity) or bool(_QUANTITY.search(question)
+                                                                   or _ASKS_FIGURE.search(question))
+    copy = profile.copy_numbers == "all" or (profile.copy_numbers == "quantity" and wants_number)
     gen = generate(client, question, sources, idf=idf, on_token=on_token, max_tokens=cfg.max_answer_tokens,
-                   structured=cfg.structured, max_papers=cfg.evidence_papers, per_paper=cfg.evidence_sentences,
-                   budget_chars=cfg.evidence_chars, min_support=cfg.min_support, evidence=evidence)
-    checks = dict(gen.checks)
+                   structured=cfg.structured, max_papers=budget.papers, per_paper=budget.sentences,
+                   budget_chars=budget.chars, min_support=cfg.min_support, evidence=evidence, copy_numbers=copy)
+    checks.update(gen.checks)
     checks["raw_answer"] = gen.model.raw
     checks["model_answerable"] = gen.model.answerable
     evidence_answers = ext is not None and not ext.refused
     checks["evidence_answers"] = evidence_answers
+    evidence_p = float((ext.checks if ext is not None else {}).get("answerability", 0.0))
+    signals = Signals(evidence_p, gen.model.answerable, len(gen.kept), len(gen.model.sentences), gen.best_support)
+    checks["signals"] = signals.to_dict()
+    answer, p = decide(profile, signals)
+    if p is not None:
+        checks["decision_p"] = round(p, 4)
     if ext is not None and ext.refused:
         checks["refusal_reason"] = ext.reason
     model_refused = gen.model.answerable is False or not gen.text
-    if not model_refused and (evidence_answers or ext is None):
+    if answer != evidence_answers or model_refused == evidence_answers:
+        checks["disagreement"] = ("the model answered" if not model_refused else "the model refused") + \
+            (" but the evidence check refuses" if not evidence_answers else " but the evidence check finds an answer")
+    if not answer:
+        checks["decision"] = "refused" + (f": p {p:.2f} < {profile.threshold:.2f}" if p is not None else "")
+        if "refusal_reason" not in checks:
+            checks["refusal_reason"] = f"the model's profile ({profile.model}) weighs the evidence as not answering"
+        return REFUSAL, checks
+    checks.pop("refusal_reason", None)
+    if gen.text:
+        checks["decision"] = "answered by the model"
         return gen.text, checks
-    if not model_refused:
-        checks["disagreement"] = f"the model answered but the evidence check refuses ({ext.reason if ext else ''})"
-        if cfg.require_evidence:
-            checks["decision"] = "refused: llm.require_evidence"
-            return REFUSAL, checks
-        return gen.text, checks
-    if evidence_answers and ext is not None:
-        how = "refused" if gen.model.answerable is False or not gen.model.sentences else \
-            "kept no supported sentence"
-        checks["disagreement"] = f"the model {how} but the evidence check finds an answer"
-        if cfg.refusal_fallback == "extractive":
-            checks["decision"] = "extractive fallback: llm.refusal_fallback"
-            return ext.text, checks
-        checks["decision"] = "refused: llm.refusal_fallback"
+    if forced is not None and not forced.refused and forced.text:
+        checks["decision"] = "extractive: the model kept no supported sentence"
+        return forced.text, checks
+    checks["decision"] = "refused: nothing to show"
+    checks["refusal_reason"] = "no supported sentence"
     return REFUSAL, checks
 
 
@@ -599,6 +689,11 @@ class OpenAIAnswerer:
 
             self._client = ChatClient(self.settings)
         return self._client
+
+    @client.setter
+    def client(self, client: Any) -> None:
+        """Another chat client (calibration reads the model's stored replies through one)."""
+        self._client = client
 
     def label(self) -> str:
         return f"openai:{self.settings.llm.model}"

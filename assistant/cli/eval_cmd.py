@@ -279,6 +279,54 @@ def calibrate_cmd(
     _console().print(t)
 
 
+@eval_app.command("calibrate-llm")
+def calibrate_llm_cmd(
+    fit: Path = typer.Argument(..., help="Questions the decision is fitted on (JSONL, the eval format)."),
+    validation: Path = typer.Argument(..., help="Other questions: the threshold and copy rule are chosen here."),
+    out: Path | None = typer.Option(None, "--out", help="Profile file (default: <home>/profiles/<model>.json, "
+                                                        "which ask then loads for this model)."),
+    papers: int | None = typer.Option(None, "--papers", help="Evidence papers to calibrate with (default: today's)."),
+    sentences: int | None = typer.Option(None, "--sentences", help="Evidence sentences per paper."),
+    chars: int | None = typer.Option(None, "--chars", help="Evidence characters in all."),
+    json_out: bool = typer.Option(False, "--json", help="Print the chosen profile and figures as JSON."),
+    collection: str | None = CollectionOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Fit how an LLM's own verdict combines with the evidence check (a profile for llm.model)."""
+    from ..answering.calibration import Evidence, find_profile
+    from ..api import Assistant
+    from ..evaluation.calibrate_llm import calibrate
+    from ..settings import Settings
+
+    settings = Settings.load(config_file=config, llm="openai", collection=collection)
+    a = Assistant(settings)
+    evidence = None
+    if papers or sentences or chars:
+        base = find_profile(settings.llm.model, "", settings.home).evidence
+        evidence = Evidence(papers or base.papers, sentences or base.sentences, chars or base.chars)
+    from .progress import reporter
+
+    with reporter(True) as rep:
+        a.ensure_index(progress=rep)
+    err = _console(stderr=True)
+    result = calibrate(a, fit, validation, out=out, evidence=evidence,
+                       progress=lambda msg: err.print(msg, markup=False))
+    if json_out:
+        print(json.dumps({"profile": result.profile.to_dict(), "path": str(result.path),
+                          "validation": result.validation, "asked": result.asked, "replayed": result.replayed},
+                         indent=1, default=str))
+        return
+    p = result.profile
+    v = result.validation
+    print(f"profile for {p.model}: {result.path}")
+    print(f"  evidence {p.evidence.papers} papers x {p.evidence.sentences} sentences, {p.evidence.chars} chars; "
+          f"answer when p >= {p.threshold:.2f}; copy figures: {p.copy_numbers}")
+    print(f"  validation: answerable refused {_fmt(v.get('false_refusal_rate'))}, unanswerable refused "
+          f"{_fmt(v.get('refusal_accuracy'))}, gold numbers {_fmt(v.get('gold_numbers'))}, "
+          f"citation precision {_fmt(v.get('citation_precision'))}")
+    print(f"  model asked {result.asked} times, {result.replayed} replies re-read")
+
+
 @eval_app.command("make-questions")
 def make_questions_cmd(
     n: int = typer.Option(20, "--n", help="Questions to draft (one per sampled paper)."),

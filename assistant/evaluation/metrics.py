@@ -153,6 +153,27 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * p * r / (p + r)
 
 
+def gold_numbers(answer: str, reference: str) -> float | None:
+    """Share of the reference answer's numbers the answer states (None when it states none): a
+    paraphrase that loses "88.7%" scores content words and still fails the reader."""
+    from ..text import numbers_in
+
+    gold = numbers_in(reference)
+    if not gold:
+        return None
+    return len(gold & numbers_in(answer)) / len(gold)
+
+
+def content_recall(answer: str, reference: str) -> float | None:
+    """Share of the reference answer's content words (stemmed) the answer contains."""
+    from ..text import content_tokens
+
+    ref = set(content_tokens(reference))
+    if not ref:
+        return None
+    return len(ref & set(content_tokens(answer))) / len(ref)
+
+
 # -- aggregation ----------------------------------------------------------------------------
 def mean(values: Iterable[float | None]) -> float | None:
     """Mean of the defined values; None when there are none."""

@@ -21,7 +21,8 @@ SUMMARY_METRICS: dict[str, str] = {
     "sentence_support": "sentence support (ALCE)",
     "faithfulness": "faithfulness", "support_score": "mean offline support score",
     "refusal_accuracy": "refusal accuracy (unanswerable)", "false_refusal_rate": "false-refusal rate (answerable)",
-    "correctness_f1": "answer token F1", "correctness_cosine": "answer embedding cosine",
+    "correctness_f1": "answer token F1", "gold_numbers": "reference numbers stated",
+    "content_recall": "reference content words stated", "correctness_cosine": "answer embedding cosine",
     "latency_p50_ms": "latency p50 (ms)", "latency_p95_ms": "latency p95 (ms)", "judge_errors": "judge errors",
 }
 TYPE_COLUMNS = ("pass_rate", "hit_at_k", "mrr", "recall_at_k", "citation_precision", "citation_recall",

@@ -21,7 +21,8 @@ QUESTION_TYPES = ("lookup", "detail", "multi", "compare", "unanswerable")
 GATE_METRICS = ("pass_rate", "hit_at_1", "hit_at_k", "mrr", "recall_at_k", "citation_validity",
                 "citation_precision", "citation_recall", "evidence_quote", "sentence_support", "faithfulness",
                 "support_score",
-                "refusal_accuracy", "false_refusal_rate", "correctness_f1", "correctness_cosine",
+                "refusal_accuracy", "false_refusal_rate", "correctness_f1", "gold_numbers", "content_recall",
+                "correctness_cosine",
                 "latency_p50_ms", "latency_p95_ms", "judge_errors", "failed", "errors")
 
 M = TypeVar("M", bound=BaseModel)

@@ -15,6 +15,9 @@ Metrics (per question; the summary averages the defined ones, None = not applica
   refusal_accuracy     summary: share of unanswerable questions refused.
   false_refusal_rate   summary: share of answerable questions refused.
   correctness_f1       SQuAD token F1 against the reference answer (refusal = 0).
+  gold_numbers         share of the reference answer's numbers the answer states (refusal = 0; None when
+                       the reference has none).
+  content_recall       share of the reference answer's content words the answer contains (refusal = 0).
   correctness_cosine   cosine of answer and reference embeddings, when an embedder is given.
   latency_p50/p95_ms   summary: percentiles of timings_ms["total"] (wall clock when absent).
 
@@ -39,7 +42,9 @@ from .metrics import (
     answer_sentences,
     citation_recall,
     citation_validity,
+    content_recall,
     evidence_quote,
+    gold_numbers,
     mean,
     retrieval_scores,
     token_f1,
@@ -49,7 +54,7 @@ from .questions import Question
 #: Per-question scores that average into the summary (higher is better), in report order.
 ROW_METRICS = ("hit_at_1", "hit_at_k", "mrr", "recall_at_k", "citation_validity", "citation_precision",
                "citation_recall", "evidence_quote", "sentence_support", "faithfulness", "correctness_f1",
-               "correctness_cosine")
+               "gold_numbers", "content_recall", "correctness_cosine")
 
 
 def score_answer(question: Question, answer: Mapping[str, Any], passages: Mapping[str, str], judge: Judge, *,
@@ -89,6 +94,9 @@ def score_answer(question: Question, answer: Mapping[str, Any], passages: Mappin
             scores["evidence_quote"] = evidence_quote(citations, question.evidence, matcher)
         if question.answer.strip():
             scores["correctness_f1"] = 0.0 if refused else token_f1(text, question.answer)
+            answer_text = "" if refused else strip_markers(text)
+            scores["gold_numbers"] = gold_numbers(answer_text, question.answer)
+            scores["content_recall"] = content_recall(answer_text, question.answer)
             if embedder is not None:
                 scores["correctness_cosine"] = 0.0 if refused else embedding_cosine(embedder, text, question.answer)
 
