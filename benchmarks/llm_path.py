@@ -63,18 +63,19 @@ def whole_abstract_chars(a: Any, question: str, k: int) -> int:
     return sum(len(s.paper.title) + len(s.paper.abstract) + 8 for s in a.search(question, k=k))
 
 
-#: Question files written against the sample minus evals/questions/holdout_papers.txt (their
-#: absent-study questions are about the held-out papers): evals/questions/README.md.
-MINUS_HOLDOUT = ("fit", "validation", "pool", "heldout-2")
+#: Question files written against the whole sample; every other one (fit, validation, pool, heldout-2..4)
+#: runs against the sample minus evals/questions/holdout_papers.txt (their absent-study questions are
+#: about the held-out papers): evals/questions/README.md.
+WHOLE_SAMPLE = ("dev", "heldout")
 
 
 def default_home(questions: Path) -> Path:
     """The cached index home the question file runs against (benchmarks/answer_quality.py builds
-    and reuses it): the sample minus the held-out papers for fit/validation/pool/heldout-2, the
-    whole sample for dev and heldout."""
+    and reuses it): the whole sample for dev and heldout, the sample minus the held-out papers for
+    every other file."""
     from benchmarks.answer_quality import holdout_titles, prepared_home, sample_minus_holdout
 
-    held = holdout_titles() if questions.stem in MINUS_HOLDOUT else []
+    held = [] if questions.stem in WHOLE_SAMPLE else holdout_titles()
     return prepared_home("sample", sample_minus_holdout(held))
 
 
