@@ -4,8 +4,9 @@ Data: SciFact TRAIN claims only (``claims.jsonl`` split train), each asked over 
 abstracts exactly as ``Assistant.verify`` asks (same retrieval, exact dense search as the answer
 models' fitting script, same cached home). Per retrieved paper (first 5): ``evidence`` = the paper is
 one of the claim's evidence abstracts; ``contradict`` (evidence papers only) = its gold label is
-CONTRADICT. The claim sentence scorer that ranks the rationale sentences is the shipped answer model's
-(also fitted on SciFact train claims).
+CONTRADICT; per sentence of those papers, ``sentence`` (the rationale scorer) = it covers a sentence of a
+gold evidence set. The label models' features come from the rationale scorer's out-of-fold scores (fitted
+on the other folds' claims), as they will on claims it never saw.
 
 Model selection is 4-fold cross-validation over the train claims: L2 strength of each model, the
 evidence and contradict thresholds, the rationale ratio and the papers kept per claim, by SciFact's

@@ -2,14 +2,15 @@
 each supports or contradicts it.
 
 Per retrieved paper (the first ``VerifyDecisions.max_papers``), from what answering already computes:
-the fitted claim sentence scorer's probabilities (``fitted.py``), the paper features of ``features.py``,
+the probabilities of its own rationale sentence scorer (the sentence features of ``features.py`` plus
+cues of a stated finding, ``RATIONALE_FEATURES``), the paper features of ``features.py``,
 the claim-sentence cosines from the vectors stored at ingest, and cheap stance cues of the paper's best
 sentences against the claim: negation, null results ("no significant difference"), direction words
-(increase / reduce ...), numbers and comparatives. Two logistic regressions, fitted on SciFact TRAIN
+(increase / reduce ...), numbers and comparatives. Three logistic regressions, fitted on SciFact TRAIN
 claims only by ``python -m assistant.answering.fit_verify`` and shipped as ``models/verify.json``:
-``evidence`` (the paper holds evidence for or against the claim) and ``contradict`` (given evidence,
-it contradicts). The decisions (thresholds, rationale length, papers kept) were chosen by
-cross-validation on train; SciFact dev is only reported.
+``sentence`` (the rationale scorer), ``evidence`` (the paper holds evidence for or against the claim)
+and ``contradict`` (given evidence, it contradicts). The decisions (thresholds, rationale length,
+papers kept) were chosen by cross-validation on train; SciFact dev is only reported.
 """
 
 from __future__ import annotations
