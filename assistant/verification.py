@@ -135,7 +135,7 @@ def assemble(claim: str, sources: Sequence[Source], labels: Sequence[PaperLabel]
 def verify_offline(claim: str, sources: Sequence[Source], idf: Callable[[list[str]], dict[str, float]],
                    chunk_sims: dict[str, float] | None, sentence_sims: dict[tuple[str, int, int], float] | None,
                    model: VerifyModel) -> tuple[ClaimEvidence, list[PaperLabel]]:
-    ev = claim_evidence(claim, sources, idf, chunk_sims, sentence_sims, model.decisions.max_papers)
+    ev = claim_evidence(claim, sources, idf, chunk_sims, sentence_sims, model.decisions.max_papers, model.sentence)
     return ev, label_papers(model, ev)
 
 

@@ -12,7 +12,10 @@ import pytest
 
 from assistant.answering.stance import (
     EVIDENCE_FEATURES,
+    RATIONALE_FEATURES,
     STANCE_FEATURES,
+    load_verify_model,
+    rationale_rows,
     shipped_verify_model,
     stance_features,
 )
@@ -83,8 +86,38 @@ def test_stance_cues() -> None:
     assert x[names.index("dir_agree")] == 1.0 and x[names.index("neg_xor")] == 0.0
 
 
+def test_rationale_features_mark_a_stated_finding() -> None:
+    from assistant.answering.features import Candidate
+
+    texts = ["We recruited 40 adults.", "CONCLUSIONS Statins reduced LDL by 30% in adults."]
+    cands = [Candidate(0, 0 if i == 0 else 30, 20 if i == 0 else 80, t, frozenset(), [0.5] * 27) for i, t in
+             enumerate(texts)]
+    rows = rationale_rows("Statins reduce LDL by 30%.", cands)
+    names = list(RATIONALE_FEATURES)
+    assert len(rows[0]) == len(names) and rows[0][:27] == [0.5] * 27
+    for name in ("dir_word", "concludes", "claim_dir_shared", "claim_num_shared", "last"):
+        assert (rows[0][names.index(name)], rows[1][names.index(name)]) == (0.0, 1.0), name
+
+
+def test_model_files_load_through_one_helper_with_one_line_errors(tmp_path: Path) -> None:
+    good = tmp_path / "verify.json"
+    good.write_text(json.dumps(shipped_verify_model().to_dict()), encoding="utf-8")
+    assert load_verify_model(good) == shipped_verify_model()
+    bad, old = tmp_path / "bad.json", tmp_path / "old.json"
+    bad.write_text("{}", encoding="utf-8")
+    d = shipped_verify_model().to_dict()
+    d["sentence"]["features"] = d["sentence"]["features"][:27]  # a file from before the rationale features
+    old.write_text(json.dumps(d), encoding="utf-8")
+    for path, msg in ((bad, "not a verify model file"), (tmp_path / "none.json", "cannot read the verify model"),
+                      (old, "do not match the code's")):
+        with pytest.raises(AssistantError, match=msg) as err:
+            load_verify_model(path)
+        assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
 def test_shipped_model_loads_and_names_its_features() -> None:
     m = shipped_verify_model()
+    assert m.sentence.features == RATIONALE_FEATURES
     assert m.evidence.features == EVIDENCE_FEATURES and m.contradict.features == STANCE_FEATURES
     assert m.meta["scifact_train_claims"] == 809 and "cross_validation" in m.meta
     assert 0 < m.decisions.evidence_threshold < 1

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import AssistantError
 from ..records import REFUSAL, Source
@@ -135,23 +135,38 @@ class FittedModel:
                    LogReg.from_dict(claims["answerable"], QUESTION_FEATURES) if claims else None)
 
 
+M = TypeVar("M")
+
+
+def shipped_file(name: str, parse: Callable[[dict[str, Any]], M]) -> M:
+    """A model file shipped in the package (``answering/models/<name>``), parsed by ``parse``."""
+    text = resources.files("assistant.answering.models").joinpath(name).read_text(encoding="utf-8")
+    return parse(json.loads(text))
+
+
+def model_file(path: Path, parse: Callable[[dict[str, Any]], M], kind: str) -> M:
+    """A model file written by a fitting script, parsed by ``parse``; a bad one is a one-line error
+    naming it (``kind``: which model, for the message)."""
+    article = "an" if kind[:1] in "aeiou" else "a"
+    try:
+        return parse(json.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise AssistantError(f"{path}: cannot read the {kind} model file ({exc.strerror or exc})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AssistantError(f"{path}: not {article} {kind} model file ({type(exc).__name__}: {exc})") from None
+    except AssistantError as exc:
+        raise AssistantError(f"{path}: {exc}") from None
+
+
 @lru_cache(maxsize=1)
 def shipped_model() -> FittedModel:
     """The weights shipped in the package (read once per process)."""
-    text = resources.files("assistant.answering.models").joinpath(MODEL_FILE).read_text(encoding="utf-8")
-    return FittedModel.from_dict(json.loads(text))
+    return shipped_file(MODEL_FILE, FittedModel.from_dict)
 
 
 def load_model(path: Path) -> FittedModel:
     """A model file written by the fitting script; a bad one is a one-line error naming it."""
-    try:
-        return FittedModel.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise AssistantError(f"{path}: cannot read the extractive model file ({exc.strerror or exc})") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise AssistantError(f"{path}: not an extractive model file ({type(exc).__name__}: {exc})") from None
-    except AssistantError as exc:
-        raise AssistantError(f"{path}: {exc}") from None
+    return model_file(path, FittedModel.from_dict, "extractive")
 
 
 @dataclass

@@ -2,14 +2,15 @@
 each supports or contradicts it.
 
 Per retrieved paper (the first ``VerifyDecisions.max_papers``), from what answering already computes:
-the fitted claim sentence scorer's probabilities (``fitted.py``), the paper features of ``features.py``,
+the probabilities of its own rationale sentence scorer (the sentence features of ``features.py`` plus
+cues of a stated finding, ``RATIONALE_FEATURES``), the paper features of ``features.py``,
 the claim-sentence cosines from the vectors stored at ingest, and cheap stance cues of the paper's best
 sentences against the claim: negation, null results ("no significant difference"), direction words
-(increase / reduce ...), numbers and comparatives. Two logistic regressions, fitted on SciFact TRAIN
+(increase / reduce ...), numbers and comparatives. Three logistic regressions, fitted on SciFact TRAIN
 claims only by ``python -m assistant.answering.fit_verify`` and shipped as ``models/verify.json``:
-``evidence`` (the paper holds evidence for or against the claim) and ``contradict`` (given evidence,
-it contradicts). The decisions (thresholds, rationale length, papers kept) were chosen by
-cross-validation on train; SciFact dev is only reported.
+``sentence`` (the rationale scorer), ``evidence`` (the paper holds evidence for or against the claim)
+and ``contradict`` (given evidence, it contradicts). The decisions (thresholds, rationale length,
+papers kept) were chosen by cross-validation on train; SciFact dev is only reported.
 """
 
 from __future__ import annotations
@@ -18,17 +19,24 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import AssistantError
 from ..records import Source
-from .features import PAPER_FEATURES, SENT_SIM, Candidate, QuestionView, candidates, paper_features, question_features
+from ..text import content_tokens
+from .features import (
+    PAPER_FEATURES,
+    SENT_SIM,
+    SENTENCE_FEATURES,
+    Candidate,
+    QuestionView,
+    candidates,
+    paper_features,
+)
 from .features import question_view as make_view
-from .fitted import FittedModel, LogReg, shipped_model
+from .fitted import LogReg, model_file, shipped_file
 
 VERIFY_MODEL_FILE = "verify.json"
 SUPPORT, CONTRADICT, NEI = "SUPPORT", "CONTRADICT", "NOT_ENOUGH_EVIDENCE"
@@ -48,8 +56,18 @@ _DOWN = re.compile(r"\b(decreas\w*|lower\w*|less|fewer|reduc\w*|inhibit\w*|suppr
                    r"negative(ly)?|protect\w*|deficien\w*|shorter|slower|smaller|delay\w*|limit\w*)\b", re.IGNORECASE)
 _COMPARATIVE = re.compile(r"\b(than|compared|versus|vs\.?|relative to|\w+er than)\b", re.IGNORECASE)
 _NUM = re.compile(r"\d+(?:[.,]\d+)?")
+_CONCLUDES = re.compile(r"^\s*(CONCLUSIONS?|INTERPRETATION|RESULTS?|FINDINGS|Conclusions?|Results?|In conclusion|"
+                        r"Together|Taken together|Thus|These (results|findings|data)|Our (results|findings|data)|"
+                        r"We (found|show|demonstrate|conclude|report))")
+"""A sentence stating a finding (structured abstracts' RESULTS / CONCLUSIONS, "we found ...")."""
 
-EVIDENCE_FEATURES = (*PAPER_FEATURES, "claim_answerability", "paper_best_sim", "paper_best_cov", "sim_rank",
+RATIONALE_FEATURES = (*SENTENCE_FEATURES, "dir_word", "neg_word", "null_result", "concludes", "claim_dir_shared",
+                      "claim_num_shared", "last", "sent_sim_sq", "cov_x_sim")
+"""Is this sentence part of the claim's rationale: the answer models' sentence features, and whether it
+states a finding (direction, negation, a null result, a concluding opener, the claim's direction words
+and numbers) and sits last in its abstract."""
+
+EVIDENCE_FEATURES = (*PAPER_FEATURES, "paper_best_sim", "paper_best_cov", "sim_rank",
                      "paper_top2_sim")
 """Does this paper bear on the claim: the answer models' paper features and more."""
 STANCE_FEATURES = (
@@ -80,18 +98,22 @@ class VerifyDecisions:
 
 @dataclass(frozen=True)
 class VerifyModel:
+    sentence: LogReg
+    """Rationale scorer: is this sentence (of a retrieved paper) in a gold evidence set of the claim."""
     evidence: LogReg
     contradict: LogReg
     decisions: VerifyDecisions
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"evidence": self.evidence.to_dict(), "contradict": self.contradict.to_dict(),
-                "decisions": asdict(self.decisions), "meta": json.loads(json.dumps(self.meta))}
+        return {"sentence": self.sentence.to_dict(), "evidence": self.evidence.to_dict(),
+                "contradict": self.contradict.to_dict(), "decisions": asdict(self.decisions),
+                "meta": json.loads(json.dumps(self.meta))}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VerifyModel:
-        return cls(LogReg.from_dict(d["evidence"], EVIDENCE_FEATURES),
+        return cls(LogReg.from_dict(d["sentence"], RATIONALE_FEATURES),
+                   LogReg.from_dict(d["evidence"], EVIDENCE_FEATURES),
                    LogReg.from_dict(d["contradict"], STANCE_FEATURES),
                    VerifyDecisions(**d["decisions"]), d.get("meta", {}))
 
@@ -99,17 +121,12 @@ class VerifyModel:
 @lru_cache(maxsize=1)
 def shipped_verify_model() -> VerifyModel:
     """The label model shipped in the package (read once per process)."""
-    text = resources.files("assistant.answering.models").joinpath(VERIFY_MODEL_FILE).read_text(encoding="utf-8")
-    return VerifyModel.from_dict(json.loads(text))
+    return shipped_file(VERIFY_MODEL_FILE, VerifyModel.from_dict)
 
 
 def load_verify_model(path: Path) -> VerifyModel:
-    try:
-        return VerifyModel.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise AssistantError(f"{path}: cannot read the verify model file ({exc.strerror or exc})") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise AssistantError(f"{path}: not a verify model file ({type(exc).__name__}: {exc})") from None
+    """A model file written by ``fit_verify``; a bad one is a one-line error naming it."""
+    return model_file(path, VerifyModel.from_dict, "verify")
 
 
 @dataclass
@@ -118,7 +135,7 @@ class PaperEvidence:
 
     source_index: int
     ranked: list[Candidate]
-    """The paper's sentences, best first (claim sentence scorer)."""
+    """The paper's sentences, best first (the verify model's rationale scorer)."""
     evidence_x: list[float]
     stance_x: list[float]
 
@@ -127,7 +144,8 @@ class PaperEvidence:
 class ClaimEvidence:
     view: QuestionView | None
     papers: list[PaperEvidence]
-    answerability: float
+    best_sentence: float
+    """The highest rationale probability of any considered sentence."""
 
 
 def _logit(p: float) -> float:
@@ -219,36 +237,68 @@ def _paper_cues(claim: str, ranked: Sequence[Candidate], c_dir: int, c_neg: bool
             float(bool(sent_cues) and any(c not in claim.lower() for c in sent_cues))]
 
 
-def claim_evidence(claim: str, sources: Sequence[Source], idf: Callable[[list[str]], dict[str, float]],
-                   chunk_sims: dict[str, float] | None, sentence_sims: dict[tuple[str, int, int], float] | None,
-                   max_papers: int, answer_model: FittedModel | None = None) -> ClaimEvidence:
-    """The claim's retrieved papers, each with its sentences scored and its label features."""
-    am = answer_model or shipped_model()
+def claim_candidates(claim: str, sources: Sequence[Source], idf: Callable[[list[str]], dict[str, float]],
+                     chunk_sims: dict[str, float] | None, sentence_sims: dict[tuple[str, int, int], float] | None,
+                     max_papers: int) -> tuple[QuestionView | None, list[Candidate]]:
+    """The claim's view and the unscored sentences of its first ``max_papers`` retrieved papers."""
     view = make_view(claim, idf)
     if view is None or not sources:
-        return ClaimEvidence(view, [], 0.0)
+        return view, []
     view.claim = True  # whatever its punctuation, the input is a statement to check
-    cands = candidates(view, sources, chunk_sims, max_papers, sentence_sims)
-    if not cands:
-        return ClaimEvidence(view, [], 0.0)
-    lr = am.sentence_for(view)
+    return view, candidates(view, sources, chunk_sims, max_papers, sentence_sims)
+
+
+def rationale_rows(claim: str, cands: Sequence[Candidate]) -> list[list[float]]:
+    """RATIONALE_FEATURES of each candidate sentence."""
+    claim_dirs = set(content_tokens(" ".join(m.group(0) for rx in (_UP, _DOWN) for m in rx.finditer(claim))))
+    claim_nums = _numbers(claim)
+    last: dict[int, int] = {}
     for c in cands:
-        c.score = lr.prob(c.features)
-    p_answer = am.answerable_for(view).prob(question_features(view, cands, sources))
-    rows = paper_features(view, cands, sources)
+        last[c.source_index] = max(last.get(c.source_index, 0), c.start)
+    rows = []
+    for c in cands:
+        t = c.text
+        dirs = " ".join(m.group(0) for rx in (_UP, _DOWN) for m in rx.finditer(t))
+        sim, cov = c.features[SENT_SIM], c.features[0]
+        rows.append([*c.features, float(bool(dirs)), float(bool(_NEG.search(t))), float(bool(_NULL.search(t))),
+                     float(bool(_CONCLUDES.search(t))), float(bool(claim_dirs & set(content_tokens(dirs)))),
+                     float(bool(claim_nums & _numbers(t))), float(c.start == last[c.source_index]), sim * sim,
+                     cov * sim])
+    return rows
+
+
+def score_claim(claim: str, view: QuestionView | None, cands: Sequence[Candidate], sources: Sequence[Source],
+                sentence: LogReg, rows: Sequence[Sequence[float]] | None = None) -> ClaimEvidence:
+    """Each paper's sentences scored by the rationale model ``sentence`` (on copies: the fitting script
+    scores the same candidates with each fold's model; ``rows``: their RATIONALE_FEATURES if known),
+    ranked, and its label features."""
+    if view is None or not cands:
+        return ClaimEvidence(view, [], 0.0)
+    rows = rows if rows is not None else rationale_rows(claim, cands)
+    cands = [replace(c, score=sentence.prob(x)) for c, x in zip(cands, rows, strict=True)]
+    paper_rows = paper_features(view, cands, sources)
     by_paper: dict[int, list[Candidate]] = {}
     for c in cands:
         by_paper.setdefault(c.source_index, []).append(c)
     best_sims = {i: max(c.features[SENT_SIM] for c in cs) for i, cs in by_paper.items()}
     sim_order = sorted(best_sims, key=lambda i: (-best_sims[i], i))
+    best_all = max(c.score for c in cands)
     papers = []
     for i, cs in sorted(by_paper.items()):
         ranked = sorted(cs, key=lambda c: (-c.score, c.start))
         sims = sorted((c.features[SENT_SIM] for c in cs), reverse=True)
-        ev = [*rows[i], _logit(p_answer), best_sims[i], max(c.features[0] for c in cs),
+        ev = [*paper_rows[i], best_sims[i], max(c.features[0] for c in cs),
               1.0 / (1 + sim_order.index(i)), sum(sims[:2]) / min(2, len(sims))]
         papers.append(PaperEvidence(i, ranked, ev, stance_features(claim, ranked)))
-    return ClaimEvidence(view, papers, p_answer)
+    return ClaimEvidence(view, papers, best_all)
+
+
+def claim_evidence(claim: str, sources: Sequence[Source], idf: Callable[[list[str]], dict[str, float]],
+                   chunk_sims: dict[str, float] | None, sentence_sims: dict[tuple[str, int, int], float] | None,
+                   max_papers: int, sentence: LogReg) -> ClaimEvidence:
+    """The claim's retrieved papers, each with its sentences scored and its label features."""
+    view, cands = claim_candidates(claim, sources, idf, chunk_sims, sentence_sims, max_papers)
+    return score_claim(claim, view, cands, sources, sentence)
 
 
 @dataclass
