@@ -1,0 +1,428 @@
+"""A synthetic index grown to 10k, 100k and 1M papers on a real `chroma run` server, measured at each size.
+
+    nice -n 15 python benchmarks/scale_1m.py --sizes 10000,100000,1000000 > benchmarks/out/scale-1m.log 2>&1
+
+**Vectors are not computed by the embedding model.** The real model embeds the sample's
+~2,000 distinct abstract sentences once; every chunk (and sentence) text then gets one of those
+real vectors, picked by a hash of the text, perturbed by Gaussian noise (cosine ~0.8 to its base)
+and re-normalised. So the run costs what the index costs (Chroma's HNSW and metadata, the
+catalogue, BM25, ingest's own work) and not embedding time; the vectors keep the clustered
+shape of real sentence embeddings. Chunking uses the real tokenizer (same chunks as a real run).
+Embedding throughput is measured separately (benchmarks/embed_vs_ingest.py).
+
+Papers are synthetic (benchmarks/make_synthetic.py's recipe: recombined sample sentences,
+unique titles, dates 2019-2025), written in JSONL shards of 10k. One index grows through the
+sizes: each step ingests the shards added since the last (a fresh `assistant ingest` process,
+whose peak RSS is the client's), then a fresh query process measures cold start and warm
+retrieval (dense, BM25, fused; with and without a date filter) over the dev questions, with
+query vectors made the same way. Sentence vectors are off (chunks only) unless --sentences.
+
+Prints one block per size and the growth between the last two sizes as ratios; each step's
+figures are also appended to OUT/results.jsonl, so a run cut short keeps what it measured.
+The step's ingest is resumable like any ingest: re-running the command continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SHARD = 10_000
+NOISE = 0.75
+"""Norm of the perturbation relative to the unit base vector: cosine(perturbed, base) ~ 0.8."""
+
+
+# -- synthetic corpus ------------------------------------------------------------------------
+def _pools() -> tuple[list[str], list[str]]:
+    from assistant.index.ingest import sample_paths
+    from assistant.readers import read_paths
+    from assistant.text import sentences
+
+    papers = read_paths(sample_paths()).papers
+    pool = sorted({s for p in papers for s in sentences(p.abstract) if len(s) > 40})
+    words = sorted({w for p in papers for w in p.title.replace(":", " ").split() if len(w) > 3})
+    return pool, words
+
+
+def write_shards(corpus: Path, n: int) -> list[Path]:
+    """Shards 0 .. n/SHARD-1 (each deterministic by its number; existing ones are kept)."""
+    corpus.mkdir(parents=True, exist_ok=True)
+    pool: list[str] | None = None
+    words: list[str] = []
+    paths = []
+    for k in range((n + SHARD - 1) // SHARD):
+        path = corpus / f"shard-{k:04d}.jsonl"
+        paths.append(path)
+        if path.exists():
+            continue
+        if pool is None:
+            pool, words = _pools()
+        rng = random.Random(1000 + k)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for i in range(k * SHARD, (k + 1) * SHARD):
+                title = " ".join(rng.sample(words, 6)) + f" ({i})"
+                abstract = " ".join(rng.sample(pool, rng.randint(6, 10)))
+                date = f"{rng.randint(2019, 2025)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+                fh.write(json.dumps({"id": f"synth-{i}", "title": title, "abstract": abstract, "date": date}) + "\n")
+        tmp.rename(path)
+    return paths
+
+
+# -- vectors -------------------------------------------------------------------------------
+def base_vectors(out: Path) -> Path:
+    """Real vectors of the sample's sentences, embedded once by the configured model."""
+    path = out / "base-vectors.npy"
+    if not path.exists():
+        import numpy as np
+
+        from assistant.index.embeddings import get_embedder
+        from assistant.settings import Settings
+
+        pool, _ = _pools()
+        vecs = get_embedder(Settings.load(env={"ASSISTANT_CONFIG": ""}, home=out / "embed-home")).embed(pool)
+        np.save(path, np.asarray(vecs, dtype=np.float32))
+    return path
+
+
+class PerturbedEmbedder:
+    """Stands in for the embedder in this benchmark only: a real base vector per text (by a
+    hash of the text) plus noise, normalised. ``fits`` is the real tokenizer's answer."""
+
+    def __init__(self, base: Path, model_name: str) -> None:
+        import numpy as np
+        from tokenizers import Tokenizer
+
+        from assistant.index import embeddings as emb
+
+        self.base = np.load(base)
+        self.dim = self.base.shape[1]
+        spec = emb.LOCAL_MODELS[model_name]
+        tok = (emb._package_file(spec.package, spec.tokenizer[4:]) if spec.tokenizer.startswith("pkg:")
+               else REPO / "assistant" / "data" / "models" / spec.tokenizer)
+        self.tokenizer = Tokenizer.from_file(str(tok))
+        self.tokenizer.enable_truncation(max_length=spec.max_length)
+        self.prefix = spec.doc_prefix
+
+    def _one(self, text: str) -> Any:
+        import numpy as np
+
+        h = zlib.crc32(text.encode("utf-8"))
+        rng = np.random.default_rng(h)
+        v = self.base[h % len(self.base)] + rng.standard_normal(self.dim).astype(np.float32) * (NOISE / self.dim ** 0.5)
+        return v / np.linalg.norm(v)
+
+    def embed(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        return np.stack([self._one(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def embed_query(self, text: str) -> Any:
+        return self._one(text)
+
+    def fits(self, text: str) -> bool:
+        return not self.tokenizer.encode(self.prefix + text).overflowing
+
+
+# -- processes -----------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
+    import urllib.request
+
+    exe = shutil.which("chroma")
+    if exe is None:
+        raise SystemExit("the `chroma` command (ships with chromadb) is not installed")
+    proc = subprocess.Popen([exe, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("chroma run did not answer its heartbeat")
+
+
+def proc_mem(pid: int) -> dict[str, float]:
+    """Current and peak resident memory of a process, MB (Linux /proc)."""
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def settings_for(home: Path, port: int, sentences: bool) -> Any:
+    from assistant.settings import Settings
+
+    return Settings.load(env={"ASSISTANT_CONFIG": ""}, home=home, cache_dir=home / "cache",
+                         chroma_host="127.0.0.1", chroma_port=port, sentence_vectors=sentences)
+
+
+class _Phases:
+    """Reporter recording when reading ended and the BM25 build began (the ingest's phases)."""
+
+    def __init__(self) -> None:
+        self.t: dict[str, float] = {}
+        self.done = 0
+        self.last = time.monotonic()
+
+    def start(self, task: str, total: int | None) -> None:
+        self.t.setdefault(f"start:{task}", time.perf_counter())
+
+    def advance(self, task: str, n: int = 1) -> None:
+        self.done += n
+        if time.monotonic() - self.last > 60:
+            self.last = time.monotonic()
+            print(f"  ... {task}: {self.done} papers ({time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)
+
+    def message(self, text: str) -> None:
+        if text.startswith("building the BM25"):
+            self.t["bm25"] = time.perf_counter()
+
+    def finish(self, task: str) -> None:
+        self.t[f"finish:{task}"] = time.perf_counter()
+
+
+def child_ingest(args: argparse.Namespace) -> None:
+    from assistant.index.ingest import ingest
+    from assistant.index.paper_index import PaperIndex
+
+    settings = settings_for(Path(args.home), args.port, args.sentences)
+    embedder = PerturbedEmbedder(Path(args.base), settings.embedding_model_name)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    index = PaperIndex(settings)
+    phases = _Phases()
+    t0 = time.perf_counter()
+    rep = ingest(index, [Path(p) for p in args.paths], embedder=embedder, reporter=phases, batch_papers=256)
+    end = time.perf_counter()
+    read_end = phases.t.get("finish:read", t0)
+    bm25_start = phases.t.get("bm25", end)
+    print("RESULT " + json.dumps({
+        "new": rep.new, "unchanged": rep.unchanged, "papers_total": rep.papers_total, "chunks_total": rep.chunks_total,
+        "chunks_written": rep.chunks_written, "sentences_written": rep.sentences_written,
+        "seconds": end - t0, "embed_seconds": rep.embed_seconds, "read_seconds": read_end - t0,
+        "write_seconds": bm25_start - read_end, "bm25_seconds": end - bm25_start,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_after_imports_mb": rss0,
+        "problems": rep.problems[:3]}), flush=True)
+
+
+def child_query(args: argparse.Namespace) -> None:
+    from assistant.index.paper_index import PaperIndex
+    from assistant.retrieval import HybridRetriever
+
+    started = float(args.started)
+    settings = settings_for(Path(args.home), args.port, args.sentences)
+    embedder = PerturbedEmbedder(Path(args.base), settings.embedding_model_name)
+    qs = [json.loads(line)["question"] for line in (REPO / "evals/questions/dev.jsonl").open() if line.strip()]
+    index = PaperIndex(settings)
+    retriever = HybridRetriever(index, embedder)
+    retriever.retrieve(qs[0])
+    cold = time.time() - started
+    times: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for q in qs:
+            for mode in ("dense", "bm25", "hybrid"):
+                for label, since, until in (("", None, None), (" +date", "2023", "2024")):
+                    t = time.perf_counter()
+                    r = retriever.retrieve(q, mode=mode, since=since, until=until)
+                    ms = (time.perf_counter() - t) * 1000 - r.timings_ms.get("embed_query", 0.0)
+                    times.setdefault(mode + label, []).append(ms)
+    print("RESULT " + json.dumps({
+        "cold_start_s": cold, "queries": len(qs) * args.rounds,
+        "latency_ms": {k: {"p50": statistics.median(v), "p95": pct(v, 0.95)} for k, v in times.items()},
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def run_child(kind: str, extra: list[str], log: Any) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), f"--child={kind}", *extra]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ})
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return dict(json.loads(line[7:]))
+    raise SystemExit(f"{kind} step failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}")
+
+
+# -- disk ----------------------------------------------------------------------------------
+def du(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def disk(chroma: Path, home: Path, prefix: str) -> dict[str, float]:
+    """MB per component. Chroma keeps every collection's metadata in one chroma.sqlite3; its
+    share per collection is the bytes of that collection's metadata values and ids (SQL over a
+    read-only copy of the numbers), the rest of the file (indexes, free pages) is shown apart."""
+    out: dict[str, float] = {}
+    db = sqlite3.connect(f"file:{chroma / 'chroma.sqlite3'}?mode=ro", uri=True)
+    try:
+        segs = db.execute("SELECT s.id, s.scope, c.name FROM segments s JOIN collections c ON s.collection = c.id")
+        seg_rows = segs.fetchall()
+        meta_bytes: dict[str, int] = {}
+        for seg_id, scope, name in seg_rows:
+            if scope == "METADATA":
+                row = db.execute(
+                    "SELECT COALESCE(SUM(LENGTH(m.key) + COALESCE(LENGTH(m.string_value), 8)), 0) "
+                    "FROM embedding_metadata m JOIN embeddings e ON m.id = e.id WHERE e.segment_id = ?",
+                    (seg_id,)).fetchone()
+                ids = db.execute("SELECT COALESCE(SUM(LENGTH(embedding_id)), 0) FROM embeddings WHERE segment_id = ?",
+                                 (seg_id,)).fetchone()
+                meta_bytes[name] = int(row[0]) + int(ids[0])
+    finally:
+        db.close()
+    hnsw: dict[str, int] = {}
+    for seg_id, scope, name in seg_rows:
+        if scope == "VECTOR":
+            hnsw[name] = hnsw.get(name, 0) + du(chroma / seg_id)
+    mb = 1024 * 1024
+    sqlite_total = du(chroma / "chroma.sqlite3") + du(chroma / "chroma.sqlite3-wal")
+    chunk_meta = meta_bytes.get(prefix, 0)
+    papers_meta = meta_bytes.get(f"{prefix}.papers", 0)
+    sent_meta = meta_bytes.get(f"{prefix}.sentences", 0)
+    out["chroma_chunk_hnsw"] = hnsw.get(prefix, 0) / mb
+    out["chroma_chunk_metadata"] = chunk_meta / mb
+    out["catalogue_papers_collection"] = papers_meta / mb
+    out["sentence_vectors"] = (hnsw.get(f"{prefix}.sentences", 0) + sent_meta) / mb
+    out["chroma_sqlite_other"] = (sqlite_total - chunk_meta - papers_meta - sent_meta) / mb
+    out["chroma_total"] = du(chroma) / mb
+    bm25 = [p for p in home.glob("index-server-*/bm25")]
+    out["bm25"] = sum(du(p) for p in bm25) / mb
+    return out
+
+
+# -- driver --------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "scale-1m"))
+    ap.add_argument("--rounds", type=int, default=1, help="passes over the 65 dev questions per size")
+    ap.add_argument("--sentences", action="store_true", help="index.sentence_vectors on (default: chunks only)")
+    ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--home", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--base", help=argparse.SUPPRESS)
+    ap.add_argument("--started", help=argparse.SUPPRESS)
+    ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child == "ingest":
+        return child_ingest(args)
+    if args.child == "query":
+        return child_query(args)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"scale_1m: sizes {sizes}; vectors are perturbed real sentence vectors (no embedding model in the "
+          "timed part, see the module docstring); chunks only" + (" + sentence vectors" if args.sentences else ""),
+          flush=True)
+    base = base_vectors(out)
+    home = out / "home"
+    port = free_port()
+    server = start_chroma(out / "chroma", port)
+    log = (out / "children.log").open("a")
+    common = ["--home", str(home), "--port", str(port), "--base", str(base)] + (["--sentences"] if args.sentences
+                                                                                  else [])
+    results: list[dict[str, Any]] = []
+    have = 0
+    try:
+        for n in sizes:
+            shards = write_shards(out / "corpus", n)
+            new = shards[have // SHARD:]
+            print(f"\n== {n:,} papers: ingesting {len(new)} shard(s) ({time.strftime('%H:%M:%S')} UTC) ==", flush=True)
+            ing = run_child("ingest", common + [str(p) for p in new], log)
+            srv_after_ingest = proc_mem(server.pid)
+            q = run_child("query", common + ["--rounds", str(args.rounds), "--started", str(time.time())], log)
+            srv = proc_mem(server.pid)
+            d = disk(out / "chroma", home, "papers")
+            row = {"papers": n, "ingest": ing, "query": q, "server_mb": {"after_ingest": srv_after_ingest,
+                                                                           "after_queries": srv}, "disk_mb": d}
+            results.append(row)
+            with (out / "results.jsonl").open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            show(row)
+            have = n
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+    if len(results) >= 2:
+        growth(results[-2], results[-1])
+
+
+def show(row: dict[str, Any]) -> None:
+    ing, q, d = row["ingest"], row["query"], row["disk_mb"]
+    done = ing["new"]
+    index_s = ing["seconds"] - ing["embed_seconds"]
+    print(f"ingest: {done:,} new papers ({ing['chunks_written']:,} chunks) in {ing['seconds']:.0f} s, of which "
+          f"{ing['embed_seconds']:.0f} s made the stand-in vectors -> {done / index_s if index_s else 0:.1f} papers/s "
+          f"with the embedder excluded (read+stage {ing['read_seconds']:.0f} s, write {ing['write_seconds']:.0f} s, "
+          f"BM25 build over the whole index {ing['bm25_seconds']:.0f} s)")
+    print(f"client (ingest) peak RSS {ing['peak_rss_mb']:.0f} MB (after imports {ing['rss_after_imports_mb']:.0f} MB; "
+          f"the vector index lives in the server)")
+    print(f"server RSS {row['server_mb']['after_queries'].get('VmRSS', 0):.0f} MB now, peak "
+          f"{row['server_mb']['after_queries'].get('VmHWM', 0):.0f} MB")
+    print(f"query process: cold start to first retrieval {q['cold_start_s']:.2f} s; peak RSS {q['peak_rss_mb']:.0f} MB")
+    for k, v in q["latency_ms"].items():
+        print(f"  retrieval {k:12s} p50 {v['p50']:7.1f} ms  p95 {v['p95']:7.1f} ms  (question embedding excluded)")
+    print("disk MB: " + ", ".join(f"{k} {v:.1f}" for k, v in d.items()), flush=True)
+
+
+def growth(a: dict[str, Any], b: dict[str, Any]) -> None:
+    r = b["papers"] / a["papers"]
+    print(f"\n== growth {b['papers']:,} / {a['papers']:,} papers (x{r:g}) ==")
+
+    def ratio(x: float, y: float) -> str:
+        return f"x{y / x:.2f}" if x else "n/a"
+
+    ra = a["ingest"]["new"] / max(1e-9, a["ingest"]["seconds"] - a["ingest"]["embed_seconds"])
+    rb = b["ingest"]["new"] / max(1e-9, b["ingest"]["seconds"] - b["ingest"]["embed_seconds"])
+    print(f"ingest rate (embedder excluded) {ra:.1f} -> {rb:.1f} papers/s ({ratio(ra, rb)})")
+    print(f"client ingest peak RSS {a['ingest']['peak_rss_mb']:.0f} -> {b['ingest']['peak_rss_mb']:.0f} MB "
+          f"({ratio(a['ingest']['peak_rss_mb'], b['ingest']['peak_rss_mb'])})")
+    sa, sb = a["server_mb"]["after_queries"].get("VmRSS", 0), b["server_mb"]["after_queries"].get("VmRSS", 0)
+    print(f"server RSS {sa:.0f} -> {sb:.0f} MB ({ratio(sa, sb)})")
+    print(f"cold start {a['query']['cold_start_s']:.2f} -> {b['query']['cold_start_s']:.2f} s "
+          f"({ratio(a['query']['cold_start_s'], b['query']['cold_start_s'])})")
+    for k in a["query"]["latency_ms"]:
+        x, y = a["query"]["latency_ms"][k]["p50"], b["query"]["latency_ms"][k]["p50"]
+        print(f"retrieval {k:12s} p50 {x:.1f} -> {y:.1f} ms ({ratio(x, y)})")
+    for k in a["disk_mb"]:
+        x, y = a["disk_mb"][k], b["disk_mb"][k]
+        print(f"disk {k:28s} {x:9.1f} -> {y:9.1f} MB ({ratio(x, y)})")
+
+
+if __name__ == "__main__":
+    main()
