@@ -398,16 +398,18 @@ def main() -> None:
     try:
         for n in sizes:
             shards = write_shards(out / "corpus", n)
+            before = run_child("count", common, log)
+            assert before is not None
+            have = max(have, before["papers_total"] // SHARD * SHARD)  # a continued run skips what is indexed
             new = shards[have // SHARD:]
             print(f"\n== {n:,} papers: ingesting {len(new)} shard(s) ({time.strftime('%H:%M:%S', time.gmtime())} "
                   "UTC) ==", flush=True)
-            before = run_child("count", common, log)
             t = time.perf_counter()
             ing = run_child("ingest", common + [str(p) for p in new], log, deadline)
             if ing is None:  # stopped at the deadline: measure the size reached
                 secs = time.perf_counter() - t
                 bm = run_child("bm25", common, log)
-                assert before is not None and bm is not None
+                assert bm is not None
                 n = bm["papers_total"]
                 ing = {"new": n - before["papers_total"], "unchanged": 0, "papers_total": n,
                        "chunks_total": bm["chunks_total"],
