@@ -309,44 +309,60 @@ def du(path: Path) -> int:
 
 
 def disk(chroma: Path, home: Path, prefix: str) -> dict[str, float]:
-    """MB per component. Chroma keeps every collection's metadata in one chroma.sqlite3; its
-    share per collection is the bytes of that collection's metadata values and ids (SQL over a
-    read-only copy of the numbers), the rest of the file (indexes, free pages) is shown apart."""
-    out: dict[str, float] = {}
+    """MB per component. Chroma keeps every collection's metadata in one chroma.sqlite3: its tables
+    and indexes are measured with SQLite's dbstat and shared out by each collection's bytes of
+    metadata (ids, keys, values) and number of records; HNSW folders are per collection. What is
+    left in the file (the write-ahead log of vectors not yet compacted, free pages) is shown apart."""
+    mb = 1024 * 1024
     db = sqlite3.connect(f"file:{chroma / 'chroma.sqlite3'}?mode=ro", uri=True)
     try:
-        segs = db.execute("SELECT s.id, s.scope, c.name FROM segments s JOIN collections c ON s.collection = c.id")
-        seg_rows = segs.fetchall()
+        seg_rows = db.execute("SELECT s.id, s.scope, c.name FROM segments s "
+                              "JOIN collections c ON s.collection = c.id").fetchall()
         meta_bytes: dict[str, int] = {}
+        records: dict[str, int] = {}
         for seg_id, scope, name in seg_rows:
             if scope == "METADATA":
                 row = db.execute(
                     "SELECT COALESCE(SUM(LENGTH(m.key) + COALESCE(LENGTH(m.string_value), 8)), 0) "
                     "FROM embedding_metadata m JOIN embeddings e ON m.id = e.id WHERE e.segment_id = ?",
                     (seg_id,)).fetchone()
-                ids = db.execute("SELECT COALESCE(SUM(LENGTH(embedding_id)), 0) FROM embeddings WHERE segment_id = ?",
-                                 (seg_id,)).fetchone()
+                ids = db.execute("SELECT COALESCE(SUM(LENGTH(embedding_id)), 0), COUNT(*) FROM embeddings "
+                                 "WHERE segment_id = ?", (seg_id,)).fetchone()
                 meta_bytes[name] = int(row[0]) + int(ids[0])
+                records[name] = int(ids[1])
+        sizes = dict(db.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall())
     finally:
         db.close()
+    meta_tables = sum(v for k, v in sizes.items() if k.startswith(("embedding_metadata",
+                                                                   "sqlite_autoindex_embedding_metadata")))
+    emb_tables = sum(v for k, v in sizes.items() if k in ("embeddings", "sqlite_autoindex_embeddings_1"))
     hnsw: dict[str, int] = {}
     for seg_id, scope, name in seg_rows:
         if scope == "VECTOR":
             hnsw[name] = hnsw.get(name, 0) + du(chroma / seg_id)
-    mb = 1024 * 1024
+    all_meta, all_records = sum(meta_bytes.values()) or 1, sum(records.values()) or 1
+
+    def part(name: str) -> float:
+        return (hnsw.get(name, 0) + meta_tables * meta_bytes.get(name, 0) / all_meta
+                + emb_tables * records.get(name, 0) / all_records)
+
     sqlite_total = du(chroma / "chroma.sqlite3") + du(chroma / "chroma.sqlite3-wal")
-    chunk_meta = meta_bytes.get(prefix, 0)
-    papers_meta = meta_bytes.get(f"{prefix}.papers", 0)
-    sent_meta = meta_bytes.get(f"{prefix}.sentences", 0)
-    out["chroma_chunk_hnsw"] = hnsw.get(prefix, 0) / mb
-    out["chroma_chunk_metadata"] = chunk_meta / mb
-    out["catalogue_papers_collection"] = papers_meta / mb
-    out["sentence_vectors"] = (hnsw.get(f"{prefix}.sentences", 0) + sent_meta) / mb
-    out["chroma_sqlite_other"] = (sqlite_total - chunk_meta - papers_meta - sent_meta) / mb
-    out["chroma_total"] = du(chroma) / mb
-    bm25 = [p for p in home.glob("index-server-*/bm25")]
-    out["bm25"] = sum(du(p) for p in bm25) / mb
+    out = {
+        "chroma_chunk_vectors": part(prefix) / mb,
+        "chroma_chunk_hnsw_only": hnsw.get(prefix, 0) / mb,
+        "catalogue": (part(f"{prefix}.papers") + part(f"{prefix}.meta")) / mb,
+        "sentence_vectors": part(f"{prefix}.sentences") / mb,
+        "chroma_wal_and_free": (sqlite_total - meta_tables - emb_tables) / mb,
+        "chroma_total": du(chroma) / mb,
+        "bm25": sum(du(p) for p in home.glob("index-server-*/bm25")) / mb,
+    }
     return out
+
+
+def child_disk(args: argparse.Namespace) -> None:
+    from assistant.collection_names import chroma_name
+
+    print("RESULT " + json.dumps(disk(Path(args.chroma), Path(args.home), chroma_name("default"))), flush=True)
 
 
 # -- driver --------------------------------------------------------------------------------
@@ -359,6 +375,7 @@ def main() -> None:
     ap.add_argument("--deadline", default="", help="HH:MM UTC: stop the ingest then and measure the size reached")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--home", help=argparse.SUPPRESS)
+    ap.add_argument("--chroma", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--base", help=argparse.SUPPRESS)
     ap.add_argument("--started", help=argparse.SUPPRESS)
@@ -372,6 +389,10 @@ def main() -> None:
         return child_bm25(args)
     if args.child == "count":
         return child_count(args)
+    if args.child == "disk":
+        return child_disk(args)
+
+    from assistant.collection_names import chroma_name
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -426,7 +447,7 @@ def main() -> None:
             q = run_child("query", common + ["--rounds", str(args.rounds), "--started", str(time.time())], log)
             assert q is not None
             srv = proc_mem(server.pid)
-            d = disk(out / "chroma", home, "papers")
+            d = disk(out / "chroma", home, chroma_name("default"))
             row = {"papers": n, "ingest": ing, "query": q, "server_mb": {"after_ingest": srv_after_ingest,
                                                                            "after_queries": srv}, "disk_mb": d}
             results.append(row)
