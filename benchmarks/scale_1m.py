@@ -179,8 +179,9 @@ def proc_mem(pid: int) -> dict[str, float]:
 def settings_for(home: Path, port: int, sentences: bool) -> Any:
     from assistant.settings import Settings
 
+    # A generous timeout: on a loaded machine the server's compaction can stall a request for > 30 s.
     return Settings.load(env={"ASSISTANT_CONFIG": ""}, home=home, cache_dir=home / "cache",
-                         chroma_host="127.0.0.1", chroma_port=port, sentence_vectors=sentences)
+                         chroma_host="127.0.0.1", chroma_port=port, sentence_vectors=sentences, chroma_timeout=900)
 
 
 class _Phases:
