@@ -248,10 +248,13 @@ def child_bm25(args: argparse.Namespace) -> None:
 
 
 def child_count(args: argparse.Namespace) -> None:
+    """Papers and chunk vectors on the server: two count requests (no scan of the records)."""
     from assistant.index.paper_index import PaperIndex
 
-    papers, chunks = PaperIndex(settings_for(Path(args.home), args.port, args.sentences)).catalogue.count()
-    print("RESULT " + json.dumps({"papers_total": papers, "chunks_total": chunks}), flush=True)
+    index = PaperIndex(settings_for(Path(args.home), args.port, args.sentences))
+    col = index.catalogue._col(index.catalogue.papers_name)
+    papers = 0 if col is None else int(col.count())
+    print("RESULT " + json.dumps({"papers_total": papers, "chunks_total": index.vectors.count()}), flush=True)
 
 
 def child_query(args: argparse.Namespace) -> None:
@@ -262,6 +265,7 @@ def child_query(args: argparse.Namespace) -> None:
     settings = settings_for(Path(args.home), args.port, args.sentences)
     embedder = PerturbedEmbedder(Path(args.base), settings.embedding_model_name)
     qs = [json.loads(line)["question"] for line in (REPO / "evals/questions/dev.jsonl").open() if line.strip()]
+    qs = qs[:args.questions]
     index = PaperIndex(settings)
     retriever = HybridRetriever(index, embedder)
     retriever.retrieve(qs[0])
@@ -371,7 +375,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "scale-1m"))
-    ap.add_argument("--rounds", type=int, default=1, help="passes over the 65 dev questions per size")
+    ap.add_argument("--rounds", type=int, default=1, help="passes over the dev questions per size")
+    ap.add_argument("--questions", type=int, default=65, help="the first N dev questions (65 = all)")
     ap.add_argument("--sentences", action="store_true", help="index.sentence_vectors on (default: chunks only)")
     ap.add_argument("--deadline", default="", help="HH:MM UTC: stop the ingest then and measure the size reached")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
@@ -445,7 +450,8 @@ def main() -> None:
                       f"BM25 built after in a separate process: {bm['bm25_seconds']:.0f} s, peak RSS "
                       f"{bm['peak_rss_mb']:.0f} MB (the ingest's own peak is not known: it was killed)", flush=True)
             srv_after_ingest = proc_mem(server.pid)
-            q = run_child("query", common + ["--rounds", str(args.rounds), "--started", str(time.time())], log)
+            q = run_child("query", common + ["--rounds", str(args.rounds), "--questions", str(args.questions),
+                                             "--started", str(time.time())], log)
             assert q is not None
             srv = proc_mem(server.pid)
             d = disk(out / "chroma", home, chroma_name("default"))
