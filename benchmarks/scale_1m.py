@@ -370,6 +370,65 @@ def child_disk(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(disk(Path(args.chroma), Path(args.home), chroma_name("default"))), flush=True)
 
 
+# -- capacity plan ---------------------------------------------------------------------------
+def plan(out: Path, target: int) -> None:
+    """Fit y = a + b*N (least squares) to every measured point in OUT/results.jsonl and print the
+    value at ``target`` papers, with the fit: the capacity plan in benchmarks/README.md."""
+    rows: dict[int, dict[str, Any]] = {}
+    for line in (out / "results.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        rows[int(row["ingest"]["papers_total"])] = row  # the last measurement of a size wins
+    if len(rows) < 2:
+        raise SystemExit("need two measured sizes")
+    pts = sorted(rows.items())
+
+    def metric(get: Any) -> list[tuple[int, float]]:
+        got = []
+        for n, row in pts:
+            try:
+                v = float(get(row))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if v == v:  # not NaN
+                got.append((n, v))
+        return got
+
+    def fit(xy: list[tuple[int, float]]) -> tuple[float, float]:
+        xs, ys = [x for x, _ in xy], [y for _, y in xy]
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        var = sum((x - mx) ** 2 for x in xs)
+        b = sum((x - mx) * (y - my) for x, y in xy) / var if var else 0.0
+        return my - b * mx, b
+
+    def index_rate(r: dict[str, Any]) -> float:
+        i = r["ingest"]
+        return float(i["seconds"] - i["embed_seconds"]) / max(1, int(i["new"])) * 1000
+
+    measures = {
+        "server RSS (MB)": lambda r: r["server_mb"]["after_queries"]["VmRSS"],
+        "client ingest peak RSS (MB)": lambda r: r["ingest"]["peak_rss_mb"],
+        "query process peak RSS (MB)": lambda r: r["query"]["peak_rss_mb"],
+        "ingest ms per paper, embedder excluded": index_rate,
+        "BM25 build (s)": lambda r: r["ingest"]["bm25_seconds"],
+        "cold start (s)": lambda r: r["query"]["cold_start_s"],
+        "disk: Chroma total (MB)": lambda r: r["disk_mb"]["chroma_total"],
+        "disk: chunk HNSW files (MB)": lambda r: r["disk_mb"].get("chroma_chunk_hnsw_only",
+                                                                 r["disk_mb"].get("chroma_chunk_hnsw")),
+        "disk: BM25 (MB)": lambda r: r["disk_mb"]["bm25"],
+    }
+    for mode in ("dense", "dense +date", "bm25", "bm25 +date", "hybrid", "hybrid +date"):
+        for q in ("p50", "p95"):
+            measures[f"retrieval {mode} {q} (ms)"] = (lambda r, m=mode, q=q: r["query"]["latency_ms"][m][q])
+    print(f"measured sizes: {', '.join(f'{n:,}' for n, _ in pts)}; fit y = a + b*N by least squares; at {target:,}:")
+    for name, get in measures.items():
+        xy = metric(get)
+        if len(xy) < 2:
+            continue
+        a, b = fit(xy)
+        shown = "; ".join(f"{n:,}: {y:.1f}" for n, y in xy)
+        print(f"  {name:38s} a={a:10.2f} b={b * 1e6:10.2f}/M papers -> {a + b * target:10.1f}   (measured {shown})")
+
+
 # -- driver --------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -379,6 +438,7 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=65, help="the first N dev questions (65 = all)")
     ap.add_argument("--sentences", action="store_true", help="index.sentence_vectors on (default: chunks only)")
     ap.add_argument("--deadline", default="", help="HH:MM UTC: stop the ingest then and measure the size reached")
+    ap.add_argument("--plan", type=int, default=0, help="print fits of the measured sizes extrapolated to N papers")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--home", help=argparse.SUPPRESS)
     ap.add_argument("--chroma", help=argparse.SUPPRESS)
@@ -397,6 +457,8 @@ def main() -> None:
         return child_count(args)
     if args.child == "disk":
         return child_disk(args)
+    if args.plan:
+        return plan(Path(args.out), args.plan)
 
     from assistant.collection_names import chroma_name
 
