@@ -313,7 +313,7 @@ def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
-def disk(chroma: Path, home: Path, prefix: str) -> dict[str, float]:
+def disk(chroma: Path, home: Path, prefix: str, port: int | str = "*") -> dict[str, float]:
     """MB per component. Chroma keeps every collection's metadata in one chroma.sqlite3: its tables
     and indexes are measured with SQLite's dbstat and shared out by each collection's bytes of
     metadata (ids, keys, values) and number of records; HNSW folders are per collection. What is
@@ -359,7 +359,7 @@ def disk(chroma: Path, home: Path, prefix: str) -> dict[str, float]:
         "sentence_vectors": part(f"{prefix}.sentences") / mb,
         "chroma_wal_and_free": (sqlite_total - meta_tables - emb_tables) / mb,
         "chroma_total": du(chroma) / mb,
-        "bm25": sum(du(p) for p in home.glob("index-server-*/bm25")) / mb,
+        "bm25": sum(du(p) for p in home.glob(f"index-server-*_{port}_*/bm25")) / mb,
     }
     return out
 
@@ -516,7 +516,7 @@ def main() -> None:
                                              "--started", str(time.time())], log)
             assert q is not None
             srv = proc_mem(server.pid)
-            d = disk(out / "chroma", home, chroma_name("default"))
+            d = disk(out / "chroma", home, chroma_name("default"), port)
             row = {"papers": n, "ingest": ing, "query": q, "server_mb": {"after_ingest": srv_after_ingest,
                                                                            "after_queries": srv}, "disk_mb": d}
             results.append(row)
