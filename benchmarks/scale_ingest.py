@@ -3,12 +3,18 @@
     python benchmarks/scale_ingest.py --n 10000
     nohup python benchmarks/scale_ingest.py --n 100000 > benchmarks/out/scale-100k.log 2>&1 &
     python benchmarks/scale_ingest.py --n 10000 --sentences both --uncached   # sentence vectors off, then on
+    nice -n 15 python benchmarks/scale_ingest.py --n 100000 --fake-vectors --sentences off   # index work only
 
 ``--sentences both`` ingests the corpus twice in one run into two fresh homes, with
 ``index.sentence_vectors`` off and then on, and prints the ratio. Synthetic abstracts
 recombine the sample's ~2,000 sentences, so the embedding cache would hide the cost of
 sentence vectors; ``--uncached`` embeds every text (as a corpus with no repeated
 sentence would).
+
+``--fake-vectors`` skips the embedding model: each text gets a perturbed real sentence vector
+(benchmarks/scale_1m.py's stand-in), so the run measures the index's own work and memory; the
+peak RSS is then shown with the vector index's share apart (its HNSW files, which embedded
+Chroma loads whole).
 
 Resumable: ingest commits in batches and skips papers already indexed, so a
 killed or interrupted run continues where it stopped when started again (the
@@ -36,12 +42,15 @@ def main() -> None:
     ap.add_argument("--sentences", choices=["on", "off", "both"], default="on",
                     help="index.sentence_vectors; both = off then on, fresh homes, same run")
     ap.add_argument("--uncached", action="store_true", help="embed every text (no embedding cache)")
+    ap.add_argument("--fake-vectors", action="store_true",
+                    help="perturbed real sentence vectors instead of the model (measures index work, not embedding)")
     args = ap.parse_args()
+    if args.fake_vectors:
+        home = OUT / f"home-{args.n}-fake-sent-{args.sentences}"
+        run(corpus_for(args.n), home, args.sentences == "on", False, args.batch, fake=True)
+        return
 
-    corpus = OUT / f"synth-{args.n}.jsonl"
-    if not corpus.exists():
-        subprocess.run([sys.executable, str(REPO / "benchmarks" / "make_synthetic.py"), "--n", str(args.n),
-                        "--out", str(corpus)], check=True)
+    corpus = corpus_for(args.n)
     if args.sentences != "both":
         home = OUT / f"home-{args.n}" if args.sentences == "on" and not args.uncached else \
             OUT / f"home-{args.n}-sent-{args.sentences}{'-uncached' if args.uncached else ''}"
@@ -58,13 +67,21 @@ def main() -> None:
           f"({rates[True]:.1f} vs {rates[False]:.1f})")
 
 
+def corpus_for(n: int) -> Path:
+    corpus = OUT / f"synth-{n}.jsonl"
+    if not corpus.exists():
+        subprocess.run([sys.executable, str(REPO / "benchmarks" / "make_synthetic.py"), "--n", str(n),
+                        "--out", str(corpus)], check=True)
+    return corpus
+
+
 def _cpu() -> float:
     """CPU seconds used by this process (all threads) so far."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
 
 
-def run(corpus: Path, home: Path, sentences: bool, uncached: bool, batch: int) -> float:
+def run(corpus: Path, home: Path, sentences: bool, uncached: bool, batch: int, fake: bool = False) -> float:
     """Ingest ``corpus`` into ``home``; print and return papers/s."""
     from assistant.api import Assistant
     from assistant.index.embeddings import get_embedder
@@ -76,6 +93,11 @@ def run(corpus: Path, home: Path, sentences: bool, uncached: bool, batch: int) -
     embedder = get_embedder(a.settings) if uncached else None
     if embedder is not None:
         embedder.embed(["warm up"])  # model load outside the timing
+    if fake:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from scale_1m import PerturbedEmbedder, base_vectors
+
+        embedder = PerturbedEmbedder(base_vectors(OUT / "scale-1m"), a.settings.embedding_model_name)
     from assistant.cli.progress import reporter
 
     cpu0, t = _cpu(), time.perf_counter()
@@ -91,6 +113,14 @@ def run(corpus: Path, home: Path, sentences: bool, uncached: bool, batch: int) -
     print(f"throughput: {done / secs:.1f} papers/s, {(rep.chunks_written + rep.sentences_written) / secs:.1f} "
           f"texts/s; peak RSS {rss:.0f} MB; CPU {cpu:.0f} s ({done / cpu if cpu else 0:.1f} papers per CPU-s: "
           "less sensitive than wall time to other work on the machine)", flush=True)
+    if fake:
+        hnsw = sum(f.stat().st_size for d in (home / "index" / "chroma").iterdir() if d.is_dir()
+                   for f in d.rglob("*") if f.is_file()) / 1024 / 1024
+        print(f"[stand-in vectors: perturbed real sentence vectors, no embedding model] peak RSS {rss:.0f} MB = "
+              f"vector index (HNSW files, loaded whole) {hnsw:.0f} MB + the rest {rss - hnsw:.0f} MB; "
+              f"catalogue {(home / 'index' / 'catalogue.sqlite').stat().st_size / 1024 / 1024:.0f} MB, "
+              f"BM25 {sum(f.stat().st_size for f in (home / 'index' / 'bm25').iterdir()) / 1024 / 1024:.0f} MB "
+              "on disk", flush=True)
     return done / secs if secs else 0.0
 
 

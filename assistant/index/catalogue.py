@@ -100,6 +100,30 @@ class Catalogue:
     def hashes(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT paper_id, content_hash FROM papers").fetchall())
 
+    def hashes_of(self, paper_ids: Sequence[str]) -> dict[str, str]:
+        """Content hash of those of ``paper_ids`` that are indexed (one indexed lookup per 500):
+        ingest compares a batch at a time, never the whole catalogue."""
+        out: dict[str, str] = {}
+        for start in range(0, len(paper_ids), 500):
+            part = list(paper_ids[start:start + 500])
+            q = "SELECT paper_id, content_hash FROM papers WHERE paper_id IN ({})".format(",".join("?" * len(part)))
+            out.update(self.db.execute(q, part).fetchall())
+        return out
+
+    def is_empty(self) -> bool:
+        return self.db.execute("SELECT 1 FROM papers LIMIT 1").fetchone() is None
+
+    def iter_id_pages(self, size: int = 5000) -> Iterator[list[str]]:
+        """Every paper id, ``size`` at a time in id order (``--prune`` compares them page by page)."""
+        last = ""
+        while True:
+            rows = self.db.execute("SELECT paper_id FROM papers WHERE paper_id > ? ORDER BY paper_id LIMIT ?",
+                                   (last, size)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [r[0] for r in rows]
+
     def count(self) -> tuple[int, int]:
         papers = self.db.execute("SELECT COUNT(*) FROM papers").fetchone()[0]
         chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
@@ -190,8 +214,9 @@ class Catalogue:
                 out[pid] = Paper.from_dict(json.loads(data))
         return out
 
-    def iter_papers(self, order: str = "title") -> Iterator[Paper]:
-        col = {"title": "title COLLATE NOCASE", "date": "date_int DESC", "id": "paper_id"}[order]
+    def iter_papers(self, order: str | None = "title") -> Iterator[Paper]:
+        """Streamed from a cursor. ``order=None``: any order the store streams cheaply (here by id)."""
+        col = {"title": "title COLLATE NOCASE", "date": "date_int DESC", "id": "paper_id", None: "paper_id"}[order]
         for (data,) in self.db.execute(f"SELECT data FROM papers ORDER BY {col}"):
             yield Paper.from_dict(json.loads(data))
 

@@ -26,6 +26,7 @@ from .vectors import paper_sentences
 
 if TYPE_CHECKING:
     from ..readers import ReadResult
+    from ..readers.staged import StagedPapers
 
 
 class Reporter(Protocol):
@@ -98,20 +99,41 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
     recorded under the client's name for it, never the server's temporary file). With ``replace``,
     a paper read now replaces the stored record of its id outright (the server's upsert: the last
     upload wins) instead of being merged field by field with what other files said.
-    ``zotero_collection`` takes one collection of a Zotero library (with its subcollections)."""
+    ``zotero_collection`` takes one collection of a Zotero library (with its subcollections).
+
+    Papers read go to a staging file on disk (readers/staged.py), not memory: ingest holds one
+    batch of papers at a time whatever the corpus size."""
     from ..readers import read_paths
 
     rep = reporter or SilentReporter()
     settings = index.settings
     t0 = time.perf_counter()
-    rep.start("read", None)
-    result = read_paths(paths, max_abstract_chars=settings.index.max_abstract_chars,
-                        hf_page_year=settings.index.hf_page_year, zotero_collection=zotero_collection)
-    rep.finish("read")
-    if names:
-        _rename_sources(result, names)
-    return ingest_read(index, result, prune=prune, rebuild=rebuild, wait=wait, reporter=rep, embedder=embedder,
-                       batch_papers=batch_papers, after_batch=after_batch, t0=t0, replace=replace)
+    staged = None if names else staging(settings)  # uploads are renamed in memory (they are small)
+    try:
+        rep.start("read", None)
+        result = read_paths(paths, max_abstract_chars=settings.index.max_abstract_chars,
+                            hf_page_year=settings.index.hf_page_year, zotero_collection=zotero_collection,
+                            staged=staged)
+        rep.finish("read")
+        if names:
+            _rename_sources(result, names)
+        return ingest_read(index, result, prune=prune, rebuild=rebuild, wait=wait, reporter=rep,
+                           embedder=embedder, batch_papers=batch_papers, after_batch=after_batch, t0=t0,
+                           replace=replace)
+    finally:
+        if staged is not None:
+            staged.close()
+
+
+def staging(settings: Any) -> StagedPapers:
+    """A staging file under the cache folder (on the index's disk, not in RAM), else the system's
+    temporary folder (a read-only home still reports its own error)."""
+    from ..readers.staged import StagedPapers
+
+    try:
+        return StagedPapers((settings.cache_dir or settings.home / "cache") / "ingest")
+    except OSError:
+        return StagedPapers(None)
 
 
 def ingest_read(index: PaperIndex, result: ReadResult, *, prune: bool = False, rebuild: bool = False,
@@ -141,29 +163,36 @@ def ingest_read(index: PaperIndex, result: ReadResult, *, prune: bool = False, r
                 "no paper was removed - fix them and run again")
         report.warnings.append(note)
         rep.message(note)
-    papers = result.papers
-    if not papers and not prune:
-        if index.exists():  # the summary shows what the index still holds
-            report.papers_total, report.chunks_total = index.catalogue.count()
-        report.seconds = time.perf_counter() - t0
-        return report
-
+    own = result.staged is None
+    staged = result.staged if result.staged is not None else staging(index.settings)
     try:
-        _ingest_locked(index, papers, result.complete_files, report, rep, prune=prune, rebuild=rebuild,
-                       wait=wait, embedder=embedder, batch_papers=batch_papers, after_batch=after_batch,
-                       replace=replace)
-    except (sqlite3.OperationalError, OSError) as exc:
-        # Writes are ordered so that a failure here leaves the index as it was (see catalogue.py);
-        # what failed is named by the file the OS reports, else the index directory.
-        if isinstance(exc, BrokenPipeError):
-            raise
-        where = Path(exc.filename) if isinstance(exc, OSError) and exc.filename else index.dir
-        raise writable_error(where, exc) from exc
+        if own:  # records from a remote source or an upload: staged like files' (same code path)
+            for p in result.papers:
+                staged[p.paper_id] = p
+        if not len(staged) and not prune:
+            if index.exists():  # the summary shows what the index still holds
+                report.papers_total, report.chunks_total = index.catalogue.count()
+            report.seconds = time.perf_counter() - t0
+            return report
+        try:
+            _ingest_locked(index, staged, result.complete_files, report, rep, prune=prune, rebuild=rebuild,
+                           wait=wait, embedder=embedder, batch_papers=batch_papers, after_batch=after_batch,
+                           replace=replace)
+        except (sqlite3.OperationalError, OSError) as exc:
+            # Writes are ordered so that a failure here leaves the index as it was (see catalogue.py);
+            # what failed is named by the file the OS reports, else the index directory.
+            if isinstance(exc, BrokenPipeError):
+                raise
+            where = Path(exc.filename) if isinstance(exc, OSError) and exc.filename else index.dir
+            raise writable_error(where, exc) from exc
+    finally:
+        if own:
+            staged.close()
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[str], report: IngestReport,
+def _ingest_locked(index: PaperIndex, staged: StagedPapers, complete_files: set[str], report: IngestReport,
                    rep: Reporter, *,
                    prune: bool, rebuild: bool, wait: bool, embedder: Any, batch_papers: int,
                    after_batch: Callable[[int], None] | None, replace: bool = False) -> None:
@@ -176,21 +205,7 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
             cat.set_meta("embedding_model", settings.embedding_model_name)
             cat.set_meta("schema", "1")
             cat.db.commit()
-        known = cat.hashes()
-        papers, data_only = _merge_with_catalogue(cat, papers, complete_files, known, replace=replace)
-        if data_only:
-            cat.update_data(data_only)
-        todo: list[Paper] = []
-        for p in papers:
-            old = known.get(p.paper_id)
-            if old is None:
-                report.new += 1
-                todo.append(p)
-            elif old != p.content_hash:
-                report.updated += 1
-                todo.append(p)
-            else:
-                report.unchanged += 1
+        was_empty = cat.is_empty()
         if cat.get_meta("writing") == "1" and not settings.server_mode:
             # (On a shared server, vectors without a paper record may be another client's
             # ingest in flight: they are ignored by readers and never deleted from here.)
@@ -198,13 +213,9 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
             cat.set_meta("writing", "0")
             cat.db.commit()
         sentences_on = settings.index.sentence_vectors
-        if sentences_on and not known:
+        if sentences_on and was_empty:
             # A new (or emptied) home: every paper written from here on carries its sentence vectors.
             cat.set_meta("sentence_vectors", "complete")
-            cat.db.commit()
-        elif not sentences_on and todo:
-            # Papers written now have none: the next ingest with the setting on backfills them.
-            cat.set_meta("sentence_vectors", "partial")
             cat.db.commit()
 
         def get_embedder_once() -> Any:
@@ -215,11 +226,39 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
                 embedder = CachedEmbedder(get_embedder(settings), settings.embedding_cache)
             return embedder
 
-        if todo:
-            _write(index, todo, known, get_embedder_once(), rep, report, batch_papers, after_batch)
+        writer = _Writer(index, get_embedder_once, rep, report, batch_papers, after_batch)
+        started = False
+        # One batch of read papers at a time: compared with the catalogue by indexed lookups of
+        # their ids, new and changed ones written in batches of ``batch_papers`` as before.
+        for batch in staged.batches(max(batch_papers, 500)):
+            known = cat.hashes_of([p.paper_id for p in batch])
+            merged, data_only = _merge_with_catalogue(cat, batch, complete_files, known, replace=replace)
+            if data_only:
+                cat.update_data(data_only)
+            for p in merged:
+                old = known.get(p.paper_id)
+                if old is None:
+                    report.new += 1
+                elif old != p.content_hash:
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
+                    if started:
+                        rep.advance("embed", 1)
+                    continue
+                if not started:  # the bar counts what is left to look at once there is work
+                    started = True
+                    rep.start("embed", len(staged) - report.unchanged)
+                if not sentences_on:
+                    # Papers written now have none: the next ingest with the setting on backfills them.
+                    writer.mark_partial()
+                writer.add(p, old is not None)
+        writer.finish()
+        if started:
+            rep.finish("embed")
         if prune:
-            keep = {p.paper_id for p in papers}
-            gone = [pid for pid in known if pid not in keep]
+            # Catalogue ids not read in this run, looked up page by page in the staging file.
+            gone = _gone(cat, staged)
             if gone:
                 # Catalogue first: vectors left behind by a kill here are orphans, reconciled next run.
                 cat.set_meta("writing", "1")
@@ -235,10 +274,70 @@ def _ingest_locked(index: PaperIndex, papers: list[Paper], complete_files: set[s
             cat.db.commit()
             if report.sentences_backfilled:
                 cat.bump_generation()
-        if todo or report.removed or rebuild or cat.generation != _saved_lexical_generation(index):
+        if writer.wrote or report.removed or rebuild or cat.generation != _saved_lexical_generation(index):
             rep.message("building the BM25 index ...")
             index.refresh_lexical()
         report.papers_total, report.chunks_total = cat.count()
+
+
+def _gone(cat: Catalogue | Any, staged: StagedPapers) -> list[str]:
+    """Catalogue papers not read in this run (``--prune``), by pages of ids."""
+    gone: list[str] = []
+    for ids in cat.iter_id_pages():
+        kept = staged.known(ids)
+        gone.extend(pid for pid in ids if pid not in kept)
+    return gone
+
+
+class _Writer:
+    """New and changed papers, buffered into batches of ``batch_papers`` and written in order
+    (vectors, then catalogue): the batches a kill can cut are those the whole-list ingest wrote."""
+
+    def __init__(self, index: PaperIndex, get_embedder: Callable[[], Any], rep: Reporter, report: IngestReport,
+                 batch_papers: int, after_batch: Callable[[int], None] | None) -> None:
+        self.index, self.get_embedder, self.rep, self.report = index, get_embedder, rep, report
+        self.batch_papers, self.after_batch = batch_papers, after_batch
+        self.pending: list[tuple[Paper, bool]] = []
+        self.batches = 0
+        self.wrote = False
+        self._partial = False
+
+    def mark_partial(self) -> None:
+        if not self._partial:
+            self._partial = True
+            cat = self.index.catalogue
+            cat.set_meta("sentence_vectors", "partial")
+            cat.db.commit()
+
+    def add(self, paper: Paper, known: bool) -> None:
+        self.pending.append((paper, known))
+        if len(self.pending) >= self.batch_papers:
+            self._flush()
+
+    def finish(self) -> None:
+        if self.pending:
+            self._flush()
+        if self.wrote:
+            cat = self.index.catalogue
+            cat.set_meta("writing", "0")
+            cat.db.commit()
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        cat = self.index.catalogue
+        if not self.wrote:
+            self.wrote = True
+            embedder = self.get_embedder()  # loaded before the flag: a failing model leaves no flag behind
+            cat.set_meta("writing", "1")
+            cat.db.commit()
+        else:
+            embedder = self.get_embedder()
+        _write_batch(self.index, [p for p, _ in batch], {p.paper_id for p, known in batch if known}, embedder,
+                     self.report)
+        self.rep.advance("embed", len(batch))
+        if self.after_batch:
+            self.after_batch(self.batches)
+        self.batches += 1
 
 
 def _rename_sources(result: Any, names: Mapping[str, str]) -> None:
@@ -299,40 +398,29 @@ def _legacy_provenance(paper: Paper) -> dict[str, dict[str, Any]]:
     return {str(Path(path).absolute()): own_fields(paper)}
 
 
-def _write(index: PaperIndex, todo: list[Paper], known: dict[str, str], embedder: Any, rep: Reporter,
-           report: IngestReport, batch_papers: int, after_batch: Callable[[int], None] | None) -> None:
+def _write_batch(index: PaperIndex, batch: list[Paper], stale_ids: set[str], embedder: Any,
+                 report: IngestReport) -> None:
     settings = index.settings
-    index.catalogue.set_meta("writing", "1")
-    index.catalogue.db.commit()
-    rep.start("embed", len(todo))
-    for b, start in enumerate(range(0, len(todo), batch_papers)):
-        batch = todo[start:start + batch_papers]
-        chunks: list[Chunk] = []
-        for p in batch:
-            chunks.extend(chunk_paper(p, settings.index.chunk_size, settings.index.chunk_overlap, fits=embedder.fits))
-        by_id = {p.paper_id: p for p in batch}
-        sents = _sentence_rows(batch) if settings.index.sentence_vectors else []
-        texts = [embed_text(by_id[c.paper_id], c) for c in chunks] + [p.abstract[a:b] for p, a, b in sents]
-        t = time.perf_counter()
-        vectors = embedder.embed(texts)  # one call: the embedder batches chunks and sentences together
-        report.embed_seconds += time.perf_counter() - t
-        # Old vectors of changed papers (or leftovers of a killed run) go first, by paper id
-        # (chunks and sentences alike).
-        stale = [p.paper_id for p in batch if p.paper_id in known]
-        if stale:
-            index.vectors.delete_papers(stale)
-        # Chunks before sentences: a kill in between leaves chunk orphans, which the next run drops.
-        index.vectors.upsert(chunks, by_id, vectors[:len(chunks)])
-        index.vectors.sentences.upsert(sents, vectors[len(chunks):])
-        index.catalogue.commit_papers(batch, chunks)
-        report.chunks_written += len(chunks)
-        report.sentences_written += len(sents)
-        rep.advance("embed", len(batch))
-        if after_batch:
-            after_batch(b)
-    index.catalogue.set_meta("writing", "0")
-    index.catalogue.db.commit()
-    rep.finish("embed")
+    chunks: list[Chunk] = []
+    for p in batch:
+        chunks.extend(chunk_paper(p, settings.index.chunk_size, settings.index.chunk_overlap, fits=embedder.fits))
+    by_id = {p.paper_id: p for p in batch}
+    sents = _sentence_rows(batch) if settings.index.sentence_vectors else []
+    texts = [embed_text(by_id[c.paper_id], c) for c in chunks] + [p.abstract[a:b] for p, a, b in sents]
+    t = time.perf_counter()
+    vectors = embedder.embed(texts)  # one call: the embedder batches chunks and sentences together
+    report.embed_seconds += time.perf_counter() - t
+    # Old vectors of changed papers (or leftovers of a killed run) go first, by paper id
+    # (chunks and sentences alike).
+    stale = [p.paper_id for p in batch if p.paper_id in stale_ids]
+    if stale:
+        index.vectors.delete_papers(stale)
+    # Chunks before sentences: a kill in between leaves chunk orphans, which the next run drops.
+    index.vectors.upsert(chunks, by_id, vectors[:len(chunks)])
+    index.vectors.sentences.upsert(sents, vectors[len(chunks):])
+    index.catalogue.commit_papers(batch, chunks)
+    report.chunks_written += len(chunks)
+    report.sentences_written += len(sents)
 
 
 def _sentence_rows(papers: Sequence[Paper]) -> list[tuple[Paper, int, int]]:
@@ -374,8 +462,10 @@ def _reconcile_orphans(index: PaperIndex, rep: Reporter) -> None:
     """Vectors whose paper the catalogue does not know come from a killed ingest: drop them."""
     if index.vectors.collection(create=False) is None:
         return
-    in_vectors = index.vectors.all_paper_ids()
-    orphans = sorted(in_vectors - index.catalogue.known_ids(in_vectors))
+    found: set[str] = set()
+    for page in index.vectors.paper_id_pages():  # a page at a time: no set of every paper
+        found |= page - index.catalogue.known_ids(page)
+    orphans = sorted(found)
     if orphans:
         rep.message(f"removing vectors of {len(orphans)} paper(s) left by an interrupted ingest")
         index.vectors.delete_papers(orphans)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,11 @@ class LexicalIndex:
 
     Built once per ingest from the catalogue and saved atomically with the catalogue
     generation it reflects; a stale or missing index is rebuilt on open.
+
+    The build streams (``write``): papers are tokenised one at a time into a token file, and
+    the score matrix is laid out on disk in bm25s's own format (the same scores bm25s's
+    ``index`` computes), so building holds neither the texts nor their tokens in memory,
+    only the vocabulary and a few bytes per paper. Loaded memory-mapped.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -45,31 +51,42 @@ class LexicalIndex:
     def document_text(paper: Paper) -> str:
         return f"{paper.title}. {paper.title}. {paper.abstract}"
 
-    def build(self, papers: Iterable[Paper], generation: int, k1: float = 1.2, b: float = 0.75) -> None:
-        import bm25s
-        import numpy as np
-
-        ids: list[str] = []
-        dates: list[int] = []
-        corpus_tokens: list[list[str]] = []
-        df: dict[str, int] = {}
-        for p in papers:
-            ids.append(p.paper_id)
-            dates.append(date_int(p.date) or 0)
-            toks = content_tokens(self.document_text(p))
-            corpus_tokens.append(toks or ["_empty_"])
-            for t in set(toks):
-                df[t] = df.get(t, 0) + 1
-        retriever = bm25s.BM25(k1=k1, b=b)
-        if corpus_tokens:
-            retriever.index(corpus_tokens, show_progress=False)
-        self.retriever = retriever if corpus_tokens else None
-        self.paper_ids = ids
-        self.date_ints = np.asarray(dates, dtype=np.int64)
-        self.df = df
+    def write(self, papers: Iterable[Paper], generation: int, k1: float = 1.2, b: float = 0.75) -> None:
+        """Build into a folder beside ``directory`` and swap it in atomically (a reader never
+        sees half an index). Loads nothing: the next ``load`` maps the saved files."""
+        try:
+            self.directory.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=self.directory.name + ".tmp", dir=self.directory.parent))
+        except OSError as exc:
+            raise writable_error(self.directory, exc) from None
+        try:
+            _build_into(tmp, papers, generation, k1, b)
+            old = self.directory.with_name(self.directory.name + f".old{os.getpid()}")
+            if self.directory.exists():
+                self.directory.rename(old)
+            tmp.rename(self.directory)
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise writable_error(self.directory, exc) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         self.generation = generation
 
+    def build(self, papers: Iterable[Paper], generation: int, k1: float = 1.2, b: float = 0.75) -> None:
+        """Build in memory (a home that cannot be written): streamed through a temporary folder
+        as ``write`` does, then read into memory and the folder removed. ``save`` keeps it."""
+        tmp = Path(tempfile.mkdtemp(prefix="assistant-bm25-"))
+        try:
+            _build_into(tmp, papers, generation, k1, b)
+            if not self._load_from(tmp, mmap=False):
+                raise RuntimeError(f"{tmp}: the BM25 index just built could not be read back")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def save(self) -> None:
+        """Save what ``build`` made in memory (``write`` saves as it builds)."""
         import numpy as np
 
         tmp = self.directory.with_name(self.directory.name + f".tmp{os.getpid()}")
@@ -93,29 +110,33 @@ class LexicalIndex:
             raise writable_error(self.directory, exc) from None
 
     def load(self) -> bool:
-        """Load from disk; False when missing or unreadable (caller rebuilds)."""
+        """Load from disk (score arrays memory-mapped); False when missing or unreadable (caller rebuilds)."""
+        return self._load_from(self.directory, mmap=True)
+
+    def _load_from(self, directory: Path, mmap: bool) -> bool:
         import bm25s
         import numpy as np
 
-        meta_path = self.directory / "ids.json"
+        meta_path = directory / "ids.json"
         try:
             meta = json.loads(meta_path.read_text())
             if meta.get("tokenizer") != TOKENIZER_VERSION:
                 return False
-            self.paper_ids = list(meta["ids"])
-            self.generation = int(meta["generation"])
-            self.date_ints = np.load(self.directory / "date_ints.npy")
-            stored = json.loads((self.directory / "df.json").read_text(encoding="utf-8"))
-            if int(stored["n_docs"]) != len(self.paper_ids):
+            paper_ids = list(meta["ids"])
+            generation = int(meta["generation"])
+            date_ints = np.load(directory / "date_ints.npy")
+            stored = json.loads((directory / "df.json").read_text(encoding="utf-8"))
+            if int(stored["n_docs"]) != len(paper_ids):
                 return False
-            self.df = {str(t): int(n) for t, n in stored["df"].items()}
-            if self.paper_ids:
-                self.retriever = bm25s.BM25.load(str(self.directory), mmap=False, show_progress=False)
-            else:
-                self.retriever = None
-            return True
+            df = {str(t): int(n) for t, n in stored["df"].items()}
+            retriever = None
+            if paper_ids:
+                retriever = bm25s.BM25.load(str(directory), mmap=mmap, show_progress=False)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return False
+        self.paper_ids, self.generation, self.date_ints, self.df = paper_ids, generation, date_ints, df
+        self.retriever = retriever
+        return True
 
     def idf(self, tokens: list[str]) -> dict[str, float]:
         """BM25 idf of stemmed tokens over the whole index (unknown tokens get the max idf)."""
@@ -144,3 +165,118 @@ class LexicalIndex:
         top = np.argpartition(-scores, n - 1)[:n]
         top = top[np.argsort(-scores[top])]
         return [LexicalHit(self.paper_ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+
+_DOCS_PER_PASS = 8192
+"""Papers whose (token, score) entries are placed at a time in the second pass (~50 MB)."""
+
+
+def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: float, b: float) -> None:
+    """Write a complete lexical index (bm25s files, ids.json, df.json, date_ints.npy) into
+    ``directory`` from a stream of papers.
+
+    Pass 1 tokenises each paper once and appends its token ids to a file (4 bytes a token).
+    Pass 2 reads that file back a slice of papers at a time: document frequencies first (which
+    fix where each token's column starts in the CSC matrix bm25s scores from), then each
+    slice's scores written at their column positions in memory-mapped ``.npy`` files, flushed
+    and released slice by slice. Scores are bm25s's "lucene" BM25 (bm25s.scoring), so bm25s
+    loads and queries the result as its own.
+    """
+    from array import array
+
+    import bm25s
+    import numpy as np
+
+    vocab: dict[str, int] = {}
+    lengths = array("I")
+    dates = array("q")
+    placeholders = 0
+    n = 0
+    tok_path = directory / "tokens.u32"
+    with tok_path.open("wb") as tok_fh, (directory / "ids.json").open("w", encoding="utf-8") as ids_fh:
+        ids_fh.write(json.dumps({"generation": generation, "tokenizer": TOKENIZER_VERSION})[:-1] + ', "ids": [')
+        for p in papers:
+            toks = content_tokens(LexicalIndex.document_text(p))
+            if not toks:
+                toks = ["_empty_"]
+                placeholders += 1
+            ids = array("I", [vocab.setdefault(t, len(vocab)) for t in toks])
+            ids.tofile(tok_fh)
+            lengths.append(len(ids))
+            dates.append(date_int(p.date) or 0)
+            ids_fh.write((", " if n else "") + json.dumps(p.paper_id))
+            n += 1
+        ids_fh.write("]}")
+    np.save(directory / "date_ints.npy", np.frombuffer(dates, dtype=np.int64) if n else np.zeros(0, np.int64))
+    if not n:
+        (directory / "df.json").write_text(json.dumps({"n_docs": 0, "df": {}}), encoding="utf-8")
+        tok_path.unlink()
+        return
+    n_vocab = len(vocab)
+    lens = np.frombuffer(lengths, dtype=np.uint32).astype(np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    avg_len = float(lens.mean())
+
+    def slices() -> Any:
+        """(first paper, token ids, paper of each token) for each slice of papers, from the token file."""
+        with tok_path.open("rb") as fh:
+            for d0 in range(0, n, _DOCS_PER_PASS):
+                d1 = min(n, d0 + _DOCS_PER_PASS)
+                toks = np.fromfile(fh, dtype=np.uint32, count=int(offsets[d1] - offsets[d0])).astype(np.int64)
+                docs = np.repeat(np.arange(d0, d1, dtype=np.int64), lens[d0:d1])
+                keys, tf = np.unique(docs * n_vocab + toks, return_counts=True)  # sorted by paper, then token
+                yield keys // n_vocab, keys % n_vocab, tf
+
+    df = np.zeros(n_vocab, dtype=np.int64)
+    for _, tok, _ in slices():
+        df += np.bincount(tok, minlength=n_vocab)
+    idf = np.log(1 + (n - df + 0.5) / (df + 0.5))  # bm25s.scoring._score_idf_lucene
+    indptr = np.zeros(n_vocab + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    nnz = int(indptr[-1])
+    fmt = np.lib.format
+    data = fmt.open_memmap(directory / "data.csc.index.npy", mode="w+", dtype=np.float32, shape=(nnz,))
+    indices = fmt.open_memmap(directory / "indices.csc.index.npy", mode="w+", dtype=np.int32, shape=(nnz,))
+    filled = np.zeros(n_vocab, dtype=np.int64)
+    for doc, tok, tf in slices():
+        # bm25s.scoring._score_tfc_lucene times the idf, in float32 as bm25s stores it.
+        tf32 = tf.astype(np.float32)
+        tfc = tf32 / (k1 * ((1 - b) + b * lens[doc] / avg_len) + tf32)
+        scores = (idf[tok].astype(np.float32) * tfc).astype(np.float32)
+        order = np.argsort(tok, kind="stable")  # by token, papers ascending within (CSC order)
+        tok_s = tok[order]
+        count = np.bincount(tok_s, minlength=n_vocab)
+        first = np.cumsum(count) - count
+        pos = indptr[tok_s] + filled[tok_s] + (np.arange(len(tok_s)) - first[tok_s])
+        data[pos] = scores[order]
+        indices[pos] = doc[order]
+        filled += count
+        for arr in (data, indices):  # written pages go to the file, not this process's memory
+            arr.flush()
+            _release(arr)
+    del data, indices
+    tok_path.unlink()
+    np.save(directory / "indptr.csc.index.npy", indptr)
+    (directory / "vocab.index.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    r = bm25s.BM25(k1=k1, b=b)
+    params = {"k1": r.k1, "b": r.b, "delta": r.delta, "method": r.method, "idf_method": r.idf_method,
+              "dtype": r.dtype, "int_dtype": r.int_dtype, "num_docs": n, "version": bm25s.__version__,
+              "backend": r.backend}
+    if params["method"] != "lucene" or params["idf_method"] != "lucene":
+        raise RuntimeError(f"bm25s defaults changed ({params['method']}/{params['idf_method']}); "
+                           "the lexical index is written for 'lucene' scoring")
+    (directory / "params.index.json").write_text(json.dumps(params), encoding="utf-8")
+    real = {t: int(df[i]) - (placeholders if t == "_empty_" else 0) for t, i in vocab.items()}
+    (directory / "df.json").write_text(json.dumps({"n_docs": n, "df": {t: c for t, c in real.items() if c}},
+                                                  ensure_ascii=False), encoding="utf-8")
+
+
+def _release(arr: Any) -> None:
+    """Drop a flushed memory map's pages from this process (they stay in the file and the page cache)."""
+    import mmap
+
+    m = getattr(arr, "_mmap", None)
+    advise = getattr(m, "madvise", None)
+    if advise is not None and hasattr(mmap, "MADV_DONTNEED"):
+        advise(mmap.MADV_DONTNEED)

@@ -210,10 +210,13 @@ class PaperIndex:
             if not lex.load() or lex.generation != gen:
                 # The generation read before the papers: a write landing meanwhile changes it,
                 # so the next call rebuilds (server mode: other clients write at any time).
-                lex.build(self.catalogue.iter_papers(order="id"), gen)
+                built = False
                 if self.exists():  # an empty home stays untouched
                     with contextlib.suppress(IndexStateError):
-                        lex.save()
+                        lex.write(self.catalogue.iter_papers(order=None), gen)
+                        built = lex.load()
+                if not built:  # a home that cannot be written: built in memory
+                    lex.build(self.catalogue.iter_papers(order=None), gen)
             self._lexical = lex
             return lex
 
@@ -222,9 +225,8 @@ class PaperIndex:
         with self._lock:
             lex = LexicalIndex(self.dir / "bm25")
             gen = self.catalogue.generation  # before reading the papers (see lexical())
-            lex.build(self.catalogue.iter_papers(order="id"), gen)
-            lex.save()
-            self._lexical = lex
+            lex.write(self.catalogue.iter_papers(order=None), gen)  # streamed: no paper held
+            self._lexical = None  # mapped from the saved files on the next question
 
     def status(self) -> IndexStatus:
         papers, chunks = self.catalogue.count() if self.exists() else (0, 0)

@@ -59,7 +59,7 @@ class ServerCatalogue:
         self.path = vectors.where
         self.db = _NoTransaction()
         self._cols: dict[str, Any] = {}
-        self._summary_cache: tuple[int, dict[str, str], int] | None = None
+        self._summary_cache: tuple[int, int, int] | None = None
         self._summary_lock = threading.Lock()
 
     # -- collections ------------------------------------------------------------
@@ -145,28 +145,53 @@ class ServerCatalogue:
         all_ids = self._call(col.get, include=[])["ids"]
         yield from self._records(all_ids)
 
-    def _summary(self) -> tuple[dict[str, str], int]:
-        """Content hash per paper and the chunk total, rescanned only when the generation
-        changed (read first, as for BM25): `status` and health checks cost one request."""
+    def _pages(self, size: int = _PAGE) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
+        """All records, ``size`` at a time by offset: memory stays one page whatever the index
+        size. A write by another client meanwhile can shift a page; it also changes the
+        generation, so what a scan fed (counts, BM25) is redone on next use."""
+        col = self._col(self.papers_name)
+        if col is None:
+            return
+        offset = 0
+        while True:
+            res = self._call(col.get, include=["metadatas"], limit=size, offset=offset)
+            if not res["ids"]:
+                return
+            yield list(res["ids"]), list(res["metadatas"])
+            offset += len(res["ids"])
+
+    def _summary(self) -> tuple[int, int]:
+        """Paper and chunk totals, rescanned (page by page, nothing kept per paper) only when
+        the generation changed (read first, as for BM25): `status` and health checks cost one request."""
         gen = self.generation
         with self._summary_lock:
             if self._summary_cache is not None and self._summary_cache[0] == gen:
                 return self._summary_cache[1], self._summary_cache[2]
-        hashes: dict[str, str] = {}
-        chunks = 0
-        for pid, meta in self._records():
-            hashes[pid] = str(meta["content_hash"])
-            chunks += int(meta["n_chunks"])
+        papers = chunks = 0
+        for ids, metas in self._pages():
+            papers += len(ids)
+            chunks += sum(int(m["n_chunks"]) for m in metas)
         with self._summary_lock:
-            self._summary_cache = (gen, hashes, chunks)
-        return hashes, chunks
+            self._summary_cache = (gen, papers, chunks)
+        return papers, chunks
 
     def hashes(self) -> dict[str, str]:
-        return dict(self._summary()[0])
+        return {pid: str(meta["content_hash"]) for pid, meta in self._records()}
+
+    def hashes_of(self, paper_ids: Sequence[str]) -> dict[str, str]:
+        """Content hash of those of ``paper_ids`` on the server (lookups by id, a page at a time)."""
+        return {pid: str(meta["content_hash"]) for pid, meta in self._records(list(paper_ids))}
+
+    def is_empty(self) -> bool:
+        col = self._col(self.papers_name)
+        return col is None or int(self._call(col.count)) == 0
+
+    def iter_id_pages(self, size: int = _PAGE) -> Iterator[list[str]]:
+        for ids, _ in self._pages(size):
+            yield ids
 
     def count(self) -> tuple[int, int]:
-        hashes, chunks = self._summary()
-        return len(hashes), chunks
+        return self._summary()
 
     def get(self, paper_id: str) -> Paper | None:
         return self.get_many([paper_id]).get(paper_id)
@@ -174,7 +199,20 @@ class ServerCatalogue:
     def get_many(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
         return {pid: Paper.from_dict(json.loads(m["data"])) for pid, m in self._records(list(paper_ids))}
 
-    def iter_papers(self, order: str = "title") -> Iterator[Paper]:
+    def iter_papers(self, order: str | None = "title") -> Iterator[Paper]:
+        """``order=None`` (the BM25 build): by id as the SQLite catalogue streams them, so BM25 breaks
+        ties alike in both modes, holding only the ids (~70 bytes a paper) and one page of
+        records; another order reads all papers first."""
+        if order is None:
+            col = self._col(self.papers_name)
+            if col is None:
+                return
+            ids = sorted(self._call(col.get, include=[])["ids"])
+            for start in range(0, len(ids), _PAGE):
+                page = sorted(self._records(ids[start:start + _PAGE]))  # the server answers in its own order
+                for _, m in page:
+                    yield Paper.from_dict(json.loads(m["data"]))
+            return
         papers = [Paper.from_dict(json.loads(m["data"])) for _, m in self._records()]
         if order == "title":
             papers.sort(key=lambda p: (p.title.casefold(), p.paper_id))

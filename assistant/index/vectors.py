@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,15 +131,17 @@ class VectorStore:
             self._call(col.delete, where={"paper_id": {"$in": part}})
 
     def all_paper_ids(self) -> set[str]:
+        return {pid for page in self.paper_id_pages() for pid in page}
+
+    def paper_id_pages(self, size: int = 5000) -> Iterator[set[str]]:
+        """Paper ids of the chunk vectors, a page of vectors at a time (memory: one page)."""
         col = self.collection(create=False)
         if col is None:
-            return set()
-        ids: set[str] = set()
+            return
         total = self._call(col.count)
-        for offset in range(0, total, 5000):
-            res = self._call(col.get, include=["metadatas"], limit=5000, offset=offset)
-            ids.update(m["paper_id"] for m in res["metadatas"])
-        return ids
+        for offset in range(0, total, size):
+            res = self._call(col.get, include=["metadatas"], limit=size, offset=offset)
+            yield {m["paper_id"] for m in res["metadatas"]}
 
     def count(self) -> int:
         col = self.collection(create=False)

@@ -16,7 +16,8 @@ from typing import Any
 
 from ..records import Paper, combine_provenance, merge_provenance, normalise_title, own_fields, short_hash
 from . import arxiv_atom, bibtex, csv_, hf_papers, jsonl, zotero
-from .common import FileResult, Problem
+from .common import PAPER_SINK, FileResult, Problem
+from .staged import StagedPapers
 
 __all__ = ["Problem", "ReadResult", "iter_source_files", "read_paths", "SUPPORTED"]
 
@@ -47,6 +48,8 @@ class ReadResult:
     incomplete: list[str] = field(default_factory=list)
     """Files and folders not read completely (unreadable, missing, or with a skipped record):
     ``ingest --prune`` removes nothing when this is not empty."""
+    staged: StagedPapers | None = None
+    """Where the papers are when read for an ingest (``papers`` is then empty)."""
 
 
 def iter_source_files(paths: Iterable[str | Path], problems: list[Problem] | None = None) -> Iterator[Path]:
@@ -90,9 +93,12 @@ def _walk(top: Path, problems: list[Problem] | None) -> list[Path]:
 
 
 def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, hf_page_year: int = 0,
-               zotero_collection: str | None = None) -> ReadResult:
-    out = ReadResult()
-    by_id: dict[str, Paper] = {}
+               zotero_collection: str | None = None, staged: StagedPapers | None = None) -> ReadResult:
+    """With ``staged``, the papers go there (on disk, merged by indexed lookups) instead of
+    ``ReadResult.papers``: what ingest uses, so reading a corpus holds no paper beyond the piece
+    of the file being read (see staged.py)."""
+    out = ReadResult(staged=staged)
+    by_id: dict[str, Paper] | StagedPapers = staged if staged is not None else {}
     merged_ids: set[str] = set()
     zotero_files = 0
     for path in iter_source_files(paths, out.problems):
@@ -104,27 +110,35 @@ def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, 
         if reader is zotero.read:
             kwargs["collection"] = zotero_collection
             zotero_files += 1
+        key = file_key(path)
+
+        def take(papers: list[Paper], key: str = key) -> None:
+            for paper in papers:
+                paper.provenance = {key: own_fields(paper)}
+                out.entries += 1
+                _merge(by_id, paper, out, merged_ids)
+
+        sink = PAPER_SINK.set(take)
         try:
             res = reader(path, **kwargs)
         except (RecursionError, MemoryError, ValueError, OSError) as exc:  # last line of defence
             out.problems.append(Problem(str(path), None, f"cannot read: {type(exc).__name__}: {exc}"[:300]))
             continue
-        key = file_key(path)
+        finally:
+            PAPER_SINK.reset(sink)
         if res.problems:
             out.incomplete.append(str(path))
         else:
             out.complete_files.add(key)
         out.problems.extend(res.problems)
         out.warnings.extend(res.warnings)
-        for paper in res.papers:
-            paper.provenance = {key: own_fields(paper)}
-            out.entries += 1
-            _merge(by_id, paper, out, merged_ids)
+        take(res.papers)
     if zotero_collection is not None and not zotero_files:
         out.problems.append(Problem("--zotero-collection", None, f"'{zotero_collection}' names a collection of a "
                                                                  "Zotero library, but none was given (zotero.sqlite "
                                                                  "or the Zotero data folder)"))
-    out.papers = list(by_id.values())
+    if staged is None:
+        out.papers = list(by_id.values())  # type: ignore[union-attr]
     out.duplicate_papers = len(merged_ids)
     for problem in out.problems:  # listing problems and files that failed outright
         if problem.where is None and problem.path not in out.incomplete:
@@ -137,7 +151,7 @@ def file_key(path: Path) -> str:
     return str(Path(os.path.abspath(path)))
 
 
-def _merge(by_id: dict[str, Paper], paper: Paper, out: ReadResult, merged_ids: set[str]) -> None:
+def _merge(by_id: dict[str, Paper] | StagedPapers, paper: Paper, out: ReadResult, merged_ids: set[str]) -> None:
     seen = by_id.get(paper.paper_id)
     if seen is None:
         by_id[paper.paper_id] = paper
@@ -147,6 +161,7 @@ def _merge(by_id: dict[str, Paper], paper: Paper, out: ReadResult, merged_ids: s
         merged_ids.add(paper.paper_id)
         combine_provenance(seen.provenance, paper.provenance)
         merge_provenance(seen)
+        by_id[seen.paper_id] = seen  # written back: a staged paper is a copy
         return
     if paper.extra.get("explicit_id") or paper.arxiv_id:
         # Same explicit id, different text: the later record wins (an updated version).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,6 +34,18 @@ class FileResult:
     papers: list[Paper] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+
+    def flush(self, every: int = 1000) -> None:
+        """Hand the papers read so far to ``read_paths`` once there are ``every`` of them, so a
+        file of a million records is never held whole (readers of line formats call this)."""
+        sink = PAPER_SINK.get()
+        if sink is not None and len(self.papers) >= every:
+            done, self.papers = self.papers, []
+            sink(done)
+
+
+PAPER_SINK: ContextVar[Callable[[list[Paper]], None] | None] = ContextVar("paper_sink", default=None)
+"""Set by ``read_paths`` while a reader runs: where ``FileResult.flush`` hands papers."""
 
 
 def arxiv_id(value: str | None) -> str | None:

@@ -114,6 +114,7 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
                 result.problems.append(Problem(str(path), f"line {lineno}", f"{json_error(exc)}; skipped"))
                 continue
             record_to_paper(result, path, f"line {lineno}", rec, max_abstract_chars)
+            result.flush()
     return result
 
 
