@@ -98,8 +98,8 @@ class IndexSettings(_Section):
     embedding_base_url: str = ""
     """OpenAI-compatible /embeddings server for embedding = openai (TEI, vLLM, llama.cpp --embeddings),
     e.g. http://gpu-box:8080/v1; empty = llm.base_url (the key is llm.api_key)."""
-    embedding_timeout: float = Field(120.0, gt=0)
-    """Seconds one embeddings request may take (retries: llm.max_retries) before it fails."""
+    embedding_timeout: float = Field(0.0, ge=0)
+    """Seconds one embeddings request may take (retries: llm.max_retries) before it fails; 0 = llm.request_timeout."""
     embedding_request_texts: int = Field(64, ge=1, le=4096)
     """Texts sent per embeddings request (embedding = openai)."""
     embedding_concurrency: int = Field(2, ge=1, le=64)
