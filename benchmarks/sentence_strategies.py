@@ -134,9 +134,10 @@ def main() -> None:
         home = args.out / f"scifact-{strat}"
         env = dict(base_env, **index_env(strat))
         t = time.perf_counter()
+        out = args.out / f"beir-{strat}.json"
         beir = run_json([sys.executable, "benchmarks/beir_scifact.py", "--split", "dev", "--modes", "hybrid",
-                         "--home", str(home), "--json", str(args.out / f"beir-{strat}.json")],
-                        env, args.out / f"beir-{strat}.json", args.out / f"beir-{strat}.log")
+                         "--scifact", str(SCIFACT), "--home", str(home), "--json", str(out)],
+                        env, out, args.out / f"beir-{strat}.log")
         r["beir"] = beir
         chroma = home / "index" / "chroma"
         r["chroma_bytes"] = dir_bytes(chroma)
