@@ -132,3 +132,31 @@ def test_an_index_from_before_strategies_counts_as_all(copied_sample_home: Path,
     assert a.retriever.sentence_strategy() == "all"
     res = a.retriever.retrieve("direct preference optimisation")
     assert res.sentence_sims and a.retriever._query_time is None  # stored vectors only, nothing embedded
+
+
+@pytest.mark.chroma_server
+def test_a_shared_index_tells_every_client_its_strategy(tmp_path: Path, embed_cache: Path) -> None:
+    """On a `chroma run` server the strategy is recorded with the shared papers: a client whose own
+    settings say auto (all) follows the writer's top, embedding what the index does not store."""
+    from tests.test_chroma_server import ChromaServer
+
+    server = ChromaServer(tmp_path / "chroma-data", tmp_path / "chroma.log")
+    try:
+        def client(name: str, **index: object) -> Assistant:
+            a = Assistant(make_settings(tmp_path / name, embed_cache, chroma_host="127.0.0.1",
+                                        chroma_port=server.port, index=index))
+            a.auto_sample = False
+            return a
+
+        writer = client("w", sentence_strategy="top", sentence_top=2)
+        _ingest(writer, tmp_path / "p.jsonl", _rows(0, 8))
+        assert writer.index.vectors.sentences.count() == 16
+        reader = client("r")
+        assert reader.retriever.sentence_strategy() == "top"
+        res = reader.retriever.retrieve(QUESTION)
+        first = res.sources[:reader.settings.index.sentence_query_papers]
+        assert {(s.paper.paper_id, x, y) for s in first for x, y in split_sentences(s.paper.abstract)} \
+            <= set(res.sentence_sims)
+        assert reader.retriever._query_time.embedded == 3 * len(first)
+    finally:
+        server.stop()
