@@ -94,6 +94,8 @@ def main() -> None:
     ap.add_argument("--endpoint-papers", type=int, default=40, help="sample papers for the endpoint run")
     ap.add_argument("--endpoint-texts", type=int, default=64, help="index.embedding_request_texts")
     ap.add_argument("--endpoint-concurrency", type=int, default=2, help="index.embedding_concurrency")
+    ap.add_argument("--endpoint-timeout", type=float, default=600.0,
+                    help="index.embedding_timeout (a 1-thread server on a loaded machine is slow)")
     args = ap.parse_args()
 
     from assistant.index.chunking import chunk_paper
@@ -162,7 +164,8 @@ def measure_endpoint(args: argparse.Namespace, url: str, papers: list[Any]) -> N
     from assistant.settings import Settings
 
     index = {"embedding": "openai", "embedding_model": args.endpoint_model, "embedding_base_url": url,
-             "embedding_request_texts": args.endpoint_texts, "embedding_concurrency": args.endpoint_concurrency}
+             "embedding_request_texts": args.endpoint_texts, "embedding_concurrency": args.endpoint_concurrency,
+             "embedding_timeout": args.endpoint_timeout}
 
     def settings(home: Path | None = None) -> Settings:
         kw: dict[str, Any] = {"home": home} if home else {}

@@ -111,6 +111,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-ingest", action="store_true")
+    ap.add_argument("--reuse-home", type=Path, default=None,
+                    help="for query-time and off, a copy of this SciFact home built with all (the papers, chunks and "
+                         "BM25 are the same; query-time is recorded in the copy and its sentence vectors ignored, "
+                         "off reads none) instead of a new build: saves a whole ingest")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "sentence_strategies")
     args = ap.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -133,6 +137,17 @@ def main() -> None:
             continue
         home = args.out / f"scifact-{strat}"
         env = dict(base_env, **index_env(strat))
+        if args.reuse_home and strat in ("query-time", "off") and not home.exists():
+            import shutil
+            import sqlite3
+
+            shutil.copytree(args.reuse_home, home)
+            if strat == "query-time":
+                db = sqlite3.connect(home / "index" / "catalogue.sqlite")
+                db.execute("UPDATE meta SET value = 'query-time' WHERE key = 'sentence_strategy'")
+                db.commit()
+                db.close()
+            r["reused_home"] = str(args.reuse_home)
         t = time.perf_counter()
         out = args.out / f"beir-{strat}.json"
         beir = run_json([sys.executable, "benchmarks/beir_scifact.py", "--split", "dev", "--modes", "hybrid",
@@ -140,12 +155,12 @@ def main() -> None:
                         env, out, args.out / f"beir-{strat}.log")
         r["beir"] = beir
         chroma = home / "index" / "chroma"
-        r["chroma_bytes"] = dir_bytes(chroma)
+        r["chroma_bytes"] = None if "reused_home" in r else dir_bytes(chroma)
         from assistant.api import Assistant
 
         a = Assistant(Settings.load(config_file="", env={}, home=home, index={"sentence_vectors": strat != "off"}))
         r["stored_chunks"] = a.index.vectors.count()
-        r["stored_sentences"] = a.index.vectors.sentences.count()
+        r["stored_sentences"] = 0 if strat in ("query-time", "off") else a.index.vectors.sentences.count()
         a.index.close()
         print(f"{strat}: SciFact dev done in {time.perf_counter() - t:.0f} s: {beir['rows'][-1]}", flush=True)
         aq = args.out / f"validation-{strat}.json"
@@ -160,7 +175,6 @@ def main() -> None:
         for strat, v in timed_ingest(strategies, args.slice, args.rounds).items():
             results[strat]["ingest"] = v
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-
     print(f"\nSentence strategies (k = {k} for top); figures in {args.out}")
     head = ["strategy", "sentence vecs", "stored vecs", "chroma MB", "embed tokens", "ingest s", "ingest CPU-s",
             "dev nDCG@10", "dev R@100", "quote sel.", "rat. prec", "rat. rec", "SciFact ask p50",
@@ -178,7 +192,7 @@ def main() -> None:
 
         print(" | ".join([strat, f(r.get("stored_sentences")),
                           f(None if "stored_chunks" not in r else r["stored_chunks"] + r["stored_sentences"]),
-                          f(r["chroma_bytes"] / 1e6 if "chroma_bytes" in r else None, 1),
+                          f(r["chroma_bytes"] / 1e6 if r.get("chroma_bytes") else None, 1),
                           str(r["chunk_tokens"] + r["sentence_tokens"]), f(ing.get("wall"), 1), f(ing.get("cpu"), 1),
                           f(hyb[1]), f(hyb[2]), f(b.get("quote_selection_precision")),
                           f(b.get("rationale_precision")), f(b.get("rationale_recall")), f(b.get("ask_p50_ms"), 1),
