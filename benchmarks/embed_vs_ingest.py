@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="1,4,16")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-local", action="store_true", help="endpoint only")
+    ap.add_argument("--local-papers", type=int, default=0, help="first N sample papers for the local run (0 = all)")
     ap.add_argument("--llama-server", action="store_true",
                     help="start llama.cpp's server (SmolLM2, embeddings on, 1 thread) and measure it too")
     ap.add_argument("--endpoint", default="", help="an OpenAI-compatible base URL to measure (e.g. .../v1)")
@@ -117,6 +118,10 @@ def main() -> None:
     if not args.skip_local:
         spec = LOCAL_MODELS[settings.embedding_model_name]
         probe = OnnxEmbedder(spec)
+        src = sample_paths()
+        if args.local_papers:
+            papers = papers[: args.local_papers]
+            src = [jsonl_of(papers, Path(tempfile.mkdtemp()) / "papers.jsonl")]
         texts = texts_of(papers, settings, probe.fits)
         print(f"{len(papers)} papers -> {len(texts)} texts to embed ({len(texts) / len(papers):.1f} per paper)")
         for bs in [int(x) for x in args.batch_sizes.split(",")]:
@@ -134,7 +139,7 @@ def main() -> None:
         local = OnnxEmbedder(spec, threads=settings.index.threads, batch_size=settings.index.embed_batch_size)
         local.embed(["warm-up text"] * 8)  # model and bulk sessions loaded outside the timed region
         alternate("local", papers, texts, local.embed,
-                  lambda home: Settings.load(config_file="", env={}, home=home), sample_paths(), args.rounds)
+                  lambda home: Settings.load(config_file="", env={}, home=home), src, args.rounds)
 
     url = args.endpoint
     server = None
@@ -158,8 +163,6 @@ def main() -> None:
 
 
 def measure_endpoint(args: argparse.Namespace, url: str, papers: list[Any]) -> None:
-    import json
-
     from assistant.index.embeddings import OpenAIEmbedder
     from assistant.settings import Settings
 
@@ -177,10 +180,17 @@ def measure_endpoint(args: argparse.Namespace, url: str, papers: list[Any]) -> N
     print(f"endpoint: {len(papers)} papers -> {len(texts)} texts, {args.endpoint_texts} texts a request, "
           f"{args.endpoint_concurrency} in flight; vectors of {emb.embed(['x']).shape[1]} dimensions")
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "papers.jsonl"
-        src.write_text("".join(json.dumps({"id": p.paper_id, "title": p.title, "abstract": p.abstract,
-                                           "date": p.date or None}) + "\n" for p in papers), encoding="utf-8")
+        src = jsonl_of(papers, Path(tmp) / "papers.jsonl")
         alternate("endpoint", papers, texts, emb.embed, settings, [src], args.rounds)
+
+
+def jsonl_of(papers: list[Any], path: Path) -> Path:
+    """``papers`` as a JSONL file ingest reads back to the same papers (ids, titles, abstracts, dates)."""
+    import json
+
+    path.write_text("".join(json.dumps({"id": p.paper_id, "title": p.title, "abstract": p.abstract,
+                                        "date": p.date or None}) + "\n" for p in papers), encoding="utf-8")
+    return path
 
 
 if __name__ == "__main__":
