@@ -61,15 +61,27 @@ class OpenAICompatible:
                          "ASSISTANT_LLM for the offline default")
 
     @classmethod
+    def configured_url(cls, settings: Settings) -> str:
+        """The server's base URL as set (empty = api.openai.com)."""
+        return settings.llm.base_url.strip()
+
+    @classmethod
     def check_configured(cls, settings: Settings) -> None:
         """Neither a server nor a key: fail before any slow work (building an index) with the fix."""
-        if not settings.llm.base_url.strip() and not settings.llm.api_key.get_secret_value():
+        if not cls.configured_url(settings) and not settings.llm.api_key.get_secret_value():
             raise BackendError(cls.needs_key_message)
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a whole request may take."""
+        return float(self.settings.llm.request_timeout)
+
+    url_setting = "OPENAI_BASE_URL"
 
     def __init__(self, settings: Settings, *, backoff: float = 0.5) -> None:
         self.settings = settings
         self.backoff = backoff
-        base = settings.llm.base_url.strip().rstrip("/")
+        base = self.configured_url(settings).rstrip("/")
         self.check_configured(settings)
         # Always explicit: the openai package would otherwise read OPENAI_BASE_URL /
         # OPENAI_API_KEY itself, bypassing Settings (the one place that reads the env).
@@ -86,7 +98,7 @@ class OpenAICompatible:
             import openai
 
             self._client = openai.OpenAI(base_url=self.base_url, api_key=self._api_key,
-                                         timeout=float(self.settings.llm.request_timeout), max_retries=0)
+                                         timeout=self.timeout, max_retries=0)
         return self._client
 
     def close(self) -> None:
@@ -128,7 +140,7 @@ class OpenAICompatible:
     def _with_retries(self, what: str, call: Callable[[float], T]) -> T:
         """``call(deadline)`` under the shared policy; every attempt ends by the same deadline."""
         self._openai()  # importing openai takes a second or two: not the server's time
-        deadline = time.monotonic() + self.settings.llm.request_timeout
+        deadline = time.monotonic() + self.timeout
         attempts = max(0, self.settings.llm.max_retries) + 1
         for attempt in range(1, attempts + 1):
             try:
@@ -154,7 +166,7 @@ class OpenAICompatible:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _timed_out(self) -> str:
-        return f"the server at {self.base_url} timed out after {self.settings.llm.request_timeout:g}s"
+        return f"the server at {self.base_url} timed out after {self.timeout:g}s"
 
     def _delay(self, attempt: int, exc: Exception) -> float:
         delay = min(MAX_BACKOFF, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
@@ -171,7 +183,7 @@ class OpenAICompatible:
         if isinstance(exc, _timeout_errors()):
             return self._timed_out()
         if isinstance(exc, openai.APIConnectionError):
-            hint = "check OPENAI_BASE_URL" if url != OPENAI_DEFAULT_URL else \
+            hint = f"check {self.url_setting}" if url != OPENAI_DEFAULT_URL else \
                 "check your network, or set OPENAI_BASE_URL to a local server"
             return f"cannot reach the OpenAI-compatible server at {url} ({_reason(exc)}){tries}; {hint}"
         if isinstance(exc, openai.APIStatusError):
@@ -381,9 +393,22 @@ class ChatClient(OpenAICompatible):
 class EmbeddingClient(OpenAICompatible):
     """``/embeddings`` on the same kind of server, under the same retries and deadline."""
 
-    needs_key_message = ("the openai embedding backend needs OPENAI_API_KEY "
-                         "(or OPENAI_BASE_URL pointing at a local server)")
+    needs_key_message = ("the openai embedding backend needs OPENAI_API_KEY (or ASSISTANT_EMBEDDING_BASE_URL "
+                         "or OPENAI_BASE_URL pointing at a local server)")
     model_setting = "ASSISTANT_EMBEDDING_MODEL"
+
+    @classmethod
+    def configured_url(cls, settings: Settings) -> str:
+        """``index.embedding_base_url`` (an embeddings box apart from the chat server), else ``llm.base_url``."""
+        return settings.index.embedding_base_url.strip() or settings.llm.base_url.strip()
+
+    @property
+    def timeout(self) -> float:
+        return float(self.settings.index.embedding_timeout or self.settings.llm.request_timeout)
+
+    @property
+    def url_setting(self) -> str:  # type: ignore[override]
+        return "ASSISTANT_EMBEDDING_BASE_URL" if self.settings.index.embedding_base_url.strip() else "OPENAI_BASE_URL"
 
     @property
     def model_name(self) -> str:

@@ -107,6 +107,9 @@ class HybridRetriever:
         self._exact: dict[str, tuple[tuple[int, int], VectorTable | None]] = {}
         self._exact_lock = threading.Lock()
         self._forgotten = 0
+        self._strategy: tuple[int, str] | None = None
+        self._query_time: Any = None
+        """Sentence vectors embedded at question time (index.sentence_strategy top / query-time)."""
 
     def retrieve(self, query: str, k: int | None = None, *, since: str | int | None = None,
                  until: str | int | None = None, mode: str = "hybrid") -> Retrieval:
@@ -161,7 +164,8 @@ class HybridRetriever:
                 chunk_sims[cid] = sim
         sent_rank: dict[str, int] = {}
         sent_best: dict[str, float] = {}
-        if qvec is not None and s.retrieval.sentence_weight > 0 and s.index.sentence_vectors:
+        if (qvec is not None and s.retrieval.sentence_weight > 0 and s.index.sentence_vectors
+                and self.sentence_strategy() != "query-time"):
             # Each paper's best-matching sentence, as a third signal beside its best chunk and BM25.
             t = time.perf_counter()
             for pid, _, _, sim in self.sentence_hits(qvec, s.retrieval.sentence_candidates, chroma_where(lo, hi)):
@@ -270,17 +274,43 @@ class HybridRetriever:
 
     def sentence_sims(self, qvec: Any, sources: list[Source]) -> dict[tuple[str, int, int], float]:
         """Cosine of ``qvec`` with each stored vector of the sources' abstract sentences: one
-        batched fetch by id and one matrix product (vectors are unit length), no model call."""
+        batched fetch by id and one matrix product (vectors are unit length), no model call. Under
+        ``index.sentence_strategy`` top / query-time, the sentences of the first
+        ``index.sentence_query_papers`` sources that have no stored vector are embedded now."""
         import numpy as np
 
         from .index.vectors import paper_sentences, sentence_id
 
         keys = [(src.paper.paper_id, a, b) for src in sources for a, b in paper_sentences(src.paper)]
-        table = self._exact_table("sentences")
-        fetch = table.get if table is not None else self.index.vectors.sentences.get
-        stored = fetch([sentence_id(*k) for k in keys])
-        if not stored:
-            return {}
+        strategy = self.sentence_strategy()
+        stored: dict[str, Any] = {}
+        if strategy != "query-time":
+            table = self._exact_table("sentences")
+            fetch = table.get if table is not None else self.index.vectors.sentences.get
+            stored = fetch([sentence_id(*k) for k in keys])
         have = [k for k in keys if sentence_id(*k) in stored]
-        sims = np.stack([stored[sentence_id(*k)] for k in have]) @ np.asarray(qvec, dtype=np.float32)
+        vecs = [stored[sentence_id(*k)] for k in have]
+        if strategy in ("top", "query-time"):
+            from .index.sentences import QueryTimeVectors
+
+            firsts = {src.paper.paper_id: src.paper for src in sources[:self.settings.index.sentence_query_papers]}
+            todo = [k for k in keys if k[0] in firsts and sentence_id(*k) not in stored]
+            if todo:
+                if self._query_time is None:
+                    self._query_time = QueryTimeVectors()
+                texts = [firsts[pid].abstract[a:b] for pid, a, b in todo]
+                have += todo
+                vecs.extend(self._query_time.vectors(self.embedder, todo, texts))
+        if not have:
+            return {}
+        sims = np.stack(vecs) @ np.asarray(qvec, dtype=np.float32)
         return {k: float(v) for k, v in zip(have, sims.tolist(), strict=True)}
+
+    def sentence_strategy(self) -> str:
+        """The index's recorded ``index.sentence_strategy`` (read once per catalogue generation)."""
+        from .index.sentences import recorded
+
+        gen = self.index.catalogue.generation
+        if self._strategy is None or self._strategy[0] != gen:
+            self._strategy = (gen, recorded(self.index.catalogue, self.settings))
+        return self._strategy[1]

@@ -83,6 +83,27 @@ class IndexSettings(_Section):
     sentence_vectors: bool = True
     """Embed every abstract sentence at ingest (collection NAME.sentences) so answerers score
     candidate sentences against the question with no model call; off = chunks only (faster ingest)."""
+    sentence_strategy: Literal["auto", "all", "top", "query-time"] = "auto"
+    """Which sentence vectors are stored (index.sentence_vectors on). all: every sentence (~5x the chunk
+    vectors); top: index.sentence_top per paper (the longest), the rest of the answered papers' sentences
+    embedded at question time; query-time: none stored, the answered papers' sentences embedded at question
+    time, no sentence ranking signal; auto: all up to index.sentence_auto_papers papers, else top."""
+    sentence_top: int = Field(3, ge=1, le=100)
+    """Sentences per paper whose vectors are stored with sentence_strategy = top."""
+    sentence_auto_papers: int = Field(20000, ge=0)
+    """Largest index (papers) that sentence_strategy = auto gives every sentence vector; above: top."""
+    sentence_query_papers: int = Field(5, ge=0, le=1000)
+    """Retrieved papers (best first) whose unstored sentence vectors are embedded at question time
+    (sentence_strategy top / query-time); the answerers read the first 5."""
+    embedding_base_url: str = ""
+    """OpenAI-compatible /embeddings server for embedding = openai (TEI, vLLM, llama.cpp --embeddings),
+    e.g. http://gpu-box:8080/v1; empty = llm.base_url (the key is llm.api_key)."""
+    embedding_timeout: float = Field(0.0, ge=0)
+    """Seconds one embeddings request may take (retries: llm.max_retries) before it fails; 0 = llm.request_timeout."""
+    embedding_request_texts: int = Field(64, ge=1, le=4096)
+    """Texts sent per embeddings request (embedding = openai)."""
+    embedding_concurrency: int = Field(2, ge=1, le=64)
+    """Embeddings requests in flight at once (embedding = openai): the server batches them on its GPU."""
 
     @field_validator("collection", mode="before")
     @classmethod

@@ -42,8 +42,10 @@ sys.path.insert(0, str(REPO))
 SAMPLE = REPO / "assistant" / "data" / "sample"
 QUESTIONS = REPO / "evals" / "questions"
 HOLDOUT = QUESTIONS / "holdout_papers.txt"
-SCIFACT = REPO.parent / "shared" / "scifact"
+SCIFACT = Path(__import__("os").environ.get("ASSISTANT_SCIFACT_DIR", str(REPO.parent / "shared" / "scifact")))
 CACHE = Path.home() / ".cache" / "paper-assistant-bench"
+INDEX: dict[str, Any] = {}
+"""Index settings besides the defaults (``--sentence-strategy``); part of a cached home's key."""
 
 STOPWORDS = frozenset([
     "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "approach",
@@ -409,7 +411,8 @@ def settings_for(home: Path, cache: Path) -> Any:
     """Default settings (no env, no config file) on this home, sharing one embedding cache."""
     from assistant.settings import Settings
 
-    return Settings.load(config_file="", env={}, home=home, cache_dir=cache / "embed-cache")
+    return Settings.load(config_file="", env={}, home=home, cache_dir=cache / "embed-cache",
+                         **({"index": dict(INDEX)} if INDEX else {}))
 
 
 def prepared_home(kind: str, records: list[dict[str, Any]] | None = None, cache: Path = CACHE) -> Path:
@@ -424,7 +427,8 @@ def prepared_home(kind: str, records: list[dict[str, Any]] | None = None, cache:
         src_bytes = absent_corpus(SCIFACT / "claims.jsonl", SCIFACT / "corpus.jsonl", "dev")[1]
     else:
         src_bytes = (SCIFACT / "corpus.jsonl").read_bytes()
-    home = cache / f"{kind}-{fingerprint(src_bytes)}"
+    extra = [json.dumps(INDEX, sort_keys=True).encode()] if INDEX else []
+    home = cache / f"{kind}-{fingerprint(src_bytes, *extra)}"
     if (home / "READY").exists():
         return home
     home.mkdir(parents=True, exist_ok=True)
@@ -605,7 +609,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--print-home", action="store_true",
                     help="build (or reuse) the indexed home and print its path, e.g. for "
                          "ASSISTANT_HOME=... assistant eval run evals/questions/validation.jsonl")
+    ap.add_argument("--sentence-strategy", choices=["auto", "all", "top", "query-time", "off"], default=None,
+                    help="index.sentence_strategy of the indexed homes (off: index.sentence_vectors = false)")
     args = ap.parse_args(argv)
+    INDEX.clear()
+    if args.sentence_strategy == "off":
+        INDEX["sentence_vectors"] = False
+    elif args.sentence_strategy:
+        INDEX["sentence_strategy"] = args.sentence_strategy
     if args.print_home:
         kind = "scifact" if args.scifact_dev else "sample"
         records = sample_minus_holdout(holdout_titles()) if kind == "sample" else None

@@ -203,6 +203,7 @@ def evidence(a: object, claims: list[dict], corpus: dict[str, dict], best_quote:
     cite_hits = cite_total = 0
     gold_pairs = gold_quoted = 0
     refused = 0
+    ask_ms: list[float] = []
     for c in claims:
         if c.get("no_evidence"):
             continue
@@ -213,7 +214,9 @@ def evidence(a: object, claims: list[dict], corpus: dict[str, dict], best_quote:
             q = best_quote(c["claim"], doc["abstract"], a.index.lexical().idf)  # type: ignore[attr-defined]
             sel_total += 1
             sel_hits += bool(q and quote_hits_rationale(q, doc["abstract"], rat))
+        t = time.perf_counter()
         ans = a.ask(c["claim"])  # type: ignore[attr-defined]
+        ask_ms.append((time.perf_counter() - t) * 1000)
         refused += ans.refused
         quoted: set[str] = set()
         for cit in ans.citations:
@@ -233,6 +236,8 @@ def evidence(a: object, claims: list[dict], corpus: dict[str, dict], best_quote:
         "rationale_precision": cite_hits / cite_total if cite_total else 0.0,
         "rationale_recall": gold_quoted / gold_pairs if gold_pairs else 0.0,
         "answers_refused": refused,
+        "ask_p50_ms": pct(ask_ms, 0.5) if ask_ms else 0.0,
+        "ask_p95_ms": pct(ask_ms, 0.95) if ask_ms else 0.0,
     }
     print("\nEvidence at sentence level (claims with evidence):")
     print(f"  quote selection given the gold paper: {out['quote_selection_precision']:.3f} "
@@ -240,7 +245,8 @@ def evidence(a: object, claims: list[dict], corpus: dict[str, dict], best_quote:
     print(f"  rationale precision (cited quotes of gold papers that are rationale sentences): "
           f"{out['rationale_precision']:.3f} of {cite_total}")
     print(f"  rationale recall (gold papers whose rationale is quoted): {out['rationale_recall']:.3f} "
-          f"of {gold_pairs}; refused answers: {refused}")
+          f"of {gold_pairs}; refused answers: {refused}; ask p50 {out['ask_p50_ms']:.1f} ms, "
+          f"p95 {out['ask_p95_ms']:.1f} ms")
     return out
 
 

@@ -150,7 +150,8 @@ class ServerHandle:
 
 def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n_ctx: int = 2048,
                        threads: int = 1, ready_timeout: float = READY_TIMEOUT, parallel: int = 1,
-                       flash_attn: str = "auto", batch: int = 0, ubatch: int = 0) -> ServerHandle:
+                       flash_attn: str = "auto", batch: int = 0, ubatch: int = 0,
+                       embedding: bool = False) -> ServerHandle:
     """Run llama.cpp's server on a loopback port and wait until it serves /v1/models.
 
     One thread by default: with 2 on a 2-core box that is also running pytest and other
@@ -162,7 +163,7 @@ def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n
     ``ready_timeout`` seconds. ``parallel`` slots share ``n_ctx``; one slot keeps the last
     prompt's KV cache, so a fixed prompt prefix is read once (``cache_prompt``, on). ``flash_attn``,
     ``batch`` and ``ubatch`` (0 = llama.cpp's default) are for benchmarks/llm_server_flags.py; the
-    xllamacpp server only.
+    xllamacpp server only. ``embedding`` serves /v1/embeddings (mean pooling; xllamacpp only).
     """
     kind = server_kind() or "xllamacpp"
     port = port or free_port()
@@ -172,6 +173,8 @@ def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n
         cmd = [sys.executable, str(Path(__file__).resolve()), "--model", str(gguf), "--port", str(port),
                "--n-ctx", str(n_ctx), "--threads", str(threads), "--parallel", str(parallel),
                "--flash-attn", flash_attn, "--batch", str(batch), "--ubatch", str(ubatch)]
+        if embedding:
+            cmd.append("--embedding")
     else:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
                "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads)]
@@ -216,6 +219,7 @@ def serve(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=0, help="n_batch (0: llama.cpp's default)")
     parser.add_argument("--ubatch", type=int, default=0, help="n_ubatch (0: llama.cpp's default)")
     parser.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto")
+    parser.add_argument("--embedding", action="store_true", help="serve /v1/embeddings (mean pooling)")
     args = parser.parse_args(argv)
     # Block the stop signals before the server's threads start, so they inherit the mask
     # and sigwait below is the one place the signal lands.
@@ -235,6 +239,9 @@ def serve(argv: list[str] | None = None) -> None:
     if args.ubatch:
         params.n_ubatch = args.ubatch
     params.flash_attn_type = {"auto": -1, "off": 0, "on": 1}[args.flash_attn]
+    if args.embedding:
+        params.embedding = True
+        params.pooling_type = int(xlc.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN)
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     server = xlc.Server(params)

@@ -241,14 +241,26 @@ class OnnxEmbedder:
 
 
 class OpenAIEmbedder:
-    """Embeddings from any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp),
-    through the same client as chat: one retry policy, one deadline, one-line errors."""
+    """Embeddings from any OpenAI-compatible server (OpenAI, TEI, vLLM, Ollama, llama.cpp's server
+    with embeddings on), through the same client as chat: one retry policy, one deadline, one-line
+    errors. ``index.embedding_base_url`` points it at an embeddings box apart from the chat server.
+
+    Bulk work is cut into requests of ``index.embedding_request_texts`` texts, with
+    ``index.embedding_concurrency`` of them in flight: a GPU server batches concurrent requests, and
+    while one reply is on the wire it computes the next."""
 
     def __init__(self, settings: Settings) -> None:
+        from ..llm import EmbeddingClient
+
+        EmbeddingClient.check_configured(settings)  # no server and no key: say so before any work
         self.settings = settings
         self.name = settings.embedding_model_name
-        self.batch_size = 64
+        self.batch_size = settings.index.embedding_request_texts
+        self.concurrency = settings.index.embedding_concurrency
+        self.requests = 0
+        """Requests sent so far (tests and benchmarks read it)."""
         self._client: Any = None
+        self._dim: int | None = None
 
     @property
     def client(self) -> Any:
@@ -258,12 +270,33 @@ class OpenAIEmbedder:
             self._client = EmbeddingClient(self.settings)
         return self._client
 
+    def _request(self, part: Sequence[str]) -> list[list[float]]:
+        self.requests += 1
+        return list(self.client.embed(part))
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import numpy as np
 
-        rows: list[list[float]] = []
-        for start in range(0, len(texts), self.batch_size):
-            rows.extend(self.client.embed(texts[start:start + self.batch_size]))
+        if not texts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        parts = [texts[s:s + self.batch_size] for s in range(0, len(texts), self.batch_size)]
+        if self.concurrency > 1 and len(parts) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(parts))) as pool:
+                replies = list(pool.map(self._request, parts))  # in order; the first error is raised
+        else:
+            replies = [self._request(p) for p in parts]
+        rows = [row for reply in replies for row in reply]
+        dims = {len(r) for r in rows}
+        if len(dims) != 1 or 0 in dims or (self._dim is not None and dims != {self._dim}):
+            from ..errors import BackendError
+
+            seen = sorted(dims | ({self._dim} if self._dim else set()))
+            raise BackendError(f"the embeddings server at {self.client.base_url} sent vectors of "
+                               f"{' and '.join(map(str, seen))} dimensions for model '{self.name}'; "
+                               "one model must give one size")
+        self._dim = dims.pop()
         arr = np.asarray(rows, dtype=np.float32)
         norms = np.linalg.norm(arr, axis=1, keepdims=True)
         return arr / np.clip(norms, 1e-12, None)
@@ -404,7 +437,11 @@ def _local(settings: Settings) -> Embedder:
 
 
 def _openai(settings: Settings) -> Embedder:
-    return _shared(("openai", settings.embedding_model_name, settings.llm.base_url),
+    from ..llm import EmbeddingClient
+
+    idx = settings.index
+    return _shared(("openai", settings.embedding_model_name, EmbeddingClient.configured_url(settings),
+                    idx.embedding_timeout, idx.embedding_request_texts, idx.embedding_concurrency),
                    lambda: OpenAIEmbedder(settings))
 
 

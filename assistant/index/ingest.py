@@ -21,8 +21,10 @@ from .catalogue import Catalogue, UnreadableCatalogue
 from .chunking import chunk_paper, embed_text
 from .lexical import LexicalIndex
 from .paper_index import PaperIndex
+from .sentences import plan as sentence_plan
+from .sentences import recorded as recorded_sentences
+from .sentences import rows as sentence_rows
 from .storage import writable_error
-from .vectors import paper_sentences
 
 if TYPE_CHECKING:
     from ..readers import ReadResult
@@ -213,6 +215,7 @@ def _ingest_locked(index: PaperIndex, staged: StagedPapers, complete_files: set[
             cat.set_meta("writing", "0")
             cat.db.commit()
         sentences_on = settings.index.sentence_vectors
+        sentence_plan(cat, settings, _papers_after(cat, staged, settings))  # index.sentence_strategy, recorded
         if sentences_on and was_empty:
             # A new (or emptied) home: every paper written from here on carries its sentence vectors.
             cat.set_meta("sentence_vectors", "complete")
@@ -405,7 +408,7 @@ def _write_batch(index: PaperIndex, batch: list[Paper], stale_ids: set[str], emb
     for p in batch:
         chunks.extend(chunk_paper(p, settings.index.chunk_size, settings.index.chunk_overlap, fits=embedder.fits))
     by_id = {p.paper_id: p for p in batch}
-    sents = _sentence_rows(batch) if settings.index.sentence_vectors else []
+    sents = _sentence_rows(index, batch)
     texts = [embed_text(by_id[c.paper_id], c) for c in chunks] + [p.abstract[a:b] for p, a, b in sents]
     t = time.perf_counter()
     vectors = embedder.embed(texts)  # one call: the embedder batches chunks and sentences together
@@ -423,9 +426,21 @@ def _write_batch(index: PaperIndex, batch: list[Paper], stale_ids: set[str], emb
     report.sentences_written += len(sents)
 
 
-def _sentence_rows(papers: Sequence[Paper]) -> list[tuple[Paper, int, int]]:
-    """(paper, start, end) of every abstract sentence, in the answerers' spans."""
-    return [(p, a, b) for p in papers for a, b in paper_sentences(p)]
+def _papers_after(cat: Any, staged: StagedPapers, settings: Any) -> int:
+    """Papers the index will hold after this ingest (indexed + staged ones not yet indexed), read a
+    batch at a time; only ``auto`` sentence strategy needs it (0 otherwise)."""
+    if settings.index.sentence_strategy != "auto" or not settings.index.sentence_vectors:
+        return 0
+    new = 0
+    for batch in staged.batches(1000):
+        new += len(batch) - len(cat.hashes_of([p.paper_id for p in batch]))
+    return cat.count()[0] + new
+
+
+def _sentence_rows(index: PaperIndex, papers: Sequence[Paper]) -> list[tuple[Paper, int, int]]:
+    """(paper, start, end) of the abstract sentences whose vectors the index stores (its recorded
+    ``index.sentence_strategy``), in the answerers' spans."""
+    return sentence_rows(papers, recorded_sentences(index.catalogue, index.settings), index.settings.index.sentence_top)
 
 
 def _backfill_sentences(index: PaperIndex, get_embedder: Callable[[], Any], rep: Reporter,
@@ -436,7 +451,7 @@ def _backfill_sentences(index: PaperIndex, get_embedder: Callable[[], Any], rep:
     have = index.vectors.sentences.paper_counts()
     # A paper with fewer (or other) vectors than spans, e.g. cut by a kill mid-batch, is redone.
     missing = [p for p in index.catalogue.iter_papers(order="id")
-               if have.get(p.paper_id, 0) != len(paper_sentences(p))]
+               if have.get(p.paper_id, 0) != len(_sentence_rows(index, [p]))]
     if not missing:
         return
     rep.message(f"adding sentence vectors to {len(missing)} paper(s) indexed without them ...")
@@ -444,7 +459,7 @@ def _backfill_sentences(index: PaperIndex, get_embedder: Callable[[], Any], rep:
     rep.start("sentences", len(missing))
     for start in range(0, len(missing), batch_papers):
         batch = missing[start:start + batch_papers]
-        rows = _sentence_rows(batch)
+        rows = _sentence_rows(index, batch)
         partial = [p.paper_id for p in batch if have.get(p.paper_id)]
         if partial:
             index.vectors.sentences.delete_papers(partial)
