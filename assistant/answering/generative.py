@@ -649,9 +649,11 @@ def answer_with_llm(client: Any, question: str, sources: Sequence[Source], setti
     if ext is not None and ext.refused:
         checks["refusal_reason"] = ext.reason
     model_refused = gen.model.answerable is False or not gen.text
-    if answer != evidence_answers or model_refused == evidence_answers:
+    if model_refused == evidence_answers:
         checks["disagreement"] = ("the model answered" if not model_refused else "the model refused") + \
             (" but the evidence check refuses" if not evidence_answers else " but the evidence check finds an answer")
+    if answer != evidence_answers:
+        checks["overrules_evidence_check"] = True
     if not answer:
         checks["decision"] = "refused" + (f": p {p:.2f} < {profile.threshold:.2f}" if p is not None else "")
         if "refusal_reason" not in checks:
