@@ -61,11 +61,7 @@ class LexicalIndex:
             raise writable_error(self.directory, exc) from None
         try:
             _build_into(tmp, papers, generation, k1, b)
-            old = self.directory.with_name(self.directory.name + f".old{os.getpid()}")
-            if self.directory.exists():
-                self.directory.rename(old)
-            tmp.rename(self.directory)
-            shutil.rmtree(old, ignore_errors=True)
+            self._swap_in(tmp)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise writable_error(self.directory, exc) from None
@@ -100,14 +96,18 @@ class LexicalIndex:
                                                     ensure_ascii=False), encoding="utf-8")
             (tmp / "ids.json").write_text(json.dumps({"generation": self.generation, "ids": self.paper_ids,
                                                       "tokenizer": TOKENIZER_VERSION}))
-            old = self.directory.with_name(self.directory.name + f".old{os.getpid()}")
-            if self.directory.exists():
-                self.directory.rename(old)
-            tmp.rename(self.directory)
-            shutil.rmtree(old, ignore_errors=True)
+            self._swap_in(tmp)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise writable_error(self.directory, exc) from None
+
+    def _swap_in(self, tmp: Path) -> None:
+        """Put a finished index folder in place of the current one (renames, then the old removed)."""
+        old = self.directory.with_name(self.directory.name + f".old{os.getpid()}")
+        if self.directory.exists():
+            self.directory.rename(old)
+        tmp.rename(self.directory)
+        shutil.rmtree(old, ignore_errors=True)
 
     def load(self) -> bool:
         """Load from disk (score arrays memory-mapped); False when missing or unreadable (caller rebuilds)."""
