@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +79,25 @@ def cli_env(home: Path, cache: Path | None = None, **extra: str) -> dict[str, st
         env["ASSISTANT_CACHE_DIR"] = str(cache)
     env.update(extra)
     return env
+
+
+@pytest.fixture()
+def llm_assistant(sample_home: Path, embed_cache: Path) -> Iterator[Callable[..., tuple[Any, Any]]]:
+    """Assistants on the sample answering through a scripted OpenAI-compatible endpoint (closed after)."""
+    from assistant.api import Assistant
+    from tests.scripted_chat import ScriptedChat
+
+    made: list[tuple[Assistant, ScriptedChat]] = []
+
+    def make(replies: list[str], reject_schema: bool = False, **kw: Any) -> tuple[Any, Any]:
+        server = ScriptedChat(replies, reject_schema=reject_schema)
+        a = Assistant(make_settings(sample_home, embed_cache, llm="openai", openai_base_url=server.url,
+                                    llm_model="m", max_retries=0, **kw))
+        a.auto_sample = False
+        made.append((a, server))
+        return a, server
+
+    yield make
+    for a, server in made:
+        a.index.close()
+        server.close()

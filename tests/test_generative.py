@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from assistant.answering.generative import (
     _JsonTextStreamer,
@@ -28,29 +26,10 @@ from assistant.answering.generative import (
 )
 from assistant.api import Assistant
 from assistant.records import REFUSAL
-from tests.conftest import make_settings
 from tests.scripted_chat import ScriptedChat
 from tests.test_answering import validate_answer_schema
 
 ARRA_Q = "What does ARRA align LLM hidden states with?"
-
-
-@pytest.fixture()
-def llm_assistant(sample_home: Path, embed_cache: Path) -> Iterator[Callable[..., tuple[Assistant, ScriptedChat]]]:
-    made: list[tuple[Assistant, ScriptedChat]] = []
-
-    def make(replies: list[str], reject_schema: bool = False, **kw: Any) -> tuple[Assistant, ScriptedChat]:
-        server = ScriptedChat(replies, reject_schema=reject_schema)
-        a = Assistant(make_settings(sample_home, embed_cache, llm="openai", openai_base_url=server.url,
-                                    llm_model="m", max_retries=0, **kw))
-        a.auto_sample = False
-        made.append((a, server))
-        return a, server
-
-    yield make
-    for a, server in made:
-        a.index.close()
-        server.close()
 
 
 def _arra_sentence(a: Assistant, server: ScriptedChat) -> tuple[int, str, int]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +29,6 @@ from assistant.api import Assistant
 from assistant.errors import AssistantError
 from assistant.evaluation.metrics import content_recall, gold_numbers
 from assistant.records import REFUSAL
-from tests.conftest import make_settings
 from tests.scripted_chat import ScriptedChat
 
 # -- near misses ---------------------------------------------------------------------------------
@@ -123,23 +122,14 @@ def test_evidence_budget_scales_with_the_context_window() -> None:
 
 # -- the openai path: near miss, copy check, copy rule ---------------------------------------------
 @pytest.fixture()
-def scripted(sample_home: Path, embed_cache: Path, tmp_path: Path) -> Iterator[object]:
-    made: list[tuple[Assistant, ScriptedChat]] = []
-
+def scripted(llm_assistant: Any, tmp_path: Path) -> Any:
+    """``llm_assistant`` with a profile that lets the evidence check decide and copies figures as told."""
     def make(replies: list[str], copy: str = "quantity") -> tuple[Assistant, ScriptedChat]:
-        path = tmp_path / f"profile-{len(made)}.json"
+        path = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*.json')))}.json"
         Profile("m", Evidence(3, 2, 700), None, 0.5, copy).write(path)  # type: ignore[arg-type]
-        server = ScriptedChat(replies)
-        a = Assistant(make_settings(sample_home, embed_cache, llm="openai", openai_base_url=server.url,
-                                    llm_model="m", max_retries=0, llm_profile=str(path)))
-        a.auto_sample = False
-        made.append((a, server))
-        return a, server
+        return llm_assistant(replies, llm_profile=str(path))
 
-    yield make
-    for a, server in made:
-        a.index.close()
-        server.close()
+    return make
 
 
 def test_llm_path_refuses_a_near_miss_without_asking_the_model(scripted: object) -> None:
