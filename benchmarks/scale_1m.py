@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import socket
 import sqlite3
@@ -166,6 +165,12 @@ def start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("chroma run did not answer its heartbeat")
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, MB: VmHWM, which exec resets. (``ru_maxrss`` does not: a
+    child started by a 500 MB parent reports at least 500 MB.)"""
+    return proc_mem(os.getpid()).get("VmHWM", 0.0)
+
+
 def proc_mem(pid: int) -> dict[str, float]:
     """Current and peak resident memory of a process, MB (Linux /proc)."""
     out: dict[str, float] = {}
@@ -201,6 +206,12 @@ class _Phases:
             self.last = time.monotonic()
             print(f"  ... {task}: {self.done} papers ({time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)
 
+    def batch(self, written: int) -> None:
+        """Progress of the write phase (the reporter only counts files read)."""
+        if time.monotonic() - self.last > 60:
+            self.last = time.monotonic()
+            print(f"  ... written: {written} ({time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)
+
     def message(self, text: str) -> None:
         if text.startswith("building the BM25"):
             self.t["bm25"] = time.perf_counter()
@@ -215,11 +226,12 @@ def child_ingest(args: argparse.Namespace) -> None:
 
     settings = settings_for(Path(args.home), args.port, args.sentences)
     embedder = PerturbedEmbedder(Path(args.base), settings.embedding_model_name)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = peak_rss_mb()
     index = PaperIndex(settings)
     phases = _Phases()
     t0 = time.perf_counter()
-    rep = ingest(index, [Path(p) for p in args.paths], embedder=embedder, reporter=phases, batch_papers=256)
+    rep = ingest(index, [Path(p) for p in args.paths], embedder=embedder, reporter=phases, batch_papers=256,
+                 after_batch=phases.batch)
     end = time.perf_counter()
     read_end = phases.t.get("finish:read", t0)
     bm25_start = phases.t.get("bm25", end)
@@ -228,7 +240,7 @@ def child_ingest(args: argparse.Namespace) -> None:
         "chunks_written": rep.chunks_written, "sentences_written": rep.sentences_written,
         "seconds": end - t0, "embed_seconds": rep.embed_seconds, "read_seconds": read_end - t0,
         "write_seconds": bm25_start - read_end, "bm25_seconds": end - bm25_start,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_after_imports_mb": rss0,
+        "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": rss0,
         "problems": rep.problems[:3]}), flush=True)
 
 
@@ -243,7 +255,7 @@ def child_bm25(args: argparse.Namespace) -> None:
     secs = time.perf_counter() - t
     papers, chunks = index.catalogue.count()
     print("RESULT " + json.dumps({"bm25_seconds": secs, "papers_total": papers, "chunks_total": chunks,
-                                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}),
+                                 "peak_rss_mb": peak_rss_mb()}),
           flush=True)
 
 
@@ -282,7 +294,7 @@ def child_query(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps({
         "cold_start_s": cold, "queries": len(qs) * args.rounds,
         "latency_ms": {k: {"p50": statistics.median(v), "p95": pct(v, 0.95)} for k, v in times.items()},
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+        "peak_rss_mb": peak_rss_mb()}), flush=True)
 
 
 def pct(values: list[float], q: float) -> float:
