@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import AssistantError, IndexStateError
 from .index.paper_index import PaperIndex
+from .index.vectors import DateFilter
 from .records import Chunk, Source
 
 if TYPE_CHECKING:
@@ -41,16 +42,6 @@ def parse_date_bound(value: str | int | None, *, upper: bool) -> int | None:
     return year * 10000 + month * 100 + day
 
 
-def chroma_where(lo: int | None, hi: int | None) -> dict[str, Any] | None:
-    """Chroma needs an explicit $and for two conditions (a classic llama-index + Chroma pitfall)."""
-    conds: list[dict[str, Any]] = []
-    if lo is not None:
-        conds.append({"date_int": {"$gte": lo}})
-    if hi is not None:
-        conds.append({"date_int": {"$lte": hi}})
-    if not conds:
-        return None
-    return conds[0] if len(conds) == 1 else {"$and": conds}
 
 
 def rrf_fuse(rankings: list[tuple[dict[str, int], float]], k: int) -> dict[str, float]:
@@ -149,12 +140,27 @@ class HybridRetriever:
         dense_chunks: dict[str, list[str]] = {}
         chunk_sims: dict[str, float] = {}
         qvec = None
+        lex_rank: dict[str, int] = {}
+        lex_score: dict[str, float] = {}
+        if mode in ("hybrid", "bm25"):
+            t = time.perf_counter()
+            lex = self.index.lexical()
+            for i, hit in enumerate(lex.query(query, n_cand, (lo, hi))):
+                lex_rank[hit.paper_id] = i + 1
+                lex_score[hit.paper_id] = hit.score
+            timings["bm25"] = (time.perf_counter() - t) * 1000
+        share = None
+        if mode != "bm25" and (lo is not None or hi is not None) and self.index.exists():
+            # How much of the index the range holds, from the BM25 index's dates (hybrid has it loaded):
+            # it decides whether the vector search filters by date itself or leaves that to Chroma.
+            share = self.index.lexical().date_share(lo, hi)
+        dates = DateFilter(lo, hi, share, s.retrieval.date_post_filter_max)
         if mode in ("hybrid", "dense"):
             t = time.perf_counter()
             qvec = self.embedder.embed_query(query)
             timings["embed_query"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            hits = self.dense_hits(qvec, n_cand * 2, chroma_where(lo, hi))
+            hits = self.dense_hits(qvec, n_cand * 2, dates)
             timings["dense"] = (time.perf_counter() - t) * 1000
             for cid, pid, sim in hits:
                 if pid not in dense_rank:
@@ -168,21 +174,12 @@ class HybridRetriever:
                 and self.sentence_strategy() != "query-time"):
             # Each paper's best-matching sentence, as a third signal beside its best chunk and BM25.
             t = time.perf_counter()
-            for pid, _, _, sim in self.sentence_hits(qvec, s.retrieval.sentence_candidates, chroma_where(lo, hi)):
+            for pid, _, _, sim in self.sentence_hits(qvec, s.retrieval.sentence_candidates, dates):
                 if pid not in sent_rank:
                     sent_rank[pid] = len(sent_rank) + 1
                     sent_best[pid] = sim
             timings["dense_sentences"] = (time.perf_counter() - t) * 1000
 
-        lex_rank: dict[str, int] = {}
-        lex_score: dict[str, float] = {}
-        if mode in ("hybrid", "bm25"):
-            t = time.perf_counter()
-            lex = self.index.lexical()
-            for i, hit in enumerate(lex.query(query, n_cand, (lo, hi))):
-                lex_rank[hit.paper_id] = i + 1
-                lex_score[hit.paper_id] = hit.score
-            timings["bm25"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
         r = s.retrieval
@@ -213,24 +210,26 @@ class HybridRetriever:
             timings["sentences"] = (time.perf_counter() - t) * 1000
         return Retrieval(sources=sources, timings_ms=timings, chunk_sims=chunk_sims, sentence_sims=sentence_sims)
 
-    def dense_hits(self, qvec: Any, n: int, where: dict[str, Any] | None) -> list[tuple[str, str, float]]:
+    def dense_hits(self, qvec: Any, n: int, dates: DateFilter | None) -> list[tuple[str, str, float]]:
         """(chunk_id, paper_id, cosine) of the ``n`` nearest chunks, best first: exact up to
         ``retrieval.exact_search_max`` chunks, else Chroma's HNSW (approximate)."""
         table = self._exact_table("chunks")
         if table is None:
-            return self.index.vectors.query(qvec, n, where=where)
+            return self.index.vectors.query(qvec, n, dates)
         from .exact_search import search as exact_search
 
+        where = dates.where() if dates is not None else None
         return [(cid, meta["paper_id"], sim) for cid, meta, sim in exact_search(table, qvec, n, where)]
 
-    def sentence_hits(self, qvec: Any, n: int, where: dict[str, Any] | None) -> list[tuple[str, int, int, float]]:
+    def sentence_hits(self, qvec: Any, n: int, dates: DateFilter | None) -> list[tuple[str, int, int, float]]:
         """(paper_id, start, end, cosine) of the ``n`` nearest abstract sentences, best first (exact or
         HNSW, as ``dense_hits``)."""
         table = self._exact_table("sentences")
         if table is None:
-            return self.index.vectors.sentences.query(qvec, n, where=where)
+            return self.index.vectors.sentences.query(qvec, n, dates)
         from .exact_search import search as exact_search
 
+        where = dates.where() if dates is not None else None
         return [(m["paper_id"], int(m["start"]), int(m["end"]), sim)
                 for _, m, sim in exact_search(table, qvec, n, where)]
 

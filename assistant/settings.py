@@ -141,6 +141,10 @@ class RetrievalSettings(_Section):
     """A vector collection with at most this many vectors is searched exactly (every stored vector,
     loaded once per process and index change) instead of by Chroma's approximate HNSW graph, whose
     ranking tail differs between process starts: answers are then repeatable. 0 = always HNSW."""
+    date_post_filter_max: int = Field(2000, ge=0)
+    """A date-filtered HNSW search fetches up to this many nearest vectors unfiltered and keeps those in
+    range, when enough of the index is in range for that to find the hits (else, or when it falls
+    short, Chroma filters first: a cost linear in the index, 1.6 s at 100k papers). 0 = Chroma always filters."""
 
 
 class LLMSettings(_Section):

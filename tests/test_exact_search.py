@@ -143,3 +143,54 @@ def test_two_processes_rank_alike(sample_home: Path, embed_cache: Path, tmp_path
     outs = [subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
             for _ in range(2)]
     assert outs[0] == outs[1] and len(json.loads(outs[0])[0]) >= 50
+
+
+def test_date_filtered_hnsw_search_filters_here_when_enough_is_in_range(sample_home: Path, embed_cache: Path) -> None:
+    """Above exact_search_max a date filter made Chroma filter first, at a cost linear in the index. A
+    range holding enough of the index is now applied to an unfiltered search here; a narrow range, or
+    an unfiltered fetch that finds too few in range, still goes to Chroma's filter. The hits are
+    Chroma's own filtered search's either way."""
+    from assistant.index.vectors import DateFilter, nearest
+
+    a = Assistant(make_settings(sample_home, embed_cache, retrieval={"exact_search_max": 0}))
+    col = a.index.vectors.collection()
+    total = col.count()
+    qvec = a.retriever.embedder.embed_query(Q)
+    sent: list[object] = []
+
+    def query(**kw: object) -> dict:
+        sent.append(kw["where"])
+        return col.query(**kw)
+
+    def chroma_filtered(dates: DateFilter, n: int) -> list[str]:
+        return col.query(query_embeddings=[qvec.tolist()], n_results=n, where=dates.where())["ids"][0]
+
+    lex = a.index.lexical()
+    wide = DateFilter(20230101, 20251231, lex.date_share(20230101, 20251231))
+    assert wide.share is not None and 0.1 < wide.share < 0.5  # the sample: most papers undated
+    got = nearest(query, qvec, 10, total, wide)
+    assert sent == [None], "a wide range is filtered here, Chroma is asked for no filter"
+    assert len(got) == 10 and all(wide.admits(m) for _, m, _ in got)
+    assert [h[0] for h in got] == chroma_filtered(wide, 10)
+
+    sent.clear()
+    narrow = DateFilter(20241001, 20241031, lex.date_share(20241001, 20241031), post_filter_max=200)
+    assert narrow.unfiltered_fetch(10) is None  # 1.5 x 10 / share (~930) is past post_filter_max
+    got = nearest(query, qvec, 10, total, narrow)
+    assert sent == [narrow.where()] and [h[0] for h in got] == chroma_filtered(narrow, 10)
+
+    sent.clear()
+    wrong = DateFilter(20241001, 20241031, share=1.0)  # a stale share: the unfiltered fetch falls short
+    got = nearest(query, qvec, 10, total, wrong)
+    assert sent == [None, wrong.where()] and [h[0] for h in got] == chroma_filtered(wrong, 10)
+
+    # through retrieval: the same papers as with Chroma filtering every time
+    b = Assistant(make_settings(sample_home, embed_cache,
+                                retrieval={"exact_search_max": 0, "date_post_filter_max": 0}))
+    for mode in ("dense", "hybrid"):
+        ra = a.retriever.retrieve(Q, since="2023", until="2025", mode=mode)
+        rb = b.retriever.retrieve(Q, since="2023", until="2025", mode=mode)
+        assert [s.paper.paper_id for s in ra.sources] == [s.paper.paper_id for s in rb.sources]
+        assert ra.sources and all("2023" <= (s.paper.date or "")[:4] <= "2025" for s in ra.sources)
+    for x in (a, b):
+        x.index.close()

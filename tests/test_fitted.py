@@ -13,6 +13,7 @@ from assistant.answering import fit
 from assistant.answering.features import QUESTION_FEATURES, SENTENCE_FEATURES, question_view
 from assistant.answering.fitted import Decisions, FittedModel, LogReg, compose, shipped_model
 from assistant.errors import AssistantError
+from assistant.index.vectors import DateFilter
 from tests.conftest import make_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,10 +198,10 @@ def test_exact_dense_search_is_the_brute_force_ranking(sample_home: Path, embed_
     # fixes the order of the tail
     assert [h[0] for h in asker.index.vectors.query(qvec, 40)][:5] == [h[0] for h in hits][:5]
     # a date filter keeps exactly the rows Chroma's filter keeps, in the exact order
-    where = {"$and": [{"date_int": {"$gte": 20240101}}, {"date_int": {"$lte": 20240630}}]}
-    dated = set(col.get(where=where)["ids"])
+    dates = DateFilter(20240101, 20240630)
+    dated = set(col.get(where=dates.where())["ids"])
     assert 0 < len(dated) < len(got["ids"])
-    filtered = r.dense_hits(qvec, 40, where)
+    filtered = r.dense_hits(qvec, 40, dates)
     assert [h[0] for h in filtered] == [cid for cid, _ in sorted(
         ((c, s) for c, s in zip(got["ids"], sims, strict=True) if c in dated),
         key=lambda t: (-round(t[1], 6), t[0]))][:40]

@@ -143,6 +143,24 @@ class LexicalIndex:
         n_docs = len(self.paper_ids) or 1
         return {t: bm25_idf(n_docs, self.df.get(t, 0)) for t in tokens}
 
+    def date_mask(self, lo: int | None, hi: int | None) -> Any:
+        """Which papers are dated within [lo, hi] (undated ones are not), or None with no bound."""
+        if lo is None and hi is None:
+            return None
+        ok = self.date_ints > 0
+        if lo is not None:
+            ok &= self.date_ints >= lo
+        if hi is not None:
+            ok &= self.date_ints <= hi
+        return ok
+
+    def date_share(self, lo: int | None, hi: int | None) -> float | None:
+        """Share of the papers dated within [lo, hi]; None when there is no bound or no paper."""
+        if self.date_ints is None:
+            return None
+        ok = self.date_mask(lo, hi)
+        return None if ok is None or not len(ok) else float(ok.mean())
+
     def query(self, text: str, n: int, date_range: tuple[int | None, int | None] = (None, None)) -> list[LexicalHit]:
         import numpy as np
 
@@ -151,15 +169,8 @@ class LexicalIndex:
         toks = [t for t in content_tokens(text) if t in self.df]
         if not toks:
             return []
-        mask = None
-        lo, hi = date_range
-        if lo is not None or hi is not None:
-            ok = self.date_ints > 0
-            if lo is not None:
-                ok &= self.date_ints >= lo
-            if hi is not None:
-                ok &= self.date_ints <= hi
-            mask = ok.astype(np.float32)
+        ok = self.date_mask(*date_range)
+        mask = None if ok is None else ok.astype(np.float32)
         scores = self.retriever.get_scores(toks, weight_mask=mask)
         n = min(n, len(scores))
         top = np.argpartition(-scores, n - 1)[:n]
