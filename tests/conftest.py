@@ -83,15 +83,17 @@ def cli_env(home: Path, cache: Path | None = None, **extra: str) -> dict[str, st
 
 @pytest.fixture()
 def llm_assistant(sample_home: Path, embed_cache: Path) -> Iterator[Callable[..., tuple[Any, Any]]]:
-    """Assistants on the sample answering through a scripted OpenAI-compatible endpoint (closed after)."""
+    """Assistants answering through a scripted OpenAI-compatible endpoint (closed after): on the sample
+    index, or on ``home`` (another index, e.g. the sample with papers planted beside it)."""
     from assistant.api import Assistant
     from tests.scripted_chat import ScriptedChat
 
     made: list[tuple[Assistant, ScriptedChat]] = []
 
-    def make(replies: list[str], reject_schema: bool = False, **kw: Any) -> tuple[Any, Any]:
+    def make(replies: list[str], reject_schema: bool = False, home: Path | None = None,
+             **kw: Any) -> tuple[Any, Any]:
         server = ScriptedChat(replies, reject_schema=reject_schema)
-        a = Assistant(make_settings(sample_home, embed_cache, llm="openai", openai_base_url=server.url,
+        a = Assistant(make_settings(home or sample_home, embed_cache, llm="openai", openai_base_url=server.url,
                                     llm_model="m", max_retries=0, **kw))
         a.auto_sample = False
         made.append((a, server))
