@@ -172,6 +172,13 @@ def load_model(path: Path) -> FittedModel:
     return model_file(path, FittedModel.from_dict, "extractive", REFIT)
 
 
+def configured_model(settings: Settings) -> FittedModel:
+    """The model ``extractive.model_file`` names, else the shipped one (the offline backend and the LLM
+    path's evidence scoring read the same)."""
+    path = settings.extractive.model_file
+    return load_model(Path(path).expanduser()) if path else shipped_model()
+
+
 @dataclass
 class Composed:
     text: str
@@ -325,8 +332,7 @@ class FittedAnswerer:
     streams = False
 
     def __init__(self, settings: Settings) -> None:
-        path = settings.extractive.model_file
-        self.model = load_model(Path(path).expanduser()) if path else shipped_model()
+        self.model = configured_model(settings)
 
     def label(self) -> str:
         return self.name
