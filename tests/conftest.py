@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
+from assistant.evaluation.scifact import default_dir
 from assistant.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO / "assistant" / "data" / "sample"
 SHARED = REPO.parent / "shared"
-SCIFACT = Path(os.environ.get("ASSISTANT_SCIFACT_DIR", str(SHARED / "scifact")))
+#: From a git worktree too (shared/scifact beside the main checkout): tests needing it would otherwise skip there.
+SCIFACT = Path(os.environ.get("ASSISTANT_SCIFACT_DIR") or default_dir(REPO))
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
