@@ -175,6 +175,13 @@ class Citation:
         return {"marker": self.marker, "paper_id": self.paper_id, "title": self.title, "quote": self.quote}
 
 
+def run_fields(backend: dict[str, str], timings_ms: dict[str, float], checks: dict[str, Any]) -> dict[str, Any]:
+    """The closing fields of an answer's and a claim's verdicts' JSON, one rule for both: which backend
+    ran, each stage's time (ms, 2 decimals) and what the checks found."""
+    return {"backend": dict(backend), "timings_ms": {k: round(float(v), 2) for k, v in timings_ms.items()},
+            "checks": checks}
+
+
 @dataclass
 class Answer:
     """A checked answer. ``to_dict`` is the stable JSON contract (docs/asking.md; modelled in contracts.py)."""
@@ -196,9 +203,7 @@ class Answer:
             "refused": self.refused,
             "citations": [c.to_dict() for c in self.citations],
             "sources": [s.to_dict() for s in self.sources],
-            "backend": dict(self.backend),
-            "timings_ms": {k: round(float(v), 2) for k, v in self.timings_ms.items()},
-            "checks": self.checks,
+            **run_fields(self.backend, self.timings_ms, self.checks),
         }
 
     @property

@@ -33,7 +33,7 @@ from .answering.stance import (
     label_papers,
     rationale,
 )
-from .records import Source
+from .records import Source, run_fields
 
 MIXED = "MIXED"
 CLOSEST_PAPERS = 3
@@ -106,9 +106,8 @@ class Verdicts:
 
     def to_dict(self) -> dict[str, Any]:
         return {"claim": self.claim, "verdict": self.verdict, "papers": [p.to_dict() for p in self.papers],
-                "closest": [p.to_dict() for p in self.closest], "backend": dict(self.backend),
-                "timings_ms": {k: round(float(v), 2) for k, v in self.timings_ms.items()},
-                "checks": self.checks}
+                "closest": [p.to_dict() for p in self.closest],
+                **run_fields(self.backend, self.timings_ms, self.checks)}
 
 
 def overall(papers: Sequence[PaperVerdict]) -> str:

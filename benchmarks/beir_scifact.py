@@ -4,8 +4,10 @@ evidence (rationale precision / recall) of the project's retrieval and answerer.
 Usage:
     python benchmarks/beir_scifact.py [--split dev|train] [--home DIR] [--limit N]
 
-Ingests ../shared/scifact/corpus.jsonl into its own ASSISTANT_HOME (as a user
-would: `assistant ingest corpus.jsonl`), then runs every claim of the split.
+Ingests ../shared/scifact/corpus.jsonl (beside the checkout, or beside the main
+checkout from a git worktree) into its own home (as a user would: `assistant ingest
+corpus.jsonl`), then runs every claim of the split. Only the options decide: the
+developer's ASSISTANT_* environment and config file are not read.
 Relevance = the claim's cited_ids (identical to BEIR's qrels-test.tsv for dev).
 A stdlib BM25 over title + abstract is measured in the same run as the floor.
 Tune on --split train only; report dev.
@@ -118,7 +120,7 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scifact", default=str(REPO.parent / "shared" / "scifact"))
+    ap.add_argument("--scifact", default="", help="SciFact directory (default: shared/scifact beside the checkout)")
     ap.add_argument("--split", default="dev", choices=["dev", "train"])
     ap.add_argument("--home", default=str(REPO / "benchmarks" / "out" / "scifact_home"))
     ap.add_argument("--limit", type=int, default=0)
@@ -129,9 +131,13 @@ def main() -> None:
 
     from assistant.answering.citations import best_quote
     from assistant.api import Assistant
+    from assistant.evaluation.scifact import default_dir
     from assistant.settings import Settings
 
-    sf = Path(args.scifact)
+    sf = Path(args.scifact) if args.scifact else default_dir(REPO)
+    for name in ("corpus.jsonl", "claims.jsonl"):
+        if not (sf / name).is_file():
+            sys.exit(f"error: SciFact not found: no {sf / name} (pass --scifact DIR)")
     corpus = {}
     with open(sf / "corpus.jsonl", encoding="utf-8") as fh:
         for line in fh:
@@ -143,7 +149,8 @@ def main() -> None:
     if args.limit:
         claims = claims[: args.limit]
 
-    settings = Settings.load(home=Path(args.home), candidates=100)
+    # Isolated from the developer's environment and config file: only the options above decide.
+    settings = Settings.load(env={"ASSISTANT_CONFIG": ""}, home=Path(args.home), candidates=100)
     a = Assistant(settings)
     a.auto_sample = False
     t0 = time.perf_counter()

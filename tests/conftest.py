@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
+from assistant.evaluation.scifact import default_dir
 from assistant.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO / "assistant" / "data" / "sample"
 SHARED = REPO.parent / "shared"
-SCIFACT = Path(os.environ.get("ASSISTANT_SCIFACT_DIR", str(SHARED / "scifact")))
+#: From a git worktree too (shared/scifact beside the main checkout): tests needing it would otherwise skip there.
+SCIFACT = Path(os.environ.get("ASSISTANT_SCIFACT_DIR") or default_dir(REPO))
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -83,15 +85,17 @@ def cli_env(home: Path, cache: Path | None = None, **extra: str) -> dict[str, st
 
 @pytest.fixture()
 def llm_assistant(sample_home: Path, embed_cache: Path) -> Iterator[Callable[..., tuple[Any, Any]]]:
-    """Assistants on the sample answering through a scripted OpenAI-compatible endpoint (closed after)."""
+    """Assistants answering through a scripted OpenAI-compatible endpoint (closed after): on the sample
+    index, or on ``home`` (another index, e.g. the sample with papers planted beside it)."""
     from assistant.api import Assistant
     from tests.scripted_chat import ScriptedChat
 
     made: list[tuple[Assistant, ScriptedChat]] = []
 
-    def make(replies: list[str], reject_schema: bool = False, **kw: Any) -> tuple[Any, Any]:
+    def make(replies: list[str], reject_schema: bool = False, home: Path | None = None,
+             **kw: Any) -> tuple[Any, Any]:
         server = ScriptedChat(replies, reject_schema=reject_schema)
-        a = Assistant(make_settings(sample_home, embed_cache, llm="openai", openai_base_url=server.url,
+        a = Assistant(make_settings(home or sample_home, embed_cache, llm="openai", openai_base_url=server.url,
                                     llm_model="m", max_retries=0, **kw))
         a.auto_sample = False
         made.append((a, server))

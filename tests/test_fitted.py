@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -447,3 +449,47 @@ def test_claims_are_scored_by_the_claim_models(sample_assistant) -> None:  # typ
     no_claims = dataclasses.replace(m, claim_sentence=None, claim_answerable=None)
     assert [c.score for c in score(no_claims, view, r.sources, r.chunk_sims, r.sentence_sims)] == \
         [m.sentence.prob(c.features) for c in cands]
+
+
+def _first_logreg(d: dict[str, Any]) -> dict[str, Any] | None:
+    """The first logistic model (a dict with ``features``) in a model file, depth first."""
+    if "features" in d:
+        return d
+    return next((f for v in d.values() if isinstance(v, dict) and (f := _first_logreg(v)) is not None), None)
+
+
+SHIPPED_MODELS = [("extractive.json", "python -m assistant.answering.fit"),
+                  ("verify.json", "python -m assistant.answering.fit_verify"),
+                  *[(f"profiles/{p.name}", "assistant eval calibrate-llm")
+                    for p in sorted((REPO / "assistant" / "answering" / "models" / "profiles").glob("*.json"))]]
+
+
+@pytest.mark.parametrize("corruption", ["renamed feature", "missing intercept"])
+@pytest.mark.parametrize(("name", "refit"), SHIPPED_MODELS)
+def test_a_corrupted_model_file_names_itself_and_the_command_that_refits_it(tmp_path: Path, name: str, refit: str,
+                                                                            corruption: str) -> None:
+    """Each shipped model JSON comes from its own fitting command; a bad copy's error names the file and
+    that command (it used to send every file, verify.json and profiles too, to ``answering.fit``)."""
+    from assistant.answering.calibration import find_profile
+    from assistant.answering.fitted import load_model
+    from assistant.answering.stance import load_verify_model
+
+    assert len(SHIPPED_MODELS) >= 4
+    if refit.startswith("python -m "):
+        assert importlib.util.find_spec(refit.removeprefix("python -m ")) is not None  # the command exists
+    data = json.loads((REPO / "assistant" / "answering" / "models" / name).read_text(encoding="utf-8"))
+    lr = _first_logreg(data)
+    assert lr is not None
+    if corruption == "renamed feature":
+        lr["features"] = [*lr["features"][:-1], "renamed"]
+    else:
+        del lr["intercept"]
+    path = tmp_path / Path(name).name
+    path.write_text(json.dumps(data), encoding="utf-8")
+    load = {"extractive.json": load_model, "verify.json": load_verify_model}.get(
+        name, lambda p: find_profile("any-model", str(p)))
+    with pytest.raises(AssistantError) as err:
+        load(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: ") and "\n" not in msg, msg
+    assert msg.endswith(f"; re-run {refit}"), msg

@@ -13,6 +13,7 @@ endpoint plays a model that obeys the injection, which a real model does only so
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -223,21 +224,9 @@ def test_the_default_offline_answer_never_quotes_an_injection(pid: str, planted_
 
 
 @pytest.fixture()
-def scripted(planted_home: Path, embed_cache: Path) -> Iterator[Callable[..., tuple[Assistant, ScriptedChat]]]:
-    made: list[tuple[Assistant, ScriptedChat]] = []
-
-    def make(replies: list[str]) -> tuple[Assistant, ScriptedChat]:
-        server = ScriptedChat(replies)
-        a = Assistant(make_settings(planted_home, embed_cache, llm="openai", openai_base_url=server.url,
-                                    llm_model="m", max_retries=0))
-        a.auto_sample = False
-        made.append((a, server))
-        return a, server
-
-    yield make
-    for a, server in made:
-        a.index.close()
-        server.close()
+def scripted(llm_assistant: Callable[..., Any], planted_home: Path) -> Callable[..., tuple[Assistant, ScriptedChat]]:
+    """``llm_assistant`` on the planted index."""
+    return functools.partial(llm_assistant, home=planted_home)
 
 
 def _prompt_numbers(prompt: str) -> dict[str, int]:

@@ -194,6 +194,9 @@ def test_refusal_is_shown_as_a_refusal_and_date_filters_apply(browser: Any, web_
     browser.find_element(By.ID, "until").send_keys("June")
     turn = _ask(browser, ARRA)
     assert "error" in turn.get_attribute("class") and "date filter 'June'" in turn.text
+    # Verifying a claim sends the same filters (and shows the same error).
+    turn = _ask(browser, "/verify " + ARRA)
+    assert "error" in turn.get_attribute("class") and "date filter 'June'" in turn.text
     # New conversation clears the history.
     browser.find_element(By.ID, "reset").click()
     assert browser.find_elements(By.CSS_SELECTOR, "#log li") == []
@@ -230,6 +233,20 @@ def test_token_page_when_the_server_needs_a_token(browser: Any, token_web_server
     _visible(browser, "#question")
     turn = _ask(browser, ARRA)
     assert turn.find_elements(By.CSS_SELECTOR, ".text .marker")
+    # A token refused mid-conversation (here: replaced in the page) sends asking and verifying alike back to
+    # the token page, without leaving a half-drawn turn; the token entered again carries on.
+    for typed in (ARRA, "/verify " + ARRA):
+        turns = len(browser.find_elements(By.CSS_SELECTOR, "li.turn.assistant"))
+        browser.execute_script("state.token = 'revoked-token';")
+        box = browser.find_element(By.ID, "question")
+        box.send_keys(typed + "\n")
+        _visible(browser, "#token-view")
+        assert "enter it again" in browser.find_element(By.ID, "token-error").text
+        assert len(browser.find_elements(By.CSS_SELECTOR, "li.turn.assistant")) == turns, typed
+        browser.find_element(By.ID, "token-input").send_keys(TOKEN + "\n")
+        _visible(browser, "#question")
+    turn = _ask(browser, "/verify " + ARRA)
+    assert turn.find_elements(By.CSS_SELECTOR, ".verdict-paper")
 
 
 # -- issue 23: another origin cannot write; no script links -------------------------------------------

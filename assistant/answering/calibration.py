@@ -26,6 +26,8 @@ from .fitted import LogReg
 #: Decision features, in the order the profile's logistic model stores them.
 DECISION_FEATURES = ("evidence_p", "model_yes", "model_no", "kept", "kept_share", "best_support")
 PROFILE_DIR = "profiles"
+RECALIBRATE = "assistant eval calibrate-llm"
+"""The command that fits a profile (named in errors about a bad one)."""
 DEFAULT_PROFILE = "qwen2.5-coder-1.5b-instruct"
 """The shipped profile used for a model that has none of its own."""
 CopyRule = Literal["off", "quantity", "all"]
@@ -69,7 +71,7 @@ class Profile:
     def from_dict(cls, d: dict[str, Any], path: str = "") -> Profile:
         try:
             ev = d["evidence"]
-            decision = LogReg.from_dict(d["decision"], DECISION_FEATURES) if d.get("decision") else None
+            decision = LogReg.from_dict(d["decision"], DECISION_FEATURES, RECALIBRATE) if d.get("decision") else None
             copy = d.get("copy_numbers", "quantity")
             if copy not in ("off", "quantity", "all"):
                 raise ValueError(f"copy_numbers must be off, quantity or all, not {copy!r}")
@@ -80,7 +82,7 @@ class Profile:
             raise AssistantError(f"{path or 'profile'}: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise AssistantError(f"{path or 'profile'}: not a model profile ({type(exc).__name__}: {exc}); "
-                                 "re-run assistant eval calibrate-llm") from None
+                                 f"re-run {RECALIBRATE}") from None
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

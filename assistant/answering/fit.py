@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..evaluation.scifact import default_dir
 from ..records import Source
 from ..retrieval import HybridRetriever
 from .features import (
@@ -57,7 +58,7 @@ from .fitted import MODEL_FILE, Decisions, FittedModel, LogReg, compose, named_p
 REPO = Path(__file__).resolve().parents[2]
 QUESTIONS = REPO / "evals" / "questions"
 SAMPLE = REPO / "assistant" / "data" / "sample"
-SCIFACT = REPO.parent / "shared" / "scifact"
+SCIFACT = default_dir(REPO)
 CACHE = Path.home() / ".cache" / "paper-assistant-bench"
 OUT = Path(__file__).resolve().parent / "models" / MODEL_FILE
 MAX_PAPERS = Decisions().max_papers
@@ -234,7 +235,7 @@ def scifact_examples(cache: Path, limit: int) -> list[Example]:
     """SciFact TRAIN claims with cited documents (every ``len // limit``-th when limited)."""
     corpus_path = SCIFACT / "corpus.jsonl"
     if not corpus_path.is_file():
-        raise SystemExit(f"error: {corpus_path} not found (SciFact is read from ../shared/scifact)")
+        raise SystemExit(f"error: SciFact not found: no {corpus_path} (read from shared/scifact beside the checkout)")
     docs = {}
     with corpus_path.open(encoding="utf-8") as fh:
         for line in fh:

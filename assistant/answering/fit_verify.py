@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..evaluation.scifact import default_dir
 from ..evaluation.scifact_metrics import (
     MAX_ABSTRACT_SENTS,
     GoldAbstract,
@@ -61,7 +62,7 @@ from .stance import (
 )
 
 OUT = Path(__file__).resolve().parent / "models" / VERIFY_MODEL_FILE
-SCIFACT = REPO.parent / "shared" / "scifact"
+SCIFACT = default_dir(REPO)
 FOLDS = 4
 L2_GRID = (0.1, 1.0, 10.0)
 CONTRADICT_L2_GRID = (1.0, 10.0, 100.0)
@@ -123,7 +124,8 @@ def load_cases(scifact: Path, cache: Path, retrieval_cache: Path | None, log: An
     ``slice_others``, over only the documents they cite plus that many seeded distractors (quick runs)."""
     corpus_path, claims_path = scifact / "corpus.jsonl", scifact / "claims.jsonl"
     if not corpus_path.is_file() or not claims_path.is_file():
-        raise SystemExit(f"error: SciFact not found in {scifact} (--scifact DIR)")
+        missing = claims_path if corpus_path.is_file() else corpus_path
+        raise SystemExit(f"error: SciFact not found: no {missing} (pass --scifact DIR)")
     docs = {str(d["id"]): d for d in map(json.loads, corpus_path.read_text(encoding="utf-8").splitlines())}
     claims = [c for c in map(json.loads, claims_path.read_text(encoding="utf-8").splitlines())
               if c.get("split") == "train"]

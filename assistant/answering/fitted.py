@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 MODEL_FILE = "extractive.json"
+REFIT = "python -m assistant.answering.fit"
+"""The command that rebuilds ``MODEL_FILE`` (named in errors about a bad model file)."""
 MAX_ANSWER_PAPERS = 5
 
 
@@ -68,10 +70,11 @@ class LogReg:
                 "coef": list(self.coef), "intercept": self.intercept}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], expected: tuple[str, ...]) -> LogReg:
+    def from_dict(cls, d: dict[str, Any], expected: tuple[str, ...], refit: str) -> LogReg:
+        """``refit``: the command that rebuilds the file this model is read from (named in the error)."""
         if tuple(d["features"]) != expected:
             raise AssistantError(f"fitted model features {d['features']} do not match the code's {list(expected)}; "
-                                 "re-run python -m assistant.answering.fit")
+                                 f"re-run {refit}")
         return cls(tuple(d["features"]), tuple(map(float, d["mean"])), tuple(map(float, d["scale"])),
                    tuple(map(float, d["coef"])), float(d["intercept"]))
 
@@ -125,14 +128,13 @@ class FittedModel:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FittedModel:
         if "sentence" in d and "paper" not in d:
-            raise AssistantError("fitted model has no paper model (written by an older version); "
-                                 "re-run python -m assistant.answering.fit")
+            raise AssistantError(f"fitted model has no paper model (written by an older version); re-run {REFIT}")
         claims = d.get("claims")
-        return cls(LogReg.from_dict(d["sentence"], SENTENCE_FEATURES),
-                   LogReg.from_dict(d["answerable"], QUESTION_FEATURES),
-                   LogReg.from_dict(d["paper"], PAPER_FEATURES), Decisions(**d["decisions"]), d.get("meta", {}),
-                   LogReg.from_dict(claims["sentence"], SENTENCE_FEATURES) if claims else None,
-                   LogReg.from_dict(claims["answerable"], QUESTION_FEATURES) if claims else None)
+        return cls(LogReg.from_dict(d["sentence"], SENTENCE_FEATURES, REFIT),
+                   LogReg.from_dict(d["answerable"], QUESTION_FEATURES, REFIT),
+                   LogReg.from_dict(d["paper"], PAPER_FEATURES, REFIT), Decisions(**d["decisions"]), d.get("meta", {}),
+                   LogReg.from_dict(claims["sentence"], SENTENCE_FEATURES, REFIT) if claims else None,
+                   LogReg.from_dict(claims["answerable"], QUESTION_FEATURES, REFIT) if claims else None)
 
 
 M = TypeVar("M")
@@ -144,16 +146,17 @@ def shipped_file(name: str, parse: Callable[[dict[str, Any]], M]) -> M:
     return parse(json.loads(text))
 
 
-def model_file(path: Path, parse: Callable[[dict[str, Any]], M], kind: str) -> M:
+def model_file(path: Path, parse: Callable[[dict[str, Any]], M], kind: str, refit: str) -> M:
     """A model file written by a fitting script, parsed by ``parse``; a bad one is a one-line error
-    naming it (``kind``: which model, for the message)."""
+    naming it (``kind``: which model, ``refit``: the command that rebuilds it, for the message)."""
     article = "an" if kind[:1] in "aeiou" else "a"
     try:
         return parse(json.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:
         raise AssistantError(f"{path}: cannot read the {kind} model file ({exc.strerror or exc})") from None
     except (ValueError, KeyError, TypeError) as exc:
-        raise AssistantError(f"{path}: not {article} {kind} model file ({type(exc).__name__}: {exc})") from None
+        raise AssistantError(f"{path}: not {article} {kind} model file ({type(exc).__name__}: {exc}); "
+                             f"re-run {refit}") from None
     except AssistantError as exc:
         raise AssistantError(f"{path}: {exc}") from None
 
@@ -166,7 +169,14 @@ def shipped_model() -> FittedModel:
 
 def load_model(path: Path) -> FittedModel:
     """A model file written by the fitting script; a bad one is a one-line error naming it."""
-    return model_file(path, FittedModel.from_dict, "extractive")
+    return model_file(path, FittedModel.from_dict, "extractive", REFIT)
+
+
+def configured_model(settings: Settings) -> FittedModel:
+    """The model ``extractive.model_file`` names, else the shipped one (the offline backend and the LLM
+    path's evidence scoring read the same)."""
+    path = settings.extractive.model_file
+    return load_model(Path(path).expanduser()) if path else shipped_model()
 
 
 @dataclass
@@ -322,8 +332,7 @@ class FittedAnswerer:
     streams = False
 
     def __init__(self, settings: Settings) -> None:
-        path = settings.extractive.model_file
-        self.model = load_model(Path(path).expanduser()) if path else shipped_model()
+        self.model = configured_model(settings)
 
     def label(self) -> str:
         return self.name

@@ -594,11 +594,10 @@ def answer_with_llm(client: Any, question: str, sources: Sequence[Source], setti
     shows the extractive answer.
     """
     from dataclasses import replace
-    from pathlib import Path
 
     from .calibration import Signals, decide, evidence_budget, find_profile
     from .features import question_view
-    from .fitted import compose, load_model, score, shipped_model
+    from .fitted import compose, configured_model, score
     from .near_miss import describe, near_miss
 
     cfg = settings.llm
@@ -618,8 +617,7 @@ def answer_with_llm(client: Any, question: str, sources: Sequence[Source], setti
     ext = forced = view = None
     evidence = None
     if idf is not None:
-        path = settings.extractive.model_file
-        model = load_model(Path(path).expanduser()) if path else shipped_model()
+        model = configured_model(settings)
         view = question_view(question, idf)
         cands = score(model, view, sources, chunk_sims, sentence_sims) if view is not None and sources else []
         ext = compose(model, view, sources, cands)

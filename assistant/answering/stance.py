@@ -39,6 +39,8 @@ from .features import question_view as make_view
 from .fitted import LogReg, model_file, shipped_file
 
 VERIFY_MODEL_FILE = "verify.json"
+VERIFY_REFIT = "python -m assistant.answering.fit_verify"
+"""The command that rebuilds ``VERIFY_MODEL_FILE`` (named in errors about a bad model file)."""
 SUPPORT, CONTRADICT, NEI = "SUPPORT", "CONTRADICT", "NOT_ENOUGH_EVIDENCE"
 
 _NEG = re.compile(r"\b(not|no|none|never|neither|nor|cannot|without|lacks?|lacking|absent|absence|fail(s|ed)?|"
@@ -112,9 +114,9 @@ class VerifyModel:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VerifyModel:
-        return cls(LogReg.from_dict(d["sentence"], RATIONALE_FEATURES),
-                   LogReg.from_dict(d["evidence"], EVIDENCE_FEATURES),
-                   LogReg.from_dict(d["contradict"], STANCE_FEATURES),
+        return cls(LogReg.from_dict(d["sentence"], RATIONALE_FEATURES, VERIFY_REFIT),
+                   LogReg.from_dict(d["evidence"], EVIDENCE_FEATURES, VERIFY_REFIT),
+                   LogReg.from_dict(d["contradict"], STANCE_FEATURES, VERIFY_REFIT),
                    VerifyDecisions(**d["decisions"]), d.get("meta", {}))
 
 
@@ -126,7 +128,7 @@ def shipped_verify_model() -> VerifyModel:
 
 def load_verify_model(path: Path) -> VerifyModel:
     """A model file written by ``fit_verify``; a bad one is a one-line error naming it."""
-    return model_file(path, VerifyModel.from_dict, "verify")
+    return model_file(path, VerifyModel.from_dict, "verify", VERIFY_REFIT)
 
 
 @dataclass

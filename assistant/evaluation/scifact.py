@@ -21,6 +21,25 @@ from .files import json_text, jsonl_records, write_atomic
 SPLITS = ("train", "dev")
 
 
+def default_dir(repo: Path) -> Path:
+    """Where the fitting scripts and benchmarks look for SciFact by default: ``shared/scifact`` beside the
+    checkout ``repo``; for a linked git worktree without one there, beside the repository's main checkout
+    (its ``.git`` file points into ``<main>/.git/worktrees/``), so /work/main and /work/wt/x find the same.
+    Returns the checkout's own path when neither exists, for the error to name."""
+    own = repo.parent / "shared" / "scifact"
+    dot_git = repo / ".git"
+    if own.is_dir() or not dot_git.is_file():
+        return own
+    line = dot_git.read_text(encoding="utf-8").strip()
+    if not line.startswith("gitdir:"):
+        return own
+    gitdir = (repo / line.removeprefix("gitdir:").strip()).resolve()
+    commondir = gitdir / "commondir"
+    common = (gitdir / commondir.read_text(encoding="utf-8").strip()).resolve() if commondir.is_file() else gitdir
+    main = common.parent.parent / "shared" / "scifact" if common.name == ".git" else None
+    return main if main is not None and main.is_dir() else own
+
+
 def read_corpus(path: str | Path) -> dict[str, dict[str, Any]]:
     """doc id -> record (id, title, abstract, sentences)."""
     out: dict[str, dict[str, Any]] = {}

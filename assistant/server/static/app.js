@@ -317,7 +317,32 @@ document.addEventListener("keydown", (ev) => {
   if (ev.key === "Escape" && !$("cite-panel").hidden) closePaper();
 });
 
-// -- asking --------------------------------------------------------------------------------
+// -- asking and verifying: one POST with the filters, one way to handle a refused token -----
+// POSTs `body` with the date filters added; returns the response, or null when it is not usable (401: the
+// token view is shown and `li` removed; another error: its message is shown in `li`).
+async function post(path, body, li) {
+  const since = $("since").value.trim();
+  const until = $("until").value.trim();
+  if (since) body.since = since;
+  if (until) body.until = until;
+  const resp = await fetch(path, {
+    method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body),
+  });
+  if (resp.status === 401) {
+    li.remove();
+    showTokenView("The token was not accepted; enter it again.");
+    return null;
+  }
+  if (!resp.ok) {
+    let msg = await errorText(resp);
+    const wait = resp.headers.get("Retry-After");
+    if (resp.status === 503 && wait) msg += ` (try again in ${wait} s)`;
+    renderError(li, msg);
+    return null;
+  }
+  return resp;
+}
+
 async function ask(question) {
   state.busy = true;
   $("send").disabled = true;
@@ -328,26 +353,9 @@ async function ask(question) {
   li.appendChild(live);
   const body = { model: state.model, stream: true,
                  messages: state.messages.concat([{ role: "user", content: question }]) };
-  const since = $("since").value.trim();
-  const until = $("until").value.trim();
-  if (since) body.since = since;
-  if (until) body.until = until;
   try {
-    const resp = await fetch("/v1/chat/completions", {
-      method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body),
-    });
-    if (resp.status === 401) {
-      li.remove();
-      showTokenView("The token was not accepted; enter it again.");
-      return;
-    }
-    if (!resp.ok) {
-      let msg = await errorText(resp);
-      const wait = resp.headers.get("Retry-After");
-      if (resp.status === 503 && wait) msg += ` (try again in ${wait} s)`;
-      renderError(li, msg);
-      return;
-    }
+    const resp = await post("/v1/chat/completions", body, li);
+    if (!resp) return;
     let content = "";
     let final = null;
     let streamError = null;
@@ -443,23 +451,9 @@ async function verify(claim) {
   li.appendChild(el("div", "text", "Checking the claim against the indexed papers…"));
   const body = { claim: claim };
   if (state.collection) body.collection = state.collection;
-  const since = $("since").value.trim();
-  const until = $("until").value.trim();
-  if (since) body.since = since;
-  if (until) body.until = until;
   try {
-    const resp = await fetch("/v1/verify", {
-      method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body),
-    });
-    if (resp.status === 401) {
-      li.remove();
-      showTokenView("The token was not accepted; enter it again.");
-      return;
-    }
-    if (!resp.ok) {
-      renderError(li, await errorText(resp));
-      return;
-    }
+    const resp = await post("/v1/verify", body, li);
+    if (!resp) return;
     renderVerdicts(li, await resp.json());
   } catch (e) {
     renderError(li, "connection failed: " + e.message);
