@@ -178,8 +178,10 @@ class LexicalIndex:
         return [LexicalHit(self.paper_ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
 
-_DOCS_PER_PASS = 8192
-"""Papers whose (token, score) entries are placed at a time in the second pass (~50 MB)."""
+_DOCS_PER_PASS = 2048
+"""Papers whose token entries are counted and placed at a time. A build's peak memory is these slices'
+arrays plus the score-file pages one slice touches: at 100k papers 169 MB against 290 MB with 8,192 a
+slice, for 13% more build time (benchmarks/README.md, scale)."""
 
 
 def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: float, b: float) -> None:
