@@ -87,11 +87,11 @@ class IndexSettings(_Section):
     """Which sentence vectors are stored (index.sentence_vectors on). all: every sentence (~5x the chunk
     vectors); top: index.sentence_top per paper (the longest), the rest of the answered papers' sentences
     embedded at question time; query-time: none stored, the answered papers' sentences embedded at question
-    time, no sentence ranking signal; auto: all up to index.sentence_auto_papers papers, else top."""
+    time, no sentence ranking signal; auto: all up to index.sentence_auto_papers papers, else query-time."""
     sentence_top: int = Field(3, ge=1, le=100)
     """Sentences per paper whose vectors are stored with sentence_strategy = top."""
     sentence_auto_papers: int = Field(20000, ge=0)
-    """Largest index (papers) that sentence_strategy = auto gives every sentence vector; above: top."""
+    """Largest index (papers) that sentence_strategy = auto gives every sentence vector; above: query-time."""
     sentence_query_papers: int = Field(5, ge=0, le=1000)
     """Retrieved papers (best first) whose unstored sentence vectors are embedded at question time
     (sentence_strategy top / query-time); the answerers read the first 5."""

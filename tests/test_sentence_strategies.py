@@ -108,19 +108,19 @@ def test_query_time_stores_no_sentence_vector_and_gives_the_same_cosines_as_all(
     assert ans.citations
 
 
-def test_auto_gives_every_vector_to_a_small_index_and_realigns_to_top_past_its_size(
+def test_auto_gives_every_vector_to_a_small_index_and_none_past_its_size(
         tmp_path: Path, embed_cache: Path) -> None:
     a = _assistant(tmp_path / "home", embed_cache, sentence_auto_papers=4, sentence_top=3)
     _ingest(a, tmp_path / "a.jsonl", _rows(0, 3))
     assert a.index.catalogue.get_meta("sentence_strategy") == "all"
     assert {len(v) for v in _stored(a).values()} == {5}
-    _ingest(a, tmp_path / "b.jsonl", _rows(3, 3))  # 6 papers > 4: every paper moves to top
-    assert a.index.catalogue.get_meta("sentence_strategy") == "top"
-    stored = _stored(a)
-    assert set(stored) == {f"p{i}" for i in range(6)}
-    for p in a.papers():
-        assert stored[p.paper_id] == set(select_spans(p.abstract, split_sentences(p.abstract), "longest", 3))
+    _ingest(a, tmp_path / "b.jsonl", _rows(3, 3))  # 6 papers > 4: query-time, the stored vectors go
+    assert a.index.catalogue.get_meta("sentence_strategy") == "query-time"
+    assert _stored(a) == {}
     assert a.index.catalogue.get_meta("sentence_vectors") == "complete"
+    # the answerer still gets a cosine for the sentences of the papers it reads, embedded now
+    res = a.retriever.retrieve("p1")
+    assert res.sentence_sims and a.retriever._query_time is not None
 
 
 def test_an_index_from_before_strategies_counts_as_all(copied_sample_home: Path, embed_cache: Path) -> None:

@@ -454,8 +454,7 @@ def _backfill_sentences(index: PaperIndex, get_embedder: Callable[[], Any], rep:
                if have.get(p.paper_id, 0) != len(_sentence_rows(index, [p]))]
     if not missing:
         return
-    rep.message(f"adding sentence vectors to {len(missing)} paper(s) indexed without them ...")
-    embedder = get_embedder()
+    rep.message(f"aligning the sentence vectors of {len(missing)} paper(s) with the index's strategy ...")
     rep.start("sentences", len(missing))
     for start in range(0, len(missing), batch_papers):
         batch = missing[start:start + batch_papers]
@@ -463,10 +462,11 @@ def _backfill_sentences(index: PaperIndex, get_embedder: Callable[[], Any], rep:
         partial = [p.paper_id for p in batch if have.get(p.paper_id)]
         if partial:
             index.vectors.sentences.delete_papers(partial)
-        t = time.perf_counter()
-        vectors = embedder.embed([p.abstract[a:b] for p, a, b in rows])
-        report.embed_seconds += time.perf_counter() - t
-        index.vectors.sentences.upsert(rows, vectors)
+        if rows:  # none under query-time: the papers' stored vectors are only dropped
+            t = time.perf_counter()
+            vectors = get_embedder().embed([p.abstract[a:b] for p, a, b in rows])
+            report.embed_seconds += time.perf_counter() - t
+            index.vectors.sentences.upsert(rows, vectors)
         report.sentences_written += len(rows)
         report.sentences_backfilled += len(batch)
         rep.advance("sentences", len(batch))

@@ -12,7 +12,9 @@ the ingest time ~2x. The strategies trade that against answer quality (benchmark
   question time;
 - ``query-time``: none stored; no sentence ranking signal, and the sentences of the papers an answer
   reads are embedded at question time;
-- ``auto``: ``all`` up to ``index.sentence_auto_papers`` papers, else ``top``.
+- ``auto``: ``all`` up to ``index.sentence_auto_papers`` papers, else ``query-time`` (it ties with
+  ``top`` on the validation questions and stores no sentence vector: at 2.5M papers ``top``'s 7.5M
+  vectors would take the index past one Chroma server).
 
 The strategy an index was built with is recorded in its catalogue (``sentence_strategy``), so
 questions and later ingests follow it, and a change of it (``auto`` crossing its size) re-aligns
@@ -47,7 +49,7 @@ def resolve(settings: Settings, papers: int) -> str:
     if not idx.sentence_vectors:
         return "off"
     if idx.sentence_strategy == "auto":
-        return "all" if papers <= idx.sentence_auto_papers else "top"
+        return "all" if papers <= idx.sentence_auto_papers else "query-time"
     return idx.sentence_strategy
 
 
