@@ -399,13 +399,15 @@ def child_disk(args: argparse.Namespace) -> None:
 
 
 # -- capacity plan ---------------------------------------------------------------------------
-def plan(out: Path, target: int) -> None:
-    """Fit y = a + b*N (least squares) to every measured point in OUT/results.jsonl and print the
-    value at ``target`` papers, with the fit: the capacity plan in benchmarks/README.md."""
+def plan(out: Path, target: int, sizes: set[int] | None = None) -> None:
+    """Fit y = a + b*N (least squares) to the measured points in OUT/results.jsonl (those of ``sizes``,
+    default all) and print the value at ``target`` papers, with the fit: the capacity plan in
+    benchmarks/README.md."""
     rows: dict[int, dict[str, Any]] = {}
     for line in (out / "results.jsonl").read_text().splitlines():
         row = json.loads(line)
-        rows[int(row["ingest"]["papers_total"])] = row  # the last measurement of a size wins
+        if sizes is None or int(row["ingest"]["papers_total"]) in sizes:
+            rows[int(row["ingest"]["papers_total"])] = row  # the last measurement of a size wins
     if len(rows) < 2:
         raise SystemExit("need two measured sizes")
     pts = sorted(rows.items())
@@ -467,6 +469,7 @@ def main() -> None:
     ap.add_argument("--sentences", action="store_true", help="index.sentence_vectors on (default: chunks only)")
     ap.add_argument("--deadline", default="", help="HH:MM UTC: stop the ingest then and measure the size reached")
     ap.add_argument("--plan", type=int, default=0, help="print fits of the measured sizes extrapolated to N papers")
+    ap.add_argument("--plan-sizes", default="", help="fit only these measured sizes (e.g. 100000,1000000)")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--home", help=argparse.SUPPRESS)
     ap.add_argument("--chroma", help=argparse.SUPPRESS)
@@ -486,7 +489,8 @@ def main() -> None:
     if args.child == "disk":
         return child_disk(args)
     if args.plan:
-        return plan(Path(args.out), args.plan)
+        return plan(Path(args.out), args.plan,
+                    {int(x) for x in args.plan_sizes.split(",")} if args.plan_sizes else None)
 
     from assistant.collection_names import chroma_name
 
