@@ -238,13 +238,13 @@ class Assistant:
         ever held (the lock file exists) never gets the sample: asking there is an error."""
         self._require_collection()
         if self.collection != "default":
-            if not self.index.exists() or self.index.catalogue.count()[0] == 0:
+            if not self.index.exists() or self.index.catalogue.paper_count() == 0:
                 raise AssistantError(f"collection '{self.collection}' has no papers yet; add some with "
                                      f"`assistant ingest -c {self.collection} SOURCES`")
             return
         if not self.auto_sample or self.settings.server_mode:
             return
-        if self.index.exists() and self.index.catalogue.count()[0] > 0:
+        if self.index.exists() and self.index.catalogue.paper_count() > 0:
             return
         empty = AssistantError(
             f"no papers are indexed in {self.index.dir}, and it has been written to (or another ingest is "
@@ -285,7 +285,7 @@ class Assistant:
         ``search`` show an empty index as it is, and an empty table alone leaves a newcomer stuck)."""
         if self.settings.server_mode:
             return None
-        if self.index.exists() and self.index.catalogue.count()[0] > 0:
+        if self.index.exists() and self.index.catalogue.paper_count() > 0:
             return None
         if self.collection != "default":
             return (f"collection '{self.collection}' has no papers yet; add some with "

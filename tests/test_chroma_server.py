@@ -80,6 +80,10 @@ def test_server_mode_answers_match_embedded_mode(chroma_server: ChromaServer, sa
     a = Assistant(settings)
     rep = a.ingest([SAMPLE_DIR])
     assert rep.papers_total == 247
+    # The report's totals are two count requests on a server; they agree with the scanned summary and
+    # with the embedded home's.
+    assert (rep.papers_total, rep.chunks_total) == a.index.catalogue.count() == sample_assistant.index.catalogue.count()
+    assert a.index.catalogue.paper_count() == sample_assistant.index.catalogue.paper_count() == 247
     assert a.status()["vectors"] == sample_assistant.status()["vectors"]
     assert "chroma server" in a.status()["mode"]
     # Sentence vectors live on the server too (NAME.sentences) and give the same similarities.

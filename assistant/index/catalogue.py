@@ -113,6 +113,9 @@ class Catalogue:
     def is_empty(self) -> bool:
         return self.db.execute("SELECT 1 FROM papers LIMIT 1").fetchone() is None
 
+    def paper_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM papers").fetchone()[0])
+
     def iter_id_pages(self, size: int = 5000) -> Iterator[list[str]]:
         """Every paper id, ``size`` at a time in id order (``--prune`` compares them page by page)."""
         last = ""

@@ -186,6 +186,11 @@ class ServerCatalogue:
         col = self._col(self.papers_name)
         return col is None or int(self._call(col.count)) == 0
 
+    def paper_count(self) -> int:
+        """One request: ``count()`` pages through every record (8 KB each) to sum their chunks."""
+        col = self._col(self.papers_name)
+        return 0 if col is None else int(self._call(col.count))
+
     def iter_id_pages(self, size: int = _PAGE) -> Iterator[list[str]]:
         for ids, _ in self._pages(size):
             yield ids

@@ -413,7 +413,7 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
         a = shared.collection(collection)
         if not a.index.exists():
             return {"total": 0, "papers": []}
-        total = a.index.catalogue.count()[0]
+        total = a.index.catalogue.paper_count()
         out = []
         for i, p in enumerate(a.index.catalogue.iter_papers(order=order)):
             if i >= offset + limit:
