@@ -255,7 +255,7 @@ def child_bm25(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     index.refresh_lexical()
     secs = time.perf_counter() - t
-    papers, chunks = index.catalogue.count()
+    papers, chunks = index.catalogue.paper_count(), index.vectors.count()
     print("RESULT " + json.dumps({"bm25_seconds": secs, "papers_total": papers, "chunks_total": chunks,
                                  "peak_rss_mb": peak_rss_mb()}),
           flush=True)
@@ -266,9 +266,8 @@ def child_count(args: argparse.Namespace) -> None:
     from assistant.index.paper_index import PaperIndex
 
     index = PaperIndex(settings_for(Path(args.home), args.port, args.sentences))
-    col = index.catalogue._col(index.catalogue.papers_name)
-    papers = 0 if col is None else int(col.count())
-    print("RESULT " + json.dumps({"papers_total": papers, "chunks_total": index.vectors.count()}), flush=True)
+    print("RESULT " + json.dumps({"papers_total": index.catalogue.paper_count(),
+                                  "chunks_total": index.vectors.count()}), flush=True)
 
 
 def child_query(args: argparse.Namespace) -> None:
