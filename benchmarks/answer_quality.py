@@ -38,6 +38,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.harness import pct as _pct  # noqa: E402
 
 SAMPLE = REPO / "assistant" / "data" / "sample"
 QUESTIONS = REPO / "evals" / "questions"
@@ -61,6 +62,11 @@ STOPWORDS = frozenset([
 ])
 
 # -- metrics (pure functions) ---------------------------------------------------------------
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """0.0 for no values: these figures go to JSON."""
+    return _pct(values, q, empty=0.0)
 
 
 def hit_at(ranked: Sequence[str], gold: Iterable[str], k: int = 5) -> float:
@@ -183,13 +189,6 @@ def quote_matches(quote: str, evidence: Iterable[str], abstract: str) -> bool:
         if overlap > 0 and overlap >= 0.5 * elen and overlap >= qlen / 3:
             return True
     return False
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return 0.0
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
 def mean(values: Iterable[float | None]) -> float | None:
@@ -321,9 +320,9 @@ def score_sample(items: list[Item], replies: list[Reply], abstracts: dict[str, s
         "questions_with_gold_numbers": sum(
             bool(gold_numbers(it.answer, [q for qs in it.evidence.values() for q in qs])) for it, _ in ans),
         "gold_content_words_in_answer": mean(content_recall(it.answer, r.text) for it, r in ans),
-        "p50_ms": percentile([r.ms for r in replies], 0.5),
-        "p95_ms": percentile([r.ms for r in replies], 0.95),
-        "answer_p50_ms": percentile([r.extra["answer_ms"] for r in replies if r.extra.get("answer_ms") is not None],
+        "p50_ms": pct([r.ms for r in replies], 0.5),
+        "p95_ms": pct([r.ms for r in replies], 0.95),
+        "answer_p50_ms": pct([r.extra["answer_ms"] for r in replies if r.extra.get("answer_ms") is not None],
                                     0.5) or None,
     }
     by_type = {}
@@ -369,9 +368,9 @@ def score_scifact(claims: list[dict], replies: list[Reply], corpus: dict[str, di
         "rationale_pairs": pairs,
         "quote_is_rationale": cited_pairs_hit / cited_pairs if cited_pairs else None,
         "cited_rationale_pairs": cited_pairs,
-        "p50_ms": percentile([r.ms for r in replies], 0.5),
-        "p95_ms": percentile([r.ms for r in replies], 0.95),
-        "answer_p50_ms": percentile([r.extra["answer_ms"] for r in replies if r.extra.get("answer_ms") is not None],
+        "p50_ms": pct([r.ms for r in replies], 0.5),
+        "p95_ms": pct([r.ms for r in replies], 0.95),
+        "answer_p50_ms": pct([r.extra["answer_ms"] for r in replies if r.extra.get("answer_ms") is not None],
                                     0.5) or None,
     }
 

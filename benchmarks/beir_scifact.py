@@ -28,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.harness import pct  # noqa: E402
 
 ANCHORS = [("BM25 (BEIR paper)", 0.665), ("all-MiniLM-L6-v2 (MTEB)", 0.645), ("TAS-B", 0.643),
            ("ColBERT", 0.671), ("BM25 + cross-encoder (BEIR)", 0.688),
@@ -109,13 +110,6 @@ def quote_hits_rationale(quote: str, abstract: str, rationale_spans: list[tuple[
         if overlap > 0 and overlap >= 0.5 * min(end - start, b - a):
             return True
     return False
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
 def main() -> None:

@@ -28,8 +28,6 @@ import argparse
 import json
 import os
 import random
-import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -41,6 +39,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.harness import free_port, pct, start_chroma  # noqa: E402
+
 SHARD = 10_000
 NOISE = 0.75
 PREFILTER_QUESTIONS = 10
@@ -141,32 +141,6 @@ class PerturbedEmbedder:
 
 
 # -- processes -----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
-    import urllib.request
-
-    exe = shutil.which("chroma")
-    if exe is None:
-        raise SystemExit("the `chroma` command (ships with chromadb) is not installed")
-    proc = subprocess.Popen([exe, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("chroma run did not answer its heartbeat")
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory, MB: VmHWM, which exec resets. (``ru_maxrss`` does not: a
     child started by a 500 MB parent reports at least 500 MB.)"""
@@ -311,11 +285,6 @@ def child_query(args: argparse.Namespace) -> None:
         "latency_ms": {k: {"p50": statistics.median(v), "p95": pct(v, 0.95)} for k, v in times.items()},
         "date_filter_same_papers": f"{same} of {2 * len(qs[:PREFILTER_QUESTIONS])}",
         "peak_rss_mb": peak_rss_mb()}), flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
 def run_child(kind: str, extra: list[str], log: Any, deadline: float | None = None) -> dict[str, Any] | None:
