@@ -38,6 +38,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.harness import PlainBM25  # noqa: E402
 from benchmarks.harness import pct as _pct  # noqa: E402
 
 SAMPLE = REPO / "assistant" / "data" / "sample"
@@ -206,35 +207,6 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in _SENT.split(text) if s.strip()]
 
 
-class BM25:
-    """Plain BM25 (k1=0.9, b=0.4, lower-case word tokens): no project code."""
-
-    def __init__(self, docs: dict[str, str], k1: float = 0.9, b: float = 0.4) -> None:
-        self.k1, self.b = k1, b
-        self.ids = list(docs)
-        self.tfs = [Counter(re.findall(r"\w\w+", docs[i].lower())) for i in self.ids]
-        self.lens = [sum(tf.values()) for tf in self.tfs]
-        self.avg = sum(self.lens) / max(1, len(self.lens))
-        df: Counter[str] = Counter()
-        for tf in self.tfs:
-            df.update(tf.keys())
-        n = len(self.ids)
-        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-        self.postings: dict[str, list[int]] = {}
-        for i, tf in enumerate(self.tfs):
-            for t in tf:
-                self.postings.setdefault(t, []).append(i)
-
-    def search(self, query: str, k: int = 10) -> list[str]:
-        scores: dict[int, float] = {}
-        for t in set(re.findall(r"\w\w+", query.lower())):
-            for i in self.postings.get(t, ()):
-                tf = self.tfs[i][t]
-                denom = tf + self.k1 * (1 - self.b + self.b * self.lens[i] / self.avg)
-                scores[i] = scores.get(i, 0.0) + self.idf[t] * tf * (self.k1 + 1) / denom
-        return [self.ids[i] for i in sorted(scores, key=lambda i: (-scores[i], i))[:k]]
-
-
 def best_overlap_sentence(question: str, abstract: str) -> str:
     """The abstract sentence sharing the most content words with the question (first on ties)."""
     qw = content_words(question)
@@ -254,7 +226,7 @@ class Reply:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def naive_reply(bm25: BM25, abstracts: dict[str, str], question: str, top: int = 2) -> Reply:
+def naive_reply(bm25: PlainBM25, abstracts: dict[str, str], question: str, top: int = 2) -> Reply:
     t = time.perf_counter()
     ranked = bm25.search(question, 10)
     cites = [(pid, best_overlap_sentence(question, abstracts[pid])) for pid in ranked[:top]]
@@ -478,7 +450,7 @@ def run_sample(qpath: Path, limit: int, cache: Path, records: list[dict[str, Any
             ev.setdefault(by_title[e["title"]], []).append(e["quote"])
         items.append(Item(row["qid"], row["type"], row["question"], [by_title[t] for t in row["gold_titles"]],
                           ev, row["answer"], row.get("unanswerable_kind")))
-    bm25 = BM25({r["id"]: f"{r['title']} {r['abstract']}" for r in records})
+    bm25 = PlainBM25({r["id"]: f"{r['title']} {r['abstract']}" for r in records})
     a.ask("What is direct preference optimisation?", backend=backend)  # warm-up: model, index and caches loaded
     naive = [naive_reply(bm25, abstracts, it.question) for it in items]
     ours = [assistant_reply(a, it.question, backend) for it in items]
@@ -502,7 +474,7 @@ def run_scifact(limit: int, cache: Path, backend: str | None = None) -> dict[str
     claims = claims[:limit] if limit else claims
     home = prepared_home("scifact", cache=cache)
     a = open_assistant(home, cache)
-    bm25 = BM25({i: f"{d['title']} {d['abstract']}" for i, d in corpus.items()})
+    bm25 = PlainBM25({i: f"{d['title']} {d['abstract']}" for i, d in corpus.items()})
     abstracts = {i: d["abstract"] for i, d in corpus.items()}
     a.ask("Aspirin reduces the risk of heart attack.", backend=backend)  # warm-up
     naive = [naive_reply(bm25, abstracts, c["claim"]) for c in claims]
