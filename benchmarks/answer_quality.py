@@ -38,6 +38,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.harness import PlainBM25  # noqa: E402
+from benchmarks.harness import pct as _pct  # noqa: E402
 
 SAMPLE = REPO / "assistant" / "data" / "sample"
 QUESTIONS = REPO / "evals" / "questions"
@@ -61,6 +63,11 @@ STOPWORDS = frozenset([
 ])
 
 # -- metrics (pure functions) ---------------------------------------------------------------
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """0.0 for no values: these figures go to JSON."""
+    return _pct(values, q, empty=0.0)
 
 
 def hit_at(ranked: Sequence[str], gold: Iterable[str], k: int = 5) -> float:
@@ -185,13 +192,6 @@ def quote_matches(quote: str, evidence: Iterable[str], abstract: str) -> bool:
     return False
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return 0.0
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
-
-
 def mean(values: Iterable[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return statistics.fmean(vals) if vals else None
@@ -205,35 +205,6 @@ _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 def split_sentences(text: str) -> list[str]:
     """Plain regex sentence split; each piece is an exact substring of ``text``."""
     return [s for s in _SENT.split(text) if s.strip()]
-
-
-class BM25:
-    """Plain BM25 (k1=0.9, b=0.4, lower-case word tokens): no project code."""
-
-    def __init__(self, docs: dict[str, str], k1: float = 0.9, b: float = 0.4) -> None:
-        self.k1, self.b = k1, b
-        self.ids = list(docs)
-        self.tfs = [Counter(re.findall(r"\w\w+", docs[i].lower())) for i in self.ids]
-        self.lens = [sum(tf.values()) for tf in self.tfs]
-        self.avg = sum(self.lens) / max(1, len(self.lens))
-        df: Counter[str] = Counter()
-        for tf in self.tfs:
-            df.update(tf.keys())
-        n = len(self.ids)
-        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-        self.postings: dict[str, list[int]] = {}
-        for i, tf in enumerate(self.tfs):
-            for t in tf:
-                self.postings.setdefault(t, []).append(i)
-
-    def search(self, query: str, k: int = 10) -> list[str]:
-        scores: dict[int, float] = {}
-        for t in set(re.findall(r"\w\w+", query.lower())):
-            for i in self.postings.get(t, ()):
-                tf = self.tfs[i][t]
-                denom = tf + self.k1 * (1 - self.b + self.b * self.lens[i] / self.avg)
-                scores[i] = scores.get(i, 0.0) + self.idf[t] * tf * (self.k1 + 1) / denom
-        return [self.ids[i] for i in sorted(scores, key=lambda i: (-scores[i], i))[:k]]
 
 
 def best_overlap_sentence(question: str, abstract: str) -> str:
@@ -255,7 +226,7 @@ class Reply:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def naive_reply(bm25: BM25, abstracts: dict[str, str], question: str, top: int = 2) -> Reply:
+def naive_reply(bm25: PlainBM25, abstracts: dict[str, str], question: str, top: int = 2) -> Reply:
     t = time.perf_counter()
     ranked = bm25.search(question, 10)
     cites = [(pid, best_overlap_sentence(question, abstracts[pid])) for pid in ranked[:top]]
@@ -321,9 +292,9 @@ def score_sample(items: list[Item], replies: list[Reply], abstracts: dict[str, s
         "questions_with_gold_numbers": sum(
             bool(gold_numbers(it.answer, [q for qs in it.evidence.values() for q in qs])) for it, _ in ans),
         "gold_content_words_in_answer": mean(content_recall(it.answer, r.text) for it, r in ans),
-        "p50_ms": percentile([r.ms for r in replies], 0.5),
-        "p95_ms": percentile([r.ms for r in replies], 0.95),
-        "answer_p50_ms": percentile([r.extra["answer_ms"] for r in replies if r.extra.get("answer_ms") is not None],
+        "p50_ms": pct([r.ms for r in replies], 0.5),
+        "p95_ms": pct([r.ms for r in replies], 0.95),
+        "answer_p50_ms": pct([r.extra["answer_ms"] for r in replies if r.extra.get("answer_ms") is not None],
                                     0.5) or None,
     }
     by_type = {}
@@ -369,9 +340,9 @@ def score_scifact(claims: list[dict], replies: list[Reply], corpus: dict[str, di
         "rationale_pairs": pairs,
         "quote_is_rationale": cited_pairs_hit / cited_pairs if cited_pairs else None,
         "cited_rationale_pairs": cited_pairs,
-        "p50_ms": percentile([r.ms for r in replies], 0.5),
-        "p95_ms": percentile([r.ms for r in replies], 0.95),
-        "answer_p50_ms": percentile([r.extra["answer_ms"] for r in replies if r.extra.get("answer_ms") is not None],
+        "p50_ms": pct([r.ms for r in replies], 0.5),
+        "p95_ms": pct([r.ms for r in replies], 0.95),
+        "answer_p50_ms": pct([r.extra["answer_ms"] for r in replies if r.extra.get("answer_ms") is not None],
                                     0.5) or None,
     }
 
@@ -479,7 +450,7 @@ def run_sample(qpath: Path, limit: int, cache: Path, records: list[dict[str, Any
             ev.setdefault(by_title[e["title"]], []).append(e["quote"])
         items.append(Item(row["qid"], row["type"], row["question"], [by_title[t] for t in row["gold_titles"]],
                           ev, row["answer"], row.get("unanswerable_kind")))
-    bm25 = BM25({r["id"]: f"{r['title']} {r['abstract']}" for r in records})
+    bm25 = PlainBM25({r["id"]: f"{r['title']} {r['abstract']}" for r in records})
     a.ask("What is direct preference optimisation?", backend=backend)  # warm-up: model, index and caches loaded
     naive = [naive_reply(bm25, abstracts, it.question) for it in items]
     ours = [assistant_reply(a, it.question, backend) for it in items]
@@ -503,7 +474,7 @@ def run_scifact(limit: int, cache: Path, backend: str | None = None) -> dict[str
     claims = claims[:limit] if limit else claims
     home = prepared_home("scifact", cache=cache)
     a = open_assistant(home, cache)
-    bm25 = BM25({i: f"{d['title']} {d['abstract']}" for i, d in corpus.items()})
+    bm25 = PlainBM25({i: f"{d['title']} {d['abstract']}" for i, d in corpus.items()})
     abstracts = {i: d["abstract"] for i, d in corpus.items()}
     a.ask("Aspirin reduces the risk of heart attack.", backend=backend)  # warm-up
     naive = [naive_reply(bm25, abstracts, c["claim"]) for c in claims]

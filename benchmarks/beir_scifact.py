@@ -18,16 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import resource
 import statistics
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.harness import PlainBM25, pct  # noqa: E402
 
 ANCHORS = [("BM25 (BEIR paper)", 0.665), ("all-MiniLM-L6-v2 (MTEB)", 0.645), ("TAS-B", 0.643),
            ("ColBERT", 0.671), ("BM25 + cross-encoder (BEIR)", 0.688),
@@ -51,43 +50,6 @@ def mrr_at(ranked: list[str], relevant: set[str], k: int = 10) -> float:
     return 0.0
 
 
-class StdlibBM25:
-    """Plain BM25 (k1=0.9, b=0.4, lowercase word tokens) — the floor, no project code."""
-
-    def __init__(self, docs: dict[str, str], k1: float = 0.9, b: float = 0.4) -> None:
-        self.k1, self.b = k1, b
-        self.ids = list(docs)
-        self.tfs = [Counter(self._tok(docs[i])) for i in self.ids]
-        self.lens = [sum(tf.values()) for tf in self.tfs]
-        self.avg = sum(self.lens) / len(self.lens)
-        df: Counter[str] = Counter()
-        for tf in self.tfs:
-            df.update(tf.keys())
-        n = len(self.ids)
-        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-        self.postings: dict[str, list[int]] = {}
-        for i, tf in enumerate(self.tfs):
-            for t in tf:
-                self.postings.setdefault(t, []).append(i)
-
-    @staticmethod
-    def _tok(text: str) -> list[str]:
-        return re.findall(r"\w\w+", text.lower())
-
-    def search(self, query: str, k: int = 100) -> list[str]:
-        scores: dict[int, float] = {}
-        for t in set(self._tok(query)):
-            idf = self.idf.get(t)
-            if idf is None:
-                continue
-            for i in self.postings[t]:
-                tf = self.tfs[i][t]
-                denom = tf + self.k1 * (1 - self.b + self.b * self.lens[i] / self.avg)
-                scores[i] = scores.get(i, 0.0) + idf * tf * (self.k1 + 1) / denom
-        top = sorted(scores, key=lambda i: -scores[i])[:k]
-        return [self.ids[i] for i in top]
-
-
 def spans_of(sentences: list[str]) -> list[tuple[int, int]]:
     """Character spans of the release's sentences inside the joined abstract."""
     out, pos = [], 0
@@ -109,13 +71,6 @@ def quote_hits_rationale(quote: str, abstract: str, rationale_spans: list[tuple[
         if overlap > 0 and overlap >= 0.5 * min(end - start, b - a):
             return True
     return False
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
 def main() -> None:
@@ -161,7 +116,7 @@ def main() -> None:
           f"{rep.unchanged}; {ingest_s:.1f} s (embedding {rep.embed_seconds:.1f} s); peak RSS {rss_mb:.0f} MB")
 
     rows: list[tuple[str, float, float, float, float, float]] = []
-    floor = StdlibBM25({i: f"{d['title']} {d['abstract']}" for i, d in corpus.items()})
+    floor = PlainBM25({i: f"{d['title']} {d['abstract']}" for i, d in corpus.items()})
     res = {"ndcg": [], "rec": [], "mrr": [], "lat": []}
     for c in claims:
         t = time.perf_counter()

@@ -30,11 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
 sys.path.insert(0, str(REPO))
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+from benchmarks.harness import pct  # noqa: E402
 
 
 def questions() -> list[str]:

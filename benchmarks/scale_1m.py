@@ -28,8 +28,6 @@ import argparse
 import json
 import os
 import random
-import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -41,6 +39,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.harness import free_port, pct, start_chroma  # noqa: E402
+
 SHARD = 10_000
 NOISE = 0.75
 PREFILTER_QUESTIONS = 10
@@ -141,36 +141,16 @@ class PerturbedEmbedder:
 
 
 # -- processes -----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
-    import urllib.request
-
-    exe = shutil.which("chroma")
-    if exe is None:
-        raise SystemExit("the `chroma` command (ships with chromadb) is not installed")
-    proc = subprocess.Popen([exe, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("chroma run did not answer its heartbeat")
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory, MB: VmHWM, which exec resets. (``ru_maxrss`` does not: a
     child started by a 500 MB parent reports at least 500 MB.)"""
     return proc_mem(os.getpid()).get("VmHWM", 0.0)
+
+
+def reset_peak_rss() -> None:
+    """Start VmHWM again from the current RSS (Linux: ``5`` to /proc/self/clear_refs), so one phase's peak
+    can be read apart from the ones before it."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def proc_mem(pid: int) -> dict[str, float]:
@@ -198,6 +178,7 @@ class _Phases:
         self.t: dict[str, float] = {}
         self.done = 0
         self.last = time.monotonic()
+        self.peak_before_bm25 = float("nan")
 
     def start(self, task: str, total: int | None) -> None:
         self.t.setdefault(f"start:{task}", time.perf_counter())
@@ -217,6 +198,8 @@ class _Phases:
     def message(self, text: str) -> None:
         if text.startswith("building the BM25"):
             self.t["bm25"] = time.perf_counter()
+            self.peak_before_bm25 = peak_rss_mb()
+            reset_peak_rss()  # what VmHWM says at the end is then the BM25 build's and the report's own
 
     def finish(self, task: str) -> None:
         self.t[f"finish:{task}"] = time.perf_counter()
@@ -242,7 +225,8 @@ def child_ingest(args: argparse.Namespace) -> None:
         "chunks_written": rep.chunks_written, "sentences_written": rep.sentences_written,
         "seconds": end - t0, "embed_seconds": rep.embed_seconds, "read_seconds": read_end - t0,
         "write_seconds": bm25_start - read_end, "bm25_seconds": end - bm25_start,
-        "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": rss0,
+        "peak_rss_mb": max(peak_rss_mb(), phases.peak_before_bm25), "rss_after_imports_mb": rss0,
+        "peak_before_bm25_mb": phases.peak_before_bm25, "bm25_and_report_peak_mb": peak_rss_mb(),
         "problems": rep.problems[:3]}), flush=True)
 
 
@@ -310,11 +294,6 @@ def child_query(args: argparse.Namespace) -> None:
         "latency_ms": {k: {"p50": statistics.median(v), "p95": pct(v, 0.95)} for k, v in times.items()},
         "date_filter_same_papers": f"{same} of {2 * len(qs[:PREFILTER_QUESTIONS])}",
         "peak_rss_mb": peak_rss_mb()}), flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
 def run_child(kind: str, extra: list[str], log: Any, deadline: float | None = None) -> dict[str, Any] | None:
@@ -577,7 +556,8 @@ def show(row: dict[str, Any]) -> None:
           f"with the embedder excluded (read+stage {ing['read_seconds']:.0f} s, write {ing['write_seconds']:.0f} s, "
           f"BM25 build over the whole index {ing['bm25_seconds']:.0f} s)")
     print(f"client (ingest) peak RSS {ing['peak_rss_mb']:.0f} MB (after imports {ing['rss_after_imports_mb']:.0f} MB; "
-          f"the vector index lives in the server)")
+          f"reading and writing {ing.get('peak_before_bm25_mb', float('nan')):.0f} MB, BM25 build and report "
+          f"{ing.get('bm25_and_report_peak_mb', float('nan')):.0f} MB; the vector index lives in the server)")
     print(f"server RSS {row['server_mb']['after_queries'].get('VmRSS', 0):.0f} MB now, peak "
           f"{row['server_mb']['after_queries'].get('VmHWM', 0):.0f} MB")
     print(f"query process: cold start to first retrieval {q['cold_start_s']:.2f} s; peak RSS {q['peak_rss_mb']:.0f} MB")

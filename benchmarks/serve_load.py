@@ -18,7 +18,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,22 +29,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
 sys.path.insert(0, str(REPO))
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))] if s else float("nan")
+from benchmarks.harness import free_port, pct  # noqa: E402
 
 
 def questions() -> list[str]:
     path = REPO / "evals" / "questions" / "dev.jsonl"
     return [json.loads(line)["question"] for line in path.open() if line.strip()]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def env_for(home: Path) -> dict[str, str]:

@@ -148,7 +148,7 @@ def test_naive_baseline_ranks_quotes_and_never_refuses() -> None:
     docs = {"a": "Cooking pasta. Boil water for ten minutes.",
             "b": "LoLCATs linearizes LLMs. " + ABSTRACT,
             "c": "Attention transfer narrows the gap for linear attention. Unrelated sentence here."}
-    bm25 = aq.BM25(docs)
+    bm25 = aq.PlainBM25(docs)
     assert bm25.search("How does LoLCATs linearize LLMs?", 3)[0] == "b"
     r = aq.naive_reply(bm25, docs, "By how much does LoLCATs close the gap on MMLU?")
     assert not r.refused and len(r.citations) == 2 and r.ranked[0] == "b"

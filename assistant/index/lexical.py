@@ -244,6 +244,11 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
     df = np.zeros(n_vocab, dtype=np.int64)
     for _, tok, _ in slices():
         df += np.bincount(tok, minlength=n_vocab)
+    # The vocabulary goes to disk now and leaves memory before the scores are laid out.
+    _write_map(directory / "vocab.index.json", "{", vocab.items(), "}")
+    _write_map(directory / "df.json", f'{{"n_docs": {n}, "df": {{',
+               ((t, c) for t, i in vocab.items() if (c := int(df[i]) - (placeholders if t == "_empty_" else 0))), "}}")
+    del vocab
     idf = np.log(1 + (n - df + 0.5) / (df + 0.5))  # bm25s.scoring._score_idf_lucene
     indptr = np.zeros(n_vocab + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])
@@ -271,7 +276,6 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
     del data, indices
     tok_path.unlink()
     np.save(directory / "indptr.csc.index.npy", indptr)
-    (directory / "vocab.index.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     r = bm25s.BM25(k1=k1, b=b)
     params = {"k1": r.k1, "b": r.b, "delta": r.delta, "method": r.method, "idf_method": r.idf_method,
               "dtype": r.dtype, "int_dtype": r.int_dtype, "num_docs": n, "version": bm25s.__version__,
@@ -280,9 +284,18 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
         raise RuntimeError(f"bm25s defaults changed ({params['method']}/{params['idf_method']}); "
                            "the lexical index is written for 'lucene' scoring")
     (directory / "params.index.json").write_text(json.dumps(params), encoding="utf-8")
-    real = {t: int(df[i]) - (placeholders if t == "_empty_" else 0) for t, i in vocab.items()}
-    (directory / "df.json").write_text(json.dumps({"n_docs": n, "df": {t: c for t, c in real.items() if c}},
-                                                  ensure_ascii=False), encoding="utf-8")
+
+
+def _write_map(path: Path, head: str, pairs: Iterable[tuple[str, int]], tail: str) -> None:
+    """A JSON object of (word, count) pairs written a pair at a time: no second copy of a vocabulary of
+    a million words (and its JSON text) in memory."""
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write(head)
+        sep = ""
+        for key, value in pairs:
+            fh.write(f"{sep}{json.dumps(key, ensure_ascii=False)}: {value}")
+            sep = ", "
+        fh.write(tail)
 
 
 def _release(arr: Any) -> None:
