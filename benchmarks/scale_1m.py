@@ -481,7 +481,7 @@ def main() -> None:
     base = base_vectors(out)
     home = out / "home"
     port = free_port()
-    server = start_chroma(out / "chroma", port)
+    server = start_chroma(out / "chroma", port, wait=120)  # a 1M index loads slowly
     log = (out / "children.log").open("a")
     common = ["--home", str(home), "--port", str(port), "--base", str(base)] + (["--sentences"] if args.sentences
                                                                                   else [])
