@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ class LexicalIndex:
     The build streams (``write``): papers are tokenised one at a time into a token file, and
     the score matrix is laid out on disk in bm25s's own format (the same scores bm25s's
     ``index`` computes), so building holds neither the texts nor their tokens in memory,
-    only the vocabulary and a few bytes per paper. Loaded memory-mapped.
+    only the words' hashes (8 bytes a word) and a few bytes per paper. Loaded memory-mapped.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -188,68 +188,91 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
     """Write a complete lexical index (bm25s files, ids.json, df.json, date_ints.npy) into
     ``directory`` from a stream of papers.
 
-    Pass 1 tokenises each paper once and appends its token ids to a file (4 bytes a token).
-    Pass 2 reads that file back a slice of papers at a time: document frequencies first (which
-    fix where each token's column starts in the CSC matrix bm25s scores from), then each
-    slice's scores written at their column positions in memory-mapped ``.npy`` files, flushed
-    and released slice by slice. Scores are bm25s's "lucene" BM25 (bm25s.scoring), so bm25s
-    loads and queries the result as its own.
+    Pass 1 tokenises each paper once and appends a 64-bit hash of each token to a file; each
+    word is written once to a word file when first seen, and the vocabulary is held as a sorted
+    array of hashes (8 bytes a word, not a dictionary of strings: 8 against 122 MB at a million
+    words). A word's id is its hash's place in that array. Pass 2 reads the token file back a
+    slice of papers at a time: document frequencies first (which fix where each word's column
+    starts in the CSC matrix bm25s scores from), then each slice's scores written at their column
+    positions in memory-mapped ``.npy`` files, flushed and released slice by slice. Scores are
+    bm25s's "lucene" BM25 (bm25s.scoring), so bm25s loads and queries the result as its own.
+    Two words with one hash would share a column: at a million words the chance is about 1 in 10^7.
     """
     from array import array
 
     import bm25s
     import numpy as np
 
-    vocab: dict[str, int] = {}
+    known = np.zeros(0, dtype=np.uint64)  # sorted hashes of the words written to the word file
+    seen: dict[str, int] = {}  # this slice's words -> hash (folded into ``known`` slice by slice)
     lengths = array("I")
     dates = array("q")
     placeholders = 0
     n = 0
-    tok_path = directory / "tokens.u32"
-    with tok_path.open("wb") as tok_fh, (directory / "ids.json").open("w", encoding="utf-8") as ids_fh:
+    tok_path, words_path = directory / "tokens.u64", directory / "words.jsonl"
+
+    def fold(words_fh: Any) -> None:
+        """Add this slice's new words to the word file and their hashes to ``known``."""
+        nonlocal known
+        if not seen:
+            return
+        hashes = np.fromiter(seen.values(), dtype=np.uint64, count=len(seen))
+        if len(known):
+            old = known[np.minimum(np.searchsorted(known, hashes), len(known) - 1)] == hashes
+        else:
+            old = np.zeros(len(hashes), dtype=bool)
+        for word, is_old in zip(seen, old.tolist(), strict=True):
+            if not is_old:
+                words_fh.write(json.dumps(word, ensure_ascii=False) + "\n")
+        known = np.union1d(known, hashes[~old])
+        seen.clear()
+
+    with tok_path.open("wb") as tok_fh, words_path.open("w", encoding="utf-8") as words_fh, \
+            (directory / "ids.json").open("w", encoding="utf-8") as ids_fh:
         ids_fh.write(json.dumps({"generation": generation, "tokenizer": TOKENIZER_VERSION})[:-1] + ', "ids": [')
         for p in papers:
             toks = content_tokens(LexicalIndex.document_text(p))
             if not toks:
                 toks = ["_empty_"]
                 placeholders += 1
-            ids = array("I", [vocab.setdefault(t, len(vocab)) for t in toks])
-            ids.tofile(tok_fh)
-            lengths.append(len(ids))
+            hashes = array("Q", [seen.get(t) or seen.setdefault(t, _word_hash(t)) for t in toks])
+            hashes.tofile(tok_fh)
+            lengths.append(len(hashes))
             dates.append(date_int(p.date) or 0)
             ids_fh.write((", " if n else "") + json.dumps(p.paper_id))
             n += 1
+            if n % _DOCS_PER_PASS == 0:
+                fold(words_fh)
+        fold(words_fh)
         ids_fh.write("]}")
     np.save(directory / "date_ints.npy", np.frombuffer(dates, dtype=np.int64) if n else np.zeros(0, np.int64))
+    del dates
     if not n:
         (directory / "df.json").write_text(json.dumps({"n_docs": 0, "df": {}}), encoding="utf-8")
         tok_path.unlink()
+        words_path.unlink()
         return
-    n_vocab = len(vocab)
-    lens = np.frombuffer(lengths, dtype=np.uint32).astype(np.int64)
+    n_vocab = len(known)
+    lens = np.frombuffer(lengths, dtype=np.uint32)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
     avg_len = float(lens.mean())
 
     def slices() -> Any:
-        """(first paper, token ids, paper of each token) for each slice of papers, from the token file."""
+        """(first paper, word ids, paper of each token) for each slice of papers, from the token file."""
         with tok_path.open("rb") as fh:
             for d0 in range(0, n, _DOCS_PER_PASS):
                 d1 = min(n, d0 + _DOCS_PER_PASS)
-                toks = np.fromfile(fh, dtype=np.uint32, count=int(offsets[d1] - offsets[d0])).astype(np.int64)
+                hashes = np.fromfile(fh, dtype=np.uint64, count=int(offsets[d1] - offsets[d0]))
+                toks = np.searchsorted(known, hashes).astype(np.int64)
                 docs = np.repeat(np.arange(d0, d1, dtype=np.int64), lens[d0:d1])
-                keys, tf = np.unique(docs * n_vocab + toks, return_counts=True)  # sorted by paper, then token
+                keys, tf = np.unique(docs * n_vocab + toks, return_counts=True)  # sorted by paper, then word
                 yield keys // n_vocab, keys % n_vocab, tf
 
     df = np.zeros(n_vocab, dtype=np.int64)
     for _, tok, _ in slices():
         df += np.bincount(tok, minlength=n_vocab)
-    # The vocabulary goes to disk now and leaves memory before the scores are laid out.
-    _write_map(directory / "vocab.index.json", "{", vocab.items(), "}")
-    _write_map(directory / "df.json", f'{{"n_docs": {n}, "df": {{',
-               ((t, c) for t, i in vocab.items() if (c := int(df[i]) - (placeholders if t == "_empty_" else 0))), "}}")
-    del vocab
-    idf = np.log(1 + (n - df + 0.5) / (df + 0.5))  # bm25s.scoring._score_idf_lucene
+    _write_vocabulary(directory, words_path, known, df, n, placeholders)
     indptr = np.zeros(n_vocab + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])
     nnz = int(indptr[-1])
@@ -258,18 +281,19 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
     indices = fmt.open_memmap(directory / "indices.csc.index.npy", mode="w+", dtype=np.int32, shape=(nnz,))
     filled = np.zeros(n_vocab, dtype=np.int64)
     for doc, tok, tf in slices():
-        # bm25s.scoring._score_tfc_lucene times the idf, in float32 as bm25s stores it.
+        # bm25s.scoring._score_tfc_lucene times the idf (_score_idf_lucene), in float32 as bm25s stores it.
         tf32 = tf.astype(np.float32)
         tfc = tf32 / (k1 * ((1 - b) + b * lens[doc] / avg_len) + tf32)
-        scores = (idf[tok].astype(np.float32) * tfc).astype(np.float32)
-        order = np.argsort(tok, kind="stable")  # by token, papers ascending within (CSC order)
+        dft = df[tok]
+        idf = np.log(1 + (n - dft + 0.5) / (dft + 0.5))
+        scores = (idf.astype(np.float32) * tfc).astype(np.float32)
+        order = np.argsort(tok, kind="stable")  # by word, papers ascending within (CSC order)
         tok_s = tok[order]
-        count = np.bincount(tok_s, minlength=n_vocab)
-        first = np.cumsum(count) - count
-        pos = indptr[tok_s] + filled[tok_s] + (np.arange(len(tok_s)) - first[tok_s])
+        words, first, count = np.unique(tok_s, return_index=True, return_counts=True)
+        pos = indptr[tok_s] + filled[tok_s] + (np.arange(len(tok_s)) - np.repeat(first, count))
         data[pos] = scores[order]
         indices[pos] = doc[order]
-        filled += count
+        filled[words] += count
         for arr in (data, indices):  # written pages go to the file, not this process's memory
             arr.flush()
             _release(arr)
@@ -284,6 +308,30 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
         raise RuntimeError(f"bm25s defaults changed ({params['method']}/{params['idf_method']}); "
                            "the lexical index is written for 'lucene' scoring")
     (directory / "params.index.json").write_text(json.dumps(params), encoding="utf-8")
+
+
+def _word_hash(word: str) -> int:
+    """A stable 64-bit hash (Python's own ``hash`` changes between processes)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def _write_vocabulary(directory: Path, words_path: Path, known: Any, df: Any, n: int, placeholders: int) -> None:
+    """vocab.index.json (word -> id, for bm25s) and df.json (word -> papers holding it) from the word
+    file, a word at a time; the placeholder bm25s gives a paper without words is not a word of df.json."""
+    import numpy as np
+
+    def pairs() -> Iterator[tuple[str, int]]:
+        with words_path.open(encoding="utf-8") as fh:
+            for line in fh:
+                word = json.loads(line)
+                yield word, int(np.searchsorted(known, np.uint64(_word_hash(word))))
+
+    _write_map(directory / "vocab.index.json", "{", pairs(), "}")
+    _write_map(directory / "df.json", f'{{"n_docs": {n}, "df": {{',
+               ((w, c) for w, i in pairs() if (c := int(df[i]) - (placeholders if w == "_empty_" else 0))), "}}")
+    words_path.unlink()
 
 
 def _write_map(path: Path, head: str, pairs: Iterable[tuple[str, int]], tail: str) -> None:
