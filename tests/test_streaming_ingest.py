@@ -64,6 +64,26 @@ def test_build_in_memory_matches_written(tmp_path: Path) -> None:
     assert [h.paper_id for h in memory.query("attention", 10)] == [h.paper_id for h in written.query("attention", 10)]
 
 
+def test_saved_generation_reads_the_head_of_ids_json(tmp_path: Path) -> None:
+    """Whether BM25 is stale is read from the head of ids.json, for an index written while streaming
+    and one saved after an in-memory build, without loading it; none, or another tokenizer's, is -1."""
+    papers = _papers()[:20]
+    written = LexicalIndex(tmp_path / "w")
+    assert written.saved_generation() == -1
+    written.write(papers, 11)
+    memory = LexicalIndex(tmp_path / "m")
+    memory.build(papers, 12)
+    memory.save()
+    for lex, gen in ((written, 11), (memory, 12)):
+        fresh = LexicalIndex(lex.directory)
+        assert fresh.saved_generation() == gen
+        assert fresh.load() and fresh.generation == gen
+    ids = tmp_path / "w" / "ids.json"
+    meta = json.loads(ids.read_text())
+    ids.write_text(json.dumps({"generation": 11, "tokenizer": "other", "ids": meta["ids"]}))
+    assert LexicalIndex(tmp_path / "w").saved_generation() == -1
+
+
 def _as_dicts(papers: list) -> list[dict]:
     return [p.to_dict() for p in papers]
 

@@ -173,7 +173,7 @@ def ingest_read(index: PaperIndex, result: ReadResult, *, prune: bool = False, r
                 staged[p.paper_id] = p
         if not len(staged) and not prune:
             if index.exists():  # the summary shows what the index still holds
-                report.papers_total, report.chunks_total = _totals(index)
+                report.papers_total, report.chunks_total = index.totals()
             report.seconds = time.perf_counter() - t0
             return report
         try:
@@ -277,18 +277,11 @@ def _ingest_locked(index: PaperIndex, staged: StagedPapers, complete_files: set[
             cat.db.commit()
             if report.sentences_backfilled:
                 cat.bump_generation()
-        if writer.wrote or report.removed or rebuild or cat.generation != _saved_lexical_generation(index):
+        stale = cat.generation != LexicalIndex(index.dir / "bm25").saved_generation()  # reads ids.json's head
+        if writer.wrote or report.removed or rebuild or stale:
             rep.message("building the BM25 index ...")
             index.refresh_lexical()
-        report.papers_total, report.chunks_total = _totals(index)
-
-
-def _totals(index: PaperIndex) -> tuple[int, int]:
-    """Papers and chunks for the report. On a Chroma server, two count requests: the catalogue's own
-    total pages through every paper record (past 0.8 GB and minutes at 1M papers, benchmarks/README.md)."""
-    if index.settings.server_mode:
-        return index.catalogue.paper_count(), index.vectors.count()
-    return index.catalogue.count()
+        report.papers_total, report.chunks_total = index.totals()
 
 
 def _gone(cat: Catalogue | Any, staged: StagedPapers) -> list[str]:
@@ -492,11 +485,6 @@ def _reconcile_orphans(index: PaperIndex, rep: Reporter) -> None:
     if orphans:
         rep.message(f"removing vectors of {len(orphans)} paper(s) left by an interrupted ingest")
         index.vectors.delete_papers(orphans)
-
-
-def _saved_lexical_generation(index: PaperIndex) -> int:
-    lex = LexicalIndex(index.dir / "bm25")
-    return lex.generation if lex.load() else -1
 
 
 def _drop_all(index: PaperIndex) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -94,8 +95,8 @@ class LexicalIndex:
             np.save(tmp / "date_ints.npy", self.date_ints)
             (tmp / "df.json").write_text(json.dumps({"n_docs": len(self.paper_ids), "df": self.df},
                                                     ensure_ascii=False), encoding="utf-8")
-            (tmp / "ids.json").write_text(json.dumps({"generation": self.generation, "ids": self.paper_ids,
-                                                      "tokenizer": TOKENIZER_VERSION}))
+            (tmp / "ids.json").write_text(json.dumps({"generation": self.generation, "tokenizer": TOKENIZER_VERSION,
+                                                      "ids": self.paper_ids}))  # header first: saved_generation
             self._swap_in(tmp)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -108,6 +109,20 @@ class LexicalIndex:
             self.directory.rename(old)
         tmp.rename(self.directory)
         shutil.rmtree(old, ignore_errors=True)
+
+    def saved_generation(self) -> int:
+        """The catalogue generation the saved index reflects, read from the head of ids.json; -1 when
+        there is none or it was built by another tokenizer. (``load`` reads every paper id and word:
+        hundreds of MB at a million papers, too much to learn whether a rebuild is due.)"""
+        try:
+            with (self.directory / "ids.json").open(encoding="utf-8") as fh:
+                head = fh.read(512)
+        except OSError:
+            return -1
+        m = re.match(r'\{"generation": (-?\d+), "tokenizer": ("(?:[^"\\]|\\.)*")', head)
+        if m is None or json.loads(m.group(2)) != TOKENIZER_VERSION:
+            return -1
+        return int(m.group(1))
 
     def load(self) -> bool:
         """Load from disk (score arrays memory-mapped); False when missing or unreadable (caller rebuilds)."""

@@ -387,7 +387,7 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
     def healthz(request: Request) -> dict[str, Any]:
         only_params(request)
         a = shared.assistant
-        papers, chunks = a.index.catalogue.count() if a.index.exists() else (0, 0)
+        papers, chunks = a.index.totals()
         return {"status": "ok", "papers": papers, "chunks": chunks, "llm": a.settings.llm.backend,
                 "embedding": a.settings.embedding_model_name, "token_required": bool(options.token),
                 "ingest": bool(options.allow_ingest or options.token), "answers": shared.answers.stats(),
