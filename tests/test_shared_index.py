@@ -244,3 +244,24 @@ def test_a_long_running_client_follows_a_rebuild_by_another(chroma_server: Chrom
     assert hits and {h.paper.paper_id for h in hits} <= {p.paper_id for p in a.papers()}
     st = b.status()
     assert (st["papers"], st["vectors"]) == (rep.papers_total, st["chunks"])
+
+
+def test_bm25_reads_the_servers_papers_in_id_order_with_ids_sorted_on_disk(
+        chroma_server: ChromaServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The BM25 build reads a server's papers in Python's id order (so ties break as in embedded mode),
+    the ids listed a few at a time and sorted in a scratch file that is gone afterwards."""
+    from assistant.index import server_catalogue
+
+    monkeypatch.setattr(server_catalogue, "_ID_PAGE", 3)
+    monkeypatch.setattr(server_catalogue, "_PAGE", 4)
+    ids = ["b-2", "B-1", "a", "é-paper", "z9", "Z10", "ä", "10", "9", "a-b", "a_b", "ab"]
+    src = tmp_path / "papers.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "title": f"Paper {n} on sparse attention",
+                                       "abstract": f"We study sparse attention, case {n}."}) + "\n"
+                           for n, i in enumerate(ids)))
+    cache = tmp_path / "cache"
+    a = _client(tmp_path / "home", cache, chroma_server)
+    assert a.ingest([src]).new == len(ids)
+    assert [p.paper_id for p in a.index.catalogue.iter_papers(order=None)] == sorted(ids)
+    assert not [p for p in cache.rglob("ids-*")]  # the scratch folder went with the iteration
+    assert a.index.lexical().paper_ids == sorted(ids)

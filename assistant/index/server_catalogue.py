@@ -36,6 +36,7 @@ from .storage import date_int
 from .vectors import VectorStore
 
 _PAGE = 1000
+_ID_PAGE = 20_000
 _DUMMY = [0.0]
 
 
@@ -206,15 +207,11 @@ class ServerCatalogue:
 
     def iter_papers(self, order: str | None = "title") -> Iterator[Paper]:
         """``order=None`` (the BM25 build): by id as the SQLite catalogue streams them, so BM25 breaks
-        ties alike in both modes, holding only the ids (~70 bytes a paper) and one page of
-        records; another order reads all papers first."""
+        ties alike in both modes, holding one page of records (the
+        ids are sorted on disk); another order reads all papers first."""
         if order is None:
-            col = self._col(self.papers_name)
-            if col is None:
-                return
-            ids = sorted(self._call(col.get, include=[])["ids"])
-            for start in range(0, len(ids), _PAGE):
-                page = sorted(self._records(ids[start:start + _PAGE]))  # the server answers in its own order
+            for ids in self._sorted_id_pages():
+                page = sorted(self._records(ids))  # the server answers in its own order
                 for _, m in page:
                     yield Paper.from_dict(json.loads(m["data"]))
             return
@@ -229,6 +226,41 @@ class ServerCatalogue:
         else:
             raise KeyError(order)
         yield from papers
+
+    def _sorted_id_pages(self) -> Iterator[list[str]]:
+        """Every paper id in id order (Python's order: SQLite compares UTF-8 bytes, i.e. code points),
+        ``_PAGE`` at a time, sorted in a temporary SQLite file under the cache folder: the list of a
+        million ids and the response carrying them took ~150 MB of an ingesting client. Ids are listed
+        by offset; a write by another client meanwhile changes the generation, so the BM25 index this
+        feeds is rebuilt on next use."""
+        import sqlite3
+        import tempfile
+        from pathlib import Path
+
+        col = self._col(self.papers_name)
+        if col is None:
+            return
+        settings = self.vectors.settings
+        scratch = settings.cache_dir or settings.home / "cache"
+        try:
+            scratch.mkdir(parents=True, exist_ok=True)
+            tmp = tempfile.TemporaryDirectory(prefix="ids-", dir=scratch)
+        except OSError:  # a home that cannot be written: the system's temporary folder
+            tmp = tempfile.TemporaryDirectory(prefix="assistant-ids-")
+        with tmp as folder:
+            db = sqlite3.connect(Path(folder) / "ids.sqlite")
+            try:
+                db.execute("PRAGMA journal_mode = OFF")
+                db.execute("CREATE TABLE ids (id TEXT PRIMARY KEY) WITHOUT ROWID")
+                offset = 0
+                while ids := self._call(col.get, include=[], limit=_ID_PAGE, offset=offset)["ids"]:
+                    db.executemany("INSERT OR IGNORE INTO ids VALUES (?)", ((i,) for i in ids))
+                    offset += len(ids)
+                cur = db.execute("SELECT id FROM ids ORDER BY id")
+                while rows := cur.fetchmany(_PAGE):
+                    yield [r[0] for r in rows]
+            finally:
+                db.close()
 
     def chunk_spans(self, paper_ids: Sequence[str]) -> dict[str, list[tuple[str, int, int, int]]]:
         out: dict[str, list[tuple[str, int, int, int]]] = {}
