@@ -29,6 +29,8 @@ def test_streamed_bm25_scores_equal_bm25s_index(tmp_path: Path, monkeypatch: pyt
     import bm25s
 
     monkeypatch.setattr(lexical, "_DOCS_PER_PASS", slice_docs)
+    if slice_docs < 100:  # and each slice's entries written a few at a time
+        monkeypatch.setattr(lexical, "_ENTRIES_PER_RELEASE", 7)
     papers = _papers()
     papers[3].abstract = papers[3].title = "the of and"  # only stopwords: bm25s's placeholder token
     lex = LexicalIndex(tmp_path / "bm25")

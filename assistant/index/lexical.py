@@ -199,6 +199,11 @@ arrays plus the score-file pages one slice touches: at 100k papers 169 MB agains
 slice, for 13% more build time (benchmarks/README.md, scale)."""
 
 
+_ENTRIES_PER_RELEASE = 16384
+"""Score entries written between two releases of the written pages: a slice of papers touches a page
+per word in each of the two score files, ~20,000 pages at a million papers; this bounds it."""
+
+
 def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: float, b: float) -> None:
     """Write a complete lexical index (bm25s files, ids.json, df.json, date_ints.npy) into
     ``directory`` from a stream of papers.
@@ -306,12 +311,19 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
         tok_s = tok[order]
         words, first, count = np.unique(tok_s, return_index=True, return_counts=True)
         pos = indptr[tok_s] + filled[tok_s] + (np.arange(len(tok_s)) - np.repeat(first, count))
-        data[pos] = scores[order]
-        indices[pos] = doc[order]
+        vals, docs = scores[order], doc[order]
         filled[words] += count
-        for arr in (data, indices):  # written pages go to the file, not this process's memory
-            arr.flush()
-            _release(arr)
+        # Positions ascend (by word, then paper), and each word's entries sit apart in the file: a
+        # slice touches a page per word it holds. Written pages leave this process every
+        # _ENTRIES_PER_RELEASE entries (they stay in the page cache and reach the file as any write).
+        for s in range(0, len(pos), _ENTRIES_PER_RELEASE):
+            e = s + _ENTRIES_PER_RELEASE
+            data[pos[s:e]] = vals[s:e]
+            indices[pos[s:e]] = docs[s:e]
+            _release(data)
+            _release(indices)
+    data.flush()
+    indices.flush()
     del data, indices
     tok_path.unlink()
     np.save(directory / "indptr.csc.index.npy", indptr)
@@ -362,7 +374,8 @@ def _write_map(path: Path, head: str, pairs: Iterable[tuple[str, int]], tail: st
 
 
 def _release(arr: Any) -> None:
-    """Drop a flushed memory map's pages from this process (they stay in the file and the page cache)."""
+    """Drop a memory map's pages from this process: a shared file mapping's written pages stay in the
+    page cache and reach the file as any write does."""
     import mmap
 
     m = getattr(arr, "_mmap", None)
