@@ -214,7 +214,8 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
     words). A word's id is its hash's place in that array. Pass 2 reads the token file back a
     slice of papers at a time: document frequencies first (which fix where each word's column
     starts in the CSC matrix bm25s scores from), then each slice's scores written at their column
-    positions in memory-mapped ``.npy`` files, flushed and released slice by slice. Scores are
+    positions in memory-mapped ``.npy`` files, the written pages released every
+    ``_ENTRIES_PER_RELEASE`` entries and the files flushed once at the end. Scores are
     bm25s's "lucene" BM25 (bm25s.scoring), so bm25s loads and queries the result as its own.
     Two words with one hash would share a column: at a million words the chance is about 1 in 10^7.
     """
