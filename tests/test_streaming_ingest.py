@@ -12,6 +12,7 @@ import pytest
 from assistant.index import lexical
 from assistant.index.ingest import sample_paths
 from assistant.index.lexical import LexicalIndex
+from assistant.index.storage import date_int
 from assistant.readers import read_paths
 from assistant.readers.staged import StagedPapers
 from assistant.text import content_tokens
@@ -29,8 +30,9 @@ def test_streamed_bm25_scores_equal_bm25s_index(tmp_path: Path, monkeypatch: pyt
     import bm25s
 
     monkeypatch.setattr(lexical, "_DOCS_PER_PASS", slice_docs)
-    if slice_docs < 100:  # and each slice's entries written a few at a time
+    if slice_docs < 100:  # and each slice's entries written, and the word file read, a few at a time
         monkeypatch.setattr(lexical, "_ENTRIES_PER_RELEASE", 7)
+        monkeypatch.setattr(lexical, "_WORDS_PER_READ", 5)
     papers = _papers()
     papers[3].abstract = papers[3].title = "the of and"  # only stopwords: bm25s's placeholder token
     lex = LexicalIndex(tmp_path / "bm25")
@@ -51,6 +53,7 @@ def test_streamed_bm25_scores_equal_bm25s_index(tmp_path: Path, monkeypatch: pyt
         np.testing.assert_array_equal(lex.retriever.get_scores(toks), ref.get_scores(toks))
     dated = [i for i, p in enumerate(papers) if p.date]
     assert dated and int(lex.date_ints[dated[0]]) > 19000000
+    assert lex.date_ints.tolist() == [date_int(p.date) or 0 for p in papers]
     assert not list(tmp_path.glob("bm25.tmp*"))  # nothing left beside the index
 
 
@@ -119,3 +122,12 @@ def test_staged_reading_equals_in_memory_reading(tmp_path: Path) -> None:
     assert [str(w) for w in streamed.warnings] == [str(w) for w in plain.warnings]
     assert streamed.complete_files == plain.complete_files
     assert not list((tmp_path / "stage").iterdir())  # the staging file goes with the run
+
+
+def test_no_papers_writes_an_empty_index(tmp_path: Path) -> None:
+    """An empty catalogue gives an index that loads with no papers (and leaves no scratch files)."""
+    lex = LexicalIndex(tmp_path / "bm25")
+    lex.write([], 2)
+    assert sorted(f.name for f in lex.directory.iterdir()) == ["date_ints.npy", "df.json", "ids.json"]
+    assert lex.load() and lex.paper_ids == [] and lex.df == {} and len(lex.date_ints) == 0
+    assert lex.query("attention", 5) == [] and lex.saved_generation() == 2

@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,8 @@ class LexicalIndex:
     The build streams (``write``): papers are tokenised one at a time into a token file, and
     the score matrix is laid out on disk in bm25s's own format (the same scores bm25s's
     ``index`` computes), so building holds neither the texts nor their tokens in memory,
-    only the words' hashes (8 bytes a word) and a few bytes per paper. Loaded memory-mapped.
+    only the words' hashes, counts and column cursors (16-20 bytes a word), nothing per paper.
+    Loaded memory-mapped.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -208,16 +209,18 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
     """Write a complete lexical index (bm25s files, ids.json, df.json, date_ints.npy) into
     ``directory`` from a stream of papers.
 
-    Pass 1 tokenises each paper once and appends a 64-bit hash of each token to a file; each
-    word is written once to a word file when first seen, and the vocabulary is held as a sorted
-    array of hashes (8 bytes a word, not a dictionary of strings: 8 against 122 MB at a million
-    words). A word's id is its hash's place in that array. Pass 2 reads the token file back a
-    slice of papers at a time: document frequencies first (which fix where each word's column
-    starts in the CSC matrix bm25s scores from), then each slice's scores written at their column
-    positions in memory-mapped ``.npy`` files, the written pages released every
-    ``_ENTRIES_PER_RELEASE`` entries and the files flushed once at the end. Scores are
-    bm25s's "lucene" BM25 (bm25s.scoring), so bm25s loads and queries the result as its own.
-    Two words with one hash would share a column: at a million words the chance is about 1 in 10^7.
+    Pass 1 tokenises each paper once and appends a 64-bit hash of each token to a file, its
+    length and date to two more; each word is written once to a word file when first seen, and
+    the vocabulary is held as a sorted array of hashes (8 bytes a word, not a dictionary of
+    strings: 8 against 122 MB at a million words). A word's id is its hash's place in that
+    array. Pass 2 reads the files back a slice of papers at a time: document frequencies first
+    (which fix where each word's column starts in the CSC matrix bm25s scores from), then each
+    slice's scores written at their column positions in memory-mapped ``.npy`` files, the
+    written pages released every ``_ENTRIES_PER_RELEASE`` entries and the files flushed once at
+    the end. Held throughout: the hashes, the frequencies and a fill cursor per word (16-20
+    bytes a word), nothing per paper. Scores are bm25s's "lucene" BM25 (bm25s.scoring), so bm25s
+    loads and queries the result as its own. Two words with one hash would share a column: at a
+    million words the chance is about 1 in 10^7.
     """
     from array import array
 
@@ -226,15 +229,18 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
 
     known = np.zeros(0, dtype=np.uint64)  # sorted hashes of the words written to the word file
     seen: dict[str, int] = {}  # this slice's words -> hash (folded into ``known`` slice by slice)
-    lengths = array("I")
-    dates = array("q")
-    placeholders = 0
-    n = 0
+    lengths, dates = array("I"), array("q")  # this slice's, appended to their files slice by slice
+    placeholders = n = n_tokens = 0
     tok_path, words_path = directory / "tokens.u64", directory / "words.jsonl"
+    len_path, dates_path = directory / "lengths.u32", directory / "dates.i64"
 
-    def fold(words_fh: Any) -> None:
-        """Add this slice's new words to the word file and their hashes to ``known``."""
+    def fold(words_fh: Any, len_fh: Any, dates_fh: Any) -> None:
+        """Add this slice's new words to the word file and their hashes to ``known``; write out its
+        papers' lengths and dates."""
         nonlocal known
+        lengths.tofile(len_fh)
+        dates.tofile(dates_fh)
+        del lengths[:], dates[:]
         if not seen:
             return
         hashes = np.fromiter(seen.values(), dtype=np.uint64, count=len(seen))
@@ -245,10 +251,18 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
         for word, is_old in zip(seen, old.tolist(), strict=True):
             if not is_old:
                 words_fh.write(json.dumps(word, ensure_ascii=False) + "\n")
-        known = np.union1d(known, hashes[~old])
+        known = np.concatenate((known, hashes[~old]))  # the new hashes are distinct: no unique pass
+        known.sort()
         seen.clear()
 
+    def word_hash(word: str) -> int:
+        h = seen.get(word)
+        if h is None:
+            h = seen[word] = _word_hash(word)
+        return h
+
     with tok_path.open("wb") as tok_fh, words_path.open("w", encoding="utf-8") as words_fh, \
+            len_path.open("wb") as len_fh, dates_path.open("wb") as dates_fh, \
             (directory / "ids.json").open("w", encoding="utf-8") as ids_fh:
         ids_fh.write(json.dumps({"generation": generation, "tokenizer": TOKENIZER_VERSION})[:-1] + ', "ids": [')
         for p in papers:
@@ -256,64 +270,63 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
             if not toks:
                 toks = ["_empty_"]
                 placeholders += 1
-            hashes = array("Q", [seen.get(t) or seen.setdefault(t, _word_hash(t)) for t in toks])
-            hashes.tofile(tok_fh)
-            lengths.append(len(hashes))
+            array("Q", map(word_hash, toks)).tofile(tok_fh)
+            lengths.append(len(toks))
             dates.append(date_int(p.date) or 0)
             ids_fh.write((", " if n else "") + json.dumps(p.paper_id))
             n += 1
+            n_tokens += len(toks)
             if n % _DOCS_PER_PASS == 0:
-                fold(words_fh)
-        fold(words_fh)
+                fold(words_fh, len_fh, dates_fh)
+        fold(words_fh, len_fh, dates_fh)
         ids_fh.write("]}")
-    np.save(directory / "date_ints.npy", np.frombuffer(dates, dtype=np.int64) if n else np.zeros(0, np.int64))
-    del dates
+    _raw_to_npy(dates_path, directory / "date_ints.npy", np.dtype(np.int64), n)
     if not n:
         (directory / "df.json").write_text(json.dumps({"n_docs": 0, "df": {}}), encoding="utf-8")
-        tok_path.unlink()
-        words_path.unlink()
+        for path in (tok_path, words_path, len_path):
+            path.unlink()
         return
     n_vocab = len(known)
-    lens = np.frombuffer(lengths, dtype=np.uint32)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    avg_len = float(lens.mean())
+    avg_len = n_tokens / n
 
     def slices() -> Any:
-        """(first paper, word ids, paper of each token) for each slice of papers, from the token file."""
-        with tok_path.open("rb") as fh:
+        """(word ids, slice-relative paper, term frequency, the slice's lengths) per slice of papers."""
+        with tok_path.open("rb") as fh, len_path.open("rb") as lfh:
             for d0 in range(0, n, _DOCS_PER_PASS):
-                d1 = min(n, d0 + _DOCS_PER_PASS)
-                hashes = np.fromfile(fh, dtype=np.uint64, count=int(offsets[d1] - offsets[d0]))
+                lens = np.fromfile(lfh, dtype=np.uint32, count=min(n, d0 + _DOCS_PER_PASS) - d0)
+                hashes = np.fromfile(fh, dtype=np.uint64, count=int(lens.sum(dtype=np.int64)))
                 toks = np.searchsorted(known, hashes).astype(np.int64)
-                docs = np.repeat(np.arange(d0, d1, dtype=np.int64), lens[d0:d1])
+                docs = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
                 keys, tf = np.unique(docs * n_vocab + toks, return_counts=True)  # sorted by paper, then word
-                yield keys // n_vocab, keys % n_vocab, tf
+                yield keys % n_vocab, keys // n_vocab, tf, lens
 
-    df = np.zeros(n_vocab, dtype=np.int64)
-    for _, tok, _ in slices():
-        df += np.bincount(tok, minlength=n_vocab)
+    df = np.zeros(n_vocab, dtype=np.int32)  # papers holding each word (< 2^31 papers)
+    for tok, _, _, _ in slices():
+        words, count = np.unique(tok, return_counts=True)  # a slice's (paper, word) pairs are distinct
+        df[words] += count.astype(np.int32)
     _write_vocabulary(directory, words_path, known, df, n, placeholders)
-    indptr = np.zeros(n_vocab + 1, dtype=np.int64)
-    np.cumsum(df, out=indptr[1:])
-    nnz = int(indptr[-1])
+    nnz = int(df.sum(dtype=np.int64))
+    # Where each word's next entry goes: its column's start, advanced as the slices fill it.
+    cursor = np.zeros(n_vocab, dtype=np.int32 if nnz < 2**31 else np.int64)
+    np.cumsum(df[:-1], out=cursor[1:])
     fmt = np.lib.format
     data = fmt.open_memmap(directory / "data.csc.index.npy", mode="w+", dtype=np.float32, shape=(nnz,))
     indices = fmt.open_memmap(directory / "indices.csc.index.npy", mode="w+", dtype=np.int32, shape=(nnz,))
-    filled = np.zeros(n_vocab, dtype=np.int64)
-    for doc, tok, tf in slices():
+    d0 = 0
+    for tok, doc, tf, lens in slices():
         # bm25s.scoring._score_tfc_lucene times the idf (_score_idf_lucene), in float32 as bm25s stores it.
         tf32 = tf.astype(np.float32)
         tfc = tf32 / (k1 * ((1 - b) + b * lens[doc] / avg_len) + tf32)
-        dft = df[tok]
+        dft = df[tok].astype(np.int64)
         idf = np.log(1 + (n - dft + 0.5) / (dft + 0.5))
         scores = (idf.astype(np.float32) * tfc).astype(np.float32)
         order = np.argsort(tok, kind="stable")  # by word, papers ascending within (CSC order)
         tok_s = tok[order]
         words, first, count = np.unique(tok_s, return_index=True, return_counts=True)
-        pos = indptr[tok_s] + filled[tok_s] + (np.arange(len(tok_s)) - np.repeat(first, count))
-        vals, docs = scores[order], doc[order]
-        filled[words] += count
+        pos = cursor[tok_s] + (np.arange(len(tok_s)) - np.repeat(first, count))
+        vals, docs = scores[order], (doc[order] + d0).astype(np.int32)
+        cursor[words] += count.astype(cursor.dtype)
+        d0 += len(lens)
         # Positions ascend (by word, then paper), and each word's entries sit apart in the file: a
         # slice touches a page per word it holds. Written pages leave this process every
         # _ENTRIES_PER_RELEASE entries (they stay in the page cache and reach the file as any write).
@@ -325,8 +338,11 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
             _release(indices)
     data.flush()
     indices.flush()
-    del data, indices
+    del data, indices, cursor
     tok_path.unlink()
+    len_path.unlink()
+    indptr = np.zeros(n_vocab + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
     np.save(directory / "indptr.csc.index.npy", indptr)
     r = bm25s.BM25(k1=k1, b=b)
     params = {"k1": r.k1, "b": r.b, "delta": r.delta, "method": r.method, "idf_method": r.idf_method,
@@ -338,6 +354,18 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
     (directory / "params.index.json").write_text(json.dumps(params), encoding="utf-8")
 
 
+def _raw_to_npy(raw: Path, path: Path, dtype: Any, count: int) -> None:
+    """A raw file of ``count`` values as an ``.npy`` file (header, then the bytes copied), without
+    reading it into memory."""
+    import numpy as np
+
+    with path.open("wb") as out, raw.open("rb") as src:
+        np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                   "fortran_order": False, "shape": (count,)})
+        shutil.copyfileobj(src, out)
+    raw.unlink()
+
+
 def _word_hash(word: str) -> int:
     """A stable 64-bit hash (Python's own ``hash`` changes between processes)."""
     import hashlib
@@ -345,33 +373,33 @@ def _word_hash(word: str) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
 
 
+_WORDS_PER_READ = 65536
+
+
 def _write_vocabulary(directory: Path, words_path: Path, known: Any, df: Any, n: int, placeholders: int) -> None:
-    """vocab.index.json (word -> id, for bm25s) and df.json (word -> papers holding it) from the word
-    file, a word at a time; the placeholder bm25s gives a paper without words is not a word of df.json."""
+    """vocab.index.json (word -> id, for bm25s) and df.json (word -> papers holding it) in one pass
+    over the word file, written as read (no second copy of a million-word vocabulary, or its JSON
+    text, in memory); the placeholder bm25s gives a paper without words is not a word of df.json."""
     import numpy as np
 
-    def pairs() -> Iterator[tuple[str, int]]:
-        with words_path.open(encoding="utf-8") as fh:
-            for line in fh:
-                word = json.loads(line)
-                yield word, int(np.searchsorted(known, np.uint64(_word_hash(word))))
-
-    _write_map(directory / "vocab.index.json", "{", pairs(), "}")
-    _write_map(directory / "df.json", f'{{"n_docs": {n}, "df": {{',
-               ((w, c) for w, i in pairs() if (c := int(df[i]) - (placeholders if w == "_empty_" else 0))), "}}")
+    with words_path.open(encoding="utf-8") as words_fh, \
+            (directory / "vocab.index.json").open("w", encoding="utf-8") as vocab, \
+            (directory / "df.json").open("w", encoding="utf-8") as freq:
+        vocab.write("{")
+        freq.write(f'{{"n_docs": {n}, "df": {{')
+        vsep = fsep = ""
+        while lines := [line.rstrip("\n") for _, line in zip(range(_WORDS_PER_READ), words_fh, strict=False)]:
+            words = [json.loads(line) for line in lines]
+            ids = np.searchsorted(known, np.fromiter(map(_word_hash, words), dtype=np.uint64, count=len(words)))
+            for key, word, i in zip(lines, words, ids.tolist(), strict=True):  # key: the word's JSON
+                vocab.write(f"{vsep}{key}: {i}")
+                vsep = ", "
+                if c := int(df[i]) - (placeholders if word == "_empty_" else 0):
+                    freq.write(f"{fsep}{key}: {c}")
+                    fsep = ", "
+        vocab.write("}")
+        freq.write("}}")
     words_path.unlink()
-
-
-def _write_map(path: Path, head: str, pairs: Iterable[tuple[str, int]], tail: str) -> None:
-    """A JSON object of (word, count) pairs written a pair at a time: no second copy of a vocabulary of
-    a million words (and its JSON text) in memory."""
-    with path.open("w", encoding="utf-8") as fh:
-        fh.write(head)
-        sep = ""
-        for key, value in pairs:
-            fh.write(f"{sep}{json.dumps(key, ensure_ascii=False)}: {value}")
-            sep = ", "
-        fh.write(tail)
 
 
 def _release(arr: Any) -> None:
