@@ -239,7 +239,7 @@ def child_bm25(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     index.refresh_lexical()
     secs = time.perf_counter() - t
-    papers, chunks = index.catalogue.paper_count(), index.vectors.count()
+    papers, chunks = index.catalogue.count()
     print("RESULT " + json.dumps({"bm25_seconds": secs, "papers_total": papers, "chunks_total": chunks,
                                  "peak_rss_mb": peak_rss_mb()}),
           flush=True)
@@ -250,8 +250,8 @@ def child_count(args: argparse.Namespace) -> None:
     from assistant.index.paper_index import PaperIndex
 
     index = PaperIndex(settings_for(Path(args.home), args.port, args.sentences))
-    print("RESULT " + json.dumps({"papers_total": index.catalogue.paper_count(),
-                                  "chunks_total": index.vectors.count()}), flush=True)
+    papers, chunks = index.catalogue.count()
+    print("RESULT " + json.dumps({"papers_total": papers, "chunks_total": chunks}), flush=True)
 
 
 def child_query(args: argparse.Namespace) -> None:

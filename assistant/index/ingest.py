@@ -24,7 +24,7 @@ from .paper_index import PaperIndex
 from .sentences import plan as sentence_plan
 from .sentences import recorded as recorded_sentences
 from .sentences import rows as sentence_rows
-from .storage import writable_error
+from .storage import scratch_folder, writable_error
 
 if TYPE_CHECKING:
     from ..readers import ReadResult
@@ -128,12 +128,12 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
 
 
 def staging(settings: Any) -> StagedPapers:
-    """A staging file under the cache folder (on the index's disk, not in RAM), else the system's
-    temporary folder (a read-only home still reports its own error)."""
+    """A staging file in the scratch folder, else the system's temporary folder (a read-only home
+    still reports its own error)."""
     from ..readers.staged import StagedPapers
 
     try:
-        return StagedPapers((settings.cache_dir or settings.home / "cache") / "ingest")
+        return StagedPapers(scratch_folder(settings, "ingest"))
     except OSError:
         return StagedPapers(None)
 

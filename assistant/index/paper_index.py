@@ -229,17 +229,13 @@ class PaperIndex:
             self._lexical = None  # mapped from the saved files on the next question
 
     def totals(self) -> tuple[int, int]:
-        """Papers and chunks. On a Chroma server, two count requests (papers, chunk vectors): the
-        catalogue's own total pages through every paper record, past 0.8 GB and minutes at 1M papers."""
-        if not self.exists():
-            return 0, 0
-        if self.settings.server_mode:
-            return self.catalogue.paper_count(), self.vectors.count()
-        return self.catalogue.count()
+        """Papers and chunks (on a Chroma server, two count requests)."""
+        return self.catalogue.count() if self.exists() else (0, 0)
 
     def status(self) -> IndexStatus:
         papers, chunks = self.totals()
-        vectors = self.vectors.count() if self.exists() else 0
+        # On a server the chunks were counted as the chunk vectors: no second request.
+        vectors = chunks if self.settings.server_mode else self.vectors.count() if self.exists() else 0
         lex_gen = LexicalIndex(self.dir / "bm25").saved_generation()
         return IndexStatus(
             location=str(self.dir),

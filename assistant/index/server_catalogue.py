@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import IndexStateError
 from ..records import Chunk, Paper
-from .storage import date_int
+from .storage import date_int, scratch_folder
 from .vectors import VectorStore
 
 _PAGE = 1000
@@ -60,8 +59,6 @@ class ServerCatalogue:
         self.path = vectors.where
         self.db = _NoTransaction()
         self._cols: dict[str, Any] = {}
-        self._summary_cache: tuple[int, int, int] | None = None
-        self._summary_lock = threading.Lock()
 
     # -- collections ------------------------------------------------------------
     def _col(self, name: str, create: bool = False) -> Any:
@@ -161,21 +158,6 @@ class ServerCatalogue:
             yield list(res["ids"]), list(res["metadatas"])
             offset += len(res["ids"])
 
-    def _summary(self) -> tuple[int, int]:
-        """Paper and chunk totals, rescanned (page by page, nothing kept per paper) only when
-        the generation changed (read first, as for BM25): `status` and health checks cost one request."""
-        gen = self.generation
-        with self._summary_lock:
-            if self._summary_cache is not None and self._summary_cache[0] == gen:
-                return self._summary_cache[1], self._summary_cache[2]
-        papers = chunks = 0
-        for ids, metas in self._pages():
-            papers += len(ids)
-            chunks += sum(int(m["n_chunks"]) for m in metas)
-        with self._summary_lock:
-            self._summary_cache = (gen, papers, chunks)
-        return papers, chunks
-
     def hashes(self) -> dict[str, str]:
         return {pid: str(meta["content_hash"]) for pid, meta in self._records()}
 
@@ -188,7 +170,6 @@ class ServerCatalogue:
         return col is None or int(self._call(col.count)) == 0
 
     def paper_count(self) -> int:
-        """One request: ``count()`` pages through every record (8 KB each) to sum their chunks."""
         col = self._col(self.papers_name)
         return 0 if col is None else int(self._call(col.count))
 
@@ -197,7 +178,9 @@ class ServerCatalogue:
             yield ids
 
     def count(self) -> tuple[int, int]:
-        return self._summary()
+        """Papers and chunks in two count requests (the chunk vectors are the chunks): summing the
+        records' chunk counts would page through every record, past 0.8 GB and minutes at 1M papers."""
+        return self.paper_count(), self.vectors.count()
 
     def get(self, paper_id: str) -> Paper | None:
         return self.get_many([paper_id]).get(paper_id)
@@ -229,7 +212,7 @@ class ServerCatalogue:
 
     def _sorted_id_pages(self) -> Iterator[list[str]]:
         """Every paper id in id order (Python's order: SQLite compares UTF-8 bytes, i.e. code points),
-        ``_PAGE`` at a time, sorted in a temporary SQLite file under the cache folder: the list of a
+        ``_PAGE`` at a time, sorted in a temporary SQLite file in the scratch folder: the list of a
         million ids and the response carrying them took ~150 MB of an ingesting client. Ids are listed
         by offset; a write by another client meanwhile changes the generation, so the BM25 index this
         feeds is rebuilt on next use."""
@@ -240,12 +223,9 @@ class ServerCatalogue:
         col = self._col(self.papers_name)
         if col is None:
             return
-        settings = self.vectors.settings
-        scratch = settings.cache_dir or settings.home / "cache"
         try:
-            scratch.mkdir(parents=True, exist_ok=True)
-            tmp = tempfile.TemporaryDirectory(prefix="ids-", dir=scratch)
-        except OSError:  # a home that cannot be written: the system's temporary folder
+            tmp = tempfile.TemporaryDirectory(prefix="ids-", dir=scratch_folder(self.vectors.settings, "ids"))
+        except OSError:  # a cache folder that cannot be written: the system's temporary folder
             tmp = tempfile.TemporaryDirectory(prefix="assistant-ids-")
         with tmp as folder:
             db = sqlite3.connect(Path(folder) / "ids.sqlite")
@@ -341,4 +321,3 @@ class ServerCatalogue:
 
     def close(self) -> None:
         self._cols.clear()
-        self._summary_cache = None

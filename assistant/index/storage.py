@@ -1,5 +1,5 @@
 """What the catalogue, vector and lexical modules share: the date key Chroma and BM25
-filter on, and the one-line messages for a full disk or an unwritable home."""
+filter on, the scratch folder, and the one-line messages for a full disk or an unwritable home."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..errors import IndexStateError
 
@@ -20,6 +21,17 @@ def date_int(date: str | None) -> int | None:
         return int(parts[0]) * 10000 + int(parts[1] or 0) * 100 + int(parts[2] or 0)
     except ValueError:
         return None
+
+
+def scratch_folder(settings: Any, name: str) -> Path | None:
+    """A folder for an ingest's scratch files under the cache folder (on the index's disk, not in a
+    RAM-backed /tmp); None when it cannot be made (a read-only home): use the system's temporary one."""
+    folder = (settings.cache_dir or settings.home / "cache") / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder
 
 
 LOW_DISK_BYTES = 16 * 1024 * 1024
