@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ class LexicalIndex:
     The build streams (``write``): papers are tokenised one at a time into a token file, and
     the score matrix is laid out on disk in bm25s's own format (the same scores bm25s's
     ``index`` computes), so building holds neither the texts nor their tokens in memory,
-    only the words' hashes, counts and column cursors (16-20 bytes a word), nothing per paper.
+    at most 12 bytes a word (hash, count, column cursor), nothing per paper.
     Loaded memory-mapped.
     """
 
@@ -213,13 +213,14 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
     length and date to two more; each word is written once to a word file when first seen, and
     the vocabulary is held as a sorted array of hashes (8 bytes a word, not a dictionary of
     strings: 8 against 122 MB at a million words). A word's id is its hash's place in that
-    array. Pass 2 reads the files back a slice of papers at a time: document frequencies first
-    (which fix where each word's column starts in the CSC matrix bm25s scores from), then each
-    slice's scores written at their column positions in memory-mapped ``.npy`` files, the
-    written pages released every ``_ENTRIES_PER_RELEASE`` entries and the files flushed once at
-    the end. Held throughout: the hashes, the frequencies and a fill cursor per word (16-20
-    bytes a word), nothing per paper. Scores are bm25s's "lucene" BM25 (bm25s.scoring), so bm25s
-    loads and queries the result as its own. Two words with one hash would share a column: at a
+    array. Pass 2 reads the files back a slice of papers at a time, counting document
+    frequencies (which fix where each word's column starts in the CSC matrix bm25s scores from)
+    and rewriting the tokens as word ids, after which the hashes go. Pass 3 writes each slice's
+    scores at their column positions in memory-mapped ``.npy`` files, the written pages released
+    every ``_ENTRIES_PER_RELEASE`` entries and the files flushed once at the end. Held: 12 bytes
+    a word at most (hash and frequency, then frequency and fill cursor), nothing per paper.
+    Scores are bm25s's "lucene" BM25 (bm25s.scoring), so bm25s loads and queries the result as
+    its own. Two words with one hash would share a column: at a
     million words the chance is about 1 in 10^7.
     """
     from array import array
@@ -288,23 +289,31 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
         return
     n_vocab = len(known)
     avg_len = n_tokens / n
+    ids_path = directory / "tokens.u32"
 
-    def slices() -> Any:
-        """(word ids, slice-relative paper, term frequency, the slice's lengths) per slice of papers."""
-        with tok_path.open("rb") as fh, len_path.open("rb") as lfh:
-            for d0 in range(0, n, _DOCS_PER_PASS):
-                lens = np.fromfile(lfh, dtype=np.uint32, count=min(n, d0 + _DOCS_PER_PASS) - d0)
-                hashes = np.fromfile(fh, dtype=np.uint64, count=int(lens.sum(dtype=np.int64)))
-                toks = np.searchsorted(known, hashes).astype(np.int64)
-                docs = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
-                keys, tf = np.unique(docs * n_vocab + toks, return_counts=True)  # sorted by paper, then word
-                yield keys % n_vocab, keys // n_vocab, tf, lens
+    def slice_lengths(fh: Any) -> Iterator[Any]:
+        for d0 in range(0, n, _DOCS_PER_PASS):
+            yield np.fromfile(fh, dtype=np.uint32, count=min(n, d0 + _DOCS_PER_PASS) - d0)
 
+    def pairs(toks: Any, lens: Any) -> tuple[Any, Any, Any]:
+        """(word id, slice-relative paper, term frequency) of a slice's distinct (paper, word) pairs,
+        sorted by paper, then word."""
+        docs = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
+        keys, tf = np.unique(docs * n_vocab + toks.astype(np.int64), return_counts=True)
+        return keys % n_vocab, keys // n_vocab, tf
+
+    # Document frequencies; the token file rewritten as word ids, so the hashes can go before the scores.
     df = np.zeros(n_vocab, dtype=np.int32)  # papers holding each word (< 2^31 papers)
-    for tok, _, _, _ in slices():
-        words, count = np.unique(tok, return_counts=True)  # a slice's (paper, word) pairs are distinct
-        df[words] += count.astype(np.int32)
+    with tok_path.open("rb") as fh, len_path.open("rb") as lfh, ids_path.open("wb") as out:
+        for lens in slice_lengths(lfh):
+            hashes = np.fromfile(fh, dtype=np.uint64, count=int(lens.sum(dtype=np.int64)))
+            ids = np.searchsorted(known, hashes).astype(np.uint32)
+            ids.tofile(out)
+            words, count = np.unique(pairs(ids, lens)[0], return_counts=True)
+            df[words] += count.astype(np.int32)
+    tok_path.unlink()
     _write_vocabulary(directory, words_path, known, df, n, placeholders)
+    del known
     nnz = int(df.sum(dtype=np.int64))
     # Where each word's next entry goes: its column's start, advanced as the slices fill it.
     cursor = np.zeros(n_vocab, dtype=np.int32 if nnz < 2**31 else np.int64)
@@ -313,33 +322,35 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
     data = fmt.open_memmap(directory / "data.csc.index.npy", mode="w+", dtype=np.float32, shape=(nnz,))
     indices = fmt.open_memmap(directory / "indices.csc.index.npy", mode="w+", dtype=np.int32, shape=(nnz,))
     d0 = 0
-    for tok, doc, tf, lens in slices():
-        # bm25s.scoring._score_tfc_lucene times the idf (_score_idf_lucene), in float32 as bm25s stores it.
-        tf32 = tf.astype(np.float32)
-        tfc = tf32 / (k1 * ((1 - b) + b * lens[doc] / avg_len) + tf32)
-        dft = df[tok].astype(np.int64)
-        idf = np.log(1 + (n - dft + 0.5) / (dft + 0.5))
-        scores = (idf.astype(np.float32) * tfc).astype(np.float32)
-        order = np.argsort(tok, kind="stable")  # by word, papers ascending within (CSC order)
-        tok_s = tok[order]
-        words, first, count = np.unique(tok_s, return_index=True, return_counts=True)
-        pos = cursor[tok_s] + (np.arange(len(tok_s)) - np.repeat(first, count))
-        vals, docs = scores[order], (doc[order] + d0).astype(np.int32)
-        cursor[words] += count.astype(cursor.dtype)
-        d0 += len(lens)
-        # Positions ascend (by word, then paper), and each word's entries sit apart in the file: a
-        # slice touches a page per word it holds. Written pages leave this process every
-        # _ENTRIES_PER_RELEASE entries (they stay in the page cache and reach the file as any write).
-        for s in range(0, len(pos), _ENTRIES_PER_RELEASE):
-            e = s + _ENTRIES_PER_RELEASE
-            data[pos[s:e]] = vals[s:e]
-            indices[pos[s:e]] = docs[s:e]
-            _release(data)
-            _release(indices)
+    with ids_path.open("rb") as fh, len_path.open("rb") as lfh:
+        for lens in slice_lengths(lfh):
+            tok, doc, tf = pairs(np.fromfile(fh, dtype=np.uint32, count=int(lens.sum(dtype=np.int64))), lens)
+            # bm25s.scoring._score_tfc_lucene times the idf (_score_idf_lucene), in float32 as bm25s stores it.
+            tf32 = tf.astype(np.float32)
+            tfc = tf32 / (k1 * ((1 - b) + b * lens[doc] / avg_len) + tf32)
+            dft = df[tok].astype(np.int64)
+            idf = np.log(1 + (n - dft + 0.5) / (dft + 0.5))
+            scores = (idf.astype(np.float32) * tfc).astype(np.float32)
+            order = np.argsort(tok, kind="stable")  # by word, papers ascending within (CSC order)
+            tok_s = tok[order]
+            words, first, count = np.unique(tok_s, return_index=True, return_counts=True)
+            pos = cursor[tok_s] + (np.arange(len(tok_s)) - np.repeat(first, count))
+            vals, docs = scores[order], (doc[order] + d0).astype(np.int32)
+            cursor[words] += count.astype(cursor.dtype)
+            d0 += len(lens)
+            # Positions ascend (by word, then paper), and each word's entries sit apart in the file: a
+            # slice touches a page per word it holds. Written pages leave this process every
+            # _ENTRIES_PER_RELEASE entries (they stay in the page cache and reach the file as any write).
+            for s in range(0, len(pos), _ENTRIES_PER_RELEASE):
+                e = s + _ENTRIES_PER_RELEASE
+                data[pos[s:e]] = vals[s:e]
+                indices[pos[s:e]] = docs[s:e]
+                _release(data)
+                _release(indices)
     data.flush()
     indices.flush()
     del data, indices, cursor
-    tok_path.unlink()
+    ids_path.unlink()
     len_path.unlink()
     indptr = np.zeros(n_vocab + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])
