@@ -31,7 +31,7 @@ def test_streamed_bm25_scores_equal_bm25s_index(tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setattr(lexical, "_DOCS_PER_PASS", slice_docs)
     if slice_docs < 100:  # and each slice's entries written, and the word file read, a few at a time
-        monkeypatch.setattr(lexical, "_ENTRIES_PER_RELEASE", 7)
+        monkeypatch.setattr(lexical, "_PAGES_PER_RELEASE", 1)
         monkeypatch.setattr(lexical, "_WORDS_PER_READ", 5)
     papers = _papers()
     papers[3].abstract = papers[3].title = "the of and"  # only stopwords: bm25s's placeholder token

@@ -200,9 +200,9 @@ arrays plus the score-file pages one slice touches: at 100k papers 169 MB agains
 slice, for 13% more build time (benchmarks/README.md, scale)."""
 
 
-_ENTRIES_PER_RELEASE = 16384
-"""Score entries written between two releases of the written pages: a slice of papers touches a page
-per word in each of the two score files, ~20,000 pages at a million papers; this bounds it."""
+_PAGES_PER_RELEASE = 256
+"""Score-file pages a slice writes between two releases of them (about 1 MB a file): a slice of papers
+touches a page per word it holds in each of the two score files, tens of thousands at a million papers."""
 
 
 def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: float, b: float) -> None:
@@ -217,7 +217,7 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
     frequencies (which fix where each word's column starts in the CSC matrix bm25s scores from)
     and rewriting the tokens as word ids, after which the hashes go. Pass 3 writes each slice's
     scores at their column positions in memory-mapped ``.npy`` files, the written pages released
-    every ``_ENTRIES_PER_RELEASE`` entries and the files flushed once at the end. Held: 12 bytes
+    every ``_PAGES_PER_RELEASE`` pages and the files flushed once at the end. Held: 12 bytes
     a word at most (hash and frequency, then frequency and fill cursor), nothing per paper.
     Scores are bm25s's "lucene" BM25 (bm25s.scoring), so bm25s loads and queries the result as
     its own. Two words with one hash would share a column: at a
@@ -340,9 +340,11 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
             d0 += len(lens)
             # Positions ascend (by word, then paper), and each word's entries sit apart in the file: a
             # slice touches a page per word it holds. Written pages leave this process every
-            # _ENTRIES_PER_RELEASE entries (they stay in the page cache and reach the file as any write).
-            for s in range(0, len(pos), _ENTRIES_PER_RELEASE):
-                e = s + _ENTRIES_PER_RELEASE
+            # _PAGES_PER_RELEASE pages (they stay in the page cache and reach the file as any write).
+            page = pos >> 10  # 1,024 four-byte entries a page (the .npy header shifts where pages start)
+            new_page = np.flatnonzero(page[1:] != page[:-1]) + 1
+            cuts = [0, *new_page[_PAGES_PER_RELEASE - 1::_PAGES_PER_RELEASE].tolist(), len(pos)]
+            for s, e in zip(cuts, cuts[1:], strict=False):
                 data[pos[s:e]] = vals[s:e]
                 indices[pos[s:e]] = docs[s:e]
                 _release(data)
