@@ -4,6 +4,7 @@ holding the texts. Both must give exactly what the in-memory paths gave."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,24 @@ def test_no_papers_writes_an_empty_index(tmp_path: Path) -> None:
     assert sorted(f.name for f in lex.directory.iterdir()) == ["date_ints.npy", "df.json", "ids.json"]
     assert lex.load() and lex.paper_ids == [] and lex.df == {} and len(lex.date_ints) == 0
     assert lex.query("attention", 5) == [] and lex.saved_generation() == 2
+
+
+def test_a_killed_builds_leftovers_are_swept_a_running_ones_kept(tmp_path: Path) -> None:
+    """A build killed mid-way leaves its scratch folder (gigabytes at a million papers) beside the
+    index; the next build removes it, and leaves alone one whose process still runs."""
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(gone.stdout)
+    dead = [tmp_path / f"bm25.tmp{dead_pid}-x1y2", tmp_path / f"bm25.old{dead_pid}", tmp_path / f"bm25.tmp{dead_pid}"]
+    live = tmp_path / f"bm25.tmp{os.getpid()}-busy"
+    other = tmp_path / "bm25.tmpnotapid"
+    for folder in [*dead, live, other]:
+        folder.mkdir()
+        (folder / "tokens.u64").write_bytes(b"\0" * 64)
+    LexicalIndex(tmp_path / "bm25").write(_papers()[:10], 1)
+    assert not any(f.exists() for f in dead)
+    assert (live / "tokens.u64").exists() and (other / "tokens.u64").exists()
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(["bm25", live.name, other.name])

@@ -58,7 +58,8 @@ class LexicalIndex:
         sees half an index). Loads nothing: the next ``load`` maps the saved files."""
         try:
             self.directory.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=self.directory.name + ".tmp", dir=self.directory.parent))
+            self._sweep()
+            tmp = Path(tempfile.mkdtemp(prefix=f"{self.directory.name}.tmp{os.getpid()}-", dir=self.directory.parent))
         except OSError as exc:
             raise writable_error(self.directory, exc) from None
         try:
@@ -102,6 +103,15 @@ class LexicalIndex:
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise writable_error(self.directory, exc) from None
+
+    def _sweep(self) -> None:
+        """Remove what a killed build left beside the index (its scratch files run to gigabytes at a
+        million papers): the folders named for a process that no longer runs."""
+        pattern = re.compile(re.escape(self.directory.name) + r"\.(?:tmp|old)(\d+)(?:-.*)?")
+        for path in self.directory.parent.glob(self.directory.name + ".*"):
+            m = pattern.fullmatch(path.name)
+            if m and not _running(int(m.group(1))):
+                shutil.rmtree(path, ignore_errors=True)
 
     def _swap_in(self, tmp: Path) -> None:
         """Put a finished index folder in place of the current one (renames, then the old removed)."""
@@ -377,6 +387,18 @@ def _raw_to_npy(raw: Path, path: Path, dtype: Any, count: int) -> None:
                                                    "fortran_order": False, "shape": (count,)})
         shutil.copyfileobj(src, out)
     raw.unlink()
+
+
+def _running(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would end the process there: never sweep
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process, or a pid this platform cannot signal
+        return True
+    return True
 
 
 def _word_hash(word: str) -> int:
