@@ -230,8 +230,8 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
     every ``_PAGES_PER_RELEASE`` pages and the files flushed once at the end. Held: 12 bytes
     a word at most (hash and frequency, then frequency and fill cursor), nothing per paper.
     Scores are bm25s's "lucene" BM25 (bm25s.scoring), so bm25s loads and queries the result as
-    its own. Two words with one hash would share a column: at a
-    million words the chance is about 1 in 10^7.
+    its own. Two words with one hash would share a column: at a million words the chance is
+    about 1 in 10^7.
     """
     from array import array
 
