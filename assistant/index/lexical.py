@@ -206,8 +206,8 @@ class LexicalIndex:
 
 _DOCS_PER_PASS = 2048
 """Papers whose token entries are counted and placed at a time. A build's peak memory is these slices'
-arrays plus the score-file pages one slice touches: at 100k papers 169 MB against 290 MB with 8,192 a
-slice, for 13% more build time (benchmarks/README.md, scale)."""
+arrays plus the score-file pages one slice touches, both growing with the slice: when this was chosen
+(an earlier build, 100k papers) 8,192 a slice peaked at 290 MB against 169 MB, for 13% less time."""
 
 
 _PAGES_PER_RELEASE = 256
@@ -306,11 +306,17 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
             yield np.fromfile(fh, dtype=np.uint32, count=min(n, d0 + _DOCS_PER_PASS) - d0)
 
     def pairs(toks: Any, lens: Any) -> tuple[Any, Any, Any]:
-        """(word id, slice-relative paper, term frequency) of a slice's distinct (paper, word) pairs,
-        sorted by paper, then word."""
-        docs = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
-        keys, tf = np.unique(docs * n_vocab + toks.astype(np.int64), return_counts=True)
-        return keys % n_vocab, keys // n_vocab, tf
+        """(word id, slice-relative paper, term frequency) of a slice's distinct (word, paper) pairs,
+        sorted by word, then paper: the CSC matrix's order, so this is the slice's only sort."""
+        m = len(lens)
+        keys, tf = np.unique(toks.astype(np.int64) * m + np.repeat(np.arange(m, dtype=np.int64), lens),
+                             return_counts=True)
+        return keys // m, keys % m, tf
+
+    def runs(tok: Any) -> tuple[Any, Any, Any]:
+        """Each word of a sorted word-id array, where its run starts and how long it is."""
+        first = np.flatnonzero(np.concatenate(([True], tok[1:] != tok[:-1])))
+        return tok[first], first, np.diff(np.append(first, len(tok)))
 
     # Document frequencies; the token file rewritten as word ids, so the hashes can go before the scores.
     df = np.zeros(n_vocab, dtype=np.int32)  # papers holding each word (< 2^31 papers)
@@ -319,7 +325,7 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
             hashes = np.fromfile(fh, dtype=np.uint64, count=int(lens.sum(dtype=np.int64)))
             ids = np.searchsorted(known, hashes).astype(np.uint32)
             ids.tofile(out)
-            words, count = np.unique(pairs(ids, lens)[0], return_counts=True)
+            words, _, count = runs(pairs(ids, lens)[0])
             df[words] += count.astype(np.int32)
     tok_path.unlink()
     _write_vocabulary(directory, words_path, known, df, n, placeholders)
@@ -341,11 +347,9 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
             dft = df[tok].astype(np.int64)
             idf = np.log(1 + (n - dft + 0.5) / (dft + 0.5))
             scores = (idf.astype(np.float32) * tfc).astype(np.float32)
-            order = np.argsort(tok, kind="stable")  # by word, papers ascending within (CSC order)
-            tok_s = tok[order]
-            words, first, count = np.unique(tok_s, return_index=True, return_counts=True)
-            pos = cursor[tok_s] + (np.arange(len(tok_s)) - np.repeat(first, count))
-            vals, docs = scores[order], (doc[order] + d0).astype(np.int32)
+            words, first, count = runs(tok)  # by word, papers ascending within (CSC order)
+            pos = cursor[tok] + (np.arange(len(tok)) - np.repeat(first, count))
+            docs = (doc + d0).astype(np.int32)
             cursor[words] += count.astype(cursor.dtype)
             d0 += len(lens)
             # Positions ascend (by word, then paper), and each word's entries sit apart in the file: a
@@ -355,7 +359,7 @@ def _build_into(directory: Path, papers: Iterable[Paper], generation: int, k1: f
             new_page = np.flatnonzero(page[1:] != page[:-1]) + 1
             cuts = [0, *new_page[_PAGES_PER_RELEASE - 1::_PAGES_PER_RELEASE].tolist(), len(pos)]
             for s, e in zip(cuts, cuts[1:], strict=False):
-                data[pos[s:e]] = vals[s:e]
+                data[pos[s:e]] = scores[s:e]
                 indices[pos[s:e]] = docs[s:e]
                 _release(data)
                 _release(indices)
