@@ -4,7 +4,6 @@ holding the texts. Both must give exactly what the in-memory paths gave."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -136,20 +135,24 @@ def test_no_papers_writes_an_empty_index(tmp_path: Path) -> None:
 
 def test_a_killed_builds_leftovers_are_swept_a_running_ones_kept(tmp_path: Path) -> None:
     """A build killed mid-way leaves its scratch folder (gigabytes at a million papers) beside the
-    index; the next build removes it, and leaves alone one whose process still runs."""
+    index; the next build removes it, and leaves alone one whose process still runs, or that another
+    host made (a home on a network filesystem: that host's pids cannot be checked from here)."""
     import subprocess
     import sys
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
     dead_pid = int(gone.stdout)
-    dead = [tmp_path / f"bm25.tmp{dead_pid}-x1y2", tmp_path / f"bm25.old{dead_pid}", tmp_path / f"bm25.tmp{dead_pid}"]
-    live = tmp_path / f"bm25.tmp{os.getpid()}-busy"
-    other = tmp_path / "bm25.tmpnotapid"
-    for folder in [*dead, live, other]:
+    host = lexical._owner().partition("h")[2]
+    dead = [tmp_path / f"bm25.tmp{dead_pid}h{host}-x1y2", tmp_path / f"bm25.old{dead_pid}h{host}",
+            tmp_path / f"bm25.tmp{dead_pid}h{host}", tmp_path / f"bm25.tmp{dead_pid}-x1y2"]  # last: no host (older)
+    live = tmp_path / f"bm25.tmp{lexical._owner()}-busy"
+    elsewhere = "00000000" if host != "00000000" else "11111111"  # a home shared with another host
+    kept = [live, tmp_path / "bm25.tmpnotapid", tmp_path / f"bm25.tmp{dead_pid}h{elsewhere}-x1y2"]
+    for folder in [*dead, *kept]:
         folder.mkdir()
         (folder / "tokens.u64").write_bytes(b"\0" * 64)
     LexicalIndex(tmp_path / "bm25").write(_papers()[:10], 1)
     assert not any(f.exists() for f in dead)
-    assert (live / "tokens.u64").exists() and (other / "tokens.u64").exists()
-    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(["bm25", live.name, other.name])
+    assert all((f / "tokens.u64").exists() for f in kept)
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(["bm25", *(f.name for f in kept)])

@@ -59,7 +59,7 @@ class LexicalIndex:
         try:
             self.directory.parent.mkdir(parents=True, exist_ok=True)
             self._sweep()
-            tmp = Path(tempfile.mkdtemp(prefix=f"{self.directory.name}.tmp{os.getpid()}-", dir=self.directory.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f"{self.directory.name}.tmp{_owner()}-", dir=self.directory.parent))
         except OSError as exc:
             raise writable_error(self.directory, exc) from None
         try:
@@ -88,7 +88,7 @@ class LexicalIndex:
         """Save what ``build`` made in memory (``write`` saves as it builds)."""
         import numpy as np
 
-        tmp = self.directory.with_name(self.directory.name + f".tmp{os.getpid()}")
+        tmp = self.directory.with_name(self.directory.name + f".tmp{_owner()}")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir(parents=True)
@@ -106,16 +106,18 @@ class LexicalIndex:
 
     def _sweep(self) -> None:
         """Remove what a killed build left beside the index (its scratch files run to gigabytes at a
-        million papers): the folders named for a process that no longer runs."""
-        pattern = re.compile(re.escape(self.directory.name) + r"\.(?:tmp|old)(\d+)(?:-.*)?")
+        million papers): the folders named for a process of this host that no longer runs. Another
+        host's (a home on a network filesystem) are left alone: its pids cannot be checked here."""
+        pattern = re.compile(re.escape(self.directory.name) + r"\.(?:tmp|old)(\d+)(?:h([0-9a-f]{8}))?(?:-.*)?")
+        host = _owner().partition("h")[2]
         for path in self.directory.parent.glob(self.directory.name + ".*"):
             m = pattern.fullmatch(path.name)
-            if m and not _running(int(m.group(1))):
+            if m and m.group(2) in (None, host) and not _running(int(m.group(1))):
                 shutil.rmtree(path, ignore_errors=True)
 
     def _swap_in(self, tmp: Path) -> None:
         """Put a finished index folder in place of the current one (renames, then the old removed)."""
-        old = self.directory.with_name(self.directory.name + f".old{os.getpid()}")
+        old = self.directory.with_name(self.directory.name + f".old{_owner()}")
         if self.directory.exists():
             self.directory.rename(old)
         tmp.rename(self.directory)
@@ -391,6 +393,14 @@ def _raw_to_npy(raw: Path, path: Path, dtype: Any, count: int) -> None:
                                                    "fortran_order": False, "shape": (count,)})
         shutil.copyfileobj(src, out)
     raw.unlink()
+
+
+def _owner() -> str:
+    """This process in a scratch folder's name: its pid and a hash of its host name (``1234h0a1b2c3d``)."""
+    import hashlib
+    import socket
+
+    return f"{os.getpid()}h{hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()}"
 
 
 def _running(pid: int) -> bool:
