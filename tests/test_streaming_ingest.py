@@ -143,7 +143,7 @@ def test_a_killed_builds_leftovers_are_swept_a_running_ones_kept(tmp_path: Path)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
     dead_pid = int(gone.stdout)
-    host = lexical._owner().partition("h")[2]
+    host = lexical._host()
     dead = [tmp_path / f"bm25.tmp{dead_pid}h{host}-x1y2", tmp_path / f"bm25.old{dead_pid}h{host}",
             tmp_path / f"bm25.tmp{dead_pid}h{host}", tmp_path / f"bm25.tmp{dead_pid}-x1y2"]  # last: no host (older)
     live = tmp_path / f"bm25.tmp{lexical._owner()}-busy"

@@ -109,7 +109,7 @@ class LexicalIndex:
         million papers): the folders named for a process of this host that no longer runs. Another
         host's (a home on a network filesystem) are left alone: its pids cannot be checked here."""
         pattern = re.compile(re.escape(self.directory.name) + r"\.(?:tmp|old)(\d+)(?:h([0-9a-f]{8}))?(?:-.*)?")
-        host = _owner().partition("h")[2]
+        host = _host()
         for path in self.directory.parent.glob(self.directory.name + ".*"):
             m = pattern.fullmatch(path.name)
             if m and m.group(2) in (None, host) and not _running(int(m.group(1))):
@@ -395,12 +395,17 @@ def _raw_to_npy(raw: Path, path: Path, dtype: Any, count: int) -> None:
     raw.unlink()
 
 
-def _owner() -> str:
-    """This process in a scratch folder's name: its pid and a hash of its host name (``1234h0a1b2c3d``)."""
+def _host() -> str:
+    """A hash of this host's name, 8 hex digits: a scratch folder's pid means something only on its host."""
     import hashlib
     import socket
 
-    return f"{os.getpid()}h{hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()}"
+    return hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
+def _owner() -> str:
+    """This process in a scratch folder's name: its pid and its host (``1234h0a1b2c3d``)."""
+    return f"{os.getpid()}h{_host()}"
 
 
 def _running(pid: int) -> bool:
