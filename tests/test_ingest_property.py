@@ -27,7 +27,9 @@ BAD = {
                '{"title": "T", "abstract": {"not": "text"}}', '{"title": "T", "abstract": "A", "id": [1]}'],
     ".bib": ["@article{broken, title = {never closed", "@article{noabs, title = {No abstract here}}",
              "@article{, title = {x}, abstract = {y}", "@misc{q, title = \"unterminated, abstract = {z}}"],
-    ".csv": [",only an abstract", "only a title,", ","],
+    # A row whose every cell is empty ("," or ",,") is a blank row, skipped like a blank line
+    # (tests/test_readers.py); an id with neither title nor abstract is a bad record.
+    ".csv": [",only an abstract", "only a title,", "x9,,"],
 }
 
 

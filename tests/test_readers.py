@@ -112,6 +112,16 @@ def test_csv_zotero_export() -> None:
     assert "zotero.csv:line 3: record has no title" in _problems(res)
 
 
+def test_csv_blank_rows_skipped_bad_rows_named(tmp_path: Path) -> None:
+    """Spreadsheets export empty rows as bare separators: skipped like a blank line, not a problem
+    (which would make the source incomplete and stop --prune); a row with content but no title is one."""
+    f = tmp_path / "sheet.csv"
+    f.write_text("id,title,abstract\n,\n,,\n\nr1,A title,An abstract.\nx9,,\n", encoding="utf-8")
+    res = read_paths([f])
+    assert [p.title for p in res.papers] == ["A title"]
+    assert len(res.problems) == 1 and "sheet.csv:line 6: record has no title" in _problems(res)
+
+
 def test_json_array_ids_and_same_title_papers() -> None:
     res = read_paths([R / "papers.json"])
     assert [p.paper_id for p in res.papers] == ["doc-1", "doc-2", "2403.00001"]
