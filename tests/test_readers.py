@@ -136,7 +136,19 @@ def test_same_title_different_abstract_without_ids_are_two_papers(tmp_path: Path
     res = read_paths([f])
     assert len(res.papers) == 2 and len({p.paper_id for p in res.papers}) == 2
     assert res.duplicates_merged == 1
-    assert any("same title" in str(w) for w in res.warnings)
+    assert [str(w) for w in res.warnings] == [
+        f"{f}:line 2: another paper ({f}:line 1) has the same title 'Summary'; kept as a separate paper "
+        f"({res.papers[1].paper_id})"]
+
+
+def test_same_id_different_abstract_keeps_the_later_and_names_both_lines(tmp_path: Path) -> None:
+    f = tmp_path / "ids.jsonl"
+    f.write_text("\n".join(json.dumps({"id": "p1", "title": "A", "abstract": a})
+                           for a in ("About kinases.", "About T cells.")) + "\n")
+    res = read_paths([f])
+    assert [p.abstract for p in res.papers] == ["About T cells."]
+    assert [str(w) for w in res.warnings] == [
+        f"{f}:line 2: id 'p1' seen twice with different abstracts (first at {f}:line 1); keeping the later record"]
 
 
 def test_jsonl_bad_lines_named_and_good_lines_kept() -> None:

@@ -166,14 +166,16 @@ def _merge(by_id: dict[str, Paper] | StagedPapers, paper: Paper, out: ReadResult
     if paper.extra.get("explicit_id") or paper.arxiv_id:
         # Same explicit id, different text: the later record wins (an updated version).
         out.warnings.append(Problem(paper.source, None, f"id '{paper.paper_id}' seen twice with different "
-                                                        f"abstracts; keeping the later record"))
+                                                        f"abstracts (first at {seen.source}); keeping the later "
+                                                        f"record"))
         out.duplicates_merged += 1
         by_id[paper.paper_id] = paper
         return
     # Same title, different abstract and no id: two different papers.
     paper.paper_id = "t-" + short_hash(normalise_title(paper.title), paper.abstract)
-    out.warnings.append(Problem(paper.source, None, f"another paper has the same title '{paper.title[:80]}'; "
-                                                    f"kept as a separate paper ({paper.paper_id})"))
+    out.warnings.append(Problem(paper.source, None, f"another paper ({seen.source}) has the same title "
+                                                    f"'{paper.title[:80]}'; kept as a separate paper "
+                                                    f"({paper.paper_id})"))
     if paper.paper_id in by_id:
         out.duplicates_merged += 1
         return
