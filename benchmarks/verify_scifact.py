@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds an LLM request may take")
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
+    ap.add_argument("--llm-log", type=Path, default=None,
+                    help="append each claim's LLM prediction here as it comes (a long run can be scored part-way)")
     args = ap.parse_args(argv)
 
     from assistant.answering.stance import SUPPORT, PaperLabel, rationale, shipped_verify_model
@@ -119,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
                                             settings.llm.max_answer_tokens) if labels else ([], {})
             llm_seconds += time.perf_counter() - t
             preds["llm"][cid] = to_prediction(res.sources, llm_labels, spans_of)
-        if n % 50 == 0:
+            if args.llm_log:
+                with args.llm_log.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({"id": cid, "seconds": round(time.perf_counter() - t, 2),
+                                        "prediction": preds["llm"][cid]}) + "\n")
+        if n % (10 if n <= llm_n else 50) == 0:
             print(f"{n}/{len(claims)} claims ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     gold = gold_from_claims(claims)
     out: dict[str, Any] = {"claims": len(claims), "seconds": round(time.perf_counter() - t0, 1),
