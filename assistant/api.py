@@ -405,9 +405,11 @@ class Assistant:
         if use_llm and labels:
             t = time.perf_counter()
             labels, llm_checks = verify_with_llm(self.chat_client(), claim, result.sources, evidence, labels,
-                                                 self.settings.llm.structured, self.settings.llm.max_answer_tokens)
+                                                 self.settings.llm.structured, self.settings.llm.max_answer_tokens,
+                                                 self.settings.llm.verify_papers)
             checks.update(llm_checks)
-            timings["llm"] = (time.perf_counter() - t) * 1000
+            if llm_checks["llm_papers"]:  # no paper kept: no request was sent
+                timings["llm"] = (time.perf_counter() - t) * 1000
         if use_llm:
             label = f"openai:{self.settings.llm.model}"
         verdict, papers, closest = assemble(claim, result.sources, labels)

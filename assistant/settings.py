@@ -184,6 +184,10 @@ class LLMSettings(_Section):
     Qwen2.5-1.5B's); a path = that file; none = the evidence check alone decides."""
     context_tokens: int = Field(0, ge=0)
     """The model's context window in tokens; 0 = ask the server (llama.cpp and vLLM say it in /v1/models)."""
+    verify_papers: Literal["kept", "candidates"] = "kept"
+    """Papers the LLM labels in ``verify``: kept = only those the offline label model keeps as evidence
+    (its abstention stands, the model decides stance and quotes); candidates = the 3 most likely evidence
+    papers whatever the offline model says. Chosen on a SciFact train slice (benchmarks/README.md)."""
     min_support: float = Field(0.5, ge=0, le=1)
     """A generated sentence is shown only if its cited abstracts cover this share (idf-weighted) of its
     content words and contain every number and name it states; otherwise it is dropped and listed in checks."""

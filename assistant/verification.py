@@ -4,10 +4,10 @@ nothing about it? Per paper, a verdict with at most three rationale sentences qu
 Two paths over the same retrieval and the same scored sentences:
 
 * offline (default): the label model of ``answering/stance.py`` (fitted on SciFact train);
-* LLM (``backend="openai"``): the model is shown each candidate paper's best sentences, numbered,
-  and labels each paper through a structured-output prompt (``prompts/verify_system.txt``); a verdict
-  keeps only sentences that are that paper's own (so every quote is an exact abstract sentence), and
-  a SUPPORT / CONTRADICT without any becomes not enough evidence.
+* LLM (``backend="openai"``): the model is shown the best sentences, numbered, of the papers the offline
+  model keeps as evidence (``llm.verify_papers``), and labels each through a structured-output prompt
+  (``prompts/verify_system.txt``); a verdict keeps only sentences that are that paper's own (so every
+  quote is an exact abstract sentence), and a SUPPORT / CONTRADICT without any becomes not enough evidence.
 
 When no paper bears on the claim the verdict is NOT_ENOUGH_EVIDENCE and the closest papers are listed
 as such (``Verdicts.closest``), never forced into a label.
@@ -177,11 +177,19 @@ def parse_llm_verdicts(raw: str) -> list[dict[str, Any]]:
 
 def verify_with_llm(client: Any, claim: str, sources: Sequence[Source], evidence: ClaimEvidence,
                     labels: Sequence[PaperLabel], structured: str = "auto",
-                    max_tokens: int | None = 256) -> tuple[list[PaperLabel], dict[str, Any]]:
+                    max_tokens: int | None = 256, papers: str = "kept") -> tuple[list[PaperLabel], dict[str, Any]]:
     """The LLM labels the candidate papers; only sentence ids of the labelled paper itself are kept as
-    its quotes, and a SUPPORT / CONTRADICT left without any quote is NOT_ENOUGH_EVIDENCE."""
-    messages, ids = llm_messages(claim, sources, labels, evidence)
-    checks: dict[str, Any] = {"prompt_chars": sum(len(m["content"]) for m in messages)}
+    its quotes, and a SUPPORT / CONTRADICT left without any quote is NOT_ENOUGH_EVIDENCE.
+
+    ``papers`` "kept": only the papers the offline model keeps as evidence are shown (none kept = no
+    call, the offline abstention stands), because a small model labels nearly every paper it is shown;
+    "candidates": the most likely evidence papers whatever the offline model says."""
+    shown = [x for x in labels if x.label != NEI][:LLM_PAPERS] if papers == "kept" else list(labels[:LLM_PAPERS])
+    rest = [x for x in labels if all(x is not y for y in shown)]
+    if not shown:
+        return list(labels), {"llm_papers": 0}
+    messages, ids = llm_messages(claim, sources, shown, evidence)
+    checks: dict[str, Any] = {"llm_papers": len(shown), "prompt_chars": sum(len(m["content"]) for m in messages)}
     fmt = {"type": "json_schema", "json_schema": {"name": "verdicts", "schema": VERDICT_SCHEMA}}
     raw: str | None = None
     if structured != "off" and not getattr(client, "_no_json_schema", False):
@@ -198,7 +206,6 @@ def verify_with_llm(client: Any, claim: str, sources: Sequence[Source], evidence
     items = parse_llm_verdicts(raw)
     if not items:
         checks["parse_error"] = "the reply held no verdicts"
-    shown = labels[:LLM_PAPERS]
     out = [PaperLabel(x.source_index, NEI, round(1 - x.p_evidence, 4), x.p_evidence, x.p_contradict,
                       rationale(next(p.ranked for p in evidence.papers if p.source_index == x.source_index), 1.01))
            for x in shown]
@@ -225,6 +232,8 @@ def verify_with_llm(client: Any, claim: str, sources: Sequence[Source], evidence
         target.confidence = target.p_evidence
     if dropped:
         checks["dropped"] = dropped
+    out += [PaperLabel(x.source_index, NEI, round(1 - x.p_evidence, 4), x.p_evidence, x.p_contradict, x.rationale)
+            for x in rest]
     out.sort(key=lambda x: (x.label == NEI, -x.p_evidence, x.source_index))
     return out, checks
 

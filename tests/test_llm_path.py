@@ -102,3 +102,21 @@ def test_unanswerable_question_is_refused(assistant: Assistant) -> None:
     ans = assistant.ask(UNANSWERABLE)
     _assert_checked(assistant, ans)
     assert ans.refused, (ans.text, ans.checks)
+
+
+def test_verify_with_the_real_model_quotes_the_papers_own_sentences(assistant: Assistant) -> None:
+    """``verify`` on the LLM path: the model labels the paper the offline model keeps, and whatever it
+    says, every quote is an exact sentence of that paper; a claim nothing bears on costs no request."""
+    claim = "ARRA aligns LLM hidden states with visual representations from external visual foundation models."
+    v = assistant.verify(claim)
+    d = v.to_dict()
+    assert d["backend"]["labels"].startswith("openai:") and d["checks"]["llm_papers"] == 1, d["checks"]
+    assert d["verdict"] in ("SUPPORT", "CONTRADICT", "MIXED", "NOT_ENOUGH_EVIDENCE")
+    for p in d["papers"]:
+        abstract = assistant.get_paper(p["paper_id"]).abstract
+        assert 1 <= len(p["quotes"]) <= 3
+        for q in p["quotes"]:
+            assert abstract[q["start"]:q["end"]] == q["text"]
+    off = assistant.verify("Daily aspirin reduces the risk of a first stroke in elderly women.").to_dict()
+    assert off["verdict"] == "NOT_ENOUGH_EVIDENCE" and off["checks"]["llm_papers"] == 0
+    assert "llm" not in off["timings_ms"]

@@ -140,7 +140,7 @@ def test_llm_path_keeps_only_the_papers_own_sentences(sample_assistant: Assistan
         from assistant.llm import ChatClient
 
         client = ChatClient(a.settings.with_(llm={"base_url": server.url, "max_retries": 0}))
-        out, checks = verify_with_llm(client, SUPPORTED, res.sources, ev, labels)
+        out, checks = verify_with_llm(client, SUPPORTED, res.sources, ev, labels, papers="candidates")
     finally:
         server.close()
     sent = server.requests[0]
@@ -154,6 +154,40 @@ def test_llm_path_keeps_only_the_papers_own_sentences(sample_assistant: Assistan
     assert second.label == "NOT_ENOUGH_EVIDENCE"
     assert any("not one of paper 1's" in d for d in checks["dropped"])
     assert any("paper 7" in d for d in checks["dropped"])
+
+
+def test_llm_path_labels_only_the_papers_the_offline_model_keeps(sample_assistant: Assistant) -> None:
+    """``papers="kept"`` (the default): the model is shown only the paper the offline model keeps and may
+    turn its SUPPORT into CONTRADICT; a claim the offline model abstains on costs no request at all."""
+    from assistant.llm import ChatClient
+    from assistant.verification import verify_offline
+
+    a = sample_assistant
+    model = shipped_verify_model()
+    res = a.retriever.retrieve(SUPPORTED)
+    ev, labels = verify_offline(SUPPORTED, res.sources, a.index.lexical().idf, res.chunk_sims, res.sentence_sims,
+                                model)
+    kept = [x for x in labels if x.label != "NOT_ENOUGH_EVIDENCE"]
+    assert len(kept) == 1 and len(labels) > 1
+    server = ScriptedChat([json.dumps({"papers": [{"paper": 1, "verdict": "CONTRADICT", "sentences": ["1.1"]}]})])
+    try:
+        client = ChatClient(a.settings.with_(llm={"base_url": server.url, "max_retries": 0}))
+        out, checks = verify_with_llm(client, SUPPORTED, res.sources, ev, labels)
+        off = a.retriever.retrieve(OFF_TOPIC)
+        ev2, labels2 = verify_offline(OFF_TOPIC, off.sources, a.index.lexical().idf, off.chunk_sims,
+                                      off.sentence_sims, model)
+        assert labels2 and all(x.label == "NOT_ENOUGH_EVIDENCE" for x in labels2)
+        out2, checks2 = verify_with_llm(client, OFF_TOPIC, off.sources, ev2, labels2)
+    finally:
+        server.close()
+    assert len(server.requests) == 1  # the off-topic claim sent nothing
+    user = server.requests[0]["messages"][1]["content"]
+    assert user.count("<paper id=") == 1 and res.sources[kept[0].source_index].paper.title[:30] in user
+    assert checks["llm_papers"] == 1 and checks2 == {"llm_papers": 0}
+    assert [x.label for x in out].count("CONTRADICT") == 1 and out[0].source_index == kept[0].source_index
+    assert {x.source_index for x in out} == {x.source_index for x in labels}  # the others stay listed, unlabelled
+    assert all(x.label == "NOT_ENOUGH_EVIDENCE" for x in out[1:])
+    assert [(x.source_index, x.label) for x in out2] == [(x.source_index, x.label) for x in labels2]
 
 
 def test_claims_file_errors_name_the_file(tmp_path: Path) -> None:
