@@ -15,7 +15,9 @@ Rows, measured in the same run on the same retrievals:
     rule), always SUPPORT;
   * llm (``--llm --base-url URL --model NAME``): the LLM path against that OpenAI-compatible server;
     ``--llm-limit N`` scores it on the first N claims only, and
-    the offline and baseline rows on that same slice are printed beside it.
+    the offline and baseline rows on that same slice are printed beside it; ``--llm-log FILE`` appends
+    each claim's LLM prediction to FILE as it comes, and ``--from-log FILE`` scores such a log (a run
+    stopped part-way: the claims it holds) without calling the model again.
 Published dev figures are not measured here: see benchmarks/README.md.
 """
 
@@ -62,7 +64,12 @@ def to_prediction(sources: list[Any], labels: list[Any], spans_of: Any) -> dict[
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--limit", type=int, default=0, help="first N dev claims only")
+    ap.add_argument("--limit", type=int, default=0, help="first N claims only")
+    ap.add_argument("--split", choices=("dev", "train"), default="dev",
+                    help="train: for choices (the label model was fitted on it, so its offline rows are in-sample)")
+    ap.add_argument("--every", type=int, default=1, help="every Nth claim (a representative slice)")
+    ap.add_argument("--llm-papers", choices=("kept", "candidates"), default=None,
+                    help="llm.verify_papers for this run (default: the setting's)")
     ap.add_argument("--llm", action="store_true", help="also run the LLM path (llm settings' server)")
     ap.add_argument("--llm-limit", type=int, default=0, help="LLM path on the first N claims only")
     ap.add_argument("--base-url", default="", help="the OpenAI-compatible server for --llm (e.g. http://127.0.0.1:8080/v1)")
@@ -72,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     ap.add_argument("--llm-log", type=Path, default=None,
                     help="append each claim's LLM prediction here as it comes (a long run can be scored part-way)")
+    ap.add_argument("--predictions", type=Path, default=None,
+                    help="write every row's predictions here (claim id -> doc -> label, sentences)")
+    ap.add_argument("--from-log", type=Path, default=None,
+                    help="score the LLM predictions of an --llm-log file (its claims only) instead of calling a model")
     args = ap.parse_args(argv)
 
     from assistant.answering.stance import SUPPORT, PaperLabel, rationale, shipped_verify_model
@@ -81,14 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     corpus_path = SCIFACT / "corpus.jsonl"
     docs = {str(d["id"]): d for d in map(json.loads, corpus_path.read_text(encoding="utf-8").splitlines())}
     claims = [c for c in map(json.loads, (SCIFACT / "claims.jsonl").read_text(encoding="utf-8").splitlines())
-              if c.get("split") == "dev"]
+              if c.get("split") == args.split][:: args.every]
     if args.limit:
         claims = claims[: args.limit]
+    logged: dict[str, dict[str, Any]] = {}
+    if args.from_log:
+        logged = {str(r["id"]): r for r in map(json.loads, args.from_log.read_text(encoding="utf-8").splitlines())}
+        claims = [c for c in claims if str(c["id"]) in logged]
     home = _home("scifact", corpus_path.read_bytes(), corpus_path, args.cache)
     settings = _settings(home, args.cache).with_(retrieval={"exact_search_max": EXACT_ALL})
     if args.llm:
         llm = {"request_timeout": args.timeout, "max_retries": 1}
-        llm.update({k: v for k, v in (("base_url", args.base_url), ("model", args.model)) if v})
+        llm.update({k: v for k, v in (("base_url", args.base_url), ("model", args.model),
+                                      ("verify_papers", args.llm_papers)) if v})
         settings = settings.with_(llm=llm)
     a = Assistant(settings)
     a.auto_sample = False
@@ -115,10 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         base = [PaperLabel(0, SUPPORT, 1.0, 1.0, 0.0, rationale(top.ranked, model.decisions.rationale_ratio))] \
             if top else []
         preds["baseline"][cid] = to_prediction(res.sources, base, spans_of)
-        if client is not None and n <= llm_n:
+        if cid in logged:
+            preds["llm"][cid] = logged[cid]["prediction"]
+            llm_seconds += logged[cid]["seconds"]
+        elif client is not None and n <= llm_n:
             t = time.perf_counter()
             llm_labels, _ = verify_with_llm(client, c["claim"], res.sources, ev, labels, settings.llm.structured,
-                                            settings.llm.max_answer_tokens) if labels else ([], {})
+                                            settings.llm.max_answer_tokens, settings.llm.verify_papers) \
+                if labels else ([], {})
             llm_seconds += time.perf_counter() - t
             preds["llm"][cid] = to_prediction(res.sources, llm_labels, spans_of)
             if args.llm_log:
@@ -137,10 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         sub = {k: gold[k] for k in ids}
         out["llm_slice"] = {"claims": len(ids), "first_id": ids[0], "last_id": ids[-1],
                             "seconds_per_claim": round(llm_seconds / len(ids), 2),
-                            "model": settings.llm.model, "base_url": settings.llm.base_url}
+                            "model": settings.llm.model if not logged else f"from {args.from_log}",
+                            "verify_papers": settings.llm.verify_papers,
+                            "base_url": settings.llm.base_url if not logged else ""}
         for name in ("llm", "offline", "baseline"):
             out["rows"][f"{name} (llm slice)"] = scifact_metrics(sub, {k: preds[name][k] for k in ids})
-    print(f"SciFact dev, {len(claims)} claims, open retrieval over {len(docs)} abstracts "
+    print(f"SciFact {args.split}, {len(claims)} claims, open retrieval over {len(docs)} abstracts "
           f"({out['seconds']} s)")
     head = f"{'':24}" + "".join(f"{METRIC_NAMES[k]:>28}" for k in METRIC_NAMES)
     print(head)
@@ -151,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = out["rows"]
     gain = rows["offline"]["abstract_rationalized"]["f1"] - rows["baseline"]["abstract_rationalized"]["f1"]
     print(f"offline - baseline, abstract Label+Rationale F1: {gain:+.3f}")
+    if args.predictions:
+        args.predictions.write_text(json.dumps({k: v for k, v in preds.items() if v}) + "\n", encoding="utf-8")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return 0
