@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -206,8 +206,9 @@ def verify_with_llm(client: Any, claim: str, sources: Sequence[Source], evidence
     items = parse_llm_verdicts(raw)
     if not items:
         checks["parse_error"] = "the reply held no verdicts"
-    out = [PaperLabel(x.source_index, NEI, round(1 - x.p_evidence, 4), x.p_evidence, x.p_contradict,
-                      rationale(next(p.ranked for p in evidence.papers if p.source_index == x.source_index), 1.01))
+    out = [replace(x, label=NEI, confidence=round(1 - x.p_evidence, 4),
+                   rationale=rationale(next(p.ranked for p in evidence.papers if p.source_index == x.source_index),
+                                       1.01))
            for x in shown]
     dropped: list[str] = []
     for item in items:
@@ -232,8 +233,7 @@ def verify_with_llm(client: Any, claim: str, sources: Sequence[Source], evidence
         target.confidence = target.p_evidence
     if dropped:
         checks["dropped"] = dropped
-    out += [PaperLabel(x.source_index, NEI, round(1 - x.p_evidence, 4), x.p_evidence, x.p_contradict, x.rationale)
-            for x in rest]
+    out += [replace(x, label=NEI, confidence=round(1 - x.p_evidence, 4)) for x in rest]
     out.sort(key=lambda x: (x.label == NEI, -x.p_evidence, x.source_index))
     return out, checks
 

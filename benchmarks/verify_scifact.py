@@ -137,13 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         elif client is not None and n <= llm_n:
             t = time.perf_counter()
             llm_labels, _ = verify_with_llm(client, c["claim"], res.sources, ev, labels, settings.llm.structured,
-                                            settings.llm.max_answer_tokens, settings.llm.verify_papers) \
-                if labels else ([], {})
-            llm_seconds += time.perf_counter() - t
+                                            settings.llm.max_answer_tokens, settings.llm.verify_papers)
+            dt = time.perf_counter() - t
+            llm_seconds += dt
             preds["llm"][cid] = to_prediction(res.sources, llm_labels, spans_of)
             if args.llm_log:
                 with args.llm_log.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps({"id": cid, "seconds": round(time.perf_counter() - t, 2),
+                    f.write(json.dumps({"id": cid, "seconds": round(dt, 2),
                                         "prediction": preds["llm"][cid]}) + "\n")
         if n % (10 if n <= llm_n else 50) == 0:
             print(f"{n}/{len(claims)} claims ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
