@@ -37,6 +37,8 @@ MODELS = {
     "qwen": (QWEN_GGUF_NAME, "ASSISTANT_TEST_QWEN_GGUF", "run python .ci/fetch_test_model.py"),
 }
 READY_TIMEOUT = 120.0
+LOOKUP_NGRAM = 3
+"""Prompt-lookup drafts start where the last 3 generated tokens occur in the prompt."""
 _XLLAMACPP_CHECK = "import xllamacpp"
 _LLAMA_CPP_CHECK = "import llama_cpp, llama_cpp.server.app"
 
@@ -57,6 +59,34 @@ def find_gguf(model: str = "smollm2") -> Path | None:
     """The model's GGUF (its env var if set, else the CI cache); None when absent."""
     path = _model_path(model)
     return path if path.is_file() else None
+
+
+SERVER_BIN_ENV = "ASSISTANT_TEST_LLAMA_SERVER_BIN"
+
+
+def find_server_binary() -> Path | None:
+    """llama.cpp's own ``llama-server`` executable: ``ASSISTANT_TEST_LLAMA_SERVER_BIN`` if set, else the
+    one .ci/build_llama_server.sh built for this CPU in the CI cache; None when absent."""
+    explicit = os.environ.get(SERVER_BIN_ENV)
+    if explicit:
+        path = Path(explicit).expanduser()
+        return path if path.is_file() else None
+    built = sorted(ci_cache_dir().glob("llama-server-*/llama-server"), key=lambda p: p.stat().st_mtime)
+    return built[-1] if built else None
+
+
+def require_server_binary() -> Path:
+    """The ``llama-server`` executable; skips the calling test without one, or fails it when
+    ASSISTANT_REQUIRE_LLM_SERVER=1 (CI, where .ci/build_llama_server.sh ran)."""
+    import pytest
+
+    path = find_server_binary()
+    if path is None:
+        reason = f"no llama.cpp llama-server executable; run .ci/build_llama_server.sh or set {SERVER_BIN_ENV}"
+        if os.environ.get("ASSISTANT_REQUIRE_LLM_SERVER") == "1":
+            pytest.fail(f"ASSISTANT_REQUIRE_LLM_SERVER=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return path
 
 
 @functools.lru_cache(maxsize=4)
@@ -151,7 +181,7 @@ class ServerHandle:
 def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n_ctx: int = 2048,
                        threads: int = 1, ready_timeout: float = READY_TIMEOUT, parallel: int = 1,
                        flash_attn: str = "auto", batch: int = 0, ubatch: int = 0,
-                       embedding: bool = False) -> ServerHandle:
+                       embedding: bool = False, lookup: int = 0, binary: Path | None = None) -> ServerHandle:
     """Run llama.cpp's server on a loopback port and wait until it serves /v1/models.
 
     One thread by default: with 2 on a 2-core box that is also running pytest and other
@@ -162,10 +192,15 @@ def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n
     Raises RuntimeError with the server log tail when it exits or is not ready within
     ``ready_timeout`` seconds. ``parallel`` slots share ``n_ctx``; one slot keeps the last
     prompt's KV cache, so a fixed prompt prefix is read once (``cache_prompt``, on). ``flash_attn``,
-    ``batch`` and ``ubatch`` (0 = llama.cpp's default) are for benchmarks/llm_server_flags.py; the
-    xllamacpp server only. ``embedding`` serves /v1/embeddings (mean pooling; xllamacpp only).
+    ``batch`` and ``ubatch`` (0 = llama.cpp's default) are for benchmarks/llm_server_flags.py (not
+    for llama-cpp-python). ``embedding`` serves /v1/embeddings (mean pooling; xllamacpp only).
+    ``lookup`` > 0 turns on llama.cpp's prompt-lookup speculative decoding (``ngram-simple``): drafts
+    of up to ``lookup`` tokens copied from the prompt where its last 3 tokens recur, checked in one batch
+    (an answer that copies its evidence is generated faster; greedy answers can differ where batched
+    arithmetic breaks a near tie). ``binary``: run that llama.cpp ``llama-server`` executable (e.g. one
+    built for this CPU) instead of xllamacpp, with the same settings.
     """
-    kind = server_kind() or "xllamacpp"
+    kind = "binary" if binary else server_kind() or "xllamacpp"
     port = port or free_port()
     log_path = Path(tmp_path) / f"llama_server_{port}_{time.monotonic_ns()}.log"
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
@@ -175,6 +210,15 @@ def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n
                "--flash-attn", flash_attn, "--batch", str(batch), "--ubatch", str(ubatch)]
         if embedding:
             cmd.append("--embedding")
+        if lookup:
+            cmd += ["--lookup", str(lookup)]
+    elif kind == "binary":
+        cmd = [str(binary), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--ctx-size",
+               str(n_ctx), "--threads", str(threads), "--parallel", str(parallel), "--flash-attn", flash_attn]
+        cmd += [*(["--batch-size", str(batch)] if batch else []), *(["--ubatch-size", str(ubatch)] if ubatch else [])]
+        if lookup:
+            cmd += ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", str(LOOKUP_NGRAM),
+                    "--spec-ngram-simple-size-m", str(lookup), "--spec-draft-n-max", str(lookup)]
     else:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
                "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads)]
@@ -183,7 +227,7 @@ def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n
     handle = ServerHandle(base_url=f"http://127.0.0.1:{port}/v1", proc=proc, port=port, log_path=log_path)
     # llama.cpp's server listens before the model is loaded and answers 503 until then:
     # /health is 200 only when it can serve (llama-cpp-python has no /health; /v1/models suffices).
-    probes = [f"{handle.base_url}/models"] + ([f"http://127.0.0.1:{port}/health"] if kind == "xllamacpp" else [])
+    probes = [f"{handle.base_url}/models"] + ([f"http://127.0.0.1:{port}/health"] if kind != "llama_cpp" else [])
     deadline = time.monotonic() + ready_timeout
     while True:
         if proc.poll() is not None:
@@ -220,6 +264,8 @@ def serve(argv: list[str] | None = None) -> None:
     parser.add_argument("--ubatch", type=int, default=0, help="n_ubatch (0: llama.cpp's default)")
     parser.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto")
     parser.add_argument("--embedding", action="store_true", help="serve /v1/embeddings (mean pooling)")
+    parser.add_argument("--lookup", type=int, default=0,
+                        help="prompt-lookup speculative decoding: draft up to N tokens copied from the prompt")
     args = parser.parse_args(argv)
     # Block the stop signals before the server's threads start, so they inherit the mask
     # and sigwait below is the one place the signal lands.
@@ -244,6 +290,12 @@ def serve(argv: list[str] | None = None) -> None:
         params.pooling_type = int(xlc.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN)
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
+    if args.lookup:
+        spec = params.speculative
+        spec.types = [xlc.common_speculative_type.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE]
+        spec.ngram_simple.size_n = LOOKUP_NGRAM
+        spec.ngram_simple.size_m = args.lookup
+        spec.draft.n_max = args.lookup
     server = xlc.Server(params)
     print(f"llm_server: serving {args.model} at {server.listening_address}", flush=True)
     signal.sigwait(stop)
