@@ -143,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", default="", help="an already running OpenAI-compatible server")
     parser.add_argument("--model", default="qwen", help="model name sent to the server")
     parser.add_argument("--threads", type=int, default=2, help="server threads when this script starts it")
+    parser.add_argument("--lookup", type=int, default=0, metavar="N",
+                        help="server this script starts: prompt-lookup speculative decoding, drafts of up to N tokens")
+    parser.add_argument("--server-bin", type=Path, default=None, metavar="PATH",
+                        help="start this llama.cpp llama-server executable instead of xllamacpp")
     parser.add_argument("--home", type=Path, default=None, 
                         help="index home (default: the cached one the question file runs against)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -440,7 +444,7 @@ def _server(args: argparse.Namespace) -> tuple[Any, str | None]:
         return None, None
     t = time.perf_counter()
     server = start_llama_server(gguf, Path(tempfile.mkdtemp(prefix="llm_path_srv_")), n_ctx=4096,
-                                threads=args.threads, ready_timeout=300)
+                                threads=args.threads, ready_timeout=300, lookup=args.lookup, binary=args.server_bin)
     print(f"server ready in {time.perf_counter() - t:.1f}s at {server.base_url}", file=sys.stderr)
     return server, server.base_url
 
