@@ -72,13 +72,12 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
 def measure(base_url: str, messages: list[list[dict[str, str]]]) -> tuple[float, float, float, float]:
     """(prompt tokens/s, generation tokens/s, seconds, share of drafted tokens accepted) over all
     prompts, from the server's timings."""
-    from assistant.answering.generative import ANSWER_SCHEMA
+    from assistant.answering.generative import ANSWER_FORMAT
 
     p_n = p_ms = g_n = g_ms = drafted = accepted = 0.0
     for msgs in messages:
         body = {"model": "m", "messages": msgs, "max_tokens": 256, "temperature": 0, "cache_prompt": False,
-                "response_format": {"type": "json_schema",
-                                    "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA}}}
+                "response_format": ANSWER_FORMAT}
         req = urllib.request.Request(f"{base_url}/chat/completions", json.dumps(body).encode(),
                                      {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=600) as resp:
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     messages = prompts(args.questions)
     tmp = Path(tempfile.mkdtemp(prefix="llm_flags_"))
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in chosen}
+    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in chosen}
     for r in range(args.rounds):
         for name, extra in chosen.items():
             server = start_llama_server(gguf, tmp, n_ctx=2048, threads=args.threads, ready_timeout=300, **extra)

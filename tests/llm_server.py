@@ -71,7 +71,8 @@ def find_server_binary() -> Path | None:
     if explicit:
         path = Path(explicit).expanduser()
         return path if path.is_file() else None
-    built = sorted(ci_cache_dir().glob("llama-server-*/llama-server"), key=lambda p: p.stat().st_mtime)
+    built = sorted((p for p in ci_cache_dir().glob("llama-server-*/llama-server") if p.parent.suffix != ".partial"),
+                   key=lambda p: p.stat().st_mtime)
     return built[-1] if built else None
 
 
@@ -193,12 +194,12 @@ def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n
     ``ready_timeout`` seconds. ``parallel`` slots share ``n_ctx``; one slot keeps the last
     prompt's KV cache, so a fixed prompt prefix is read once (``cache_prompt``, on). ``flash_attn``,
     ``batch`` and ``ubatch`` (0 = llama.cpp's default) are for benchmarks/llm_server_flags.py (not
-    for llama-cpp-python). ``embedding`` serves /v1/embeddings (mean pooling; xllamacpp only).
+    for llama-cpp-python). ``embedding`` serves /v1/embeddings (mean pooling; not llama-cpp-python).
     ``lookup`` > 0 turns on llama.cpp's prompt-lookup speculative decoding (``ngram-simple``): drafts
     of up to ``lookup`` tokens copied from the prompt where its last 3 tokens recur, checked in one batch
     (an answer that copies its evidence is generated faster; greedy answers can differ where batched
-    arithmetic breaks a near tie). ``binary``: run that llama.cpp ``llama-server`` executable (e.g. one
-    built for this CPU) instead of xllamacpp, with the same settings.
+    arithmetic breaks a near tie; not llama-cpp-python). ``binary``: run that llama.cpp ``llama-server``
+    executable (e.g. one built for this CPU) instead of xllamacpp, with the same settings.
     """
     kind = "binary" if binary else server_kind() or "xllamacpp"
     port = port or free_port()
@@ -216,6 +217,8 @@ def start_llama_server(gguf: Path, tmp_path: Path, *, port: int | None = None, n
         cmd = [str(binary), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--ctx-size",
                str(n_ctx), "--threads", str(threads), "--parallel", str(parallel), "--flash-attn", flash_attn]
         cmd += [*(["--batch-size", str(batch)] if batch else []), *(["--ubatch-size", str(ubatch)] if ubatch else [])]
+        if embedding:
+            cmd += ["--embedding", "--pooling", "mean"]
         if lookup:
             cmd += ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", str(LOOKUP_NGRAM),
                     "--spec-ngram-simple-size-m", str(lookup), "--spec-draft-n-max", str(lookup)]

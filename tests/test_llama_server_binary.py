@@ -14,11 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from assistant.api import Assistant
 from assistant.records import REFUSAL
-from tests.conftest import make_settings
-from tests.llm_server import ServerHandle, require_llama_server, require_server_binary, start_llama_server
+from tests.llm_server import (
+    ServerHandle,
+    find_gguf,
+    require_llama_server,
+    require_server_binary,
+    start_llama_server,
+)
 from tests.test_answering import validate_answer_schema
+from tests.test_openai_backend import _openai_assistant
 
 pytestmark = pytest.mark.llm_server
 
@@ -27,9 +32,14 @@ COPY = ("ARRA aligns the hidden states of a large language model with the featur
         "its architecture.")
 
 
+def _smollm2() -> Path:
+    """The SmolLM2 fixture; the binary needs only the GGUF, not xllamacpp."""
+    return find_gguf() or require_llama_server()
+
+
 @pytest.fixture(scope="module")
 def binary_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    gguf = require_llama_server()
+    gguf = _smollm2()
     binary = require_server_binary()
     server = start_llama_server(gguf, tmp_path_factory.mktemp("llama-bin"), n_ctx=4096, binary=binary)
     yield server
@@ -38,24 +48,25 @@ def binary_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHa
 
 def test_the_openai_backend_works_against_llama_server(binary_server: ServerHandle, sample_home: Path,
                                                        embed_cache: Path) -> None:
-    a = Assistant(make_settings(sample_home, embed_cache, llm="openai", openai_base_url=binary_server.base_url,
-                                llm_model="smollm2", request_timeout=120, max_retries=1, max_answer_tokens=150))
-    a.auto_sample = False
-    tokens: list[str] = []
-    ans = a.ask("What does ARRA align LLM hidden states with?", k=3, on_token=tokens.append)
-    d = ans.to_dict()
-    validate_answer_schema(d)
-    assert d["backend"]["llm"] == "openai:smollm2"
-    # llama-server honours response_format json_schema as the xllamacpp build does.
-    assert ans.checks["structured"] is True and "structured_fallback" not in ans.checks
-    if ans.refused:
-        assert ans.text == REFUSAL and not ans.citations
-    else:
-        ids = {s.paper.paper_id for s in ans.sources}
-        assert ans.citations and all(c.paper_id in ids for c in ans.citations)
-        for c in ans.citations:
-            assert c.quote is None or c.quote in a.get_paper(c.paper_id).abstract
-    a.index.close()
+    a = _openai_assistant(sample_home, embed_cache, binary_server.base_url)
+    try:
+        tokens: list[str] = []
+        ans = a.ask("What does ARRA align LLM hidden states with?", k=3, on_token=tokens.append)
+        d = ans.to_dict()
+        validate_answer_schema(d)
+        assert d["backend"]["llm"] == "openai:smollm2"
+        # llama-server honours response_format json_schema as the xllamacpp build does, and streams.
+        assert ans.checks["structured"] is True and "structured_fallback" not in ans.checks
+        assert tokens, "nothing was streamed"
+        if ans.refused:
+            assert ans.text == REFUSAL and not ans.citations
+        else:
+            ids = {s.paper.paper_id for s in ans.sources}
+            assert ans.citations and all(c.paper_id in ids for c in ans.citations)
+            for c in ans.citations:
+                assert c.quote is None or c.quote in a.get_paper(c.paper_id).abstract
+    finally:
+        a.index.close()
 
 
 def _copy_timings(base_url: str) -> dict[str, float]:
@@ -71,8 +82,8 @@ def _copy_timings(base_url: str) -> dict[str, float]:
 def test_prompt_lookup_drafts_tokens_copied_from_the_prompt(kind: str, tmp_path: Path) -> None:
     """With ``lookup`` the server drafts from the prompt and accepts what the model copies; without it,
     nothing is drafted (so the benchmarks' lookup rows measure what they say)."""
-    gguf = require_llama_server()
     binary = require_server_binary() if kind == "llama-server" else None
+    gguf = _smollm2() if binary else require_llama_server()
     for lookup in (0, 8):
         server = start_llama_server(gguf, tmp_path, n_ctx=2048, lookup=lookup, binary=binary)
         try:

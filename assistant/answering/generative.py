@@ -77,6 +77,8 @@ ANSWER_SCHEMA: dict[str, Any] = {
     },
     "required": ["answerable", "sentences"],
 }
+ANSWER_FORMAT: dict[str, Any] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA}}
+"""The ``response_format`` that asks for ANSWER_SCHEMA."""
 
 _QUANTITY = re.compile(r"\b(how (many|much|large|big|long|fast|often)|by how much|number of|what (percentage|"
                        r"number|fraction|proportion|size|accuracy|score|rate|speed-?up))\b", re.IGNORECASE)
@@ -451,11 +453,10 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
     raw: str | None = None
     if use_schema:
         messages = build_messages(question, evidence, structured=True)
-        fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA}}
         try:
             raw = client.complete(messages, stream=on_token is not None,
                                   on_token=_JsonTextStreamer(on_token) if on_token else None,
-                                  max_tokens=max_tokens, response_format=fmt)
+                                  max_tokens=max_tokens, response_format=ANSWER_FORMAT)
         except Exception as exc:  # BackendError from the client; only a rejected format falls back
             if structured != "auto" or not _rejected_format(exc):
                 raise
