@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .answering.generative import rejected_format
 from .answering.stance import (
     CONTRADICT,
     NEI,
@@ -54,6 +55,7 @@ VERDICT_SCHEMA: dict[str, Any] = {
     "required": ["papers"],
 }
 """The LLM's reply: per paper shown, a verdict and the ids ("2.3") of its rationale sentences."""
+VERDICT_FORMAT: dict[str, Any] = {"type": "json_schema", "json_schema": {"name": "verdicts", "schema": VERDICT_SCHEMA}}
 
 
 @dataclass
@@ -190,14 +192,13 @@ def verify_with_llm(client: Any, claim: str, sources: Sequence[Source], evidence
         return list(labels), {"llm_papers": 0}
     messages, ids = llm_messages(claim, sources, shown, evidence)
     checks: dict[str, Any] = {"llm_papers": len(shown), "prompt_chars": sum(len(m["content"]) for m in messages)}
-    fmt = {"type": "json_schema", "json_schema": {"name": "verdicts", "schema": VERDICT_SCHEMA}}
     raw: str | None = None
     if structured != "off" and not getattr(client, "_no_json_schema", False):
         try:
-            raw = client.complete(messages, max_tokens=max_tokens, response_format=fmt)
+            raw = client.complete(messages, max_tokens=max_tokens, response_format=VERDICT_FORMAT)
             checks["structured"] = True
         except Exception as exc:  # BackendError; only a rejected response_format falls back to plain JSON
-            if structured != "auto" or not re.search(r"\b(400|422)\b|response_format", str(exc)):
+            if structured != "auto" or not rejected_format(exc):
                 raise
             client._no_json_schema = True
     if raw is None:

@@ -458,7 +458,7 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
                                   on_token=_JsonTextStreamer(on_token) if on_token else None,
                                   max_tokens=max_tokens, response_format=ANSWER_FORMAT)
         except Exception as exc:  # BackendError from the client; only a rejected format falls back
-            if structured != "auto" or not _rejected_format(exc):
+            if structured != "auto" or not rejected_format(exc):
                 raise
             client._no_json_schema = True
             checks["structured_fallback"] = f"server rejected response_format json_schema: {exc}"
@@ -756,7 +756,8 @@ def _passage(ev: PaperEvidence) -> str:
     return paper_text(ev.source.paper.title, ev.source.paper.abstract)
 
 
-def _rejected_format(exc: Exception) -> bool:
+def rejected_format(exc: Exception) -> bool:
+    """The server refused ``response_format`` (so a plain-JSON retry may succeed)."""
     text = str(exc)
     return bool(re.search(r"\b(400|422)\b", text)) or "response_format" in text
 
