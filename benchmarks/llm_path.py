@@ -435,6 +435,10 @@ def _server(args: argparse.Namespace) -> tuple[Any, str | None]:
     """``--base-url`` when given, else a llama.cpp server on the Qwen fixture started here
     (the caller stops it); (None, None) with a one-line error when there is no fixture."""
     if args.base_url:
+        if args.lookup or args.server_bin:
+            print("error: --lookup and --server-bin set up the server this script starts; not with --base-url",
+                  file=sys.stderr)
+            return None, None
         return None, args.base_url
     from tests.llm_server import find_gguf, start_llama_server
 
