@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from .verification import Verdicts
 
 
+PAPER_ORDERS = ("title", "date", "id")
+
 class Assistant:
     """Question answering over an index of paper abstracts.
 
@@ -275,6 +277,8 @@ class Assistant:
 
     def papers(self, order: str = "title") -> list[Paper]:
         """The indexed papers (an empty list on a home with no index; never builds one)."""
+        if order not in PAPER_ORDERS:
+            raise AssistantError(f"order '{order}': papers are listed by {' | '.join(PAPER_ORDERS)}")
         self._require_collection()
         if not self.index.exists():
             return []
@@ -326,6 +330,8 @@ class Assistant:
                until: str | int | None = None, mode: str = "hybrid") -> list[Source]:
         """Retrieval only: papers best first, no answer (nothing on a home with no index)."""
         query = _check_text(query, "query")
+        if not query.strip():
+            raise AssistantError("the query is empty")
         _check_filters(k, since, until)
         self._require_collection()
         if not self.index.exists() and not self.settings.server_mode:
@@ -615,6 +621,22 @@ def _check_filters(k: object, since: object, until: object) -> None:
                 pass
         raise AssistantError(f"date filter --{name} '{text}' is not a real date "
                              "(expected YYYY, YYYY-MM or YYYY-MM-DD)")
+    problem = date_range_problem(since, until)
+    if problem:
+        raise AssistantError(problem)
+
+
+def date_range_problem(since: object, until: object) -> str | None:
+    """Why two real date filters can match no paper (--since after --until), or None."""
+    from .retrieval import parse_date_bound
+
+    if since in (None, "") or until in (None, ""):
+        return None
+    lo = parse_date_bound(since, upper=False)  # type: ignore[arg-type]
+    hi = parse_date_bound(until, upper=True)  # type: ignore[arg-type]
+    if lo is not None and hi is not None and lo > hi:
+        return f"date filters: --since {since} is after --until {until}, so no paper can match"
+    return None
 
 
 __all__ = ["REFUSAL", "AddReport", "Assistant", "ChatSession", "Reporter", "SilentReporter", "IngestReport"]

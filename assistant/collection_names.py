@@ -29,6 +29,10 @@ class CollectionError(AssistantError):
 class NoSuchCollection(CollectionError):
     """A named collection that does not exist (HTTP 404 on the server)."""
 
+    def __init__(self, message: str, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name
+
 
 def name_problem(name: object) -> str | None:
     """Why ``name`` cannot name a collection, or None. Names become folder and Chroma collection

@@ -120,7 +120,7 @@ def require(settings: Settings, name: str | None = None) -> None:
     """A one-line error when ``name`` (default: the settings' collection) does not exist."""
     name = canonical(name or settings.index.collection)
     if not exists(settings, name):
-        raise NoSuchCollection(_missing(settings, name))
+        raise NoSuchCollection(_missing(settings, name), name)
 
 
 def _missing(settings: Settings, name: str) -> str:

@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from .display import markdown_text, url_part, web_link
 from .errors import AssistantError
 from .records import Paper
 
@@ -208,8 +209,9 @@ def to_bibtex(papers: Sequence[Paper]) -> str:
             primary = p.extra.get("primary_category")
             if isinstance(primary, str) and primary:
                 fields.append(("primaryClass", primary))
-        if p.url:
-            fields.append(("url", latex_escape(p.url)))
+        url = web_link(p.url)
+        if url:
+            fields.append(("url", latex_escape(url)))
         fields.append(("abstract", latex_escape(p.abstract)))
         kind = "article" if isinstance(journal, str) and journal else "misc"
         width = max(len(k) for k, _ in fields)
@@ -240,8 +242,9 @@ def to_ris(papers: Sequence[Paper]) -> str:
         doi = doi_of(p)
         if doi:
             lines.append(("DO", doi))
-        if p.url:
-            lines.append(("UR", p.url))
+        url = web_link(p.url)
+        if url:
+            lines.append(("UR", url))
         if eprint:
             lines.append(("AN", f"arXiv:{eprint}"))
         lines.append(("AB", p.abstract))
@@ -280,8 +283,9 @@ def to_csl_items(papers: Sequence[Paper]) -> list[dict[str, Any]]:
         doi = doi_of(p)
         if doi:
             item["DOI"] = doi
-        if p.url:
-            item["URL"] = p.url
+        url = web_link(p.url)
+        if url:
+            item["URL"] = url
         eprint = arxiv_of(p)
         if eprint:
             item["publisher"] = "arXiv"
@@ -298,22 +302,21 @@ def to_csl_json(papers: Sequence[Paper]) -> str:
 # -- Markdown --------------------------------------------------------------------------
 
 def to_markdown(papers: Sequence[Paper]) -> str:
+    """A numbered reference list; every field of the record is escaped (``display.markdown_text``) and
+    the only links are arXiv's, doi.org's and the record's own http(s) url."""
     lines = []
     for i, p in enumerate(papers, start=1):
-        authors = ", ".join(p.authors[:3]) + (" et al." if len(p.authors) > 3 else "")
+        authors = markdown_text(", ".join(p.authors[:3]) + (" et al." if len(p.authors) > 3 else ""))
         bits = [f"{authors} ({p.year or 'n.d.'})." if authors else f"({p.year or 'n.d.'}).",
-                f"*{_md(p.title)}*."]
+                f"*{markdown_text(p.title)}*."]
         eprint = arxiv_of(p)
         if eprint:
-            bits.append(f"[arXiv:{eprint}](https://arxiv.org/abs/{eprint}).")
+            bits.append(f"[arXiv:{markdown_text(eprint)}](https://arxiv.org/abs/{url_part(eprint)}).")
         doi = doi_of(p)
+        url = web_link(p.url)
         if doi:
-            bits.append(f"[doi:{doi}](https://doi.org/{doi}).")
-        elif p.url and not eprint:
-            bits.append(f"<{p.url}>")
+            bits.append(f"[doi:{markdown_text(doi)}](https://doi.org/{url_part(doi)}).")
+        elif url and not eprint:
+            bits.append(f"<{url}>")
         lines.append(f"{i}. " + " ".join(bits))
     return "\n".join(lines) + ("\n" if lines else "")
-
-
-def _md(text: str) -> str:
-    return re.sub(r"([\\`*_\[\]<>])", r"\\\1", text)

@@ -15,6 +15,11 @@ from typing import Any
 REFUSAL = "The indexed papers do not answer this."
 
 _WS = re.compile(r"\s+")
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+"""Explicit direction embeddings, overrides and isolates (not the implicit marks LRM / RLM)."""
+CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
+"""C0 and C1 control characters other than the ones ``\\s`` counts as whitespace (tab, line and page breaks,
+\\x1c-\\x1f, NEL: those collapse to a space)."""
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
@@ -38,8 +43,11 @@ def title_id(title: str) -> str:
 
 
 def clean_text(text: str) -> str:
-    """Collapse whitespace: abstracts arrive with arbitrary line breaks."""
-    return _WS.sub(" ", text).strip()
+    """Collapse whitespace (abstracts arrive with arbitrary line breaks) and drop what only steers a
+    screen: control characters (an ESC sequence in a title would recolour, retitle or link the user's
+    terminal) and explicit direction overrides and isolates (U+202A-U+202E, U+2066-U+2069: an unclosed
+    one turns the rest of a line around, ids and dates included). No abstract's meaning rests on them."""
+    return _WS.sub(" ", CONTROLS.sub("", BIDI_CONTROLS.sub("", text))).strip()
 
 
 @dataclass

@@ -140,7 +140,8 @@ def test_markdown_lists_worst_questions_first(judge: OfflineJudge) -> None:
     assert order[0] == "messy"  # two failure reasons
     assert set(order[:3]) == {"messy", "refused", "answered"} and set(order[3:]) == {"good", "refused-ok"}
     assert "| unanswerable | 2 | 1 |" in md
-    assert "### refused (detail)" in md and "unsupported: “It is the best method [3].”" in md
+    # Paper and model text is escaped for Markdown (the report is pasted where it is rendered).
+    assert "### refused (detail)" in md and "unsupported: “It is the best method \\[3\\].”" in md
 
 
 def test_junit_has_a_case_per_question_and_fails_the_right_ones(judge: OfflineJudge, tmp_path: Path) -> None:

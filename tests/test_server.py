@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from assistant.api import Assistant
+from assistant.display import markdown_text, markdown_unescape
 from assistant.records import REFUSAL
+from assistant.server.openai_compat import answer_markdown as markdown_text_keeping_markers
 from assistant.server.openai_compat import arxiv_url, history_from_messages, split_references
 from tests.conftest import cli_env
 from tests.server_process import ServerProcess
@@ -132,9 +134,11 @@ def test_chat_completions_stream_carries_markers_references_and_citations(server
     final = chunks[-1]
     assert final["choices"][0]["finish_reason"] == "stop"
     answer = final["paper_assistant"]
-    assert text.startswith(answer["answer"]) and "\n\nReferences:\n[1] " in text
+    # content is Markdown: the papers' text in it escaped ("display.py"), the answer's markers kept.
+    assert text.startswith(markdown_text_keeping_markers(answer["answer"])) and "\n\nReferences:\n[1] " in text
+    assert markdown_unescape(text).startswith(answer["answer"])
     assert [c["marker"] for c in final["citations"]] == [c["marker"] for c in answer["citations"]]
-    assert final["citations"][0]["quote"] and final["citations"][0]["title"] in text
+    assert final["citations"][0]["quote"] and markdown_text(final["citations"][0]["title"]) in text
     # Same answer without streaming, in the usual OpenAI shape.
     status, body = server.json("POST", "/v1/chat/completions", {**req, "stream": False})
     assert status == 200 and body["object"] == "chat.completion"

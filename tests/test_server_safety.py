@@ -69,6 +69,9 @@ def test_host_policy() -> None:
     assert all(loop.allows(h) for h in ("127.0.0.1:8000", "localhost", "LOCALHOST:1", "[::1]:8000", "::1",
                                         "127.0.0.2", "a.localhost:8000", "localhost."))
     assert not any(loop.allows(h) for h in ("evil.example", "evil.example:8000", "10.0.0.5", "", "[", "localhost.evil"))
+    # Malformed: what follows the host must be nothing or ":port" (no browser sends these).
+    assert not any(loop.allows(h) for h in ("[::1]evil.example", "localhost:80.evil.example", "127.0.0.1:abc",
+                                            "[::1", "localhost:", "[::1]:80x", "127.0.0.1:１２"))
     listed = HostPolicy("127.0.0.1", ["papers.internal", "10.0.0.5"])
     assert listed.allows("papers.internal:8000") and listed.allows("10.0.0.5") and not listed.allows("10.0.0.6")
     assert HostPolicy("localhost", ["*"]).allows("anything.example")
@@ -242,7 +245,7 @@ MALFORMED: list[tuple[str, str, bytes, int, str]] = [
     ("GET", "/v1/search?q=dpo&since=2024-13-45", b"", 422, "since: date filter '2024-13-45' is not a real date"),
     ("GET", "/v1/search?q=dpo&until=June", b"", 422, "until: date filter 'June'"),
     ("GET", "/v1/search?q=dpo&k=" + "9" * 5000, b"", 422, "k:"),
-    ("GET", "/v1/search?q=dpo&since=%ED%A0%80", b"", 422, "since"),
+    ("GET", "/v1/search?q=dpo&since=%ED%A0%80", b"", 400, "query string is not UTF-8"),  # (a lone surrogate)
     ("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "q" * 4001}]}).encode(),
      422, "at most 4000 characters"),
     ("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "q" * 300_000},
@@ -250,6 +253,16 @@ MALFORMED: list[tuple[str, str, bytes, int, str]] = [
                                                               {"role": "user", "content": "q"}]}).encode(),
      422, "at most 4000 characters"),
     ("POST", "/v1/ask", json.dumps({"question": "q" * 4001}).encode(), 422, "question:"),
+    ("POST", "/v1/chat/completions", json.dumps({"stream": "yes", "messages": [{"role": "user", "content": "q"}]}
+                                                ).encode(), 422, "stream:"),
+    ("POST", "/v1/chat/completions", json.dumps({"stream": 1, "messages": [{"role": "user", "content": "q"}]}
+                                                ).encode(), 422, "stream:"),
+    ("POST", "/v1/ask", b'{"question": "x", "since": "2025", "until": "2020"}', 422, "is after --until 2020"),
+    ("POST", "/v1/verify", b'{"claim": "x", "since": "2024-06", "until": "2024-05-31"}', 422, "is after"),
+    ("GET", "/v1/search?q=dpo&since=2025&until=2020-12", b"", 422, "no paper can match"),
+    ("GET", "/v1/search?q=%ff%fe&k=1", b"", 400, "query string is not UTF-8"),
+    ("GET", "/v1/papers?collection=%C0%AF", b"", 400, "query string is not UTF-8"),
+    ("GET", "/v1/models?bogus=1", b"", 422, "unknown query parameter 'bogus'"),
 ]
 
 
@@ -286,7 +299,7 @@ def test_stalled_clients_are_timed_out(srv: ServerProcess) -> None:
     with socket.create_connection(("127.0.0.1", srv.port)) as sock:
         sock.sendall(b"POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
         got = _read_until_closed(sock)
-    assert got.startswith(b"HTTP/1.1 408"), got
+    assert got.startswith(b"HTTP/1.1 408") and b"frame-ancestors 'none'" in got, got
     # Connected and silent: closed.
     with socket.create_connection(("127.0.0.1", srv.port)) as sock:
         assert _read_until_closed(sock) == b""
@@ -307,3 +320,88 @@ def test_stalled_clients_are_timed_out(srv: ServerProcess) -> None:
         got = _read_until_closed(sock)
     assert first.startswith(b"HTTP/1.1 200") and got.startswith(b"HTTP/1.1 408"), (first, got)
     assert srv.json("GET", "/healthz")[0] == 200
+
+
+# -- 7. hostile paper text and what a browser may do with responses ---------------------------------
+HOSTILE = [
+    {"id": "xss-1", "title": "<script>alert(1)</script> Quokka lattice annealing",
+     "abstract": "Quokka lattice annealing <img src=x onerror=alert(2)> lowers spin glass frustration by 41 "
+                 "percent. [Click](javascript:alert(5)) The \u202emethod\u202c needs no tuning.",
+     "authors": ["<b onmouseover=alert(4)>Eve</b>", "Mallory"], "date": "2024-03-01",
+     "url": "javascript:alert(document.domain)//https://arxiv.org/abs/2401.00001"},
+    {"id": "x/../xss-2", "title": "Crafted id paper", "abstract": "An id with dot segments. It must be found.",
+     "url": "data:text/html,<script>alert(7)</script>"},
+]
+
+
+def _ingest_hostile(srv: ServerProcess) -> None:
+    body = b"".join(json.dumps(r).encode() + b"\n" for r in HOSTILE)
+    status, _, raw = raw_request(srv.port, "POST", "/v1/ingest", body, [(b"Content-Type", b"application/x-ndjson")])
+    assert status == 200, raw
+
+
+def test_hostile_paper_text_is_never_live_markup_or_a_link(srv: ServerProcess) -> None:
+    from markdown_it import MarkdownIt
+
+    _ingest_hostile(srv)
+    md = MarkdownIt("commonmark")
+    # Chat completions: content is Markdown a front-end renders; the quoted abstract is escaped.
+    question = "By how much does quokka lattice annealing lower spin glass frustration?"
+    status, body = srv.json("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": question}]})
+    assert status == 200, body
+    content = body["choices"][0]["message"]["content"]
+    assert not body["refused"] and "41" in content, content
+    html = md.render(content)
+    assert "<img" not in html and "<script" not in html and "<a " not in html, html
+    assert "\u202e" not in content and "\u202e" not in json.dumps(body["paper_assistant"], ensure_ascii=False)
+    # The structured answer is data (plain text, as quoted), and every url in any response is http(s) or null.
+    assert "<img src=x onerror=alert(2)>" in body["paper_assistant"]["answer"]
+    got = stored(srv, "xss-1")
+    assert got is not None and got["url"] is None
+    assert all(v.get("url") is None for v in got["provenance"].values()), got["provenance"]
+    status, _, raw = raw_request(srv.port, "GET", "/v1/references?ids=xss-1&ids=x/../xss-2&format=markdown")
+    assert status == 200
+    html = md.render(raw.decode())
+    assert "<b " not in html and "<script" not in html and "href" not in html, html  # no http(s) url: no link
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Quokka" in html  # the title shown as written
+    for fmt in ("ris", "bibtex", "csl-json"):
+        status, _, raw = raw_request(srv.port, "GET", f"/v1/references?ids=xss-1&ids=x/../xss-2&format={fmt}")
+        assert status == 200 and b"alert(document.domain)" not in raw and b"data:text/html" not in raw, raw
+    # The id with dot segments: found by its encoded path (what the web chat now sends) ...
+    status, got = srv.json("GET", "/v1/papers/x%2F..%2Fxss-2")
+    assert status == 200 and got["title"] == "Crafted id paper"
+    # ... and ids a link could never reach are refused when read, naming the record.
+    body = json.dumps({"id": "..", "title": "Dots", "abstract": "Dots only."}).encode() + b"\n"
+    status, _, raw = raw_request(srv.port, "POST", "/v1/ingest", body, [(b"Content-Type", b"application/x-ndjson")])
+    assert status == 422 and "upload:body:line 1: id '..' cannot name a paper" in json.loads(raw)["error"]["message"]
+
+
+def test_every_response_tells_the_browser_what_it_may_do(srv: ServerProcess) -> None:
+    checks = [("GET", "/", [], 200), ("HEAD", "/", [], 200), ("GET", "/static/app.js", [], 200),
+              ("GET", "/v1/papers?limit=1", [], 200), ("GET", "/healthz", [], 200),
+              ("GET", "/healthz", [(b"Host", b"evil.example")], 403), ("GET", "/v1/nope", [], 404)]
+    for method, path, headers, want in checks:
+        status, got, _ = raw_request(srv.port, method, path, headers=headers)
+        assert status == want, (method, path, status)
+        csp = got.get("content-security-policy", "")
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "default-src 'none'" in csp, got
+        assert got.get("x-frame-options") == "DENY" and got.get("x-content-type-options") == "nosniff", got
+        assert got.get("referrer-policy") == "no-referrer", got
+        if path.startswith(("/v1/", "/healthz")):
+            assert got.get("cache-control") == "no-store", (path, got)
+    streamed = {"stream": True, "messages": [{"role": "user", "content": ARRA}]}
+    status, got, raw = raw_request(srv.port, "POST", "/v1/chat/completions", json.dumps(streamed).encode(),
+                                   [(b"Content-Type", b"application/json")])
+    assert status == 200 and got.get("cache-control") == "no-store" and raw.endswith(b"data: [DONE]\n\n")
+
+
+def test_errors_do_not_show_where_the_server_keeps_its_data(srv: ServerProcess) -> None:
+    home = str(srv.home)  # type: ignore[attr-defined]
+    for path in ("/v1/papers?collection=nope", "/v1/search?q=dpo&collection=nope"):
+        status, body = srv.json("GET", path)
+        assert status == 404 and "no collection 'nope'" in body["error"]["message"], body
+        assert home not in json.dumps(body), body
+    status, body = srv.json("POST", "/v1/ask", {"question": ARRA, "collection": "nope"})
+    assert status == 404 and home not in json.dumps(body), body
+    status, body = srv.json("GET", "/v1/papers/" + "a" * 5000)
+    assert status == 404 and len(body["error"]["message"]) < 300, body

@@ -31,6 +31,15 @@ def _read_line(session: Any) -> str:
     return str(session.prompt("you> "))
 
 
+def error_text(exc: Exception) -> Any:
+    """``error: ...`` in red, the message as plain text (a title in it is no rich markup)."""
+    from rich.text import Text
+
+    from ..display import one_line
+
+    return Text.assemble(("error:", "red"), f" {one_line(str(exc))}")
+
+
 def run_repl(assistant: Assistant, backend: str | None = None) -> None:
     from rich.console import Console
 
@@ -94,7 +103,7 @@ def _turn(chat: Any, session: Any, con: Any, streaming: bool) -> bool:
 
                     con.print(verdicts_renderable(chat.assistant.verify(claim, backend=chat.backend)))
                 except AssistantError as exc:
-                    con.print(f"[red]error:[/red] {exc}", markup=True)
+                    con.print(error_text(exc))
         elif cmd == "/reset":
             chat.reset()
             con.print("conversation reset")
@@ -107,7 +116,7 @@ def _turn(chat: Any, session: Any, con: Any, streaming: bool) -> bool:
                     n = chat.export(target)
                     con.print(f"wrote {n} reference(s) to {target}", markup=False, highlight=False)
                 except AssistantError as exc:
-                    con.print(f"error: {exc}", markup=False, highlight=False)
+                    con.print(error_text(exc))
         elif cmd in ("/sources", "/quotes"):
             if chat.last is None:
                 con.print("no answer yet")
@@ -126,5 +135,5 @@ def _turn(chat: Any, session: Any, con: Any, streaming: bool) -> bool:
             con.rule("checked answer")
         con.print(answer_renderable(ans))
     except AssistantError as exc:
-        con.print(f"[red]error:[/red] {exc}", markup=True)
+        con.print(error_text(exc))
     return True

@@ -10,7 +10,6 @@ from ..records import Answer, Paper
 
 def answer_renderable(ans: Answer, quotes: bool = False) -> Any:
     from rich.console import Group
-    from rich.markdown import Markdown
     from rich.text import Text
 
     body = Text()
@@ -30,7 +29,7 @@ def answer_renderable(ans: Answer, quotes: bool = False) -> Any:
             line.append(f"  ({meta})", style="dim")
             items.append(line)
             if quotes and c.quote:
-                items.append(Markdown(f"> {c.quote}"))
+                items.append(Text(f"> {c.quote}", style="italic"))  # as text: a quote's [x](y) is no link
     flagged = ans.checks.get("uncited_sentences") or []
     unknown = ans.checks.get("unknown_markers") or 0
     unsupported = ans.checks.get("unsupported_citations") or []

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from ..display import markdown_text
 from .files import json_text, printable, write_all_atomic
 from .results import EvalReport
 from .scoring import ROW_METRICS
@@ -53,8 +54,10 @@ def worst_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _cell(text: str, limit: int = 90) -> str:
-    text = " ".join(str(text).split()).replace("|", "\\|")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """One line of paper or model text for the Markdown report, cut to ``limit`` and escaped (it is
+    pasted into CI summaries and pull requests, which render it: see ``display.py``)."""
+    text = " ".join(str(text).split())
+    return markdown_text(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def render_markdown(report: EvalReport) -> str:
@@ -93,13 +96,14 @@ def render_markdown(report: EvalReport) -> str:
     if failing:
         lines += ["", "## Failing questions in detail", ""]
         for r in failing:
-            lines += [f"### {r['qid']} ({r['type']})", "", f"**Q:** {r['question']}", "",
-                      f"**A:** {r['answer'] or '(no answer)'}", ""]
-            lines += [f"- {reason}" for reason in r.get("fail_reasons", [])]
+            lines += [f"### {markdown_text(str(r['qid']))} ({r['type']})", "",
+                      f"**Q:** {markdown_text(str(r['question']))}", "",
+                      f"**A:** {markdown_text(str(r['answer'])) if r['answer'] else '(no answer)'}", ""]
+            lines += [f"- {markdown_text(str(reason))}" for reason in r.get("fail_reasons", [])]
             if r["gold_titles"]:
-                lines.append("- gold: " + "; ".join(r["gold_titles"]))
+                lines.append("- gold: " + "; ".join(markdown_text(str(t)) for t in r["gold_titles"]))
             for c in r.get("citations", []):
-                lines.append(f"- [{c.get('marker')}] {c.get('title')}")
+                lines.append(f"- \\[{c.get('marker')}\\] {markdown_text(str(c.get('title')))}")
             for v in r.get("sentences", []):
                 if v.get("supported") is False:
                     lines.append(f"- unsupported: “{_cell(v['sentence'], 200)}” — {_cell(v.get('rationale', ''), 300)}")

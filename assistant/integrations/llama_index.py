@@ -27,6 +27,8 @@ from llama_index.core.base.response.schema import Response
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
+from ..display import web_link
+
 #: Metadata an LLM prompt or an embedding should not see (offsets and scores are for code, not for models).
 _NOT_FOR_MODELS = ["paper_id", "best_chunk", "chunk_spans", "dense_score", "rank", "authors", "url",
                    "marker", "quote_start", "quote_end", "content_hash"]
@@ -49,7 +51,7 @@ def paper_node(source: Any) -> NodeWithScore:
     node = PaperNode(
         id_=paper.paper_id, text=paper.abstract,
         metadata={"paper_id": paper.paper_id, "title": paper.title, "date": paper.date,
-                  "authors": ", ".join(paper.authors), "url": paper.url, "content_hash": paper.content_hash,
+                  "authors": ", ".join(paper.authors), "url": web_link(paper.url), "content_hash": paper.content_hash,
                   "rank": source.rank, "dense_score": source.dense_score,
                   "best_chunk": spans[0] if spans else None, "chunk_spans": spans},
         excluded_llm_metadata_keys=list(_NOT_FOR_MODELS), excluded_embed_metadata_keys=list(_NOT_FOR_MODELS))

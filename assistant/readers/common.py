@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..display import one_line
 from ..records import Paper, clean_text, title_id
 
+MAX_ID_CHARS = 512
+"""Longest paper id: ids are shown, linked and echoed in errors."""
 MAX_TITLE_CHARS = 1000
 _ARXIV_NEW = re.compile(r"(\d{4}\.\d{4,5})(v\d+)?")
 _ARXIV_OLD = re.compile(r"([a-z\-]+(?:\.[A-Z]{2})?/\d{7})(v\d+)?")
@@ -26,7 +29,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.where}: {self.message}" if self.where else f"{self.path}: {self.message}"
+        """One line, whatever a file name or an entry key holds (a newline is shown as \\n)."""
+        return one_line(f"{self.path}:{self.where}: {self.message}" if self.where else f"{self.path}: {self.message}")
 
 
 @dataclass
@@ -119,6 +123,8 @@ def date_field(result: FileResult, path: Path, where: str | None, value: Any, mo
     date, ok = parse_date(value, month)
     if not ok:
         shown = " ".join(str(value).split())[:60]
+        if month not in (None, ""):  # (BibTeX: year and month are two fields; either may be the bad one)
+            shown += f"' with month '{' '.join(str(month).split())[:20]}"
         result.warnings.append(Problem(str(path), where, f"field '{name}' value '{shown}' is not a possible date "
                                                          "(expected YYYY[-MM[-DD]]); dropped"))
     return date
@@ -159,6 +165,7 @@ def make_paper(result: FileResult, path: Path, where: str | None, title: Any, ab
     abstract = no_surrogates(result, path, where, "abstract", abstract)
     explicit_id = no_surrogates(result, path, where, "id", explicit_id)
     meta = {k: no_surrogates(result, path, where, k, v) for k, v in meta.items()}
+    meta = {k: clean_text(v) if isinstance(v, str) else v for k, v in meta.items()}  # a url, a date: text too
     title_s = clean_text(str(title)) if title is not None else ""
     abstract_s = clean_text(str(abstract)) if abstract is not None else ""
     if not title_s:
@@ -176,6 +183,14 @@ def make_paper(result: FileResult, path: Path, where: str | None, title: Any, ab
         abstract_s = abstract_s[:max_abstract_chars]
     ax = arxiv_id(meta.pop("arxiv_id", None))
     pid = ax or (clean_text(str(explicit_id)) if explicit_id not in (None, "") else None) or title_id(title_s)
+    if len(pid) > MAX_ID_CHARS:
+        result.problems.append(Problem(str(path), where, f"id of {len(pid)} characters (at most {MAX_ID_CHARS}); "
+                                                         "skipped"))
+        return None
+    if pid.strip(".") == "":
+        result.problems.append(Problem(str(path), where, f"id '{pid}' cannot name a paper (a link to it would "
+                                                         "resolve to another path); skipped"))
+        return None
     source = f"{path}:{where}" if where else str(path)
     paper = Paper(paper_id=pid, title=title_s, abstract=abstract_s, arxiv_id=ax, source=source,
                   **{k: v for k, v in meta.items() if k in Paper.__dataclass_fields__})

@@ -33,6 +33,7 @@ from ..errors import AssistantError, BackendError, IndexStateError
 from ..records import Answer
 from . import openai_compat
 from .capacity import Capacity, OverCapacity
+from .headers import SecurityHeaders
 from .options import ServeOptions
 from .origins import OriginGuard
 from .schemas import AskRequest, ChatRequest, VerifyRequest, check_date
@@ -100,6 +101,9 @@ class Guard:
                                   {"WWW-Authenticate": "Bearer"})
             await resp(scope, receive, send)
             return
+        if not _query_is_utf8(scope.get("query_string", b"")):
+            await error_response(400, "the query string is not UTF-8 text once percent-decoded")(scope, receive, send)
+            return
         limit = self.options.max_ingest_bytes if path == "/v1/ingest" else self.options.max_body_bytes
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -146,6 +150,17 @@ class Guard:
         scheme, _, value = header.partition(b" ")
         return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(),
                                                                    (self.options.token or "").encode("utf-8"))
+
+
+def _query_is_utf8(raw: bytes) -> bool:
+    """Starlette would decode ``?q=%ff`` to U+FFFD and answer about a replacement character."""
+    from urllib.parse import unquote_to_bytes
+
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _raw_header(scope: dict[str, Any], name: bytes) -> bytes:
@@ -330,6 +345,17 @@ def paper_summary(p: Any) -> dict[str, Any]:
             "url": openai_compat.paper_link(p.paper_id, p.arxiv_id, p.url)}
 
 
+def paper_json(p: Any) -> dict[str, Any]:
+    """The whole record, every url in it a safe link or null (the catalogue keeps what was read)."""
+    from ..display import web_link
+
+    out = p.to_dict()
+    out["url"] = paper_summary(p)["url"]
+    out["provenance"] = {source: {**fields, "url": web_link(fields["url"])} if "url" in fields else fields
+                         for source, fields in out.get("provenance", {}).items()}
+    return out
+
+
 def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool = True) -> Any:
     """The app around one Assistant (opened here, once)."""
     options = options or ServeOptions()
@@ -367,7 +393,9 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
     @app.exception_handler(AssistantError)
     async def _assistant_error(_: Request, exc: AssistantError) -> JSONResponse:
         status = 503 if isinstance(exc, IndexStateError) else 502 if isinstance(exc, BackendError) else 400
-        status = 404 if isinstance(exc, NoSuchCollection) else status
+        if isinstance(exc, NoSuchCollection):  # (the CLI's message names the home folder: not for clients)
+            return error_response(404, f"no collection '{exc.name}' on this server; GET /v1/models lists "
+                                       "them (paper-assistant:NAME)")
         return error_response(status, str(exc))
 
     @app.exception_handler(Exception)
@@ -376,7 +404,7 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
     # -- web chat ----------------------------------------------------------------------
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
@@ -394,10 +422,11 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
                 "uptime_s": round(time.time() - shared.started, 1), "collection": a.collection}
 
     @app.get("/v1/models")
-    def models() -> dict[str, Any]:
+    def models(request: Request) -> dict[str, Any]:
         """One model per collection: ``paper-assistant`` is the served one, ``paper-assistant:NAME`` the others."""
         from ..collections import model_id, names
 
+        only_params(request)
         served = shared.assistant.collection
         listed = [served, *(n for n in names(shared.assistant.settings) if n != served)]
         return {"object": "list", "data": [{"id": model_id(n, served), "object": "model", "collection": n,
@@ -429,10 +458,11 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
         a = shared.collection(collection)
         p = a.get_paper(paper_id)
         if p is None:
-            raise ApiError(404, f"no paper with id '{paper_id}'")
+            shown = paper_id if len(paper_id) <= 200 else paper_id[:200] + "…"
+            raise ApiError(404, f"no paper with id '{shown}'")
         if format is not None:
             return reference_response(a, [paper_id], format)
-        return {**p.to_dict(), "url": paper_summary(p)["url"]}
+        return paper_json(p)
 
     @app.get("/v1/references")
     def references(request: Request, ids: list[str] = Query(..., min_length=1, max_length=200),
@@ -454,6 +484,11 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
                 check_date(value, upper=upper)
             except ValueError as exc:
                 raise ApiError(422, f"{name}: {exc}") from None
+        from ..api import date_range_problem
+
+        problem = date_range_problem(since, until)
+        if problem:
+            raise ApiError(422, problem)
         sources = await shared.answers.run(
             lambda: shared.collection(collection).search(q, k, since=since, until=until, mode=mode))
         return {"query": q, "results": [{**s.to_dict(), "date": s.paper.date} for s in sources]}
@@ -526,7 +561,7 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
         return out
 
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
-    return OriginGuard(Guard(app, options), options)
+    return SecurityHeaders(OriginGuard(Guard(app, options), options))
 
 
 def openapi_schema(app: FastAPI) -> dict[str, Any]:

@@ -15,14 +15,15 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from ..display import markdown_text, markdown_unescape, web_link
 from ..records import REFUSAL, Answer, Citation
+from ..text import MARKER_GROUP
 
 MODEL_NAME = "paper-assistant"
 REFERENCES_HEADER = "References:"
 _ARXIV = re.compile(r"^(?:arXiv:)?(\d{4}\.\d{4,5}(?:v\d+)?|[a-z][a-z.-]+/\d{7}(?:v\d+)?)$", re.IGNORECASE)
 _REF_LINE = re.compile(r"^\[(\d+)\] (.+) \(([^()\s,]+)(?:, [^()]*)?\)$")
 _PIECE = re.compile(r"\S+\s*")
-_HTTP_URL = re.compile(r"^https?://[^\s/?#]+\S*$", re.IGNORECASE)
 
 
 def arxiv_url(paper_id: str, arxiv_id: str | None = None) -> str | None:
@@ -31,12 +32,6 @@ def arxiv_url(paper_id: str, arxiv_id: str | None = None) -> str | None:
         if cand and _ARXIV.match(cand):
             return f"https://arxiv.org/abs/{_ARXIV.match(cand).group(1)}"  # type: ignore[union-attr]
     return None
-
-
-def web_link(url: object) -> str | None:
-    """A stored ``url`` as a link a page may render: http(s) only, anchored (``javascript:...//arxiv.org/abs/1``
-    stays in the catalogue as data but is never offered as a link)."""
-    return url.strip() if isinstance(url, str) and _HTTP_URL.match(url.strip()) else None
 
 
 def paper_link(paper_id: str, arxiv_id: str | None, url: object) -> str | None:
@@ -62,27 +57,44 @@ def references_text(citations: list[dict[str, Any]]) -> str:
         return ""
     lines = [REFERENCES_HEADER]
     for c in citations:
-        tail = f", {c['date']}" if c.get("date") else ""
-        lines.append(f"[{c['marker']}] {c['title']} ({c['paper_id']}{tail})")
+        tail = f", {markdown_text(str(c['date']))}" if c.get("date") else ""
+        lines.append(f"[{c['marker']}] {markdown_text(' '.join(str(c['title']).split()))} "
+                     f"({markdown_text(c['paper_id'])}{tail})")
     return "\n".join(lines)
 
 
+def answer_markdown(text: str) -> str:
+    """The answer as Markdown: its quoted paper text escaped, its own ``[n]`` markers kept, and a "(", "["
+    or ":" right after a marker escaped (``[1](https://...)`` or a line ``[1]: https://...`` is a link)."""
+    out, at = [], 0
+    for m in MARKER_GROUP.finditer(text):
+        out += [markdown_text(text[at:m.start()]), m.group(0)]
+        at = m.end()
+        if text[at:at + 1] in ("(", ":"):  # ("[" is escaped by markdown_text anyway)
+            out.append("\\" + text[at])
+            at += 1
+    return "".join([*out, markdown_text(text[at:])])
+
+
 def message_text(answer: Answer, citations: list[dict[str, Any]]) -> str:
+    """The ``content`` a chat front-end renders as Markdown (paper text escaped, see ``display.py``)."""
     refs = references_text(citations)
-    return f"{answer.text}\n\n{refs}" if refs else answer.text
+    body = answer_markdown(answer.text)
+    return f"{body}\n\n{refs}" if refs else body
 
 
 def split_references(content: str) -> tuple[str, list[Citation]]:
     """Undo :func:`message_text` on an earlier assistant turn: (answer text, citations)."""
     body, sep, refs = content.rpartition("\n\n" + REFERENCES_HEADER + "\n")
     if not sep:
-        return content.strip(), []
+        return markdown_unescape(content.strip()), []
     cites = []
     for line in refs.splitlines():
         m = _REF_LINE.match(line.strip())
         if m:
-            cites.append(Citation(marker=int(m.group(1)), paper_id=m.group(3), title=m.group(2)))
-    return body.strip(), cites
+            cites.append(Citation(marker=int(m.group(1)), paper_id=markdown_unescape(m.group(3)),
+                                  title=markdown_unescape(m.group(2))))
+    return markdown_unescape(body.strip()), cites
 
 
 def history_from_messages(messages: list[dict[str, Any]]) -> list[tuple[str, Answer]]:
@@ -144,7 +156,7 @@ def stream_events(answer: Answer, prompt: str, words_per_chunk: int = 4,
 
     cites = citation_dicts(answer)
     yield chunk({"role": "assistant", "content": ""})
-    pieces = _PIECE.findall(answer.text)
+    pieces = _PIECE.findall(answer_markdown(answer.text))
     for i in range(0, len(pieces), words_per_chunk):
         yield chunk({"content": "".join(pieces[i:i + words_per_chunk])})
     refs = references_text(cites)

@@ -39,13 +39,21 @@ SAME_ORIGIN_FETCH = frozenset({"same-origin", "none"})
 
 
 def split_host(value: str) -> str:
-    """The host part of a ``Host`` header or origin authority, lower-case, without port or brackets."""
+    """The host part of a ``Host`` header or origin authority, lower-case, without port or brackets;
+    "" when it is malformed (``[::1]evil``, ``localhost:80.evil``, ``[::1``: no browser sends those)."""
     value = value.strip().lower()
     if value.startswith("["):
-        return value[1:value.find("]")] if "]" in value else value[1:]
+        host, sep, rest = value[1:].partition("]")
+        return host if sep and _port_ok(rest) else ""
     if value.count(":") == 1:
-        return value.split(":", 1)[0]
+        host, _, port = value.partition(":")
+        return host if _port_ok(":" + port) else ""
     return value  # a bare IPv6 address or a plain name
+
+
+def _port_ok(rest: str) -> bool:
+    """What may follow the host: nothing, or ':' and a port number."""
+    return rest == "" or (rest[:1] == ":" and rest[1:].isdigit() and rest[1:].isascii() and len(rest) <= 6)
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

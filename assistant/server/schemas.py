@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
 from ..errors import AssistantError
 from ..retrieval import parse_date_bound
@@ -73,6 +73,15 @@ class Filters(BaseModel):
     def _until(cls, v: DateBound) -> DateBound:
         return check_date(v, upper=True)
 
+    @model_validator(mode="after")
+    def _range(self) -> Filters:
+        from ..api import date_range_problem
+
+        problem = date_range_problem(self.since, self.until)
+        if problem:
+            raise ValueError(problem)
+        return self
+
 
 class AskRequest(Filters):
     question: str = Field(..., max_length=MAX_QUESTION_CHARS)
@@ -137,7 +146,8 @@ class ChatRequest(Filters):
 
     model: str = "paper-assistant"
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=200)
-    stream: bool = False
+    stream: StrictBool = False
+    """Strict: ``"no"`` or ``"false"`` is not a choice of format (a wrong type is a 422)."""
     stream_options: dict[str, Any] | None = None
     n: int = Field(1, ge=1, le=1)
     temperature: float | None = None

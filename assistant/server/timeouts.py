@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .headers import COMMON
+
 _REASON = b"request headers not sent in time"
 TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-               b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_REASON), _REASON))
+               + b"".join(k + b": " + v + b"\r\n" for k, v in COMMON)
+               + b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_REASON), _REASON))
 
 
 def _base_protocol() -> type[asyncio.Protocol]:

@@ -149,6 +149,12 @@ function renderAnswerText(container, text, citations) {
   container.appendChild(document.createTextNode(text.slice(last)));
 }
 
+// The chat-completions content is Markdown with the papers' text escaped (a "\<" shows as "<");
+// this page shows it as plain text while it streams.
+function unescapeMarkdown(text) {
+  return text.replace(/\\([\\`*_\[\]<>!|#~&(:])/g, "$1");
+}
+
 function renderAnswer(li, answer, citations) {
   li.classList.remove("streaming");
   li.textContent = "";
@@ -169,7 +175,9 @@ function renderAnswer(li, answer, citations) {
       b.setAttribute("aria-pressed", "false");
       b.addEventListener("click", () => openPaper(c.paper_id, c, b));
       item.appendChild(b);
-      item.appendChild(document.createTextNode(` ${c.title}` + (c.date ? ` (${c.date})` : "")));
+      item.appendChild(document.createTextNode(" "));
+      item.appendChild(el("bdi", "", c.title));  // isolated: its text cannot turn the date around
+      if (c.date) item.appendChild(document.createTextNode(` (${c.date})`));
       list.appendChild(item);
     }
     li.appendChild(list);
@@ -247,7 +255,8 @@ function renderError(li, message) {
 async function fetchPaper(id) {
   if (state.papers.has(id)) return state.papers.get(id);
   const query = state.collection ? "?collection=" + encodeURIComponent(state.collection) : "";
-  const resp = await fetch("/v1/papers/" + encodeURIComponent(id).replace(/%2F/g, "/") + query,
+  // Every character of the id encoded, "/" too: "x/../y" must not become the path of paper "y".
+  const resp = await fetch("/v1/papers/" + encodeURIComponent(id) + query,
                            { headers: headers() });
   if (!resp.ok) throw new Error(await errorText(resp));
   const paper = await resp.json();
@@ -379,7 +388,7 @@ async function ask(question) {
           const choice = chunk.choices && chunk.choices[0];
           if (choice && choice.delta && choice.delta.content) {
             content += choice.delta.content;
-            live.textContent = content;
+            live.textContent = unescapeMarkdown(content);
             li.scrollIntoView({ block: "end" });
           }
           if (chunk.paper_assistant) final = chunk;
