@@ -49,7 +49,8 @@ def _default_config() -> Path:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # inf is no weight, threshold or timeout: it made scores NaN and --json output invalid JSON.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 class IndexSettings(_Section):
@@ -200,27 +201,27 @@ class ExtractiveSettings(_Section):
     """Papers whose sentences are considered."""
     max_sentences: int = Field(3, ge=1)
     multi_max_sentences: int = Field(4, ge=1)
-    w_coverage: float = 0.45
-    w_focus: float = 0.20
-    w_dense: float = 0.20
-    w_rank: float = 0.15
-    min_coverage: float = 0.20
+    w_coverage: float = Field(0.45, ge=0)
+    w_focus: float = Field(0.20, ge=0)
+    w_dense: float = Field(0.20, ge=0)
+    w_rank: float = Field(0.15, ge=0)
+    min_coverage: float = Field(0.20, ge=0, le=1)
     """Refuse when the best sentence covers less of the question's (idf-weighted) content than this."""
-    min_focus_coverage: float = 0.15
+    min_focus_coverage: float = Field(0.15, ge=0, le=1)
     """Share of the question's words outside the top paper's title that the answer must cover."""
-    min_dense: float = 0.30
+    min_dense: float = Field(0.30, ge=-1, le=1)
     """Refuse when the best paper's cosine similarity is below this (off-topic questions)."""
-    min_quantity_focus: float = 0.5
+    min_quantity_focus: float = Field(0.5, ge=0, le=1)
     """For "how many / what accuracy" questions: a sentence with a number must cover this much of the focus."""
-    min_anchor_idf: float = 3.0
+    min_anchor_idf: float = Field(3.0, ge=0)
     """Question names at least this rare (BM25 idf; ~12 of 250 papers) must appear in a cited paper."""
     anchors_all: bool = True
     """Outside comparisons, every rare name must be in a cited paper (else only one of them)."""
-    min_named_coverage: float = 0.10
+    min_named_coverage: float = Field(0.10, ge=0, le=1)
     """A comparison's further named paper needs a sentence covering at least this much of the question."""
-    second_sentence_ratio: float = 0.80
+    second_sentence_ratio: float = Field(0.80, ge=0, le=1)
     """A further sentence is added only if it scores at least this share of the best one."""
-    multi_min_ratio: float = 0.70
+    multi_min_ratio: float = Field(0.70, ge=0, le=1)
     """Further papers in a multi-paper answer must score at least this share of the best sentence."""
     model_file: str = ""
     """The default (fitted) extractive backend's model JSON, e.g. one written by
@@ -322,7 +323,7 @@ NOT_SETTINGS_PREFIXES = ("ASSISTANT_TEST_", "ASSISTANT_CI_", "ASSISTANT_REQUIRE_
 class Settings(BaseSettings):
     """Everything configurable. Field docs double as ``config show`` help."""
 
-    model_config = SettingsConfigDict(extra="forbid", validate_assignment=True)
+    model_config = SettingsConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     home: Path = Field(default_factory=_default_home)
     """Where the index, caches and lock live."""

@@ -246,11 +246,14 @@ def read_claims(path: str | Path) -> list[str]:
 
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except OSError as exc:
         raise InputError(f"{p}: cannot read the claims file ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")  # a BOM (Windows editors write one) is not part of the first claim
     except UnicodeDecodeError as exc:
-        raise InputError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{p}:{line}: not UTF-8 text (byte {exc.start + 1} of the file)") from None
     claims = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not claims:
         raise InputError(f"{p}: no claims (one a line; blank lines and # comments are skipped)")

@@ -123,6 +123,31 @@ def test_lock_no_wait_fails_clearly_and_waiting_writer_proceeds(fresh_home: Path
     assert b.status()["papers"] == 3
 
 
+@pytest.mark.parametrize("attempt", range(2))
+def test_ctrl_c_midway_says_interrupted_and_exits_130(attempt: int, tmp_path: Path, embed_cache: Path) -> None:
+    """Ctrl-C while papers are embedded on every core: `interrupted`, exit 130 (it used to abort with
+    "terminate called without an active exception", exit 134, when a worker was inside onnxruntime),
+    and the next ingest completes the index."""
+    src = _jsonl(tmp_path / "a.jsonl", [{**r, "abstract": r["abstract"] * 6} for r in _rows(400)])
+    home = tmp_path / "home"
+    env = cli_env(home, tmp_path / "cache")  # own cache: the embedding really runs when the signal lands
+    proc = subprocess.Popen([sys.executable, "-m", "assistant", "ingest", "--batch", "50", str(src)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("Embedding papers:"):  # a progress line: the embedding workers are running
+            break
+    time.sleep(0.3 * attempt)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, rest
+    assert rest.strip().splitlines()[-1] == "interrupted" and "terminate called" not in rest, rest
+    done = subprocess.run([sys.executable, "-m", "assistant", "ingest", str(src)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Assistant(make_settings(home, embed_cache)).status()["papers"] == 400
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path

@@ -86,6 +86,72 @@ def test_json_array_too_deep_is_one_problem(tmp_path: Path) -> None:
     assert res.incomplete == [str(f)]
 
 
+def _csv_quote_left_open(folder: Path) -> tuple[list[Path], list[str]]:
+    rows = [f'"Open quote paper {i}","We study open quotes {i} in CSV exports. It is {i}."' for i in range(4)]
+    src = folder / "refs.csv"
+    src.write_text("title,abstract\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return [src], [r.replace('."', ".", 1) if i == 1 else r for i, r in enumerate(rows)]
+
+
+def _dangling_link_in_folder(folder: Path) -> tuple[list[Path], list[str]]:
+    (folder / "store").mkdir()
+    (folder / "store" / "p.jsonl").write_text("\n".join(_lines(_rows(3))) + "\n", encoding="utf-8")
+    (folder / "d").mkdir()
+    (folder / "d" / "p.jsonl").symlink_to(folder / "store" / "p.jsonl")
+    (folder / "d" / "other.jsonl").write_text(json.dumps(_rows(1, start=50)[0]) + "\n", encoding="utf-8")
+    return [folder / "d"], []
+
+
+def _hf_short_abstract(folder: Path) -> tuple[list[Path], list[str]]:
+    long = "We study long abstracts of listing pages. " * 6
+    page = "".join(f"Listing paper {i}\n\n{long if i != 1 else 'A short abstract of paper one is still an abstract.'}"
+                   f"\n\n\u2022 3 authors\nMay 2{i}, 2024 4\n\n" for i in range(3))
+    src = folder / "page.txt"
+    src.write_text(page, encoding="utf-8")
+    return [src], [page.replace("A short abstract of paper one is still an abstract.", "A shorter abstract now.")]
+
+
+@pytest.mark.parametrize("case", [_csv_quote_left_open, _dangling_link_in_folder, _hf_short_abstract],
+                         ids=["csv-quote-left-open", "dangling-link-in-folder", "hf-page-short-abstract"])
+def test_inputs_that_used_to_lose_papers_without_a_word(case: object, fresh_home: Path, embed_cache: Path,
+                                                        tmp_path: Path) -> None:
+    """Each once read "completely" while dropping records, so `ingest --prune` deleted their papers."""
+    sources, change = case(tmp_path)  # type: ignore[operator]
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    rep = a.ingest(sources)
+    before = a.status()["papers"]
+    assert before >= 3 and not rep.problems, rep.problems
+    if case is _dangling_link_in_folder:
+        shutil.move(str(tmp_path / "store"), str(tmp_path / "store-gone"))
+    elif case is _csv_quote_left_open:
+        sources[0].write_text("title,abstract\n" + "\n".join(change) + "\n", encoding="utf-8")
+    else:
+        sources[0].write_text(change[0], encoding="utf-8")
+    rep = a.ingest(sources, prune=True)
+    if case is _hf_short_abstract:  # the short abstract is read (an authors / date line follows it)
+        assert rep.removed == 0 and not rep.problems and rep.updated == 1, rep
+    else:  # a problem naming the file (and line), and nothing pruned
+        assert rep.removed == 0 and rep.prune_skipped and rep.problems, rep
+        assert all("\n" not in p for p in rep.problems)
+        assert any(("refs.csv:line 3" if case is _csv_quote_left_open else "p.jsonl: a link to nothing") in p
+                   for p in rep.problems), rep.problems
+    assert a.status()["papers"] == before
+
+
+def test_another_abstract_in_a_later_ingest_is_said(fresh_home: Path, embed_cache: Path, tmp_path: Path) -> None:
+    a_file = _write(tmp_path / "a.jsonl", [json.dumps({"id": "X", "title": "Same", "abstract": "From file A.",
+                                                       "date": "2024-01-01"})])
+    b_file = _write(tmp_path / "b.jsonl", [json.dumps({"id": "X", "title": "Same", "abstract": "From file B."})])
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    assert not a.ingest([a_file]).warnings
+    rep = a.ingest([b_file])
+    assert rep.updated == 1 and [w for w in rep.warnings if "another abstract" in w] == [
+        f"{b_file}:line 1: paper 'X' has another abstract in {a_file}; the one read now replaces it, with its "
+        "fields (the last ingested wins)"], rep.warnings
+    assert a.get_paper("X").abstract == "From file B."  # type: ignore[union-attr]
+    assert not a.ingest([b_file]).warnings  # the same file again: nothing to say
+
+
 def test_prune_after_a_partial_read_removes_nothing(fresh_home: Path, embed_cache: Path, tmp_path: Path) -> None:
     rows = _rows(12)
     src = _write(tmp_path / "a.jsonl", _lines(rows))

@@ -151,10 +151,13 @@ def model_file(path: Path, parse: Callable[[dict[str, Any]], M], kind: str, refi
     naming it (``kind``: which model, ``refit``: the command that rebuilds it, for the message)."""
     article = "an" if kind[:1] in "aeiou" else "a"
     try:
-        return parse(json.loads(path.read_text(encoding="utf-8")))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError(f"the file holds a JSON {type(data).__name__}, not an object")
+        return parse(data)
     except OSError as exc:
         raise AssistantError(f"{path}: cannot read the {kind} model file ({exc.strerror or exc})") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise AssistantError(f"{path}: not {article} {kind} model file ({type(exc).__name__}: {exc}); "
                              f"re-run {refit}") from None
     except AssistantError as exc:

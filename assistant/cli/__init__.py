@@ -7,6 +7,7 @@ every command builds the Assistant inside its body.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,8 +127,10 @@ def add_cmd(
                   highlight=False, markup=False)
         if report.not_found:
             err.print(f"not found on arXiv: {', '.join(report.not_found)}", highlight=False, markup=False)
+        from ..display import one_line
+
         for line in report.problems:
-            err.print(line, highlight=False, markup=False)
+            err.print(one_line(line), highlight=False, markup=False)
         if report.error:
             err.print(f"stopped early: {report.error}; the papers fetched before were added - run the same "
                       "command again to go on", highlight=False, markup=False)
@@ -415,8 +418,24 @@ def main() -> None:
     try:
         app()
     except AssistantError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from ..display import one_line
+
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+        _interrupted()
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns Ctrl-C into Exit(130)
+            _interrupted()
+        raise
+
+
+def _interrupted() -> None:
+    """Ctrl-C: say so and leave at once, without the interpreter's teardown. A native thread (onnxruntime,
+    Chroma) may still be running, and tearing its pools down under it aborted the process ("terminate
+    called without an active exception", exit 134). Every write is safe to stop at any point (as with
+    kill -9: transactions, atomic renames, a resumable ingest), so nothing is left to clean up."""
+    print("interrupted", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)

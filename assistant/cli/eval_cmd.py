@@ -7,7 +7,9 @@ built inside the command, so `assistant --help` stays instant.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,7 @@ def run_cmd(
     from ..evaluation import (
         Gate,
         check_gate,
+        check_outputs,
         corpus_fingerprint,
         load_gate,
         load_questions,
@@ -82,6 +85,7 @@ def run_cmd(
     from ..settings import Settings
 
     # Everything that can be wrong with the inputs fails before the first question is asked.
+    check_outputs(out, [("--junit", junit), ("--html", html)])
     qs = load_questions(questions)
     thresholds = load_gate(gate) if gate else Gate()
     thresholds = thresholds.merged(Gate(parse_thresholds(minimum or [], "--min"),
@@ -162,6 +166,19 @@ def _print_summary(report: Any, out_dir: Path, junit: Path | None, html: Path | 
                   markup=False, highlight=False)
 
 
+@contextlib.contextmanager
+def _report_shape(where: object) -> Iterator[None]:
+    """A report.json that passed the loader's checks but holds a field of another shape (hand-edited, or
+    from a far older version) is one line naming it, not a traceback from the renderer."""
+    from ..errors import InputError
+
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        raise InputError(f"{where}: not an eval report this version can read ({type(exc).__name__}: {exc})"
+                         ) from None
+
+
 @eval_app.command("compare")
 def compare_cmd(
     baseline: Path = typer.Argument(..., help="Report A (report.json or its run directory): the baseline."),
@@ -174,7 +191,8 @@ def compare_cmd(
 
     from ..evaluation import compare_reports
 
-    cmp = compare_reports(baseline, candidate)
+    with _report_shape(f"{baseline} or {candidate}"):
+        cmp = compare_reports(baseline, candidate)
     if json_out:
         print(json.dumps(cmp.to_dict(), indent=1))
         return
@@ -218,17 +236,21 @@ def report_cmd(
     worst: int = typer.Option(10, "--worst", help="Worst questions shown in detail."),
 ) -> None:
     """Render a finished run (or two, side by side) as HTML; without --html, print its Markdown report."""
-    from ..evaluation import EvalReport, render_markdown, write_html
+    from ..evaluation import EvalReport, check_outputs, render_markdown, write_html
 
+    check_outputs(None, [("--html", html)])
     a = EvalReport.load(run)
     b = EvalReport.load(run2) if run2 is not None else None
     if html is None:
         if b is not None:
             raise typer.BadParameter("two runs need --html FILE (or use `eval compare A B` in the terminal)")
-        print(render_markdown(a), end="")
+        with _report_shape(run):
+            text = render_markdown(a)
+        print(text, end="")
         return
     names = [str(run)] + ([str(run2)] if run2 is not None else [])
-    path = write_html(html, a, b, names=names, worst=worst)
+    with _report_shape(f"{run}" + (f" or {run2}" if run2 is not None else "")):
+        path = write_html(html, a, b, names=names, worst=worst)
     _console(stderr=True).print(f"wrote {path}", markup=False, highlight=False)
 
 

@@ -59,8 +59,10 @@ class RichReporter:
 
     def message(self, text: str) -> None:
         """One problem or warning, one line whatever the width (a log without a terminal is 80 columns)."""
+        from ..display import one_line
+
         self._live()
-        self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        self.progress.console.print(one_line(text), markup=False, highlight=False, soft_wrap=True)
 
     def finish(self, task: str) -> None:
         if task in self.tasks:

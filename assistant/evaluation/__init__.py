@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from .compare import Comparison, compare_reports
+from .files import check_outputs
 from .gate import Gate, check_gate, load_gate, parse_thresholds
 from .html_report import render_html, write_html
 from .questions import QUESTION_TYPES, Question, load_questions, write_questions
@@ -16,7 +17,8 @@ from .results import EvalReport
 from .runner import corpus_fingerprint, git_info, run_eval
 
 __all__ = [
-    "QUESTION_TYPES", "Comparison", "EvalReport", "Gate", "Question", "check_gate", "compare_reports",
+    "QUESTION_TYPES", "Comparison", "EvalReport", "Gate", "Question", "check_gate", "check_outputs",
+    "compare_reports",
     "corpus_fingerprint", "git_info", "load_gate", "load_questions", "parse_thresholds", "render_junit",
     "render_html", "render_markdown", "run_eval", "write_html", "write_questions", "write_report",
 ]

@@ -36,6 +36,16 @@ def read_text_file(path: Path, what: str) -> str:
         raise InputError(f"{path}: cannot read {what}: {exc}") from None
 
 
+def _line_of_bad_byte(path: Path) -> int:
+    """The line holding the first byte that is not UTF-8 (for the error message)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return data.count(b"\n", 0, exc.start) + 1
+    return 1
+
+
 def jsonl_records(path: Path, what: str) -> Iterator[tuple[int, str, Any]]:
     """(line number, "file:line", parsed value) for each non-blank line, streamed."""
     try:
@@ -51,8 +61,8 @@ def jsonl_records(path: Path, what: str) -> Iterator[tuple[int, str, Any]]:
                     continue
                 where = f"{path}:{n}"
                 yield n, where, parse_json(line, where)
-        except UnicodeDecodeError as exc:  # text is decoded in blocks, so no exact line to name
-            raise InputError(f"{path}: cannot read {what}: {exc}") from None
+        except UnicodeDecodeError:  # decoded in blocks: the line is found in the bytes
+            raise InputError(f"{path}:{_line_of_bad_byte(path)}: cannot read {what}: not UTF-8 text") from None
 
 
 def parse_json(text: str, where: str) -> Any:
@@ -87,6 +97,19 @@ def printable(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
+def check_outputs(out_dir: Path | None = None, files: Sequence[tuple[str, Path | None]] = ()) -> None:
+    """Refuse unusable output paths before a run starts (not after every question was answered):
+    ``out_dir`` must be a folder or not exist yet; each (option, file) must not be a folder."""
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir}: is a file; --out names a folder for report.json and report.md")
+    for name in ("report.json", "report.md"):
+        if out_dir is not None and (out_dir / name).is_dir():
+            raise InputError(f"--out {out_dir}: {name} in it is a folder; the report cannot be written")
+    for option, path in files:
+        if path is not None and path.is_dir():
+            raise InputError(f"{option} {path}: is a folder; {option} names a file to write")
+
+
 def write_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` whole or not at all (see ``write_all_atomic``)."""
     return write_all_atomic([(Path(path), text)])[0]
@@ -98,8 +121,11 @@ def write_all_atomic(outputs: Sequence[tuple[Path, str]]) -> list[Path]:
     A failure on the way (encoding, a full disk, Ctrl-C) leaves every previous file as it was and
     no temporary file behind."""
     staged: list[tuple[str, Path]] = []
+    target: Path | None = None
+    replaced = 0
     try:
         for path, text in outputs:
+            target = path
             data = text.encode("utf-8")
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -110,9 +136,15 @@ def write_all_atomic(outputs: Sequence[tuple[Path, str]]) -> list[Path]:
                 os.fsync(fh.fileno())
             os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
         for tmp, path in staged:
+            target = path
             os.replace(tmp, path)
-    except BaseException:
+            replaced += 1
+    except BaseException as exc:
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a folder in the way, no permission, a full disk: one line
+            done = "nothing was replaced" if not replaced else \
+                f"{', '.join(str(p) for _, p in staged[:replaced])} already replaced"
+            raise InputError(f"{target}: cannot write ({exc.strerror or exc}); {done}") from None
         raise
     return [path for _, path in staged]

@@ -9,6 +9,7 @@ on refusal accuracy with no unanswerable questions must not pass silently.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ def parse_thresholds(items: Sequence[str], option: str = "--min") -> dict[str, f
             out[metric] = float(raw)
         except ValueError:
             raise InputError(f"{option} {item!r}: '{raw}' is not a number") from None
+        if not math.isfinite(out[metric]):  # every comparison with nan is false: the gate would always pass
+            raise InputError(f"{option} {item!r}: '{raw.strip()}' is not a finite number")
     return out
 
 
@@ -72,6 +75,11 @@ def load_gate(path: str | Path) -> Gate:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: cannot read gate file: {exc}") from None
     parsed = validate_gate(data, str(path))
+    for table, values in (("min", parsed.min), ("max", parsed.max)):
+        for k, v in values.items():
+            if not math.isfinite(float(v)):
+                raise InputError(f"{path}: [{table}] {k} = {v}: not a finite number (a nan or inf threshold "
+                                 "would let every run pass)")
     return Gate({k: float(v) for k, v in parsed.min.items()}, {k: float(v) for k, v in parsed.max.items()})
 
 
@@ -82,12 +90,16 @@ def check_gate(summary: Mapping[str, Any], gate: Gate) -> list[str]:
         value = summary.get(metric)
         if value is None:
             failures.append(f"{metric}: not measured in this run (min {bound:g})")
+        elif value != value:
+            failures.append(f"{metric} is not a number in this run (min {bound:g})")
         elif value < bound:
             failures.append(f"{metric} = {value:.4g} < min {bound:g}")
     for metric, bound in gate.max.items():
         value = summary.get(metric)
         if value is None:
             failures.append(f"{metric}: not measured in this run (max {bound:g})")
+        elif value != value:
+            failures.append(f"{metric} is not a number in this run (max {bound:g})")
         elif value > bound:
             failures.append(f"{metric} = {value:.4g} > max {bound:g}")
     return failures

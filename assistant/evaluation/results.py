@@ -18,6 +18,10 @@ from .scoring import summarise_rows
 REPORT_VERSION = 1
 
 
+ROW_KEYS = ("qid", "question", "type", "answerable", "refused", "failed", "fail_reasons", "scores", "latency_ms")
+"""What every row of a report holds (the renderers and ``compare`` read them)."""
+
+
 @dataclass
 class EvalReport:
     summary: dict[str, Any]
@@ -35,7 +39,17 @@ class EvalReport:
     def from_dict(cls, data: dict[str, Any], where: str = "report") -> EvalReport:
         if not isinstance(data, dict) or not {"summary", "rows"} <= set(data):
             raise InputError(f"{where}: not an eval report (needs 'summary' and 'rows')")
-        return cls(summary=data["summary"], rows=data["rows"], meta=data.get("meta", {}))
+        summary, rows, meta = data["summary"], data["rows"], data.get("meta", {})
+        if not isinstance(summary, dict) or not isinstance(summary.get("questions"), int):
+            raise InputError(f"{where}: not an eval report ('summary' must be an object with 'questions')")
+        if not isinstance(rows, list) or not isinstance(meta, dict):
+            raise InputError(f"{where}: not an eval report ('rows' must be a list, 'meta' an object)")
+        for i, row in enumerate(rows):
+            missing = [k for k in ROW_KEYS if not isinstance(row, dict) or k not in row]
+            if missing or not isinstance(row["scores"], dict) or not isinstance(row["fail_reasons"], list):
+                what = f"lacks {', '.join(repr(k) for k in missing)}" if missing else "has a field of the wrong type"
+                raise InputError(f"{where}: not an eval report (rows[{i}] {what})")
+        return cls(summary=summary, rows=rows, meta=meta)
 
     @classmethod
     def load(cls, path: str | Path) -> EvalReport:

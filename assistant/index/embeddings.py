@@ -227,8 +227,11 @@ class OnnxEmbedder:
                 t.start()
             for t in threads:
                 t.join()
-        finally:  # Ctrl-C in the caller: workers stop after their current batch
-            stop.set()
+        finally:  # Ctrl-C in the caller: workers stop after their current batch, and are waited for, so no
+            stop.set()  # thread is inside onnxruntime while the process exits (that aborted it, exit 134)
+            for t in threads:
+                if t.is_alive():
+                    t.join()
         if errors:
             raise errors[0]
 

@@ -235,7 +235,12 @@ def _ingest_locked(index: PaperIndex, staged: StagedPapers, complete_files: set[
         # their ids, new and changed ones written in batches of ``batch_papers`` as before.
         for batch in staged.batches(max(batch_papers, 500)):
             known = cat.hashes_of([p.paper_id for p in batch])
-            merged, data_only = _merge_with_catalogue(cat, batch, complete_files, known, replace=replace)
+            conflicts: list[str] = []
+            merged, data_only = _merge_with_catalogue(cat, batch, complete_files, known, replace=replace,
+                                                      conflicts=conflicts)
+            for line in conflicts:
+                report.warnings.append(line)
+                rep.message(line)
             if data_only:
                 cat.update_data(data_only)
             for p in merged:
@@ -363,11 +368,13 @@ def _rename_sources(result: Any, names: Mapping[str, str]) -> None:
 
 
 def _merge_with_catalogue(cat: Catalogue, papers: list[Paper], complete_files: set[str],
-                          known: dict[str, str], replace: bool = False) -> tuple[list[Paper], list[Paper]]:
+                          known: dict[str, str], replace: bool = False,
+                          conflicts: list[str] | None = None) -> tuple[list[Paper], list[Paper]]:
     """Fold what the catalogue knows from other files into the papers just read, so re-reading
     one file never replaces a field another file gave (records.merge_provenance). Returns the
     merged papers and those whose stored record changed only outside the content hash
-    (provenance, source, upvotes): those are rewritten without re-embedding."""
+    (provenance, source, upvotes): those are rewritten without re-embedding. A paper whose abstract
+    another file gave differently is replaced by the record read now, said in ``conflicts``."""
     old = cat.get_many([p.paper_id for p in papers if p.paper_id in known])
     merged: list[Paper] = []
     data_only: list[Paper] = []
@@ -380,6 +387,11 @@ def _merge_with_catalogue(cat: Catalogue, papers: list[Paper], complete_files: s
             continue
         if before is None or before.abstract != p.abstract:
             merged.append(p)  # new, or a changed text: the record read now replaces the old one
+            others = sorted(set(before.provenance) - set(p.provenance)) if before is not None else []
+            if others and conflicts is not None:
+                shown = others[0] + (f" and {len(others) - 1} more" if len(others) > 1 else "")
+                conflicts.append(f"{p.source}: paper '{p.paper_id}' has another abstract in {shown}; the one read "
+                                 "now replaces it, with its fields (the last ingested wins)")
             continue
         prov = before.provenance or _legacy_provenance(before)
         # What a file read completely now says replaces what it said before; other files' say stays.

@@ -38,6 +38,7 @@ LOW_DISK_BYTES = 16 * 1024 * 1024
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _FULL_TEXT = ("disk is full", "no space left", "disk quota")
 _DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
+_PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
 
 
 def disk_full_message(path: Path, exc: BaseException | None = None) -> str | None:
@@ -47,6 +48,8 @@ def disk_full_message(path: Path, exc: BaseException | None = None) -> str | Non
                                      or any(t in str(exc).lower() for t in _FULL_TEXT))
     if exc is not None and getattr(exc, "errno", None) in _DENIED_ERRNOS:
         return None
+    if isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS:
+        return None  # the path is wrong, not the disk (/proc reports 0 bytes free)
     try:
         probe = Path(path)
         while not os.path.exists(probe) and probe != probe.parent:
@@ -66,5 +69,5 @@ def writable_error(path: Path, exc: Exception) -> IndexStateError:
     if full:
         return IndexStateError(full)
     reason = getattr(exc, "strerror", None) or str(exc)
-    return IndexStateError(f"{path}: cannot write the index ({reason}); check ASSISTANT_HOME "
-                           "is writable and the disk has space")
+    return IndexStateError(f"{path}: cannot write the index ({reason}); check that the folder is writable "
+                           "(ASSISTANT_HOME; ASSISTANT_CACHE_DIR for the embedding cache) and the disk has space")

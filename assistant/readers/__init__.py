@@ -86,9 +86,14 @@ def _walk(top: Path, problems: list[Problem] | None) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             child = Path(root) / name
-            if (not name.startswith(".") and child.suffix.lower() in SUPPORTED and child.is_file()
-                    and (child.suffix.lower() != ".sqlite" or name.lower() in _FOLDER_SQLITE)):
+            if name.startswith(".") or child.suffix.lower() not in SUPPORTED or (
+                    child.suffix.lower() == ".sqlite" and name.lower() not in _FOLDER_SQLITE):
+                continue
+            if child.is_file():
                 found.append(child)
+            elif problems is not None:  # a dangling link or a pipe: said, so the folder is not read completely
+                what = "a link to nothing" if child.is_symlink() and not child.exists() else "not a regular file"
+                problems.append(Problem(str(child), None, f"{what}; its papers were not read"))
     return sorted(found)
 
 

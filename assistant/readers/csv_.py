@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from .common import FileResult, Problem, date_field, decode_line, make_paper, open_checked, split_authors
@@ -26,9 +27,16 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
     if raw is None:
         return result
     with raw:
-        text = (decode_line(line, result, path, n) for n, line in enumerate(raw, start=1))
+        seen: list[str] = []  # the raw lines of the record being read
+
+        def lines() -> Iterator[str]:
+            for n, line in enumerate(raw, start=1):
+                text = decode_line(line, result, path, n)
+                seen.append(text)
+                yield text
+
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        reader = csv.reader(text, delimiter=delimiter)
+        reader = csv.reader(lines(), delimiter=delimiter)
         try:
             header_row = next(reader)
         except (StopIteration, csv.Error) as exc:
@@ -46,16 +54,25 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
             return row[i] if i is not None and i < len(row) and row[i].strip() else None
 
         while True:
+            start = reader.line_num + 1
+            seen.clear()
             try:
                 row = next(reader)
             except StopIteration:
                 break
             except csv.Error as exc:
-                result.problems.append(Problem(str(path), f"line {reader.line_num}", f"malformed CSV ({exc})"))
+                result.problems.append(Problem(str(path), f"line {start}", f"malformed CSV ({exc})"))
                 continue
+            if len(seen) > 1 and sum(line.count('"') for line in seen) % 2:
+                # A record over several lines with an odd number of quotes: its quote ran to the end of the
+                # file and swallowed every line after it (read as one record, --prune then removed them).
+                result.problems.append(Problem(str(path), f"line {start}", "a quoted field of this record is "
+                                               "never closed (it runs to the end of the file); nothing from "
+                                               "here on was read"))
+                break
             if not any(cell.strip() for cell in row):
                 continue
-            where = f"line {reader.line_num}"
+            where = f"line {start}"  # where the record starts (a quoted field may hold line breaks)
             make_paper(result, path, where, row[t_col] if t_col < len(row) else None,
                        row[a_col] if a_col < len(row) else None, max_abstract_chars=max_abstract_chars,
                        explicit_id=get(row, ("id", "paper_id", "key")),

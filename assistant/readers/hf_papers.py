@@ -18,6 +18,18 @@ _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
 _DATE = re.compile(r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? (\d{1,2})(?:, (\d{4}))?(?: (\d+))?$")
 _AUTHORS = re.compile(r"^[•·*\-]?\s*(\d+) authors?$")
 MIN_ABSTRACT_CHARS = 200
+"""A paragraph this long after a title and a blank line is an abstract ..."""
+MIN_SHORT_ABSTRACT_CHARS = 20
+"""... and a shorter one is when the page's authors / date line follows it (else a short abstract was lost
+without a word, and ``ingest --prune`` removed its paper)."""
+
+
+def _meta_follows(lines: list[str], j: int) -> bool:
+    """The first line from ``j`` that is not blank or "·" is an authors or date line."""
+    for cur in (x.strip() for x in lines[j:j + 6]):
+        if cur and cur != "·":
+            return bool(_AUTHORS.match(cur) or _DATE.match(cur))
+    return False
 
 
 def read(path: Path, *, max_abstract_chars: int = 20000, page_year: int = 0) -> FileResult:
@@ -32,9 +44,11 @@ def read(path: Path, *, max_abstract_chars: int = 20000, page_year: int = 0) -> 
     found = 0
     while i < n:
         line = lines[i].strip()
+        para = lines[i + 2].strip() if i + 2 < n else ""
         if (line and line.lower() not in HEADER_LINES and not _DATE.match(line) and i + 2 < n
-                and not lines[i + 1].strip() and len(lines[i + 2].strip()) >= MIN_ABSTRACT_CHARS
-                and len(line) < len(lines[i + 2].strip())):
+                and not lines[i + 1].strip()
+                and ((len(para) >= MIN_ABSTRACT_CHARS and len(line) < len(para))
+                     or (len(para) >= MIN_SHORT_ABSTRACT_CHARS and _meta_follows(lines, i + 3)))):
             title, abstract, where = line, lines[i + 2].strip(), f"line {i + 1}"
             meta: dict[str, object] = {}
             j = i + 3

@@ -20,7 +20,18 @@ def _first(rec: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, Any]:
 
 def _kind(value: Any) -> str:
     return {"list": "a list", "dict": "an object", "bool": "true/false", "int": "a number",
-            "float": "a number"}.get(type(value).__name__, type(value).__name__)
+            "float": "a fractional number"}.get(type(value).__name__, type(value).__name__)
+
+
+def _arxiv_text(value: Any) -> str:
+    """An arXiv id written as a JSON number: 2401.10200 arrives as the float 2401.102, which lost only
+    its trailing zeros, so the fraction is padded back to the id's width (5 digits from 1501, else 4)."""
+    if isinstance(value, float):
+        head, _, frac = repr(value).partition(".")
+        head = head.zfill(4)  # 0704.0001 arrives as 704.0001
+        width = 5 if len(head) == 4 and head >= "1501" else 4
+        return f"{head}.{frac.ljust(width, '0')}" if len(frac) <= width else str(value)
+    return str(value)
 
 
 def _is(value: Any, *kinds: type) -> bool:
@@ -55,9 +66,9 @@ def record_to_paper(result: FileResult, path: Path, where: str, rec: Any, max_ab
     i_key, explicit = _first(rec, ID_KEYS)
     for name, value, kinds in (("title", title, (str,)), (a_key, abstract, (str,)), (i_key, explicit, (str, int))):
         if not _is(value, *kinds):
+            wanted = "text" if kinds == (str,) else "text or a whole number"
             result.problems.append(Problem(str(path), where, f"field '{name}' is {_kind(value)}, expected "
-                                                             f"{'text' if kinds == (str,) else 'text or a number'}; "
-                                                             "skipped"))
+                                                             f"{wanted}; skipped"))
             return
 
     def optional(name: str, value: Any, *kinds: type) -> Any:
@@ -73,7 +84,7 @@ def record_to_paper(result: FileResult, path: Path, where: str, rec: Any, max_ab
     raw_date = optional(d_key, raw_date, str, int)
     url = optional("url", rec.get("url") or None, str)
     paper = make_paper(result, path, where, title, abstract, max_abstract_chars=max_abstract_chars,
-                       explicit_id=explicit, arxiv_id=str(ax) if ax else None,
+                       explicit_id=explicit, arxiv_id=_arxiv_text(ax) if ax else None,
                        date=date_field(result, path, where, raw_date, name=d_key),
                        authors=_authors(result, path, where, rec.get("authors")), url=url)
     if paper is not None and isinstance(rec.get("sentences"), list):
@@ -104,6 +115,17 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
         first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
         if first == b"[" and path.suffix.lower() == ".json":
             return _read_array(path, fh.read(), result, max_abstract_chars)
+        if first == b"{" and path.suffix.lower() == ".json" and not _first_line_is_json(fh):
+            # One indented object ({"papers": [...]} or a single record), not one record per line; if the
+            # whole file does not parse either, it is read line by line (its bad lines named one by one).
+            data = fh.read()
+            fh.seek(0)
+            try:
+                json.loads(data.decode("utf-8-sig", errors="replace"))
+            except (ValueError, RecursionError):
+                pass
+            else:
+                return _read_array(path, data, result, max_abstract_chars)
         for lineno, raw in enumerate(fh, start=1):
             line = decode_line(raw, result, path, lineno).strip()
             if not line:
@@ -116,6 +138,22 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
             record_to_paper(result, path, f"line {lineno}", rec, max_abstract_chars)
             result.flush()
     return result
+
+
+def _first_line_is_json(fh: Any) -> bool:
+    """Whether the file is JSON lines: its first non-blank line parses on its own and is not a wrapper
+    (``{"papers": [...]}`` on one line is one document). The file is rewound."""
+    try:
+        for raw in fh:
+            if raw.strip():
+                first = json.loads(raw.decode("utf-8-sig", errors="replace"))
+                return not (isinstance(first, dict) and any(isinstance(first.get(k), list)
+                                                             for k in ("papers", "records")))
+        return True
+    except (ValueError, RecursionError):
+        return False
+    finally:
+        fh.seek(0)
 
 
 def _read_array(path: Path, data: bytes, result: FileResult, max_abstract_chars: int) -> FileResult:

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..records import clean_text
 from .common import FileResult, Problem, arxiv_id, date_field, make_paper
 
 SKIPPED_TYPES = ("note", "attachment", "annotation")
@@ -181,8 +182,8 @@ def _item_paper(result: FileResult, path: Path, where: str, type_name: str, fiel
         return
     info: dict[str, Any] = {"zotero_key": key, "zotero_type": type_name}
     if doi and not _ARXIV_DOI.match(doi):
-        info["doi"] = doi
+        info["doi"] = clean_text(doi)
     venue = fields.get("publicationTitle")
     if venue:
-        info["venue"] = venue
+        info["venue"] = clean_text(str(venue))
     paper.extra.update(info)

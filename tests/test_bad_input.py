@@ -1,0 +1,209 @@
+"""Bad input a probing user tried, each met by one line that names the file, line, field or option, never
+a traceback and never a setting that quietly switches a check off. The real CLI in a subprocess where the
+output is the point; the real readers, settings and gate otherwise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assistant.errors import AssistantError, InputError
+from assistant.evaluation import EvalReport, Gate, check_gate, load_gate, parse_thresholds
+from assistant.readers import read_paths
+from assistant.settings import Settings
+from assistant.verification import read_claims
+from tests.conftest import cli_env
+
+
+def run(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "assistant", *args], capture_output=True, text=True,
+                          env=cli_env(home, **env), timeout=600)
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+# -- the eval gate and settings never accept a value that turns their check off ------------------------
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_a_gate_threshold_must_be_a_finite_number(value: str, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a finite number"):
+        parse_thresholds([f"hit_at_k={value}"])
+    path = tmp_path / "gate.toml"
+    path.write_text(f"[min]\nhit_at_k = {value.lower()}\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"gate.toml: \[min\] hit_at_k = .*not a finite number"):
+        load_gate(path)
+    # ... and a metric that came out as nan fails its threshold instead of passing it.
+    gate = Gate(parse_thresholds(["hit_at_k=0.5"]), parse_thresholds(["failed=0"]))
+    assert check_gate({"hit_at_k": float("nan"), "failed": float("nan")}, gate) == [
+        "hit_at_k is not a number in this run (min 0.5)", "failed is not a number in this run (max 0)"]
+
+
+@pytest.mark.parametrize(("var", "value", "reason"), [
+    ("ASSISTANT_SENTENCE_WEIGHT", "inf", "finite number"),
+    ("ASSISTANT_RETRIEVAL__DENSE_WEIGHT", "-inf", "finite number"),
+    ("ASSISTANT_INDEX__CHROMA_TIMEOUT", "inf", "finite number"),
+    ("ASSISTANT_EXTRACTIVE__MIN_COVERAGE", "2", "less than or equal to 1"),
+    ("ASSISTANT_EXTRACTIVE__MIN_COVERAGE", "nan", "finite number"),
+    ("ASSISTANT_EXTRACTIVE__W_DENSE", "-0.5", "greater than or equal to 0"),
+])
+def test_settings_refuse_infinite_and_out_of_range_numbers(var: str, value: str, reason: str,
+                                                           tmp_path: Path) -> None:
+    with pytest.raises(AssistantError, match=f"{var}: .*{reason}"):
+        Settings.load(env={"ASSISTANT_CONFIG": "", var: value}, home=tmp_path)
+    config = tmp_path / "c.toml"
+    config.write_text("[retrieval]\ndense_weight = inf\n", encoding="utf-8")
+    with pytest.raises(AssistantError, match="dense_weight.*finite number"):
+        Settings.load(env={"ASSISTANT_CONFIG": str(config)}, home=tmp_path)
+
+
+# -- model files and eval reports of the wrong shape ----------------------------------------------------
+@pytest.mark.parametrize("content", ["[]", "5", '"x"', '{"weights": 5}', "null"])
+def test_a_model_file_that_is_not_one_is_one_line(content: str, tmp_path: Path) -> None:
+    from assistant.answering.fitted import load_model
+
+    path = tmp_path / "model.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(AssistantError, match=f"{path}: not an extractive model file .*re-run"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(("report", "reason"), [
+    ({"summary": 5, "rows": 7}, "'summary' must be an object with 'questions'"),
+    ({"summary": {"hit_at_k": 1.0}, "rows": []}, "'summary' must be an object with 'questions'"),
+    ({"summary": {"questions": 1}, "rows": 7}, "'rows' must be a list"),
+    ({"summary": {"questions": 1}, "rows": [{}]}, "rows[0] lacks 'qid'"),
+    ({"summary": {"questions": 1}, "rows": [5]}, "rows[0] lacks 'qid'"),
+])
+def test_an_eval_report_of_the_wrong_shape_is_named(report: dict, reason: str, tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        EvalReport.load(path)
+    assert reason in str(err.value) and str(path) in str(err.value), err.value
+
+
+# -- readers: what used to be misread -------------------------------------------------------------------
+def test_an_indented_json_object_is_one_document(tmp_path: Path) -> None:
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"papers": [{"id": "w1", "title": "Wrapped one", "abstract": "First."},
+                                              {"id": "w2", "title": "Wrapped two", "abstract": "Second."}]},
+                                  indent=2), encoding="utf-8")
+    single = tmp_path / "single.json"
+    single.write_text(json.dumps({"id": "s1", "title": "Single", "abstract": "One record."}, indent=2),
+                      encoding="utf-8")
+    lines = tmp_path / "lines.json"  # JSON lines under a .json name still read line by line
+    lines.write_text('{bad\n{"id": "l2", "title": "L2", "abstract": "B."}\n', encoding="utf-8")
+    res = read_paths([wrapped, single, lines])
+    assert sorted(p.paper_id for p in res.papers) == ["l2", "s1", "w1", "w2"]
+    assert [str(p) for p in res.problems] == [f"{lines}:line 1: malformed JSON (Expecting property name "
+                                              "enclosed in double quotes); skipped"]
+
+
+def test_numeric_ids_and_arxiv_ids_are_read_as_meant(tmp_path: Path) -> None:
+    src = tmp_path / "n.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [
+        {"title": "Float arXiv", "abstract": "A.", "arxiv_id": 2401.10200},
+        {"title": "Leading zero", "abstract": "B.", "arxiv_id": 2401.01020},
+        {"title": "From 2007", "abstract": "D.", "arxiv_id": 704.0001},
+        {"id": 1.5, "title": "Fractional id", "abstract": "C."}]) + "\n", encoding="utf-8")
+    res = read_paths([src])
+    assert [p.arxiv_id for p in res.papers] == ["2401.10200", "2401.01020", "0704.0001"]
+    assert [str(p) for p in res.problems] == [f"{src}:line 4: field 'id' is a fractional number, expected text "
+                                              "or a whole number; skipped"]
+
+
+def test_csv_rows_a_strict_parser_would_refuse_are_still_read(tmp_path: Path) -> None:
+    src = tmp_path / "loose.csv"
+    src.write_text('title,abstract\n"T1","A1" \n"T2" ,"A2"\n"The "best" model",x\n'
+                   '"Multi","line\nabstract ""quoted"" here."\nC5,5" display\n', encoding="utf-8")
+    res = read_paths([src])
+    assert [(p.title, p.abstract) for p in res.papers] == [
+        ("T1", "A1"), ("T2", "A2"), ('The best" model"', "x"), ("Multi", 'line abstract "quoted" here.'),
+        ("C5", '5" display')]
+    assert not res.problems and not res.incomplete
+
+
+def test_a_one_line_wrapper_object_is_one_document(tmp_path: Path) -> None:
+    src = tmp_path / "compact.json"
+    src.write_text(json.dumps({"papers": [{"id": "c1", "title": "C one", "abstract": "A."},
+                                          {"id": "c2", "title": "C two", "abstract": "B."}]}), encoding="utf-8")
+    res = read_paths([src])
+    assert [p.paper_id for p in res.papers] == ["c1", "c2"] and not res.problems
+
+
+def test_a_claims_file_with_a_bom_or_a_bad_byte(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufeffARRA aligns models.\n# note\nSecond claim.\n".encode())
+    assert read_claims(bom) == ["ARRA aligns models.", "Second claim."]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"First claim.\n\nThird \xff line.\n")
+    with pytest.raises(InputError, match=rf"^{bad}:3: not UTF-8 text"):
+        read_claims(bad)
+
+
+# -- the CLI: one line, never a traceback, never a forged second line ------------------------------------
+def test_cli_bad_options_and_outputs_are_one_line(sample_home: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    assert "order 'bogus'" in one_error_line(run(sample_home, "papers", "list", "--order", "bogus"))
+    assert "the query is empty" in one_error_line(run(sample_home, "papers", "search", "  "))
+    line = one_error_line(run(sample_home, "ask", "--since", "2025", "--until", "2020", "What is DPO?"))
+    assert "--since 2025 is after --until 2020" in line
+    # A newline in what the user typed is shown as \n, not as a line of its own.
+    line = one_error_line(run(sample_home, "papers", "show", "nope\nerror: all good"))
+    assert "nope\\nerror: all good" in line
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"qid": "a", "question": "What is DPO?"}) + "\n", encoding="utf-8")
+    a_file = tmp_path / "taken"
+    a_file.write_text("x", encoding="utf-8")
+    line = one_error_line(run(home, "eval", "run", str(questions), "--out", str(a_file), "--no-progress"))
+    assert f"--out {a_file}: is a file" in line
+    line = one_error_line(run(home, "eval", "run", str(questions), "--junit", str(tmp_path), "--no-progress"))
+    assert f"--junit {tmp_path}: is a folder" in line
+    (tmp_path / "out" / "report.md").mkdir(parents=True)
+    line = one_error_line(run(home, "eval", "run", str(questions), "--out", str(tmp_path / "out"), "--no-progress"))
+    assert "report.md in it is a folder" in line
+    assert not (home / "index").exists()  # refused before anything was built or asked
+    # A report that passes the loader but not the renderer: one line too.
+    report = tmp_path / "r.json"
+    row = {"qid": "q1", "question": "Q?", "type": "lookup", "answerable": True, "refused": False, "failed": True,
+           "fail_reasons": [], "scores": {}, "latency_ms": 1}
+    report.write_text(json.dumps({"summary": {"questions": 1}, "rows": [row]}), encoding="utf-8")
+    line = one_error_line(run(home, "eval", "report", str(report)))
+    assert f"{report}: not an eval report this version can read" in line, line
+
+
+def test_a_failed_write_names_the_file_and_what_was_replaced(tmp_path: Path) -> None:
+    from assistant.evaluation.files import write_all_atomic
+
+    (tmp_path / "b.md").mkdir()
+    with pytest.raises(InputError) as err:
+        write_all_atomic([(tmp_path / "a.json", "{}"), (tmp_path / "b.md", "x")])
+    assert str(err.value).startswith(f"{tmp_path / 'b.md'}: cannot write") and "a.json already replaced" in str(
+        err.value), err.value
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_bibtex_date_names_both_of_its_fields(tmp_path: Path) -> None:
+    src = tmp_path / "m.bib"
+    src.write_text("@article{k1, title={T}, abstract={A.}, year={2023}, month={13}}\n", encoding="utf-8")
+    (warning,) = read_paths([src]).warnings
+    assert "value '2023' with month '13' is not a possible date" in str(warning), warning
+
+
+def test_an_unusable_cache_folder_is_not_called_a_full_disk(tmp_path: Path) -> None:
+    src = tmp_path / "p.jsonl"
+    src.write_text(json.dumps({"id": "p1", "title": "T", "abstract": "A."}) + "\n", encoding="utf-8")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x", encoding="utf-8")
+    cache = blocker / "cache"
+    line = one_error_line(run(tmp_path / "home", "ingest", str(src), ASSISTANT_CACHE_DIR=str(cache)))
+    assert "no space left" not in line and f"{cache}: cannot write" in line, line
