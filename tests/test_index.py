@@ -131,8 +131,11 @@ def test_ctrl_c_midway_says_interrupted_and_exits_130(attempt: int, tmp_path: Pa
     src = _jsonl(tmp_path / "a.jsonl", [{**r, "abstract": r["abstract"] * 6} for r in _rows(400)])
     home = tmp_path / "home"
     env = cli_env(home, tmp_path / "cache")  # own cache: the embedding really runs when the signal lands
+    # SIGINT as a terminal delivers it: a run started in the background (CI's nohup'd shell) would
+    # otherwise pass on SIGINT ignored, and Python keeps an ignored SIGINT ignored.
     proc = subprocess.Popen([sys.executable, "-m", "assistant", "ingest", "--batch", "50", str(src)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stderr is not None
     for line in proc.stderr:
         if line.startswith("Embedding papers:"):  # a progress line: the embedding workers are running
