@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 PAPER_ORDERS = ("title", "date", "id")
 
+
 class Assistant:
     """Question answering over an index of paper abstracts.
 
@@ -621,22 +622,12 @@ def _check_filters(k: object, since: object, until: object) -> None:
                 pass
         raise AssistantError(f"date filter --{name} '{text}' is not a real date "
                              "(expected YYYY, YYYY-MM or YYYY-MM-DD)")
+    from .retrieval import date_range_problem
+
     problem = date_range_problem(since, until)
     if problem:
         raise AssistantError(problem)
 
-
-def date_range_problem(since: object, until: object) -> str | None:
-    """Why two real date filters can match no paper (--since after --until), or None."""
-    from .retrieval import parse_date_bound
-
-    if since in (None, "") or until in (None, ""):
-        return None
-    lo = parse_date_bound(since, upper=False)  # type: ignore[arg-type]
-    hi = parse_date_bound(until, upper=True)  # type: ignore[arg-type]
-    if lo is not None and hi is not None and lo > hi:
-        return f"date filters: --since {since} is after --until {until}, so no paper can match"
-    return None
 
 
 __all__ = ["REFUSAL", "AddReport", "Assistant", "ChatSession", "Reporter", "SilentReporter", "IngestReport"]

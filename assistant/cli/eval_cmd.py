@@ -197,8 +197,10 @@ def compare_cmd(
         print(json.dumps(cmp.to_dict(), indent=1))
         return
     console = _console()
-    for w in cmp.meta.get("warnings", []):
-        _console(stderr=True).print(f"[yellow]warning:[/] {w}")
+    from rich.text import Text
+
+    for w in cmp.meta.get("warnings", []):  # (as text: a report's path or name is no rich markup)
+        _console(stderr=True).print(Text.assemble(("warning:", "yellow"), f" {w}"))
     t = Table(title=f"B - A ({cmp.meta['shared_questions']} shared questions)")
     for col in ("metric", "A", "B", "delta"):
         t.add_column(col, justify="left" if col == "metric" else "right")

@@ -484,7 +484,7 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
                 check_date(value, upper=upper)
             except ValueError as exc:
                 raise ApiError(422, f"{name}: {exc}") from None
-        from ..api import date_range_problem
+        from ..retrieval import date_range_problem
 
         problem = date_range_problem(since, until)
         if problem:

@@ -75,7 +75,7 @@ class Filters(BaseModel):
 
     @model_validator(mode="after")
     def _range(self) -> Filters:
-        from ..api import date_range_problem
+        from ..retrieval import date_range_problem
 
         problem = date_range_problem(self.since, self.until)
         if problem:
