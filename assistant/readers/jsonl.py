@@ -121,11 +121,11 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
             data = fh.read()
             fh.seek(0)
             try:
-                json.loads(data.decode("utf-8-sig", errors="replace"))
+                document = json.loads(data.decode("utf-8-sig", errors="replace"))
             except (ValueError, RecursionError):
                 pass
             else:
-                return _read_array(path, data, result, max_abstract_chars)
+                return _read_records(path, document, result, max_abstract_chars)
         for lineno, raw in enumerate(fh, start=1):
             line = decode_line(raw, result, path, lineno).strip()
             if not line:
@@ -163,6 +163,11 @@ def _read_array(path: Path, data: bytes, result: FileResult, max_abstract_chars:
         where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else None
         result.problems.append(Problem(str(path), where, json_error(exc)))
         return result
+    return _read_records(path, records, result, max_abstract_chars)
+
+
+def _read_records(path: Path, records: Any, result: FileResult, max_abstract_chars: int) -> FileResult:
+    """A parsed JSON document: an array of records, ``{"papers" | "records": [...]}`` or one record."""
     if isinstance(records, dict):
         records = records.get("papers") or records.get("records") or [records]
     if not isinstance(records, list):

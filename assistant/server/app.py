@@ -350,7 +350,7 @@ def paper_json(p: Any) -> dict[str, Any]:
     from ..display import web_link
 
     out = p.to_dict()
-    out["url"] = paper_summary(p)["url"]
+    out["url"] = openai_compat.paper_link(p.paper_id, p.arxiv_id, p.url)
     out["provenance"] = {source: {**fields, "url": web_link(fields["url"])} if "url" in fields else fields
                          for source, fields in out.get("provenance", {}).items()}
     return out
