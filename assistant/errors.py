@@ -17,3 +17,8 @@ class IndexStateError(AssistantError):
 
 class BackendError(AssistantError):
     """An LLM/embedding server failed (unreachable, bad key, timeout, broken stream)."""
+
+
+def line_of_byte(data: bytes, offset: int) -> int:
+    """The 1-based line holding byte ``offset``: every reader names the line of a byte that is not UTF-8."""
+    return data.count(b"\n", 0, offset) + 1

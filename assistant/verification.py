@@ -242,7 +242,7 @@ def verify_with_llm(client: Any, claim: str, sources: Sequence[Source], evidence
 def read_claims(path: str | Path) -> list[str]:
     """Claims of a text file, one a line; blank lines and ``#`` comments skipped. A file that cannot be
     read or holds no claim is a one-line error naming it."""
-    from .errors import InputError
+    from .errors import InputError, line_of_byte
 
     p = Path(path)
     try:
@@ -252,7 +252,7 @@ def read_claims(path: str | Path) -> list[str]:
     try:
         text = data.decode("utf-8-sig")  # a BOM (Windows editors write one) is not part of the first claim
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+        line = line_of_byte(data, exc.start)
         raise InputError(f"{p}:{line}: not UTF-8 text (byte {exc.start + 1} of the file)") from None
     claims = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not claims:

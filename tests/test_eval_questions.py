@@ -133,3 +133,10 @@ def test_hostile_json_lines_are_one_line_errors(tmp_path: Path, line: str, messa
     lines = [x for x in run.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}:2: "), run.stderr
     assert message in lines[0] and not (tmp_path / "o").exists()
+
+
+def test_a_bom_and_crlf_are_read_like_any_editor_writes_them(tmp_path: Path) -> None:
+    """Windows editors save UTF-8 with a BOM and CRLF line ends; ingest reads such files, so does the harness."""
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(GOOD) + "\r\n" + json.dumps(dict(GOOD, qid="q2")) + "\r\n").encode())
+    assert [q.qid for q in load_questions(path)] == ["q1", "q2"]

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, line_of_byte
 
 
 def _not_found(path: Path, what: str) -> InputError:
@@ -29,7 +29,7 @@ def _not_found(path: Path, what: str) -> InputError:
 
 def read_text_file(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors write one) is not content
     except FileNotFoundError:
         raise _not_found(path, what) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -42,14 +42,14 @@ def _line_of_bad_byte(path: Path) -> int:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return data.count(b"\n", 0, exc.start) + 1
+        return line_of_byte(data, exc.start)
     return 1
 
 
 def jsonl_records(path: Path, what: str) -> Iterator[tuple[int, str, Any]]:
     """(line number, "file:line", parsed value) for each non-blank line, streamed."""
     try:
-        fh = path.open(encoding="utf-8")
+        fh = path.open(encoding="utf-8-sig")  # as read_text_file: a leading BOM is skipped
     except FileNotFoundError:
         raise _not_found(path, what) from None
     except OSError as exc:

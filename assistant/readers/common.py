@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..display import one_line
+from ..errors import line_of_byte
 from ..records import Paper, clean_text, title_id
 
 MAX_ID_CHARS = 512
@@ -214,7 +215,7 @@ def read_text(path: Path, result: FileResult) -> str | None:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+        line = line_of_byte(data, exc.start)
         result.warnings.append(Problem(str(path), f"line {line}", f"invalid UTF-8 (file byte {exc.start}); "
                                                                   "undecodable bytes replaced"))
         return data.decode("utf-8-sig", errors="replace")
