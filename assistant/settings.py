@@ -52,6 +52,16 @@ class _Section(BaseModel):
     # inf is no weight, threshold or timeout: it made scores NaN and --json output invalid JSON.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: Any) -> Any:
+        """``top_k = true`` in TOML became 1 and ``max_retries = false`` 0 (pydantic reads a bool as a
+        number): a number setting takes a number."""
+        field = cls.model_fields.get(info.field_name) if info.field_name else None
+        if isinstance(value, bool) and field is not None and field.annotation in (int, float):
+            raise ValueError(f"input should be a number, not {str(value).lower()}")
+        return value
+
 
 class IndexSettings(_Section):
     """How papers are read, chunked, embedded and stored."""
@@ -362,9 +372,11 @@ class Settings(BaseSettings):
     @field_validator("home", "config_file", "cache_dir", mode="before")
     @classmethod
     def _expand(cls, value: Any) -> Any:
-        if value in (None, ""):
+        if value is None or value == "":
             return None
-        return Path(str(value)).expanduser()
+        if not isinstance(value, (str, Path)):  # home = ["a"] made a folder named "['a']"
+            raise ValueError(f"input should be a path (text), not {type(value).__name__}")
+        return Path(value).expanduser()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -492,7 +504,7 @@ def _read_toml(path: Path) -> list[tuple[tuple[str, ...], Any, str]]:
     if not path.exists():
         raise SettingsError(f"{path}: config file not found (ASSISTANT_CONFIG)")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # a BOM (Windows editors write one) is not TOML
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
@@ -501,7 +513,13 @@ def _read_toml(path: Path) -> list[tuple[tuple[str, ...], Any, str]]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from None
-    data = data.get("assistant", data) if isinstance(data.get("assistant"), dict) else data
+    if isinstance(data.get("assistant"), dict):
+        others = [key for key in data if key != "assistant"]
+        if others:  # which would win? the other tables were silently ignored
+            raise SettingsError(f"{path}: settings go either under [assistant] or at the top level, not both "
+                                f"(move {', '.join(others[:3])} under [assistant] as [assistant.SECTION] "
+                                "tables, or drop the [assistant] table)")
+        data = data["assistant"]
     out: list[tuple[tuple[str, ...], Any, str]] = []
     for key, raw in data.items():
         if key in SECTIONS:
@@ -571,9 +589,22 @@ def misspelled_env(env: dict[str, str]) -> list[tuple[str, str]]:
         squeezed = {k.replace("_", ""): k for k in known}
         match = squeezed.get(tail.replace("_", "")) or next(iter(difflib.get_close_matches(tail, known, 1, 0.8)),
                                                              None)
+        if not match:  # a field's bare name (PORT or MODEL after the prefix): its section was left out
+            match = fields.get(tail) if (fields := _bare_field_names()) else None
         if match:
             out.append((var, known[match]))
     return out
+
+
+def _bare_field_names() -> dict[str, str]:
+    """A nested field's own name (``PORT``) -> its variable's name without the prefix (``SERVE__PORT``), for
+    the names only one section has; ``llm`` wins a name several share (``MODEL``: the answering model)."""
+    owners: dict[str, list[str]] = {}
+    for section in SECTIONS:
+        for name in type(getattr(Settings(), section)).model_fields:
+            owners.setdefault(name.upper(), []).append(section)
+    return {name: f"{'LLM' if 'llm' in secs else secs[0].upper()}__{name}" for name, secs in owners.items()
+            if len(secs) == 1 or "llm" in secs}
 
 
 def _warn_misspelled(env: dict[str, str]) -> None:

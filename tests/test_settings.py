@@ -182,3 +182,44 @@ def test_no_warning_for_the_variables_the_project_uses() -> None:
     assert {"ASSISTANT_TEST_GGUF", "ASSISTANT_CI_CACHE", "ASSISTANT_REQUIRE_BROWSER", "ASSISTANT_ARTIFACTS",
             "ASSISTANT_SCIFACT_DIR", "ASSISTANT_TOP_K"} <= names
     assert misspelled_env(dict.fromkeys(names, "1")) == []
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [("[retrieval]\ntop_k = true\n", r"\[retrieval\] top_k: input should be a number, not true"),
+     ("[llm]\nmax_retries = false\n", r"\[llm\] max_retries: input should be a number, not false"),
+     ("home = ['a']\n", r"home: input should be a path \(text\), not list"),
+     ("home = 5\n", r"home: input should be a path \(text\), not int"),
+     ("[assistant]\ntop_k = 3\n[llm]\nbackend = 'nope'\n",
+      r"settings go either under \[assistant\] or at the top level, not both \(move llm under"),
+     ],
+)
+def test_config_values_of_the_wrong_kind_are_refused(tmp_path: Path, toml: str, needle: str) -> None:
+    """A bool read as a number (top_k = true was 1), a list or number read as a folder name, and
+    top-level tables beside [assistant] (silently ignored) are one-line errors naming the file."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml)
+    with pytest.raises(SettingsError, match=needle) as info:
+        Settings.load(config_file=cfg, env={})
+    assert str(info.value).startswith(str(cfg)) and "\n" not in str(info.value)
+
+
+def test_config_file_with_a_bom_and_an_assistant_table(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes(b"\xef\xbb\xbf[retrieval]\ntop_k = 8\n")
+    assert Settings.load(config_file=cfg, env={}).retrieval.top_k == 8
+    cfg.write_text("[assistant]\ntop_k = 3\n[assistant.retrieval]\nfusion = 'rrf'\n")
+    s = Settings.load(config_file=cfg, env={})
+    assert (s.retrieval.top_k, s.retrieval.fusion) == (3, "rrf")
+
+
+def test_a_fields_bare_name_as_a_variable_names_the_section_it_left_out() -> None:
+    """ASSISTANT_PORT and friends were ignored without a word: no spelling is close, but the field is."""
+    from assistant.settings import misspelled_env
+
+    env = dict.fromkeys(["ASSISTANT_PORT", "ASSISTANT_HOST", "ASSISTANT_MODEL", "ASSISTANT_ALLOWED_HOSTS",
+                         "ASSISTANT_MIN_COVERAGE", "ASSISTANT_NOTHING_LIKE_IT"], "1")
+    assert dict(misspelled_env(env)) == {
+        "ASSISTANT_PORT": "ASSISTANT_SERVE__PORT", "ASSISTANT_HOST": "ASSISTANT_SERVE__HOST",
+        "ASSISTANT_MODEL": "ASSISTANT_LLM_MODEL", "ASSISTANT_ALLOWED_HOSTS": "ASSISTANT_SERVE__ALLOWED_HOSTS",
+        "ASSISTANT_MIN_COVERAGE": "ASSISTANT_EXTRACTIVE__MIN_COVERAGE"}
