@@ -6,10 +6,12 @@ behaviour lives only in the CLI.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,7 +110,7 @@ class Assistant:
         library (zotero.sqlite or its data folder) is read from a copy; ``zotero_collection`` takes
         one of its collections (with subcollections)."""
         try:
-            return ingest(self.index, list(paths), prune=prune, rebuild=rebuild, wait=wait,
+            return ingest(self.index, _as_list(paths, "paths", (str, Path)), prune=prune, rebuild=rebuild, wait=wait,
                           reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch,
                           names=names, replace=replace, zotero_collection=zotero_collection)
         finally:
@@ -123,7 +125,7 @@ class Assistant:
         Unreachable API: ArxivUnreachable, and nothing is changed."""
         from .sources import arxiv
 
-        refs = [arxiv.parse_ref(i) for i in ids]  # every id is checked before any request
+        refs = [arxiv.parse_ref(i) for i in _as_list(ids, "ids", (str,))]  # every id checked before any request
         if search is not None and not search.strip():
             raise AssistantError("the arXiv search (--search) is empty")
         if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
@@ -228,11 +230,18 @@ class Assistant:
 
     def _require_collection(self) -> None:
         """A named collection must exist before it is read (the default one is built on first use)."""
-        if self.collection == "default" or self._collection_seen:
-            return
-        from .collections import require
+        if self.collection == "default" or (self._collection_seen and self.settings.server_mode):
+            return  # on a server the check is a request: made once (embedded, it is two stats: every time,
+            # so a collection another Assistant deleted or renamed is named, not read as empty)
+        from .collections import NoSuchCollection, require
 
-        require(self.settings)
+        try:
+            require(self.settings)
+        except NoSuchCollection:
+            if self._collection_seen:
+                self.index.release()
+                self._collection_seen = False
+            raise
         self._collection_seen = True
 
     def ensure_index(self, progress: Reporter | None = None) -> None:
@@ -311,9 +320,9 @@ class Assistant:
 
         if fmt not in FORMATS:
             raise AssistantError(f"unknown reference format '{fmt}' (one of {', '.join(FORMATS)})")
-        if not paper_ids:
+        if paper_ids is None or (not isinstance(paper_ids, str) and not paper_ids):
             return export(self.papers(order="id"), fmt)
-        ids = list(dict.fromkeys(paper_ids))
+        ids = list(dict.fromkeys(_as_list(paper_ids, "paper_ids", (str,))))
         found = self.index.catalogue.get_many(ids) if self.index.exists() else {}
         missing = [i for i in ids if i not in found]
         if missing:
@@ -323,9 +332,11 @@ class Assistant:
 
     def references(self, answer: Answer | Sequence[Answer], fmt: str = "bibtex") -> str:
         """The papers an answer (or several) cites, in order of first citation, as references."""
-        from .export import export
+        from .export import FORMATS, export
 
-        return export(cited_papers([answer] if isinstance(answer, Answer) else list(answer)), fmt)
+        if fmt not in FORMATS:
+            raise AssistantError(f"unknown reference format '{fmt}' (one of {', '.join(FORMATS)})")
+        return export(cited_papers(_as_list(answer, "answer", (Answer,))), fmt)
 
     def search(self, query: str, k: int | None = None, *, since: str | int | None = None,
                until: str | int | None = None, mode: str = "hybrid") -> list[Source]:
@@ -429,6 +440,7 @@ class Assistant:
                     until: str | int | None = None, backend: str | None = None,
                     on_done: Callable[[int], None] | None = None) -> Iterator[Verdicts]:
         """``verify`` each claim in turn (every claim checked first); ``on_done(n)`` after the n-th."""
+        claims = _as_list(claims, "claims", (str,))  # read once: a generator would be spent by the check
         for c in claims:
             self.check_claim(c, k=k, since=since, until=until)
         for n, c in enumerate(claims, 1):
@@ -561,20 +573,25 @@ class ChatSession:
         from .export import format_for
 
         papers = cited_papers([a for _, a in self.history])
-        text = self.assistant.references([a for _, a in self.history], fmt or format_for(str(path)))
         target = Path(path).expanduser()
+        if not papers:  # an empty file written over the user's own .bib lost it
+            raise AssistantError(f"{target}: nothing written, no paper has been cited in this conversation yet")
+        text = self.assistant.references([a for _, a in self.history], fmt or format_for(str(path)))
         tmp = target.with_name(f".{target.name}.tmp")
         try:
             tmp.write_text(text, encoding="utf-8")
             tmp.replace(target)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a name that could not be written cannot be removed either
+                tmp.unlink(missing_ok=True)
             raise AssistantError(f"{target}: cannot write the references ({exc.strerror or exc})") from None
         return len(papers)
 
     def ask(self, question: str, *, on_token: Callable[[str], None] | None = None, **kwargs: Any) -> Answer:
         """Retrieve and answer with the standalone form (the backend sees no history);
         the Answer keeps the user's words, and ``checks.standalone_question`` the form used."""
+        if not _check_text(question, "question").strip():  # before a follow-up form makes it look like one
+            raise AssistantError("the question is empty")
         query = self.standalone(question)
         ans = self.assistant.ask(query, backend=self.backend, on_token=on_token, **kwargs)
         if query != question:
@@ -599,6 +616,21 @@ def _check_text(text: object, what: str) -> str:
     return text
 
 
+def _as_list(value: object, name: str, kinds: tuple[type, ...]) -> list[Any]:
+    """One item or a collection of them, as a list of items: ``ingest("papers.jsonl")`` read each
+    character as a path (and "." the whole current folder)."""
+    if isinstance(value, kinds):
+        return [value]
+    wanted = " or ".join("a path" if k is Path else "text" if k is str else f"an {k.__name__}" for k in kinds)
+    if value is None or isinstance(value, (bytes, dict)) or not isinstance(value, Iterable):
+        raise AssistantError(f"{name}: expected {wanted} or a list of them, got {type(value).__name__}")
+    items = list(value)
+    bad = next((x for x in items if not isinstance(x, kinds)), None)
+    if bad is not None:
+        raise AssistantError(f"{name}: each item must be {wanted}, got {type(bad).__name__}")
+    return items
+
+
 def _check_filters(k: object, since: object, until: object) -> None:
     """-k and date filters, checked before anything runs: -k 0 used to mean 10, -k -5 returned
     every candidate, and 2024-13-45 filtered silently on an impossible date."""
@@ -610,12 +642,12 @@ def _check_filters(k: object, since: object, until: object) -> None:
     for name, value in (("since", since), ("until", until)):
         if value is None or value == "":
             continue
+        if isinstance(value, datetime.date):  # a date or datetime: its day
+            continue
         text = str(value).strip()
         m = _DATE_FILTER.fullmatch(text) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
         if m is not None:
             try:
-                import datetime
-
                 datetime.date(int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1))
                 continue
             except ValueError:

@@ -8,6 +8,7 @@ ranking with its best chunks attached.
 
 from __future__ import annotations
 
+import datetime
 import re
 import threading
 import time
@@ -32,6 +33,8 @@ def parse_date_bound(value: str | int | None, *, upper: bool) -> int | None:
     """'2024' / '2024-03' / '2024-03-15' → YYYYMMDD int; an upper bound covers the whole period."""
     if value is None or value == "":
         return None
+    if isinstance(value, datetime.date):  # a date or datetime from Python: its day
+        value = value.strftime("%Y-%m-%d")
     m = _DATE.match(str(value).strip())
     if not m:
         raise AssistantError(f"date filter '{value}': expected YYYY, YYYY-MM or YYYY-MM-DD")

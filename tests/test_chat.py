@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from assistant.api import Assistant
+from assistant.errors import AssistantError
 from tests.conftest import cli_env
 
 pexpect = pytest.importorskip("pexpect")
@@ -64,5 +65,11 @@ def test_extractive_follow_up_carries_topic(sample_assistant: Assistant) -> None
         assert first.citations[0].title in follow
         second = s.ask("what loss does it use?")
         assert second.sources[0].paper.paper_id == first.citations[0].paper_id
+        assert len(s.history) == 2
+        for empty in ("", "   "):  # a follow-up form made an empty question look like one
+            with pytest.raises(AssistantError, match="the question is empty"):
+                s.ask(empty)
+        with pytest.raises(AssistantError, match="the question must be text"):
+            s.ask(None)  # type: ignore[arg-type]
         assert len(s.history) == 2
     assert s.history == []

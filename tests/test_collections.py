@@ -150,7 +150,7 @@ def test_rebuild_delete_and_rename_leave_other_collections_unchanged(tmp_path: P
     default = assistant(home, embed_cache)
     other = assistant(home, embed_cache, "other")
     third = assistant(home, embed_cache, "third")
-    assert other.ingest([subset(tmp_path, "other", slice(0, 8))]).new == 8
+    assert other.ingest(str(subset(tmp_path, "other", slice(0, 8)))).new == 8  # one path, not a list: one file
     assert third.ingest([subset(tmp_path, "third", slice(4, 12))]).new == 8
     before = {"default": snapshot(default), "third": snapshot(third)}
     assert snapshot(other)["papers"] != before["default"]["papers"]
@@ -167,6 +167,8 @@ def test_rebuild_delete_and_rename_leave_other_collections_unchanged(tmp_path: P
     assert [c.name for c in default.collections()] == ["default", "older", "third"]
     with pytest.raises(CollectionError, match="no collection 'other'"):
         assistant(home, embed_cache, "other").papers()
+    with pytest.raises(CollectionError, match="no collection 'other'"):
+        other.search(QUESTION)  # the Assistant that had read it: not an empty collection now
     assert not list(home.glob(".deleted-*")) and not (home / "index-other").exists()
     for name, a in (("default", default), ("third", third)):
         assert snapshot(a) == before[name], name
@@ -175,6 +177,8 @@ def test_rebuild_delete_and_rename_leave_other_collections_unchanged(tmp_path: P
     default.rename_collection("third", "renamed")
     renamed = assistant(home, embed_cache, "renamed")
     assert snapshot(renamed) == before["third"]
+    with pytest.raises(CollectionError, match="no collection 'third'"):
+        third.papers()
     again = renamed.ingest([subset(tmp_path, "third", slice(4, 12))])
     assert (again.new, again.unchanged, again.chunks_written) == (0, 8, 0)
     assert snapshot(renamed) == before["third"]

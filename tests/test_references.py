@@ -57,6 +57,37 @@ def test_chat_session_export_writes_what_the_conversation_cited(sample_assistant
         assert ris.count("TY  - ") == n and ris.count("ER  -") == n
         with pytest.raises(AssistantError, match="cannot write the references"):
             chat.export(tmp_path / "missing-dir" / "refs.bib")
+        with pytest.raises(AssistantError, match="cannot write the references .File name too long"):
+            chat.export(tmp_path / ("a" * 300 + ".bib"))  # the temp file's cleanup raised a second error
+
+
+def test_chat_export_before_anything_is_cited_keeps_the_file(sample_assistant: Any, tmp_path: Path) -> None:
+    """/export with nothing cited wrote an empty file over the user's own .bib."""
+    mine = tmp_path / "refs.bib"
+    mine.write_text("@article{mine, title={My precious}}\n", encoding="utf-8")
+    with sample_assistant.chat() as chat:
+        with pytest.raises(AssistantError, match="nothing written, no paper has been cited"):
+            chat.export(mine)
+        chat.ask("How long does a capybara sleep?")  # refused: cites nothing
+        with pytest.raises(AssistantError, match="nothing written"):
+            chat.export(mine)
+    assert mine.read_text(encoding="utf-8") == "@article{mine, title={My precious}}\n"
+
+
+def test_one_item_where_a_list_is_expected(sample_assistant: Any) -> None:
+    """A single id or answer is one item (``export("id")`` asked for papers 'i' and 'd'); anything else is
+    one clear line, not a TypeError from inside."""
+    a = sample_assistant
+    pid = a.papers()[0].paper_id
+    assert a.export(pid) == a.export([pid])
+    ans = a.ask(QUESTION)
+    assert a.references(ans) == a.references([ans])
+    for call, needle in ((lambda: a.references(None), "answer: expected an Answer or a list of them, got NoneType"),
+                         (lambda: a.references("x"), "answer: each item must be an Answer, got str"),
+                         (lambda: a.export(5), "paper_ids: expected text or a list of them, got int"),
+                         (lambda: a.references(ans, "docx"), "unknown reference format 'docx'")):
+        with pytest.raises(AssistantError, match=needle):
+            call()
 
 
 @pytest.mark.slow

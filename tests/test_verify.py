@@ -69,6 +69,20 @@ def test_date_filters_and_bad_input(sample_assistant: Assistant) -> None:
         sample_assistant.verify("   ")
     with pytest.raises(AssistantError, match="not a real date"):
         sample_assistant.verify(SUPPORTED, since="2024-13")
+    import datetime
+
+    by_date = sample_assistant.verify(SUPPORTED, since=datetime.date(1990, 1, 1)).to_dict()
+    assert by_date == sample_assistant.verify(SUPPORTED, since="1990-01-01").to_dict() | {
+        "timings_ms": by_date["timings_ms"]}
+
+
+def test_verify_many_reads_any_iterable_once(sample_assistant: Assistant) -> None:
+    """A generator (or an open file) was spent by the up-front check: no verdict at all."""
+    listed = [v.to_dict()["verdict"] for v in sample_assistant.verify_many([SUPPORTED, "Cakes rise in ovens."])]
+    streamed = [v.to_dict()["verdict"] for v in sample_assistant.verify_many(c for c in [SUPPORTED,
+                                                                                        "Cakes rise in ovens."])]
+    assert streamed == listed and len(listed) == 2
+    assert [v.claim for v in sample_assistant.verify_many(SUPPORTED)] == [SUPPORTED]
 
 
 def test_stance_cues() -> None:
