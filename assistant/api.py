@@ -290,9 +290,10 @@ class Assistant:
         if order not in PAPER_ORDERS:
             raise AssistantError(f"order '{order}': papers are listed by {' | '.join(PAPER_ORDERS)}")
         self._require_collection()
-        if not self.index.exists():
-            return []
-        return list(self.index.catalogue.iter_papers(order=order))
+        with self.index.reading():  # follows a collection another process deleted and made again
+            if not self.index.exists():
+                return []
+            return list(self.index.catalogue.iter_papers(order=order))
 
     def empty_index_hint(self) -> str | None:
         """When no papers are indexed, one line naming the next command to run (``papers`` and
@@ -309,9 +310,10 @@ class Assistant:
 
     def get_paper(self, paper_id: str) -> Paper | None:
         self._require_collection()
-        if not self.index.exists():
-            return None
-        return self.index.catalogue.get(paper_id)
+        with self.index.reading():
+            if not self.index.exists():
+                return None
+            return self.index.catalogue.get(paper_id)
 
     def export(self, paper_ids: Sequence[str] | None = None, fmt: str = "bibtex") -> str:
         """References of the indexed papers ``paper_ids`` (all papers when empty) as
@@ -323,7 +325,9 @@ class Assistant:
         if paper_ids is None or (not isinstance(paper_ids, str) and not paper_ids):
             return export(self.papers(order="id"), fmt)
         ids = list(dict.fromkeys(_as_list(paper_ids, "paper_ids", (str,))))
-        found = self.index.catalogue.get_many(ids) if self.index.exists() else {}
+        self._require_collection()
+        with self.index.reading():
+            found = self.index.catalogue.get_many(ids) if self.index.exists() else {}
         missing = [i for i in ids if i not in found]
         if missing:
             raise AssistantError(f"no paper with id {', '.join(repr(m) for m in missing[:5])}"

@@ -231,6 +231,35 @@ def test_named_collection_is_never_filled_with_the_sample(fresh_home: Path, embe
 
 
 @pytest.mark.slow
+def test_a_collection_deleted_and_made_again_elsewhere_is_read_afresh(fresh_home: Path, embed_cache: Path,
+                                                                      tmp_path: Path) -> None:
+    """`assistant serve` kept the deleted folder's files open and answered from papers no longer indexed
+    after another shell deleted the collection and ingested others under its name."""
+    reader = assistant(fresh_home, embed_cache, "alpha")
+    assert reader.ingest([subset(tmp_path, "old", slice(0, 8))]).new == 8
+    old_ids = {p.paper_id for p in reader.papers()}
+    assert {s.paper.paper_id for s in reader.search(QUESTION, 5)} <= old_ids
+    env = cli_env(fresh_home, embed_cache)
+
+    def cli(*args: str) -> None:
+        r = subprocess.run([sys.executable, "-m", "assistant", *args], env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr
+
+    cli("collections", "delete", "alpha", "--yes")  # and made again before the reader asks anything
+    from assistant.readers import read_paths
+
+    new_file = subset(tmp_path, "new", slice(8, 12))
+    cli("ingest", "-c", "alpha", str(new_file))
+    new_ids = {p.paper_id for p in reader.papers()}
+    assert new_ids == {p.paper_id for p in read_paths([new_file]).papers} and not new_ids & old_ids
+    assert reader.status()["papers"] == len(new_ids) > 0
+    assert {s.paper.paper_id for s in reader.search(QUESTION, 5)} <= new_ids
+    assert {c.paper_id for c in reader.ask(QUESTION).citations} <= new_ids
+    reader.index.release()
+
+
+@pytest.mark.slow
 def test_two_ingests_into_two_collections_at_once(fresh_home: Path, embed_cache: Path, tmp_path: Path) -> None:
     """Two processes, each ingesting its own collection in small batches: both finish, and each
     collection holds exactly its own papers with a vector per chunk."""

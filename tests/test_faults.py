@@ -103,6 +103,16 @@ DISK_FULL_SCRIPT = textwrap.dedent("""
     from assistant.settings import Settings
     from tests.test_faults import _snapshot
     home, cache, what = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    if what == "search":  # reads only, while the disk is still full
+        a = Assistant(Settings.load(env={"ASSISTANT_CONFIG": ""}, home=home, cache_dir=cache))
+        a.auto_sample = False
+        try:
+            hits = [h.paper.paper_id for h in a.search("paper 1 preference optimisation", k=5)]
+            print(json.dumps({"hits": hits, "cited": [c.paper_id for c in a.ask("What gain does paper 1 report?"
+                                                                              ).citations]}))
+        except AssistantError as e:
+            print(json.dumps({"error": str(e)}))
+        raise SystemExit
     if what == "snapshot":
         a = Assistant(Settings.load(env={"ASSISTANT_CONFIG": ""}, home=home, cache_dir=cache))
         a.auto_sample = False
@@ -132,7 +142,7 @@ def test_disk_full_is_a_clear_error_and_loses_nothing(tmp_path: Path, embed_cach
     cache = tmp_path / "cache"  # the embedding cache lives elsewhere: only the index fills the disk
     run = f"{sys.executable} {script} {home} {cache}"
     # The tmpfs exists only inside this mount namespace, so every look at the index happens in it too.
-    steps = (f"mount -t tmpfs -o size=1m tmpfs {mnt} && {run} {small} && {run} {big} && "
+    steps = (f"mount -t tmpfs -o size=1m tmpfs {mnt} && {run} {small} && {run} {big} && {run} search && "
              f"mount -o remount,size=64m {mnt} && {run} snapshot && {run} {big} && {run} snapshot")
     env = cli_env(home, cache, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     r = subprocess.run(["unshare", "-m", "bash", "-c", steps], capture_output=True, text=True,
@@ -140,11 +150,15 @@ def test_disk_full_is_a_clear_error_and_loses_nothing(tmp_path: Path, embed_cach
     if r.returncode != 0 and not r.stdout and ("mount" in r.stderr or "unshare" in r.stderr):
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()[:200]}")
     lines = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
-    assert len(lines) == 5, r.stdout + r.stderr
-    first, full, kept, after, final = lines
+    assert len(lines) == 6, r.stdout + r.stderr
+    first, full, searched, kept, after, final = lines
     assert first["ok"] and first["papers"] == 3
     assert not full["ok"] and "no space left" in full["error"] and str(mnt) in full["error"]
     assert "\n" not in full["error"] and "Traceback" not in r.stderr
+    # Still full: the papers indexed before are searchable and answer (Chroma writes as it opens: they
+    # are read from a copy in the temporary folder, as on a read-only home).
+    assert "error" not in searched, searched
+    assert "q1" in searched["hits"] and searched["cited"]
     # Space back: the papers indexed before, and the batches committed before the disk filled,
     # are all there and searchable; nothing half-written is visible.
     snap = kept["snapshot"]

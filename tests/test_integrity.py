@@ -592,6 +592,112 @@ def test_an_unreadable_catalogue_is_one_line_until_rebuild_replaces_it(fresh_hom
     assert rep.papers_total == n == b.status()["papers"]
 
 
+def _one_page_home(fresh_home: Path, embed_cache: Path) -> tuple[Assistant, Path, int]:
+    from tests.conftest import SAMPLE_DIR
+
+    page = sorted(SAMPLE_DIR.glob("*.txt"))[0]
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    a.auto_sample = False
+    a.ingest([page])
+    n = a.status()["papers"]
+    a.index.release()
+    return a, page, n
+
+
+def _cli_error(home: Path, cache: Path, *argv: str) -> str:
+    run = subprocess.run(["assistant", *argv], env=cli_env(home, cache), capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
+    return run.stderr.strip().splitlines()[-1]
+
+
+def test_an_emptied_or_deleted_catalogue_is_never_taken_for_a_new_index(fresh_home: Path, embed_cache: Path) -> None:
+    """A catalogue truncated to 0 bytes read as "cannot write the index" (the folder was writable), and a
+    plain ingest then made a new index of its own papers beside the old vectors: the others were gone
+    without a word. Deleted: the same."""
+    a, page, n = _one_page_home(fresh_home, embed_cache)
+    cat = a.index.catalogue_path
+    for name in (cat.name + "-wal", cat.name + "-shm"):
+        cat.with_name(name).unlink(missing_ok=True)
+    cat.write_bytes(b"")
+    assert _cli_error(fresh_home, embed_cache, "status") == (
+        f"error: {cat}: the index catalogue holds no papers table (emptied or damaged); "
+        "rebuild the index with `assistant ingest --rebuild SOURCES`")
+    for damage in ("emptied", "deleted"):
+        if damage == "deleted":
+            cat.unlink()
+        err = _cli_error(fresh_home, embed_cache, "ingest", str(page))
+        assert err.startswith(f"error: {cat}: the index catalogue is missing or empty, but the vector store beside "
+                              "it holds "), err
+        assert err.endswith("rebuild the index from your sources with `assistant ingest --rebuild SOURCES`")
+    b = Assistant(make_settings(fresh_home, embed_cache))
+    b.auto_sample = False
+    assert b.ingest([page], rebuild=True).papers_total == n
+    st = b.status()
+    assert st["papers"] == n and st["vectors"] == st["chunks"] > 0
+
+
+def test_a_damaged_vector_store_is_named_and_rebuild_replaces_it(fresh_home: Path, embed_cache: Path) -> None:
+    """SQLite's "database disk image is malformed" read as a disk problem ("check the disk has space"),
+    and --rebuild, the way out, failed the same way: it needed the store to open to drop it."""
+    a, page, n = _one_page_home(fresh_home, embed_cache)
+    store = a.index.dir / "chroma" / "chroma.sqlite3"
+    store.write_bytes(store.read_bytes()[: store.stat().st_size // 2])
+    for argv in (["status"], ["ask", "What is direct preference optimization?"]):
+        err = _cli_error(fresh_home, embed_cache, *argv)
+        assert "the vector store is damaged (" in err and "`assistant ingest --rebuild SOURCES`" in err, err
+        assert "disk has space" not in err
+    b = Assistant(make_settings(fresh_home, embed_cache))
+    b.auto_sample = False
+    assert b.ingest([page], rebuild=True).papers_total == n
+    st = b.status()
+    assert st["papers"] == n and st["vectors"] == st["chunks"] > 0
+    assert b.ask("What is direct preference optimization?").citations
+
+
+def test_a_vector_store_gone_from_beside_the_catalogue_is_named(fresh_home: Path, embed_cache: Path) -> None:
+    """With the chroma folder deleted, `status` showed 0 vectors without a word and every question was
+    refused as if the papers did not answer it."""
+    a, page, n = _one_page_home(fresh_home, embed_cache)
+    shutil.rmtree(a.index.dir / "chroma")
+    for argv in (["status"], ["ask", "What is direct preference optimization?"]):
+        err = _cli_error(fresh_home, embed_cache, *argv)
+        assert err.startswith(f"error: {a.index.dir / 'chroma'}: the vector store holds none of the "), err
+        assert f"of the {n} indexed papers (deleted or moved?); rebuild the index with" in err
+    b = Assistant(make_settings(fresh_home, embed_cache))
+    b.auto_sample = False
+    assert b.ingest([page], rebuild=True).papers_total == n
+    assert b.status()["vectors"] > 0 and b.ask("What is direct preference optimization?").citations
+
+
+def test_damaged_side_files_cost_a_rebuild_or_one_line_never_a_traceback(fresh_home: Path, embed_cache: Path,
+                                                                         tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 at the head of the BM25 index's ids.json (a traceback from `status`):
+    rebuilt like a missing index. A damaged embedding cache (a traceback from `ingest`): one line
+    naming the file, which only saves embedding a text twice."""
+    a, page, n = _one_page_home(fresh_home, embed_cache)
+    ids = a.index.dir / "bm25" / "ids.json"
+    ids.write_bytes(b"\x82\xff" * 100)
+    from assistant.index.lexical import LexicalIndex
+
+    assert LexicalIndex(a.index.dir / "bm25").saved_generation() == -1
+    run = subprocess.run(["assistant", "status"], env=cli_env(fresh_home, embed_cache), capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert a.search("direct preference optimization", 3)  # rebuilt on read
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "embeddings.sqlite").write_bytes(b"\x00\x13garbage" * 600)
+    run = subprocess.run(["assistant", "ingest", str(page)], env=cli_env(fresh_home, cache), capture_output=True,
+                         text=True, timeout=300)
+    if run.returncode == 0:  # nothing new to embed: the cache is not opened
+        run = subprocess.run(["assistant", "ingest", "--rebuild", str(page)], env=cli_env(fresh_home, cache),
+                             capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"error: {cache / 'embeddings.sqlite'}: the embedding cache is damaged (file is not a database); delete "
+        "that file (it only saves embedding a text twice; the index is not in it) and run again")
+
+
 def test_rebuild_replaces_a_catalogue_damaged_past_its_first_page(tmp_path: Path) -> None:
     """SQLite opens a file whose damage lies in a later page; the rebuild's in-place clear then hits
     it. The rebuild must still end with a usable, empty catalogue, never a traceback."""

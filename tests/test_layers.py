@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "assistant.settings": 0, "assistant.registry": 0, "assistant.data": 0, "assistant.prompts": 0,
     "assistant.collection_names": 0,
     "assistant.display": 0,  # paper text as other programs render it: records only
+    "assistant.scratch": 0,  # scratch files named for their process, swept once it is gone
     "assistant.llm": 1,  # the OpenAI-compatible transport, used by embeddings and answerers alike
     "assistant.readers": 2,
     "assistant.index": 3,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant import scratch
 from assistant.index import lexical
 from assistant.index.ingest import sample_paths
 from assistant.index.lexical import LexicalIndex
@@ -143,10 +144,10 @@ def test_a_killed_builds_leftovers_are_swept_a_running_ones_kept(tmp_path: Path)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
     dead_pid = int(gone.stdout)
-    host = lexical._host()
+    host = scratch.host()
     dead = [tmp_path / f"bm25.tmp{dead_pid}h{host}-x1y2", tmp_path / f"bm25.old{dead_pid}h{host}",
             tmp_path / f"bm25.tmp{dead_pid}h{host}", tmp_path / f"bm25.tmp{dead_pid}-x1y2"]  # last: no host (older)
-    live = tmp_path / f"bm25.tmp{lexical._owner()}-busy"
+    live = tmp_path / f"bm25.tmp{scratch.owner()}-busy"
     elsewhere = "00000000" if host != "00000000" else "11111111"  # a home shared with another host
     kept = [live, tmp_path / "bm25.tmpnotapid", tmp_path / f"bm25.tmp{dead_pid}h{elsewhere}-x1y2"]
     for folder in [*dead, *kept]:
@@ -156,3 +157,23 @@ def test_a_killed_builds_leftovers_are_swept_a_running_ones_kept(tmp_path: Path)
     assert not any(f.exists() for f in dead)
     assert all((f / "tokens.u64").exists() for f in kept)
     assert sorted(f.name for f in tmp_path.iterdir()) == sorted(["bm25", *(f.name for f in kept)])
+
+
+def test_a_killed_ingests_staging_file_is_swept_by_the_next(tmp_path: Path) -> None:
+    """Each ingest stages what it read in a SQLite file (about 3 KB a paper); a killed one's stayed
+    in the cache folder for good. The next ingest removes those of processes gone from this host."""
+    import subprocess
+    import sys
+
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                  text=True, check=True).stdout)
+    elsewhere = "00000000" if scratch.host() != "00000000" else "11111111"
+    dead = tmp_path / f"ingest-staged-{dead_pid}h{scratch.host()}-abc.sqlite"
+    kept = [tmp_path / f"ingest-staged-{scratch.owner()}-busy.sqlite",
+            tmp_path / f"ingest-staged-{dead_pid}h{elsewhere}-abc.sqlite", tmp_path / "notes.sqlite"]
+    for path in [dead, *kept]:
+        path.write_bytes(b"x")
+    with StagedPapers(tmp_path) as staged:
+        assert staged.path.name.startswith(f"ingest-staged-{scratch.owner()}-")
+        assert not dead.exists() and all(p.exists() for p in kept)
+    assert not staged.path.exists()

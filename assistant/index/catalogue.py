@@ -78,7 +78,13 @@ class Catalogue:
             self.db = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             _create_schema(self.db)
-        except (sqlite3.OperationalError, OSError) as exc:
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # a file emptied (truncated to 0 bytes) or not ours: not a write problem
+                raise UnreadableCatalogue(f"{path}: the index catalogue holds no papers table (emptied or "
+                                          "damaged); rebuild the index with `assistant ingest --rebuild SOURCES`"
+                                          ) from None
+            raise writable_error(path, exc) from None
+        except OSError as exc:
             raise writable_error(path, exc) from None
         except sqlite3.DatabaseError as exc:  # not SQLite at all, or a damaged file
             raise UnreadableCatalogue(f"{path}: cannot read the index catalogue ({exc}); rebuild the index "

@@ -314,6 +314,11 @@ class OpenAIEmbedder:
         return count_tokens(text) <= 8191
 
 
+def _damaged_cache(path: Path, exc: Exception) -> str:
+    return (f"{path}: the embedding cache is damaged ({exc}); delete that file (it only saves embedding a text "
+            "twice; the index is not in it) and run again")
+
+
 class CachedEmbedder:
     """Wraps an embedder with an on-disk cache keyed by (model, text) hash."""
 
@@ -325,8 +330,14 @@ class CachedEmbedder:
         self.misses = 0
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(cache_path), check_same_thread=False, timeout=30)
-        self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
-        self._db.commit()
+        try:
+            self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
+            self._db.commit()
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as exc:  # "file is not a database": a traceback before
+            self._db.close()
+            raise IndexStateError(_damaged_cache(cache_path, exc)) from None
 
     def _key(self, text: str) -> str:
         return hashlib.sha1(f"{self.name}\x00{text}".encode()).hexdigest()
@@ -339,7 +350,12 @@ class CachedEmbedder:
         for start in range(0, len(keys), 500):
             part = keys[start:start + 500]
             q = "SELECT key, vec FROM emb WHERE key IN ({})".format(",".join("?" * len(part)))
-            found.update(dict(self._db.execute(q, part).fetchall()))
+            try:
+                found.update(dict(self._db.execute(q, part).fetchall()))
+            except sqlite3.OperationalError:
+                raise
+            except sqlite3.DatabaseError as exc:  # a page damaged past the header
+                raise IndexStateError(_damaged_cache(self.cache_path, exc)) from None
         missing = [i for i, k in enumerate(keys) if k not in found]
         self.hits += len(texts) - len(missing)
         self.misses += len(missing)

@@ -204,6 +204,8 @@ def _ingest_locked(index: PaperIndex, staged: StagedPapers, complete_files: set[
             _drop_all(index)
         cat = index.catalogue
         if cat.get_meta("embedding_model") is None:
+            if not rebuild:
+                _refuse_a_lost_catalogue(index)
             cat.set_meta("embedding_model", settings.embedding_model_name)
             cat.set_meta("schema", "1")
             cat.db.commit()
@@ -502,7 +504,17 @@ def _reconcile_orphans(index: PaperIndex, rep: Reporter) -> None:
 def _drop_all(index: PaperIndex) -> None:
     import shutil
 
-    index.vectors.drop()
+    try:
+        index.vectors.drop()
+    except IndexStateError as exc:
+        # An embedded store Chroma cannot open (its SQLite file damaged) can only be removed: --rebuild
+        # was the advice the error gave, and the store is rewritten from the sources.
+        from .vectors import is_damaged
+
+        if index.settings.server_mode or not is_damaged(str(exc)):
+            raise
+        index.close()
+        shutil.rmtree(index.dir / "chroma")
     if index.settings.server_mode:  # the shared papers go with the shared vectors, for every client
         index.catalogue.drop()
     index.close()
@@ -512,6 +524,19 @@ def _drop_all(index: PaperIndex) -> None:
     index._lexical = None
     if index.catalogue.paper_count():
         raise IndexStateError(f"{index.dir}: could not clear the index for --rebuild")
+
+
+def _refuse_a_lost_catalogue(index: PaperIndex) -> None:
+    """A new catalogue beside a vector store that holds vectors: the old catalogue was deleted or
+    emptied (a first ingest records its model before it writes a vector). Going on made an index of
+    only this ingest's papers and left the others' vectors behind, without a word."""
+    if index.settings.server_mode or not (index.dir / "chroma").is_dir():
+        return
+    n = index.vectors.count()
+    if n:
+        raise IndexStateError(f"{index.catalogue_path}: the index catalogue is missing or empty, but the vector "
+                              f"store beside it holds {n} vectors; the papers' records were lost, so rebuild the "
+                              "index from your sources with `assistant ingest --rebuild SOURCES`")
 
 
 def _clear_catalogue(path: Path) -> None:

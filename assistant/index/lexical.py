@@ -7,7 +7,6 @@ idf the answerer and the citation checker use never reaches into bm25s internals
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..records import Paper
+from ..scratch import OWNER, owner, sweep
 from ..text import TOKENIZER_VERSION, bm25_idf, content_tokens
 from .storage import date_int, writable_error
 
@@ -59,7 +59,7 @@ class LexicalIndex:
         try:
             self.directory.parent.mkdir(parents=True, exist_ok=True)
             self._sweep()
-            tmp = Path(tempfile.mkdtemp(prefix=f"{self.directory.name}.tmp{_owner()}-", dir=self.directory.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f"{self.directory.name}.tmp{owner()}-", dir=self.directory.parent))
         except OSError as exc:
             raise writable_error(self.directory, exc) from None
         try:
@@ -88,7 +88,7 @@ class LexicalIndex:
         """Save what ``build`` made in memory (``write`` saves as it builds)."""
         import numpy as np
 
-        tmp = self.directory.with_name(self.directory.name + f".tmp{_owner()}")
+        tmp = self.directory.with_name(self.directory.name + f".tmp{owner()}")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir(parents=True)
@@ -106,18 +106,13 @@ class LexicalIndex:
 
     def _sweep(self) -> None:
         """Remove what a killed build left beside the index (its scratch files run to gigabytes at a
-        million papers): the folders named for a process of this host that no longer runs. Another
-        host's (a home on a network filesystem) are left alone: its pids cannot be checked here."""
-        pattern = re.compile(re.escape(self.directory.name) + r"\.(?:tmp|old)(\d+)(?:h([0-9a-f]{8}))?(?:-.*)?")
-        host = _host()
-        for path in self.directory.parent.glob(self.directory.name + ".*"):
-            m = pattern.fullmatch(path.name)
-            if m and m.group(2) in (None, host) and not _running(int(m.group(1))):
-                shutil.rmtree(path, ignore_errors=True)
+        million papers): the folders named for a process of this host that no longer runs."""
+        name = re.escape(self.directory.name)
+        sweep(self.directory.parent, re.compile(name + r"\.(?:tmp|old)" + OWNER + r"(?:-.*)?"))
 
     def _swap_in(self, tmp: Path) -> None:
         """Put a finished index folder in place of the current one (renames, then the old removed)."""
-        old = self.directory.with_name(self.directory.name + f".old{_owner()}")
+        old = self.directory.with_name(self.directory.name + f".old{owner()}")
         if self.directory.exists():
             self.directory.rename(old)
         tmp.rename(self.directory)
@@ -130,10 +125,14 @@ class LexicalIndex:
         try:
             with (self.directory / "ids.json").open(encoding="utf-8") as fh:
                 head = fh.read(512)
-        except OSError:
+        except (OSError, UnicodeDecodeError):  # a damaged file: rebuilt like a missing one
             return -1
         m = re.match(r'\{"generation": (-?\d+), "tokenizer": ("(?:[^"\\]|\\.)*")', head)
-        if m is None or json.loads(m.group(2)) != TOKENIZER_VERSION:
+        try:
+            tokenizer = None if m is None else json.loads(m.group(2))
+        except ValueError:
+            return -1
+        if m is None or tokenizer != TOKENIZER_VERSION:
             return -1
         return int(m.group(1))
 
@@ -393,31 +392,6 @@ def _raw_to_npy(raw: Path, path: Path, dtype: Any, count: int) -> None:
                                                    "fortran_order": False, "shape": (count,)})
         shutil.copyfileobj(src, out)
     raw.unlink()
-
-
-def _host() -> str:
-    """A hash of this host's name, 8 hex digits: a scratch folder's pid means something only on its host."""
-    import hashlib
-    import socket
-
-    return hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
-
-
-def _owner() -> str:
-    """This process in a scratch folder's name: its pid and its host (``1234h0a1b2c3d``)."""
-    return f"{os.getpid()}h{_host()}"
-
-
-def _running(pid: int) -> bool:
-    if os.name == "nt":  # os.kill would end the process there: never sweep
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process, or a pid this platform cannot signal
-        return True
-    return True
 
 
 def _word_hash(word: str) -> int:

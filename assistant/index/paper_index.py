@@ -84,6 +84,8 @@ class PaperIndex:
         self._readers = _Readers()
         self._writing = False
         """True inside write_lock: only then is the catalogue opened for writing."""
+        self._opened_folder: tuple[int, int] | None = None
+        """(device, inode) of the folder the open catalogue was read from (embedded)."""
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -141,8 +143,16 @@ class PaperIndex:
                 self._catalogue = None
             if self._catalogue is None:
                 self._catalogue = Catalogue(self.catalogue_path, readonly=not self._writing)
+                self._opened_folder = None if self._catalogue.in_memory else self._folder_id()
                 self._check_model(self._catalogue)
             return self._catalogue
+
+    def _folder_id(self) -> tuple[int, int] | None:
+        try:
+            st = self.dir.stat()
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
 
     def _check_model(self, cat: Catalogue | ServerCatalogue) -> None:
         built = cat.get_meta("embedding_model")
@@ -161,9 +171,25 @@ class PaperIndex:
                 # Not while writing: a rebuild opens the store before it mends the catalogue.
                 followed = not (self.settings.server_mode or self._writing or not self.exists())
                 self._vectors_generation = self.catalogue.generation if followed else None
-                self._vectors = VectorStore(self.settings, self.dir / "chroma", self.settings.embedding_model_name,
-                                            name=self.chroma_name)
+                store = VectorStore(self.settings, self.dir / "chroma", self.settings.embedding_model_name,
+                                    name=self.chroma_name, reads_only=not self._writing)
+                if followed:
+                    self._check_vectors_present(store)
+                self._vectors = store
             return self._vectors
+
+    def _check_vectors_present(self, store: VectorStore) -> None:
+        """A catalogue with papers beside a store without their collection (the chroma folder deleted, or
+        a wrong name recorded) answered every question with a refusal, and `status` showed 0 vectors
+        without a word: say so, and how to mend it."""
+        if store.collection(create=False) is not None:
+            return
+        papers, chunks = self.catalogue.count()
+        if papers:
+            store.close()
+            raise IndexStateError(f"{self.dir / 'chroma'}: the vector store holds none of the {chunks} chunk vectors "
+                                  f"of the {papers} indexed papers (deleted or moved?); rebuild the index with "
+                                  "`assistant ingest --rebuild SOURCES`")
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -186,8 +212,21 @@ class PaperIndex:
         later are not in it (a question reaching them failed with "Error finding id" until a
         restart; `assistant serve` with an ingest in another shell). A catalogue generation newer
         than the open store's means such a write: reopen the store, once no question is using it.
-        Not while this process writes (it writes through the open store), nor in server mode."""
-        if self.settings.server_mode or not self.exists():
+        Not while this process writes (it writes through the open store), nor in server mode.
+
+        A collection deleted (or renamed) and made again by another process is another folder: the
+        files open here were the old one's, so `assistant serve` answered from deleted papers. A
+        folder that is not the one opened closes everything, to be opened afresh."""
+        if self.settings.server_mode:
+            return
+        with self._lock:
+            moved = not self._writing and self._opened_folder is not None and self._folder_id() != self._opened_folder
+        if moved:
+            with self._readers.exclusive(), self._lock:
+                self.release()
+                self._lexical = None
+                self._opened_folder = None
+        if not self.exists():
             return
         gen = self.catalogue.generation
         with self._lock:

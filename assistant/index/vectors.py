@@ -31,8 +31,11 @@ if TYPE_CHECKING:
 class VectorStore:
     """Chroma collection of chunk vectors; PersistentClient or HttpClient, same code path."""
 
-    def __init__(self, settings: Settings, persist_dir: Path, model_name: str, name: str = "papers") -> None:
-        """``name``: the Chroma collection of the chunk vectors (the collection's family prefix)."""
+    def __init__(self, settings: Settings, persist_dir: Path, model_name: str, name: str = "papers",
+                 reads_only: bool = False) -> None:
+        """``name``: the Chroma collection of the chunk vectors (the collection's family prefix).
+        ``reads_only``: nothing will be written through this store, so on a full disk (Chroma writes
+        as it opens) the papers are read from a private copy, as on a read-only home."""
         ensure_offline()
         import chromadb
         from chromadb.config import Settings as ChromaSettings
@@ -54,7 +57,22 @@ class VectorStore:
                     open_dir = self._copy = _readonly_copy(persist_dir)
                 else:
                     persist_dir.mkdir(parents=True, exist_ok=True)
-                self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
+                try:
+                    self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
+                except Exception as exc:
+                    _forget_failed_system(open_dir)
+                    if not (reads_only and self._copy is None and disk_full_message(persist_dir, exc)):
+                        raise
+                    # A full disk: the indexed papers stay searchable from a copy in the temporary folder
+                    # (another filesystem, or the same error again).
+                    open_dir = self._copy = _readonly_copy(persist_dir, "the disk holding the home is full")
+                    try:
+                        self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
+                    except Exception:
+                        _forget_failed_system(open_dir)
+                        raise exc from None
+        except IndexStateError:
+            raise
         except Exception as exc:  # chromadb raises many types; the user needs one line
             raise IndexStateError(_chroma_error(settings, persist_dir, exc)) from None
         self._collection: Any = None
@@ -408,9 +426,9 @@ def _writable(directory: Path) -> bool:
     return os.access(directory, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
 
 
-def _readonly_copy(directory: Path) -> Path:
-    """Chroma cannot open its files read-only, so a read-only home is queried from a private
-    temporary copy (removed at exit). Writes never reach it: ingest needs the home's lock."""
+def _readonly_copy(directory: Path, why: str = "the home is read-only") -> Path:
+    """Chroma cannot open its files read-only, so a read-only home (or one on a full disk) is queried
+    from a private temporary copy (removed at exit). Writes never reach it: ingest needs the home's lock."""
     import atexit
     import shutil
     import tempfile
@@ -420,7 +438,8 @@ def _readonly_copy(directory: Path) -> Path:
     try:
         shutil.copytree(directory, tmp, dirs_exist_ok=True)
     except OSError as exc:
-        raise IndexStateError(f"{directory}: the home is read-only and its vectors could not be copied to "
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise IndexStateError(f"{directory}: {why} and its vectors could not be copied to "
                               f"{tmp} ({exc.strerror or exc})") from None
     return tmp
 
@@ -485,6 +504,29 @@ TRANSIENT_CHROMA = ("Error finding id", "Nothing found on disk")
 loaded before the write, or one the writer has made but not yet flushed. Asked again, they pass."""
 
 
+def _forget_failed_system(path: Path) -> None:
+    """Chroma keeps a folder's system in a per-process table before starting it: one that failed to
+    start (a damaged chroma.sqlite3) stayed there, and every later client of that folder in the
+    process, after --rebuild had replaced the files, failed with "'RustBindingsAPI' object has no
+    attribute 'bindings'". Dropped unless a client holds it."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient as Shared
+    except ImportError:  # pragma: no cover - another chromadb layout: nothing to forget
+        return
+    with contextlib.suppress(Exception), Shared._refcount_lock:
+        key = str(path)
+        if Shared._identifier_to_refcount.get(key, 0) == 0:
+            Shared._identifier_to_system.pop(key, None)
+
+
+_DAMAGED = ("malformed", "file is not a database", "file is encrypted")
+"""SQLite's words for a file it cannot read as a database (Chroma's own chroma.sqlite3)."""
+
+
+def is_damaged(message: str) -> bool:
+    return any(m in message.lower() for m in _DAMAGED)
+
+
 def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:
     msg = " ".join(str(exc).split())[:300] or type(exc).__name__
     if settings.server_mode and _timed_out(exc):
@@ -497,6 +539,9 @@ def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:
     if full:
         return full
     low = msg.lower()
+    if is_damaged(low):  # "database disk image is malformed" is no disk problem
+        return (f"{path}: the vector store is damaged ({msg}); rebuild the index with "
+                "`assistant ingest --rebuild SOURCES` (it removes the damaged store)")
     if any(m.lower() in low for m in TRANSIENT_CHROMA):
         return f"{path}: Chroma failed: {msg} (another process was writing the index; ask again)"
     if "readonly" in low or "read-only" in low or "permission" in low or "disk" in low or "space" in low:
