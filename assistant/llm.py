@@ -28,6 +28,13 @@ from .settings import Settings
 T = TypeVar("T")
 
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
+
+MAX_REPLY_BYTES = 16_000_000
+"""The largest reply body read (a chat answer is a few KB; a long model list some hundreds)."""
+
+MAX_EVENT_LINE = 1_000_000
+"""The longest line of a stream (one event's data: a token or a few)."""
+
 #: Sent to local servers that need no key; the openai package refuses an empty one.
 DUMMY_KEY = "not-needed"
 MAX_BACKOFF = 8.0
@@ -120,14 +127,18 @@ class OpenAICompatible:
             raise _DeadlinePassed()
         return left
 
-    def _fetch_json(self, request: Callable[[float], Any], deadline: float) -> dict[str, Any]:
+    def _fetch_json(self, request: Callable[[float], Any], deadline: float,
+                    max_bytes: int = MAX_REPLY_BYTES) -> dict[str, Any]:
         """Send ``request(timeout)`` (an openai ``with_streaming_response`` call) and parse its
-        body, reading it chunk by chunk so a trickling server cannot outlast the deadline."""
+        body, reading it chunk by chunk so a trickling server cannot outlast the deadline, and no
+        further than ``max_bytes`` (a 100 MB reply was held whole, and echoed twice in --json)."""
         body = bytearray()
         with request(self._remaining(deadline)) as resp:
             for chunk in resp.iter_bytes():
                 body += chunk
                 self._remaining(deadline)
+                if len(body) > max_bytes:
+                    raise _BadReply(f"sent a reply over {max_bytes // 1_000_000} MB; stopped reading it")
         try:
             data = json.loads(bytes(body))
         except (ValueError, RecursionError):
@@ -344,7 +355,8 @@ class ChatClient(OpenAICompatible):
             **params, stream=True, timeout=self._remaining(deadline))
         with request as resp:
             try:
-                for data in _sse_data(resp.iter_lines(), lambda: self._remaining(deadline)):
+                check = lambda: self._remaining(deadline)  # noqa: E731 - run on every chunk read
+                for data in _sse_data(_lines(resp.iter_bytes(), check), check):
                     if data.startswith("[DONE]"):
                         break
                     try:
@@ -419,7 +431,8 @@ class EmbeddingClient(OpenAICompatible):
         batch = list(texts)
         data = self._with_retries("embeddings", lambda deadline: self._fetch_json(
             lambda timeout: self._openai().embeddings.with_streaming_response.create(
-                model=self.model_name, input=batch, encoding_format="float", timeout=timeout), deadline))
+                model=self.model_name, input=batch, encoding_format="float", timeout=timeout), deadline,
+            max_bytes=max(MAX_REPLY_BYTES, 200_000 * len(batch))))  # a 3072-float vector is ~70 KB of JSON
         rows = data.get("data")
         try:
             ordered = sorted(rows, key=lambda d: d["index"])  # type: ignore[arg-type]
@@ -458,6 +471,29 @@ def _usage(reply: dict[str, Any]) -> dict[str, int] | None:
             if isinstance(timings.get(key), (int, float)):
                 out[name] = round(timings[key])
     return out or None
+
+
+def _lines(chunks: Iterable[bytes], check: Callable[[], object]) -> Iterator[str]:
+    """A byte stream's lines (SSE ends them with LF, CRLF or CR), decoded as UTF-8 with undecodable
+    bytes replaced; ``check`` runs on every chunk. httpx's ``iter_lines`` reads on until a line
+    ends: a server trickling bytes with no newline outlasted every deadline there, and a line
+    of 100 MB was held whole."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending = ""
+    for chunk in chunks:
+        check()
+        pending += decoder.decode(chunk)
+        held = "\r" if pending.endswith("\r") else ""  # maybe half of a CRLF: kept for the next chunk
+        parts = re.split(r"\r\n|\r|\n", pending[:-1] if held else pending)
+        pending = parts.pop() + held
+        if len(pending) > MAX_EVENT_LINE:
+            raise _BadReply(f"sent a stream line over {MAX_EVENT_LINE // 1_000_000} MB")
+        yield from parts
+    pending = (pending + decoder.decode(b"", final=True)).rstrip("\r")
+    if pending:
+        yield pending
 
 
 def _sse_data(lines: Iterable[str], check: Callable[[], object]) -> Iterator[str]:

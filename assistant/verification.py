@@ -16,7 +16,6 @@ as such (``Verdicts.closest``), never forced into a label.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from .answering.stance import (
     rationale,
 )
 from .records import Source, run_fields
+from .text import addresses_model
 
 MIXED = "MIXED"
 CLOSEST_PAPERS = 3
@@ -150,7 +150,9 @@ def llm_messages(claim: str, sources: Sequence[Source], labels: Sequence[PaperLa
     blocks, ids = [], {}
     for n, lab in enumerate(labels[:LLM_PAPERS], 1):
         src = sources[lab.source_index]
-        lines = [f'<paper id="{n}" title="{_attr(src.paper.title)}">']
+        # A title that talks to the model is withheld, as the answer prompt withholds it.
+        title = "(title withheld)" if addresses_model(src.paper.title) else _attr(src.paper.title)
+        lines = [f'<paper id="{n}" title="{title}">']
         for j, c in enumerate(sorted(ranked[lab.source_index][:LLM_SENTENCES], key=lambda c: c.start), 1):
             ids[f"{n}.{j}"] = (lab.source_index, c)
             lines.append(f"[{n}.{j}] {c.text}")
@@ -165,13 +167,14 @@ def _attr(text: str) -> str:
 
 
 def parse_llm_verdicts(raw: str) -> list[dict[str, Any]]:
-    """The ``papers`` list of the reply (the first JSON object in it); [] when there is none."""
-    m = re.search(r"\{.*\}", raw, re.DOTALL)
-    if not m:
+    """The ``papers`` list of the reply (the first JSON object in it); [] when there is none. Decoded
+    from the first ``{`` on, so text after the object ("... and also {...}") is not part of it."""
+    start = raw.find("{")
+    if start < 0:
         return []
     try:
-        data = json.loads(m.group(0))
-    except ValueError:
+        data, _ = json.JSONDecoder().raw_decode(raw, start)
+    except (ValueError, RecursionError):
         return []
     items = data.get("papers") if isinstance(data, dict) else None
     return [x for x in items if isinstance(x, dict)] if isinstance(items, list) else []
@@ -212,16 +215,23 @@ def verify_with_llm(client: Any, claim: str, sources: Sequence[Source], evidence
                                        1.01))
            for x in shown]
     dropped: list[str] = []
+    labelled: set[int] = set()
     for item in items:
         n, verdict = item.get("paper"), item.get("verdict")
-        if not isinstance(n, int) or not 1 <= n <= len(shown) or verdict not in (SUPPORT, CONTRADICT, NEI):
+        if (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(shown)
+                or verdict not in (SUPPORT, CONTRADICT, NEI)):
             dropped.append(f"paper {n!r} / verdict {verdict!r} unknown")
             continue
+        if n in labelled:  # the last of two conflicting verdicts won, without a word
+            dropped.append(f"paper {n}: a second verdict ({verdict}) ignored; the first one stands")
+            continue
+        labelled.add(n)
         target = out[n - 1]
         if verdict == NEI:
             continue
         quotes = []
-        for sid in item.get("sentences") or []:
+        given = item.get("sentences")
+        for sid in given if isinstance(given, list) else []:  # a number there was a traceback
             hit = ids.get(str(sid).strip().strip("[]"))
             if hit is None or hit[0] != target.source_index:
                 dropped.append(f"sentence {sid!r} is not one of paper {n}'s")

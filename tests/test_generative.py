@@ -331,3 +331,29 @@ def test_server_without_json_schema_gets_plain_text(llm_assistant: Callable[...,
     assert len(server.requests) == 2 and "response_format" not in server.requests[1]
     assert "rejected response_format" in ans.checks["structured_fallback"]
     assert ans.checks["structured"] is False and not ans.refused and "ARRA" in ans.text
+
+
+def test_replies_of_the_wrong_shape_are_read_not_a_traceback() -> None:
+    """`"sources": 1` and `"sentences": 3` raised TypeError through ask, chat and the server (500); a
+    quoted boolean was ignored; a marker of 5,000 digits raised ValueError (int() digit limit)."""
+    assert parse_structured('{"answerable": true, "sentences": 3}').sentences == []
+    m = parse_structured('{"answerable": true, "sentences": [{"text": "X is 3%.", "sources": 1}]}')
+    assert m.sentences == [("X is 3%.", [])]
+    assert parse_structured('{"answerable": "false", "sentences": []}').answerable is False
+    assert parse_structured('{"answerable": "True", "sentences": []}').answerable is True
+    assert parse_structured('{"answerable": "maybe", "sentences": []}').answerable is None
+    huge = "9" * 5000
+    m = parse_structured('{"answerable": true, "sentences": [{"text": "X is 3% [' + huge + '].", "sources": [1]}]}')
+    assert m.sentences == [("X is 3%.", [1, 10**9])]  # a number no list of papers reaches: unknown
+    assert parse_plain(f"X is 3% [{huge}].").sentences == [("X is 3%.", [10**9])]
+
+
+def test_an_answer_with_a_huge_marker_is_checked_like_any_unknown_marker(sample_assistant: Assistant) -> None:
+    server = ScriptedChat(['{"answerable": true, "sentences": [{"text": "ARRA aligns LLM hidden states with '
+                           'visual representations [' + "7" * 5000 + '].", "sources": [1]}]}'])
+    try:
+        a = Assistant(sample_assistant.settings.with_(llm={"base_url": server.url, "max_retries": 0}))
+        ans = a.ask(ARRA_Q, backend="openai")
+    finally:
+        server.close()
+    assert "7777777" not in ans.text and all(c.marker < 100 for c in ans.citations)

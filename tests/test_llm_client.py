@@ -310,9 +310,10 @@ def raw_body(body: bytes, content_type: str = "application/json") -> Reply:
     return reply
 
 
-def trickle(*, stream: bool, every: float = 0.25, lasting: float = 30.0) -> Reply:
-    """Headers at once, then a byte (or an SSE ": ping" comment) every ``every`` seconds:
-    no single read ever waits long, so a per-read timeout never fires."""
+def trickle(*, stream: bool, every: float = 0.25, lasting: float = 30.0, newline: bool = True) -> Reply:
+    """Headers at once, then a byte (or an SSE ": ping" comment; without ``newline`` one byte of a line
+    that never ends) every ``every`` seconds: no single read ever waits long, so a per-read timeout
+    never fires."""
     def reply(h: BaseHTTPRequestHandler) -> None:
         h.send_response(200)
         if stream:
@@ -325,7 +326,7 @@ def trickle(*, stream: bool, every: float = 0.25, lasting: float = 30.0) -> Repl
         end = time.monotonic() + lasting
         try:
             while time.monotonic() < end:
-                h.wfile.write(b"8\r\n: ping\n\n\r\n" if stream else b" ")
+                h.wfile.write((b"8\r\n: ping\n\n\r\n" if newline else b"1\r\na\r\n") if stream else b" ")
                 h.wfile.flush()
                 time.sleep(every)
         except OSError:  # the client gave up: what we want
@@ -371,6 +372,49 @@ def test_request_timeout_caps_the_whole_request(scripted: Callable[..., Scripted
     assert time.monotonic() - t0 < 15.0  # half of the trickle: it did not wait for the server
     assert str(err.value) == f"the server at {server.base_url} timed out after 1s"
     assert len(server.requests) == 1
+
+
+def test_a_stream_line_that_never_ends_is_cut_at_the_deadline(scripted: Callable[..., ScriptedServer]) -> None:
+    """A byte every 0.25 s and never a newline: the deadline was checked once per complete line, so a
+    5 s timeout ran for as long as the server liked."""
+    server = scripted(trickle(stream=True, lasting=30.0, newline=False))
+    client = ChatClient(settings_for(server.base_url, request_timeout=1.0, max_retries=2), backoff=0.05)
+    t0 = time.monotonic()
+    with pytest.raises(BackendError) as err:
+        client.complete(HI, stream=True, on_token=lambda t: None)
+    assert time.monotonic() - t0 < 15.0
+    assert str(err.value) == f"the server at {server.base_url} timed out after 1s"
+
+
+def test_replies_too_big_to_be_answers_are_not_read_whole(scripted: Callable[..., ScriptedServer]) -> None:
+    """A 100 MB reply was held whole (and echoed twice in --json output): a body over 16 MB, or a
+    stream line over 1 MB, ends the read with one line."""
+    from assistant.llm import MAX_EVENT_LINE, MAX_REPLY_BYTES
+
+    server = scripted(raw_body(b'{"choices": "' + b"a" * (MAX_REPLY_BYTES + 10) + b'"}'))
+    client = ChatClient(settings_for(server.base_url, max_retries=0), backoff=0.05)
+    with pytest.raises(BackendError, match="sent a reply over 16 MB; stopped reading it"):
+        client.complete(HI)
+    server = scripted(raw_body(b"data: " + b"a" * (MAX_EVENT_LINE + 10), "text/event-stream"))
+    client = ChatClient(settings_for(server.base_url, max_retries=0), backoff=0.05)
+    with pytest.raises(BackendError, match="sent a stream line over 1 MB"):
+        client.complete(HI, stream=True, on_token=lambda t: None)
+
+
+def test_only_a_refusing_status_retries_without_the_json_schema(scripted: Callable[..., ScriptedServer]) -> None:
+    """The plain-JSON retry matched "400"/"422" anywhere in the message: "timed out after 400s", or a
+    host named gpu-400, sent a second whole request."""
+    from assistant.answering.generative import rejected_format
+
+    refused = scripted(status(400, {"error": {"message": "response_format is not supported"}}))
+    with pytest.raises(BackendError) as err:
+        ChatClient(settings_for(refused.base_url, max_retries=0), backoff=0.05).complete(HI)
+    assert rejected_format(err.value)
+    hung = scripted(slow(30.0))
+    with pytest.raises(BackendError) as err:
+        ChatClient(settings_for(hung.base_url, request_timeout=1.0, max_retries=0), backoff=0.05).complete(HI)
+    assert "timed out" in str(err.value) and not rejected_format(err.value)
+    assert not rejected_format(BackendError("the server at http://gpu-400:8080/v1 timed out after 400s"))
 
 
 # -- embeddings share the policy (issue 13 item 8) ------------------------------------------------

@@ -236,3 +236,33 @@ def test_cli_verify_json_file_and_errors(sample_home: Path, embed_cache: Path, t
     r = run("--file", str(tmp_path / "nope.txt"))
     assert r.returncode != 0 and "nope.txt: cannot read the claims file" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_llm_verdict_replies_of_the_wrong_shape(sample_assistant: Assistant) -> None:
+    """A number for `sentences` raised TypeError (/v1/verify answered 500); `"paper": true` read as paper 1;
+    of two verdicts on one paper the last won without a word; text after the JSON object ("... and also
+    {...}") made the whole reply unreadable."""
+    from assistant.llm import ChatClient
+    from assistant.verification import parse_llm_verdicts, verify_offline
+
+    assert parse_llm_verdicts('Sure! {"papers": [{"paper": 1, "verdict": "SUPPORT"}]} and also {"x": 1}') == [
+        {"paper": 1, "verdict": "SUPPORT"}]
+    a = sample_assistant
+    res = a.retriever.retrieve(SUPPORTED)
+    ev, labels = verify_offline(SUPPORTED, res.sources, a.index.lexical().idf, res.chunk_sims, res.sentence_sims,
+                                shipped_verify_model())
+    replies = [{"papers": [{"paper": 1, "verdict": "SUPPORT", "sentences": 3}]},
+               {"papers": [{"paper": True, "verdict": "SUPPORT", "sentences": ["1.1"]}]},
+               {"papers": [{"paper": 1, "verdict": "SUPPORT", "sentences": ["1.1"]},
+                           {"paper": 1, "verdict": "CONTRADICT", "sentences": ["1.2"]}]}]
+    server = ScriptedChat([json.dumps(r) for r in replies])
+    try:
+        client = ChatClient(a.settings.with_(llm={"base_url": server.url, "max_retries": 0}))
+        outs = [verify_with_llm(client, SUPPORTED, res.sources, ev, labels, papers="candidates") for _ in replies]
+    finally:
+        server.close()
+    first = [next(x for x in out if x.source_index == labels[0].source_index) for out, _ in outs]
+    assert first[0].label == "NOT_ENOUGH_EVIDENCE" and "without a sentence of its own" in outs[0][1]["dropped"][0]
+    assert first[1].label == "NOT_ENOUGH_EVIDENCE" and "paper True" in outs[1][1]["dropped"][0]
+    assert first[2].label == "SUPPORT"
+    assert outs[2][1]["dropped"] == ["paper 1: a second verdict (CONTRADICT) ignored; the first one stands"]

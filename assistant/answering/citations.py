@@ -23,6 +23,7 @@ from ..text import (
     evidence_spans,
     evidence_text,
     is_refusal,
+    marker_int,
 )
 
 # A marker group with the space before it, which goes when the marker is rewritten.
@@ -103,7 +104,7 @@ def check_answer(text: str, sources: Sequence[Source],
             nonlocal unknown
             keep: list[int] = []
             for raw in re.split(r"[,;]", m.group(1)):
-                n = int(raw.strip())
+                n = marker_int(raw)
                 if 1 <= n <= len(sources):
                     if n not in renumber:
                         renumber[n] = len(renumber) + 1

@@ -38,6 +38,7 @@ from ..text import (
     best_window,
     content_tokens,
     evidence_spans,
+    marker_int,
     missing_terms,
     numbers_in,
     query_tokens,
@@ -248,11 +249,16 @@ def parse_structured(raw: str) -> ModelAnswer:
         out.parse_error = "JSON is not an object; parsed as plain text"
         return out
     answerable = data.get("answerable")
+    if isinstance(answerable, str) and answerable.strip().lower() in ("true", "false"):
+        answerable = answerable.strip().lower() == "true"  # a small model quotes its booleans
     sentences: list[tuple[str, list[int]]] = []
-    for item in data.get("sentences") or []:
+    items = data.get("sentences")
+    for item in items if isinstance(items, list) else []:  # a number there was a traceback
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             continue
-        nums = [n for n in item.get("sources") or [] if isinstance(n, int) and not isinstance(n, bool)]
+        given = item.get("sources")
+        nums = [n for n in (given if isinstance(given, list) else [])
+                if isinstance(n, int) and not isinstance(n, bool)]
         sentences += _item_sentences(item["text"], nums)
     return ModelAnswer(raw, answerable if isinstance(answerable, bool) else None, sentences, True)
 
@@ -281,7 +287,7 @@ def _salvage(text: str) -> ModelAnswer | None:
         return None
     sentences: list[tuple[str, list[int]]] = []
     for m in _ITEM.finditer(text):
-        sentences += _item_sentences(json.loads(m.group(1)), [int(n) for n in re.findall(r"\d+", m.group(2))])
+        sentences += _item_sentences(json.loads(m.group(1)), [marker_int(n) for n in re.findall(r"\d+", m.group(2))])
     return ModelAnswer(text, head.group(1) == "true", sentences, True,
                        f"JSON cut short; kept its {len(sentences)} complete sentence(s)")
 
@@ -317,7 +323,7 @@ def _split_markers(sentence: str) -> tuple[str, list[int]]:
     nums: list[int] = []
     for m in _MARKERS.finditer(sentence):
         for raw in re.split(r"[,;]", m.group(1)):
-            n = int(raw.strip())
+            n = marker_int(raw)
             if n not in nums:
                 nums.append(n)
     body = _MARKERS.sub("", sentence).strip()
@@ -635,7 +641,9 @@ def answer_with_llm(client: Any, question: str, sources: Sequence[Source], setti
                    structured=cfg.structured, max_papers=budget.papers, per_paper=budget.sentences,
                    budget_chars=budget.chars, min_support=cfg.min_support, evidence=evidence, copy_numbers=copy)
     checks.update(gen.checks)
-    checks["raw_answer"] = gen.model.raw
+    # The reply as sent, for debugging; a server ignoring max_tokens sent 100 MB, echoed whole in --json.
+    raw = gen.model.raw
+    checks["raw_answer"] = raw if len(raw) <= RAW_ANSWER_CHARS else raw[:RAW_ANSWER_CHARS] + " … [cut]"
     checks["model_answerable"] = gen.model.answerable
     evidence_answers = ext is not None and not ext.refused
     checks["evidence_answers"] = evidence_answers
@@ -722,7 +730,7 @@ def _name_papers(sentence: str, evidence: Sequence[PaperEvidence]) -> tuple[str,
     named: list[int] = []
 
     def repl(m: re.Match[str]) -> str:
-        n = int(m.group(1))
+        n = marker_int(m.group(1))
         if not 1 <= n <= len(evidence):
             return m.group(0)
         named.append(n)
@@ -756,10 +764,18 @@ def _passage(ev: PaperEvidence) -> str:
     return paper_text(ev.source.paper.title, ev.source.paper.abstract)
 
 
+RAW_ANSWER_CHARS = 20_000
+"""The most of the model's raw reply kept in ``checks.raw_answer`` (256 tokens are ~1,000 characters)."""
+
+
 def rejected_format(exc: Exception) -> bool:
-    """The server refused ``response_format`` (so a plain-JSON retry may succeed)."""
-    text = str(exc)
-    return bool(re.search(r"\b(400|422)\b", text)) or "response_format" in text
+    """The server refused ``response_format`` (so a plain-JSON retry may succeed): an HTTP 400 or 422,
+    or another error status naming it. Read from the status, not the message: "timed out after 400s"
+    or a host named gpu-400 sent a second whole request."""
+    status = getattr(exc.__cause__, "status_code", None) or getattr(exc, "status_code", None)
+    if not isinstance(status, int):
+        return False
+    return status in (400, 422) or (status >= 400 and "response_format" in str(exc))
 
 
 def condense(client: Any, history: Sequence[tuple[str, str]], question: str) -> str:

@@ -288,8 +288,14 @@ def ask_cmd(
     with reporter(not json_out) as rep:
         a.ensure_index(progress=rep)
     streaming = streams and not json_out and not no_stream and sys.stdout.isatty()
-    on_token = (lambda tok: print(tok, end="", flush=True)) if streaming else None
-    ans = a.ask(question, k=k, since=since, until=until, backend=backend, on_token=on_token)
+    from .render import DraftPrinter
+
+    draft = DraftPrinter(_console()) if streaming else None
+    try:
+        ans = a.ask(question, k=k, since=since, until=until, backend=backend, on_token=draft)
+    finally:
+        if draft is not None:
+            draft.end()
     refs = a.references(ans, cite) if cite else None
     if json_out:
         out = ans.to_dict()
@@ -299,7 +305,6 @@ def ask_cmd(
         return
     con = _console()
     if streaming:
-        print()
         con.rule("checked answer")
     from .render import answer_renderable, sources_renderable
 

@@ -127,13 +127,17 @@ def _turn(chat: Any, session: Any, con: Any, streaming: bool) -> bool:
         else:
             con.print(f"unknown command {cmd}; /help lists them")
         return True
+    from .render import DraftPrinter
+
+    draft = DraftPrinter(con) if streaming else None
     try:
-        on_token = (lambda tok: print(tok, end="", flush=True)) if streaming else None
-        ans = chat.ask(line, on_token=on_token)
-        if streaming:
-            print()
+        ans = chat.ask(line, on_token=draft)
+        if draft is not None:
+            draft.end()
             con.rule("checked answer")
         con.print(answer_renderable(ans))
     except AssistantError as exc:
+        if draft is not None:
+            draft.end()
         con.print(error_text(exc))
     return True

@@ -102,3 +102,24 @@ def verdicts_renderable(v: Any) -> Any:
         t.add_row(paper, Text(label, style=VERDICT_STYLE.get(p.verdict, "") if v.papers else "dim"),
                   f"{p.confidence:.2f}", "\n".join(f"“{q.text}”" for q in p.quotes))
     return Group(head, verdict, t) if rows else Group(head, verdict)
+
+
+class DraftPrinter:
+    """``on_token`` for a terminal: the model's words as they come, under a rule that says they are its
+    draft (the checked answer follows, and may drop sentences of it); ``end`` closes the draft's line,
+    so an error after a few words is not glued to them ("ARRA alignserror: ...")."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.started = False
+
+    def __call__(self, token: str) -> None:
+        if not self.started:
+            self.started = True
+            self.console.rule("the model's draft, not yet checked", style="dim")
+        print(token, end="", flush=True)
+
+    def end(self) -> None:
+        if self.started:
+            self.started = False
+            print(flush=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..display import markdown_text, markdown_unescape, web_link
 from ..records import REFUSAL, Answer, Citation
-from ..text import MARKER_GROUP
+from ..text import MARKER_GROUP, marker_int
 
 MODEL_NAME = "paper-assistant"
 REFERENCES_HEADER = "References:"
@@ -92,7 +92,7 @@ def split_references(content: str) -> tuple[str, list[Citation]]:
     for line in refs.splitlines():
         m = _REF_LINE.match(line.strip())
         if m:
-            cites.append(Citation(marker=int(m.group(1)), paper_id=markdown_unescape(m.group(3)),
+            cites.append(Citation(marker=marker_int(m.group(1)), paper_id=markdown_unescape(m.group(3)),
                                   title=markdown_unescape(m.group(2))))
     return markdown_unescape(body.strip()), cites
 
