@@ -125,7 +125,7 @@ def _base_key(paper: Paper) -> str:
 
 _MATH = re.compile(r"\$[^$]+\$")
 _SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$",
-            "_": r"\_", "~": r"\textasciitilde{}"}
+            "_": r"\_", "~": r"\textasciitilde{}", "^": r"{\string^}"}
 
 
 def latex_escape(text: str) -> str:
@@ -145,8 +145,8 @@ def latex_escape(text: str) -> str:
 def _plain_math(segment: str) -> bool:
     """Math LaTeX decoding keeps verbatim: braces balanced, no comment sign, no trailing backslash."""
     body = segment[1:-1]
-    if "%" in body or body.endswith("\\") or not body.strip():
-        return False
+    if "%" in body or body.endswith("\\") or not body.strip() or body[-1].isspace():
+        return False  # "costs $5 and $10": a body ending in a space is two prices, not math
     depth = 0
     i = 0
     while i < len(body):
@@ -175,6 +175,12 @@ def _escape_plain(text: str) -> str:
     return "".join(out)
 
 
+def _verbatim_value(text: str) -> str:
+    """A url or DOI as biblatex reads it, verbatim (a LaTeX-escaped ``a\\_b`` came out with its backslash):
+    only what would break the entry (braces, backslashes, spaces) is percent-encoded."""
+    return re.sub(r"[{}\\\s]", lambda m: f"%{ord(m.group()):02X}", text)
+
+
 def _bib_name(name: str) -> str:
     text = latex_escape(name)
     # A name that BibTeX would split (" and ") or reorder badly is kept whole in braces.
@@ -201,7 +207,7 @@ def to_bibtex(papers: Sequence[Paper]) -> str:
             fields.append(("date", p.date))
         doi = doi_of(p)
         if doi:
-            fields.append(("doi", latex_escape(doi)))
+            fields.append(("doi", _verbatim_value(doi)))
         eprint = arxiv_of(p)
         if eprint:
             fields.append(("eprint", eprint))
@@ -211,7 +217,7 @@ def to_bibtex(papers: Sequence[Paper]) -> str:
                 fields.append(("primaryClass", primary))
         url = web_link(p.url)
         if url:
-            fields.append(("url", latex_escape(url)))
+            fields.append(("url", _verbatim_value(url)))
         fields.append(("abstract", latex_escape(p.abstract)))
         kind = "article" if isinstance(journal, str) and journal else "misc"
         width = max(len(k) for k, _ in fields)

@@ -43,7 +43,7 @@ def test_arxiv_papers_carry_eprint_and_dois_are_kept() -> None:
     text = to_bibtex([ARXIV, PLAIN])
     assert "eprint        = {2401.01234}" in text
     assert "archivePrefix = {arXiv}" in text and "primaryClass  = {cs.CL}" in text
-    assert "doi           = {10.1000/x\\_y}" in text
+    assert "doi           = {10.1000/x_y}" in text  # verbatim, as biblatex reads url and doi
     assert "doi      = {10.5555/abc.def}" in text  # read from a doi.org URL
     assert "@misc{muller2024tokenlevel," in text and "@misc{smith2023art," in text
 
@@ -130,3 +130,23 @@ def test_formats_and_file_suffixes() -> None:
     assert [format_for(n) for n in ("a.bib", "a.RIS", "a.json", "a.md", "a.txt")] == [
         "bibtex", "ris", "csl-json", "markdown", "bibtex"]
     assert export([], "bibtex") == "" and json.loads(export([], "csl-json")) == []
+
+
+def test_urls_dois_carets_and_prices_as_latex_reads_them(tmp_path: Path) -> None:
+    """url and doi are verbatim fields for biblatex (a LaTeX-escaped a\\_b came out with its backslash);
+    `^` outside math was left bare ("Missing $ inserted"); "$5 and $10" was kept as math."""
+    paper = Paper(paper_id="x1", title="Fast O(n^2) sorting costs $5 and $10 with $\\alpha$", abstract="An abstract.",
+                  url="https://example.org/a_b%20c?x=1&y=2#frag", extra={"doi": "10.1000/a_b%(c)"})
+    text = to_bibtex([paper])
+    assert "url      = {https://example.org/a_b%20c?x=1&y=2#frag}" in text
+    assert "doi      = {10.1000/a_b%(c)}" in text
+    assert "O(n{\\string^}2) sorting costs \\$5 and \\$10 with $\\alpha$" in text
+    path = tmp_path / "x.bib"
+    path.write_text(text, encoding="utf-8")
+    (got,) = bib_reader.read(path).papers
+    assert (got.title, got.url, got.extra["doi"]) == (paper.title, paper.url, "10.1000/a_b%(c)")
+    # Other tools' escapes and \\url{} are read as the address they mean.
+    path.write_text("@misc{k, title={T}, abstract={An abstract.}, url={\\url{https://x.org/a\\_b\\%20}}, "
+                    "doi={10.1/a\\_b}}", encoding="utf-8")
+    (got,) = bib_reader.read(path).papers
+    assert (got.url, got.extra["doi"]) == ("https://x.org/a_b%20", "10.1/a_b")

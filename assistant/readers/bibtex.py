@@ -33,7 +33,9 @@ def _decoder() -> Any:
     from pylatexenc.latex2text import LatexNodes2Text, MacroTextSpec, get_default_latex_context_db
 
     db = get_default_latex_context_db()
-    db.add_context_category("bibtexparse-default-context", prepend=True, macros=[MacroTextSpec("url", "%s")])
+    # \textasciicircum (how the export writes "^") reads back as "^", not "ˆ" (U+02C6).
+    macros = [MacroTextSpec("url", "%s"), MacroTextSpec("textasciicircum", "^")]
+    db.add_context_category("bibtexparse-default-context", prepend=True, macros=macros)
     return LatexNodes2Text(latex_context=db, keep_braced_groups=False, math_mode="verbatim")
 
 
@@ -76,7 +78,25 @@ def _value(fields: dict[str, Any], name: str) -> Any:
         return None
     if name == "author":
         return [_decode(n) for n in split_names(str(field.value))]
+    if name in VERBATIM_FIELDS:
+        return _verbatim(str(field.value))
     return _decode(str(field.value))
+
+
+VERBATIM_FIELDS = ("url", "doi")
+"""Fields biblatex reads verbatim: LaTeX decoding took a url's ``%20`` for a comment and cut it."""
+
+
+def _verbatim(value: str) -> str:
+    r"""A url or DOI as written, outer braces off; the escapes some tools write anyway (``\_``,
+    ``\%``, ``\&``, ``\#``, ``\~``) undone, and ``\url{...}`` unwrapped (no address holds a backslash)."""
+    value = value.strip()
+    m = re.fullmatch(r"\\url\s*\{(.*)\}", value, re.DOTALL)
+    if m:
+        value = m.group(1)
+    while value.startswith("{") and value.endswith("}"):
+        value = value[1:-1].strip()
+    return re.sub(r"\\([_%&#~$])", r"\1", value)
 
 
 def _text(fields: dict[str, Any], name: str) -> str:
