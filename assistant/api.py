@@ -480,12 +480,16 @@ class Assistant:
         """A llama-index ``BaseRetriever``: one ``NodeWithScore`` per paper (integrations/llama_index.py)."""
         from .integrations.llama_index import AssistantRetriever
 
+        _check_filters(k, since, until)  # here, not at its first retrieve
+
         return AssistantRetriever(self, k, since=since, until=until, mode=mode)
 
     def as_query_engine(self, k: int | None = None, *, since: str | int | None = None,
                         until: str | int | None = None, backend: str | None = None) -> Any:
         """A llama-index ``BaseQueryEngine`` answering with ``ask``; its citations are the ``source_nodes``."""
         from .integrations.llama_index import AssistantQueryEngine
+
+        _check_filters(k, since, until)
 
         return AssistantQueryEngine(self, k, since=since, until=until, backend=backend)
 

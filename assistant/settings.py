@@ -636,7 +636,11 @@ def _build(values: dict[str, Any], origin: dict[tuple[str, ...], str]) -> Settin
             # A cross-field rule (e.g. overlap < size): name the variables involved.
             section = loc[0] if loc else ""
             names = [v for k, v in origin.items() if k[0] == section]
-            where = " / ".join(names) or (section or "settings")
+            heads = {n.partition(": ")[0] for n in names}
+            if len(names) > 1 and len(heads) == 1 and all(": " in n for n in names):  # one file: named once
+                where = f"{heads.pop()}: " + " / ".join(n.partition(": ")[2] for n in names)
+            else:
+                where = " / ".join(names) or (section or "settings")
         raise SettingsError(f"{where}: {msg}{shown}") from None
     from .registry import answerers, embedders
 

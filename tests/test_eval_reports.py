@@ -226,3 +226,8 @@ def test_compare_reports_metric_deltas_and_question_changes(judge: OfflineJudge,
     assert metrics["citation_precision"]["better"] is False
     assert cmp.meta["shared_questions"] == 4
     assert any("different corpora" in w for w in cmp.meta["warnings"])
+    assert not any("share no question" in w for w in cmp.meta["warnings"])
+    only_new = EvalReport(summary=summarise(rows[-1:]), rows=rows[-1:], meta=b.meta)
+    apart = compare_reports(tmp_path / "a", only_new)
+    assert apart.meta["shared_questions"] == 0
+    assert any("the reports share no question" in w for w in apart.meta["warnings"])

@@ -57,6 +57,28 @@ def test_run_eval_on_the_sample_index(sample_assistant: Any, tmp_path: Path) -> 
     assert without_latency(pooled.rows) == without_latency(report.rows)
     only = run_eval(QUESTIONS, sample_assistant, types=["unanswerable", "compare"], limit=1, progress=False)
     assert [r["qid"] for r in only.rows] == ["dpo-ppo"] and only.meta["questions_total"] == 3
+    assert report.meta["warnings"] == []
+
+
+def test_a_gold_paper_the_index_does_not_hold_is_named(sample_assistant: Any, cli_env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    """A typo in a gold title (or a question set for another collection) scored as the system's retrieval
+    miss, without a word."""
+    typo = Question("typo", "lookup", "Which paper proposes token-level direct preference optimization?",
+                    ["Token-level Direct Preference Optimisation (typo)"], "TDPO.", [])
+    by_id = Question("by-id", "lookup", "Which paper proposes token-level direct preference optimization?",
+                     ["Token-level Direct Preference Optimization"], "TDPO.", [], extra={"gold_ids": ["no-such-id"]})
+    report = run_eval([QUESTIONS[0], typo, by_id], sample_assistant, progress=False)
+    assert report.meta["warnings"] == [
+        "typo: no indexed paper is titled 'Token-level Direct Preference Optimisation (typo)'; the question "
+        "scores it as missed",
+        "by-id: gold paper id 'no-such-id' is not in the index; the question scores it as missed"]
+    qfile = tmp_path / "q.jsonl"
+    write_questions([typo], qfile)
+    res = CliRunner().invoke(eval_app, ["run", str(qfile), "--out", str(tmp_path / "a"), "--no-progress"],
+                             env=cli_env)
+    assert res.exit_code == 0, res.output
+    assert "warning: typo: no indexed paper is titled" in res.output
 
 
 def test_secrets_never_reach_the_report(sample_assistant: Any, tmp_path: Path) -> None:

@@ -100,6 +100,16 @@ def test_query_engine_refusal_has_no_source_nodes(sample_assistant: Any) -> None
     assert response.response == REFUSAL and response.source_nodes == [] and response.metadata["refused"] is True
 
 
+def test_bad_k_or_dates_fail_when_the_retriever_is_made(sample_assistant: Any) -> None:
+    """as_retriever(k=0) was accepted and failed at its first retrieve, far from the mistake."""
+    from assistant.errors import AssistantError
+
+    with pytest.raises(AssistantError, match="k must be at least 1"):
+        sample_assistant.as_retriever(k=0)
+    with pytest.raises(AssistantError, match="not a real date"):
+        sample_assistant.as_query_engine(since="2024-13")
+
+
 def test_llama_index_loads_only_when_asked() -> None:
     code = ("import sys, assistant.api; a = sys.modules; print(any(m.startswith('llama_index') for m in a)); "
             "import assistant.integrations; print(any(m.startswith('llama_index') for m in a))")

@@ -204,6 +204,15 @@ def test_config_values_of_the_wrong_kind_are_refused(tmp_path: Path, toml: str, 
     assert str(info.value).startswith(str(cfg)) and "\n" not in str(info.value)
 
 
+def test_a_rule_across_two_keys_of_one_file_names_the_file_once(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[index]\nchunk_size = 100\nchunk_overlap = 200\n")
+    with pytest.raises(SettingsError) as info:
+        Settings.load(config_file=cfg, env={})
+    assert str(info.value) == (f"{cfg}: [index] chunk_size / [index] chunk_overlap: chunk_overlap must be smaller "
+                               "than chunk_size")
+
+
 def test_config_file_with_a_bom_and_an_assistant_table(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_bytes(b"\xef\xbb\xbf[retrieval]\ntop_k = 8\n")

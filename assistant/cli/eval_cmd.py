@@ -57,7 +57,8 @@ def run_cmd(
                                                                  "(repeatable)."),
     maximum: list[str] | None = typer.Option(None, "--max", help="Gate for lower-is-better metrics, e.g. "
                                                                  "latency_p95_ms=2000."),
-    gate: Path | None = typer.Option(None, "--gate", help="Gate thresholds from a TOML file ([min] / [max])."),
+    gate: Path | None = typer.Option(None, "--gate", help="Gate thresholds from a TOML file "
+                                                           "(\\[min] / \\[max] tables)."),
     backend: str | None = typer.Option(None, "--backend", help="Answer backend: extractive or openai."),
     k: int | None = typer.Option(None, "-k", "--top-k", help="Papers retrieved per question."),
     judge_model: str | None = typer.Option(None, "--judge-model", help="Model for the llm judge "
@@ -106,6 +107,9 @@ def run_cmd(
                  embedder=None if no_embed else a.embedder, chat_client=chat_client,
                  corpus_fingerprint=corpus_fingerprint(a.papers()), progress=not no_progress)
     report.meta["questions_file"] = str(questions)
+    err_console = _console(stderr=True)
+    for line in report.meta.get("warnings") or []:
+        err_console.print(f"warning: {line}", markup=False, highlight=False)
     write_report(report, out_dir, junit=junit)
     if html is not None:
         write_html(html, report, names=[str(out_dir)])

@@ -101,5 +101,8 @@ def compare_reports(a: EvalReport | str | Path, b: EvalReport | str | Path) -> C
         warnings.append("the reports were run on different corpora (corpus fingerprints differ)")
     if (ma.get("judge") or {}).get("name") != (mb.get("judge") or {}).get("name"):
         warnings.append("the reports used different judges; support metrics are not comparable")
+    if not out.meta["shared_questions"]:
+        warnings.append("the reports share no question (different question sets?); there is nothing to compare "
+                        "question by question, and the summary deltas compare different questions")
     out.meta["warnings"] = warnings
     return out

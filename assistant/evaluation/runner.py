@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AssistantError, InputError
-from ..records import Paper
+from ..records import Paper, normalise_title
 from .html_report import write_html
 from .judging import Judge, passage_text
 from .questions import Question, load_questions, select
@@ -131,6 +131,31 @@ class _Progress:
             self.bar.stop()
 
 
+def missing_gold(questions: Sequence[Question], assistant: Any) -> list[str]:
+    """One line per gold paper no indexed paper is (a typo in a title, a question set for another
+    collection): its question's retrieval and citation scores count it as a miss, which read as the
+    system's failure without a word. By id when the question has ``gold_ids``, else by title (the
+    index's titles read once, through ``assistant.papers()`` when it has one)."""
+    out: list[str] = []
+    titles: set[str] | None = None
+    for q in questions:
+        ids = q.gold_ids
+        for i, title in enumerate(q.gold_titles):
+            if ids:
+                if assistant.get_paper(str(ids[i])) is None:
+                    out.append(f"{q.qid}: gold paper id {ids[i]!r} is not in the index; the question scores it as "
+                               "missed")
+                continue
+            if titles is None:
+                papers = getattr(assistant, "papers", None)
+                if not callable(papers):
+                    return out
+                titles = {normalise_title(p.title) for p in papers()}
+            if normalise_title(title) not in titles:
+                out.append(f"{q.qid}: no indexed paper is titled {title!r}; the question scores it as missed")
+    return out
+
+
 def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judge: str | Judge = "offline",
              limit: int | None = None, types: Sequence[str] | None = None, concurrency: int = 1,
              embedder: Any = None, chat_client: Any = None, out_dir: str | Path | None = None,
@@ -164,6 +189,7 @@ def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judg
         return score_answer(q, data, _passages(answer, data, assistant.get_paper), judge_obj,
                             embedder=embedder, k=k, latency_ms=float(latency))
 
+    warnings = missing_gold(chosen, assistant)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     bar = _Progress(len(chosen), progress)
@@ -200,6 +226,7 @@ def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judg
         "corpus_fingerprint": corpus_fingerprint,
         "git": git_info(),
         "python": platform.python_version(),
+        "warnings": warnings,
     }
     report = EvalReport(summary=summarise(rows), rows=rows, meta=meta)
     if out_dir is not None or junit is not None:
