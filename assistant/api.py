@@ -305,6 +305,10 @@ class Assistant:
         if self.collection != "default":
             return (f"collection '{self.collection}' has no papers yet; add some with "
                     f"`assistant ingest -c {self.collection} SOURCES`")
+        if self.index.exists() or self.index.lock_path.exists() or (self.index.dir / "chroma").exists():
+            # Written to before (an ingest killed early, or one running): `ask` does not add the sample here.
+            return (f"no papers are indexed in {self.index.dir}; `assistant ingest SOURCES` adds your papers "
+                    "(this index has been written to, so `ask` does not add the bundled sample)")
         return (f"no papers are indexed in {self.index.dir}: `assistant ask QUESTION` builds the bundled sample, "
                 "`assistant ingest SOURCES` adds your own papers")
 

@@ -299,6 +299,9 @@ def test_a_home_written_before_never_gets_the_sample(fresh_home: Path, embed_cac
     with pytest.raises(AssistantError, match="no papers are indexed"):
         b.ask("What is direct preference optimization?")
     assert b.status()["papers"] == 0
+    # `papers list` there said `ask` builds the sample, which `ask` then refused to do.
+    hint = b.empty_index_hint()
+    assert hint is not None and "`ask` does not add the bundled sample" in hint and "builds" not in hint
 
 
 def test_ask_on_a_never_written_home_builds_the_sample_and_says_so(fresh_home: Path, embed_cache: Path) -> None:

@@ -365,5 +365,8 @@ def stored_chroma_name(directory: Path) -> str | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, AttributeError) as exc:
-        raise IndexStateError(f"{path}: cannot read the collection's Chroma name ({exc})") from None
+        raise IndexStateError(f"{path}: cannot read the collection's Chroma name ({exc}); a rename wrote it "
+                              'as {"chroma_collection": "NAME"}, naming the Chroma collection that holds this '
+                              "collection's vectors: restore it from a backup, or remove the folder and ingest "
+                              "the collection again") from None
     return value if isinstance(value, str) and value else None
