@@ -35,6 +35,9 @@ MAX_REPLY_BYTES = 16_000_000
 MAX_EVENT_LINE = 1_000_000
 """The longest line of a stream (one event's data: a token or a few)."""
 
+CONTEXT_ASK_SECONDS = 5.0
+"""How long the optional context-window question to /models may take."""
+
 #: Sent to local servers that need no key; the openai package refuses an empty one.
 DUMMY_KEY = "not-needed"
 MAX_BACKOFF = 8.0
@@ -312,10 +315,13 @@ class ChatClient(OpenAICompatible):
         if self._context is not None:
             return self._context or None
         self._context = 0
+        # Optional knowledge: one attempt within CONTEXT_ASK_SECONDS, no retries (a failing /models cost
+        # every `ask` four attempts and their backoff before the answer's own request).
+        deadline = time.monotonic() + min(self.timeout, CONTEXT_ASK_SECONDS)
         try:
-            data = self._with_retries("models", lambda deadline: self._fetch_json(
-                lambda timeout: self._openai().models.with_streaming_response.list(timeout=timeout), deadline))
-        except BackendError:
+            data = self._fetch_json(
+                lambda timeout: self._openai().models.with_streaming_response.list(timeout=timeout), deadline)
+        except Exception:  # noqa: BLE001 - any failure means "not stated": the profile's budget stands
             return None
         models = data.get("data") if isinstance(data, dict) else None
         entries = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []

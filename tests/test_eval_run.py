@@ -137,6 +137,8 @@ def test_cli_run_gate_and_compare(cli_env: dict[str, str], tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     assert "2 shared questions" in res.output and "removed" in res.output
 
+    res = runner.invoke(eval_app, ["run", str(qfile), "-k", "0"], env=cli_env)
+    assert res.exit_code == 1 and str(res.exception) == "-k/--top-k must be at least 1, got 0"
     res = runner.invoke(eval_app, ["run", str(qfile), "--min", "nonsense=1"], env=cli_env)
     assert res.exit_code == 1 and "unknown metric 'nonsense'" in str(res.exception)
     loaded = load_questions(qfile)

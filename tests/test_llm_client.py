@@ -417,6 +417,14 @@ def test_only_a_refusing_status_retries_without_the_json_schema(scripted: Callab
     assert not rejected_format(BackendError("the server at http://gpu-400:8080/v1 timed out after 400s"))
 
 
+def test_the_optional_context_question_is_asked_once_without_retries(scripted: Callable[..., ScriptedServer]) -> None:
+    """A /models failing with 500 was retried four times (with backoff) before every answer."""
+    server = scripted(status(500))
+    client = ChatClient(settings_for(server.base_url, max_retries=3), backoff=0.05)
+    assert client.context_tokens() is None and client.context_tokens() is None
+    assert len(server.requests) == 1
+
+
 # -- embeddings share the policy (issue 13 item 8) ------------------------------------------------
 def embeddings_json(vectors: list[list[float]]) -> Reply:
     # Out of order on purpose: rows are matched to inputs by "index".

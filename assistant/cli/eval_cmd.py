@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 
+from ..errors import AssistantError
 from .options import CollectionOpt
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate answers: metrics, judges, reports, CI gate.")
@@ -91,6 +92,8 @@ def run_cmd(
     thresholds = load_gate(gate) if gate else Gate()
     thresholds = thresholds.merged(Gate(parse_thresholds(minimum or [], "--min"),
                                         parse_thresholds(maximum or [], "--max")))
+    if k is not None and k < 1:  # named as typed, not as the setting it sets ("top_k: input should be ...")
+        raise AssistantError(f"-k/--top-k must be at least 1, got {k}")
     settings = Settings.load(config_file=config, llm=backend, top_k=k, collection=collection)
     a = Assistant(settings)
     from .progress import reporter
