@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import os
 import re
 import threading
 import time
@@ -110,7 +111,8 @@ class Assistant:
         library (zotero.sqlite or its data folder) is read from a copy; ``zotero_collection`` takes
         one of its collections (with subcollections)."""
         try:
-            return ingest(self.index, _as_list(paths, "paths", (str, Path)), prune=prune, rebuild=rebuild, wait=wait,
+            return ingest(self.index, _as_list(paths, "paths", (str, os.PathLike)), prune=prune, rebuild=rebuild,
+                          wait=wait,
                           reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch,
                           names=names, replace=replace, zotero_collection=zotero_collection)
         finally:
@@ -239,7 +241,7 @@ class Assistant:
             require(self.settings)
         except NoSuchCollection:
             if self._collection_seen:
-                self.index.release()
+                self.index.release_when_idle()
                 self._collection_seen = False
             raise
         self._collection_seen = True
@@ -633,7 +635,7 @@ def _as_list(value: object, name: str, kinds: tuple[type, ...]) -> list[Any]:
     character as a path (and "." the whole current folder)."""
     if isinstance(value, kinds):
         return [value]
-    wanted = " or ".join("a path" if k is Path else "text" if k is str else f"an {k.__name__}" for k in kinds)
+    wanted = " or ".join("a path" if k is os.PathLike else "text" if k is str else f"an {k.__name__}" for k in kinds)
     if value is None or isinstance(value, (bytes, dict)) or not isinstance(value, Iterable):
         raise AssistantError(f"{name}: expected {wanted} or a list of them, got {type(value).__name__}")
     items = list(value)

@@ -385,6 +385,9 @@ class ChatClient(OpenAICompatible):
                         delta = choice.get("delta")
                         text = delta.get("content") if isinstance(delta, dict) else None
                         if isinstance(text, str) and text:
+                            if chars + len(text) > MAX_REPLY_BYTES:  # a server ignoring max_tokens
+                                raise _StreamBroken(chars, f"the reply passed {MAX_REPLY_BYTES // 1_000_000} MB; "
+                                                           "stopped reading it")
                             parts.append(text)
                             chars += len(text)
                             if on_token is not None:
@@ -487,17 +490,24 @@ def _lines(chunks: Iterable[bytes], check: Callable[[], object]) -> Iterator[str
     import codecs
 
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    pending = ""
+    pieces: list[str] = []  # the unfinished line, joined only once a line end arrives (linear, not quadratic)
+    size = 0
     for chunk in chunks:
         check()
-        pending += decoder.decode(chunk)
-        held = "\r" if pending.endswith("\r") else ""  # maybe half of a CRLF: kept for the next chunk
-        parts = re.split(r"\r\n|\r|\n", pending[:-1] if held else pending)
-        pending = parts.pop() + held
-        if len(pending) > MAX_EVENT_LINE:
+        text = decoder.decode(chunk)
+        if "\n" in text or "\r" in text or (pieces and pieces[-1].endswith("\r")):
+            pending = "".join(pieces) + text
+            held = "\r" if pending.endswith("\r") else ""  # maybe half of a CRLF: kept for the next chunk
+            parts = re.split(r"\r\n|\r|\n", pending[:-1] if held else pending)
+            rest = parts.pop() + held
+            yield from parts
+            pieces, size = ([rest] if rest else []), len(rest)
+        elif text:
+            pieces.append(text)
+            size += len(text)
+        if size > MAX_EVENT_LINE:
             raise _BadReply(f"sent a stream line over {MAX_EVENT_LINE // 1_000_000} MB")
-        yield from parts
-    pending = (pending + decoder.decode(b"", final=True)).rstrip("\r")
+    pending = ("".join(pieces) + decoder.decode(b"", final=True)).rstrip("\r")
     if pending:
         yield pending
 

@@ -374,9 +374,9 @@ class Settings(BaseSettings):
     def _expand(cls, value: Any) -> Any:
         if value is None or value == "":
             return None
-        if not isinstance(value, (str, Path)):  # home = ["a"] made a folder named "['a']"
+        if not isinstance(value, (str, os.PathLike)):  # home = ["a"] made a folder named "['a']"
             raise ValueError(f"input should be a path (text), not {type(value).__name__}")
-        return Path(value).expanduser()
+        return Path(os.fspath(value)).expanduser()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

@@ -150,3 +150,12 @@ def test_urls_dois_carets_and_prices_as_latex_reads_them(tmp_path: Path) -> None
                     "doi={10.1/a\\_b}}", encoding="utf-8")
     (got,) = bib_reader.read(path).papers
     assert (got.url, got.extra["doi"]) == ("https://x.org/a_b%20", "10.1/a_b")
+
+
+def test_urls_this_tool_wrote_before_read_back_as_written(tmp_path: Path) -> None:
+    """The previous export LaTeX-escaped urls (~ as \\textasciitilde{}): such files still read back right."""
+    path = tmp_path / "old.bib"
+    path.write_text("@misc{k, title={T}, abstract={An abstract.}, "
+                    "url={https://x.org/\\textasciitilde{}user/a\\_b\\%20c}}", encoding="utf-8")
+    (got,) = bib_reader.read(path).papers
+    assert got.url == "https://x.org/~user/a_b%20c"

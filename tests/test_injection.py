@@ -99,6 +99,16 @@ PROSE = [
     "Patients who do not follow the guidelines were excluded.",
     "Participants were asked to answer using the following text prompts.",
     "We set the threshold to 0.5 and cite prior work [3].",
+    # the first draft of the paraphrase patterns withheld these (a reviewer's list)
+    "If you are a machine learning practitioner, this tutorial helps.",
+    "If you are an AI researcher, this survey is for you.",
+    "Existing LLMs often misread user intent and do not follow instructions faithfully.",
+    "Agents that deviate and never obey the rules are penalized.",
+    "The agent must read the passage and answer using this evidence.",
+    "We set confidence to 0.9 when selecting pseudo-labels.",
+    "Positive pairs set label to 1 and negatives to 0.",
+    "Annotators mark which span is the answer to each question.",
+    "We encode inputs as <question> <passage> pairs for the reader.",
     "Exercise and the immune system: regulation, integration, and adaptation.",
 ]
 

@@ -401,6 +401,20 @@ def test_replies_too_big_to_be_answers_are_not_read_whole(scripted: Callable[...
         client.complete(HI, stream=True, on_token=lambda t: None)
 
 
+def test_a_stream_longer_than_any_answer_stops_being_read(scripted: Callable[..., ScriptedServer],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fast server ignoring max_tokens streamed for as long as the deadline allowed, all of it kept."""
+    import assistant.llm as llm
+
+    monkeypatch.setattr(llm, "MAX_REPLY_BYTES", 50)  # 16 MB in the product; the rule is what is tested
+    server = scripted(sse(["0123456789"] * 20))
+    shown: list[str] = []
+    with pytest.raises(BackendError, match="broke after 50 characters: the reply passed 0 MB; stopped reading it"):
+        ChatClient(settings_for(server.base_url, max_retries=0), backoff=0.05).complete(
+            HI, stream=True, on_token=shown.append)
+    assert "".join(shown) == "0123456789" * 5
+
+
 def test_only_a_refusing_status_retries_without_the_json_schema(scripted: Callable[..., ScriptedServer]) -> None:
     """The plain-JSON retry matched "400"/"422" anywhere in the message: "timed out after 400s", or a
     host named gpu-400, sent a second whole request."""
@@ -415,6 +429,8 @@ def test_only_a_refusing_status_retries_without_the_json_schema(scripted: Callab
         ChatClient(settings_for(hung.base_url, request_timeout=1.0, max_retries=0), backoff=0.05).complete(HI)
     assert "timed out" in str(err.value) and not rejected_format(err.value)
     assert not rejected_format(BackendError("the server at http://gpu-400:8080/v1 timed out after 400s"))
+    # An error event inside a stream has no status; its words name the refused field.
+    assert rejected_format(BackendError("the server at http://x/v1 sent an error: response_format is not supported"))
 
 
 def test_the_optional_context_question_is_asked_once_without_retries(scripted: Callable[..., ScriptedServer]) -> None:

@@ -213,6 +213,14 @@ def test_a_rule_across_two_keys_of_one_file_names_the_file_once(tmp_path: Path) 
                                "than chunk_size")
 
 
+def test_any_path_like_object_is_a_path(tmp_path: Path) -> None:
+    class Where:  # py.path.local and friends: os.PathLike, not pathlib
+        def __fspath__(self) -> str:
+            return str(tmp_path / "home")
+
+    assert Settings.load(env={"ASSISTANT_CONFIG": ""}, home=Where()).home == tmp_path / "home"
+
+
 def test_config_file_with_a_bom_and_an_assistant_table(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_bytes(b"\xef\xbb\xbf[retrieval]\ntop_k = 8\n")

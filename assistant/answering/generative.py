@@ -773,8 +773,8 @@ def rejected_format(exc: Exception) -> bool:
     or another error status naming it. Read from the status, not the message: "timed out after 400s"
     or a host named gpu-400 sent a second whole request."""
     status = getattr(exc.__cause__, "status_code", None) or getattr(exc, "status_code", None)
-    if not isinstance(status, int):
-        return False
+    if not isinstance(status, int):  # an error event inside a stream carries no status: its words then
+        return "response_format" in str(exc)
     return status in (400, 422) or (status >= 400 and "response_format" in str(exc))
 
 

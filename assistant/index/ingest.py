@@ -202,6 +202,9 @@ def _ingest_locked(index: PaperIndex, staged: StagedPapers, complete_files: set[
     with index.write_lock(wait=wait, on_wait=rep.message):
         if rebuild:
             _drop_all(index)
+        path = index.catalogue_path
+        if not rebuild and not settings.server_mode and (not path.is_file() or path.stat().st_size == 0):
+            _refuse_a_lost_catalogue(index)  # before opening it for writing makes an empty one that hides it
         cat = index.catalogue
         if cat.get_meta("embedding_model") is None:
             if not rebuild:

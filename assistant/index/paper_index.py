@@ -84,8 +84,10 @@ class PaperIndex:
         self._readers = _Readers()
         self._writing = False
         """True inside write_lock: only then is the catalogue opened for writing."""
-        self._opened_folder: tuple[int, int] | None = None
-        """(device, inode) of the folder the open catalogue was read from (embedded)."""
+        self._opened_file: tuple[int, int] | None = None
+        """(device, inode) of the catalogue file open here (embedded). Held open, its inode cannot be
+        reused by a new file: the folder's could (a folder removed and made again got its old inode
+        back), so the file is what tells a collection made again from the one read."""
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -143,16 +145,33 @@ class PaperIndex:
                 self._catalogue = None
             if self._catalogue is None:
                 self._catalogue = Catalogue(self.catalogue_path, readonly=not self._writing)
-                self._opened_folder = None if self._catalogue.in_memory else self._folder_id()
+                self._opened_file = None if self._catalogue.in_memory else self._catalogue_id()
                 self._check_model(self._catalogue)
             return self._catalogue
 
-    def _folder_id(self) -> tuple[int, int] | None:
+    def _catalogue_id(self) -> tuple[int, int] | None:
         try:
-            st = self.dir.stat()
+            st = self.catalogue_path.stat()
         except OSError:
             return None
         return (st.st_dev, st.st_ino)
+
+    def _another_writer(self) -> bool:
+        """Does another process hold the ingest lock now? (False when it cannot be told: no lock file,
+        or a home this process cannot write.)"""
+        if not self.lock_path.exists():
+            return False
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.lock_path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        except OSError:
+            return False
+        lock.release()
+        return False
 
     def _check_model(self, cat: Catalogue | ServerCatalogue) -> None:
         built = cat.get_meta("embedding_model")
@@ -187,6 +206,9 @@ class PaperIndex:
         papers, chunks = self.catalogue.count()
         if papers:
             store.close()
+            if self._another_writer():  # a --rebuild drops the vectors before it clears the catalogue
+                raise IndexStateError(f"the index in {self.dir} is being rebuilt by another process; try again "
+                                      "when it finishes")
             raise IndexStateError(f"{self.dir / 'chroma'}: the vector store holds none of the {chunks} chunk vectors "
                                   f"of the {papers} indexed papers (deleted or moved?); rebuild the index with "
                                   "`assistant ingest --rebuild SOURCES`")
@@ -214,18 +236,19 @@ class PaperIndex:
         than the open store's means such a write: reopen the store, once no question is using it.
         Not while this process writes (it writes through the open store), nor in server mode.
 
-        A collection deleted (or renamed) and made again by another process is another folder: the
-        files open here were the old one's, so `assistant serve` answered from deleted papers. A
-        folder that is not the one opened closes everything, to be opened afresh."""
+        A collection deleted (or renamed) and made again by another process has another catalogue
+        file: the files open here were the old one's, so `assistant serve` answered from deleted
+        papers. A catalogue that is not the one opened closes everything, to be opened afresh."""
         if self.settings.server_mode:
             return
         with self._lock:
-            moved = not self._writing and self._opened_folder is not None and self._folder_id() != self._opened_folder
+            moved = (not self._writing and self._opened_file is not None
+                     and self._catalogue_id() != self._opened_file)
         if moved:
             with self._readers.exclusive(), self._lock:
                 self.release()
                 self._lexical = None
-                self._opened_folder = None
+                self._opened_file = None
         if not self.exists():
             return
         gen = self.catalogue.generation
@@ -312,6 +335,13 @@ class PaperIndex:
                                   "check ASSISTANT_HOME is writable") from None
         try:
             with self._lock:
+                copy = self._vectors is not None and self._vectors.is_copy
+            if copy:  # opened for reading from a copy (a full disk then): a write through it would be lost
+                with self._readers.exclusive(), self._lock:
+                    if self._vectors is not None and self._vectors.is_copy:
+                        self._vectors.close()
+                        self._vectors = None
+            with self._lock:
                 self._writing = True
             yield
         finally:
@@ -324,6 +354,14 @@ class PaperIndex:
         if self._catalogue is not None:
             self._catalogue.close()
             self._catalogue = None
+
+    def release_when_idle(self) -> None:
+        """``release`` once no question of this process is reading (another thread's catalogue and Chroma
+        client were closed under it); nothing when this thread is itself inside a read."""
+        if self._readers.held():
+            return
+        with self._readers.exclusive(), self._lock:
+            self.release()
 
     def release(self) -> None:
         """Close the catalogue and the vector store of an index nobody will read again (the

@@ -78,6 +78,11 @@ class VectorStore:
         self._collection: Any = None
         self._sentences: SentenceStore | None = None
 
+    @property
+    def is_copy(self) -> bool:
+        """Read from a private copy (a read-only home, a full disk): never to be written through."""
+        return self._copy is not None
+
     def close(self) -> None:
         """Release this process's Chroma client (embedded: its loaded collections, so the next
         client reads the files afresh). Safe to call twice."""
@@ -535,13 +540,13 @@ def _chroma_error(settings: Settings, path: Path, exc: Exception) -> str:
     if settings.server_mode:
         return (f"Chroma server at {settings.index.chroma_host}:{settings.index.chroma_port} failed: {msg} "
                 "(is `chroma run` up? check CHROMA_HOST/CHROMA_PORT)")
+    low = msg.lower()
+    if is_damaged(low):  # "database disk image is malformed" is no disk problem, nearly full disk or not
+        return (f"{path}: the vector store is damaged ({msg}); rebuild the index with "
+                "`assistant ingest --rebuild SOURCES` (it removes the damaged store)")
     full = disk_full_message(path, exc)
     if full:
         return full
-    low = msg.lower()
-    if is_damaged(low):  # "database disk image is malformed" is no disk problem
-        return (f"{path}: the vector store is damaged ({msg}); rebuild the index with "
-                "`assistant ingest --rebuild SOURCES` (it removes the damaged store)")
     if any(m.lower() in low for m in TRANSIENT_CHROMA):
         return f"{path}: Chroma failed: {msg} (another process was writing the index; ask again)"
     if "readonly" in low or "read-only" in low or "permission" in low or "disk" in low or "space" in low:

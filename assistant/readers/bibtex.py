@@ -96,6 +96,7 @@ def _verbatim(value: str) -> str:
         value = m.group(1)
     while value.startswith("{") and value.endswith("}"):
         value = value[1:-1].strip()
+    value = re.sub(r"\{?\\textasciitilde(?:\{\}|\s+|(?![A-Za-z]))\}?|\\~\{\}", "~", value)  # this tool's own, before
     return re.sub(r"\\([_%&#~$])", r"\1", value)
 
 
