@@ -568,33 +568,6 @@ def test_questions_during_a_rebuild_by_another_process_never_fail(fresh_home: Pa
         assert paper.paper_id in {c.paper_id for c in a.ask(f"What does the paper '{paper.title}' propose?").citations}
 
 
-def test_an_unreadable_catalogue_is_one_line_until_rebuild_replaces_it(fresh_home: Path, embed_cache: Path) -> None:
-    from tests.conftest import SAMPLE_DIR
-
-    page = sorted(SAMPLE_DIR.glob("*.txt"))[0]
-    a = Assistant(make_settings(fresh_home, embed_cache))
-    a.auto_sample = False
-    a.ingest([page])
-    n = a.status()["papers"]
-    a.index.close()
-    cat = a.index.catalogue_path
-    for extra in (cat.with_name(cat.name + "-wal"), cat.with_name(cat.name + "-shm")):
-        extra.unlink(missing_ok=True)
-    cat.write_bytes(b"not a database" * 100)
-    for argv in (["status"], ["ask", "What is DPO?"], ["ingest", str(page)]):
-        run = subprocess.run(["assistant", *argv], env=cli_env(fresh_home, embed_cache), capture_output=True,
-                             text=True, timeout=300)
-        assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
-        assert run.stderr.strip().splitlines()[-1] == (
-            f"error: {cat}: cannot read the index catalogue (file is not a database); "
-            "rebuild the index with `assistant ingest --rebuild SOURCES`")
-    assert cat.read_bytes() == b"not a database" * 100  # nothing but --rebuild touches it
-    b = Assistant(make_settings(fresh_home, embed_cache))
-    b.auto_sample = False
-    rep = b.ingest([page], rebuild=True)
-    assert rep.papers_total == n == b.status()["papers"]
-
-
 def _one_page_home(fresh_home: Path, embed_cache: Path) -> tuple[Assistant, Path, int]:
     from tests.conftest import SAMPLE_DIR
 
@@ -611,6 +584,23 @@ def _cli_error(home: Path, cache: Path, *argv: str) -> str:
     run = subprocess.run(["assistant", *argv], env=cli_env(home, cache), capture_output=True, text=True, timeout=300)
     assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
     return run.stderr.strip().splitlines()[-1]
+
+
+def test_an_unreadable_catalogue_is_one_line_until_rebuild_replaces_it(fresh_home: Path, embed_cache: Path) -> None:
+    a, page, n = _one_page_home(fresh_home, embed_cache)
+    cat = a.index.catalogue_path
+    for extra in (cat.with_name(cat.name + "-wal"), cat.with_name(cat.name + "-shm")):
+        extra.unlink(missing_ok=True)
+    cat.write_bytes(b"not a database" * 100)
+    for argv in (["status"], ["ask", "What is DPO?"], ["ingest", str(page)]):
+        assert _cli_error(fresh_home, embed_cache, *argv) == (
+            f"error: {cat}: cannot read the index catalogue (file is not a database); "
+            "rebuild the index with `assistant ingest --rebuild SOURCES`")
+    assert cat.read_bytes() == b"not a database" * 100  # nothing but --rebuild touches it
+    b = Assistant(make_settings(fresh_home, embed_cache))
+    b.auto_sample = False
+    rep = b.ingest([page], rebuild=True)
+    assert rep.papers_total == n == b.status()["papers"]
 
 
 def test_an_emptied_or_deleted_catalogue_is_never_taken_for_a_new_index(fresh_home: Path, embed_cache: Path) -> None:
