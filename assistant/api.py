@@ -260,6 +260,8 @@ class Assistant:
             return
         if self.index.exists() and self.index.catalogue.paper_count() > 0:
             return
+        if not self.index.exists():
+            self.index.refuse_a_lost_catalogue()
         empty = AssistantError(
             f"no papers are indexed in {self.index.dir}, and it has been written to (or another ingest is "
             "writing it now), so the bundled sample is not added; wait for that ingest, or run "

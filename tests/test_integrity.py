@@ -624,6 +624,9 @@ def test_an_emptied_or_deleted_catalogue_is_never_taken_for_a_new_index(fresh_ho
                                   "beside it holds "), err
             assert err.endswith("rebuild the index from your sources with `assistant ingest --rebuild SOURCES`")
             assert cat.exists() == (damage == "emptied") and (not cat.exists() or cat.stat().st_size == 0)
+    for argv in (["status"], ["ask", "What is DPO?"]):  # deleted: status showed 0 papers and 0 vectors
+        err = _cli_error(fresh_home, embed_cache, *argv)
+        assert err.startswith(f"error: {cat}: the index catalogue is missing or empty, but the vector store "), err
     b = Assistant(make_settings(fresh_home, embed_cache))
     b.auto_sample = False
     assert b.ingest([page], rebuild=True).papers_total == n

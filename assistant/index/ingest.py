@@ -204,11 +204,11 @@ def _ingest_locked(index: PaperIndex, staged: StagedPapers, complete_files: set[
             _drop_all(index)
         path = index.catalogue_path
         if not rebuild and not settings.server_mode and (not path.is_file() or path.stat().st_size == 0):
-            _refuse_a_lost_catalogue(index)  # before opening it for writing makes an empty one that hides it
+            index.refuse_a_lost_catalogue()  # before opening it for writing makes an empty one that hides it
         cat = index.catalogue
         if cat.get_meta("embedding_model") is None:
             if not rebuild:
-                _refuse_a_lost_catalogue(index)
+                index.refuse_a_lost_catalogue()
             cat.set_meta("embedding_model", settings.embedding_model_name)
             cat.set_meta("schema", "1")
             cat.db.commit()
@@ -527,19 +527,6 @@ def _drop_all(index: PaperIndex) -> None:
     index._lexical = None
     if index.catalogue.paper_count():
         raise IndexStateError(f"{index.dir}: could not clear the index for --rebuild")
-
-
-def _refuse_a_lost_catalogue(index: PaperIndex) -> None:
-    """A new catalogue beside a vector store that holds vectors: the old catalogue was deleted or
-    emptied (a first ingest records its model before it writes a vector). Going on made an index of
-    only this ingest's papers and left the others' vectors behind, without a word."""
-    if index.settings.server_mode or not (index.dir / "chroma").is_dir():
-        return
-    n = index.vectors.count()
-    if n:
-        raise IndexStateError(f"{index.catalogue_path}: the index catalogue is missing or empty, but the vector "
-                              f"store beside it holds {n} vectors; the papers' records were lost, so rebuild the "
-                              "index from your sources with `assistant ingest --rebuild SOURCES`")
 
 
 def _clear_catalogue(path: Path) -> None:

@@ -156,6 +156,19 @@ class PaperIndex:
             return None
         return (st.st_dev, st.st_ino)
 
+    def refuse_a_lost_catalogue(self) -> None:
+        """No catalogue (or an empty one) beside a vector store that holds vectors: the catalogue was
+        deleted or emptied (a first ingest records its model before it writes a vector). An ingest went on
+        to make an index of only its own papers, leaving the others' vectors behind without a word, and
+        `status` showed 0 papers and 0 vectors."""
+        if self.settings.server_mode or not (self.dir / "chroma").is_dir():
+            return
+        n = self.vectors.count()
+        if n:
+            raise IndexStateError(f"{self.catalogue_path}: the index catalogue is missing or empty, but the vector "
+                                  f"store beside it holds {n} vectors; the papers' records were lost, so rebuild the "
+                                  "index from your sources with `assistant ingest --rebuild SOURCES`")
+
     def _another_writer(self) -> bool:
         """Does another process hold the ingest lock now? (False when it cannot be told: no lock file,
         or a home this process cannot write.)"""
@@ -295,6 +308,8 @@ class PaperIndex:
         return self.catalogue.count() if self.exists() else (0, 0)
 
     def status(self) -> IndexStatus:
+        if not self.exists():
+            self.refuse_a_lost_catalogue()
         papers, chunks = self.totals()
         # On a server the chunks were counted as the chunk vectors: no second request.
         vectors = chunks if self.settings.server_mode else self.vectors.count() if self.exists() else 0
