@@ -111,10 +111,10 @@ class Assistant:
         library (zotero.sqlite or its data folder) is read from a copy; ``zotero_collection`` takes
         one of its collections (with subcollections)."""
         try:
-            return ingest(self.index, _as_list(paths, "paths", (str, os.PathLike)), prune=prune, rebuild=rebuild,
-                          wait=wait,
-                          reporter=progress or SilentReporter(), batch_papers=batch_papers, after_batch=after_batch,
-                          names=names, replace=replace, zotero_collection=zotero_collection)
+            return ingest(self.index, _as_list(paths, "paths", (str, os.PathLike)), prune=prune,
+                          rebuild=rebuild, wait=wait, reporter=progress or SilentReporter(),
+                          batch_papers=batch_papers, after_batch=after_batch, names=names, replace=replace,
+                          zotero_collection=zotero_collection)
         finally:
             if self._retriever is not None:
                 self._retriever.forget_exact()
@@ -326,10 +326,9 @@ class Assistant:
     def export(self, paper_ids: Sequence[str] | None = None, fmt: str = "bibtex") -> str:
         """References of the indexed papers ``paper_ids`` (all papers when empty) as
         bibtex | ris | csl-json | markdown (export.py)."""
-        from .export import FORMATS, export
+        from .export import check_format, export
 
-        if fmt not in FORMATS:
-            raise AssistantError(f"unknown reference format '{fmt}' (one of {', '.join(FORMATS)})")
+        check_format(fmt)  # before every paper is read
         if paper_ids is None or (not isinstance(paper_ids, str) and not paper_ids):
             return export(self.papers(order="id"), fmt)
         ids = list(dict.fromkeys(_as_list(paper_ids, "paper_ids", (str,))))
@@ -344,10 +343,8 @@ class Assistant:
 
     def references(self, answer: Answer | Sequence[Answer], fmt: str = "bibtex") -> str:
         """The papers an answer (or several) cites, in order of first citation, as references."""
-        from .export import FORMATS, export
+        from .export import export
 
-        if fmt not in FORMATS:
-            raise AssistantError(f"unknown reference format '{fmt}' (one of {', '.join(FORMATS)})")
         return export(cited_papers(_as_list(answer, "answer", (Answer,))), fmt)
 
     def search(self, query: str, k: int | None = None, *, since: str | int | None = None,
@@ -675,7 +672,6 @@ def _check_filters(k: object, since: object, until: object) -> None:
     problem = date_range_problem(since, until)
     if problem:
         raise AssistantError(problem)
-
 
 
 __all__ = ["REFUSAL", "AddReport", "Assistant", "ChatSession", "Reporter", "SilentReporter", "IngestReport"]

@@ -29,12 +29,17 @@ _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
 _DOI_URL = re.compile(r"^https?://(?:dx\.)?doi\.org/(10\..+)$", re.IGNORECASE)
 
 
+def check_format(fmt: str) -> None:
+    """One line for a format that is not one of FORMATS (callers check before reading any paper)."""
+    if fmt not in FORMATS:
+        raise AssistantError(f"unknown reference format '{fmt}' (one of {', '.join(FORMATS)})")
+
+
 def export(papers: Sequence[Paper], fmt: str) -> str:
     """The references of ``papers`` in ``fmt`` (one of FORMATS)."""
     writers: dict[str, Callable[[Sequence[Paper]], str]] = {
         "bibtex": to_bibtex, "ris": to_ris, "csl-json": to_csl_json, "markdown": to_markdown}
-    if fmt not in writers:
-        raise AssistantError(f"unknown reference format '{fmt}' (one of {', '.join(FORMATS)})")
+    check_format(fmt)
     return writers[fmt](papers)
 
 

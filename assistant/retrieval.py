@@ -56,8 +56,6 @@ def date_range_problem(since: str | int | None, until: str | int | None) -> str 
     return None
 
 
-
-
 def rrf_fuse(rankings: list[tuple[dict[str, int], float]], k: int) -> dict[str, float]:
     """Reciprocal rank fusion: sum of weight / (k + rank)."""
     fused: dict[str, float] = {}

@@ -578,6 +578,7 @@ def misspelled_env(env: dict[str, str]) -> list[tuple[str, str]]:
 
     out: list[tuple[str, str]] = []
     known: dict[str, str] | None = None
+    bare: dict[str, str] | None = None  # both built once, at the first name that needs them
     for var in sorted(env):
         if (not var.startswith(ENV_PREFIX) or "__" in var or var in NOT_SETTINGS
                 or var.startswith(NOT_SETTINGS_PREFIXES)):
@@ -590,7 +591,8 @@ def misspelled_env(env: dict[str, str]) -> list[tuple[str, str]]:
         match = squeezed.get(tail.replace("_", "")) or next(iter(difflib.get_close_matches(tail, known, 1, 0.8)),
                                                              None)
         if not match:  # a field's bare name (PORT or MODEL after the prefix): its section was left out
-            match = fields.get(tail) if (fields := _bare_field_names()) else None
+            bare = bare or _bare_field_names()
+            match = bare.get(tail)
         if match:
             out.append((var, known[match]))
     return out
@@ -600,8 +602,9 @@ def _bare_field_names() -> dict[str, str]:
     """A nested field's own name (``PORT``) -> its variable's name without the prefix (``SERVE__PORT``), for
     the names only one section has; ``llm`` wins a name several share (``MODEL``: the answering model)."""
     owners: dict[str, list[str]] = {}
+    defaults = Settings()
     for section in SECTIONS:
-        for name in type(getattr(Settings(), section)).model_fields:
+        for name in type(getattr(defaults, section)).model_fields:
             owners.setdefault(name.upper(), []).append(section)
     return {name: f"{'LLM' if 'llm' in secs else secs[0].upper()}__{name}" for name, secs in owners.items()
             if len(secs) == 1 or "llm" in secs}

@@ -223,6 +223,13 @@ def _chat(history_marker: Any) -> dict[str, Any]:
                          {"role": "user", "content": "and what else?"}]}
 
 
+def _turns(*contents: str, **fields: Any) -> bytes:
+    """A chat-completions body: the turns alternate user / assistant, the user's first."""
+    roles = ("user", "assistant")
+    return json.dumps({**fields, "messages": [{"role": roles[i % 2], "content": c}
+                                              for i, c in enumerate(contents)]}).encode()
+
+
 MALFORMED: list[tuple[str, str, bytes, int, str]] = [
     ("POST", "/v1/ask", b'{"question": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested too deeply"),
     ("POST", "/v1/ask", b'{"question": "x", "k": ' + b"7" * 5000 + b"}", 400, "cannot be read"),
@@ -246,17 +253,11 @@ MALFORMED: list[tuple[str, str, bytes, int, str]] = [
     ("GET", "/v1/search?q=dpo&until=June", b"", 422, "until: date filter 'June'"),
     ("GET", "/v1/search?q=dpo&k=" + "9" * 5000, b"", 422, "k:"),
     ("GET", "/v1/search?q=dpo&since=%ED%A0%80", b"", 400, "query string is not UTF-8"),  # (a lone surrogate)
-    ("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "q" * 4001}]}).encode(),
-     422, "at most 4000 characters"),
-    ("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "q" * 300_000},
-                                                              {"role": "assistant", "content": "a"},
-                                                              {"role": "user", "content": "q"}]}).encode(),
-     422, "at most 4000 characters"),
+    ("POST", "/v1/chat/completions", _turns("q" * 4001), 422, "at most 4000 characters"),
+    ("POST", "/v1/chat/completions", _turns("q" * 300_000, "a", "q"), 422, "at most 4000 characters"),
     ("POST", "/v1/ask", json.dumps({"question": "q" * 4001}).encode(), 422, "question:"),
-    ("POST", "/v1/chat/completions", json.dumps({"stream": "yes", "messages": [{"role": "user", "content": "q"}]}
-                                                ).encode(), 422, "stream:"),
-    ("POST", "/v1/chat/completions", json.dumps({"stream": 1, "messages": [{"role": "user", "content": "q"}]}
-                                                ).encode(), 422, "stream:"),
+    ("POST", "/v1/chat/completions", _turns("q", stream="yes"), 422, "stream:"),
+    ("POST", "/v1/chat/completions", _turns("q", stream=1), 422, "stream:"),
     ("POST", "/v1/ask", b'{"question": "x", "since": "2025", "until": "2020"}', 422, "is after --until 2020"),
     ("POST", "/v1/verify", b'{"claim": "x", "since": "2024-06", "until": "2024-05-31"}', 422, "is after"),
     ("GET", "/v1/search?q=dpo&since=2025&until=2020-12", b"", 422, "no paper can match"),

@@ -110,9 +110,9 @@ def run_cmd(
                  embedder=None if no_embed else a.embedder, chat_client=chat_client,
                  corpus_fingerprint=corpus_fingerprint(a.papers()), progress=not no_progress)
     report.meta["questions_file"] = str(questions)
-    err_console = _console(stderr=True)
+    err = _console(stderr=True)
     for line in report.meta.get("warnings") or []:
-        err_console.print(f"warning: {line}", markup=False, highlight=False)
+        err.print(f"warning: {line}", markup=False, highlight=False)
     write_report(report, out_dir, junit=junit)
     if html is not None:
         write_html(html, report, names=[str(out_dir)])
@@ -122,9 +122,8 @@ def run_cmd(
     else:
         _print_summary(report, out_dir, junit, html)
     if gate and not thresholds:
-        _console(stderr=True).print(f"gate: {gate} sets no thresholds yet", markup=False)
+        err.print(f"gate: {gate} sets no thresholds yet", markup=False)
     if thresholds:
-        err = _console(stderr=True)
         if failures:
             err.print("[bold red]gate failed:[/]")
             for f in failures:
@@ -206,8 +205,9 @@ def compare_cmd(
     console = _console()
     from rich.text import Text
 
+    err = _console(stderr=True)
     for w in cmp.meta.get("warnings", []):  # (as text: a report's path or name is no rich markup)
-        _console(stderr=True).print(Text.assemble(("warning:", "yellow"), f" {w}"))
+        err.print(Text.assemble(("warning:", "yellow"), f" {w}"))
     t = Table(title=f"B - A ({cmp.meta['shared_questions']} shared questions)")
     for col in ("metric", "A", "B", "delta"):
         t.add_column(col, justify="left" if col == "metric" else "right")

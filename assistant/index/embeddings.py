@@ -8,11 +8,12 @@ hash so a re-ingest embeds only what changed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -314,9 +315,17 @@ class OpenAIEmbedder:
         return count_tokens(text) <= 8191
 
 
-def _damaged_cache(path: Path, exc: Exception) -> str:
-    return (f"{path}: the embedding cache is damaged ({exc}); delete that file (it only saves embedding a text "
-            "twice; the index is not in it) and run again")
+@contextlib.contextmanager
+def _damaged_cache_is_one_line(path: Path) -> Iterator[None]:
+    """SQLite's "file is not a database" (a traceback before) as one line naming the cache; a full disk or a
+    read-only folder (OperationalError) is left to the callers' own messages."""
+    try:
+        yield
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        raise IndexStateError(f"{path}: the embedding cache is damaged ({exc}); delete that file (it only saves "
+                              "embedding a text twice; the index is not in it) and run again") from None
 
 
 class CachedEmbedder:
@@ -331,13 +340,12 @@ class CachedEmbedder:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(cache_path), check_same_thread=False, timeout=30)
         try:
-            self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
-            self._db.commit()
-        except sqlite3.OperationalError:
-            raise
-        except sqlite3.DatabaseError as exc:  # "file is not a database": a traceback before
+            with _damaged_cache_is_one_line(cache_path):
+                self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
+                self._db.commit()
+        except IndexStateError:
             self._db.close()
-            raise IndexStateError(_damaged_cache(cache_path, exc)) from None
+            raise
 
     def _key(self, text: str) -> str:
         return hashlib.sha1(f"{self.name}\x00{text}".encode()).hexdigest()
@@ -350,12 +358,8 @@ class CachedEmbedder:
         for start in range(0, len(keys), 500):
             part = keys[start:start + 500]
             q = "SELECT key, vec FROM emb WHERE key IN ({})".format(",".join("?" * len(part)))
-            try:
+            with _damaged_cache_is_one_line(self.cache_path):  # a page damaged past the header
                 found.update(dict(self._db.execute(q, part).fetchall()))
-            except sqlite3.OperationalError:
-                raise
-            except sqlite3.DatabaseError as exc:  # a page damaged past the header
-                raise IndexStateError(_damaged_cache(self.cache_path, exc)) from None
         missing = [i for i, k in enumerate(keys) if k not in found]
         self.hits += len(texts) - len(missing)
         self.misses += len(missing)

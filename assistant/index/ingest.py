@@ -203,11 +203,12 @@ def _ingest_locked(index: PaperIndex, staged: StagedPapers, complete_files: set[
         if rebuild:
             _drop_all(index)
         path = index.catalogue_path
-        if not rebuild and not settings.server_mode and (not path.is_file() or path.stat().st_size == 0):
+        absent = not settings.server_mode and (not path.is_file() or path.stat().st_size == 0)
+        if absent and not rebuild:
             index.refuse_a_lost_catalogue()  # before opening it for writing makes an empty one that hides it
         cat = index.catalogue
         if cat.get_meta("embedding_model") is None:
-            if not rebuild:
+            if not rebuild and not absent:  # (checked just above when there was no file)
                 index.refuse_a_lost_catalogue()
             cat.set_meta("embedding_model", settings.embedding_model_name)
             cat.set_meta("schema", "1")
