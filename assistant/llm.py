@@ -135,13 +135,16 @@ class OpenAICompatible:
         """Send ``request(timeout)`` (an openai ``with_streaming_response`` call) and parse its
         body, reading it chunk by chunk so a trickling server cannot outlast the deadline, and no
         further than ``max_bytes`` (a 100 MB reply was held whole, and echoed twice in --json)."""
-        body = bytearray()
         with request(self._remaining(deadline)) as resp:
-            for chunk in resp.iter_bytes():
-                body += chunk
-                self._remaining(deadline)
-                if len(body) > max_bytes:
-                    raise _BadReply(f"sent a reply over {max_bytes // 1_000_000} MB; stopped reading it")
+            return self._read_json(resp, deadline, max_bytes)
+
+    def _read_json(self, resp: Any, deadline: float, max_bytes: int = MAX_REPLY_BYTES) -> dict[str, Any]:
+        body = bytearray()
+        for chunk in resp.iter_bytes():
+            body += chunk
+            self._remaining(deadline)
+            if len(body) > max_bytes:
+                raise _BadReply(f"sent a reply over {max_bytes // 1_000_000} MB; stopped reading it")
         try:
             data = json.loads(bytes(body))
         except (ValueError, RecursionError):
@@ -339,11 +342,16 @@ class ChatClient(OpenAICompatible):
     def _complete_once(self, params: dict[str, Any], deadline: float) -> str:
         data = self._fetch_json(lambda timeout: self._openai().chat.completions.with_streaming_response.create(
             **params, timeout=timeout), deadline)
+        return self._completion_text(data)
+
+    def _completion_text(self, data: dict[str, Any]) -> str:
         choices = data.get("choices")
         if not choices or not isinstance(choices, list):
+            if data.get("error"):
+                raise _BadReply(f"sent an error: {_error_text(data['error'])}")
             raise _BadReply("sent a reply without any choices")
-        first = choices[0] if isinstance(choices[0], dict) else {}
-        message = first.get("message")
+        first = choices[0]
+        message = first.get("message") if isinstance(first, dict) else None
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(message, dict) or not isinstance(content, (str, type(None))):
             raise _BadReply(f"sent a reply in an unexpected shape: {_snippet(json.dumps(first).encode())}")
@@ -360,6 +368,11 @@ class ChatClient(OpenAICompatible):
         request = self._openai().chat.completions.with_streaming_response.create(
             **params, stream=True, timeout=self._remaining(deadline))
         with request as resp:
+            if _is_json(resp):  # a server (or proxy) that ignored stream=true answered in one piece
+                text = self._completion_text(self._read_json(resp, deadline))
+                if text and on_token is not None:
+                    on_token(text)
+                return text
             try:
                 check = lambda: self._remaining(deadline)  # noqa: E731 - run on every chunk read
                 for data in _sse_data(_lines(resp.iter_bytes(), check), check):
@@ -393,10 +406,14 @@ class ChatClient(OpenAICompatible):
                             if on_token is not None:
                                 on_token(text)
             except _DeadlinePassed:
+                if finish is not None:  # the answer was complete; only the stream's end never came
+                    return self._finished(finish, parts)
                 if not chars:
                     raise
                 raise _StreamBroken(chars, f"timed out after {self.settings.llm.request_timeout:g}s") from None
             except Exception as exc:
+                if finish is not None and _is_api_failure(exc):
+                    return self._finished(finish, parts)
                 if not chars or not _is_api_failure(exc):
                     raise  # nothing shown yet: safe to retry
                 # Text already reached on_token: repeating would show it twice.
@@ -407,6 +424,9 @@ class ChatClient(OpenAICompatible):
             # Servers end every complete stream with a finish_reason; without one the
             # answer may be cut off, and a silently truncated answer is worse than an error.
             raise _StreamBroken(chars, "it ended before the server reported a finish reason")
+        return self._finished(finish, parts)
+
+    def _finished(self, finish: str, parts: list[str]) -> str:
         self.last_finish_reason = finish
         return "".join(parts)
 
@@ -510,6 +530,12 @@ def _lines(chunks: Iterable[bytes], check: Callable[[], object]) -> Iterator[str
     pending = ("".join(pieces) + decoder.decode(b"", final=True)).rstrip("\r")
     if pending:
         yield pending
+
+
+def _is_json(resp: Any) -> bool:
+    """Whether a streamed request was answered as one JSON document instead of server-sent events."""
+    kind = str(resp.headers.get("content-type", "")).split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
 
 
 def _sse_data(lines: Iterable[str], check: Callable[[], object]) -> Iterator[str]:

@@ -117,8 +117,11 @@ def _event(content: str | None, finish: str | None = None) -> bytes:
     return f"data: {json.dumps(data)}\n\n".encode()
 
 
-def sse(pieces: list[str], *, abort: bool = False, finish: str | None = "stop") -> Reply:
-    """A chunked event stream; ``abort`` drops the connection after the pieces, mid-body."""
+def sse(pieces: list[str], *, abort: bool = False, finish: str | None = "stop", hang: float = 0.0,
+        drop_after_finish: bool = False) -> Reply:
+    """A chunked event stream; ``abort`` drops the connection after the pieces, mid-body; ``hang``
+    waits that long after the finish_reason event before ending; ``drop_after_finish`` drops the
+    connection there instead."""
     def reply(h: BaseHTTPRequestHandler) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
@@ -133,6 +136,18 @@ def sse(pieces: list[str], *, abort: bool = False, finish: str | None = "stop") 
             chunk(_event(piece))
         if abort:
             h.close_connection = True
+            return
+        if hang or drop_after_finish:
+            chunk(_event(None, finish))
+            if drop_after_finish:
+                h.close_connection = True
+                return
+            time.sleep(hang)
+            try:
+                chunk(b"data: [DONE]\n\n")
+                h.wfile.write(b"0\r\n\r\n")
+            except OSError:  # the client has gone
+                h.close_connection = True
             return
         chunk(_event(None, finish) + b"data: [DONE]\n\n")
         h.wfile.write(b"0\r\n\r\n")
@@ -219,6 +234,36 @@ def test_stream_without_finish_reason_counts_as_broken(scripted: Callable[..., S
         client.complete(HI, stream=True, on_token=lambda t: None)
 
 
+@pytest.mark.parametrize("ending", ["hang", "drop"])
+def test_a_stream_that_finished_keeps_its_answer_when_its_end_never_comes(
+        scripted: Callable[..., ScriptedServer], ending: str) -> None:
+    """The finish_reason event arrived (the answer is whole), then the server neither sent [DONE]
+    nor closed, or dropped the connection: that was reported as a broken stream and the answer lost."""
+    server = scripted(sse(["Whole", " answer."], hang=30.0 if ending == "hang" else 0.0,
+                          drop_after_finish=ending == "drop"))
+    client = ChatClient(settings_for(server.base_url, request_timeout=1.0), backoff=0.05)
+    shown: list[str] = []
+    t0 = time.monotonic()
+    assert client.complete(HI, stream=True, on_token=shown.append) == "Whole answer."
+    assert time.monotonic() - t0 < 15.0
+    assert shown == ["Whole", " answer."] and client.last_finish_reason == "stop"
+    assert len(server.requests) == 1
+
+
+def test_a_stream_request_answered_in_one_json_reply_is_read(scripted: Callable[..., ScriptedServer]) -> None:
+    """A server or proxy that ignores stream=true answers with one chat.completion document: that read as
+    a stream that "ended before the server reported a finish reason"."""
+    server = scripted(chat_json("All at once."))
+    client = ChatClient(settings_for(server.base_url), backoff=0.05)
+    shown: list[str] = []
+    assert client.complete(HI, stream=True, on_token=shown.append) == "All at once."
+    assert shown == ["All at once."] and client.last_finish_reason == "stop"
+    server = scripted(status(200, {"error": {"message": "model is loading"}}))
+    with pytest.raises(BackendError, match=r"sent an error: model is loading$"):
+        ChatClient(settings_for(server.base_url, max_retries=0), backoff=0.05).complete(
+            HI, stream=True, on_token=shown.append)
+
+
 def test_timeout_is_reported_and_not_retried(scripted: Callable[..., ScriptedServer]) -> None:
     server = scripted(slow(3.0))
     client = ChatClient(settings_for(server.base_url, request_timeout=0.3), backoff=0.05)
@@ -288,6 +333,13 @@ def test_first_token_logprobs_without_logprobs_falls_back_to_the_reply(
     assert sent["temperature"] == 0.0
     with pytest.raises(BackendError, match="without any choices"):
         client.first_token_logprobs([{"role": "user", "content": "?"}])
+
+
+def test_a_reply_of_the_wrong_shape_shows_what_came(scripted: Callable[..., ScriptedServer]) -> None:
+    """``"choices": ["abc"]`` read "unexpected shape: '{}'", hiding what the server sent."""
+    server = scripted(status(200, {"choices": ["abc"]}))
+    with pytest.raises(BackendError, match=r"unexpected shape: '\"abc\"'$"):
+        ChatClient(settings_for(server.base_url, max_retries=0)).complete(HI)
 
 
 def test_json_mode_and_max_tokens_are_sent(scripted: Callable[..., ScriptedServer]) -> None:
