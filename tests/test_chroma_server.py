@@ -175,6 +175,26 @@ def test_two_homes_share_one_server_index(chroma_server: ChromaServer, tmp_path:
         assert "s40" in [s.paper.paper_id for s in c.search("Shared paper 40 reward model ensembles", k=3)]
 
 
+def test_same_titled_papers_on_a_server_keep_apart_and_edit_in_place(chroma_server: ChromaServer, tmp_path: Path,
+                                                                      embed_cache: Path) -> None:
+    """The server catalogue's title lookup: a paper sharing a title with another file's is kept apart,
+    and an edit of it in its own file updates it (the lookup finds it by title and file)."""
+    import json
+
+    a = Assistant(make_settings(tmp_path / "home", embed_cache, chroma_host="127.0.0.1",
+                                chroma_port=chroma_server.port))
+    x, y = "Reward hacking with zebras. We study it.", "Oversmoothing with giraffes. We analyse it."
+    a_src, b_src = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    b_src.write_text(json.dumps({"title": "One Title", "abstract": y}) + "\n")
+    a_src.write_text(json.dumps({"title": "One Title", "abstract": x}) + "\n")
+    a.ingest([b_src])
+    assert a.ingest([a_src]).new == 1
+    a_src.write_text(json.dumps({"title": "One Title", "abstract": x + " Edited."}) + "\n")
+    rep = a.ingest([a_src])
+    assert (rep.new, rep.updated) == (0, 1)
+    assert sorted(p.abstract for p in a.papers()) == [y, x + " Edited."]
+
+
 def test_frozen_server_is_one_line_within_the_timeout(chroma_server: ChromaServer, tmp_path: Path,
                                                       embed_cache: Path) -> None:
     """A `chroma run` frozen by SIGSTOP (it still accepts connections, never answers): `ask`, `status`,

@@ -95,6 +95,37 @@ def test_changed_paper_is_replaced_and_prune_removes(fresh_home: Path, embed_cac
     assert a.status()["papers"] == 5
 
 
+def test_same_titled_papers_from_two_files_survive_any_order_of_ingests(fresh_home: Path, embed_cache: Path,
+                                                                         tmp_path: Path) -> None:
+    """Two id-less records share a title: one ingest of both kept two papers, but ingesting the files
+    one after the other replaced the first with the second, and re-reading the second file alone then
+    stored its abstract under both ids (the first paper lost)."""
+    x = "Reinforcement learning from human feedback aligns models. We study reward hacking with zebras."
+    y = "Graph neural networks pass messages along edges. We analyse oversmoothing with giraffes."
+    a_file = _jsonl(tmp_path / "a.jsonl", [{"title": "A Shared Title", "abstract": x}])
+    b_file = _jsonl(tmp_path / "b.jsonl", [{"title": "A Shared Title", "abstract": y}])
+
+    def abstracts(a: Assistant) -> list[str]:
+        return sorted(p.abstract for p in a.papers())
+
+    for n, runs in enumerate([[[a_file, b_file]], [[a_file], [b_file]], [[b_file], [a_file]]]):
+        home = fresh_home / str(n)
+        a = Assistant(make_settings(home, embed_cache))
+        for run in runs:
+            a.ingest(run)
+        assert abstracts(a) == [y, x], runs
+        for again in ([b_file], [a_file], [b_file, a_file], [a_file, b_file]):
+            rep = a.ingest(again)
+            assert (rep.new, rep.updated) == (0, 0), (runs, again)
+            assert abstracts(a) == [y, x], (runs, again)
+        assert a.search("oversmoothing giraffes", k=2)[0].paper.abstract == y
+    # An edit of the record in the file that gave it is still an edit, not a new paper.
+    _jsonl(a_file, [{"title": "A Shared Title", "abstract": x + " Edited."}])
+    rep = a.ingest([a_file])
+    assert (rep.new, rep.updated) == (0, 1)
+    assert abstracts(a) == [y, x + " Edited."]
+
+
 def test_lock_no_wait_fails_clearly_and_waiting_writer_proceeds(fresh_home: Path, embed_cache: Path,
                                                                 tmp_path: Path) -> None:
     a = Assistant(make_settings(fresh_home, embed_cache))

@@ -214,6 +214,12 @@ class Catalogue:
         row = self.db.execute("SELECT data FROM papers WHERE paper_id=?", (paper_id,)).fetchone()
         return Paper.from_dict(json.loads(row[0])) if row else None
 
+    def with_title(self, title: str) -> list[Paper]:
+        """Papers of exactly this title. A scan (titles are not indexed): ingest asks only when two
+        papers' titles clash, which is rare."""
+        return [Paper.from_dict(json.loads(data))
+                for (data,) in self.db.execute("SELECT data FROM papers WHERE title=?", (title,))]
+
     def get_many(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
         out: dict[str, Paper] = {}
         for start in range(0, len(paper_ids), 500):

@@ -27,7 +27,7 @@ from .sentences import rows as sentence_rows
 from .storage import scratch_folder, writable_error
 
 if TYPE_CHECKING:
-    from ..readers import ReadResult
+    from ..readers import ReadResult, TitleClash
     from ..readers.staged import StagedPapers
 
 
@@ -115,7 +115,7 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
         rep.start("read", None)
         result = read_paths(paths, max_abstract_chars=settings.index.max_abstract_chars,
                             hf_page_year=settings.index.hf_page_year, zotero_collection=zotero_collection,
-                            staged=staged)
+                            staged=staged, title_clash=None if rebuild else _title_clash(index, names or {}))
         rep.finish("read")
         if names:
             _rename_sources(result, names)
@@ -125,6 +125,39 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
     finally:
         if staged is not None:
             staged.close()
+
+
+def _title_clash(index: PaperIndex, names: Mapping[str, str]) -> TitleClash | None:
+    """readers.TitleClash over this index. The indexed paper of a title-derived id came from other
+    files only and has another abstract: this record is another paper with that title, or the edit of
+    one this file gave before (found among the indexed papers of that title, looked up only then)."""
+    from ..readers import apart_id
+
+    if not index.exists():
+        return None
+    try:
+        cat = index.catalogue
+        if cat.is_empty():
+            return None
+    except (IndexStateError, UnreadableCatalogue, sqlite3.Error, OSError):
+        return None  # the ingest itself says what is wrong with the index, under its lock
+
+    def files(paper: Paper) -> dict[str, Any]:
+        return paper.provenance or _legacy_provenance(paper)
+
+    def clash(paper: Paper, file: str) -> tuple[str, str | None] | None:
+        before = cat.get(paper.paper_id)
+        if before is None or before.abstract == paper.abstract:
+            return None
+        file = names.get(file, file)
+        if file in files(before):
+            return None  # an edit of the record this file gave
+        for other in cat.with_title(paper.title):
+            if other.paper_id != paper.paper_id and file in files(other):
+                return other.paper_id, None
+        return apart_id(paper), min(files(before), default=before.source)
+
+    return clash
 
 
 def staging(settings: Any) -> StagedPapers:

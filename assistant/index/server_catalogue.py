@@ -188,6 +188,15 @@ class ServerCatalogue:
     def get_many(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
         return {pid: Paper.from_dict(json.loads(m["data"])) for pid, m in self._records(list(paper_ids))}
 
+    def with_title(self, title: str) -> list[Paper]:
+        """Papers of exactly this title (the records carry their first 500 characters)."""
+        col = self._col(self.papers_name)
+        if col is None:
+            return []
+        res = self._call(col.get, where={"title": title[:500]}, include=["metadatas"])
+        papers = [Paper.from_dict(json.loads(m["data"])) for m in res["metadatas"] or []]
+        return [p for p in papers if p.title == title]
+
     def iter_papers(self, order: str | None = "title") -> Iterator[Paper]:
         """``order=None`` (the BM25 build): by id as the SQLite catalogue streams them, so BM25 breaks
         ties alike in both modes, holding one page of records (the

@@ -97,11 +97,20 @@ def _walk(top: Path, problems: list[Problem] | None) -> list[Path]:
     return sorted(found)
 
 
+#: ``title_clash(paper, file)``: for a paper whose id comes from its title and whose indexed paper of
+#: that id has another abstract from other files: the id it is indexed under instead, with the
+#: file of the other paper when it is a paper of its own (None when the id is an earlier record
+#: of this file's, being edited). None: the id stands.
+TitleClash = Callable[[Paper, str], "tuple[str, str | None] | None"]
+
+
 def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, hf_page_year: int = 0,
-               zotero_collection: str | None = None, staged: StagedPapers | None = None) -> ReadResult:
+               zotero_collection: str | None = None, staged: StagedPapers | None = None,
+               title_clash: TitleClash | None = None) -> ReadResult:
     """With ``staged``, the papers go there (on disk, merged by indexed lookups) instead of
     ``ReadResult.papers``: what ingest uses, so reading a corpus holds no paper beyond the piece
-    of the file being read (see staged.py)."""
+    of the file being read (see staged.py). ``title_clash`` asks the index about title-derived
+    ids, so that which of two same-titled papers is indexed never depends on the order of runs."""
     out = ReadResult(staged=staged)
     by_id: dict[str, Paper] | StagedPapers = staged if staged is not None else {}
     merged_ids: set[str] = set()
@@ -121,6 +130,8 @@ def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, 
             for paper in papers:
                 paper.provenance = {key: own_fields(paper)}
                 out.entries += 1
+                if title_clash is not None and not (paper.extra.get("explicit_id") or paper.arxiv_id):
+                    _apart_from_indexed(paper, title_clash(paper, key), out)
                 _merge(by_id, paper, out, merged_ids)
 
         sink = PAPER_SINK.set(take)
@@ -156,6 +167,24 @@ def file_key(path: Path) -> str:
     return str(Path(os.path.abspath(path)))
 
 
+def _apart_from_indexed(paper: Paper, clash: tuple[str, str | None] | None, out: ReadResult) -> None:
+    """An indexed paper from other files has this title and another abstract: a different paper, as
+    within one run (its stored record was replaced: which of the two survived hung on the order of the
+    ingests, and re-reading the second file indexed it under both ids)."""
+    if clash is None:
+        return
+    paper.paper_id, other = clash
+    if other is not None:
+        out.warnings.append(Problem(paper.source, None, f"an indexed paper ({other}) has the same title "
+                                                        f"'{paper.title[:80]}'; kept as a separate paper "
+                                                        f"({paper.paper_id})"))
+
+
+def apart_id(paper: Paper) -> str:
+    """The id of a title-derived paper whose title another paper has."""
+    return "t-" + short_hash(normalise_title(paper.title), paper.abstract)
+
+
 def _merge(by_id: dict[str, Paper] | StagedPapers, paper: Paper, out: ReadResult, merged_ids: set[str]) -> None:
     seen = by_id.get(paper.paper_id)
     if seen is None:
@@ -177,7 +206,7 @@ def _merge(by_id: dict[str, Paper] | StagedPapers, paper: Paper, out: ReadResult
         by_id[paper.paper_id] = paper
         return
     # Same title, different abstract and no id: two different papers.
-    paper.paper_id = "t-" + short_hash(normalise_title(paper.title), paper.abstract)
+    paper.paper_id = apart_id(paper)
     out.warnings.append(Problem(paper.source, None, f"another paper ({seen.source}) has the same title "
                                                     f"'{paper.title[:80]}'; kept as a separate paper "
                                                     f"({paper.paper_id})"))
