@@ -168,6 +168,20 @@ def test_jsonl_bad_lines_named_and_good_lines_kept() -> None:
     ("bomb.xml", b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><feed>&lol;</feed>', "DOCTYPE"),
     ("notes.txt", b"just some notes\nwithout any paper structure\n", "no papers found"),
     ("table.csv", b"name,body\na,b\n", "needs 'title' and 'abstract'"),
+    # Excel's "Unicode Text" and UTF-16 CSV: was "binary file (NUL bytes)".
+    ("excel.csv", "title,abstract\nA,B\n".encode("utf-16"), "UTF-16 text; save it as UTF-8"),
+    ("excel.tsv", "title\tabstract\nA\tB\n".encode("utf-16-le"), "UTF-16 text; save it as UTF-8"),
+    # A saved arXiv API error counted as an empty, completely read feed: --prune emptied the index.
+    ("error.xml", b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>http://arxiv.org/api/errors#bad_id'
+                  b'</id><title>Error</title><summary>incorrect id format for 1234.12345</summary></entry></feed>',
+     "the arXiv API answered with an error: incorrect id format for 1234.12345"),
+    # An indented document with one comma missing: was one error per line (204 here), none at its line.
+    ("wrapper.json", json.dumps({"papers": [{"title": f"T{i}", "abstract": "A."} for i in range(40)]},
+                                indent=2).replace('"A."\n    },', '"A."\n    }', 1).encode(),
+     "line 7: malformed JSON (Expecting ',' delimiter)"),
+    ("jq.json", b"\n".join(json.dumps({"title": f"T{i}", "abstract": "A."}, indent=2).encode() for i in range(3)),
+     "malformed JSON (Extra data); several JSON documents one after another?"),
+    ("wrong.json", b'{\n  "papers": {"title": "T"}\n}', "'papers' should be a list of records"),
 ])
 def test_bad_files_are_one_problem_each(tmp_path: Path, name: str, content: bytes, needle: str) -> None:
     f = tmp_path / name
@@ -175,6 +189,39 @@ def test_bad_files_are_one_problem_each(tmp_path: Path, name: str, content: byte
     res = read_paths([f])
     assert res.papers == []
     assert len(res.problems) == 1 and needle in str(res.problems[0]) and name in str(res.problems[0])
+
+
+def test_an_empty_papers_list_is_a_complete_read(tmp_path: Path) -> None:
+    f = tmp_path / "none.json"
+    f.write_text('{"papers": []}')
+    res = read_paths([f])
+    assert res.papers == [] and res.problems == [] and res.incomplete == []  # was "record has no title"
+
+
+def test_xml_declared_encoding_is_honoured(tmp_path: Path) -> None:
+    f = tmp_path / "latin.xml"
+    f.write_bytes('<?xml version="1.0" encoding="ISO-8859-1"?><feed xmlns="http://www.w3.org/2005/Atom"><entry>'
+                  '<id>http://arxiv.org/abs/2401.01234v1</id><title>Caf\xe9 title</title><summary>An abstract, '
+                  'd\xe9j\xe0 vu.</summary></entry></feed>'.encode("latin-1"))
+    res = read_paths([f])
+    assert [p.title for p in res.papers] == ["Café title"] and res.warnings == [] and res.problems == []
+    f.write_bytes(b'<?xml version="1.0" encoding="klingon-8"?><feed/>')
+    assert "unknown encoding 'klingon-8' in the XML declaration" in _problems(read_paths([f]))
+
+
+def test_linked_folders_are_followed_once_and_links_up_the_tree_are_not(tmp_path: Path) -> None:
+    """A link to a folder was skipped without a word (and --prune then removed its papers)."""
+    top, other = tmp_path / "top", tmp_path / "other"
+    top.mkdir()
+    other.mkdir()
+    (other / "x.jsonl").write_text(json.dumps({"id": "x", "title": "Linked", "abstract": "Linked text."}) + "\n")
+    (top / "y.jsonl").write_text(json.dumps({"id": "y", "title": "Direct", "abstract": "Direct text."}) + "\n")
+    (top / "linked").symlink_to(other)
+    (top / "linked-again").symlink_to(other)
+    (top / "up").symlink_to(tmp_path)  # a loop: the folder above holds top itself
+    res = read_paths([top])
+    assert sorted(p.paper_id for p in res.papers) == ["x", "y"] and res.files == 2
+    assert res.problems == [] and res.duplicates_merged == 0
 
 
 def test_missing_and_unsupported_paths(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import IndexStateError
+from ..errors import IndexStateError, InputError
 from ..records import Chunk, Paper, combine_provenance, merge_provenance, own_fields
 from .catalogue import Catalogue, UnreadableCatalogue
 from .chunking import chunk_paper, embed_text
@@ -179,6 +179,12 @@ def ingest_read(index: PaperIndex, result: ReadResult, *, prune: bool = False, r
     so both take the same incremental, locked, resumable path."""
     rep = reporter or SilentReporter()
     t0 = time.perf_counter() if t0 is None else t0
+    unread = [p for p in result.problems if p.where is None]
+    if rebuild and unread:
+        # A rebuild drops every paper first: a mistyped or unreadable source would lose its papers.
+        more = f" (and {len(unread) - 1} more source(s) not read)" if len(unread) > 1 else ""
+        raise InputError(f"--rebuild refused, the index is unchanged: {unread[0]}{more}; a rebuild keeps only the "
+                         "papers it reads, so fix the source or leave it out")
     report = IngestReport()
     report.files = result.files
     report.entries = result.entries

@@ -82,7 +82,20 @@ def _walk(top: Path, problems: list[Problem] | None) -> list[Path]:
                                                                      "its files were skipped"))
 
     found: list[Path] = []
-    for root, dirs, files in os.walk(top, onerror=unreadable):
+    visited: set[tuple[int, int]] = set()
+    real_top = Path(os.path.realpath(top))
+    # Links to folders are followed (they were skipped without a word, and --prune removed their
+    # papers), each folder once; a link to a folder above this one (a loop) is not.
+    for root, dirs, files in os.walk(top, onerror=unreadable, followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError:
+            continue
+        real = Path(os.path.realpath(root))
+        if (st.st_dev, st.st_ino) in visited or real in real_top.parents:
+            dirs[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             child = Path(root) / name

@@ -20,10 +20,12 @@ _UNSAFE = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
     result = FileResult()
-    text = read_text(path, result)
+    text = read_text(path, result, xml=True)
     if text is None:
         return result
-    parse_feed(text, path, result, max_abstract_chars=max_abstract_chars)
+    info = parse_feed(text, path, result, max_abstract_chars=max_abstract_chars)
+    for error in info.errors:  # a saved API error: not an empty feed (--prune would empty the index)
+        result.problems.append(Problem(str(path), None, f"the arXiv API answered with an error: {error}"))
     return result
 
 

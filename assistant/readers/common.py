@@ -201,8 +201,9 @@ def make_paper(result: FileResult, path: Path, where: str | None, title: Any, ab
     return paper
 
 
-def read_text(path: Path, result: FileResult) -> str | None:
-    """File text as UTF-8 (BOM accepted); binary or unreadable files become a Problem."""
+def read_text(path: Path, result: FileResult, *, xml: bool = False) -> str | None:
+    """File text as UTF-8 (BOM accepted), or for ``xml`` the encoding its declaration names;
+    binary or unreadable files become a Problem."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -212,6 +213,23 @@ def read_text(path: Path, result: FileResult) -> str | None:
     if problem:
         result.problems.append(Problem(str(path), None, problem))
         return None
+    declared = _XML_ENCODING.match(data) if xml else None
+    if declared and declared.group(1).decode("ascii").lower().replace("_", "-") not in ("utf-8", "utf8"):
+        import codecs
+
+        name = declared.group(1).decode("ascii")
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            result.problems.append(Problem(str(path), "line 1", f"unknown encoding '{name}' in the XML "
+                                                                "declaration; save the file as UTF-8"))
+            return None
+        try:
+            return data.decode(name)
+        except UnicodeDecodeError as exc:
+            result.warnings.append(Problem(str(path), f"line {line_of_byte(data, exc.start)}",
+                                           f"invalid {name} (file byte {exc.start}); undecodable bytes replaced"))
+            return data.decode(name, errors="replace")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -237,10 +255,26 @@ def open_checked(path: Path, result: FileResult, kind: str) -> BinaryIO | None:
     return fh
 
 
+_XML_ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z][\w.-]{0,39})["']""")
+
+
+def _utf16(data: bytes) -> bool:
+    """A UTF-16 byte-order mark, or text whose every other byte is NUL (Excel's "Unicode Text")."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    head = data[:16]
+    if len(head) < 8:
+        return False
+    printable = lambda part: all(32 <= b < 127 or b in (9, 10, 13) for b in part)  # noqa: E731
+    return any(set(head[zeros::2]) == {0} and printable(head[1 - zeros::2]) for zeros in (0, 1))
+
+
 def _content_problem(data: bytes, kind: str) -> str | None:
     """Why a file's bytes (all, or the head of a streamed one) rule it out: empty, or binary."""
     if not data.strip():
         return "file is empty"
+    if _utf16(data):
+        return "the file is UTF-16 text; save it as UTF-8 (in Excel: 'CSV UTF-8') and ingest it again"
     if b"\x00" in data[:8192]:
         return f"binary file (NUL bytes); not {kind}"
     return None

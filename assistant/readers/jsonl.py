@@ -116,14 +116,21 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
         if first == b"[" and path.suffix.lower() == ".json":
             return _read_array(path, fh.read(), result, max_abstract_chars)
         if first == b"{" and path.suffix.lower() == ".json" and not _first_line_is_json(fh):
-            # One indented object ({"papers": [...]} or a single record), not one record per line; if the
-            # whole file does not parse either, it is read line by line (its bad lines named one by one).
+            # One indented object ({"papers": [...]} or a single record), not one record per line. If the
+            # whole file does not parse either: JSON lines with a bad first line are read line by line
+            # (their bad lines named one by one); an indented document is one error where it breaks (read
+            # line by line, one missing comma was hundreds of errors, none at its line).
             data = fh.read()
             fh.seek(0)
             try:
                 document = json.loads(data.decode("utf-8-sig", errors="replace"))
-            except (ValueError, RecursionError):
-                pass
+            except (ValueError, RecursionError) as exc:
+                if not _later_lines_are_records(fh):
+                    where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else None
+                    hint = ("; several JSON documents one after another? write one array, or one record per line"
+                            if isinstance(exc, json.JSONDecodeError) and exc.msg == "Extra data" else "")
+                    result.problems.append(Problem(str(path), where, json_error(exc) + hint))
+                    return result
             else:
                 return _read_records(path, document, result, max_abstract_chars)
         for lineno, raw in enumerate(fh, start=1):
@@ -156,6 +163,28 @@ def _first_line_is_json(fh: Any) -> bool:
         fh.seek(0)
 
 
+def _later_lines_are_records(fh: Any) -> bool:
+    """Whether one of the lines after the first few non-blank ones is a JSON object on its own (JSON
+    lines), not the inside of an indented document. The file is rewound."""
+    try:
+        seen = 0
+        for raw in fh:
+            if not raw.strip():
+                continue
+            seen += 1
+            if seen > 1:
+                try:
+                    if isinstance(json.loads(raw.decode("utf-8-sig", errors="replace")), dict):
+                        return True
+                except (ValueError, RecursionError):
+                    pass
+            if seen >= 5:
+                return False
+        return False
+    finally:
+        fh.seek(0)
+
+
 def _read_array(path: Path, data: bytes, result: FileResult, max_abstract_chars: int) -> FileResult:
     try:
         records = json.loads(data.decode("utf-8-sig", errors="replace"))
@@ -169,7 +198,11 @@ def _read_array(path: Path, data: bytes, result: FileResult, max_abstract_chars:
 def _read_records(path: Path, records: Any, result: FileResult, max_abstract_chars: int) -> FileResult:
     """A parsed JSON document: an array of records, ``{"papers" | "records": [...]}`` or one record."""
     if isinstance(records, dict):
-        records = records.get("papers") or records.get("records") or [records]
+        key = next((k for k in ("papers", "records") if k in records), None)
+        if key is not None and not isinstance(records[key], list):
+            result.problems.append(Problem(str(path), None, f"'{key}' should be a list of records"))
+            return result
+        records = records[key] if key is not None else [records]
     if not isinstance(records, list):
         result.problems.append(Problem(str(path), None, "expected a JSON array of records"))
         return result
