@@ -126,6 +126,27 @@ def test_same_titled_papers_from_two_files_survive_any_order_of_ingests(fresh_ho
     assert abstracts(a) == [y, x + " Edited."]
 
 
+def test_a_rebuild_with_a_source_it_cannot_read_changes_nothing(fresh_home: Path, embed_cache: Path,
+                                                                  tmp_path: Path) -> None:
+    """`ingest --rebuild ok.jsonl typo.jsonl` dropped every paper and indexed ok.jsonl's alone."""
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    src = _jsonl(tmp_path / "a.jsonl", _rows(4))
+    other = _jsonl(tmp_path / "b.jsonl", _rows(2, start=4))
+    a.ingest([src, other])
+    run = subprocess.run(["assistant", "ingest", "--rebuild", str(src), str(tmp_path / "typo.jsonl")],
+                         env=cli_env(fresh_home, embed_cache), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"error: --rebuild refused, the index is unchanged: {tmp_path / 'typo.jsonl'}: no such file or folder; "
+        "check the path and run `assistant ingest PATH` again (files or folders); a rebuild keeps only the papers "
+        "it reads, so fix the source or leave it out"]
+    assert a.status()["papers"] == 6
+    bad = tmp_path / "half.jsonl"
+    bad.write_text(json.dumps(_rows(1, start=9)[0]) + "\n{not json\n")
+    rep = a.ingest([src, bad], rebuild=True)  # a skipped record inside a file read: the rebuild goes on
+    assert rep.papers_total == 5 and len(rep.problems) == 1
+
+
 def test_lock_no_wait_fails_clearly_and_waiting_writer_proceeds(fresh_home: Path, embed_cache: Path,
                                                                 tmp_path: Path) -> None:
     a = Assistant(make_settings(fresh_home, embed_cache))
