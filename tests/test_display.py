@@ -134,3 +134,32 @@ def test_the_markdown_eval_report_shows_paper_text_as_text() -> None:
     report = EvalReport(summary={"questions": 1, "failed": 1, "errors": 0}, rows=[row])
     html = commonmark_html(render_markdown(report))
     assert "<img" not in html and "<script" not in html and "<b>" not in html and "<a " not in html, html
+
+
+def test_the_terminal_prints_bracketed_text_as_written(tmp_path: Path, embed_cache: Path) -> None:
+    """Rich read '[...]' in a title, id, quote, question or command as markup: '[/x]' raised MarkupError (a
+    traceback from papers list/search, ask --sources, verify, eval and chat), '[bold red]' styled the text."""
+    import subprocess
+
+    from tests.conftest import cli_env
+
+    src = tmp_path / "mk.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": "mk-[/y]", "title": "Gradient clipping [/x] stabilises transformers",
+         "abstract": "Gradient clipping with a threshold [/b] stabilises training of transformers. We show it."},
+        {"id": "mk-2", "title": "[bold red]Styled[/bold red] reward models",
+         "abstract": "Reward models [i]overfit[/i] small preference sets. Ensembles reduce it."}]))
+    env = cli_env(tmp_path / "home", embed_cache)
+
+    def run(*args: str, stdin: str | None = None) -> str:
+        r = subprocess.run(["assistant", *args], env=env, input=stdin, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (args, r.stderr[-2000:])
+        return r.stdout + r.stderr
+
+    run("ingest", str(src))
+    assert "[bold red]Styled[/bold red]" in run("papers", "list") and "mk-[/y]" in run("papers", "list")
+    assert "DPO [/x]" in run("papers", "search", "DPO [/x]", "-k", "1")
+    assert "Gradient clipping [/x]" in run("ask", "--sources", "Does gradient clipping stabilise transformers?")
+    assert "[/b]" in run("verify", "Gradient clipping with a threshold stabilises training of transformers.")
+    out = run("chat", stdin="/foo[/x]\n/[bold]x\n/quit\n")
+    assert "unknown command /foo[/x]" in out and "unknown command /[bold]x" in out

@@ -49,7 +49,9 @@ def _assistant(config: Path | None = None, **overrides: Any) -> Assistant:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, soft_wrap=False)
+    # markup=False: titles, ids, quotes, questions and paths are printed as they are ('[/x]' in a title
+    # raised MarkupError; '[bold]' in one styled it); styles go in as Text.
+    return Console(stderr=stderr, soft_wrap=False, markup=False)
 
 
 @app.command("ingest")

@@ -42,8 +42,9 @@ def error_text(exc: Exception) -> Any:
 
 def run_repl(assistant: Assistant, backend: str | None = None) -> None:
     from rich.console import Console
+    from rich.text import Text
 
-    con = Console()
+    con = Console(markup=False)  # what the user typed and the papers' text printed as they are
     chat = assistant.chat(backend=backend)
     from .progress import reporter
 
@@ -61,8 +62,8 @@ def run_repl(assistant: Assistant, backend: str | None = None) -> None:
         except OSError:
             session = PromptSession()
     where = "" if assistant.collection == "default" else f" in collection {assistant.collection}"
-    con.print(f"[bold]Paper assistant[/bold] — {assistant.status()['papers']} papers{where}, backend "
-              f"{chat.backend}. /help for commands, /quit to leave.")
+    con.print(Text.assemble(("Paper assistant", "bold"), f" — {assistant.status()['papers']} papers{where}, "
+                            f"backend {chat.backend}. /help for commands, /quit to leave."))
     streaming = chat.backend == "openai"
     while True:
         try:
@@ -71,7 +72,7 @@ def run_repl(assistant: Assistant, backend: str | None = None) -> None:
         except KeyboardInterrupt:
             # Ctrl-C between prompts or during an answer stops that, not the session.
             print()
-            con.print("[yellow]interrupted[/yellow]")
+            con.print(Text("interrupted", style="yellow"))
     con.print("bye")
 
 

@@ -33,7 +33,7 @@ def _print(infos: list[Any], json_out: bool, title: str) -> None:
     for i in infos:
         t.add_row(i.name + (" *" if i.default else ""), str(i.papers), str(i.chunks), str(i.vectors),
                   i.embedding_model or "-", i.location)
-    Console(soft_wrap=False).print(t)
+    Console(soft_wrap=False, markup=False).print(t)
 
 
 @collections_app.command("list")
@@ -56,7 +56,7 @@ def info_cmd(name: str | None = typer.Argument(None, help="Collection (default: 
     t = Table(show_header=False, title=f"Collection {info.name}")
     for k, v in info.to_dict().items():
         t.add_row(k, str(v))
-    Console(soft_wrap=False).print(t)
+    Console(soft_wrap=False, markup=False).print(t)
 
 
 @collections_app.command("create")

@@ -27,7 +27,7 @@ ConfigOpt = typer.Option(None, "--config", help="TOML settings file (default: AS
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, soft_wrap=False)
+    return Console(stderr=stderr, soft_wrap=False, markup=False)  # data printed as it is (cli._console)
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -125,7 +125,9 @@ def run_cmd(
         err.print(f"gate: {gate} sets no thresholds yet", markup=False)
     if thresholds:
         if failures:
-            err.print("[bold red]gate failed:[/]")
+            from rich.text import Text
+
+            err.print(Text("gate failed:", style="bold red"))
             for f in failures:
                 err.print(f"  - {f}", markup=False)
             raise typer.Exit(1)
@@ -217,7 +219,7 @@ def compare_cmd(
         whole = m["metric"].endswith("_ms") or m["metric"] in ("failed", "errors", "judge_errors")
         text = "–" if d is None else (f"{d:+.0f}" if whole else f"{d:+.3f}")
         t.add_row(m["metric"], _fmt(m["a"], m["metric"]), _fmt(m["b"], m["metric"]),
-                  f"[{style}]{text}[/]" if style else text)
+                  Text(text, style=style))
     console.print(t)
     counts = {c: len(cmp.by_change(c)) for c in ("improved", "regressed", "unchanged", "added", "removed")}
     console.print(", ".join(f"{n} {c}" for c, n in counts.items() if n), markup=False)

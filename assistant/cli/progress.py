@@ -21,7 +21,7 @@ class RichReporter:
             TimeElapsedColumn,
         )
 
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, markup=False)
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=False)
         self.tasks: dict[str, Any] = {}

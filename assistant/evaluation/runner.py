@@ -106,7 +106,7 @@ class _Progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, markup=False)
         self.plain = not self.console.is_terminal
         self.bar = Progress(TextColumn("Evaluating"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[failed]} failing"), TimeElapsedColumn(),
