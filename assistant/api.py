@@ -6,7 +6,6 @@ behaviour lives only in the CLI.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 import re
@@ -551,6 +550,8 @@ class ChatSession:
         self.backend = backend or assistant.settings.llm.backend
         assistant.answerer(self.backend)  # an unknown backend fails here, not at the first question
         self.history: list[tuple[str, Answer]] = []
+        self._written: set[Path] = set()
+        """Files ``export`` wrote: written again without asking (the list grows with the conversation)."""
 
     def __enter__(self) -> ChatSession:
         return self
@@ -580,24 +581,20 @@ class ChatSession:
             return f"{question} ({topic})"
         return question
 
-    def export(self, path: str | Path, fmt: str | None = None) -> int:
+    def export(self, path: str | Path, fmt: str | None = None, *, overwrite: bool = False) -> int:
         """Write the references cited in this conversation to ``path`` (format from its suffix:
-        .bib .ris .json .md, else BibTeX); returns how many. Written whole or not at all."""
-        from .export import format_for
+        .bib .ris .json .md, else BibTeX); returns how many. Written whole or not at all. A file
+        already there is refused unless this conversation wrote it, or ``overwrite``: it may be
+        the user's own .bib."""
+        from .export import format_for, write_file
 
         papers = cited_papers([a for _, a in self.history])
-        target = Path(path).expanduser()
         if not papers:  # an empty file written over the user's own .bib lost it
-            raise AssistantError(f"{target}: nothing written, no paper has been cited in this conversation yet")
+            raise AssistantError(f"{path}: nothing written, no paper has been cited in this conversation yet")
+        mine = isinstance(path, (str, os.PathLike)) and Path(path).expanduser().absolute() in self._written
         text = self.assistant.references([a for _, a in self.history], fmt or format_for(str(path)))
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(target)
-        except OSError as exc:
-            with contextlib.suppress(OSError):  # a name that could not be written cannot be removed either
-                tmp.unlink(missing_ok=True)
-            raise AssistantError(f"{target}: cannot write the references ({exc.strerror or exc})") from None
+        target = write_file(path, text, overwrite=overwrite or mine)
+        self._written.add(target.absolute())
         return len(papers)
 
     def ask(self, question: str, *, on_token: Callable[[str], None] | None = None, **kwargs: Any) -> Answer:

@@ -8,10 +8,13 @@ UTF-8, LaTeX specials are escaped, and ``$...$`` math is kept as written.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from .display import markdown_text, url_part, web_link
@@ -41,6 +44,31 @@ def export(papers: Sequence[Paper], fmt: str) -> str:
         "bibtex": to_bibtex, "ris": to_ris, "csl-json": to_csl_json, "markdown": to_markdown}
     check_format(fmt)
     return writers[fmt](papers)
+
+
+def write_file(path: str | os.PathLike[str], text: str, *, overwrite: bool = True) -> Path:
+    """Write references to ``path`` whole or not at all (a temporary file beside it, renamed over it);
+    without ``overwrite``, a file already there is refused: it may be the user's own .bib."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise AssistantError(f"the file to write is a {type(path).__name__}, not a path")
+    target = Path(path).expanduser()
+    try:
+        folder, there = target.is_dir(), target.exists()
+    except OSError:  # e.g. a name too long: said by the write below
+        folder = there = False
+    if not str(path).strip() or not target.name or folder:
+        raise AssistantError(f"'{path}': not a file name; give one to write the references to (e.g. refs.bib)")
+    if not overwrite and there:
+        raise AssistantError(f"{target}: already exists; nothing written - give another name, or remove it first")
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # a name that could not be written cannot be removed either
+            tmp.unlink(missing_ok=True)
+        raise AssistantError(f"{target}: cannot write the references ({exc.strerror or exc})") from None
+    return target
 
 
 def format_for(path: str, default: str = "bibtex") -> str:

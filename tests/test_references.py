@@ -71,7 +71,20 @@ def test_chat_export_before_anything_is_cited_keeps_the_file(sample_assistant: A
         chat.ask("How long does a capybara sleep?")  # refused: cites nothing
         with pytest.raises(AssistantError, match="nothing written"):
             chat.export(mine)
-    assert mine.read_text(encoding="utf-8") == "@article{mine, title={My precious}}\n"
+        chat.ask(QUESTION)
+        # Something cited now: still not written over the user's file (it replaced it silently) ...
+        with pytest.raises(AssistantError, match=r"refs.bib: already exists; nothing written - give another name"):
+            chat.export(mine)
+        assert mine.read_text(encoding="utf-8") == "@article{mine, title={My precious}}\n"
+        # ... but a file this conversation wrote is brought up to date, and overwrite=True says so.
+        n = chat.export(tmp_path / "ours.bib")
+        chat.ask("What does ARRA align LLM hidden states with?")
+        assert chat.export(tmp_path / "ours.bib") >= n
+        assert chat.export(mine, overwrite=True) >= n and "@misc{" in mine.read_text(encoding="utf-8")
+        for bad, needle in ((tmp_path, "not a file name"), (".", "'.': not a file name"), ("", "not a file name"),
+                            ("/", "not a file name"), (5, "the file to write is a int, not a path")):
+            with pytest.raises(AssistantError, match=needle):  # ValueError / TypeError tracebacks, in chat too
+                chat.export(bad)  # type: ignore[arg-type]
 
 
 def test_one_item_where_a_list_is_expected(sample_assistant: Any) -> None:
@@ -121,12 +134,18 @@ def test_cli_ask_cite_papers_export_and_chat_export(sample_home: Path, embed_cac
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert len(target.read_text(encoding="utf-8").splitlines()) == 247
+    ris = tmp_path / "two.ris"  # the format from the suffix, as chat's /export (BibTeX went into .ris files)
+    r = subprocess.run([sys.executable, "-m", "assistant", "papers", "export", *ids, "-o", str(ris)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and "wrote ris references" in r.stderr, r.stderr
+    assert ris.read_text(encoding="utf-8").count("TY  - ") == len(set(ids))
 
     bib = tmp_path / "chat.bib"
-    r = subprocess.run([sys.executable, "-m", "assistant", "chat"], input=f"{QUESTION}\n/export {bib}\n/quit\n",
+    r = subprocess.run([sys.executable, "-m", "assistant", "chat"],
+                       input=f"{QUESTION}\n/export .\n/export {bib}\n/quit\n",
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "reference(s) to" in r.stdout
+    assert "'.': not a file name" in r.stdout and "reference(s) to" in r.stdout  # `/export .` ended the session
     back = bib_reader.read(bib)
     assert not back.problems and len(back.papers) >= 2
 

@@ -227,19 +227,20 @@ def papers_search(query: str, k: int = typer.Option(10, "-k"), since: str | None
 
 @papers_app.command("export")
 def papers_export(ids: list[str] = typer.Argument(None, help="Paper ids (default: every indexed paper)."),
-                  fmt: str = typer.Option("bibtex", "--format", "-f", help="bibtex | ris | csl-json | markdown"),
+                  fmt: str | None = typer.Option(None, "--format", "-f", help="bibtex | ris | csl-json | markdown "
+                                   "(default: from the -o file's suffix, else bibtex)"),
                   output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
                   collection: str | None = CollectionOpt, config: Path | None = ConfigOpt) -> None:
     """References of indexed papers (BibTeX keys stable and unique; arXiv eprints and DOIs kept)."""
+    from ..export import format_for, write_file
+
     _check_format(fmt)
+    fmt = fmt or (format_for(str(output)) if output is not None else "bibtex")
     text = _assistant(config, collection=collection).export(ids or None, fmt)
     if output is None:
         sys.stdout.write(text)
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise AssistantError(f"{output}: cannot write ({exc.strerror or exc})") from None
+    write_file(output, text)
     _console(stderr=True).print(f"wrote {fmt} references to {output}", highlight=False)
 
 
