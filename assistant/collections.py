@@ -132,7 +132,7 @@ def _missing(settings: Settings, name: str) -> str:
 def info(settings: Settings, name: str | None = None) -> CollectionInfo:
     name = canonical(name or settings.index.collection)
     require(settings, name)
-    index = PaperIndex(settings_for(settings, name))
+    index = PaperIndex(settings_for(settings, name), check_model=False)  # described whatever its model
     try:
         with index.reading():
             st = index.status()
@@ -175,6 +175,9 @@ def create(settings: Settings, name: str) -> CollectionInfo:
     name = canonical(name)
     if exists(settings, name):
         raise CollectionError(f"collection '{name}' already exists")
+    from .index.embeddings import get_embedder
+
+    get_embedder(settings)  # a model that cannot load is not recorded (the collection asked for it ever after)
     index = PaperIndex(settings_for(settings, name))
     with _locked(index, name):
         cat = index.catalogue

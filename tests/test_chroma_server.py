@@ -195,6 +195,26 @@ def test_same_titled_papers_on_a_server_keep_apart_and_edit_in_place(chroma_serv
     assert sorted(p.abstract for p in a.papers()) == [y, x + " Edited."]
 
 
+def test_a_collection_of_another_model_on_the_server_is_refused_to_an_ingest(
+        chroma_server: ChromaServer, tmp_path: Path, embed_cache: Path) -> None:
+    """A first catalogue access that failed the model check was kept unchecked: an ingest from a home with
+    the local model then wrote MiniLM vectors into a collection recorded as another model's, which no
+    client could use after."""
+    from assistant.errors import IndexStateError
+
+    server = {"chroma_host": "127.0.0.1", "chroma_port": chroma_server.port}
+    other = Assistant(make_settings(tmp_path / "s6", embed_cache, embedding="openai",
+                                    openai_base_url="http://127.0.0.1:9/v1", **server))
+    other.create_collection("mixed")
+    local = Assistant(make_settings(tmp_path / "s7", embed_cache, collection="mixed", **server))
+    src = _rows_file(tmp_path / "a.jsonl", 0, 2)
+    for _ in range(2):  # the second attempt too: the failed check is not remembered as passed
+        with pytest.raises(IndexStateError, match=r"\(collection 'mixed'\) was built with embedding model "
+                                                  "'text-embedding-3-small'"):
+            local.ingest([src])
+    assert other.collection_info("mixed").papers == 0
+
+
 def test_frozen_server_is_one_line_within_the_timeout(chroma_server: ChromaServer, tmp_path: Path,
                                                       embed_cache: Path) -> None:
     """A `chroma run` frozen by SIGSTOP (it still accepts connections, never answers): `ask`, `status`,

@@ -381,3 +381,32 @@ def test_two_ingests_into_two_collections_at_once_on_a_chroma_server(tmp_path: P
             assert st["vectors"] == st["chunks"] > 0 and st["sentence_vectors"] > 0
     finally:
         server.stop()
+
+
+def test_a_model_that_cannot_load_is_not_recorded_and_other_models_are_listed(tmp_path: Path,
+                                                                               embed_cache: Path) -> None:
+    """A mistyped ASSISTANT_EMBEDDING_MODEL was recorded by the failed ingest (or create): every later
+    command then asked for a model that does not exist. And one collection built with another model made
+    `collections list` fail for the whole home, and `delete -y` refuse it."""
+    home = tmp_path / "home"
+    src = subset(tmp_path, "a", slice(0, 2))
+    env = cli_env(home, embed_cache)
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["assistant", *args], env={**env, **extra}, capture_output=True, text=True, timeout=300)
+
+    typo = {"ASSISTANT_EMBEDDING_MODEL": "minilm-typo"}
+    for args in (("ingest", str(src)), ("collections", "create", "typo")):
+        r = run(*args, **typo)
+        assert r.returncode == 1 and "unknown local model 'minilm-typo'" in r.stderr, r.stderr
+    assert run("ingest", str(src)).returncode == 0  # the default model: nothing was recorded for the typo
+    assert "typo" not in run("collections", "list").stdout
+    r = run("collections", "create", "oa", ASSISTANT_EMBEDDING="openai", OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    assert r.returncode == 0, r.stderr
+    listed = run("collections", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    models = {c["name"]: c["embedding_model"] for c in json.loads(listed.stdout)}
+    assert models == {"default": "all-MiniLM-L6-v2-int8", "oa": "text-embedding-3-small"}
+    assert run("collections", "delete", "oa", "-y").returncode == 0
+    r = run("ask", "-c", "default", "What is this about?")
+    assert r.returncode == 0, r.stderr

@@ -246,9 +246,21 @@ def _ingest_locked(index: PaperIndex, staged: StagedPapers, complete_files: set[
         if absent and not rebuild:
             index.refuse_a_lost_catalogue()  # before opening it for writing makes an empty one that hides it
         cat = index.catalogue
+
+        def get_embedder_once() -> Any:
+            nonlocal embedder
+            if embedder is None:
+                from .embeddings import CachedEmbedder, get_embedder
+
+                embedder = CachedEmbedder(get_embedder(settings), settings.embedding_cache)
+            return embedder
+
         if cat.get_meta("embedding_model") is None:
             if not rebuild and not absent:  # (checked just above when there was no file)
                 index.refuse_a_lost_catalogue()
+            # The model is recorded only once it loads: a mistyped model name was recorded by the failed
+            # ingest, and the index then asked for a model that does not exist.
+            get_embedder_once()
             cat.set_meta("embedding_model", settings.embedding_model_name)
             cat.set_meta("schema", "1")
             cat.db.commit()
@@ -265,14 +277,6 @@ def _ingest_locked(index: PaperIndex, staged: StagedPapers, complete_files: set[
             # A new (or emptied) home: every paper written from here on carries its sentence vectors.
             cat.set_meta("sentence_vectors", "complete")
             cat.db.commit()
-
-        def get_embedder_once() -> Any:
-            nonlocal embedder
-            if embedder is None:
-                from .embeddings import CachedEmbedder, get_embedder
-
-                embedder = CachedEmbedder(get_embedder(settings), settings.embedding_cache)
-            return embedder
 
         writer = _Writer(index, get_embedder_once, rep, report, batch_papers, after_batch)
         started = False

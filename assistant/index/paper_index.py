@@ -72,8 +72,11 @@ class _Readers:
 
 
 class PaperIndex:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, check_model: bool = True) -> None:
+        """``check_model=False`` opens an index built with another embedding model, to describe it
+        (`collections list` failed for a whole home holding one such collection)."""
         self.settings = settings
+        self.check_model = check_model
         self.dir = index_dir(settings)
         self._catalogue: Catalogue | ServerCatalogue | None = None
         self._vectors: VectorStore | None = None
@@ -135,8 +138,9 @@ class PaperIndex:
         with self._lock:
             if self.settings.server_mode:
                 if self._catalogue is None:
-                    self._catalogue = ServerCatalogue(self.vectors)
-                    self._check_model(self._catalogue)
+                    cat = ServerCatalogue(self.vectors)
+                    self._check_model(cat)  # kept only once checked: a failed check is made again next time
+                    self._catalogue = cat
                 return self._catalogue
             stale = self._catalogue is not None and (self._catalogue.readonly == self._writing or (
                 self._catalogue.in_memory and self.catalogue_path.is_file()))
@@ -144,9 +148,14 @@ class PaperIndex:
                 self._catalogue.close()
                 self._catalogue = None
             if self._catalogue is None:
-                self._catalogue = Catalogue(self.catalogue_path, readonly=not self._writing)
-                self._opened_file = None if self._catalogue.in_memory else self._catalogue_id()
-                self._check_model(self._catalogue)
+                cat = Catalogue(self.catalogue_path, readonly=not self._writing)
+                try:
+                    self._check_model(cat)
+                except IndexStateError:  # not kept: an ingest reusing it wrote past the model check
+                    cat.close()
+                    raise
+                self._catalogue = cat
+                self._opened_file = None if cat.in_memory else self._catalogue_id()
             return self._catalogue
 
     def _catalogue_id(self) -> tuple[int, int] | None:
@@ -187,10 +196,13 @@ class PaperIndex:
         return False
 
     def _check_model(self, cat: Catalogue | ServerCatalogue) -> None:
+        if not self.check_model:
+            return
         built = cat.get_meta("embedding_model")
         want = self.settings.embedding_model_name
         if built and built != want:
-            where = cat.path if self.settings.server_mode else self.dir
+            where = (f"{cat.path} (collection '{self.settings.index.collection}')" if self.settings.server_mode
+                     else self.dir)
             raise IndexStateError(
                 f"the index in {where} was built with embedding model '{built}', but the settings ask for "
                 f"'{want}'; rebuild it with `assistant ingest --rebuild SOURCES` "
