@@ -400,8 +400,8 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+        log.exception("unexpected error")  # the details (paths, internals) go to the server's log only
+        return error_response(500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     # -- web chat ----------------------------------------------------------------------
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
