@@ -110,7 +110,7 @@ class HybridRetriever:
         self._exact: dict[str, tuple[tuple[int, int], VectorTable | None]] = {}
         self._exact_lock = threading.Lock()
         self._forgotten = 0
-        self._strategy: tuple[int, str] | None = None
+        self._strategy: tuple[tuple[int, int], str] | None = None
         self._query_time: Any = None
         """Sentence vectors embedded at question time (index.sentence_strategy top / query-time)."""
 
@@ -254,7 +254,7 @@ class HybridRetriever:
         limit = self.settings.retrieval.exact_search_max
         if limit <= 0:
             return None
-        gen = self.index.catalogue.generation
+        gen = (self.index.catalogue.generation, self.index.epoch)
         cached = self._exact.get(kind)
         if cached is not None and cached[0] == (gen, self._forgotten):
             return cached[1]
@@ -321,7 +321,7 @@ class HybridRetriever:
         """The index's recorded ``index.sentence_strategy`` (read once per catalogue generation)."""
         from .index.sentences import recorded
 
-        gen = self.index.catalogue.generation
+        gen = (self.index.catalogue.generation, self.index.epoch)
         if self._strategy is None or self._strategy[0] != gen:
             self._strategy = (gen, recorded(self.index.catalogue, self.settings))
         return self._strategy[1]

@@ -239,6 +239,7 @@ def test_a_collection_deleted_and_made_again_elsewhere_is_read_afresh(fresh_home
     assert reader.ingest([subset(tmp_path, "old", slice(0, 8))]).new == 8
     old_ids = {p.paper_id for p in reader.papers()}
     assert {s.paper.paper_id for s in reader.search(QUESTION, 5)} <= old_ids
+    assert {s.paper.paper_id for s in reader.search(QUESTION, 5, mode="dense")} <= old_ids  # vectors loaded
     env = cli_env(fresh_home, embed_cache)
 
     def cli(*args: str) -> None:
@@ -255,7 +256,22 @@ def test_a_collection_deleted_and_made_again_elsewhere_is_read_afresh(fresh_home
     assert new_ids == {p.paper_id for p in read_paths([new_file]).papers} and not new_ids & old_ids
     assert reader.status()["papers"] == len(new_ids) > 0
     assert {s.paper.paper_id for s in reader.search(QUESTION, 5)} <= new_ids
+    # The vectors loaded for exact search were the deleted collection's (same generation, 1): dense
+    # retrieval found nothing, and hybrid ran on BM25 alone.
+    dense = {s.paper.paper_id for s in reader.search(QUESTION, 5, mode="dense")}
+    assert dense and dense <= new_ids
     assert {c.paper_id for c in reader.ask(QUESTION).citations} <= new_ids
+    # Asked while it is gone (a 404 from `serve`), then made again: every question was refused, the BM25
+    # index and loaded vectors of the collection before kept (and the new catalogue taken as the one open).
+    cli("collections", "delete", "alpha", "--yes")
+    with pytest.raises(CollectionError, match="no collection 'alpha'"):
+        reader.ask(QUESTION)
+    third = subset(tmp_path, "third", slice(0, 6))
+    cli("ingest", "-c", "alpha", str(third))
+    third_ids = {p.paper_id for p in read_paths([third]).papers}
+    for mode in ("dense", "bm25", "hybrid"):
+        found = {s.paper.paper_id for s in reader.search(QUESTION, 5, mode=mode)}
+        assert found and found <= third_ids, mode
     reader.index.release()
 
 

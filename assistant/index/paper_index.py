@@ -87,6 +87,8 @@ class PaperIndex:
         self._readers = _Readers()
         self._writing = False
         """True inside write_lock: only then is the catalogue opened for writing."""
+        self.epoch = 0
+        """Counts ``release``s: what was read from the index before one is not to be reused."""
         self._opened_file: tuple[int, int] | None = None
         """(device, inode) of the catalogue file open here (embedded). Held open, its inode cannot be
         reused by a new file: the folder's could (a folder removed and made again got its old inode
@@ -272,7 +274,6 @@ class PaperIndex:
         if moved:
             with self._readers.exclusive(), self._lock:
                 self.release()
-                self._lexical = None
                 self._opened_file = None
         if not self.exists():
             return
@@ -400,6 +401,11 @@ class PaperIndex:
             if self._vectors is not None:
                 self._vectors.close()
                 self._vectors = None
+            # What was read from it goes too: a collection deleted and made again starts its generation
+            # at 1 again, so caches keyed by generation alone (BM25 here, the retriever's loaded vectors)
+            # kept answering from the deleted one's papers - or from none.
+            self._lexical = None
+            self.epoch += 1
 
 
 def index_dir(settings: Settings) -> Path:
