@@ -92,10 +92,11 @@ def names(settings: Settings) -> list[str]:
     exists: a home's first question builds it), then the others by name."""
     found: set[str] = set()
     if settings.server_mode:
-        for chroma in _server_names(settings):
+        have = _server_names(settings)
+        for chroma in have:
             base, dot, suffix = chroma.partition(".")
             name = from_chroma(base)
-            if name is not None and dot + suffix in FAMILY:
+            if name is not None and dot + suffix in FAMILY and _ours(base, have):
                 found.add(name)
     elif settings.home.is_dir():
         for entry in settings.home.iterdir():
@@ -111,9 +112,14 @@ def exists(settings: Settings, name: str) -> bool:
     if name == DEFAULT:
         return True
     if settings.server_mode:
-        have = _server_names(settings)
-        return any(chroma_name(name) + s in have for s in FAMILY)
+        return _ours(chroma_name(name), _server_names(settings))
     return _embedded_exists(embedded_dir(settings, name))
+
+
+def _ours(base: str, have: set[str]) -> bool:
+    """A collection this tool made on a Chroma server has its ``.meta`` (written before anything else).
+    Another application's collection of a fitting name was listed as one, and `delete` removed it."""
+    return base + ".meta" in have
 
 
 def require(settings: Settings, name: str | None = None) -> None:

@@ -215,6 +215,29 @@ def test_a_collection_of_another_model_on_the_server_is_refused_to_an_ingest(
     assert other.collection_info("mixed").papers == 0
 
 
+def test_another_applications_collections_are_left_alone(chroma_server: ChromaServer, tmp_path: Path,
+                                                         embed_cache: Path) -> None:
+    """A Chroma collection another program made ('notes') was listed as a collection, and
+    `collections delete notes -y` deleted it."""
+    import chromadb
+
+    from assistant.collection_names import CollectionError
+    from assistant.errors import IndexStateError
+
+    other = chromadb.HttpClient(host="127.0.0.1", port=chroma_server.port)
+    notes = other.get_or_create_collection("notes", embedding_function=None)
+    notes.add(ids=["n1", "n2"], embeddings=[[0.1] * 8, [0.2] * 8])
+    a = Assistant(make_settings(tmp_path / "home", embed_cache, chroma_host="127.0.0.1",
+                                chroma_port=chroma_server.port))
+    assert [c.name for c in a.collections()] == ["default"]
+    with pytest.raises(CollectionError, match="no collection 'notes'"):
+        a.delete_collection("notes")
+    with pytest.raises(IndexStateError, match="'notes' was not made by paper-assistant"):
+        a.use("notes").ingest([_rows_file(tmp_path / "a.jsonl", 0, 2)])
+    assert other.get_collection("notes").count() == 2
+    assert "notes.meta" not in {c.name for c in other.list_collections()}
+
+
 def test_frozen_server_is_one_line_within_the_timeout(chroma_server: ChromaServer, tmp_path: Path,
                                                       embed_cache: Path) -> None:
     """A `chroma run` frozen by SIGSTOP (it still accepts connections, never answers): `ask`, `status`,

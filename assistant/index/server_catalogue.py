@@ -108,6 +108,10 @@ class ServerCatalogue:
     def set_meta(self, key: str, value: str) -> None:
         if key == "writing":
             return
+        if self._col(self.meta_name) is None and self._col(self.vectors.name) is not None:
+            raise IndexStateError(f"{self.path}: the Chroma collection '{self.vectors.name}' was not made by "
+                                  "paper-assistant (it has no .meta); it is left alone - choose another collection "
+                                  "name")
         col = self._col(self.meta_name, create=True)
         self._call(col.upsert, ids=[key], embeddings=[_DUMMY], metadatas=[{"value": value}])
 
