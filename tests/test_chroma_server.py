@@ -238,6 +238,25 @@ def test_another_applications_collections_are_left_alone(chroma_server: ChromaSe
     assert "notes.meta" not in {c.name for c in other.list_collections()}
 
 
+def test_a_collection_another_client_deleted_is_named_as_gone(chroma_server: ChromaServer, tmp_path: Path,
+                                                              embed_cache: Path) -> None:
+    """It read as "the shared index is being rebuilt ... run `assistant ingest --rebuild`" (a 503), and
+    following that advice made the deleted collection again."""
+    from assistant.collection_names import NoSuchCollection
+
+    server = {"chroma_host": "127.0.0.1", "chroma_port": chroma_server.port}
+    a = Assistant(make_settings(tmp_path / "a", embed_cache, collection="sy", **server))
+    b = Assistant(make_settings(tmp_path / "b", embed_cache, **server))
+    src = _rows_file(tmp_path / "s.jsonl", 0, 3)
+    a.ingest([src])
+    assert a.search("Shared paper 1 reward model ensembles", 2)
+    b.delete_collection("sy")
+    with pytest.raises(NoSuchCollection, match="no collection 'sy'"):
+        a.search("Shared paper 1 reward model ensembles", 2, mode="dense")
+    b.use("sy").ingest([src])
+    assert a.search("Shared paper 1 reward model ensembles", 2, mode="dense")
+
+
 def test_frozen_server_is_one_line_within_the_timeout(chroma_server: ChromaServer, tmp_path: Path,
                                                       embed_cache: Path) -> None:
     """A `chroma run` frozen by SIGSTOP (it still accepts connections, never answers): `ask`, `status`,

@@ -213,6 +213,11 @@ class VectorStore:
         if "does not exist" not in str(exc).lower():
             raise self.error(exc) from None
         col = reopen()
+        if col is None and self.settings.server_mode:
+            from ..collections import exists, require
+
+            if not exists(self.settings, self.settings.index.collection):
+                require(self.settings)  # deleted by another client: "no collection" (a 404), not "rebuild it"
         if col is None:
             where = (f"Chroma server at {self.settings.index.chroma_host}:{self.settings.index.chroma_port}: "
                      "the shared index" if self.settings.server_mode else f"{self.where}: the index")
