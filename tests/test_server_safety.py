@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -321,6 +322,37 @@ def test_stalled_clients_are_timed_out(srv: ServerProcess) -> None:
         got = _read_until_closed(sock)
     assert first.startswith(b"HTTP/1.1 200") and got.startswith(b"HTTP/1.1 408"), (first, got)
     assert srv.json("GET", "/healthz")[0] == 200
+
+
+def test_oversized_headers_are_refused_before_they_are_held(srv: ServerProcess) -> None:
+    """50 MB of header was read and answered 200 (held in memory, before any token check): over 64 KiB of
+    request line and headers is a 431, and the connection is closed. A request just under it, and a body far
+    larger than that arriving in the headers' packets, are fine."""
+    from assistant.server.timeouts import MAX_HEADER_BYTES
+
+    with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ")
+        for _ in range(MAX_HEADER_BYTES // 16384 + 1):  # read piece by piece: nothing unread when it closes
+            sock.sendall(b"a" * 16384)
+            time.sleep(0.3)
+        got = _read_until_closed(sock)
+    assert got.startswith(b"HTTP/1.1 431") and b"frame-ancestors 'none'" in got, got[:300]
+    pad = b"a" * (MAX_HEADER_BYTES - 200)
+    status, _, _ = srv.request("GET", "/healthz", headers={"X-Pad": pad.decode()})
+    assert status == 200
+    big = json.dumps({"question": "Which papers drop the reference model?", "pad": "x" * 300_000}).encode()
+    status, _, raw = srv.request("POST", "/v1/ask", big, headers={"Content-Type": "application/json"})
+    assert status == 422 and b"pad" in raw  # read whole and refused for its unknown field, not for its size
+
+
+@pytest.mark.parametrize("head", [b"GET /healthz HTTP/1.0\r\n\r\n",
+                                  b"GET /healthz HTTP/1.1\r\nHost: evil.example\r\nHost: 127.0.0.1\r\n\r\n"])
+def test_a_request_without_exactly_one_host_is_refused(srv: ServerProcess, head: bytes) -> None:
+    """No Host (HTTP/1.0), or two, the last one allowed: both were answered."""
+    with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+        sock.sendall(head)
+        got = _read_until_closed(sock)
+    assert got.startswith(b"HTTP/1.1 400") and b"exactly one Host header" in got, got[:300]
 
 
 # -- 7. hostile paper text and what a browser may do with responses ---------------------------------

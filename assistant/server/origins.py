@@ -103,8 +103,11 @@ class OriginGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        refusal = self.refusal(scope.get("method", "GET"), scope.get("path", ""), headers)
+        raw = scope.get("headers", [])
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+        hosts = sum(1 for k, _ in raw if k.lower() == b"host")
+        refusal = ((400, "a request must name this server in exactly one Host header") if hosts != 1 else
+                   self.refusal(scope.get("method", "GET"), scope.get("path", ""), headers))
         if refusal is None:
             await self.app(scope, receive, send)
             return

@@ -5,8 +5,8 @@ connection and sends half a request line or half its headers is kept forever (it
 the keep-alive timer, and nothing else is armed). This wraps uvicorn's HTTP protocol (httptools or
 h11, whichever uvicorn picks) with a deadline for the headers: from the moment the connection opens,
 or the previous answer was sent, the client has ``header_timeout`` seconds to finish a request's
-headers; otherwise it gets 408 and the connection is closed. Body reads are bounded in ``app.Guard``
-(``body_timeout`` between pieces of a body).
+headers; otherwise it gets 408 and the connection is closed. Headers over ``MAX_HEADER_BYTES`` get
+431. Body reads are bounded in ``app.Guard`` (``body_timeout`` between pieces of a body).
 """
 
 from __future__ import annotations
@@ -16,10 +16,20 @@ from typing import Any
 
 from .headers import COMMON
 
-_REASON = b"request headers not sent in time"
-TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-               + b"".join(k + b": " + v + b"\r\n" for k, v in COMMON)
-               + b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_REASON), _REASON))
+#: The most a request line and its headers may take: httptools has no limit of its own, and 50 MB of
+#: header was read (and held) before the token check, which runs once the headers are complete.
+MAX_HEADER_BYTES = 64 * 1024
+
+
+def _plain(status: bytes, reason: bytes) -> bytes:
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            + b"".join(k + b": " + v + b"\r\n" for k, v in COMMON)
+            + b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(reason), reason))
+
+
+TIMEOUT_408 = _plain(b"408 Request Timeout", b"request headers not sent in time")
+TOO_LARGE_431 = _plain(b"431 Request Header Fields Too Large",
+                       b"request line and headers over %d bytes" % MAX_HEADER_BYTES)
 
 
 def _base_protocol() -> type[asyncio.Protocol]:
@@ -42,10 +52,19 @@ def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
     class HeaderDeadline(base):  # type: ignore[misc, valid-type]
         _header_timer: asyncio.TimerHandle | None = None
         _partial = False
+        _armed: Any = None
+        _header_bytes = 0
 
         def data_received(self, data: bytes) -> None:
             self._partial = True
             super().data_received(data)
+            # Still no new request (uvicorn makes its cycle when the headers are complete): all of it
+            # was request line and headers.
+            if self.cycle is self._armed and not self.transport.is_closing():
+                self._header_bytes += len(data)
+                if self._header_bytes > MAX_HEADER_BYTES:
+                    self.transport.write(TOO_LARGE_431)
+                    self.transport.close()
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -66,6 +85,7 @@ def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
             if self._header_timer is not None:
                 self._header_timer.cancel()
             self._partial = False
+            self._armed, self._header_bytes = self.cycle, 0
             self._header_timer = self.loop.call_later(header_timeout, self._header_deadline, self.cycle)
 
         def _header_deadline(self, armed: Any) -> None:
