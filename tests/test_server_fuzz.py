@@ -57,6 +57,10 @@ def test_the_schema_describes_every_endpoint(fuzz_server: ServerProcess) -> None
     assert schema["paths"]["/v1/ask"]["post"]["requestBody"]["required"] is True
     assert schema["components"]["schemas"]["AskRequest"]["properties"]["question"]["maxLength"] == 4000
     assert "messages" in schema["components"]["schemas"]["ChatRequest"]["properties"]
+    # /v1/verify's body and /v1/ingest's collection were missing: the fuzzer never sent them.
+    assert schema["paths"]["/v1/verify"]["post"]["requestBody"]["required"] is True
+    assert "claim" in schema["components"]["schemas"]["VerifyRequest"]["properties"]
+    assert "collection" in {p["name"] for p in schema["paths"]["/v1/ingest"]["post"]["parameters"]}
 
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])

@@ -573,7 +573,8 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
 
     schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for path, model in (("/v1/ask", AskRequest), ("/v1/chat/completions", ChatRequest)):
+    for path, model in (("/v1/ask", AskRequest), ("/v1/verify", VerifyRequest),
+                        ("/v1/chat/completions", ChatRequest)):
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
         components[model.__name__] = body
@@ -587,6 +588,8 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
         {"name": "format", "in": "query", "required": False,
          "schema": {"type": "string", "enum": sorted(INGEST_FORMATS)}},
         {"name": "source", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 200}},
+        {"name": "collection", "in": "query", "required": False,
+         "description": "the collection to ingest into (made when new)", "schema": {"type": "string", "maxLength": 48}},
         {"name": "X-Source", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 200}}]
     app.openapi_schema = schema
     return schema
