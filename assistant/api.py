@@ -336,7 +336,7 @@ class Assistant:
             found = self.index.catalogue.get_many(ids) if self.index.exists() else {}
         missing = [i for i in ids if i not in found]
         if missing:
-            raise AssistantError(f"no paper with id {', '.join(repr(m) for m in missing[:5])}"
+            raise AssistantError(f"no paper with id {', '.join(repr(m[:200]) for m in missing[:5])}"
                                  f"{' and more' if len(missing) > 5 else ''} (see `assistant papers list`)")
         return export([found[i] for i in ids], fmt)
 

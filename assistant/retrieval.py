@@ -45,14 +45,16 @@ def parse_date_bound(value: str | int | None, *, upper: bool) -> int | None:
     return year * 10000 + month * 100 + day
 
 
-def date_range_problem(since: str | int | None, until: str | int | None) -> str | None:
+def date_range_problem(since: str | int | None, until: str | int | None, *, names: tuple[str, str] = (
+        "--since", "--until")) -> str | None:
     """Why two date filters can match no paper (--since after --until), or None (the CLI, the Python
-    API and the server all refuse it rather than answer with a refusal)."""
+    API and the server all refuse it rather than answer with a refusal); ``names`` as the caller's user
+    calls them (the server's JSON fields)."""
     if since in (None, "") or until in (None, ""):
         return None
     lo, hi = parse_date_bound(since, upper=False), parse_date_bound(until, upper=True)
     if lo is not None and hi is not None and lo > hi:
-        return f"date filters: --since {since} is after --until {until}, so no paper can match"
+        return f"date filters: {names[0]} {since} is after {names[1]} {until}, so no paper can match"
     return None
 
 

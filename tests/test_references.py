@@ -178,6 +178,10 @@ def test_server_paper_as_bibtex_and_references(ref_server: ServerProcess) -> Non
     assert status == 422 and "not a reference format" in body.decode()
     status, _, body = ref_server.request("GET", "/v1/papers/nope?format=bibtex")
     assert status == 404
+    status, _, body = ref_server.request("GET", "/v1/references?ids=" + "x" * 600)
+    message = json.loads(body)["error"]["message"]  # the CLI's hint, and the whole 600-character id, were in it
+    assert status == 404 and "GET /v1/papers lists them" in message and "assistant papers" not in message
+    assert len(message) < 300
     _, found = ref_server.json("POST", "/v1/ask", {"question": QUESTION})
     ids = list(dict.fromkeys(c["paper_id"] for c in found["citations"]))
     query = "&".join(f"ids={i}" for i in ids)

@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import json
 import logging
+import re
 import tempfile
 import threading
 import time
@@ -66,10 +67,14 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
                         headers=headers)
 
 
+_TYPE_TAG = re.compile(r"^(?:str|int|float|bool|none|bytes|date|datetime|list|dict)$|\[|^function-")
+
+
 def validation_message(errors: list[Any]) -> str:
     """First pydantic error as 'field: reason' (unknown fields named as such)."""
     err = errors[0]
-    loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")]
+    # Without the union member pydantic names ('since.str', 'messages.0.content.list[ContentPart]').
+    loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path") and not _TYPE_TAG.match(str(x))]
     where = ".".join(loc) or "body"
     kind = err.get("type", "")
     if kind == "extra_forbidden":
@@ -77,7 +82,7 @@ def validation_message(errors: list[Any]) -> str:
     if kind == "missing":
         return f"{where}: required field missing"
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"{where}: {msg}"
+    return f"{where}: {msg}" if loc else msg  # a check across fields names its fields itself
 
 
 # -- the gate in front of the app: token, body size ------------------------------------
@@ -335,8 +340,8 @@ def reference_response(assistant: Any, ids: list[str], fmt: str) -> Response:
         raise ApiError(422, f"format: '{fmt}' is not a reference format (one of {', '.join(REFERENCE_TYPES)})")
     try:
         text = assistant.export(ids, fmt)
-    except AssistantError as exc:
-        raise ApiError(404, str(exc)) from None
+    except AssistantError as exc:  # without the CLI's hint: GET /v1/papers lists them here
+        raise ApiError(404, str(exc).replace("(see `assistant papers list`)", "(GET /v1/papers lists them)")) from None
     return Response(text, media_type=REFERENCE_TYPES[fmt])
 
 
@@ -486,7 +491,7 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
                 raise ApiError(422, f"{name}: {exc}") from None
         from ..retrieval import date_range_problem
 
-        problem = date_range_problem(since, until)
+        problem = date_range_problem(since, until, names=("since", "until"))
         if problem:
             raise ApiError(422, problem)
         sources = await shared.answers.run(

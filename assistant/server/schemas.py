@@ -77,7 +77,7 @@ class Filters(BaseModel):
     def _range(self) -> Filters:
         from ..retrieval import date_range_problem
 
-        problem = date_range_problem(self.since, self.until)
+        problem = date_range_problem(self.since, self.until, names=("since", "until"))
         if problem:
             raise ValueError(problem)
         return self
@@ -183,7 +183,8 @@ class ChatRequest(Filters):
         for i, m in enumerate(self.messages):
             cap = MAX_QUESTION_CHARS if m.role == "user" else MAX_HISTORY_TEXT_CHARS
             if m.role in ("user", "assistant") and len(m.text) > cap:
-                raise ValueError(f"messages.{i}: a {m.role} message may hold at most {cap} characters "
+                article = "an" if m.role == "assistant" else "a"
+                raise ValueError(f"messages.{i}: {article} {m.role} message may hold at most {cap} characters "
                                  f"(got {len(m.text)})")
         return self
 
