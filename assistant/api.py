@@ -21,6 +21,7 @@ from .index.ingest import IngestReport, Reporter, SilentReporter, ingest, sample
 from .index.paper_index import PaperIndex
 from .records import REFUSAL, Answer, Paper, Source
 from .settings import Settings
+from .text import blank
 
 if TYPE_CHECKING:
     from .answering.base import Answerer
@@ -350,7 +351,7 @@ class Assistant:
                until: str | int | None = None, mode: str = "hybrid") -> list[Source]:
         """Retrieval only: papers best first, no answer (nothing on a home with no index)."""
         query = _check_text(query, "query")
-        if not query.strip():
+        if blank(query):
             raise AssistantError("the query is empty")
         _check_filters(k, since, until)
         self._require_collection()
@@ -460,7 +461,7 @@ class Assistant:
     def check_claim(self, claim: object, *, k: object = None, since: object = None, until: object = None) -> str:
         """The claim, stripped, once it and its filters are known to be usable (before any slow work)."""
         text = _check_text(claim, "claim").strip()
-        if not text:
+        if blank(text):
             raise AssistantError("the claim is empty")
         _check_filters(k, since, until)
         return text
@@ -470,7 +471,7 @@ class Assistant:
         """The question, stripped, once it and its filters are known to be usable: callers
         (the CLI, the server) check before any slow work such as building the index."""
         text = _check_text(question, "question").strip()
-        if not text:
+        if blank(text):
             raise AssistantError("the question is empty")
         _check_filters(k, since, until)
         return text
@@ -600,7 +601,7 @@ class ChatSession:
     def ask(self, question: str, *, on_token: Callable[[str], None] | None = None, **kwargs: Any) -> Answer:
         """Retrieve and answer with the standalone form (the backend sees no history);
         the Answer keeps the user's words, and ``checks.standalone_question`` the form used."""
-        if not _check_text(question, "question").strip():  # before a follow-up form makes it look like one
+        if blank(_check_text(question, "question")):  # before a follow-up form makes it look like one
             raise AssistantError("the question is empty")
         query = self.standalone(question)
         ans = self.assistant.ask(query, backend=self.backend, on_token=on_token, **kwargs)

@@ -44,6 +44,12 @@ def _stemmer():  # type: ignore[no-untyped-def]
     return Stemmer.Stemmer("english")
 
 
+def blank(text: str) -> bool:
+    """Nothing to read: only whitespace, control and format characters (a question of one NUL, or of
+    zero-width spaces, was answered as if it asked something)."""
+    return all(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp") for ch in text)
+
+
 def raw_tokens(text: str) -> list[str]:
     """Lower-cased word tokens; hyphenated/dotted compounds are also split into parts."""
     out: list[str] = []

@@ -66,9 +66,13 @@ def test_extractive_follow_up_carries_topic(sample_assistant: Assistant) -> None
         second = s.ask("what loss does it use?")
         assert second.sources[0].paper.paper_id == first.citations[0].paper_id
         assert len(s.history) == 2
-        for empty in ("", "   "):  # a follow-up form made an empty question look like one
+        for empty in ("", "   ", "\x00", "\u200b\ufeff"):  # a follow-up form made an empty question look like one
             with pytest.raises(AssistantError, match="the question is empty"):
                 s.ask(empty)
+        for call in (lambda: sample_assistant.ask("\u200b"), lambda: sample_assistant.verify("\x00 \u200c"),
+                     lambda: sample_assistant.search("\u2028")):
+            with pytest.raises(AssistantError, match="is empty"):  # answered as if they asked something
+                call()
         with pytest.raises(AssistantError, match="the question must be text"):
             s.ask(None)  # type: ignore[arg-type]
         assert len(s.history) == 2

@@ -267,6 +267,10 @@ MALFORMED: list[tuple[str, str, bytes, int, str]] = [
     ("GET", "/v1/search?q=%ff%fe&k=1", b"", 400, "query string is not UTF-8"),
     ("GET", "/v1/papers?collection=%C0%AF", b"", 400, "query string is not UTF-8"),
     ("GET", "/v1/models?bogus=1", b"", 422, "unknown query parameter 'bogus'"),
+    # Nothing to read (a NUL, zero-width spaces) was answered as a question.
+    ("POST", "/v1/ask", b'{"question": "\\u0000"}', 422, "the question is empty"),
+    ("POST", "/v1/verify", b'{"claim": "\\u200b \\u200c"}', 422, "the claim is empty"),
+    ("POST", "/v1/chat/completions", _turns("\ufeff\u200b"), 422, "non-empty question"),
 ]
 
 

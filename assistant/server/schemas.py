@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from ..errors import AssistantError
 from ..retrieval import parse_date_bound
+from ..text import blank
 
 #: Strict: ``true`` is not the year 1, nor ``"k": true`` the number 1.
 DateBound = StrictStr | StrictInt | None
@@ -89,7 +90,7 @@ class AskRequest(Filters):
     @field_validator("question")
     @classmethod
     def _question(cls, v: str) -> str:
-        if not v.strip():
+        if blank(v):
             raise ValueError("the question is empty")
         return v.strip()
 
@@ -100,7 +101,7 @@ class VerifyRequest(Filters):
     @field_validator("claim")
     @classmethod
     def _claim(cls, v: str) -> str:
-        if not v.strip():
+        if blank(v):
             raise ValueError("the claim is empty")
         return v.strip()
 
@@ -178,7 +179,7 @@ class ChatRequest(Filters):
     @model_validator(mode="after")
     def _last_is_question(self) -> ChatRequest:
         last = self.messages[-1]
-        if last.role != "user" or not last.text.strip():
+        if last.role != "user" or blank(last.text):
             raise ValueError("the last message must be a user message with a non-empty question")
         for i, m in enumerate(self.messages):
             cap = MAX_QUESTION_CHARS if m.role == "user" else MAX_HISTORY_TEXT_CHARS
