@@ -43,7 +43,10 @@ class Assistant:
     """
 
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
-        self.settings = settings.with_(**overrides) if settings else Settings.load(**overrides)
+        if settings is not None and not isinstance(settings, Settings):  # was an AttributeError from inside
+            raise AssistantError(f"settings: expected a Settings (assistant.settings.Settings.load(...)), got "
+                                 f"{type(settings).__name__}; or pass single settings as keywords, e.g. top_k=5")
+        self.settings = settings.with_(**overrides) if settings is not None else Settings.load(**overrides)
         self.index = PaperIndex(self.settings)
         self._embedder: Embedder | None = None
         self._retriever: HybridRetriever | None = None
@@ -414,8 +417,9 @@ class Assistant:
         claim = self.check_claim(claim, k=k, since=since, until=until)
         name = backend or self.settings.llm.backend
         use_llm = name == "openai"
-        if not use_llm:
-            self.answerer(name)  # an unknown backend is named before any work
+        # An unknown backend, or one that cannot run (openai with no server or key), is named before
+        # any work: a claim without evidence reported "openai:gpt-4o-mini" labels no model gave.
+        self.answerer(name)
         t0 = time.perf_counter()
         self.ensure_index()
         _ = self.index.catalogue  # a model mismatch is named before any query is embedded
@@ -484,8 +488,11 @@ class Assistant:
                      mode: str = "hybrid") -> Any:
         """A llama-index ``BaseRetriever``: one ``NodeWithScore`` per paper (integrations/llama_index.py)."""
         from .integrations.llama_index import AssistantRetriever
+        from .retrieval import MODES
 
         _check_filters(k, since, until)  # here, not at its first retrieve
+        if mode not in MODES:
+            raise AssistantError(f"retrieval mode '{mode}': expected one of {', '.join(MODES)}")
 
         return AssistantRetriever(self, k, since=since, until=until, mode=mode)
 

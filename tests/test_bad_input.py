@@ -207,3 +207,28 @@ def test_an_unusable_cache_folder_is_not_called_a_full_disk(tmp_path: Path) -> N
     cache = blocker / "cache"
     line = one_error_line(run(tmp_path / "home", "ingest", str(src), ASSISTANT_CACHE_DIR=str(cache)))
     assert "no space left" not in line and f"{cache}: cannot write" in line, line
+
+
+def test_calibrate_verify_and_the_api_refuse_what_they_cannot_use(sample_home: Path, tmp_path: Path) -> None:
+    """`eval calibrate` on a one-row labels file was an IndexError traceback and `--judge bogus` ran the
+    offline judge; `verify --file --backend openai` without a server printed a first verdict, then failed
+    (and one claim without evidence reported labels from a model never asked); Assistant("x") was an
+    AttributeError."""
+    from assistant.api import Assistant
+
+    labels = tmp_path / "l.jsonl"
+    labels.write_text(json.dumps({"sentence": "a", "passages": ["b"], "label": "supported"}) + "\n", encoding="utf-8")
+    line = one_error_line(run(tmp_path, "eval", "calibrate", "--labels", str(labels), "--no-embed"))
+    assert "calibration needs supported and unsupported labels, at least 4 rows in all (got 1, one kind)" in line
+    assert "--judge 'bogus' is not a judge" in one_error_line(run(tmp_path, "eval", "calibrate", "--judge", "bogus"))
+    questions = Path(__file__).parents[1] / "evals" / "questions" / "dev.jsonl"
+    line = one_error_line(run(tmp_path, "eval", "run", str(questions), "--backend", "bogus", "--no-progress"))
+    assert line.startswith("error: --backend 'bogus' is not an answer backend (one of extractive"), line
+    claims = tmp_path / "c.txt"
+    claims.write_text("x\nDPO needs a reference model.\n", encoding="utf-8")
+    for args in (("--file", str(claims), "--json"), ("x",)):
+        proc = run(sample_home, "verify", *args, "--backend", "openai")
+        assert "the openai backend needs OPENAI_API_KEY" in one_error_line(proc) and proc.stdout == "", proc.stdout
+    for bad in ("x", {"llm": {}}):
+        with pytest.raises(AssistantError, match="settings: expected a Settings"):
+            Assistant(bad)  # type: ignore[arg-type]

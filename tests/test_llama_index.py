@@ -108,6 +108,8 @@ def test_bad_k_or_dates_fail_when_the_retriever_is_made(sample_assistant: Any) -
         sample_assistant.as_retriever(k=0)
     with pytest.raises(AssistantError, match="not a real date"):
         sample_assistant.as_query_engine(since="2024-13")
+    with pytest.raises(AssistantError, match="retrieval mode 'x': expected one of hybrid, dense, bm25"):
+        sample_assistant.as_retriever(mode="x")
 
 
 def test_llama_index_loads_only_when_asked() -> None:

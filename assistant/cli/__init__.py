@@ -350,6 +350,7 @@ def verify_cmd(
     a = _assistant(config, collection=collection)
     for c in claims:
         a.check_claim(c, k=k, since=since, until=until)  # bad input fails before the index is built
+    a.answerer(backend)  # and a backend that cannot run (--file printed a first verdict, then failed)
     from .progress import reporter
 
     with reporter(not json_out) as rep:
@@ -380,7 +381,7 @@ def verify_cmd(
 @app.command("chat")
 def chat_cmd(backend: str | None = typer.Option(None, "--backend", help="extractive | openai"),
              collection: str | None = CollectionOpt, config: Path | None = ConfigOpt) -> None:
-    """Multi-turn chat: /sources /quotes /reset /help /quit; Ctrl-C stops an answer."""
+    """Multi-turn chat: /sources /quotes /verify /export /reset /help /quit; Ctrl-C stops an answer."""
     from .chat_repl import run_repl
 
     run_repl(_assistant(config, collection=collection), backend=backend)

@@ -94,6 +94,10 @@ def run_cmd(
                                         parse_thresholds(maximum or [], "--max")))
     if k is not None and k < 1:  # named as typed, not as the setting it sets ("top_k: input should be ...")
         raise AssistantError(f"-k/--top-k must be at least 1, got {k}")
+    from ..registry import answerers
+
+    if backend is not None and backend not in answerers.names():  # (named as typed too: not "llm: ...")
+        raise AssistantError(f"--backend '{backend}' is not an answer backend (one of {', '.join(answerers.names())})")
     settings = Settings.load(config_file=config, llm=backend, top_k=k, collection=collection)
     a = Assistant(settings)
     from .progress import reporter
@@ -280,6 +284,8 @@ def calibrate_cmd(
     from ..evaluation.calibration import DEFAULT_LABELS, calibrate, judge_agreement, load_labels
     from ..settings import Settings
 
+    if judge not in ("offline", "llm"):  # anything else ran the offline judge without a word
+        raise AssistantError(f"--judge '{judge}' is not a judge to calibrate (offline or llm)")
     rows = load_labels(labels or DEFAULT_LABELS)
     settings = Settings.load(config_file=config)
     results: dict[str, Any] = {}

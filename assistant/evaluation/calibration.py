@@ -116,6 +116,11 @@ def choose_threshold(results: Sequence[SupportResult], truth: Sequence[bool]) ->
 
 def calibrate(rows: Sequence[LabelRow], embedder: Any = None, *, threshold: float | None = None) -> Calibration:
     """Score every labelled sentence with the offline judge, choose the threshold, report agreement."""
+    kinds = {r.supported for r in rows}
+    if len(rows) < 4 or len(kinds) < 2:
+        # Leave-one-out needs a threshold from the others: one row gave an IndexError.
+        raise InputError(f"calibration needs supported and unsupported labels, at least 4 rows in all "
+                         f"(got {len(rows)}, {'both kinds' if len(kinds) == 2 else 'one kind'})")
     judge = OfflineJudge(embedder=embedder, threshold=threshold)
     results = [judge.score(r.sentence, r.passages) for r in rows]
     truth = [r.supported for r in rows]
