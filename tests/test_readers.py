@@ -283,3 +283,20 @@ def test_500k_line_jsonl_streams(tmp_path: Path) -> None:
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert len(res.papers) == 500_000 and res.problems == []
     assert grown_mb < 1500, f"reading grew RSS by {grown_mb:.0f} MB"
+
+
+def test_bibtex_percent_signs_and_concatenations_are_read_as_bibtex_means_them(tmp_path: Path) -> None:
+    """A bare % cut the field there (LaTeX's comment, not BibTeX's); `"a " # macro # {b}` was stored as
+    written, quotes and # included. A braced title holding # is left as it is."""
+    f = tmp_path / "t.bib"
+    f.write_text(r'''@string{icml = "ICML"}
+@article{a, title={Improving Things by 50% Over Baselines}, abstract = "Shown at " # icml # ". Accuracy
+  rises by 50% over the baseline; see \url{http://a.b/c%20d}.", year={2024}, month=jan}
+@article{b, title = {C # sharp and 10\% more}, abstract = "Gains of " # "10\%" # {, all } # jan # ".", year=2024}
+''', encoding="utf-8")
+    res = read_paths([f])
+    assert res.problems == [] and res.warnings == []
+    assert [(p.title, p.abstract) for p in res.papers] == [
+        ("Improving Things by 50% Over Baselines",
+         "Shown at ICML. Accuracy rises by 50% over the baseline; see http://a.b/c%20d."),
+        ("C # sharp and 10% more", "Gains of 10%, all January.")]

@@ -40,6 +40,8 @@ def _decoder() -> Any:
 
 
 def _decode(latex: str) -> str:
+    # A bare % is a comment to LaTeX, not to BibTeX: "by 50% over baselines" was cut at the %.
+    latex = re.sub(r"(?<!\\)%", r"\\%", latex)
     try:
         return str(_decoder().latex_to_text(latex))
     except Exception:  # noqa: BLE001 - pylatexenc's errors are not one type; keep the text as written
@@ -100,6 +102,48 @@ def _verbatim(value: str) -> str:
     return re.sub(r"\\([_%&#~$])", r"\1", value)
 
 
+_MONTHS = {m: name for m, name in zip(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
+                                        "dec"), ("January", "February", "March", "April", "May", "June", "July",
+                                                 "August", "September", "October", "November", "December"),
+                                       strict=True)}
+
+
+def _concatenation(value: str, strings: dict[str, str]) -> str | None:
+    """``"a " # macro # {b}`` joined, or None when ``value`` is not such a concatenation (bibtexparser 2
+    leaves one as written, quotes and # included). Every part must be quoted, braced, a number or a
+    known macro, so a title such as ``{C # sharp}`` (braces already removed) is left alone."""
+    parts: list[str] = []
+    depth, quoted, start = 0, False, 0
+    for i, ch in enumerate(value):
+        if ch == "\\":
+            continue
+        if ch == '"' and depth == 0 and (i == 0 or value[i - 1] != "\\"):
+            quoted = not quoted
+        elif ch == "{" and not quoted:
+            depth += 1
+        elif ch == "}" and not quoted:
+            depth = max(depth - 1, 0)
+        elif ch == "#" and depth == 0 and not quoted:
+            parts.append(value[start:i].strip())
+            start = i + 1
+    parts.append(value[start:].strip())
+    if len(parts) < 2:
+        return None
+    out: list[str] = []
+    for part in parts:
+        if len(part) >= 2 and part[0] == part[-1] == '"' or (part[:1] == "{" and part[-1:] == "}"):
+            out.append(part[1:-1])
+        elif part.isdigit():
+            out.append(part)
+        elif part.lower() in strings:
+            out.append(strings[part.lower()])
+        elif part.lower() in _MONTHS:
+            out.append(_MONTHS[part.lower()])
+        else:
+            return None
+    return "".join(out)
+
+
 def _text(fields: dict[str, Any], name: str) -> str:
     value = _value(fields, name)
     return clean_text(str(value)) if value is not None else ""
@@ -122,8 +166,13 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
         head = " ".join(block.raw.split())[:60]
         result.problems.append(Problem(str(path), f"line {line}", f"BibTeX {reason} in '{head}'"
                                                                   f"{f' (entry {key})' if key else ''}; skipped"))
+    strings = {str(s.key).lower(): str(s.value) for s in library.strings}
     for entry in library.entries:
         fields = {name.lower(): f for name, f in entry.fields_dict.items()}
+        for f in fields.values():
+            joined = _concatenation(str(f.value), strings)
+            if joined is not None:
+                f.value = joined
         where = f"entry {entry.key or '?'} (line {entry.start_line + 1})"
         if "abstract" not in fields:
             result.problems.append(Problem(str(path), where, "no abstract field; skipped"))
