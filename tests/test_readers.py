@@ -300,3 +300,25 @@ def test_bibtex_percent_signs_and_concatenations_are_read_as_bibtex_means_them(t
         ("Improving Things by 50% Over Baselines",
          "Shown at ICML. Accuracy rises by 50% over the baseline; see http://a.b/c%20d."),
         ("C # sharp and 10% more", "Gains of 10%, all January.")]
+
+
+def test_hf_pages_keep_short_abstracts_line_separators_and_only_possible_dates(tmp_path: Path) -> None:
+    """A short abstract with no authors / date line after it was dropped (the file still read as complete,
+    so --prune removed its paper); U+2028 in an abstract ended it there; "Feb 30" was stored as 2025-02-30."""
+    long = "We study alignment of language models with preference data at scale. " * 4
+    f = tmp_path / "page.txt"
+    f.write_text("new\n\nGet trending papers in your email inbox!\n\nSubscribe\n\n"
+                 f"Paper long\n\n{long.strip()}\n\n"
+                 "Paper short abstract\n\nWe propose a short method that works well on many benchmarks.\n\n"
+                 f"Paper separated\n\nFirst part of the abstract\u2028 and the rest of it. {long.strip()}\n\n"
+                 "  • 2 authors\n·\nFeb 30, 2025 4\n\n"
+                 f"Paper three\n\n{long.strip()}\n", encoding="utf-8")
+    res = read_paths([f])
+    by_title = {p.title: p for p in res.papers}
+    assert list(by_title) == ["Paper long", "Paper short abstract", "Paper separated", "Paper three"]
+    assert by_title["Paper short abstract"].abstract == "We propose a short method that works well on many benchmarks."
+    sep = by_title["Paper separated"]
+    assert sep.abstract.startswith("First part of the abstract") and "the rest of it" in sep.abstract
+    assert sep.date is None and sep.upvotes == 4 and sep.n_authors == 2
+    assert [str(w) for w in res.warnings] == [f"{f}:line 21: date 'Feb 30, 2025 4' is not a possible date; dropped"]
+    assert res.problems == []

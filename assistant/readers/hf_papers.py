@@ -7,6 +7,7 @@ an optional `• N authors` / `·` / date (+ upvotes) block follows an abstract.
 
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
 
@@ -32,12 +33,22 @@ def _meta_follows(lines: list[str], j: int) -> bool:
     return False
 
 
+def _short_abstract(title: str, para: str) -> bool:
+    """A short abstract with no authors / date line after it: a paragraph of sentences, longer than
+    the line above it (a page's header lines, author counts and dates end in no full stop, and an
+    abstract above the next title is longer than that title). Such papers were dropped silently."""
+    return (len(para) >= MIN_SHORT_ABSTRACT_CHARS and len(para) > len(title) and para[-1:] in ".!?"
+            and " " in para)
+
+
 def read(path: Path, *, max_abstract_chars: int = 20000, page_year: int = 0) -> FileResult:
     result = FileResult()
     text = read_text(path, result)
     if text is None:
         return result
-    lines = [line.rstrip() for line in text.splitlines()]
+    # Lines end at line breaks only: str.splitlines() also split at U+2028, U+0085 and form feeds, and
+    # an abstract holding one lost its rest without a word.
+    lines = [line.rstrip() for line in re.split(r"\r\n|\r|\n", text)]
     explicit_years = [int(m.group(3)) for line in lines if (m := _DATE.match(line.strip())) and m.group(3)]
     year = page_year or (max(explicit_years) + 1 if explicit_years else 0)
     i, n = 0, len(lines)
@@ -48,7 +59,8 @@ def read(path: Path, *, max_abstract_chars: int = 20000, page_year: int = 0) -> 
         if (line and line.lower() not in HEADER_LINES and not _DATE.match(line) and i + 2 < n
                 and not lines[i + 1].strip()
                 and ((len(para) >= MIN_ABSTRACT_CHARS and len(line) < len(para))
-                     or (len(para) >= MIN_SHORT_ABSTRACT_CHARS and _meta_follows(lines, i + 3)))):
+                     or (len(para) >= MIN_SHORT_ABSTRACT_CHARS and _meta_follows(lines, i + 3))
+                     or _short_abstract(line, para))):
             title, abstract, where = line, lines[i + 2].strip(), f"line {i + 1}"
             meta: dict[str, object] = {}
             j = i + 3
@@ -65,8 +77,14 @@ def read(path: Path, *, max_abstract_chars: int = 20000, page_year: int = 0) -> 
                 if m := _DATE.match(cur):
                     month = _MONTHS.index(m.group(1)[:3].lower()) + 1
                     y = int(m.group(3)) if m.group(3) else year
-                    if y:
-                        meta["date"] = f"{y:04d}-{month:02d}-{int(m.group(2)):02d}"
+                    try:
+                        day = datetime.date(y, month, int(m.group(2))) if y else None
+                    except ValueError:  # "Feb 30" was stored as 2025-02-30
+                        result.warnings.append(Problem(str(path), f"line {j + 1}", f"date '{cur}' is not a possible "
+                                                                                  "date; dropped"))
+                        day = None
+                    if day is not None:
+                        meta["date"] = day.isoformat()
                     else:
                         meta["extra"] = {"date_text": cur}
                     if m.group(4):
