@@ -259,7 +259,11 @@ class Assistant:
                 raise AssistantError(f"collection '{self.collection}' has no papers yet; add some with "
                                      f"`assistant ingest -c {self.collection} SOURCES`")
             return
-        if not self.auto_sample or self.settings.server_mode:
+        if self.settings.server_mode:
+            if self.index.catalogue.paper_count() == 0:  # (a silent refusal of every question before)
+                raise AssistantError(self._server_empty())
+            return
+        if not self.auto_sample:
             return
         if self.index.exists() and self.index.catalogue.paper_count() > 0:
             return
@@ -306,7 +310,7 @@ class Assistant:
         """When no papers are indexed, one line naming the next command to run (``papers`` and
         ``search`` show an empty index as it is, and an empty table alone leaves a newcomer stuck)."""
         if self.settings.server_mode:
-            return None
+            return None if self.index.catalogue.paper_count() > 0 else self._server_empty()
         if self.index.exists() and self.index.catalogue.paper_count() > 0:
             return None
         if self.collection != "default":
@@ -318,6 +322,12 @@ class Assistant:
                     "(this index has been written to, so `ask` does not add the bundled sample)")
         return (f"no papers are indexed in {self.index.dir}: `assistant ask QUESTION` builds the bundled sample, "
                 "`assistant ingest SOURCES` adds your own papers")
+
+    def _server_empty(self) -> str:
+        flag = "" if self.collection == "default" else f" -c {self.collection}"
+        return (f"no papers are indexed in collection '{self.collection}' on the Chroma server at "
+                f"{self.settings.index.chroma_host}:{self.settings.index.chroma_port} (the papers of an embedded "
+                f"home are not read in server mode); add some with `assistant ingest{flag} SOURCES`")
 
     def get_paper(self, paper_id: str) -> Paper | None:
         self._require_collection()

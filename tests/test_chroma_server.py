@@ -297,3 +297,17 @@ def test_frozen_server_is_one_line_within_the_timeout(chroma_server: ChromaServe
     # Thawed, everything works again (nothing was left half-written by the failed ingest).
     again = Assistant(make_settings(home, embed_cache, chroma_host="127.0.0.1", chroma_port=chroma_server.port))
     assert again.status()["papers"] == 6
+
+
+def test_an_empty_server_index_is_named_not_answered_with_refusals(chroma_server: ChromaServer, tmp_path: Path,
+                                                                    embed_cache: Path) -> None:
+    """`ask` on a Chroma server holding no papers printed "The indexed papers do not answer this." (exit 0),
+    and `papers list` an empty table without a hint - also for a home whose embedded index is full."""
+    from tests.conftest import cli_env
+
+    env = cli_env(tmp_path / "home", embed_cache, CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(chroma_server.port))
+    r = subprocess.run(["assistant", "ask", "What is DPO?"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr.startswith("error: no papers are indexed in collection 'default' on the "
+                                                     "Chroma server at 127.0.0.1:"), r.stderr
+    r = subprocess.run(["assistant", "papers", "list"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "add some with `assistant ingest SOURCES`" in r.stderr, r.stderr

@@ -225,7 +225,8 @@ class Shared:
     def warm(self) -> None:
         a = self.assistant
         with self.lock:
-            a.ensure_index()
+            if not a.settings.server_mode:  # (a shared server with no papers yet still serves: ingest fills it)
+                a.ensure_index()
             a.answerer()
             if a.index.exists() or a.settings.server_mode:
                 a.index.lexical()
