@@ -322,3 +322,15 @@ def test_hf_pages_keep_short_abstracts_line_separators_and_only_possible_dates(t
     assert sep.date is None and sep.upvotes == 4 and sep.n_authors == 2
     assert [str(w) for w in res.warnings] == [f"{f}:line 21: date 'Feb 30, 2025 4' is not a possible date; dropped"]
     assert res.problems == []
+
+
+def test_csv_takes_the_first_date_column_that_holds_a_date(tmp_path: Path) -> None:
+    """Zotero's CSV has Date ("March 2023" as typed) and Publication Year: an unreadable Date dropped the
+    year too."""
+    f = tmp_path / "z.csv"
+    f.write_text("Title,Abstract Note,Date,Publication Year\nA paper,An abstract.,March 2023,2023\n"
+                 "B paper,Another abstract.,someday,\n", encoding="utf-8")
+    res = read_paths([f])
+    assert [(p.title, p.date) for p in res.papers] == [("A paper", "2023"), ("B paper", None)]
+    assert [str(w) for w in res.warnings] == [f"{f}:line 3: field 'date' value 'someday' is not a possible date "
+                                              "(expected YYYY[-MM[-DD]]); dropped"]

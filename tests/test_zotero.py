@@ -163,3 +163,18 @@ def test_ingest_and_ask_then_cli_with_a_collection(library: Path, tmp_path: Path
     r = subprocess.run([sys.executable, "-m", "assistant", "papers", "list", "--json"], capture_output=True,
                        text=True, env=env, timeout=120)
     assert [p["paper_id"] for p in json.loads(r.stdout)] == ["1706.03762"]
+
+
+def test_a_collection_name_given_to_several_collections_is_said(library: Path) -> None:
+    """Two collections named alike (under other parents) were read together without a word."""
+    db = sqlite3.connect(str(library / "zotero.sqlite"))
+    db.execute("INSERT INTO collections (collectionID, collectionName, parentCollectionID, libraryID, key) "
+               "VALUES (99, 'Alignment', (SELECT collectionID FROM collections WHERE collectionName = 'Classics'), "
+               "1, 'COLL0099')")
+    db.commit()
+    db.close()
+    res = read_paths([library], zotero_collection="Alignment")
+    assert sorted(p.extra["zotero_key"] for p in res.papers) == ["ATTN0001", "DPOKEY01"] and not res.problems
+    assert [w.message for w in res.warnings] == [
+        "--zotero-collection 'Alignment' names 2 collections (same name, or differing in case, under other "
+        "parents); the items of all of them were read"]

@@ -7,11 +7,34 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .common import FileResult, Problem, date_field, decode_line, make_paper, open_checked, split_authors
+from .common import (
+    FileResult,
+    Problem,
+    date_field,
+    decode_line,
+    make_paper,
+    open_checked,
+    parse_date,
+    split_authors,
+)
 
 TITLE_COLS = ("title", "paper title", "name")
 ABSTRACT_COLS = ("abstract", "abstract note", "summary", "abstractnote")
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+DATE_COLS = ("date", "published", "publication year", "year")
+
+
+def _date(result: FileResult, path: Path, where: str, values: list[str | None]) -> str | None:
+    """The first date column that holds a possible date (Zotero's "March 2023" Date beside its
+    Publication Year 2023 dropped the year too); a warning only when none does."""
+    given = [v for v in values if v]
+    for value in given:
+        date, ok = parse_date(value)
+        if ok and date:
+            return date
+    return date_field(result, path, where, given[0]) if given else None
 
 
 def _col(header: dict[str, int], names: tuple[str, ...]) -> int | None:
@@ -78,7 +101,6 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
                        explicit_id=get(row, ("id", "paper_id", "key")),
                        arxiv_id=get(row, ("arxiv_id", "arxiv", "eprint")),
                        authors=split_authors(get(row, ("authors", "author"))),
-                       date=date_field(result, path, where, get(row, ("date", "published", "publication year",
-                                                                       "year"))),
+                       date=_date(result, path, where, [get(row, (c,)) for c in DATE_COLS]),
                        url=get(row, ("url",)))
     return result

@@ -129,6 +129,10 @@ def _collection_items(db: sqlite3.Connection, path: Path, result: FileResult, na
                                                         f"(collections: {shown or 'none'})"))
         return None
     ids = [r[0] for r in rows]
+    if len(ids) > 1:  # taken together without a word before
+        result.warnings.append(Problem(str(path), None, f"--zotero-collection '{name}' names {len(ids)} collections "
+                                                        "(same name, or differing in case, under other parents); the "
+                                                        "items of all of them were read"))
     found = db.execute(
         "WITH RECURSIVE sub(id) AS (SELECT collectionID FROM collections WHERE collectionID IN "
         f"({','.join('?' * len(ids))}) UNION SELECT c.collectionID FROM collections c JOIN sub "
