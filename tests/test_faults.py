@@ -223,3 +223,70 @@ def test_an_unexpected_error_tells_the_client_nothing_internal(tmp_path: Path, e
         a.index.close()
     assert r.status_code == 500
     assert r.json()["error"]["message"] == "internal error (RuntimeError); the server's log has the details"
+
+
+TWO_PROCESS_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from assistant.api import Assistant
+    from assistant.settings import Settings
+    home, cache, src = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+
+    def assistant():
+        a = Assistant(Settings.load(env={"ASSISTANT_CONFIG": ""}, home=home, cache_dir=cache, sentence_vectors=False))
+        a.auto_sample = False
+        return a
+
+    reader = assistant()
+    reader.search("paper 3 preference optimisation", k=3)  # the store is loaded into this process
+    print("ready", flush=True)
+    sys.stdin.readline()  # another process ingests meanwhile
+    writer = assistant()  # as `assistant serve` ingests: another Assistant in the serving process
+    try:
+        print("ingested", writer.ingest([src], replace=True).new, flush=True)
+    finally:
+        writer.index.release()
+    print("found", len(reader.search("paper 3 preference optimisation", k=5)), flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_a_process_that_had_the_store_open_writes_without_losing_another_processes_vectors(
+        tmp_path: Path) -> None:
+    """Embedded Chroma keeps a collection's HNSW index in memory and saves it every 1,000 vectors; a process
+    that had it loaded before another process wrote (and saved) applied its own writes to its old copy and
+    saved that over the files: the other process's vectors were gone from the HNSW (SQLite kept their rows,
+    so counts looked right), and two servers ingesting into one home ended with a store that made every
+    process opening it crash. Over 1,000 vectors on each side, so both save."""
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    first, other, mine = (_short_rows(tmp_path / f"{tag}.jsonl", tag, n)
+                          for tag, n in (("s", 60), ("b", 1100), ("a", 1050)))
+    env = cli_env(home, cache, ASSISTANT_SENTENCE_VECTORS="false")
+    subprocess.run(["assistant", "ingest", str(first)], env=env, check=True, capture_output=True, timeout=600)
+    proc = subprocess.Popen([sys.executable, "-c", TWO_PROCESS_SCRIPT, str(home), str(cache), str(mine)],
+                            env=env, cwd=Path(__file__).parents[1], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+    subprocess.run(["assistant", "ingest", str(other)], env=env, check=True, capture_output=True, timeout=600)
+    out, err = proc.communicate("go\n", timeout=600)
+    assert proc.returncode == 0 and "ingested 1050" in out and "found 5" in out, (out, err[-3000:])
+    # A fresh process reaches every vector by a query, not only by a count (which reads SQLite's rows).
+    check = textwrap.dedent("""
+        import sys, chromadb
+        from chromadb.config import Settings
+        col = chromadb.PersistentClient(path=sys.argv[1], settings=Settings(anonymized_telemetry=False)
+                                        ).get_collection("papers")
+        ids = col.query(query_embeddings=[[0.05] * 384], n_results=col.count(), include=[])["ids"][0]
+        print(col.count(), len(set(ids)), sum(i.startswith("b") for i in ids))
+    """)
+    got = subprocess.run([sys.executable, "-c", check, str(home / "index" / "chroma")], capture_output=True,
+                         text=True, timeout=600)
+    assert got.returncode == 0 and got.stdout.split() == ["2210", "2210", "1100"], (got.stdout, got.stderr[-2000:])
+
+
+def _short_rows(path: Path, tag: str, n: int) -> Path:
+    rows = [{"id": f"{tag}{i}", "title": f"Paper {tag}{i} on preference optimisation",
+             "abstract": f"Paper {tag}{i} reports a gain of {i} points. It uses reward model {tag}."} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,12 @@ from ..settings import Settings
 from .catalogue import Catalogue
 from .lexical import LexicalIndex
 from .server_catalogue import ServerCatalogue
-from .vectors import VectorStore
+from .vectors import VectorStore, forget_system, note_chroma_state, written_elsewhere
+
+_OPEN: dict[str, weakref.WeakSet[PaperIndex]] = {}
+"""Per Chroma folder: the indexes of this process that opened a vector store on it (they share one
+Chroma system: a writer must be able to make them all let go of it)."""
+_OPEN_LOCK = threading.Lock()
 
 
 @dataclass
@@ -221,6 +227,9 @@ class PaperIndex:
                                     name=self.chroma_name, reads_only=not self._writing)
                 if followed:
                     self._check_vectors_present(store)
+                if not self.settings.server_mode and not store.is_copy:
+                    with _OPEN_LOCK:
+                        _OPEN.setdefault(str(self.dir / "chroma"), weakref.WeakSet()).add(self)
                 self._vectors = store
             return self._vectors
 
@@ -361,7 +370,11 @@ class PaperIndex:
         except OSError as exc:
             raise IndexStateError(f"{self.lock_path}: cannot take the ingest lock ({exc.strerror}); "
                                   "check ASSISTANT_HOME is writable") from None
+        fresh = False  # this process's Chroma system holds what is on disk (only then is the state noted)
         try:
+            if not self.settings.server_mode:
+                self._drop_stale_chroma()
+            fresh = True
             with self._lock:
                 copy = self._vectors is not None and self._vectors.is_copy
             if copy:  # opened for reading from a copy (a full disk then): a write through it would be lost
@@ -376,7 +389,37 @@ class PaperIndex:
             with self._lock:
                 self._writing = False
                 self.close()
+            if fresh and not self.settings.server_mode:
+                # What this process's Chroma system now holds is what is on disk: only a write by another
+                # process from here on makes it stale.
+                with contextlib.suppress(Exception):
+                    note_chroma_state(self.dir / "chroma")
             lock.release()
+
+    def _drop_stale_chroma(self) -> None:
+        """Under the ingest lock, before writing: when another process wrote the vector store since this
+        process's Chroma system loaded it, close every vector store of this process on it (each once its
+        questions are done), so the system stops and the writer loads the files afresh. Writing through the
+        old system saved its stale HNSW index over the other process's: their vectors were lost."""
+        path = self.dir / "chroma"
+        if not written_elsewhere(path):
+            return
+        for _ in range(5):  # a question may reopen a store (joining the old system) meanwhile: again
+            with _OPEN_LOCK:
+                holders = list(_OPEN.get(str(path), ()))
+            for idx in holders:
+                if idx._readers.held():  # this thread reads through it: cannot wait for itself
+                    continue
+                with idx._readers.exclusive(), idx._lock:
+                    if idx._vectors is not None:
+                        old, idx._vectors = idx._vectors, None
+                        old.close()
+            forget_system(path)  # stopped once its last client closed: a store opened since started a fresh one
+            if not written_elsewhere(path):
+                return
+        raise IndexStateError(f"{path}: another process wrote the vector store, and this process still holds an "
+                              "older copy of it open; writing through it would lose that process's vectors. "
+                              "Try again once this process's questions are done, or restart it")
 
     def close(self) -> None:
         if self._catalogue is not None:

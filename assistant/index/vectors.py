@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ class VectorStore:
         self.name = name
         self._copy: Path | None = None
         """The private copy a read-only home is queried from (removed on close, else at exit)."""
+        self._lock_file: Path | None = None
+        """Embedded: the file whose shared/exclusive lock orders this folder's Chroma calls across processes."""
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         try:
             if settings.server_mode:
@@ -52,13 +55,17 @@ class VectorStore:
                 self.client = _http_client(settings, chroma_settings)
             else:
                 self.where = str(persist_dir)
+                self._lock_file = persist_dir.with_name(persist_dir.name + ".lock")
                 open_dir = persist_dir
                 if persist_dir.is_dir() and not _writable(persist_dir):
                     open_dir = self._copy = _readonly_copy(persist_dir)
                 else:
                     persist_dir.mkdir(parents=True, exist_ok=True)
                 try:
-                    self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
+                    with SYSTEMS_LOCK:
+                        if self._copy is None:
+                            note_chroma_state(open_dir, starting=True)
+                        self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
                 except Exception as exc:
                     _forget_failed_system(open_dir)
                     if not (reads_only and self._copy is None and disk_full_message(persist_dir, exc)):
@@ -67,7 +74,8 @@ class VectorStore:
                     # (another filesystem, or the same error again).
                     open_dir = self._copy = _readonly_copy(persist_dir, "the disk holding the home is full")
                     try:
-                        self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
+                        with SYSTEMS_LOCK:
+                            self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
                     except Exception:
                         _forget_failed_system(open_dir)
                         raise exc from None
@@ -90,7 +98,7 @@ class VectorStore:
         self._sentences = None
         close = getattr(self.client, "close", None)
         if callable(close):
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception), SYSTEMS_LOCK:
                 close()
         if self._copy is not None:
             import shutil
@@ -189,15 +197,41 @@ class VectorStore:
     def drop(self) -> None:
         self.sentences.drop()
         try:
-            self.client.delete_collection(self.name)
+            self.run(self.client.delete_collection, self.name)
         except Exception as exc:
             if "does not exist" not in str(exc).lower():
                 raise IndexStateError(_chroma_error(self.settings, Path(self.where), exc)) from None
         self._collection = None
 
+    def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """One Chroma call, embedded under the folder's lock across processes: exclusive for a write,
+        shared for a read.
+
+        Embedded Chroma is no multi-process store: a write appends to its log, then applies the log to
+        the collection's HNSW index in memory and every ``hnsw:sync_threshold`` vectors saves the index
+        over its files, in place; a process's first read of a collection loads those files and applies the
+        log too (and may save). A load while another process saved read half-written files (a segmentation
+        fault in count or query), and two saves at once left files no process could open (link_lists.bin
+        grown to tens of GB). The ingest lock orders the writers only: this orders every call."""
+        if self._copy is not None or self._lock_file is None:
+            return fn(*args, **kwargs)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: unordered, as before
+            return fn(*args, **kwargs)
+        try:
+            fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a home this process cannot write: it writes nothing either
+            return fn(*args, **kwargs)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if getattr(fn, "__name__", "") in _WRITES else fcntl.LOCK_SH)
+            return fn(*args, **kwargs)
+        finally:
+            os.close(fd)  # releases the lock
+
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return self.run(fn, *args, **kwargs)
         except IndexStateError:
             raise
         except Exception as exc:
@@ -225,7 +259,7 @@ class VectorStore:
                                   "try again when it finishes (if no rebuild is running, one was "
                                   "interrupted: run `assistant ingest --rebuild SOURCES`)") from None
         try:
-            return getattr(col, fn.__name__)(*args, **kwargs)
+            return self.run(getattr(col, fn.__name__), *args, **kwargs)
         except Exception as again:
             raise self.error(again) from None
 
@@ -417,7 +451,7 @@ class SentenceStore:
 
     def drop(self) -> None:
         try:
-            self.vectors.client.delete_collection(self.name)
+            self.vectors.run(self.vectors.client.delete_collection, self.name)
         except Exception as exc:
             if "does not exist" not in str(exc).lower():
                 raise self.vectors.error(exc) from None
@@ -425,7 +459,7 @@ class SentenceStore:
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return self.vectors.run(fn, *args, **kwargs)
         except IndexStateError:
             raise
         except Exception as exc:
@@ -512,6 +546,9 @@ def _timed_out(exc: BaseException) -> bool:
     return False
 
 
+_WRITES = frozenset({"add", "upsert", "update", "delete", "delete_collection"})
+"""Chroma calls that write (taken under the folder's exclusive lock)."""
+
 TRANSIENT_CHROMA = ("Error finding id", "Nothing found on disk")
 """Embedded Chroma's errors while another process writes the same folder: a collection this process
 loaded before the write, or one the writer has made but not yet flushed. Asked again, they pass."""
@@ -526,10 +563,79 @@ def _forget_failed_system(path: Path) -> None:
         from chromadb.api.shared_system_client import SharedSystemClient as Shared
     except ImportError:  # pragma: no cover - another chromadb layout: nothing to forget
         return
-    with contextlib.suppress(Exception), Shared._refcount_lock:
+    with contextlib.suppress(Exception), SYSTEMS_LOCK, Shared._refcount_lock:
         key = str(path)
         if Shared._identifier_to_refcount.get(key, 0) == 0:
             Shared._identifier_to_system.pop(key, None)
+
+
+SYSTEMS_LOCK = threading.RLock()
+"""Held while a Chroma client is made or closed. chromadb adds a folder's system to its per-process table,
+then counts the client; a close in another thread between the two (the refcount at 0) stopped and dropped
+the system the new client was joining: "'RustBindingsAPI' object has no attribute 'bindings'", or a
+KeyError naming the folder, when a question reopened the store while the server's writer opened its own."""
+
+_SEEN: dict[str, tuple[Any, ...] | None] = {}
+"""Per folder: Chroma's state (``chroma_state``) the running Chroma system of this process is known to
+hold, read before the system started or after this process's last write under the ingest lock."""
+
+
+def chroma_state(path: Path) -> tuple[Any, ...] | None:
+    """What changes whenever any process writes the Chroma folder: the last operation in Chroma's write
+    log (it keeps the last one when it trims the log) and the segments (a collection dropped or made).
+    None when it cannot be read."""
+    import sqlite3
+
+    db_path = path / "chroma.sqlite3"
+    if not db_path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            seq = db.execute("SELECT max(seq_id) FROM embeddings_queue").fetchone()[0]
+            segments = tuple(r[0] for r in db.execute("SELECT id FROM segments ORDER BY id"))
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return (seq, segments)
+
+
+def system_running(path: Path) -> bool:
+    """Does this process run a Chroma system for the folder (one that clients of it share)?"""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient as Shared
+    except ImportError:  # pragma: no cover
+        return False
+    return str(path) in Shared._identifier_to_system
+
+
+def note_chroma_state(path: Path, starting: bool = False) -> None:
+    """Record the folder's state as what this process's Chroma system holds: just before a system is started
+    (``starting``; nothing when one runs already), or after this process wrote under the ingest lock."""
+    if starting == system_running(path):
+        return
+    _SEEN[str(path)] = chroma_state(path)
+
+
+def written_elsewhere(path: Path) -> bool:
+    """Has another process written the folder since this process's running Chroma system loaded it?
+
+    Embedded Chroma keeps a collection's HNSW index in memory and writes it out only every
+    ``hnsw:sync_threshold`` (1000) vectors; after each write it reads its log from the index's watermark in
+    chroma.sqlite3, not from what its own copy holds, and trims the log. A system loaded before another
+    process wrote (and trimmed) applied its next writes to its old copy and saved that over the other
+    process's index: those vectors were lost from the HNSW while chroma.sqlite3 kept their rows, and the
+    files, saved in place by two processes, later crashed Chroma (a segmentation fault in count)."""
+    if not system_running(path):
+        return False
+    seen = _SEEN.get(str(path))
+    return seen is None or seen != chroma_state(path)
+
+
+def forget_system(path: Path) -> None:
+    """Drop this process's Chroma system of the folder if no client holds it."""
+    _forget_failed_system(path)
 
 
 _DAMAGED = ("malformed", "file is not a database", "file is encrypted")
