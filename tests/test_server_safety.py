@@ -444,3 +444,34 @@ def test_errors_do_not_show_where_the_server_keeps_its_data(srv: ServerProcess) 
     assert status == 404 and home not in json.dumps(body), body
     status, body = srv.json("GET", "/v1/papers/" + "a" * 5000)
     assert status == 404 and len(body["error"]["message"]) < 300, body
+
+
+def test_a_body_dripped_slowly_is_cut_off_as_a_whole() -> None:
+    """`serve.body_timeout` bounded each pause only: a byte every 29 s kept a connection (and a worker's
+    buffer) for as long as the client liked. The whole body now has body_timeout plus its limit at 64 KB/s.
+    The client is scripted here (an ASGI receive that drips), the gate in front of the app is the real one."""
+    import asyncio
+
+    from assistant.server.app import Guard
+    from assistant.server.options import ServeOptions
+
+    reached: list[bytes] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        reached.append((await receive())["body"])
+
+    async def drip() -> dict[str, Any]:
+        await asyncio.sleep(0.2)  # within every pause's limit
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    guard = Guard(app, ServeOptions(max_body_bytes=65536, body_timeout=0.5))
+    scope = {"type": "http", "method": "POST", "path": "/v1/ask", "headers": [], "query_string": b""}
+    asyncio.run(asyncio.wait_for(guard(scope, drip, send), 30))
+    assert reached == [] and sent[0]["status"] == 408
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert body["error"]["message"] == "request body not received: the whole body did not arrive within 2 s"

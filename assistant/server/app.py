@@ -86,6 +86,10 @@ def validation_message(errors: list[Any]) -> str:
 
 
 # -- the gate in front of the app: token, body size ------------------------------------
+MIN_BODY_RATE = 64 * 1024
+"""Bytes a second a body arrives at, on average, at the least (beyond one ``body_timeout`` to start)."""
+
+
 class Guard:
     """Plain ASGI middleware: checks the bearer token before anything runs and refuses
     bodies over the limit before they are parsed (also when Content-Length is absent)."""
@@ -119,12 +123,21 @@ class Guard:
             return
         chunks: list[bytes] = []
         size = 0
+        # A pause is bounded by body_timeout, and the whole body too (a byte every 29 s held a connection
+        # for as long as the client liked): body_timeout plus the largest body at 64 KB/s.
+        loop = asyncio.get_running_loop()
+        total = self.options.body_timeout + limit / MIN_BODY_RATE
+        deadline = loop.time() + total
         while True:
+            wait = min(self.options.body_timeout, deadline - loop.time())
             try:
-                message = await asyncio.wait_for(receive(), self.options.body_timeout)
+                if wait <= 0:
+                    raise asyncio.TimeoutError
+                message = await asyncio.wait_for(receive(), wait)
             except asyncio.TimeoutError:  # (not yet the builtin TimeoutError on Python 3.10)
-                await error_response(408, f"request body not received: nothing came for "
-                                          f"{self.options.body_timeout:g} s", {"Connection": "close"}
+                reason = (f"nothing came for {self.options.body_timeout:g} s" if wait >= self.options.body_timeout
+                          else f"the whole body did not arrive within {total:.0f} s")
+                await error_response(408, f"request body not received: {reason}", {"Connection": "close"}
                                      )(scope, receive, send)
                 return
             if message["type"] == "http.disconnect":
