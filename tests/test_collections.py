@@ -426,3 +426,28 @@ def test_a_model_that_cannot_load_is_not_recorded_and_other_models_are_listed(tm
     assert run("collections", "delete", "oa", "-y").returncode == 0
     r = run("ask", "-c", "default", "What is this about?")
     assert r.returncode == 0, r.stderr
+
+
+def test_serve_keeps_only_the_collections_used_last_open(fresh_home: Path, embed_cache: Path) -> None:
+    """Every collection a request named stayed open in `assistant serve` for good (with HTTP ingest
+    creating collections, without a bound); the 8 used last are kept, the others closed and reopened
+    when asked again."""
+    from assistant.server.app import MAX_OPEN_OTHERS, Shared
+    from assistant.server.options import ServeOptions
+
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    names = [f"c{i:02d}" for i in range(MAX_OPEN_OTHERS + 2)]
+    for name in names:
+        a.create_collection(name)
+    shared = Shared(a, ServeOptions())
+    first = shared.collection(names[0])
+    first.status()  # opens its catalogue
+    assert first.index._catalogue is not None
+    for name in names[1:]:
+        shared.collection(name).status()
+    assert list(shared.others) == names[2:] and first.index._catalogue is None  # closed
+    again = shared.collection(names[0])
+    assert again.status()["papers"] == 0 and list(shared.others)[-1] == names[0]
+    for other in shared.others.values():
+        other.index.release()
+    a.index.release()

@@ -8,6 +8,7 @@ never on the event loop, so a slow answer does not hold up the others.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import hmac
@@ -86,6 +87,8 @@ def validation_message(errors: list[Any]) -> str:
 
 
 # -- the gate in front of the app: token, body size ------------------------------------
+MAX_OPEN_OTHERS = 8
+"""Collections besides the served one kept open at once (the ones used last)."""
 MIN_BODY_RATE = 64 * 1024
 """Bytes a second a body arrives at, on average, at the least (beyond one ``body_timeout`` to start)."""
 
@@ -203,8 +206,9 @@ class Shared:
         self.ingest_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self.ingesting = asyncio.Lock()
         self.started = time.time()
-        self.others: dict[str, Any] = {}
-        """Assistants of the collections other than the served one, opened on first request."""
+        self.others: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        """Assistants of the collections other than the served one, opened on first request; the
+        ``MAX_OPEN_OTHERS`` used last are kept (every collection ever asked stayed open, ~1.4 MB each)."""
 
     def collection(self, name: str | None) -> Any:
         """The Assistant answering from collection ``name`` (None: the served one)."""
@@ -216,14 +220,21 @@ class Shared:
             return served
         with self.lock:
             if name in self.others:
+                self.others.move_to_end(name)
                 return self.others[name]
         require(served.settings, name)
+        evicted: list[Any] = []
         with self.lock:
             if name not in self.others:
                 other = served.use(name)
                 other.auto_sample = False
                 self.others[name] = other
-            return self.others[name]
+                while len(self.others) > MAX_OPEN_OTHERS:
+                    evicted.append(self.others.popitem(last=False)[1])
+            chosen = self.others[name]
+        for old in evicted:  # closed once its questions in flight are done (it reopens if used again)
+            old.index.release_when_idle()
+        return chosen
 
     def chat_collection(self, req: ChatRequest) -> str:
         """The collection a chat request asks for: ``collection``, else its model ``paper-assistant:NAME``."""
