@@ -126,6 +126,42 @@ def test_same_titled_papers_from_two_files_survive_any_order_of_ingests(fresh_ho
     assert abstracts(a) == [y, x + " Edited."]
 
 
+def test_a_file_with_two_papers_of_a_title_another_file_has_keeps_both(fresh_home: Path, embed_cache: Path,
+                                                                        tmp_path: Path) -> None:
+    """The index's first paper of that title from the file was taken for each record: the second was lost,
+    and after an edit every unchanged re-ingest swapped the two back and forth."""
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    b1, b2 = "Beta editorial about penguins in Antarctica.", "Gamma editorial about quantum error correction."
+    a.ingest([_jsonl(tmp_path / "a.jsonl", [{"title": "Editorial", "abstract": "Alpha editorial on lava."}])])
+    b_file = _jsonl(tmp_path / "b.jsonl", [{"title": "Editorial", "abstract": b1},
+                                           {"title": "Editorial", "abstract": b2}])
+    a.ingest([b_file])
+    assert a.ingest([b_file]).updated == 0
+    _jsonl(b_file, [{"title": "Editorial", "abstract": b1 + " Edited."}, {"title": "Editorial", "abstract": b2}])
+    a.ingest([b_file])
+    kept = sorted(p.abstract for p in a.papers())
+    for _ in range(2):
+        rep = a.ingest([b_file])
+        assert (rep.new, rep.updated) == (0, 0) and sorted(p.abstract for p in a.papers()) == kept
+    assert {b1 + " Edited.", b2} <= set(kept)  # (the old b1 stays until --prune: which record changed is unknown)
+    assert a.ingest([tmp_path / "a.jsonl", b_file], prune=True).removed == 1
+    assert sorted(p.abstract for p in a.papers()) == sorted(["Alpha editorial on lava.", b1 + " Edited.", b2])
+
+
+def test_an_upload_replaces_the_id_less_record_of_its_title(fresh_home: Path, embed_cache: Path,
+                                                             tmp_path: Path) -> None:
+    """The server's upload is an upsert (the last upload wins): a corrected id-less record sent under
+    another name was kept beside the old one as a paper of its own."""
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    a.ingest([_jsonl(tmp_path / "a.jsonl", [{"title": "T", "abstract": "Old text of the paper."}])])
+    up = _jsonl(tmp_path / "upload.jsonl", [{"title": "T", "abstract": "Corrected text of the paper."}])
+    from assistant.readers import file_key
+
+    rep = a.ingest([up], names={file_key(up): "upload:fix.jsonl"}, replace=True)
+    assert (rep.new, rep.updated) == (0, 1)
+    assert [p.abstract for p in a.papers()] == ["Corrected text of the paper."]
+
+
 def test_a_rebuild_with_a_source_it_cannot_read_changes_nothing(fresh_home: Path, embed_cache: Path,
                                                                   tmp_path: Path) -> None:
     """`ingest --rebuild ok.jsonl typo.jsonl` dropped every paper and indexed ok.jsonl's alone."""

@@ -218,7 +218,7 @@ class Catalogue:
         """Papers of exactly this title. A scan (titles are not indexed): ingest asks only when two
         papers' titles clash, which is rare."""
         return [Paper.from_dict(json.loads(data))
-                for (data,) in self.db.execute("SELECT data FROM papers WHERE title=?", (title,))]
+                for (data,) in self.db.execute("SELECT data FROM papers WHERE title=? ORDER BY paper_id", (title,))]
 
     def get_many(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
         out: dict[str, Paper] = {}

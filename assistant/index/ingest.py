@@ -115,7 +115,9 @@ def ingest(index: PaperIndex, paths: Sequence[str | Path], *, prune: bool = Fals
         rep.start("read", None)
         result = read_paths(paths, max_abstract_chars=settings.index.max_abstract_chars,
                             hf_page_year=settings.index.hf_page_year, zotero_collection=zotero_collection,
-                            staged=staged, title_clash=None if rebuild else _title_clash(index, names or {}))
+                            staged=staged,
+                            # (an upload replaces the record of its id, as the server's docs say: "last wins")
+                            title_clash=None if rebuild or replace else _title_clash(index, names or {}))
         rep.finish("read")
         if names:
             _rename_sources(result, names)
@@ -145,6 +147,8 @@ def _title_clash(index: PaperIndex, names: Mapping[str, str]) -> TitleClash | No
     def files(paper: Paper) -> dict[str, Any]:
         return paper.provenance or _legacy_provenance(paper)
 
+    claimed: set[str] = set()  # ids an earlier record of this run was placed at
+
     def clash(paper: Paper, file: str) -> tuple[str, str | None] | None:
         before = cat.get(paper.paper_id)
         if before is None or before.abstract == paper.abstract:
@@ -152,9 +156,16 @@ def _title_clash(index: PaperIndex, names: Mapping[str, str]) -> TitleClash | No
         file = names.get(file, file)
         if file in files(before):
             return None  # an edit of the record this file gave
-        for other in cat.with_title(paper.title):
-            if other.paper_id != paper.paper_id and file in files(other):
-                return other.paper_id, None
+        mine = [o for o in cat.with_title(paper.title) if o.paper_id != paper.paper_id and file in files(o)]
+        same = [o for o in mine if o.abstract == paper.abstract]
+        # This file's paper of that title: the one with this text, else the only one not yet placed (an
+        # edit). Two or more left: which one was edited cannot be told, so a paper of its own (the first
+        # found was taken, and a file with two such records lost one of them on every other run).
+        free = [o for o in mine if o.paper_id not in claimed]
+        chosen = same[0] if same else free[0] if len(free) == 1 else None
+        if chosen is not None:
+            claimed.add(chosen.paper_id)
+            return chosen.paper_id, None
         return apart_id(paper), min(files(before), default=before.source)
 
     return clash

@@ -199,7 +199,7 @@ class ServerCatalogue:
             return []
         res = self._call(col.get, where={"title": title[:500]}, include=["metadatas"])
         papers = [Paper.from_dict(json.loads(m["data"])) for m in res["metadatas"] or []]
-        return [p for p in papers if p.title == title]
+        return sorted((p for p in papers if p.title == title), key=lambda p: p.paper_id)
 
     def iter_papers(self, order: str | None = "title") -> Iterator[Paper]:
         """``order=None`` (the BM25 build): by id as the SQLite catalogue streams them, so BM25 breaks
