@@ -290,3 +290,24 @@ def _short_rows(path: Path, tag: str, n: int) -> Path:
              "abstract": f"Paper {tag}{i} reports a gain of {i} points. It uses reward model {tag}."} for i in range(n)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def test_an_assistant_let_go_without_release_does_not_block_later_ingests(tmp_path: Path) -> None:
+    """Its Chroma client kept this process's Chroma system running: after another process wrote, every
+    later ingest in this process was refused ("... still holds an older copy of it open")."""
+    import gc
+
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    rows = [_short_rows(tmp_path / f"{i}.jsonl", f"p{i}-", 2) for i in range(3)]
+    a = Assistant(make_settings(home, cache))
+    a.auto_sample = False
+    a.ingest([rows[0]])
+    assert a.search("preference optimisation", k=1)
+    del a
+    gc.collect()
+    subprocess.run(["assistant", "ingest", str(rows[1])], env=cli_env(home, cache), check=True, capture_output=True,
+                   timeout=600)
+    b = Assistant(make_settings(home, cache))
+    b.auto_sample = False
+    assert b.ingest([rows[2]]).new == 2 and b.status()["papers"] == 6
+    b.index.release()

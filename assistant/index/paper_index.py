@@ -4,6 +4,7 @@ opened lazily and kept consistent with each other."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import re
@@ -417,9 +418,11 @@ class PaperIndex:
             forget_system(path)  # stopped once its last client closed: a store opened since started a fresh one
             if not written_elsewhere(path):
                 return
+            gc.collect()  # an index let go of without release(), in a reference cycle: its client closes now
         raise IndexStateError(f"{path}: another process wrote the vector store, and this process still holds an "
-                              "older copy of it open; writing through it would lose that process's vectors. "
-                              "Try again once this process's questions are done, or restart it")
+                              "older copy of it open (a vector store opened through the Python API and not "
+                              "released: call Assistant.index.release()); writing through it would lose that "
+                              "process's vectors")
 
     def close(self) -> None:
         if self._catalogue is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,9 @@ class VectorStore:
             raise IndexStateError(_chroma_error(settings, persist_dir, exc)) from None
         self._collection: Any = None
         self._sentences: SentenceStore | None = None
+        # A store dropped without close() (an Assistant let go of) releases its client when collected:
+        # its reference kept this process's Chroma system running, so a writer could never reload it.
+        weakref.finalize(self, _close_client, self.client)
 
     @property
     def is_copy(self) -> bool:
@@ -96,10 +100,7 @@ class VectorStore:
         client reads the files afresh). Safe to call twice."""
         self._collection = None
         self._sentences = None
-        close = getattr(self.client, "close", None)
-        if callable(close):
-            with contextlib.suppress(Exception), SYSTEMS_LOCK:
-                close()
+        _close_client(self.client)
         if self._copy is not None:
             import shutil
 
@@ -567,6 +568,14 @@ def _forget_failed_system(path: Path) -> None:
         key = str(path)
         if Shared._identifier_to_refcount.get(key, 0) == 0:
             Shared._identifier_to_system.pop(key, None)
+
+
+def _close_client(client: Any) -> None:
+    """Close a Chroma client (chromadb's close runs once per client, so twice is harmless)."""
+    close = getattr(client, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception), SYSTEMS_LOCK:
+            close()
 
 
 SYSTEMS_LOCK = threading.RLock()
