@@ -58,9 +58,11 @@ def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
         def data_received(self, data: bytes) -> None:
             self._partial = True
             super().data_received(data)
-            # Still no new request (uvicorn makes its cycle when the headers are complete): all of it
-            # was request line and headers.
-            if self.cycle is self._armed and not self.transport.is_closing():
+            # Still no new request (uvicorn makes its cycle when the headers are complete), and the last
+            # one's body all read (an answer sent before its body was read, a 401 or 413, is followed by
+            # the rest of that body): all of it was request line and headers.
+            if (self.cycle is self._armed and not getattr(self._armed, "more_body", False)
+                    and not self.transport.is_closing()):
                 self._header_bytes += len(data)
                 if self._header_bytes > MAX_HEADER_BYTES:
                     self.transport.write(TOO_LARGE_431)
