@@ -117,9 +117,10 @@ def exists(settings: Settings, name: str) -> bool:
 
 
 def _ours(base: str, have: set[str]) -> bool:
-    """A collection this tool made on a Chroma server has its ``.meta`` (written before anything else).
-    Another application's collection of a fitting name was listed as one, and `delete` removed it."""
-    return base + ".meta" in have
+    """A collection this tool made on a Chroma server has its ``.meta`` (written before anything else), or
+    from before ``.meta``, its ``.sentences`` or ``.papers``. Another application's collection of a fitting
+    name was listed as one, and `delete` removed it."""
+    return any(base + suffix in have for suffix in (".meta", ".papers", ".sentences"))
 
 
 def require(settings: Settings, name: str | None = None) -> None:

@@ -236,6 +236,12 @@ def test_another_applications_collections_are_left_alone(chroma_server: ChromaSe
         a.use("notes").ingest([_rows_file(tmp_path / "a.jsonl", 0, 2)])
     assert other.get_collection("notes").count() == 2
     assert "notes.meta" not in {c.name for c in other.list_collections()}
+    # A home of the layout before .meta (chunk and sentence collections, the papers kept locally) is this
+    # tool's own: its documented upgrade, one ingest over the same sources, goes ahead.
+    other.get_or_create_collection("papers", embedding_function=None,
+                                   metadata={"hnsw:space": "cosine", "embedding_model": "all-MiniLM-L6-v2-int8"})
+    other.get_or_create_collection("papers.sentences", embedding_function=None)
+    assert a.ingest([_rows_file(tmp_path / "b.jsonl", 0, 2)]).new == 2
 
 
 def test_a_collection_another_client_deleted_is_named_as_gone(chroma_server: ChromaServer, tmp_path: Path,

@@ -105,10 +105,18 @@ class ServerCatalogue:
         res = self._call(col.get, ids=[key], include=["metadatas"])
         return str(res["metadatas"][0]["value"]) if res["ids"] else None
 
+    def _foreign(self) -> bool:
+        """A chunk collection of this name that this tool did not make: no sentences or papers beside it
+        and no embedding model recorded on it (a home of the layout before ``.meta`` has those)."""
+        base = self._col(self.vectors.name)
+        if base is None or (base.metadata or {}).get("embedding_model"):
+            return False
+        return self._col(self.papers_name) is None and self._col(f"{self.vectors.name}.sentences") is None
+
     def set_meta(self, key: str, value: str) -> None:
         if key == "writing":
             return
-        if self._col(self.meta_name) is None and self._col(self.vectors.name) is not None:
+        if self._col(self.meta_name) is None and self._foreign():
             raise IndexStateError(f"{self.path}: the Chroma collection '{self.vectors.name}' was not made by "
                                   "paper-assistant (it has no .meta); it is left alone - choose another collection "
                                   "name")
