@@ -52,6 +52,9 @@ class _Readers:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._count = 0
+        self._waiting = 0
+        """Reopens waiting: a question that starts meanwhile waits behind them (under a steady flow of
+        questions a reopen, and an ingest holding the ingest lock for one, waited without end)."""
         self._mine = threading.local()
 
     def held(self) -> bool:
@@ -60,6 +63,8 @@ class _Readers:
     @contextlib.contextmanager
     def read(self) -> Iterator[None]:
         with self._cond:
+            if not self.held():  # (a thread already reading goes on: it would wait for itself)
+                self._cond.wait_for(lambda: self._waiting == 0)
             self._count += 1
         self._mine.depth = getattr(self._mine, "depth", 0) + 1
         try:
@@ -74,8 +79,15 @@ class _Readers:
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
         with self._cond:
-            self._cond.wait_for(lambda: self._count == 0)
-            yield
+            self._waiting += 1
+            try:
+                self._cond.wait_for(lambda: self._count == 0)
+            finally:
+                self._waiting -= 1
+            try:
+                yield
+            finally:
+                self._cond.notify_all()  # the questions that waited behind it
 
 
 class PaperIndex:

@@ -49,6 +49,8 @@ class VectorStore:
         """The private copy a read-only home is queried from (removed on close, else at exit)."""
         self._lock_file: Path | None = None
         """Embedded: the file whose shared/exclusive lock orders this folder's Chroma calls across processes."""
+        self._read: set[str] = set()
+        """Collections this store has read once (the first read of one may load and save its files)."""
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         try:
             if settings.server_mode:
@@ -63,7 +65,7 @@ class VectorStore:
                 else:
                     persist_dir.mkdir(parents=True, exist_ok=True)
                 try:
-                    with SYSTEMS_LOCK:
+                    with SYSTEMS_LOCK, chroma_lock(self._lock_file if self._copy is None else None, True):
                         if self._copy is None:
                             note_chroma_state(open_dir, starting=True)
                         self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
@@ -91,6 +93,11 @@ class VectorStore:
         weakref.finalize(self, _close_client, self.client)
 
     @property
+    def lock_file(self) -> Path | None:
+        """The cross-process lock of this folder's Chroma calls (None: a private copy, or a server)."""
+        return None if self._copy is not None else self._lock_file
+
+    @property
     def is_copy(self) -> bool:
         """Read from a private copy (a read-only home, a full disk): never to be written through."""
         return self._copy is not None
@@ -112,13 +119,14 @@ class VectorStore:
             return self._collection
         name = self.name
         try:
-            if create:
-                col = self.client.get_or_create_collection(
-                    name, embedding_function=None,
-                    metadata={"hnsw:space": "cosine", "hnsw:search_ef": 128, "hnsw:construction_ef": 128,
-                              "embedding_model": self.model_name})
-            else:
-                col = self.client.get_collection(name, embedding_function=None)
+            with chroma_lock(self.lock_file, True):
+                if create:
+                    col = self.client.get_or_create_collection(
+                        name, embedding_function=None,
+                        metadata={"hnsw:space": "cosine", "hnsw:search_ef": 128, "hnsw:construction_ef": 128,
+                                  "embedding_model": self.model_name})
+                else:
+                    col = self.client.get_collection(name, embedding_function=None)
         except Exception as exc:
             if not create and "does not exist" in str(exc).lower():
                 return None
@@ -213,22 +221,18 @@ class VectorStore:
         over its files, in place; a process's first read of a collection loads those files and applies the
         log too (and may save). A load while another process saved read half-written files (a segmentation
         fault in count or query), and two saves at once left files no process could open (link_lists.bin
-        grown to tens of GB). The ingest lock orders the writers only: this orders every call."""
+        grown to tens of GB). The ingest lock orders the writers only: this orders every call. A read
+        is exclusive too the first time this store reads a collection (that read may load and save)."""
         if self._copy is not None or self._lock_file is None:
             return fn(*args, **kwargs)
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX: unordered, as before
-            return fn(*args, **kwargs)
-        try:
-            fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:  # a home this process cannot write: it writes nothing either
-            return fn(*args, **kwargs)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if getattr(fn, "__name__", "") in _WRITES else fcntl.LOCK_SH)
-            return fn(*args, **kwargs)
-        finally:
-            os.close(fd)  # releases the lock
+        target = getattr(getattr(fn, "__self__", None), "name", None)
+        first = isinstance(target, str) and target not in self._read
+        exclusive = first or getattr(fn, "__name__", "") in _WRITES
+        with chroma_lock(self._lock_file, exclusive):
+            out = fn(*args, **kwargs)
+        if first:
+            self._read.add(target)  # type: ignore[arg-type]
+        return out
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -366,13 +370,14 @@ class SentenceStore:
             return self._collection
         client = self.vectors.client
         try:
-            if create:
-                col = client.get_or_create_collection(
-                    self.name, embedding_function=None,
-                    metadata={"hnsw:space": "cosine", "hnsw:search_ef": 128, "hnsw:construction_ef": 128,
-                              "embedding_model": self.vectors.model_name})
-            else:
-                col = client.get_collection(self.name, embedding_function=None)
+            with chroma_lock(self.vectors.lock_file, True):
+                if create:
+                    col = client.get_or_create_collection(
+                        self.name, embedding_function=None,
+                        metadata={"hnsw:space": "cosine", "hnsw:search_ef": 128, "hnsw:construction_ef": 128,
+                                  "embedding_model": self.vectors.model_name})
+                else:
+                    col = client.get_collection(self.name, embedding_function=None)
         except Exception as exc:
             if not create and "does not exist" in str(exc).lower():
                 return None
@@ -545,6 +550,53 @@ def _timed_out(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+CHROMA_LOCK_WAIT = 300.0
+"""Seconds to wait for another process's Chroma call (one call, not an ingest: an upsert of one batch)."""
+
+
+@contextlib.contextmanager
+def chroma_lock(lock_file: Path | None, exclusive: bool) -> Iterator[None]:
+    """The folder's cross-process lock around one Chroma call (nothing without a lock file, or where
+    flock is missing or the file cannot be opened: a home this process cannot write). A holder stopped
+    (Ctrl-Z) or hung is one line after ``CHROMA_LOCK_WAIT``, not a silent wait."""
+    if lock_file is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: unordered, as before
+        yield
+        return
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        try:
+            fd = os.open(lock_file, os.O_RDONLY)  # another user's file: a shared lock still works
+        except OSError:
+            yield
+            return
+    try:
+        import time
+
+        kind = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + CHROMA_LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, kind | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise IndexStateError(f"{lock_file}: another process has held the vector store for over "
+                                          f"{CHROMA_LOCK_WAIT:.0f} s; is an `assistant` process stopped (Ctrl-Z) "
+                                          "or hung?") from None
+                time.sleep(0.01)
+            except OSError:  # (a read-only descriptor cannot take LOCK_EX on some systems): unordered
+                break
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 _WRITES = frozenset({"add", "upsert", "update", "delete", "delete_collection"})
