@@ -109,7 +109,7 @@ class HybridRetriever:
         self.index = index
         self.embedder = embedder
         self.settings = index.settings
-        self._exact: dict[str, tuple[tuple[int, int], VectorTable | None]] = {}
+        self._exact: dict[str, tuple[tuple[tuple[int, int], int], VectorTable | None]] = {}
         self._exact_lock = threading.Lock()
         self._forgotten = 0
         self._strategy: tuple[tuple[int, int], str] | None = None

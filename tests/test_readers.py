@@ -205,6 +205,10 @@ def test_xml_declared_encoding_is_honoured(tmp_path: Path) -> None:
                   'd\xe9j\xe0 vu.</summary></entry></feed>'.encode("latin-1"))
     res = read_paths([f])
     assert [p.title for p in res.papers] == ["Café title"] and res.warnings == [] and res.problems == []
+    f.write_bytes('<?xml version="1.0" encoding="UTF-16"?><feed xmlns="http://www.w3.org/2005/Atom"><entry>'
+                  '<id>http://arxiv.org/abs/2401.01234v1</id><title>Café title</title><summary>An abstract.'
+                  '</summary></entry></feed>'.encode("utf-16"))  # refused as "UTF-16 text" before its declaration
+    assert [p.title for p in read_paths([f]).papers] == ["Café title"]
     f.write_bytes(b'<?xml version="1.0" encoding="klingon-8"?><feed/>')
     assert "unknown encoding 'klingon-8' in the XML declaration" in _problems(read_paths([f]))
 

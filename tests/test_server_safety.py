@@ -250,6 +250,7 @@ MALFORMED: list[tuple[str, str, bytes, int, str]] = [
     ("POST", "/v1/ask", b'{"question": "x", "since": true}', 422, "since: Input should be a valid string"),
     ("POST", "/v1/chat/completions", b'{"messages": [{"role": "user", "content": [1]}]}', 422,
      "messages.0.content: Input should be"),
+    ("POST", "/v1/ask", b'{"question": "x", "str": 1}', 422, "unknown field 'str'"),
     ("POST", "/v1/ask", b'{"question": "x", "since": "2024-13-45"}', 422, "since: date filter '2024-13-45' is not"),
     ("POST", "/v1/ask", b'{"question": "x", "until": "2023-02-30"}', 422, "until: date filter '2023-02-30' is not"),
     ("GET", "/v1/search?q=dpo&since=2024-13-45", b"", 422, "since: date filter '2024-13-45' is not a real date"),
@@ -485,3 +486,21 @@ def test_a_body_dripped_slowly_is_cut_off_as_a_whole() -> None:
     assert reached == [] and sent[0]["status"] == 408
     body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
     assert body["error"]["message"] == "request body not received: the whole body did not arrive within 2 s"
+
+
+def test_field_names_in_errors_carry_no_pydantic_union_member() -> None:
+    """'since.str', 'messages.0.content.list[ContentPart].0.text' named pydantic's union members; an unknown
+    field called 'str' was named 'body'."""
+    from pydantic import ValidationError
+
+    from assistant.server.app import validation_message
+    from assistant.server.schemas import AskRequest, ChatRequest
+
+    cases = [(AskRequest, {"question": "x", "since": True}, "since: Input should be a valid string"),
+             (AskRequest, {"question": "x", "str": 1}, "unknown field 'str'"),
+             (ChatRequest, {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+              "messages.0.content.0.text: Input should be a valid string")]
+    for model, body, want in cases:
+        with pytest.raises(ValidationError) as err:
+            model.model_validate(body)
+        assert want in [validation_message([e]) for e in err.value.errors()], body

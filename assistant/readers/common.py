@@ -209,6 +209,13 @@ def read_text(path: Path, result: FileResult, *, xml: bool = False) -> str | Non
     except OSError as exc:
         result.problems.append(Problem(str(path), None, f"cannot read file: {exc.strerror or exc}"))
         return None
+    if xml and data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 XML, as its byte-order mark says
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            result.problems.append(Problem(str(path), None, "not valid UTF-16 text though it starts with a UTF-16 "
+                                                            "byte-order mark; save it as UTF-8"))
+            return None
     problem = _content_problem(data, "a supported text format")
     if problem:
         result.problems.append(Problem(str(path), None, problem))

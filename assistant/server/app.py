@@ -68,16 +68,18 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
                         headers=headers)
 
 
-_TYPE_TAG = re.compile(r"^(?:str|int|float|bool|none|bytes|date|datetime|list|dict)$|\[|^function-")
+_TYPE_TAG = re.compile(r"^(?:str|int|float|bool|none|bytes|date|datetime|list|dict)$|^[\w-]+\[|^function-")
 
 
 def validation_message(errors: list[Any]) -> str:
     """First pydantic error as 'field: reason' (unknown fields named as such)."""
     err = errors[0]
-    # Without the union member pydantic names ('since.str', 'messages.0.content.list[ContentPart]').
-    loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path") and not _TYPE_TAG.match(str(x))]
-    where = ".".join(loc) or "body"
     kind = err.get("type", "")
+    # Without the union member pydantic names ('since.str', 'messages.0.content.list[ContentPart]'); an
+    # unknown field is named whatever it is called (one called 'str' is still a field).
+    loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")
+           and (kind == "extra_forbidden" or not _TYPE_TAG.match(str(x)))]
+    where = ".".join(loc) or "body"
     if kind == "extra_forbidden":
         return f"unknown field '{where}'"
     if kind == "missing":
