@@ -203,6 +203,19 @@ class VectorStore:
             self._sentences = SentenceStore(self)
         return self._sentences
 
+    def _family_gone(self) -> bool:
+        """On a Chroma server: none of this collection's companions is left (deleted, not being rebuilt:
+        a rebuild keeps its ``.meta``). The default collection is never gone."""
+        from ..collection_names import DEFAULT
+
+        if self.settings.index.collection == DEFAULT:
+            return False
+        try:
+            have = {str(getattr(c, "name", c)) for c in self.client.list_collections()}
+        except Exception:  # noqa: BLE001 - cannot tell: the message about a rebuild stands
+            return False
+        return not any(self.name + suffix in have for suffix in (".meta", ".papers", ".sentences"))
+
     def drop(self) -> None:
         self.sentences.drop()
         try:
@@ -252,11 +265,12 @@ class VectorStore:
         if "does not exist" not in str(exc).lower():
             raise self.error(exc) from None
         col = reopen()
-        if col is None and self.settings.server_mode:
-            from ..collections import exists, require
+        if col is None and self.settings.server_mode and self._family_gone():
+            from ..collection_names import NoSuchCollection
 
-            if not exists(self.settings, self.settings.index.collection):
-                require(self.settings)  # deleted by another client: "no collection" (a 404), not "rebuild it"
+            name = self.settings.index.collection  # deleted by another client: a 404 from serve, not "rebuild it"
+            raise NoSuchCollection(f"no collection '{name}' on the Chroma server at {self.where} (another client "
+                                   f"deleted it?); `assistant collections list` shows them", name) from None
         if col is None:
             where = (f"Chroma server at {self.settings.index.chroma_host}:{self.settings.index.chroma_port}: "
                      "the shared index" if self.settings.server_mode else f"{self.where}: the index")
