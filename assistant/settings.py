@@ -116,6 +116,14 @@ class IndexSettings(_Section):
     embedding_concurrency: int = Field(2, ge=1, le=64)
     """Embeddings requests in flight at once (embedding = openai): the server batches them on its GPU."""
 
+    @field_validator("chroma_host")
+    @classmethod
+    def _host_not_url(cls, value: str) -> str:
+        """A host name, not a URL: 'http://127.0.0.1' gave "Could not connect" without saying why."""
+        if "://" in value or "/" in value:
+            raise ValueError("a host name is wanted, not a URL (e.g. 127.0.0.1, with the port in CHROMA_PORT)")
+        return value.strip()
+
     @field_validator("collection", mode="before")
     @classmethod
     def _collection_name(cls, value: Any) -> Any:

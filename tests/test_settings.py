@@ -76,7 +76,10 @@ def test_with_keeps_the_rest_and_validates(tmp_path: Path) -> None:
      ({"ASSISTANT_RETRIEVAL__CANDIDATES": "x"}, "ASSISTANT_RETRIEVAL__CANDIDATES: "),
      ({"ASSISTANT_BOGUS__X": "1"}, "ASSISTANT_BOGUS__X: unknown settings section"),
      ({"ASSISTANT_RETRIEVAL__NOPE": "1"}, "ASSISTANT_RETRIEVAL__NOPE: unknown setting"),
-     ({"CHROMA_PORT": "70000"}, "CHROMA_PORT: ")],
+     ({"CHROMA_PORT": "70000"}, "CHROMA_PORT: "),
+     # A URL gave "Could not connect" without saying why.
+     ({"CHROMA_HOST": "http://127.0.0.1"}, "CHROMA_HOST: a host name is wanted, not a URL (e.g. 127.0.0.1, with "
+                                           "the port in CHROMA_PORT), got 'http://127.0.0.1'")],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], needle: str) -> None:
     with pytest.raises(SettingsError) as info:
