@@ -405,6 +405,10 @@ class ChatClient(OpenAICompatible):
                             chars += len(text)
                             if on_token is not None:
                                 on_token(text)
+                    if finish is not None:
+                        # The answer is whole (and usage, not asked for, comes with it if at all): a server
+                        # that then neither sent [DONE] nor closed held the answer for the whole timeout.
+                        break
             except _DeadlinePassed:
                 if finish is not None:  # the answer was complete; only the stream's end never came
                     return self._finished(finish, parts)
