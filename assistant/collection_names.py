@@ -22,6 +22,13 @@ FAMILY = ("", ".sentences", ".papers", ".meta")
 papers and metadata."""
 
 
+def made_here(chroma: str, have: set[str]) -> bool:
+    """Is the Chroma family ``chroma`` on a server this tool's? It has its ``.meta`` (written before anything
+    else), or from before ``.meta``, its ``.sentences`` or ``.papers``: another application's collection of a
+    fitting name has none of them."""
+    return any(chroma + suffix in have for suffix in (".meta", ".papers", ".sentences"))
+
+
 class CollectionError(AssistantError):
     """A collection name that cannot be used, or one that does not exist (or already does)."""
 

@@ -33,6 +33,7 @@ from .collection_names import (
     chroma_name,
     from_chroma,
     from_model,
+    made_here,
     model_id,
     name_problem,
 )
@@ -96,7 +97,7 @@ def names(settings: Settings) -> list[str]:
         for chroma in have:
             base, dot, suffix = chroma.partition(".")
             name = from_chroma(base)
-            if name is not None and dot + suffix in FAMILY and _ours(base, have):
+            if name is not None and dot + suffix in FAMILY and made_here(base, have):
                 found.add(name)
     elif settings.home.is_dir():
         for entry in settings.home.iterdir():
@@ -112,15 +113,8 @@ def exists(settings: Settings, name: str) -> bool:
     if name == DEFAULT:
         return True
     if settings.server_mode:
-        return _ours(chroma_name(name), _server_names(settings))
+        return made_here(chroma_name(name), _server_names(settings))
     return _embedded_exists(embedded_dir(settings, name))
-
-
-def _ours(base: str, have: set[str]) -> bool:
-    """A collection this tool made on a Chroma server has its ``.meta`` (written before anything else), or
-    from before ``.meta``, its ``.sentences`` or ``.papers``. Another application's collection of a fitting
-    name was listed as one, and `delete` removed it."""
-    return any(base + suffix in have for suffix in (".meta", ".papers", ".sentences"))
 
 
 def require(settings: Settings, name: str | None = None) -> None:

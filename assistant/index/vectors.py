@@ -206,7 +206,7 @@ class VectorStore:
     def _family_gone(self) -> bool:
         """On a Chroma server: none of this collection's companions is left (deleted, not being rebuilt:
         a rebuild keeps its ``.meta``). The default collection is never gone."""
-        from ..collection_names import DEFAULT
+        from ..collection_names import DEFAULT, made_here
 
         if self.settings.index.collection == DEFAULT:
             return False
@@ -214,7 +214,7 @@ class VectorStore:
             have = {str(getattr(c, "name", c)) for c in self.client.list_collections()}
         except Exception:  # noqa: BLE001 - cannot tell: the message about a rebuild stands
             return False
-        return not any(self.name + suffix in have for suffix in (".meta", ".papers", ".sentences"))
+        return not made_here(self.name, have)
 
     def drop(self) -> None:
         self.sentences.drop()

@@ -209,7 +209,7 @@ def read_text(path: Path, result: FileResult, *, xml: bool = False) -> str | Non
     except OSError as exc:
         result.problems.append(Problem(str(path), None, f"cannot read file: {exc.strerror or exc}"))
         return None
-    if xml and data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 XML, as its byte-order mark says
+    if xml and data[:2] in _UTF16_BOMS:  # UTF-16 XML, as its byte-order mark says
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError:
@@ -265,9 +265,12 @@ def open_checked(path: Path, result: FileResult, kind: str) -> BinaryIO | None:
 _XML_ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z][\w.-]{0,39})["']""")
 
 
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def _utf16(data: bytes) -> bool:
     """A UTF-16 byte-order mark, or text whose every other byte is NUL (Excel's "Unicode Text")."""
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if data[:2] in _UTF16_BOMS:
         return True
     head = data[:16]
     if len(head) < 8:
