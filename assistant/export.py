@@ -19,7 +19,7 @@ from typing import Any
 
 from .display import markdown_text, url_part, web_link
 from .errors import AssistantError
-from .records import Paper
+from .records import MONTH_ABBREVIATIONS, Paper
 
 FORMATS = ("bibtex", "ris", "csl-json", "markdown")
 #: File suffix -> format, for `/export FILE` and `papers export -o FILE`.
@@ -28,7 +28,6 @@ SUFFIXES = {".bib": "bibtex", ".bibtex": "bibtex", ".ris": "ris", ".json": "csl-
 
 _STOP = {"a", "an", "the", "on", "of", "in", "for", "to", "and", "with", "from", "by", "at", "is", "are", "via",
          "towards", "toward", "do", "does", "what", "how", "why", "when", "can"}
-_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 _DOI_URL = re.compile(r"^https?://(?:dx\.)?doi\.org/(10\..+)$", re.IGNORECASE)
 
 
@@ -235,7 +234,7 @@ def to_bibtex(papers: Sequence[Paper]) -> str:
         if parts:
             fields.append(("year", str(parts[0])))
         if len(parts) > 1 and 1 <= parts[1] <= 12:
-            fields.append(("month", _MONTHS[parts[1] - 1]))
+            fields.append(("month", MONTH_ABBREVIATIONS[parts[1] - 1]))
         if p.date and len(parts) > 1:
             fields.append(("date", p.date))
         doi = doi_of(p)

@@ -410,14 +410,10 @@ class ChatClient(OpenAICompatible):
                         # that then neither sent [DONE] nor closed held the answer for the whole timeout.
                         break
             except _DeadlinePassed:
-                if finish is not None:  # the answer was complete; only the stream's end never came
-                    return self._finished(finish, parts)
                 if not chars:
                     raise
                 raise _StreamBroken(chars, f"timed out after {self.settings.llm.request_timeout:g}s") from None
             except Exception as exc:
-                if finish is not None and _is_api_failure(exc):
-                    return self._finished(finish, parts)
                 if not chars or not _is_api_failure(exc):
                     raise  # nothing shown yet: safe to retry
                 # Text already reached on_token: repeating would show it twice.

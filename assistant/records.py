@@ -14,6 +14,12 @@ from typing import Any
 
 REFUSAL = "The indexed papers do not answer this."
 
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
+"""Month names for ``Paper.date`` (ISO) as readers meet them and exports write them."""
+MONTH_ABBREVIATIONS = tuple(m[:3].lower() for m in MONTHS)
+"""``jan`` ... ``dec``: BibTeX's month macros and the prefix readers match."""
+
 _WS = re.compile(r"\s+")
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 """Explicit direction embeddings, overrides and isolates (not the implicit marks LRM / RLM)."""

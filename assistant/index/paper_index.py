@@ -307,8 +307,7 @@ class PaperIndex:
         with self._readers.exclusive(), self._lock:
             if self._vectors is not None and not self._writing and \
                     self._vectors_generation != self.catalogue.generation:
-                old, self._vectors = self._vectors, None
-                old.close()
+                self._drop_vectors()
 
     def lexical(self) -> LexicalIndex:
         """The BM25 index, rebuilt if it lags the catalogue (e.g. after a killed ingest)."""
@@ -393,8 +392,7 @@ class PaperIndex:
             if copy:  # opened for reading from a copy (a full disk then): a write through it would be lost
                 with self._readers.exclusive(), self._lock:
                     if self._vectors is not None and self._vectors.is_copy:
-                        self._vectors.close()
-                        self._vectors = None
+                        self._drop_vectors()
             with self._lock:
                 self._writing = True
             yield
@@ -424,9 +422,7 @@ class PaperIndex:
                 if idx._readers.held():  # this thread reads through it: cannot wait for itself
                     continue
                 with idx._readers.exclusive(), idx._lock:
-                    if idx._vectors is not None:
-                        old, idx._vectors = idx._vectors, None
-                        old.close()
+                    idx._drop_vectors()
             forget_system(path)  # stopped once its last client closed: a store opened since started a fresh one
             if not written_elsewhere(path):
                 return
@@ -435,6 +431,13 @@ class PaperIndex:
                               "older copy of it open (a vector store opened through the Python API and not "
                               "released: call Assistant.index.release()); writing through it would lose that "
                               "process's vectors")
+
+    def _drop_vectors(self) -> None:
+        """Close this index's vector store (callers hold ``_lock``, and the readers' exclusive side where
+        a question of another thread may be using it)."""
+        old, self._vectors = self._vectors, None
+        if old is not None:
+            old.close()
 
     def close(self) -> None:
         if self._catalogue is not None:
@@ -456,9 +459,7 @@ class PaperIndex:
         process on the old copy."""
         with self._lock:
             self.close()
-            if self._vectors is not None:
-                self._vectors.close()
-                self._vectors = None
+            self._drop_vectors()
             # What was read from it goes too: a collection deleted and made again starts its generation
             # at 1 again, so caches keyed by generation alone (BM25 here, the retriever's loaded vectors)
             # kept answering from the deleted one's papers - or from none.

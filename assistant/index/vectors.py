@@ -70,7 +70,7 @@ class VectorStore:
                             note_chroma_state(open_dir, starting=True)
                         self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
                 except Exception as exc:
-                    _forget_failed_system(open_dir)
+                    forget_system(open_dir)
                     if not (reads_only and self._copy is None and disk_full_message(persist_dir, exc)):
                         raise
                     # A full disk: the indexed papers stay searchable from a copy in the temporary folder
@@ -80,7 +80,7 @@ class VectorStore:
                         with SYSTEMS_LOCK:
                             self.client = chromadb.PersistentClient(path=str(open_dir), settings=chroma_settings)
                     except Exception:
-                        _forget_failed_system(open_dir)
+                        forget_system(open_dir)
                         raise exc from None
         except IndexStateError:
             raise
@@ -621,11 +621,12 @@ TRANSIENT_CHROMA = ("Error finding id", "Nothing found on disk")
 loaded before the write, or one the writer has made but not yet flushed. Asked again, they pass."""
 
 
-def _forget_failed_system(path: Path) -> None:
-    """Chroma keeps a folder's system in a per-process table before starting it: one that failed to
-    start (a damaged chroma.sqlite3) stayed there, and every later client of that folder in the
-    process, after --rebuild had replaced the files, failed with "'RustBindingsAPI' object has no
-    attribute 'bindings'". Dropped unless a client holds it."""
+def forget_system(path: Path) -> None:
+    """Drop this process's Chroma system of the folder if no client holds it. Chroma keeps a folder's
+    system in a per-process table before starting it: one that failed to start (a damaged chroma.sqlite3)
+    stayed there, and every later client of that folder in the process, after --rebuild had replaced the
+    files, failed with "'RustBindingsAPI' object has no attribute 'bindings'"; one stopped since another
+    process wrote must not be joined by the next store opened."""
     try:
         from chromadb.api.shared_system_client import SharedSystemClient as Shared
     except ImportError:  # pragma: no cover - another chromadb layout: nothing to forget
@@ -706,11 +707,6 @@ def written_elsewhere(path: Path) -> bool:
         return False
     seen = _SEEN.get(str(path))
     return seen is None or seen != chroma_state(path)
-
-
-def forget_system(path: Path) -> None:
-    """Drop this process's Chroma system of the folder if no client holds it."""
-    _forget_failed_system(path)
 
 
 _DAMAGED = ("malformed", "file is not a database", "file is encrypted")

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..records import clean_text
+from ..records import MONTH_ABBREVIATIONS, MONTHS, clean_text
 from .common import FileResult, Problem, date_field, make_paper, read_text
 
 
@@ -102,10 +102,7 @@ def _verbatim(value: str) -> str:
     return re.sub(r"\\([_%&#~$])", r"\1", value)
 
 
-_MONTHS = {m: name for m, name in zip(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
-                                        "dec"), ("January", "February", "March", "April", "May", "June", "July",
-                                                 "August", "September", "October", "November", "December"),
-                                       strict=True)}
+_MONTHS = dict(zip(MONTH_ABBREVIATIONS, MONTHS, strict=True))
 
 
 def _concatenation(value: str, strings: dict[str, str]) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 from ..display import one_line
 from ..errors import line_of_byte
-from ..records import Paper, clean_text, title_id
+from ..records import MONTH_ABBREVIATIONS, Paper, clean_text, title_id
 
 MAX_ID_CHARS = 512
 """Longest paper id: ids are shown, linked and echoed in errors."""
@@ -80,8 +80,7 @@ def split_authors(value: Any) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-_MONTHS = {m: i for i, m in enumerate(
-    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
+_MONTHS = {m: i for i, m in enumerate(MONTH_ABBREVIATIONS, start=1)}
 
 
 def parse_date(value: Any, month: Any = None) -> tuple[str | None, bool]:

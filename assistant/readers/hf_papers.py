@@ -11,11 +11,11 @@ import datetime
 import re
 from pathlib import Path
 
+from ..records import MONTH_ABBREVIATIONS
 from .common import FileResult, Problem, make_paper, read_text
 
 HEADER_LINES = {"new", "get trending papers in your email inbox!", "subscribe", "daily papers",
                 "byak and the research community"}
-_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 _DATE = re.compile(r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? (\d{1,2})(?:, (\d{4}))?(?: (\d+))?$")
 _AUTHORS = re.compile(r"^[•·*\-]?\s*(\d+) authors?$")
 MIN_ABSTRACT_CHARS = 200
@@ -75,7 +75,7 @@ def read(path: Path, *, max_abstract_chars: int = 20000, page_year: int = 0) -> 
                     j += 1
                     continue
                 if m := _DATE.match(cur):
-                    month = _MONTHS.index(m.group(1)[:3].lower()) + 1
+                    month = MONTH_ABBREVIATIONS.index(m.group(1)[:3].lower()) + 1
                     y = int(m.group(3)) if m.group(3) else year
                     try:
                         day = datetime.date(y, month, int(m.group(2))) if y else None
