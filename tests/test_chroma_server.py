@@ -195,6 +195,41 @@ def test_same_titled_papers_on_a_server_keep_apart_and_edit_in_place(chroma_serv
     assert sorted(p.abstract for p in a.papers()) == [y, x + " Edited."]
 
 
+def test_title_lookups_on_a_server_do_not_grow_with_the_id_less_papers(chroma_server: ChromaServer, tmp_path: Path,
+                                                                        embed_cache: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading a file asked the server for each id-less paper's indexed record of its title, one request per
+    paper (~30 min of round trips for a million such papers): a reader's batch is one lookup."""
+    from assistant.index.server_catalogue import ServerCatalogue
+
+    a = Assistant(make_settings(tmp_path / "home", embed_cache, chroma_host="127.0.0.1",
+                                chroma_port=chroma_server.port))
+
+    def rows(path: Path, n: int) -> Path:
+        path.write_text("".join(json.dumps({"title": f"{path.stem} title {i}",
+                                            "abstract": f"Paper {i} of {path.stem} on reward models."}) + "\n"
+                                for i in range(n)))
+        return path
+
+    small, big = rows(tmp_path / "small.jsonl", 3), rows(tmp_path / "big.jsonl", 30)
+    a.ingest([small, big])
+    calls: list[str] = []
+    real = ServerCatalogue._call
+
+    def counted(self: ServerCatalogue, fn: object, *args: object, **kwargs: object) -> object:
+        calls.append(getattr(fn, "__name__", "?"))
+        return real(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ServerCatalogue, "_call", counted)
+    made = []
+    for src in (small, big):
+        calls.clear()
+        rep = a.ingest([src])
+        assert (rep.new, rep.updated) == (0, 0)
+        made.append(len(calls))
+    assert made[0] == made[1], made
+
+
 def test_a_collection_of_another_model_on_the_server_is_refused_to_an_ingest(
         chroma_server: ChromaServer, tmp_path: Path, embed_cache: Path) -> None:
     """A first catalogue access that failed the model check was kept unchecked: an ingest from a home with

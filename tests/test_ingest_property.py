@@ -91,6 +91,9 @@ def _titles(a: Assistant) -> set[str]:
 # Found by hypothesis: the only record of a file is dropped, leaving the file empty.
 @example(files={ext: [("good", _record(n, [n, 1, 2, 3]))] for n, ext in enumerate((".jsonl", ".bib", ".csv"))},
          doomed=[0])
+# Found by hypothesis: every record of the CSV is dropped, leaving its header line alone.
+@example(files={".jsonl": [("good", _record(0, [0, 1, 2, 3]))],
+                ".csv": [("good", _record(n, [n, 1, 2, 3])) for n in (1, 2)]}, doomed=[1, 2])
 def test_good_records_indexed_and_partial_reads_never_prune(files: dict[str, list[tuple[str, object]]],
                                                             doomed: list[int], embed_cache: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:

@@ -168,6 +168,8 @@ def test_jsonl_bad_lines_named_and_good_lines_kept() -> None:
     ("bomb.xml", b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><feed>&lol;</feed>', "DOCTYPE"),
     ("notes.txt", b"just some notes\nwithout any paper structure\n", "no papers found"),
     ("table.csv", b"name,body\na,b\n", "needs 'title' and 'abstract'"),
+    # A header alone (a truncated export?) read as a complete file: --prune dropped every paper it gave.
+    ("header.csv", b"id,title,abstract\n,,\n", "no records after the header line"),
     # Excel's "Unicode Text" and UTF-16 CSV: was "binary file (NUL bytes)".
     ("excel.csv", "title,abstract\nA,B\n".encode("utf-16"), "UTF-16 text; save it as UTF-8"),
     ("excel.tsv", "title\tabstract\nA\tB\n".encode("utf-16-le"), "UTF-16 text; save it as UTF-8"),

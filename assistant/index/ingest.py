@@ -149,8 +149,11 @@ def _title_clash(index: PaperIndex, names: Mapping[str, str]) -> TitleClash | No
 
     claimed: set[str] = set()  # ids an earlier record of this run was placed at
 
-    def clash(paper: Paper, file: str) -> tuple[str, str | None] | None:
-        before = cat.get(paper.paper_id)
+    def clashes(papers: Sequence[Paper], file: str) -> list[tuple[str, str | None] | None]:
+        indexed = cat.get_many(list(dict.fromkeys(p.paper_id for p in papers)))
+        return [clash(p, indexed.get(p.paper_id), file) for p in papers]
+
+    def clash(paper: Paper, before: Paper | None, file: str) -> tuple[str, str | None] | None:
         if before is None or before.abstract == paper.abstract:
             return None
         file = names.get(file, file)
@@ -168,7 +171,7 @@ def _title_clash(index: PaperIndex, names: Mapping[str, str]) -> TitleClash | No
             return chosen.paper_id, None
         return apart_id(paper), min(files(before), default=before.source)
 
-    return clash
+    return clashes
 
 
 def staging(settings: Any) -> StagedPapers:

@@ -9,7 +9,7 @@ the same title-derived id with a different abstract is two papers.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,11 +110,12 @@ def _walk(top: Path, problems: list[Problem] | None) -> list[Path]:
     return sorted(found)
 
 
-#: ``title_clash(paper, file)``: for a paper whose id comes from its title and whose indexed paper of
-#: that id has another abstract from other files: the id it is indexed under instead, with the
-#: file of the other paper when it is a paper of its own (None when the id is an earlier record
-#: of this file's, being edited). None: the id stands.
-TitleClash = Callable[[Paper, str], "tuple[str, str | None] | None"]
+#: ``title_clash(papers, file)``: for each paper (all with ids from their titles), when the indexed
+#: paper of that id has another abstract from other files: the id it is indexed under instead, with
+#: the file of the other paper when it is a paper of its own (None when the id is an earlier record
+#: of this file's, being edited). None: the id stands. A batch at a time: one catalogue read for a
+#: reader's batch (one request on a Chroma server), not one per paper.
+TitleClash = Callable[[Sequence[Paper], str], "list[tuple[str, str | None] | None]"]
 
 
 def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, hf_page_year: int = 0,
@@ -142,9 +143,12 @@ def read_paths(paths: Iterable[str | Path], *, max_abstract_chars: int = 20000, 
         def take(papers: list[Paper], key: str = key) -> None:
             for paper in papers:
                 paper.provenance = {key: own_fields(paper)}
-                out.entries += 1
-                if title_clash is not None and not (paper.extra.get("explicit_id") or paper.arxiv_id):
-                    _apart_from_indexed(paper, title_clash(paper, key), out)
+            out.entries += len(papers)
+            titled = [p for p in papers if not (p.extra.get("explicit_id") or p.arxiv_id)]
+            if title_clash is not None and titled:
+                for paper, clash in zip(titled, title_clash(titled, key), strict=True):
+                    _apart_from_indexed(paper, clash, out)
+            for paper in papers:
                 _merge(by_id, paper, out, merged_ids)
 
         sink = PAPER_SINK.set(take)

@@ -76,6 +76,7 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
             i = _col(header, names)
             return row[i] if i is not None and i < len(row) and row[i].strip() else None
 
+        records = 0
         while True:
             start = reader.line_num + 1
             seen.clear()
@@ -95,6 +96,7 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
                 break
             if not any(cell.strip() for cell in row):
                 continue
+            records += 1
             where = f"line {start}"  # where the record starts (a quoted field may hold line breaks)
             make_paper(result, path, where, row[t_col] if t_col < len(row) else None,
                        row[a_col] if a_col < len(row) else None, max_abstract_chars=max_abstract_chars,
@@ -103,4 +105,8 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
                        authors=split_authors(get(row, ("authors", "author"))),
                        date=_date(result, path, where, [get(row, (c,)) for c in DATE_COLS]),
                        url=get(row, ("url",)))
+            result.flush()
+    if not records and not result.problems:
+        # As an empty file: a header alone may be a truncated export, and --prune would drop its papers.
+        result.problems.append(Problem(str(path), None, "no records after the header line"))
     return result
