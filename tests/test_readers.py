@@ -81,6 +81,22 @@ def test_page_year_setting_overrides_inference() -> None:
         "2030-09-10"
 
 
+@pytest.mark.parametrize(("cell", "authors"), [
+    ("Roe, R.", ["Roe, R."]),  # was two authors, "Roe" and "R."
+    ("Roe, R. J., Doe, A.", ["Roe, R. J.", "Doe, A."]),
+    ("Curie, M, Bohr, N", ["Curie, M", "Bohr, N"]),
+    ("Alice Smith, Bob Jones", ["Alice Smith", "Bob Jones"]),
+    ("A. Smith, B. Jones", ["A. Smith", "B. Jones"]),
+    ("Ng, A., Li, B., Wu", ["Ng", "A.", "Li", "B.", "Wu"]),  # not pairs throughout: split as written
+    ("Roe, R.; Doe, A.", ["Roe, R.", "Doe, A."]),
+])
+def test_csv_author_cells_keep_family_names_with_their_initials(tmp_path: Path, cell: str,
+                                                                  authors: list[str]) -> None:
+    f = tmp_path / "a.csv"
+    f.write_text('title,abstract,authors\nT,A.,"' + cell + '"\n', encoding="utf-8")
+    assert read_paths([f]).papers[0].authors == authors
+
+
 def test_arxiv_atom() -> None:
     res = read_paths([R / "arxiv.xml"])
     assert res.problems == []

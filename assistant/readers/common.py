@@ -76,8 +76,18 @@ def split_authors(value: Any) -> list[str]:
             out.append(clean_text(str(a)))
         return [a for a in out if a]
     text = clean_text(str(value))
-    parts = re.split(r"\s+and\s+|;", text) if (" and " in text or ";" in text) else text.split(",")
+    if " and " in text or ";" in text:
+        parts = re.split(r"\s+and\s+|;", text)
+    else:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if len(parts) % 2 == 0 and all(_INITIALS.match(p) for p in parts[1::2]):
+            # "Roe, R." / "Roe, R. J., Doe, A.": family names with their initials, not one author a part.
+            parts = [f"{family}, {given}" for family, given in zip(parts[::2], parts[1::2], strict=True)]
     return [p.strip() for p in parts if p.strip()]
+
+
+_INITIALS = re.compile(r"^[A-Z](?:\.|(?=[\s-]|$))(?:[\s-]*[A-Z](?:\.|(?=[\s-]|$))){0,3}$")
+"""Given names as initials: "R.", "R. J.", "J.-P.", "RJ" is not (it could be a name)."""
 
 
 _MONTHS = {m: i for i, m in enumerate(MONTH_ABBREVIATIONS, start=1)}
