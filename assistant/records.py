@@ -56,6 +56,12 @@ def clean_text(text: str) -> str:
     return _WS.sub(" ", CONTROLS.sub("", BIDI_CONTROLS.sub("", text))).strip()
 
 
+def clean_id(text: str) -> str:
+    """``clean_text`` without invisible format characters (zero-width space and joiners, soft hyphen,
+    byte-order mark, tag characters): "p\u200b1" displayed as "p1" but was another paper of that id."""
+    return "".join(ch for ch in clean_text(text) if unicodedata.category(ch) != "Cf")
+
+
 @dataclass
 class Paper:
     """One paper as read from any source format."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from assistant.readers import read_paths
+from assistant.records import title_id
 from tests.conftest import FIXTURES, SAMPLE_DIR, SCIFACT
 
 R = FIXTURES / "readers"
@@ -95,6 +96,20 @@ def test_csv_author_cells_keep_family_names_with_their_initials(tmp_path: Path, 
     f = tmp_path / "a.csv"
     f.write_text('title,abstract,authors\nT,A.,"' + cell + '"\n', encoding="utf-8")
     assert read_paths([f]).papers[0].authors == authors
+
+
+def test_invisible_characters_do_not_make_another_id(tmp_path: Path) -> None:
+    """'p\u200b1' displayed as 'p1' but was a second paper of that id; an id of a zero-width space alone
+    was an id; a zero-width space in an arXiv id lost it."""
+    f = tmp_path / "zw.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": "p1", "title": "First", "abstract": "Alpha text."},
+        {"id": "p\u200b1\ufeff", "title": "First", "abstract": "Alpha text."},
+        {"id": "\u200b\u00ad", "title": "Second", "abstract": "Beta text."},
+        {"arxiv_id": "2401.0\u200d1234", "title": "Third", "abstract": "Gamma text."}]), encoding="utf-8")
+    res = read_paths([f])
+    assert [p.paper_id for p in res.papers] == ["p1", title_id("Second"), "2401.01234"]
+    assert res.duplicate_papers == 1 and not res.papers[1].extra.get("explicit_id")
 
 
 def test_arxiv_atom() -> None:

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 from ..display import one_line
 from ..errors import line_of_byte
-from ..records import MONTH_ABBREVIATIONS, Paper, clean_text, title_id
+from ..records import MONTH_ABBREVIATIONS, Paper, clean_id, clean_text, title_id
 
 MAX_ID_CHARS = 512
 """Longest paper id: ids are shown, linked and echoed in errors."""
@@ -191,8 +191,10 @@ def make_paper(result: FileResult, path: Path, where: str | None, title: Any, ab
         result.warnings.append(Problem(str(path), where, f"abstract of {len(abstract_s)} characters truncated "
                                                          f"to {max_abstract_chars}"))
         abstract_s = abstract_s[:max_abstract_chars]
-    ax = arxiv_id(meta.pop("arxiv_id", None))
-    pid = ax or (clean_text(str(explicit_id)) if explicit_id not in (None, "") else None) or title_id(title_s)
+    ax = meta.pop("arxiv_id", None)
+    ax = arxiv_id(clean_id(ax) if isinstance(ax, str) else ax)
+    given = clean_id(str(explicit_id)) if explicit_id is not None else ""
+    pid = ax or given or title_id(title_s)
     if len(pid) > MAX_ID_CHARS:
         result.problems.append(Problem(str(path), where, f"id of {len(pid)} characters (at most {MAX_ID_CHARS}); "
                                                          "skipped"))
@@ -204,7 +206,7 @@ def make_paper(result: FileResult, path: Path, where: str | None, title: Any, ab
     source = f"{path}:{where}" if where else str(path)
     paper = Paper(paper_id=pid, title=title_s, abstract=abstract_s, arxiv_id=ax, source=source,
                   **{k: v for k, v in meta.items() if k in Paper.__dataclass_fields__})
-    if explicit_id not in (None, "") and not ax:
+    if given and not ax:
         paper.extra["explicit_id"] = True
     result.papers.append(paper)
     return paper
