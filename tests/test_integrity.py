@@ -241,6 +241,29 @@ def test_merge_is_order_independent_and_never_drops_a_known_field(tmp_path: Path
     assert by_id["p3"].date == "2023-04-11"  # the more specific date wins, whichever file came first
 
 
+def test_prune_forgets_what_files_no_longer_given_said(fresh_home: Path, embed_cache: Path, tmp_path: Path) -> None:
+    """A date and authors only a deleted (or moved) file gave stayed in the paper after --prune for good;
+    only --rebuild cleared them. Without --prune they stay (another file's say is kept)."""
+    a = Assistant(make_settings(fresh_home, embed_cache))
+    rec = {"id": "x", "title": "Shared paper on reward models", "abstract": "Reward models drift. We measure it."}
+    one = _write(tmp_path / "one.jsonl", [json.dumps(rec)])
+    two = _write(tmp_path / "two.jsonl", [json.dumps({**rec, "date": "2021-05-01", "authors": ["Roe, R."]})])
+    a.ingest([one, two])
+    assert (a.get_paper("x").date, a.get_paper("x").authors) == ("2021-05-01", ["Roe, R."])
+    a.ingest([one])
+    assert a.get_paper("x").date == "2021-05-01"
+    moved = tmp_path / "moved.jsonl"
+    two.rename(moved)
+    a.ingest([one, moved], prune=True)
+    assert set(a.get_paper("x").provenance) == {str(one), str(moved)}
+    assert a.get_paper("x").date == "2021-05-01"
+    rep = a.ingest([one], prune=True)
+    assert (rep.removed, rep.updated) == (0, 1)
+    x = a.get_paper("x")
+    assert x is not None and (x.date, x.authors, set(x.provenance)) == (None, [], {str(one)})
+    assert a.search("reward models drift", k=1)[0].paper.date is None
+
+
 def test_reingesting_one_sample_page_keeps_metadata_from_the_others(copied_sample_home: Path,
                                                                    embed_cache: Path) -> None:
     from tests.conftest import SAMPLE_DIR

@@ -300,7 +300,7 @@ def _ingest_locked(index: PaperIndex, staged: StagedPapers, complete_files: set[
             known = cat.hashes_of([p.paper_id for p in batch])
             conflicts: list[str] = []
             merged, data_only = _merge_with_catalogue(cat, batch, complete_files, known, replace=replace,
-                                                      conflicts=conflicts)
+                                                      conflicts=conflicts, prune=prune)
             for line in conflicts:
                 report.warnings.append(line)
                 rep.message(line)
@@ -432,12 +432,14 @@ def _rename_sources(result: Any, names: Mapping[str, str]) -> None:
 
 def _merge_with_catalogue(cat: Catalogue, papers: list[Paper], complete_files: set[str],
                           known: dict[str, str], replace: bool = False,
-                          conflicts: list[str] | None = None) -> tuple[list[Paper], list[Paper]]:
+                          conflicts: list[str] | None = None, prune: bool = False) -> tuple[list[Paper], list[Paper]]:
     """Fold what the catalogue knows from other files into the papers just read, so re-reading
     one file never replaces a field another file gave (records.merge_provenance). Returns the
     merged papers and those whose stored record changed only outside the content hash
     (provenance, source, upvotes): those are rewritten without re-embedding. A paper whose abstract
-    another file gave differently is replaced by the record read now, said in ``conflicts``."""
+    another file gave differently is replaced by the record read now, said in ``conflicts``. With
+    ``prune`` (every source read completely), the files read now are all there is: what files not read
+    said goes with them (a date from a deleted or moved file stayed in its papers for good)."""
     old = cat.get_many([p.paper_id for p in papers if p.paper_id in known])
     merged: list[Paper] = []
     data_only: list[Paper] = []
@@ -458,7 +460,7 @@ def _merge_with_catalogue(cat: Catalogue, papers: list[Paper], complete_files: s
             continue
         prov = before.provenance or _legacy_provenance(before)
         # What a file read completely now says replaces what it said before; other files' say stays.
-        prov = {f: fields for f, fields in prov.items() if f not in complete_files}
+        prov = {} if prune else {f: fields for f, fields in prov.items() if f not in complete_files}
         combine_provenance(prov, p.provenance)
         p = Paper.from_dict({**p.to_dict(), "provenance": prov})
         merge_provenance(p)
