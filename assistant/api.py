@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AssistantError, IndexStateError
+from .errors import AssistantError, IndexStateError, InputError
 from .index.ingest import IngestReport, Reporter, SilentReporter, ingest, sample_paths
 from .index.paper_index import PaperIndex
-from .records import REFUSAL, Answer, Paper, Source
+from .records import MAX_BATCH_PAPERS, REFUSAL, Answer, Paper, Source
 from .settings import Settings
 from .text import blank
 
@@ -113,8 +113,15 @@ class Assistant:
         ``replace``: see :func:`assistant.index.ingest.ingest` (the server's upload upsert). A Zotero
         library (zotero.sqlite or its data folder) is read from a copy; ``zotero_collection`` takes
         one of its collections (with subcollections)."""
+        items = _as_list(paths, "paths", (str, os.PathLike))
+        if isinstance(batch_papers, bool) or not isinstance(batch_papers, int) \
+                or not 1 <= batch_papers <= MAX_BATCH_PAPERS:
+            raise InputError(f"batch_papers: a whole number from 1 to {MAX_BATCH_PAPERS}, got {batch_papers!r:.40}")
+        if any(isinstance(p, str) and not p for p in items):
+            # (as a path, '' is the current folder: `ingest --prune "$UNSET"` replaced the index with it)
+            raise InputError("paths: an empty path ('') names no file or folder; nothing was read")
         try:
-            return ingest(self.index, _as_list(paths, "paths", (str, os.PathLike)), prune=prune,
+            return ingest(self.index, items, prune=prune,
                           rebuild=rebuild, wait=wait, reporter=progress or SilentReporter(),
                           batch_papers=batch_papers, after_batch=after_batch, names=names, replace=replace,
                           zotero_collection=zotero_collection)
@@ -131,7 +138,7 @@ class Assistant:
         from .sources import arxiv
 
         refs = [arxiv.parse_ref(i) for i in _as_list(ids, "ids", (str,))]  # every id checked before any request
-        if search is not None and not search.strip():
+        if search is not None and blank(_check_text(search, "arXiv search (--search)")):
             raise AssistantError("the arXiv search (--search) is empty")
         if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
             raise AssistantError(f"max_results (--max) must be a whole number of at least 1, got {max_results!r}")
@@ -330,6 +337,7 @@ class Assistant:
                 f"home are not read in server mode); add some with `assistant ingest{flag} SOURCES`")
 
     def get_paper(self, paper_id: str) -> Paper | None:
+        _check_text(paper_id, "paper id")
         self._require_collection()
         with self.index.reading():
             if not self.index.exists():
@@ -344,7 +352,7 @@ class Assistant:
         check_format(fmt)  # before every paper is read
         if paper_ids is None or (not isinstance(paper_ids, str) and not paper_ids):
             return export(self.papers(order="id"), fmt)
-        ids = list(dict.fromkeys(_as_list(paper_ids, "paper_ids", (str,))))
+        ids = list(dict.fromkeys(_check_text(i, "paper id") for i in _as_list(paper_ids, "paper_ids", (str,))))
         self._require_collection()
         with self.index.reading():
             found = self.index.catalogue.get_many(ids) if self.index.exists() else {}

@@ -20,7 +20,7 @@ from .records import BIDI_CONTROLS
 
 _HTTP_URL = re.compile(r"^https?://[^\s/?#<>\"]+[^\s<>\"]*$", re.IGNORECASE)
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!|#~&])")
-_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _MD_ESCAPED = re.compile(r"\\([\\`*_\[\]<>!|#~&(:])")
 """What :func:`markdown_text` escapes, plus the "(" and ":" escaped after a kept ``[n]`` marker."""
 

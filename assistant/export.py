@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .display import markdown_text, url_part, web_link
+from .display import markdown_text, one_line, url_part, web_link
 from .errors import AssistantError
 from .records import MONTH_ABBREVIATIONS, Paper
 
@@ -50,15 +50,27 @@ def write_file(path: str | os.PathLike[str], text: str, *, overwrite: bool = Tru
     without ``overwrite``, a file already there is refused: it may be the user's own .bib."""
     if not isinstance(path, (str, os.PathLike)):
         raise AssistantError(f"the file to write is a {type(path).__name__}, not a path")
+    if "\x00" in str(path):  # (open() raised ValueError: a traceback that ended the chat session)
+        raise AssistantError(f"{one_line(str(path))}: a file name cannot hold a NUL character; nothing written")
+    if any("\ud800" <= ch <= "\udfff" for ch in str(path)):
+        raise AssistantError(f"{one_line(str(path))}: not a file name this system can write (a stray byte or "
+                             "lone surrogate); nothing written")
     target = Path(path).expanduser()
     try:
-        folder, there = target.is_dir(), target.exists()
-    except OSError:  # e.g. a name too long: said by the write below
-        folder = there = False
+        folder, there = target.is_dir(), target.exists() or target.is_symlink()
+        if target.is_symlink() and overwrite:
+            # Written through the link, which stays (renaming over it replaced the link with a file).
+            target = target.resolve()
+            folder, there = target.is_dir(), target.exists()
+        special = there and not folder and not target.is_file()
+    except (OSError, RuntimeError):  # e.g. a name too long, a link loop: said by the write below
+        folder = there = special = False
     if not str(path).strip() or not target.name or folder:
         raise AssistantError(f"'{path}': not a file name; give one to write the references to (e.g. refs.bib)")
     if not overwrite and there:
         raise AssistantError(f"{target}: already exists; nothing written - give another name, or remove it first")
+    if special:  # a pipe, a socket or a device: replacing it with a file broke whatever used it
+        raise AssistantError(f"{target}: not a regular file (a pipe or a device); nothing written")
     tmp = target.with_name(f".{target.name}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")

@@ -20,6 +20,9 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
 MONTH_ABBREVIATIONS = tuple(m[:3].lower() for m in MONTHS)
 """``jan`` ... ``dec``: BibTeX's month macros and the prefix readers match."""
 
+MAX_BATCH_PAPERS = 100_000
+"""Papers an ingest writes per crash-safe batch at most (one transaction, one embedding pass)."""
+
 _WS = re.compile(r"\s+")
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 """Explicit direction embeddings, overrides and isolates (not the implicit marks LRM / RLM)."""

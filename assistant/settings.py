@@ -419,6 +419,8 @@ class Settings(BaseSettings):
     def load(cls, config_file: str | Path | None = None, env: dict[str, str] | None = None,
              **overrides: Any) -> Settings:
         """Build settings from a TOML file, the environment and keyword overrides."""
+        if config_file is not None and not isinstance(config_file, (str, os.PathLike)):
+            raise SettingsError(f"config_file: expected a path, got {type(config_file).__name__}")
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {}
         origin: dict[tuple[str, ...], str] = {}

@@ -33,8 +33,8 @@ from .answering.stance import (
     label_papers,
     rationale,
 )
-from .records import Source, run_fields
-from .text import addresses_model
+from .records import Source, clean_text, run_fields
+from .text import addresses_model, blank
 
 MIXED = "MIXED"
 CLOSEST_PAPERS = 3
@@ -264,7 +264,11 @@ def read_claims(path: str | Path) -> list[str]:
     except UnicodeDecodeError as exc:
         line = line_of_byte(data, exc.start)
         raise InputError(f"{p}:{line}: not UTF-8 text (byte {exc.start + 1} of the file)") from None
-    claims = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    # Lines end at line breaks only: str.splitlines() also split a claim at a form feed, \x1c-\x1e, NEL or
+    # U+2028 (two claims from one line); those are spaces within it. A line of zero-width or control
+    # characters is blank (it was "the claim is empty", naming no line).
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    claims = [clean_text(line) for line in lines if not blank(line) and not line.lstrip().startswith("#")]
     if not claims:
         raise InputError(f"{p}: no claims (one a line; blank lines and # comments are skipped)")
     return claims

@@ -232,3 +232,105 @@ def test_calibrate_verify_and_the_api_refuse_what_they_cannot_use(sample_home: P
     for bad in ("x", {"llm": {}}):
         with pytest.raises(AssistantError, match="settings: expected a Settings"):
             Assistant(bad)  # type: ignore[arg-type]
+
+
+# -- found by a probe of every command and API call (2026-12-07) -----------------------------------------
+def test_an_empty_path_is_refused_before_anything_is_read(copied_sample_home: Path, embed_cache: Path,
+                                                          tmp_path: Path) -> None:
+    """`ingest --prune "$UNSET"` read the current folder (as a path, '' is '.') and pruned every paper not in it."""
+    from assistant.api import Assistant
+    from tests.conftest import make_settings
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "other.jsonl").write_text(json.dumps({"title": "Other", "abstract": "Other text."}) + "\n",
+                                     encoding="utf-8")
+    a = Assistant(make_settings(copied_sample_home, embed_cache))
+    before = {p.paper_id for p in a.papers()}
+    for flags in (["--prune"], ["--rebuild"], []):
+        proc = subprocess.run([sys.executable, "-m", "assistant", "ingest", *flags, ""], capture_output=True,
+                              text=True, env=cli_env(copied_sample_home, embed_cache), cwd=cwd, timeout=600)
+        assert "an empty path ('') names no file or folder" in one_error_line(proc)
+    with pytest.raises(InputError, match="an empty path"):
+        a.ingest([str(cwd / "other.jsonl"), ""], prune=True)
+    assert {p.paper_id for p in a.papers()} == before
+
+
+def test_usage_errors_are_one_line_naming_the_command(tmp_path: Path) -> None:
+    """click's own usage errors were a five-line box without 'error:' (every other error is one line)."""
+    cases = [(("ask", "-k", "x", "q"), "Invalid value for '-k'", "ask"),
+             (("ask",), "Missing argument 'question'", "ask"),
+             (("--bogus",), "No such option: --bogus", ""),
+             (("collections", "create", "-x"), "No such option: -x", "collections create"),
+             (("ingest", "--batch", "0", "x.jsonl"), "Invalid value for '--batch'", "ingest"),
+             (("ingest", "--batch", "99999999999999999999", "x.jsonl"), "Invalid value for '--batch'", "ingest")]
+    for args, needle, command in cases:
+        proc = run(tmp_path / "home", *args)
+        line = one_error_line(proc)
+        assert proc.returncode == 2 and needle in line, line
+        assert line.endswith(f"(see {' '.join(['python -m assistant', command]).strip()} --help)"), line
+    proc = run(tmp_path / "home", "papers")  # a command group alone still shows its help
+    assert "list" in proc.stderr + proc.stdout and "error:" not in proc.stderr
+
+
+def test_export_never_replaces_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    """`papers export -o pipe` (or a link, or as root /dev/null) renamed a file over it: the pipe's reader got
+    nothing, the link became a file, and the device was gone. A NUL or a stray byte in the name was a
+    traceback that ended a chat session."""
+    import os
+
+    from assistant.errors import AssistantError
+    from assistant.export import write_file
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(AssistantError, match="not a regular file"):
+        write_file(pipe, "x")
+    assert pipe.is_fifo()
+    real, link = tmp_path / "real.bib", tmp_path / "link.bib"
+    real.write_text("old", encoding="utf-8")
+    link.symlink_to(real.name)
+    assert write_file(link, "new") == real
+    assert link.is_symlink() and real.read_text(encoding="utf-8") == "new"
+    with pytest.raises(AssistantError, match="already exists"):
+        write_file(link, "newer", overwrite=False)
+    for name, needle in (("a\x00b.bib", "cannot hold a NUL"), ("x\ud800.bib", "lone surrogate")):
+        with pytest.raises(AssistantError, match=needle):
+            write_file(tmp_path / name, "x")
+
+
+def test_ids_and_api_arguments_of_the_wrong_kind_are_the_projects_errors(sample_home: Path, embed_cache: Path,
+                                                                         tmp_path: Path) -> None:
+    from assistant.api import Assistant
+    from tests.conftest import make_settings
+
+    a = Assistant(make_settings(sample_home, embed_cache))
+    for call in (lambda: a.get_paper("DPO\udcff"), lambda: a.export(["DPO\udcff"]), lambda: a.get_paper(["x"]),
+                 lambda: a.add(search=5), lambda: a.ingest([str(tmp_path)], batch_papers="x"),
+                 lambda: a.ingest([str(tmp_path)], batch_papers=0), lambda: Settings.load(config_file=5)):
+        with pytest.raises(AssistantError) as err:
+            call()  # type: ignore[no-untyped-call]
+        assert "\n" not in str(err.value)
+    line = one_error_line(run(sample_home, "papers", "show", "DPO\udcff"))
+    assert "not valid UTF-8 text" in line
+    line = one_error_line(run(sample_home, "papers", "show", "x" * 100_000))
+    assert len(line) < 400
+
+
+def test_a_claims_file_splits_at_line_breaks_only(tmp_path: Path) -> None:
+    """A form feed (or \\x1c, NEL, U+2028) inside a claim made two claims; a line of zero-width characters
+    was 'the claim is empty' naming no line."""
+    f = tmp_path / "claims.txt"
+    f.write_text("claim one\fstill one\x85and\u2028more\n\u200b\n\x01\n# comment\r\nclaim two\r\n", encoding="utf-8")
+    assert read_claims(f) == ["claim one still one and more", "claim two"]
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_says_no_serving(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run(tmp_path / "home", "serve", "--port", str(port))
+    assert f"--port {port}: cannot listen there" in one_error_line(proc) and "serving" not in proc.stderr

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import AssistantError
+from ..records import MAX_BATCH_PAPERS
 from .options import CollectionOpt
 
 if TYPE_CHECKING:
@@ -56,15 +57,16 @@ def _console(stderr: bool = False) -> Any:
 
 @app.command("ingest")
 def ingest_cmd(
-    # readable=False: an unreadable path is the reader's one-line problem (the others are still
-    # ingested), not a usage error that stops the whole command.
-    paths: list[Path] = typer.Argument(..., readable=False, help="Files or folders (HF Papers .txt, JSONL/JSON, "
+    # Text, not Path: an unreadable path is the reader's one-line problem (the others are still ingested),
+    # and "" stays "" for the API to refuse (as a Path it was ".": `--prune "$UNSET"` took the current folder).
+    paths: list[str] = typer.Argument(..., help="Files or folders (HF Papers .txt, JSONL/JSON, "
                                                                  "arXiv Atom, BibTeX, CSV, a Zotero library: "
                                                                  "zotero.sqlite or its folder)."),
     prune: bool = typer.Option(False, "--prune", help="Remove papers no longer in these sources."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Drop the index and build it again."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another ingest holds the lock."),
-    batch: int = typer.Option(256, "--batch", help="Papers written per crash-safe batch."),
+    batch: int = typer.Option(256, "--batch", min=1, max=MAX_BATCH_PAPERS,
+                              help="Papers written per crash-safe batch."),
     collection: str | None = CollectionOpt,
     zotero_collection: str | None = typer.Option(None, "--zotero-collection",
                                                  help="Only this collection (and its subcollections) of a "
@@ -133,6 +135,8 @@ def add_cmd(
 
         for line in report.problems:
             err.print(one_line(line), highlight=False, markup=False)
+        for line in report.warnings:  # (a truncated abstract was said only with --json)
+            err.print(f"warning: {one_line(line)}", highlight=False, markup=False)
         if report.error:
             err.print(f"stopped early: {report.error}; the papers fetched before were added - run the same "
                       "command again to go on", highlight=False, markup=False)
@@ -192,7 +196,8 @@ def papers_show(paper_id: str, json_out: bool = typer.Option(False, "--json"),
     a = _assistant(config, collection=collection)
     p = a.get_paper(paper_id)
     if p is None:
-        raise AssistantError(f"no paper with id '{paper_id}' (see `assistant papers list`)")
+        shown = paper_id if len(paper_id) <= 200 else paper_id[:200] + "..."
+        raise AssistantError(f"no paper with id '{shown}' (see `assistant papers list`)")
     if json_out:
         print(json.dumps(p.to_dict(), ensure_ascii=False, indent=2))
         return
@@ -424,19 +429,40 @@ _mount_eval()
 
 
 def main() -> None:
-    try:
-        app()
-    except AssistantError as exc:
-        from ..display import one_line
+    from ..display import one_line
 
+    try:
+        code = app(standalone_mode=False)  # click's usage errors come here, to be said in one line too
+    except AssistantError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except typer.Abort:  # end of input at a confirmation prompt
+        print("aborted", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         _interrupted()
     except SystemExit as exc:
-        if exc.code == 130:  # typer turns Ctrl-C into Exit(130)
+        if exc.code == 130:
             _interrupted()
         raise
+    except Exception as exc:
+        if not _usage_error(exc):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a command group alone: its help
+            exc.show()  # type: ignore[attr-defined]
+        else:  # a bad option or argument: was a five-line box without "error:"
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            print(f"error: {one_line(exc.format_message())}{hint}", file=sys.stderr)  # type: ignore[attr-defined]
+        raise SystemExit(exc.exit_code) from None  # type: ignore[attr-defined]
+    if code == 130:  # typer turns Ctrl-C into Exit(130)
+        _interrupted()
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: Exception) -> bool:
+    """click's ClickException, vendored by typer since 0.2x (typer._click) and click's own before."""
+    return any(k.__name__ == "ClickException" for k in type(exc).__mro__) and hasattr(exc, "format_message")
 
 
 def _interrupted() -> None:

@@ -168,6 +168,16 @@ def decode_line(raw: bytes, result: FileResult, path: Path, lineno: int) -> str:
         return raw.decode(encoding, errors="replace")
 
 
+def _clean_meta(value: Any) -> Any:
+    """A url, a date, each author: text like the title (an author from a feed kept a CSI or an RLO, and
+    `papers show` wrote it to the terminal)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [c for c in (clean_text(v) for v in value) if c]
+    return value
+
+
 def make_paper(result: FileResult, path: Path, where: str | None, title: Any, abstract: Any, *,
                max_abstract_chars: int, explicit_id: Any = None, **meta: Any) -> Paper | None:
     """Validate and build a Paper; problems and truncation warnings go into ``result``."""
@@ -175,7 +185,7 @@ def make_paper(result: FileResult, path: Path, where: str | None, title: Any, ab
     abstract = no_surrogates(result, path, where, "abstract", abstract)
     explicit_id = no_surrogates(result, path, where, "id", explicit_id)
     meta = {k: no_surrogates(result, path, where, k, v) for k, v in meta.items()}
-    meta = {k: clean_text(v) if isinstance(v, str) else v for k, v in meta.items()}  # a url, a date: text too
+    meta = {k: _clean_meta(v) for k, v in meta.items()}
     title_s = clean_text(str(title)) if title is not None else ""
     abstract_s = clean_text(str(abstract)) if abstract is not None else ""
     if not title_s:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,12 +100,32 @@ def serve(assistant: Any, options: ServeOptions) -> None:
                              "pip install -e '.[serve]' in a clone (pip install 'paper-assistant[serve]' otherwise), "
                              "then run `assistant serve` again") from None
     app = create_app(assistant, options)
+    sock = _listen(options.host, options.port)  # before "serving ...": a port in use was said after it
     where = f"http://{options.host}:{options.port}/"
     guard = "bearer token required" if options.token else "no token (loopback)"
     print(f"serving {where} ({guard}; ingest {'allowed' if options.allow_ingest or options.token else 'off'})",
           file=sys.stderr, flush=True)
     from .timeouts import header_deadline_protocol
 
-    uvicorn.run(app, host=options.host, port=options.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5, timeout_keep_alive=max(1, round(options.keep_alive_timeout)),
-                http=header_deadline_protocol(options.header_timeout))
+    config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=5, timeout_keep_alive=max(1, round(options.keep_alive_timeout)),
+                            http=header_deadline_protocol(options.header_timeout))
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound: a port in use or a host that does not resolve is one line."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise AssistantError(f"--host {host}: cannot listen there ({exc.strerror or exc})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart needs no wait
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise AssistantError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
+    sock.set_inheritable(True)
+    return sock
