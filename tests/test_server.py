@@ -252,6 +252,23 @@ def test_bad_input_gets_a_one_line_4xx(server: ServerProcess, method: str, path:
     assert reason in err["message"] and "\n" not in err["message"]
 
 
+def test_ingest_off_is_refused_before_the_body_is_read(server: ServerProcess) -> None:
+    """With ingest off, an upload was read whole (up to 50 MB, held for minutes) only to be refused."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(60)  # a hang guard: the answer comes without the body
+        sock.sendall(b"POST /v1/ingest?format=jsonl HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/x-ndjson\r\nContent-Length: 49000000\r\n\r\n" + b"x" * 1000)
+        got = b""
+        while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+            part = sock.recv(4096)
+            if not part:
+                break
+            got += part
+    assert got.startswith(b"HTTP/1.1 403") and b"ingest is off" in got, got[:300]
+
+
 def test_body_too_large_without_content_length(server: ServerProcess) -> None:
     """A chunked upload is counted as it arrives, not trusted."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)

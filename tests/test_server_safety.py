@@ -4,6 +4,7 @@ upsert recorded under the client's name, malformed requests that are 4xx (never 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -360,6 +361,46 @@ def test_oversized_headers_are_refused_before_they_are_held(srv: ServerProcess) 
     big = json.dumps({"question": "Which papers drop the reference model?", "pad": "x" * 300_000}).encode()
     status, _, raw = srv.request("POST", "/v1/ask", big, headers={"Content-Type": "application/json"})
     assert status == 422 and b"pad" in raw  # read whole and refused for its unknown field, not for its size
+
+
+def test_trailers_and_pipelined_headers_count_toward_the_header_limit(srv: ServerProcess) -> None:
+    """Only the first request's headers were counted: a trailer after a chunked body (191 MB were held) or a
+    request pipelined behind another took any size, and httptools' growing header value stalled every
+    client. A large chunked body in small chunks is still read."""
+    from assistant.server.timeouts import MAX_HEADER_BYTES
+
+    heads = [b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Trailer: ",
+             b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: "]
+    for head in heads:
+        with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+            sock.sendall(head)
+            sent = 0
+            with contextlib.suppress(OSError):  # the server closes once it has seen enough
+                while sent < 50 * MAX_HEADER_BYTES:
+                    sock.sendall(b"a" * 16384)
+                    sent += 16384
+                    time.sleep(0.01)
+            got = _read_until_closed(sock)
+        assert b"HTTP/1.1 431" in got and sent < 20 * MAX_HEADER_BYTES, (head, sent, got[:600])
+    body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece)
+                    for piece in [json.dumps({"question": "Which papers drop the reference model?"}).encode()]
+                    + [b" " * 256] * 4000) + b"0\r\n\r\n"  # ~1 MB of JSON whitespace in 4,001 chunks
+    with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+        sock.sendall(b"POST /v1/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + body)
+        got = _read_until_closed(sock)
+    assert b"431" not in got.split(b"\r\n")[0], got[:300]
+
+
+def test_answers_uvicorn_makes_itself_carry_the_security_headers(srv: ServerProcess) -> None:
+    """A malformed request line (uvicorn's own 400) and a WebSocket upgrade (its 403) had no CSP."""
+    for raw in (b"GET /v1/papers/\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+            sock.sendall(raw)
+            got = _read_until_closed(sock)  # (closed by the server: after its 400, or idle after the page)
+        assert b"frame-ancestors 'none'" in got.split(b"\r\n\r\n")[0], got[:400]
 
 
 @pytest.mark.parametrize("head", [b"GET /healthz HTTP/1.0\r\n\r\n",

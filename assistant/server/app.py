@@ -95,6 +95,9 @@ MIN_BODY_RATE = 64 * 1024
 """Bytes a second a body arrives at, on average, at the least (beyond one ``body_timeout`` to start)."""
 
 
+INGEST_OFF = "ingest is off: start the server with --token-file FILE (and send the token) or with --allow-ingest"
+
+
 class Guard:
     """Plain ASGI middleware: checks the bearer token before anything runs and refuses
     bodies over the limit before they are parsed (also when Content-Length is absent)."""
@@ -117,6 +120,10 @@ class Guard:
             return
         if not _query_is_utf8(scope.get("query_string", b"")):
             await error_response(400, "the query string is not UTF-8 text once percent-decoded")(scope, receive, send)
+            return
+        if path == "/v1/ingest" and not (self.options.token or self.options.allow_ingest):
+            # Before the body: with ingest off, 50 MB uploads were read (and held) only to be refused.
+            await error_response(403, INGEST_OFF, {"Connection": "close"})(scope, receive, send)
             return
         limit = self.options.max_ingest_bytes if path == "/v1/ingest" else self.options.max_body_bytes
         declared = headers.get("content-length")
@@ -561,8 +568,7 @@ def create_app(assistant: Any, options: ServeOptions | None = None, warm: bool =
     async def ingest(request: Request) -> dict[str, Any]:
         only_params(request, "format", "source", "collection")
         if not (options.token or options.allow_ingest):
-            raise ApiError(403, "ingest is off: start the server with --token-file FILE (and send the token) "
-                                "or with --allow-ingest")
+            raise ApiError(403, INGEST_OFF)
         fmt = request.query_params.get("format") or INGEST_TYPES.get(
             request.headers.get("content-type", "").split(";")[0].strip().lower())
         if fmt not in INGEST_FORMATS:

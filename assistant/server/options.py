@@ -109,7 +109,8 @@ def serve(assistant: Any, options: ServeOptions) -> None:
 
     config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5, timeout_keep_alive=max(1, round(options.keep_alive_timeout)),
-                            http=header_deadline_protocol(options.header_timeout))
+                            http=header_deadline_protocol(options.header_timeout),
+                            ws="none")  # no WebSocket routes: an upgrade is a plain request (uvicorn's 403 had no CSP)
     with sock:
         uvicorn.Server(config).run(sockets=[sock])
 

@@ -49,15 +49,39 @@ def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
     """uvicorn's protocol class with a deadline on each request's headers (pass as ``http=``)."""
     base: Any = _base_protocol()
 
+    counts_messages = hasattr(base, "on_message_begin")  # httptools' callbacks (h11 caps events itself)
+
     class HeaderDeadline(base):  # type: ignore[misc, valid-type]
         _header_timer: asyncio.TimerHandle | None = None
         _partial = False
         _armed: Any = None
         _header_bytes = 0
+        _message_bytes = 0
+        _body_bytes = 0
+
+        def on_message_begin(self) -> None:
+            self._message_bytes = self._body_bytes = 0
+            super().on_message_begin()
+
+        def on_body(self, body: bytes) -> None:
+            self._body_bytes += len(body)
+            super().on_body(body)
 
         def data_received(self, data: bytes) -> None:
             self._partial = True
+            self._message_bytes += len(data)
             super().data_received(data)
+            if counts_messages and not self.transport.is_closing() \
+                    and self._message_bytes - self._body_bytes > MAX_HEADER_BYTES + self._body_bytes // 64:
+                # Bytes of this message that are not its body: trailers after a chunked body, or the
+                # headers of a request pipelined behind one being answered (neither counted below: 191 MB
+                # of trailer was held, and httptools' growing header value stalled every client).
+                # Chunk framing is a few bytes a chunk, hence the allowance with the body's size.
+                cycle = self.cycle
+                if cycle is None or not cycle.response_started or cycle.response_complete:
+                    self.transport.write(TOO_LARGE_431)  # (not into the middle of an answer being sent)
+                self.transport.close()
+                return
             # Still no new request (uvicorn makes its cycle when the headers are complete), and the last
             # one's body all read (an answer sent before its body was read, a 401 or 413, is followed by
             # the rest of that body): all of it was request line and headers.
@@ -67,6 +91,11 @@ def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
                 if self._header_bytes > MAX_HEADER_BYTES:
                     self.transport.write(TOO_LARGE_431)
                     self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            """uvicorn's own 400 (a malformed request line) with the security headers every answer has."""
+            self.transport.write(_plain(b"400 Bad Request", msg.encode("ascii", "replace")))
+            self.transport.close()
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
