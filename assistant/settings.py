@@ -287,6 +287,13 @@ class ServeSettings(_Section):
     keep_alive_timeout: float = Field(5.0, gt=0)
     """Seconds an idle keep-alive connection stays open."""
 
+    @field_validator("token_file", mode="before")
+    @classmethod
+    def _token_path(cls, value: Any) -> Any:
+        if value == "":  # (read as '.': ".: cannot read the token file (Is a directory)")
+            raise ValueError("an empty path ('') names no file; leave it out to serve without a token")
+        return value
+
     @field_validator("allowed_hosts", "allowed_origins", mode="before")
     @classmethod
     def _comma_list(cls, v: Any) -> Any:
@@ -379,7 +386,9 @@ class Settings(BaseSettings):
 
     @field_validator("home", "config_file", "cache_dir", mode="before")
     @classmethod
-    def _expand(cls, value: Any) -> Any:
+    def _expand(cls, value: Any, info: Any) -> Any:
+        if value == "" and info.field_name == "home":  # (was "input is not a valid path for <class ...>")
+            raise ValueError("an empty path ('') names no folder; leave it out for the default")
         if value is None or value == "":
             return None
         if not isinstance(value, (str, os.PathLike)):  # home = ["a"] made a folder named "['a']"

@@ -334,3 +334,17 @@ def test_serve_on_a_port_in_use_is_one_line_and_says_no_serving(tmp_path: Path) 
         port = taken.getsockname()[1]
         proc = run(tmp_path / "home", "serve", "--port", str(port))
     assert f"--port {port}: cannot listen there" in one_error_line(proc) and "serving" not in proc.stderr
+
+
+def test_an_empty_path_setting_is_named_not_taken_for_the_current_folder(tmp_path: Path) -> None:
+    """`token_file = ""` was read as '.' (".: cannot read the token file (Is a directory)") and `home = ""`
+    was pydantic's "input is not a valid path for <class 'pathlib.Path'>"."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('home = ""\n', encoding="utf-8")
+    with pytest.raises(AssistantError, match=r"home: an empty path \(''\) names no folder"):
+        Settings.load(config_file=cfg, env={})
+    cfg.write_text('[serve]\ntoken_file = ""\n', encoding="utf-8")
+    with pytest.raises(AssistantError, match=r"\[serve\] token_file: an empty path \(''\) names no file"):
+        Settings.load(config_file=cfg, env={})
+    assert "--token-file: an empty path ('') names no file" in one_error_line(
+        run(tmp_path / "home", "serve", "--token-file", ""))

@@ -397,8 +397,8 @@ def serve_cmd(
     host: str | None = typer.Option(None, "--host", help="Address to bind (default serve.host, 127.0.0.1); "
                                                           "anything but loopback needs --token-file."),
     port: int | None = typer.Option(None, "--port", help="Port (default serve.port, 8000)."),
-    token_file: Path | None = typer.Option(None, "--token-file",
-                                           help="File holding the bearer token every request must send."),
+    token_file: str | None = typer.Option(None, "--token-file",  # text: as a Path, "" was "."
+                                          help="File holding the bearer token every request must send."),
     allow_ingest: bool = typer.Option(False, "--allow-ingest",
                                       help="Accept POST /v1/ingest without a token (it needs one otherwise)."),
     max_concurrent: int | None = typer.Option(None, "--max-concurrent",
@@ -413,8 +413,11 @@ def serve_cmd(
     Every collection is served; -c sets the one requests get when they name none."""
     from ..server.options import make_options, serve
 
+    if token_file == "":
+        raise AssistantError("--token-file: an empty path ('') names no file")
     a = _assistant(config, collection=collection)
-    serve(a, make_options(a.settings, host, port, token_file, allow_ingest, max_concurrent, queue))
+    serve(a, make_options(a.settings, host, port, Path(token_file) if token_file else None, allow_ingest,
+                          max_concurrent, queue))
 
 
 def _mount_eval() -> None:
