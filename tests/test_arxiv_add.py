@@ -4,20 +4,24 @@ real arXiv API responses (tests/fixtures/arxiv_api, see its NOTICE); no test rea
 from __future__ import annotations
 
 import json
+import math
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from assistant.api import Assistant
 from assistant.errors import AssistantError, BackendError
-from assistant.settings import Settings
-from assistant.sources.arxiv import USER_AGENT, ArxivClient, ArxivRef, ArxivUnreachable, parse_ref
-from tests.arxiv_replay import ArxivReplay
+from assistant.readers.arxiv_atom import parse_feed
+from assistant.readers.common import FileResult
+from assistant.settings import Settings, SettingsError
+from assistant.sources.arxiv import USER_AGENT, ArxivClient, ArxivRef, ArxivUnreachable, fetch_ids, parse_ref, search
+from tests.arxiv_replay import ArxivReplay, RawHTTP, atom_entry, atom_feed, http_answer, query_of
 from tests.conftest import cli_env, make_settings
 
 DELAY = 0.2  # the tests' spacing between requests (the default is the API's 3 s)
@@ -271,3 +275,246 @@ def test_a_silent_api_times_out_instead_of_hanging(fresh_home: Path, embed_cache
         assert not a.index.exists()
     finally:
         silent.close()
+
+
+# --- A hostile or broken API: one clear error, bounded in time, and no id called "not found" unasked.
+
+def _client(url: str, *, sleeps: list[float] | None = None, **sources: object) -> ArxivClient:
+    settings = Settings.load(env={"ASSISTANT_CONFIG": ""},
+                             sources={"arxiv_api_url": url, "arxiv_delay": 0, "arxiv_retries": 0, **sources})
+    return ArxivClient(settings.sources, sleep=sleeps.append if sleeps is not None else time.sleep)
+
+
+def _feed_of_asked_ids(server: RawHTTP, conn: socket.socket, target: str) -> None:
+    """What the API answers an id_list: each id at the version asked, the latest (v3) if none."""
+    ids = [i for i in query_of(target).get("id_list", "").split(",") if i]
+    entries = [atom_entry(i if "v" in i.split("/")[-1] else i + "v3") for i in ids]
+    conn.sendall(http_answer(atom_feed(entries)))
+
+
+def _answer(data: bytes) -> Callable[[RawHTTP, socket.socket, str], None]:
+    return lambda server, conn, target: conn.sendall(data)
+
+
+@pytest.mark.parametrize(("asked", "fetched", "version"), [
+    (["2401.00002", "2401.00002v2"], "2401.00002", "v3"),  # no version: the latest
+    (["2401.00002v1", "2401.00002v2"], "2401.00002v2", "v2"),  # else the newest asked
+])
+def test_two_versions_of_one_paper_are_one_request_and_one_paper(asked: list[str], fetched: str,
+                                                                  version: str) -> None:
+    # Both refs went into one request; its two entries of one id made a KeyError traceback.
+    with RawHTTP(_feed_of_asked_ids) as server:
+        out = fetch_ids(_client(server.url), [parse_ref(a) for a in asked], page_size=10)
+    assert [query_of(t)["id_list"] for t in server.requests] == [fetched]
+    assert [(p.paper_id, p.extra["version"]) for p in out.papers] == [("2401.00002", version)]
+    assert (out.not_found, out.problems) == ([], [])
+    assert len(out.warnings) == 1 and "same paper" in out.warnings[0]
+
+
+def _drip_headers(server: RawHTTP, conn: socket.socket, target: str) -> None:
+    server.drip(conn, b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000)
+
+
+def _drip_body(server: RawHTTP, conn: socket.socket, target: str) -> None:
+    body = atom_feed([atom_entry("2401.00001v1")]) * 10
+    conn.sendall(http_answer(body)[:-len(body)])
+    server.drip(conn, body)
+
+
+@pytest.mark.parametrize("respond", [_drip_headers, _drip_body], ids=["headers", "body"])
+def test_a_dripping_api_times_out_at_the_deadline(respond: Callable[[RawHTTP, socket.socket, str], None]) -> None:
+    # urlopen's timeout bounds each read: a byte every 0.2 s kept a request going as long as the server liked.
+    with RawHTTP(respond) as server:
+        t0 = time.monotonic()
+        with pytest.raises(ArxivUnreachable) as err:
+            _client(server.url, arxiv_timeout=1).get({"id_list": "2401.00001"})
+        took = time.monotonic() - t0
+    assert str(err.value) == f"cannot reach the arXiv API at {server.url} (timed out)"
+    assert took < 3, took
+
+
+_HEADERS = "HTTP/1.1 200 OK\r\nContent-Type: application/atom+xml\r\n"
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    (b"GARBAGE\r\n\r\n", "not an HTTP status line: 'GARBAGE"),
+    ((_HEADERS + "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n").encode(), "the answer was cut off"),
+    ((_HEADERS + "X-Long: " + "a" * 70000 + "\r\n\r\n").encode(), "a header line too long"),
+    ((_HEADERS + "".join(f"X-H{i}: v\r\n" for i in range(150)) + "\r\n").encode(), "got more than 100 headers"),
+    # A body shorter than its Content-Length was taken as the whole answer.
+    (http_answer(atom_feed([atom_entry("2401.00001v1")]))[:-20], "the answer was cut off"),
+], ids=["status-line", "bad-chunk", "long-header", "many-headers", "cut-off"])
+def test_a_broken_http_answer_is_one_line(raw: bytes, why: str) -> None:
+    with RawHTTP(_answer(raw)) as server, pytest.raises(BackendError) as err:
+        _client(server.url).get({"id_list": "2401.00001"})
+    message = str(err.value)
+    assert message.startswith(f"the arXiv API at {server.url} sent a broken HTTP answer (")
+    assert why in message and "\n" not in message
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf"])
+def test_a_retry_after_that_is_not_a_number_waits_the_backoff(replay: ArxivReplay, value: str) -> None:
+    replay.faults, replay.retry_after = [503], value  # time.sleep(nan) was a ValueError traceback
+    sleeps: list[float] = []
+    text = _client(replay.url, sleeps=sleeps, arxiv_retries=1).get(
+        {"search_query": "", "id_list": "1605.08386", "start": "0", "max_results": "1"})
+    assert "1605.08386" in text
+    assert len(sleeps) == 1 and math.isfinite(sleeps[0]) and 1.0 <= sleeps[0] < 600
+
+
+def _pages(entries_for: Callable[[int], list[str]], total: int = 10**9,
+           give_up_after: int = 20) -> Callable[[RawHTTP, socket.socket, str], None]:
+    """A search API that answers page ``start`` with ``entries_for(start)``, and (so that a client that
+    never stops still ends) 503 from request ``give_up_after`` on."""
+    def respond(server: RawHTTP, conn: socket.socket, target: str) -> None:
+        if len(server.requests) > give_up_after:
+            conn.sendall(http_answer(b"down", "503 Service Unavailable", ctype="text/plain"))
+        else:
+            conn.sendall(http_answer(atom_feed(entries_for(int(query_of(target)["start"])), total=total)))
+    return respond
+
+
+@pytest.mark.parametrize("abstract", [None, ""], ids=["same-entries", "no-abstracts"])
+def test_search_stops_at_a_page_that_adds_nothing(abstract: str | None) -> None:
+    # Every page the same three entries and a total of 10^9: paging went on for ever.
+    same = _pages(lambda start: [atom_entry(f"2401.0000{n}v1", abstract=abstract) for n in range(3)])
+    with RawHTTP(same) as server:
+        out = search(_client(server.url), "all:x", 5, page_size=3)
+    assert out.error is None
+    assert len(server.requests) == (2 if abstract is None else 1)
+    assert len(out.papers) == (3 if abstract is None else 0)
+    assert any("added no new paper" in w for w in out.warnings)
+
+
+def test_search_asks_at_most_a_few_pages_more_than_needed() -> None:
+    # Each page repeats two earlier entries and adds one: slow progress is progress, but not for ever.
+    def entries_for(start: int) -> list[str]:
+        return [atom_entry(f"2401.{n:05d}v1") for n in ([0, 1, 2] if start == 0 else [0, 1, start])]
+
+    with RawHTTP(_pages(entries_for)) as server:
+        out = search(_client(server.url), "all:x", 9, page_size=3)
+    assert len(server.requests) == math.ceil(9 / 3) + 2
+    assert out.error is None and len(out.papers) == 7
+    assert any("stopped after 5 pages" in w for w in out.warnings)
+
+
+@pytest.mark.parametrize("total", ["\u00b2", "\u0661", "9" * 5000])
+def test_a_strange_total_count_is_ignored(total: str) -> None:
+    # '\u00b2'.isdigit() is True and int() refuses it; 5000 digits exceed int()'s limit.
+    entries = [atom_entry("2401.00001v1")]
+    with RawHTTP(lambda server, conn, target: conn.sendall(http_answer(atom_feed(entries, total=total)))) as server:
+        out = fetch_ids(_client(server.url), [ArxivRef("2401.00001")], page_size=10)
+    assert [p.paper_id for p in out.papers] == ["2401.00001"] and out.problems == []
+    info = parse_feed(atom_feed(entries, total=total).decode(), "feed.xml", FileResult())
+    assert info.total_results is None and info.entries == 1
+
+
+@pytest.mark.parametrize("scheme", ["ftp", "file", "data", "gopher"])
+def test_a_redirect_away_from_http_is_refused(scheme: str) -> None:
+    ftp = socket.create_server(("127.0.0.1", 0))  # a would-be FTP server: nothing should connect to it
+    ftp.setblocking(False)
+    target = {"ftp": f"ftp://127.0.0.1:{ftp.getsockname()[1]}/feed.xml", "file": "file:///etc/passwd",
+              "data": "data:,hello", "gopher": f"gopher://127.0.0.1:{ftp.getsockname()[1]}/"}[scheme]
+    redirect = http_answer(b"", "302 Found", headers=[("Location", target)])
+    try:
+        with RawHTTP(_answer(redirect)) as server, pytest.raises(BackendError) as err:
+            _client(server.url, arxiv_timeout=2).get({"id_list": "2401.00001"})
+        assert str(err.value) == (f"the arXiv API at {server.url} redirected to {target!r}, which is not a valid "
+                                  "http(s) URL; refused")
+        with pytest.raises(BlockingIOError):
+            ftp.accept()  # no connection was made
+    finally:
+        ftp.close()
+
+
+def _utf16_entity_feed() -> bytes:
+    """A billion-laughs feed in UTF-16 without a byte-order mark: read as UTF-8 its '<!DOCTYPE' has
+    NULs between the letters, so a text check passes it, and expat honours encoding="UTF-16"."""
+    doc = ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE feed [<!ENTITY l0 "lollollol">'
+           '<!ENTITY l1 "&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;">]>'
+           '<feed xmlns="http://www.w3.org/2005/Atom" xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">'
+           '<opensearch:totalResults>1</opensearch:totalResults>'
+           + atom_entry("2401.00001v1", title="Entity title &l0;", abstract="Expanded: &l1;") + "</feed>")
+    return doc.encode("utf-16-le")
+
+
+def test_a_dtd_is_refused_whatever_the_encoding() -> None:
+    with RawHTTP(_answer(http_answer(_utf16_entity_feed()))) as server:
+        out = fetch_ids(_client(server.url), [ArxivRef("2401.00001")], page_size=10)
+    assert out.papers == [] and out.not_found == []
+    assert f"{server.url}: XML with DOCTYPE/ENTITY declarations is refused" in out.problems
+    result = FileResult()
+    parse_feed(_utf16_entity_feed().decode("utf-8", errors="replace"), "feed.xml", result)
+    assert result.papers == [] and [p.message for p in result.problems] == [
+        "XML with DOCTYPE/ENTITY declarations is refused"]
+
+
+def test_ids_never_asked_are_not_called_not_found(replay: ArxivReplay) -> None:
+    replay.fail_from = 1  # the first batch is answered, then the API answers 503 to everything
+    out = fetch_ids(_client(replay.url), [ArxivRef("1605.08386"), ArxivRef("1707.08567")], page_size=1)
+    assert [p.paper_id for p in out.papers] == ["1605.08386"]
+    assert out.not_found == [] and out.error and "HTTP 503" in out.error
+    assert out.problems == ["not fetched (the arXiv API stopped answering before them; run again to fetch them): "
+                            "1707.08567"]
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><entry><id>x', "malformed XML"),
+    (b"<html><body>Service down</body></html>", "no Atom <entry> elements found"),
+], ids=["malformed", "not-a-feed"])
+def test_an_unreadable_answer_names_its_ids_as_not_fetched(body: bytes, problem: str) -> None:
+    with RawHTTP(_answer(http_answer(body))) as server:
+        out = fetch_ids(_client(server.url), [ArxivRef("2401.00001")], page_size=10)
+    assert out.not_found == []
+    assert out.problems[0].startswith(f"{server.url}") and problem in out.problems[0]  # 'http://', not 'http:/'
+    assert out.problems[1:] == ["not fetched (the arXiv API's answer could not be read; run again to fetch them): "
+                                "2401.00001"]
+
+
+def test_an_entry_without_abstract_is_a_problem_not_a_missing_paper() -> None:
+    feed = atom_feed([atom_entry("2401.00001v1", abstract="")])
+    with RawHTTP(_answer(http_answer(feed))) as server:
+        out = fetch_ids(_client(server.url), [ArxivRef("2401.00001")], page_size=10)
+    assert out.not_found == [] and out.papers == []
+    assert out.problems == [f"{server.url}:entry 1 (http://arxiv.org/abs/2401.00001v1): record has no abstract; "
+                            "skipped"]
+
+
+def test_a_400_with_an_html_page_is_an_error_not_a_missing_paper(replay: ArxivReplay) -> None:
+    replay.faults = [400]  # the API's own 400s are Atom feeds naming the error; this one is a proxy's page
+    with pytest.raises(BackendError, match=r"answered HTTP 400 \(Bad Request\); nothing was changed"):
+        fetch_ids(_client(replay.url), [ArxivRef("1605.08386")], page_size=10)
+
+
+@pytest.mark.parametrize("url", ["export.arxiv.org/api/query", "http://[::1", "http://127.0.0.1:99999/api/query",
+                                 "ftp://export.arxiv.org/api/query", "http:///api/query", "http://a b/api"])
+def test_a_bad_api_url_names_the_setting(url: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        _client(url).get({"id_list": "2401.00001"})
+    assert str(err.value).startswith(f"sources.arxiv_api_url (ASSISTANT_ARXIV_API_URL) is {url!r}: ")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_cli_hostile_api_answers_are_one_line(fresh_home: Path, embed_cache: Path) -> None:
+    def run(url: str) -> subprocess.CompletedProcess[str]:
+        env = cli_env(fresh_home, embed_cache, ASSISTANT_ARXIV_API_URL=url, ASSISTANT_SOURCES__ARXIV_RETRIES="0",
+                      ASSISTANT_SOURCES__ARXIV_TIMEOUT="2")
+        return subprocess.run([sys.executable, "-m", "assistant", "add", "2401.00001"], capture_output=True,
+                              text=True, env=env, timeout=120)
+
+    bad_url = run("export.arxiv.org/api/query")
+    assert bad_url.returncode == 1
+    assert bad_url.stderr.splitlines() == ["error: sources.arxiv_api_url (ASSISTANT_ARXIV_API_URL) is "
+                                           "'export.arxiv.org/api/query': not an http:// or https:// URL with a "
+                                           "host (e.g. https://export.arxiv.org/api/query)"]
+    with RawHTTP(_answer(b"GARBAGE\r\n\r\n")) as server:
+        garbage = run(server.url)
+    assert garbage.returncode == 1
+    assert garbage.stderr.splitlines() == [f"error: the arXiv API at {server.url} sent a broken HTTP answer (not an "
+                                           "HTTP status line: 'GARBAGE\\r\\n'); nothing was changed for this request"]
+    with RawHTTP(_drip_headers) as server:
+        t0 = time.monotonic()
+        drip = run(server.url)
+    assert drip.returncode == 1 and time.monotonic() - t0 < 30
+    assert drip.stderr.splitlines() == [f"error: cannot reach the arXiv API at {server.url} (timed out)"]

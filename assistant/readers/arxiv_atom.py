@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from ..records import clean_text
+from ..records import clean_id, clean_text
 from .common import FileResult, Problem, arxiv_id, date_field, make_paper, read_text
 
 NS = {"a": "http://www.w3.org/2005/Atom", "arxiv": "http://arxiv.org/schemas/atom",
@@ -16,6 +16,19 @@ NS = {"a": "http://www.w3.org/2005/Atom", "arxiv": "http://arxiv.org/schemas/ato
 _VERSION = re.compile(r"(v\d+)$")
 # Entity declarations enable "billion laughs" expansion; arXiv feeds never carry them.
 _UNSAFE = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+# A count of digits the int() limit (4300) and any real feed stay far below.
+_TOTAL = re.compile(r"[0-9]{1,18}")
+_DTD_REFUSED = "XML with DOCTYPE/ENTITY declarations is refused"
+
+
+class _DoctypeRefused(Exception):
+    """Raised by the parser itself at a DOCTYPE: the text check above cannot see one that a declared
+    encoding (UTF-16 bytes read as UTF-8) hides from it, but expat sees what it parses."""
+
+
+class _NoDoctypeBuilder(ET.TreeBuilder):
+    def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
+        raise _DoctypeRefused(name)
 
 
 def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
@@ -29,30 +42,39 @@ def read(path: Path, *, max_abstract_chars: int = 20000) -> FileResult:
     return result
 
 
-def parse_feed(text: str, path: Path, result: FileResult, *, max_abstract_chars: int = 20000) -> FeedInfo:
+def parse_feed(text: str, path: Path | str, result: FileResult, *, max_abstract_chars: int = 20000) -> FeedInfo:
     """Papers of one Atom feed into ``result`` (the file reader and the arXiv API client share this).
-    Keeps what arXiv says beyond the abstract in ``Paper.extra``: doi, categories, primary_category,
-    version, journal_ref, comment."""
+    ``path`` names the source in problems: a file, or the API's URL as text (a Path would make
+    'http://' 'http:/'). Keeps what arXiv says beyond the abstract in ``Paper.extra``: doi,
+    categories, primary_category, version, journal_ref, comment."""
     info = FeedInfo()
     if _UNSAFE.search(text):
-        result.problems.append(Problem(str(path), None, "XML with DOCTYPE/ENTITY declarations is refused"))
+        result.problems.append(Problem(str(path), None, _DTD_REFUSED))
         return info
+    parser = ET.XMLParser(target=_NoDoctypeBuilder())
     try:
-        root = ET.fromstring(text)
+        parser.feed(text)
+        root = parser.close()
+    except _DoctypeRefused:
+        result.problems.append(Problem(str(path), None, _DTD_REFUSED))
+        return info
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
         result.problems.append(Problem(str(path), f"line {line}" if line else None, f"malformed XML ({exc.msg})"))
         return info
-    total = root.findtext("os:totalResults", default="", namespaces=NS).strip()
-    info.total_results = int(total) if total.isdigit() else None
+    total = (root.findtext("os:totalResults", default="", namespaces=NS) or "").strip()
+    # str.isdigit() accepts '²' and other digits int() refuses: ASCII digits only.
+    info.total_results = int(total) if _TOTAL.fullmatch(total) else None
     entries = root.findall("a:entry", NS) if root.tag.endswith("feed") else (
         [root] if root.tag.endswith("entry") else [])
     info.entries = len(entries)
     if not entries:
         if root.tag.endswith("feed") and info.total_results == 0:
+            info.readable = True
             return info  # an API answer with no results is a valid, empty feed
         result.problems.append(Problem(str(path), None, "no Atom <entry> elements found"))
         return info
+    info.readable = True
     for i, entry in enumerate(entries, start=1):
         raw_id = (entry.findtext("a:id", default="", namespaces=NS) or "").strip()
         where = f"entry {i}" + (f" ({raw_id})" if raw_id else "")
@@ -60,6 +82,9 @@ def parse_feed(text: str, path: Path, result: FileResult, *, max_abstract_chars:
             summary = clean_text(entry.findtext("a:summary", default="", namespaces=NS) or "")
             info.errors.append(summary or raw_id)
             continue
+        bare = arxiv_id(clean_id(raw_id))  # as make_paper names the paper
+        if bare:
+            info.ids.add(bare)
         authors = [(a.findtext("a:name", default="", namespaces=NS) or "").strip()
                    for a in entry.findall("a:author", NS)]
         url = None
@@ -84,6 +109,11 @@ class FeedInfo:
     total_results: int | None = None
     entries: int = 0
     errors: list[str] = field(default_factory=list)
+    readable: bool = False
+    """Well-formed XML with entries, or an empty result set: an id it lacks is not there. False when
+    refused, malformed or without entries - what it holds is unknown, not absent."""
+    ids: set[str] = field(default_factory=set)
+    """Bare arXiv ids of every entry, kept or not (an entry skipped for a problem was still found)."""
 
 
 def _arxiv_extra(entry: ET.Element, raw_id: str) -> dict[str, Any]:

@@ -126,7 +126,7 @@ def iso_date(value: Any, month: Any = None) -> str | None:
     return parse_date(value, month)[0]
 
 
-def date_field(result: FileResult, path: Path, where: str | None, value: Any, month: Any = None,
+def date_field(result: FileResult, path: Path | str, where: str | None, value: Any, month: Any = None,
                name: str = "date") -> str | None:
     """The ISO date of a record's date field; an impossible or unreadable one is dropped
     with a warning naming the file and line, the record is kept."""
@@ -143,7 +143,7 @@ def date_field(result: FileResult, path: Path, where: str | None, value: Any, mo
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def no_surrogates(result: FileResult, path: Path, where: str | None, name: str, value: Any) -> Any:
+def no_surrogates(result: FileResult, path: Path | str, where: str | None, name: str, value: Any) -> Any:
     """Lone UTF-16 surrogates (JSON '\\ud800') cannot be encoded, embedded or stored: replace
     them with U+FFFD and warn, naming the field."""
     if isinstance(value, str) and _SURROGATE.search(value):
@@ -178,7 +178,7 @@ def _clean_meta(value: Any) -> Any:
     return value
 
 
-def make_paper(result: FileResult, path: Path, where: str | None, title: Any, abstract: Any, *,
+def make_paper(result: FileResult, path: Path | str, where: str | None, title: Any, abstract: Any, *,
                max_abstract_chars: int, explicit_id: Any = None, **meta: Any) -> Paper | None:
     """Validate and build a Paper; problems and truncation warnings go into ``result``."""
     title = no_surrogates(result, path, where, "title", title)
