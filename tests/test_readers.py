@@ -112,6 +112,20 @@ def test_invisible_characters_do_not_make_another_id(tmp_path: Path) -> None:
     assert res.duplicate_papers == 1 and not res.papers[1].extra.get("explicit_id")
 
 
+def test_feed_authors_and_categories_are_cleaned_like_titles(tmp_path: Path) -> None:
+    """Authors and category terms kept a CSI (U+009B), a right-to-left override and U+2028: `papers show`
+    wrote them to the terminal as they were."""
+    f = tmp_path / "feed.xml"
+    f.write_text('<feed xmlns="http://www.w3.org/2005/Atom" xmlns:arxiv="http://arxiv.org/schemas/atom">'
+                 "<entry><id>http://arxiv.org/abs/2401.01234v1</id><title>T</title><summary>S.</summary>"
+                 "<author><name>Ada\u009b31m \u202eLovelace\u2028</name></author><author><name>\u202e</name>"
+                 '</author><category term="cs.\u009bCL"/><arxiv:primary_category term="\u202ecs.LG"/>'
+                 "</entry></feed>", encoding="utf-8")
+    p = read_paths([f]).papers[0]
+    assert p.authors == ["Ada31m Lovelace"]
+    assert (p.extra["categories"], p.extra["primary_category"]) == (["cs.CL"], "cs.LG")
+
+
 def test_arxiv_atom() -> None:
     res = read_paths([R / "arxiv.xml"])
     assert res.problems == []

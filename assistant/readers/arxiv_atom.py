@@ -125,9 +125,11 @@ def _arxiv_extra(entry: ET.Element, raw_id: str) -> dict[str, Any]:
     if doi:
         out["doi"] = doi
     primary = entry.find("arxiv:primary_category", NS)
-    if primary is not None and primary.get("term"):
-        out["primary_category"] = primary.get("term")
-    cats = [c.get("term") for c in entry.findall("a:category", NS) if c.get("term")]
+    # Category terms are text like the rest (a CSI in one reached the terminal through `papers show`).
+    if primary is not None and clean_text(primary.get("term") or ""):
+        out["primary_category"] = clean_text(primary.get("term") or "")
+    cats = [clean_text(c.get("term") or "") for c in entry.findall("a:category", NS)]
+    cats = [c for c in cats if c]
     if cats:
         out["categories"] = list(dict.fromkeys(cats))
     for name in ("journal_ref", "comment"):
