@@ -30,6 +30,15 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, soft_wrap=False, markup=False)  # data printed as it is (cli._console)
 
 
+def _shown(value: object) -> str:
+    """A qid, type, reason or path from the data as one printable line: a lone surrogate (a question file
+    may hold "q\\ud800") cannot be encoded for stdout, and a newline would forge a line of output."""
+    from ..display import one_line
+    from ..evaluation.files import printable
+
+    return one_line(printable(str(value)))
+
+
 def _split(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
@@ -76,18 +85,21 @@ def run_cmd(
         Gate,
         check_gate,
         check_outputs,
+        check_run_options,
         corpus_fingerprint,
         load_gate,
         load_questions,
         parse_thresholds,
-        write_html,
+        render_html,
         write_report,
     )
     from ..evaluation import run_eval as run
     from ..settings import Settings
 
-    # Everything that can be wrong with the inputs fails before the first question is asked.
+    # Everything that can be wrong with the inputs fails before the index is built (on a fresh home, the
+    # whole sample corpus) and before the first question is asked.
     check_outputs(out, [("--junit", junit), ("--html", html)])
+    check_run_options(judge=judge, types=_split(types), limit=limit, concurrency=concurrency)
     qs = load_questions(questions)
     thresholds = load_gate(gate) if gate else Gate()
     thresholds = thresholds.merged(Gate(parse_thresholds(minimum or [], "--min"),
@@ -99,16 +111,16 @@ def run_cmd(
     if backend is not None and backend not in answerers.names():  # (named as typed too: not "llm: ...")
         raise AssistantError(f"--backend '{backend}' is not an answer backend (one of {', '.join(answerers.names())})")
     settings = Settings.load(config_file=config, llm=backend, top_k=k, collection=collection)
+    chat_client = None
+    if judge == "llm":  # (no server or key configured is said here, before the index is built)
+        from ..llm import ChatClient
+
+        chat_client = ChatClient(settings.with_(llm_model=judge_model) if judge_model else settings)
     a = Assistant(settings)
     from .progress import reporter
 
     with reporter(not no_progress) as rep:
         a.ensure_index(progress=rep)
-    chat_client = None
-    if judge == "llm":
-        from ..llm import ChatClient
-
-        chat_client = ChatClient(settings.with_(llm_model=judge_model) if judge_model else settings)
     out_dir = out or settings.home / "eval-runs" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     report = run(qs, a, judge=judge, limit=limit, types=_split(types), concurrency=concurrency,
                  embedder=None if no_embed else a.embedder, chat_client=chat_client,
@@ -116,10 +128,10 @@ def run_cmd(
     report.meta["questions_file"] = str(questions)
     err = _console(stderr=True)
     for line in report.meta.get("warnings") or []:
-        err.print(f"warning: {line}", markup=False, highlight=False)
-    write_report(report, out_dir, junit=junit)
-    if html is not None:
-        write_html(html, report, names=[str(out_dir)])
+        err.print(f"warning: {_shown(line)}", markup=False, highlight=False)
+    # The page goes in the reports' batch: a page that cannot be written replaces no report either.
+    page = [(html, render_html(report, names=[str(out_dir)]))] if html is not None else []
+    write_report(report, out_dir, junit=junit, extra=page)
     failures = check_gate(report.summary, thresholds) if thresholds else []
     if json_out:
         print(json.dumps({"summary": report.summary, "gate_failures": failures, "out": str(out_dir)}, indent=1))
@@ -171,10 +183,10 @@ def _print_summary(report: Any, out_dir: Path, junit: Path | None, html: Path | 
         wt.add_column("type")
         wt.add_column("why")
         for r in worst:
-            wt.add_row(r["qid"], r["type"], "; ".join(r["fail_reasons"]))
+            wt.add_row(_shown(r["qid"]), _shown(r["type"]), _shown("; ".join(r["fail_reasons"])))
         console.print(wt)
-    console.print(f"reports: {out_dir / 'report.md'}, {out_dir / 'report.json'}"
-                  + (f", JUnit: {junit}" if junit else "") + (f", HTML: {html}" if html else ""),
+    console.print(_shown(f"reports: {out_dir / 'report.md'}, {out_dir / 'report.json'}"
+                         + (f", JUnit: {junit}" if junit else "") + (f", HTML: {html}" if html else "")),
                   markup=False, highlight=False)
 
 
@@ -213,7 +225,7 @@ def compare_cmd(
 
     err = _console(stderr=True)
     for w in cmp.meta.get("warnings", []):  # (as text: a report's path or name is no rich markup)
-        err.print(Text.assemble(("warning:", "yellow"), f" {w}"))
+        err.print(Text.assemble(("warning:", "yellow"), f" {_shown(w)}"))
     t = Table(title=f"B - A ({cmp.meta['shared_questions']} shared questions)")
     for col in ("metric", "A", "B", "delta"):
         t.add_column(col, justify="left" if col == "metric" else "right")
@@ -238,7 +250,8 @@ def compare_cmd(
         qt.add_column("B")
         qt.add_column("score changes")
         for q in rows[:show]:
-            qt.add_row(q["qid"], q["type"], "FAIL" if q["a_failed"] else "pass", "FAIL" if q["b_failed"] else "pass",
+            qt.add_row(_shown(q["qid"]), _shown(q["type"]), "FAIL" if q["a_failed"] else "pass",
+                       "FAIL" if q["b_failed"] else "pass",
                        ", ".join(f"{k} {v:+.2f}" for k, v in q["deltas"].items()) or "–")
         console.print(qt)
 
@@ -260,7 +273,7 @@ def report_cmd(
         if b is not None:
             raise typer.BadParameter("two runs need --html FILE (or use `eval compare A B` in the terminal)")
         with _report_shape(run):
-            text = render_markdown(a)
+            text = render_markdown(a)  # (one line per cell, and no lone surrogate stdout cannot encode)
         print(text, end="")
         return
     names = [str(run)] + ([str(run2)] if run2 is not None else [])
@@ -375,11 +388,15 @@ def make_questions_cmd(
 ) -> None:
     """Draft questions from indexed papers with the configured LLM, for a person to check and edit."""
     from ..api import Assistant
-    from ..evaluation import write_questions
+    from ..errors import InputError
+    from ..evaluation import check_outputs, write_questions
     from ..evaluation.drafts import draft_questions
     from ..llm import ChatClient
     from ..settings import Settings
 
+    if n < 1:
+        raise InputError(f"--n must be at least 1, got {n}")
+    check_outputs(None, [("--out", out)])
     settings = Settings.load(config_file=config)
     a = Assistant(settings)
     papers = a.papers()
@@ -388,5 +405,9 @@ def make_questions_cmd(
         drafts = draft_questions(papers, client, n=n, seed=seed,
                                  on_draft=lambda i, d: err.print(f"{i}/{min(n, len(papers))} "
                                                                  f"{'ok' if d else 'skipped (invalid draft)'}"))
+    if not drafts:  # an empty file written over the user's questions would lose them for nothing
+        why = "no papers are indexed" if not papers else f"none of the {min(n, len(papers))} drafts passed the checks"
+        raise AssistantError(f"{why}; nothing written to {out}")
     write_questions(drafts, out)
-    err.print(f"wrote {len(drafts)} draft questions to {out}; review them before use (\"draft\": true)")
+    err.print(_shown(f"wrote {len(drafts)} draft questions to {out}; review them before use (\"draft\": true)"),
+              markup=False, highlight=False)

@@ -2,7 +2,7 @@
 
 Drafts are marked ``"draft": true``; the supporting quote must be an exact sentence
 of the abstract (else the draft is retried once, then skipped), so a reviewer can
-find it with a text search.
+find it with a text search. A failing server stops the run with its own error.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..answering.prompts import render
-from ..errors import BackendError
+from ..errors import InputError
 from ..records import Paper
 from .llm_judge import JudgeOutputError, parse_json_object
 
@@ -36,7 +36,10 @@ def parse_draft(reply: str, abstract: str) -> dict[str, str]:
 
 def draft_questions(papers: Sequence[Paper], chat_client: Any, *, n: int = 20, seed: int = 0,
                     on_draft: Callable[[int, dict[str, Any] | None], None] | None = None) -> list[dict[str, Any]]:
-    """Up to ``n`` drafts from a seeded sample of ``papers`` (one question per paper)."""
+    """Up to ``n`` drafts from a seeded sample of ``papers`` (one question per paper). A BackendError from
+    ``chat_client`` propagates (the client has already retried as configured)."""
+    if n < 1:
+        raise InputError(f"--n must be at least 1, got {n}")
     pool = sorted(papers, key=lambda p: p.paper_id)
     chosen = random.Random(seed).sample(pool, min(n, len(pool)))
     out: list[dict[str, Any]] = []
@@ -44,13 +47,10 @@ def draft_questions(papers: Sequence[Paper], chat_client: Any, *, n: int = 20, s
         prompt = render("judge_draft_questions", title=paper.title, abstract=paper.abstract)
         messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
         draft: dict[str, Any] | None = None
-        for attempt in range(2):
-            try:
-                reply = chat_client.complete(messages, max_tokens=512, json_mode=True)
-            except BackendError:
-                if attempt:
-                    break
-                continue
+        for _ in range(2):
+            # A BackendError (no server, a bad key) is not an invalid draft: it propagates, as one line,
+            # rather than "skipped" for every paper and an empty file written over the user's.
+            reply = chat_client.complete(messages, max_tokens=512, json_mode=True)
             try:
                 d = parse_draft(reply, paper.abstract)
             except JudgeOutputError as exc:

@@ -97,17 +97,55 @@ def printable(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
-def check_outputs(out_dir: Path | None = None, files: Sequence[tuple[str, Path | None]] = ()) -> None:
+def _is_dir(path: Path, option: str) -> bool | None:
+    """True for a folder, False for anything else that exists, None for nothing there yet; a path the
+    system refuses to look at (a name too long, no permission) is the option's one-line error."""
+    try:
+        path.lstat()
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:  # a file above it: file_in_the_way names it
+        return None
+    except OSError as exc:
+        raise InputError(f"{option} {path}: cannot be written ({exc.strerror or exc})") from None
+    return path.is_dir()
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` that is not a folder (``afile`` for ``afile/sub/j.xml``):
+    no folder can be made under it, which mkdir reports as a bare "File exists" or "Not a directory"."""
+    for parent in path.parents:
+        try:
+            parent.lstat()
+        except OSError:
+            continue
+        return None if parent.is_dir() else parent
+    return None
+
+
+def check_outputs(out_dir: Path | None = None, files: Sequence[tuple[str, Path | None]] = (),
+                  out_option: str = "--out") -> None:
     """Refuse unusable output paths before a run starts (not after every question was answered):
-    ``out_dir`` must be a folder or not exist yet; each (option, file) must not be a folder."""
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out {out_dir}: is a file; --out names a folder for report.json and report.md")
-    for name in ("report.json", "report.md"):
-        if out_dir is not None and (out_dir / name).is_dir():
-            raise InputError(f"--out {out_dir}: {name} in it is a folder; the report cannot be written")
+    ``out_dir`` must be a folder or not exist yet; each (option, file) must not be a folder; and no
+    file may stand where a folder above them has to be (``--out afile/sub``)."""
+    if out_dir is not None:
+        if _is_dir(out_dir, out_option) is False:
+            raise InputError(f"{out_option} {out_dir}: is a file; {out_option} names a folder for report.json and "
+                             "report.md")
+        if (blocker := file_in_the_way(out_dir)) is not None:
+            raise InputError(f"{out_option} {out_dir}: {blocker} is a file, not a folder; the reports cannot be "
+                             "written under it")
+        for name in ("report.json", "report.md"):
+            if _is_dir(out_dir / name, out_option):
+                raise InputError(f"{out_option} {out_dir}: {name} in it is a folder; the report cannot be written")
     for option, path in files:
-        if path is not None and path.is_dir():
+        if path is None:
+            continue
+        if _is_dir(path, option):
             raise InputError(f"{option} {path}: is a folder; {option} names a file to write")
+        if (blocker := file_in_the_way(path)) is not None:
+            raise InputError(f"{option} {path}: {blocker} is a file, not a folder; {option} cannot be written "
+                             "under it")
 
 
 def write_atomic(path: str | Path, text: str) -> Path:
@@ -145,6 +183,8 @@ def write_all_atomic(outputs: Sequence[tuple[Path, str]]) -> list[Path]:
         if isinstance(exc, OSError):  # a folder in the way, no permission, a full disk: one line
             done = "nothing was replaced" if not replaced else \
                 f"{', '.join(str(p) for _, p in staged[:replaced])} already replaced"
-            raise InputError(f"{target}: cannot write ({exc.strerror or exc}); {done}") from None
+            blocker = file_in_the_way(target) if target is not None else None
+            why = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or exc
+            raise InputError(f"{target}: cannot write ({why}); {done}") from None
         raise
     return [path for _, path in staged]

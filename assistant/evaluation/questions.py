@@ -85,11 +85,12 @@ def select(questions: Sequence[Question], *, types: Sequence[str] | None = None,
     if types:
         bad = [t for t in types if t not in QUESTION_TYPES]
         if bad:
-            raise InputError(f"unknown question type(s) {', '.join(bad)}; expected: {', '.join(QUESTION_TYPES)}")
+            raise InputError(f"--types: unknown question type(s) {', '.join(bad)}; expected: "
+                             f"{', '.join(QUESTION_TYPES)}")
         questions = [q for q in questions if q.type in types]
     out = list(questions)
     if limit is not None:
         if limit < 0:
-            raise InputError("--limit must be zero or more")
+            raise InputError(f"--limit must be zero or more, got {limit}")
         out = out[:limit]
     return out

@@ -5,11 +5,13 @@ in scoring.py)."""
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..display import markdown_text
+from ..display import markdown_text, one_line
 from .files import json_text, printable, write_all_atomic
 from .results import EvalReport
 from .scoring import ROW_METRICS
@@ -53,11 +55,33 @@ def worst_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=badness)
 
 
+def _flat(text: object) -> str:
+    """Text as one line: runs of whitespace (newlines too) as one space, other control characters as
+    their escape, a lone surrogate as U+FFFD. In Markdown a line break inside a paragraph renders as a
+    space anyway, while a line of its own could start a list item or a heading the text never was."""
+    return one_line(printable(" ".join(str(text).split())))
+
+
+def _short(text: object, limit: int) -> str:
+    """``_flat(text)`` cut to ``limit`` characters."""
+    flat = _flat(text)
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def _cell(text: str, limit: int = 90) -> str:
     """One line of paper or model text for the Markdown report, cut to ``limit`` and escaped (it is
     pasted into CI summaries and pull requests, which render it: see ``display.py``)."""
-    text = " ".join(str(text).split())
-    return markdown_text(text if len(text) <= limit else text[: limit - 1] + "…")
+    return markdown_text(_short(text, limit))
+
+
+def _inline(value: object) -> str:
+    """An id, type, title, path or number as one escaped line, whole: a newline in a qid ended its table
+    row and started a forged one, and a ``|`` split its cell (a hand-edited report.json may hold any)."""
+    return markdown_text(one_line(printable(str(value))))
+
+
+def _num(value: Any, metric: str = "") -> str:
+    return _inline(fmt(value, metric))
 
 
 def render_markdown(report: EvalReport) -> str:
@@ -65,22 +89,23 @@ def render_markdown(report: EvalReport) -> str:
     git = meta.get("git") or {}
     judge = meta.get("judge") or {}
     lines = ["# Evaluation report", ""]
-    lines += [f"- questions: {s['questions']} ({meta.get('questions_file') or 'in memory'}), "
-              f"failed: {s['failed']}, errors: {s['errors']}",
-              f"- backend: {json.dumps(meta.get('backend', {}))}; judge: {judge.get('name')}"
-              + (f" ({judge['model']})" if judge.get("model") else "")
-              + (f", threshold {judge['threshold']}" if judge.get("threshold") is not None else ""),
-              f"- corpus fingerprint: {meta.get('corpus_fingerprint') or '–'}; commit: {git.get('commit') or '–'}"
+    lines += [f"- questions: {_inline(s['questions'])} ({_inline(meta.get('questions_file') or 'in memory')}), "
+              f"failed: {_inline(s['failed'])}, errors: {_inline(s['errors'])}",
+              f"- backend: {_inline(json.dumps(meta.get('backend', {})))}; judge: {_inline(judge.get('name'))}"
+              + (f" ({_inline(judge['model'])})" if judge.get("model") else "")
+              + (f", threshold {_inline(judge['threshold'])}" if judge.get("threshold") is not None else ""),
+              f"- corpus fingerprint: {_inline(meta.get('corpus_fingerprint') or '–')}; "
+              f"commit: {_inline(git.get('commit') or '–')}"
               + (" (uncommitted changes)" if git.get("dirty") else ""),
-              f"- started {meta.get('started_at', '–')}, took {meta.get('duration_s', '–')} s", ""]
+              f"- started {_inline(meta.get('started_at', '–'))}, took {_inline(meta.get('duration_s', '–'))} s", ""]
     lines += ["## Summary", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {label} | {fmt(s.get(m), m)} |" for m, label in SUMMARY_METRICS.items() if m in s]
+    lines += [f"| {label} | {_num(s.get(m), m)} |" for m, label in SUMMARY_METRICS.items() if m in s]
     lines += ["", "## By question type", "",
               "| type | n | failed | " + " | ".join(SHORT_LABELS[c] for c in TYPE_COLUMNS) + " |",
               "|---|---|---|" + "---|" * len(TYPE_COLUMNS)]
     for t, ts in (s.get("by_type") or {}).items():
-        lines.append(f"| {t} | {ts['questions']} | {ts['failed']} | "
-                     + " | ".join(fmt(ts.get(c), c) for c in TYPE_COLUMNS) + " |")
+        lines.append(f"| {_inline(t)} | {_inline(ts['questions'])} | {_inline(ts['failed'])} | "
+                     + " | ".join(_num(ts.get(c), c) for c in TYPE_COLUMNS) + " |")
     lines += ["", "## Questions, worst first", "",
               "A question fails when asking errors, it refuses an answerable question or answers an unanswerable "
               "one, no gold paper is retrieved, a sentence is not supported by its own citations, or a marker "
@@ -88,27 +113,38 @@ def render_markdown(report: EvalReport) -> str:
               "| qid | type | status | hit@k | support | cit.P | F1 | why |", "|---|---|---|---|---|---|---|---|"]
     for r in worst_first(report.rows):
         sc = r["scores"]
-        lines.append(f"| {r['qid']} | {r['type']} | {'FAIL' if r['failed'] else 'pass'} | "
-                     f"{fmt(sc.get('hit_at_k'))} | {fmt(sc.get('sentence_support'))} | "
-                     f"{fmt(sc.get('citation_precision'))} | {fmt(sc.get('correctness_f1'))} | "
+        lines.append(f"| {_inline(r['qid'])} | {_inline(r['type'])} | {'FAIL' if r['failed'] else 'pass'} | "
+                     f"{_num(sc.get('hit_at_k'))} | {_num(sc.get('sentence_support'))} | "
+                     f"{_num(sc.get('citation_precision'))} | {_num(sc.get('correctness_f1'))} | "
                      f"{_cell('; '.join(r.get('fail_reasons', [])))} |")
     failing = [r for r in worst_first(report.rows) if r["failed"]]
     if failing:
         lines += ["", "## Failing questions in detail", ""]
         for r in failing:
-            lines += [f"### {markdown_text(str(r['qid']))} ({r['type']})", "",
-                      f"**Q:** {markdown_text(str(r['question']))}", "",
-                      f"**A:** {markdown_text(str(r['answer'])) if r['answer'] else '(no answer)'}", ""]
-            lines += [f"- {markdown_text(str(reason))}" for reason in r.get("fail_reasons", [])]
+            lines += [f"### {_inline(r['qid'])} ({_inline(r['type'])})", "",
+                      f"**Q:** {markdown_text(_flat(r['question']))}", "",
+                      f"**A:** {markdown_text(_flat(r['answer'])) if r['answer'] else '(no answer)'}", ""]
+            lines += [f"- {_inline(reason)}" for reason in r.get("fail_reasons", [])]
             if r["gold_titles"]:
-                lines.append("- gold: " + "; ".join(markdown_text(str(t)) for t in r["gold_titles"]))
+                lines.append("- gold: " + "; ".join(_inline(t) for t in r["gold_titles"]))
             for c in r.get("citations", []):
-                lines.append(f"- \\[{c.get('marker')}\\] {markdown_text(str(c.get('title')))}")
+                lines.append(f"- \\[{_inline(c.get('marker'))}\\] {_inline(c.get('title'))}")
             for v in r.get("sentences", []):
                 if v.get("supported") is False:
                     lines.append(f"- unsupported: “{_cell(v['sentence'], 200)}” — {_cell(v.get('rationale', ''), 300)}")
             lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+    return printable("\n".join(lines).rstrip() + "\n")  # printed by `eval report`: no lone surrogate
+
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""What XML 1.0 cannot hold, not even as a character reference (``&#1;`` is as ill-formed as the byte)."""
+
+
+def xml_legal(text: str) -> str:
+    """``text`` with every character XML 1.0 forbids shown as its escape (``\\x01``), and a lone surrogate
+    as U+FFFD (as in every other report): ElementTree writes them as they are, and a CI server then cannot
+    parse the JUnit file at all. Their escape is plain text, so it is safe in an attribute too."""
+    return _NOT_XML.sub(lambda m: "\ufffd" if "\ud800" <= m.group() <= "\udfff" else repr(m.group())[1:-1], text)
 
 
 def render_junit(report: EvalReport) -> str:
@@ -118,28 +154,31 @@ def render_junit(report: EvalReport) -> str:
                        time=f"{float(report.meta.get('duration_s') or 0):.3f}")
     for r in report.rows:
         case = ET.SubElement(suite, "testcase", classname=f"eval.{r['type']}",
-                             name=f"{r['qid']}: {_cell(r['question'], 100)}",
+                             name=f"{r['qid']}: {_short(r['question'], 100)}",  # (XML, not Markdown)
                              time=f"{(r.get('latency_ms') or 0) / 1000:.3f}")
         detail = "\n".join([f"question: {r['question']}", f"answer: {r.get('answer') or '(none)'}"]
                            + [f"unsupported: {v['sentence']} -- {v.get('rationale', '')}"
                               for v in r.get("sentences", []) if v.get("supported") is False])
         if r.get("error"):
-            ET.SubElement(case, "error", message=_cell(r["error"], 300)).text = detail
+            ET.SubElement(case, "error", message=_short(r["error"], 300)).text = detail
         elif r["failed"]:
-            ET.SubElement(case, "failure", message=_cell("; ".join(r["fail_reasons"]), 300)).text = detail
+            ET.SubElement(case, "failure", message=_short("; ".join(r["fail_reasons"]), 300)).text = detail
         if r.get("judge_errors"):
             ET.SubElement(case, "system-out").text = "judge errors:\n" + "\n".join(r["judge_errors"])
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + xml_legal(ET.tostring(root, encoding="unicode")) + "\n"
 
 
-def write_report(report: EvalReport, out_dir: str | Path | None, *, junit: str | Path | None = None) -> list[Path]:
-    """Write report.json and report.md into ``out_dir`` (created) and the JUnit file; returns the paths.
+def write_report(report: EvalReport, out_dir: str | Path | None, *, junit: str | Path | None = None,
+                 extra: Sequence[tuple[str | Path, str]] = ()) -> list[Path]:
+    """Write report.json and report.md into ``out_dir`` (created), the JUnit file and each ``extra``
+    (path, text) file already rendered (the HTML page); returns the paths.
 
-    Every file is rendered before the first is written, and each is replaced atomically, so a
-    failure leaves the previous run's reports in ``out_dir`` whole."""
+    Every file is rendered before the first is written, and all are replaced in one atomic batch, so a
+    failure (an HTML path that cannot be written) leaves the previous run's reports whole, and the
+    error's "nothing was replaced" is true."""
     outputs: list[tuple[Path, str]] = []
     if out_dir is not None:
         out = Path(out_dir)
@@ -147,4 +186,5 @@ def write_report(report: EvalReport, out_dir: str | Path | None, *, junit: str |
                     (out / "report.md", printable(render_markdown(report)))]
     if junit is not None:
         outputs.append((Path(junit), printable(render_junit(report))))
+    outputs += [(Path(path), printable(text)) for path, text in extra]
     return write_all_atomic(outputs)

@@ -19,7 +19,8 @@ from typing import Any
 
 from ..errors import AssistantError, InputError
 from ..records import Paper, normalise_title
-from .html_report import write_html
+from .files import check_outputs
+from .html_report import render_html
 from .judging import Judge, passage_text
 from .questions import Question, load_questions, select
 from .report import write_report
@@ -51,6 +52,20 @@ def git_info(where: Path | None = None) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
 
 
+JUDGES = ("offline", "llm")
+
+
+def check_run_options(*, judge: str | Judge = "offline", types: Sequence[str] | None = None,
+                      limit: int | None = None, concurrency: int = 1) -> None:
+    """Refuse what ``run_eval`` would refuse, at once: the CLI calls it before building the index (which
+    on a fresh home is the whole sample corpus), ``run_eval`` before asking the first question."""
+    if isinstance(judge, str) and judge not in JUDGES:
+        raise InputError(f"--judge '{judge}' is not a judge (one of {', '.join(JUDGES)})")
+    select([], types=types, limit=limit)  # the same checks as the real selection
+    if concurrency < 1:
+        raise InputError(f"--concurrency must be at least 1, got {concurrency}")
+
+
 def make_judge(judge: str | Judge, *, embedder: Any = None, chat_client: Any = None,
                settings: Any = None) -> Judge:
     if not isinstance(judge, str):
@@ -73,7 +88,7 @@ def make_judge(judge: str | Judge, *, embedder: Any = None, chat_client: Any = N
 
             chat_client = ChatClient(settings)
         return LLMJudge(chat_client)
-    raise InputError(f"judge '{judge}': expected 'offline' or 'llm'")
+    raise InputError(f"--judge '{judge}' is not a judge (one of {', '.join(JUDGES)})")
 
 
 def _passages(answer: Any, data: dict[str, Any], get_paper: Callable[[str], Paper | None]) -> dict[str, str]:
@@ -165,13 +180,16 @@ def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judg
     to ``junit`` and the HTML page (html_report) to ``html`` when given. ``assistant`` needs
     ``.ask(question)``, ``.get_paper(id)`` and ``.settings``.
     ``concurrency`` > 1 runs questions (ask + judge) in a thread pool: for the LLM backends and judge."""
+    # Every input error before the first question: not after an hour of answers.
+    check_run_options(judge=judge, types=types, limit=limit, concurrency=concurrency)
+    check_outputs(Path(out_dir) if out_dir is not None else None,
+                  [("junit", Path(junit) if junit is not None else None),
+                   ("html", Path(html) if html is not None else None)], out_option="out_dir")
     source = None
     if isinstance(questions, (str, Path)):
         source = str(questions)
         questions = load_questions(questions)
     chosen = select(questions, types=types, limit=limit)
-    if concurrency < 1:
-        raise InputError("--concurrency must be at least 1")
     settings = assistant.settings
     judge_obj = make_judge(judge, embedder=embedder, chat_client=chat_client, settings=settings)
     k = getattr(getattr(settings, "retrieval", None), "top_k", None)
@@ -229,8 +247,7 @@ def run_eval(questions: Sequence[Question] | str | Path, assistant: Any, *, judg
         "warnings": warnings,
     }
     report = EvalReport(summary=summarise(rows), rows=rows, meta=meta)
-    if out_dir is not None or junit is not None:
-        write_report(report, out_dir, junit=junit)
-    if html is not None:
-        write_html(html, report)
+    if out_dir is not None or junit is not None or html is not None:
+        page = [(Path(html), render_html(report))] if html is not None else []
+        write_report(report, out_dir, junit=junit, extra=page)  # one batch: a failed page replaces no report
     return report

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
 from ..errors import InputError
+from ..text import blank
 
 QUESTION_TYPES = ("lookup", "detail", "multi", "compare", "unanswerable")
 #: Metrics a gate may name: the summary's keys.
@@ -92,14 +93,16 @@ class QuestionRecord(BaseModel):
     @field_validator("gold_titles")
     @classmethod
     def _titles_not_blank(cls, value: list[str]) -> list[str]:
-        if not all(t.strip() for t in value):
+        if any(blank(t) for t in value):
             raise ValueError(cls.MESSAGES["gold_titles"])
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> QuestionRecord:
-        if not self.qid.strip() or not self.question.strip():
-            raise ValueError("fields 'qid' and 'question' must not be empty")
+        # blank(), as the Assistant tests a question: one of only zero-width spaces or control characters
+        # passed .strip() here and failed at run time as an error row instead of at its line.
+        if blank(self.qid) or blank(self.question):
+            raise ValueError("fields 'qid' and 'question' must not be empty (nor only invisible characters)")
         if self.type == "unanswerable" and self.gold_titles:
             raise ValueError("an 'unanswerable' question must have empty 'gold_titles'")
         if self.type != "unanswerable" and not self.gold_titles:
@@ -132,7 +135,7 @@ class LabelRecord(BaseModel):
     @field_validator("sentence")
     @classmethod
     def _sentence_not_blank(cls, value: str) -> str:
-        if not value.strip():
+        if blank(value):
             raise ValueError(cls.MESSAGES["sentence"])
         return value
 
