@@ -122,7 +122,10 @@ class Guard:
             await error_response(400, "the query string is not UTF-8 text once percent-decoded")(scope, receive, send)
             return
         if path == "/v1/ingest" and not (self.options.token or self.options.allow_ingest):
-            # Before the body: with ingest off, 50 MB uploads were read (and held) only to be refused.
+            # With ingest off, 50 MB uploads were read and held only to be refused: the body is read and
+            # dropped as it comes (a client that sends all of it before reading the answer, as urllib
+            # and requests do, saw a connection reset when refused first).
+            await self._discard_body(receive, self.options.max_ingest_bytes)
             await error_response(403, INGEST_OFF, {"Connection": "close"})(scope, receive, send)
             return
         limit = self.options.max_ingest_bytes if path == "/v1/ingest" else self.options.max_body_bytes
@@ -173,6 +176,25 @@ class Guard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _discard_body(self, receive: Any, limit: int) -> None:
+        """Read a body and keep none of it: up to ``limit`` bytes, within the same deadlines as a body kept."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.body_timeout + limit / MIN_BODY_RATE
+        size = 0
+        while size <= limit:
+            wait = min(self.options.body_timeout, deadline - loop.time())
+            if wait <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(receive(), wait)
+            except asyncio.TimeoutError:
+                return
+            if message["type"] != "http.request":
+                return
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     def _token_ok(self, header: bytes) -> bool:
         """Compared as UTF-8 bytes, as sent: a non-ASCII token works (the header's bytes are not

@@ -19,6 +19,8 @@ from .headers import COMMON
 #: The most a request line and its headers may take: httptools has no limit of its own, and 50 MB of
 #: header was read (and held) before the token check, which runs once the headers are complete.
 MAX_HEADER_BYTES = 64 * 1024
+_SLICE = 4096
+"""Bytes fed to the parser at a time (what a new message's count may include of the message before it)."""
 
 
 def _plain(status: bytes, reason: bytes) -> bytes:
@@ -58,30 +60,51 @@ def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
         _header_bytes = 0
         _message_bytes = 0
         _body_bytes = 0
+        _chunk_bytes = 0
+        _framing = 0
 
+        # Every message's bytes that are neither its body nor its chunks' framing (request line, headers,
+        # trailers) count toward MAX_HEADER_BYTES: trailers after a chunked body, or the headers of a
+        # request pipelined behind one being answered, were not counted (191 MB of trailer was held, and
+        # httptools' growing header value stalled every client).
         def on_message_begin(self) -> None:
-            self._message_bytes = self._body_bytes = 0
+            self._message_bytes = self._body_bytes = self._framing = 0
             super().on_message_begin()
 
         def on_body(self, body: bytes) -> None:
             self._body_bytes += len(body)
+            self._chunk_bytes += len(body)
             super().on_body(body)
+
+        def on_chunk_header(self) -> None:
+            self._chunk_bytes = 0
+
+        def on_chunk_complete(self) -> None:
+            self._framing += len(b"%x" % self._chunk_bytes) + 4  # "SIZE\r\n" ... "\r\n"
 
         def data_received(self, data: bytes) -> None:
             self._partial = True
-            self._message_bytes += len(data)
-            super().data_received(data)
-            if counts_messages and not self.transport.is_closing() \
-                    and self._message_bytes - self._body_bytes > MAX_HEADER_BYTES + self._body_bytes // 64:
-                # Bytes of this message that are not its body: trailers after a chunked body, or the
-                # headers of a request pipelined behind one being answered (neither counted below: 191 MB
-                # of trailer was held, and httptools' growing header value stalled every client).
-                # Chunk framing is a few bytes a chunk, hence the allowance with the body's size.
-                cycle = self.cycle
-                if cycle is None or not cycle.response_started or cycle.response_complete:
-                    self.transport.write(TOO_LARGE_431)  # (not into the middle of an answer being sent)
-                self.transport.close()
+            if not counts_messages:
+                self._feed(data)
                 return
+            # Fed in slices, so that the bytes of a message begun mid-read are told from the last one's
+            # (a whole read was counted as the new message's: 256 KiB unaccounted, or another's body).
+            view = memoryview(data)
+            for start in range(0, len(data), _SLICE):
+                piece = bytes(view[start:start + _SLICE])
+                self._feed(piece)
+                if self.transport.is_closing():
+                    return
+                self._message_bytes += len(piece)
+                if self._message_bytes - self._body_bytes - self._framing > MAX_HEADER_BYTES:
+                    cycle = self.cycle
+                    if cycle is None or not cycle.response_started or cycle.response_complete:
+                        self.transport.write(TOO_LARGE_431)  # (not into the middle of an answer being sent)
+                    self.transport.close()
+                    return
+
+        def _feed(self, data: bytes) -> None:
+            super().data_received(data)
             # Still no new request (uvicorn makes its cycle when the headers are complete), and the last
             # one's body all read (an answer sent before its body was read, a 401 or 413, is followed by
             # the rest of that body): all of it was request line and headers.
@@ -91,6 +114,10 @@ def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
                 if self._header_bytes > MAX_HEADER_BYTES:
                     self.transport.write(TOO_LARGE_431)
                     self.transport.close()
+
+        def _unsupported_upgrade_warning(self) -> None:
+            """An Upgrade request is a plain request here (no WebSocket routes): uvicorn logged two warnings for
+            each, advising to install a WebSocket library, so any client could fill the log."""
 
         def send_400_response(self, msg: str) -> None:
             """uvicorn's own 400 (a malformed request line) with the security headers every answer has."""
