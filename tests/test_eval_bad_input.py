@@ -141,6 +141,28 @@ def test_make_questions_says_a_server_cannot_be_reached_and_keeps_the_file(sampl
                                                                   str(tmp_path), cache=embed_cache))
 
 
+def test_a_backend_error_after_some_drafts_keeps_them(tmp_path: Path) -> None:
+    """Review: propagating every BackendError threw away the drafts already made (one over-long abstract or a
+    timeout at paper 40 lost 39); after the first draft, an error ends the run with what was made, said."""
+    from assistant.evaluation.drafts import draft_questions
+    from assistant.llm import ChatClient
+    from assistant.records import Paper
+    from assistant.settings import Settings
+
+    text = "TDPO improves win rate by 12% over DPO on Anthropic HH. We release code."
+    ok = {"type": "detail", "question": "By how much does TDPO beat DPO?", "answer": "12% win rate.",
+          "quote": "TDPO improves win rate by 12% over DPO on Anthropic HH."}
+    server = ScriptedChat([json.dumps(ok)] * 3)
+    stops: list[str] = []
+    try:
+        client = ChatClient(Settings(home=tmp_path, llm="openai", openai_base_url=server.url, max_retries=0))
+        drafts = draft_questions([Paper(f"p{i}", f"T{i}", text) for i in range(3)], client, n=3,
+                                 on_draft=lambda i, d: server.close() if i == 1 else None, on_stop=stops.append)
+    finally:
+        server.close()
+    assert len(drafts) == 1 and len(stops) == 1 and stops[0].startswith("stopped after 1 draft(s) at paper 2 of 3")
+
+
 # -- every input error before the index is built or a question asked --------------------------------------
 @pytest.mark.parametrize(("args", "message"), [
     (["--judge", "bogus"], "--judge 'bogus' is not a judge (one of offline, llm)"),

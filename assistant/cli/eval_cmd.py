@@ -404,7 +404,9 @@ def make_questions_cmd(
     with ChatClient(settings) as client:
         drafts = draft_questions(papers, client, n=n, seed=seed,
                                  on_draft=lambda i, d: err.print(f"{i}/{min(n, len(papers))} "
-                                                                 f"{'ok' if d else 'skipped (invalid draft)'}"))
+                                                                 f"{'ok' if d else 'skipped (invalid draft)'}"),
+                                 on_stop=lambda why: err.print(_shown(f"warning: {why}"), markup=False,
+                                                               highlight=False))
     if not drafts:  # an empty file written over the user's questions would lose them for nothing
         why = "no papers are indexed" if not papers else f"none of the {min(n, len(papers))} drafts passed the checks"
         raise AssistantError(f"{why}; nothing written to {out}")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..answering.prompts import render
-from ..errors import InputError
+from ..errors import BackendError, InputError
 from ..records import Paper
 from .llm_judge import JudgeOutputError, parse_json_object
 
@@ -35,9 +35,12 @@ def parse_draft(reply: str, abstract: str) -> dict[str, str]:
 
 
 def draft_questions(papers: Sequence[Paper], chat_client: Any, *, n: int = 20, seed: int = 0,
-                    on_draft: Callable[[int, dict[str, Any] | None], None] | None = None) -> list[dict[str, Any]]:
+                    on_draft: Callable[[int, dict[str, Any] | None], None] | None = None,
+                    on_stop: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Up to ``n`` drafts from a seeded sample of ``papers`` (one question per paper). A BackendError from
-    ``chat_client`` propagates (the client has already retried as configured)."""
+    ``chat_client`` (which has already retried as configured) propagates while no draft is made (no
+    server, a bad key); after that it ends the run with the drafts made so far, said to ``on_stop`` (one
+    over-long abstract or a timeout threw every finished draft away)."""
     if n < 1:
         raise InputError(f"--n must be at least 1, got {n}")
     pool = sorted(papers, key=lambda p: p.paper_id)
@@ -50,7 +53,14 @@ def draft_questions(papers: Sequence[Paper], chat_client: Any, *, n: int = 20, s
         for _ in range(2):
             # A BackendError (no server, a bad key) is not an invalid draft: it propagates, as one line,
             # rather than "skipped" for every paper and an empty file written over the user's.
-            reply = chat_client.complete(messages, max_tokens=512, json_mode=True)
+            try:
+                reply = chat_client.complete(messages, max_tokens=512, json_mode=True)
+            except BackendError as exc:
+                if not out:
+                    raise
+                if on_stop is not None:
+                    on_stop(f"stopped after {len(out)} draft(s) at paper {i} of {len(chosen)}: {exc}")
+                return out
             try:
                 d = parse_draft(reply, paper.abstract)
             except JudgeOutputError as exc:
