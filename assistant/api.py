@@ -147,7 +147,10 @@ class Assistant:
         reporter = progress or SilentReporter()
         src = self.settings.sources
         out = AddReport(requested=len(refs))
-        refs = list(dict.fromkeys(refs))
+        # One ref a paper before the "already indexed" check (v1 and v2 asked with v2 indexed skipped v2,
+        # fetched v1 and replaced v2 with it).
+        collapsed = arxiv.Fetched()
+        refs = arxiv.one_per_paper(list(dict.fromkeys(refs)), collapsed)
         have = self.index.catalogue.get_many([r.id for r in refs]) if refs and self.index.exists() else {}
         todo = []
         for ref in refs:
@@ -176,7 +179,8 @@ class Assistant:
             fetched.problems.extend(found.problems)
             fetched.warnings.extend(found.warnings)
             fetched.error = fetched.error or found.error
-        out.not_found, out.problems, out.warnings = fetched.not_found, fetched.problems, fetched.warnings
+        out.not_found, out.problems = fetched.not_found, fetched.problems
+        out.warnings = collapsed.warnings + fetched.warnings
         out.error = fetched.error
         out.fetched = len(fetched.papers)
         if fetched.papers:

@@ -311,6 +311,19 @@ def test_two_versions_of_one_paper_are_one_request_and_one_paper(asked: list[str
     assert len(out.warnings) == 1 and "same paper" in out.warnings[0]
 
 
+def test_the_newest_version_asked_is_kept_when_it_is_indexed(fresh_home: Path, embed_cache: Path) -> None:
+    # Review: "v1 v2" with v2 indexed skipped v2 as indexed, fetched v1 and replaced v2 with it.
+    with RawHTTP(_feed_of_asked_ids) as server:
+        a = _assistant(fresh_home, embed_cache, server.url)
+        a.add(["2401.00002v2"])
+        rep = a.add(["2401.00002v1", "2401.00002v2"])
+        asked = [query_of(t)["id_list"] for t in server.requests]
+    assert asked == ["2401.00002v2"] and rep.skipped == 1
+    paper = a.get_paper("2401.00002")
+    assert paper is not None and paper.extra["version"] == "v2"
+    assert any("same paper" in w for w in rep.warnings)
+
+
 def _drip_headers(server: RawHTTP, conn: socket.socket, target: str) -> None:
     server.drip(conn, b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000)
 
@@ -386,16 +399,23 @@ def test_search_stops_at_a_page_that_adds_nothing(abstract: str | None) -> None:
     assert any("added no new paper" in w for w in out.warnings)
 
 
-def test_search_asks_at_most_a_few_pages_more_than_needed() -> None:
-    # Each page repeats two earlier entries and adds one: slow progress is progress, but not for ever.
-    def entries_for(start: int) -> list[str]:
-        return [atom_entry(f"2401.{n:05d}v1") for n in ([0, 1, 2] if start == 0 else [0, 1, start])]
+def test_search_reads_short_pages_but_not_for_ever() -> None:
+    # The API often answers fewer entries than asked: a cap of pages (ceil(max / page) + 2) cut a normal
+    # search of 10 short pages at 4 of them (review). Slow progress stops at 2 * max + a page of entries.
+    def short(start: int) -> list[str]:
+        return [atom_entry(f"2401.{n:05d}v1") for n in (start, start + 1)]
 
-    with RawHTTP(_pages(entries_for)) as server:
-        out = search(_client(server.url), "all:x", 9, page_size=3)
-    assert len(server.requests) == math.ceil(9 / 3) + 2
-    assert out.error is None and len(out.papers) == 7
-    assert any("stopped after 5 pages" in w for w in out.warnings)
+    with RawHTTP(_pages(short)) as server:
+        out = search(_client(server.url), "all:x", 10, page_size=5)
+    assert len(out.papers) == 10 and out.warnings == [] and len(server.requests) == 5
+
+    def slow(start: int) -> list[str]:  # each page repeats four earlier entries and adds one
+        return [atom_entry(f"2401.{n:05d}v1") for n in (range(5) if start == 0 else [0, 1, 2, 3, start])]
+
+    with RawHTTP(_pages(slow)) as server:
+        out = search(_client(server.url), "all:x", 20, page_size=5)
+    assert len(server.requests) == 9 and out.error is None and len(out.papers) == 13
+    assert any("stopped after 45 entries" in w for w in out.warnings)
 
 
 @pytest.mark.parametrize("total", ["\u00b2", "\u0661", "9" * 5000])

@@ -394,7 +394,7 @@ def fetch_ids(client: ArxivClient, refs: Sequence[ArxivRef], *, page_size: int,
     found"; one that was never asked (the API stopped answering) or whose answer could not be read
     is a problem line instead - it may well be on arXiv."""
     out = Fetched()
-    refs = _one_per_paper(refs, out)
+    refs = one_per_paper(refs, out)
     for start in range(0, len(refs), page_size):
         batch = refs[start:start + page_size]
         try:
@@ -429,7 +429,7 @@ def fetch_ids(client: ArxivClient, refs: Sequence[ArxivRef], *, page_size: int,
     return out
 
 
-def _one_per_paper(refs: Sequence[ArxivRef], out: Fetched) -> list[ArxivRef]:
+def one_per_paper(refs: Sequence[ArxivRef], out: Fetched) -> list[ArxivRef]:
     """One ref per paper, as one version of a paper is indexed: the latest if any ref has no
     version, else the highest version asked. Two refs of one paper made one request return
     two entries of one id (a KeyError)."""
@@ -460,17 +460,17 @@ def search(client: ArxivClient, query: str, max_results: int, *, page_size: int,
            max_abstract_chars: int = 20000, on_page: Callable[[int, int | None], None] | None = None) -> Fetched:
     """The first ``max_results`` hits of an arXiv search (``all:"direct preference optimization"``,
     ``au:...``, ``cat:cs.CL``), page by page, each page a full ``page_size`` request.
-    Stops at a page that adds no new paper, and after a few pages more than ``max_results`` needs:
-    a server that answers every page alike with a huge total would otherwise be asked forever."""
+    Stops at a page that adds no new paper, and once twice ``max_results`` entries (and a page) were read
+    without enough usable ones: a server that answers every page alike with a huge total would
+    otherwise be asked forever. Counted in entries, not pages: the API often sends short pages."""
     out = Fetched()
     seen: set[str] = set()
     per_page = min(page_size, max_results)
-    max_pages = math.ceil(max_results / per_page) + 2  # room for a few duplicate or unusable entries
+    max_entries = 2 * max_results + per_page  # room for repeated or unusable entries
     start = 0
-    pages = 0
     while len(out.papers) < max_results:
-        if pages >= max_pages:
-            out.warnings.append(f"the arXiv search stopped after {pages} pages with {len(out.papers)} of "
+        if start >= max_entries:
+            out.warnings.append(f"the arXiv search stopped after {start} entries with {len(out.papers)} of "
                                 f"{max_results} results (too many repeated or unusable entries)")
             break
         try:
@@ -481,7 +481,6 @@ def search(client: ArxivClient, query: str, max_results: int, *, page_size: int,
                 raise
             out.error = str(exc)
             break
-        pages += 1
         result = FileResult()
         info = parse_feed(text, client.url, result, max_abstract_chars=max_abstract_chars)
         if info.errors:
