@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import sys
@@ -99,34 +100,47 @@ def serve(assistant: Any, options: ServeOptions) -> None:
         raise AssistantError(f"serving needs the serve extra ({exc.name or exc} is missing): "
                              "pip install -e '.[serve]' in a clone (pip install 'paper-assistant[serve]' otherwise), "
                              "then run `assistant serve` again") from None
-    app = create_app(assistant, options)
-    sock = _listen(options.host, options.port)  # before "serving ...": a port in use was said after it
-    where = f"http://{options.host}:{options.port}/"
-    guard = "bearer token required" if options.token else "no token (loopback)"
-    print(f"serving {where} ({guard}; ingest {'allowed' if options.allow_ingest or options.token else 'off'})",
-          file=sys.stderr, flush=True)
-    from .timeouts import header_deadline_protocol
-
-    config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=5, timeout_keep_alive=max(1, round(options.keep_alive_timeout)),
-                            http=header_deadline_protocol(options.header_timeout),
-                            ws="none")  # no WebSocket routes: an upgrade is a plain request (uvicorn's 403 had no CSP)
-    with sock:
-        uvicorn.Server(config).run(sockets=[sock])
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """The server's socket, bound: a port in use or a host that does not resolve is one line."""
+    # Bound first: a port in use was said after "serving ..." (and after a first run built the sample index).
+    socks = _listen(options.host, options.port)
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
+        app = create_app(assistant, options)
+        where = f"http://{options.host}:{options.port}/"
+        guard = "bearer token required" if options.token else "no token (loopback)"
+        print(f"serving {where} ({guard}; ingest {'allowed' if options.allow_ingest or options.token else 'off'})",
+              file=sys.stderr, flush=True)
+        from .timeouts import header_deadline_protocol
+
+        config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=5,
+                                timeout_keep_alive=max(1, round(options.keep_alive_timeout)),
+                                http=header_deadline_protocol(options.header_timeout),
+                                ws="none")  # no WebSocket routes: an upgrade is a plain request
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has shut down gracefully (as uvicorn.run)
+            uvicorn.Server(config).run(sockets=socks)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """The server's sockets, bound to every address ``host`` names (as uvicorn binds them: ``localhost``
+    is 127.0.0.1 and ::1); a port in use or a host that does not resolve is one line."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
         raise AssistantError(f"--host {host}: cannot listen there ({exc.strerror or exc})") from None
+    socks: list[socket.socket] = []
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart needs no wait
-        sock.bind(address)
+        for family, kind, proto, _, address in dict.fromkeys((i[0], i[1], i[2], i[3], i[4]) for i in infos):
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart needs no wait
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.set_inheritable(True)
     except OSError as exc:
-        sock.close()
+        for sock in socks:
+            sock.close()
         raise AssistantError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
-    sock.set_inheritable(True)
-    return sock
+    return socks
