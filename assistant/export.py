@@ -59,7 +59,10 @@ def write_file(path: str | os.PathLike[str], text: str, *, overwrite: bool = Tru
     try:
         folder, there = target.is_dir(), target.exists() or target.is_symlink()
         if target.is_symlink() and overwrite:
-            # Written through the link, which stays (renaming over it replaced the link with a file).
+            # Written through the link, which stays (renaming over it replaced the link with a file); only a
+            # link of the user's own: one planted in a shared folder (/tmp) would send the file anywhere.
+            if hasattr(os, "geteuid") and target.lstat().st_uid != os.geteuid():
+                raise AssistantError(f"{target}: a link another user owns; nothing written - give another name")
             target = target.resolve()
             folder, there = target.is_dir(), target.exists()
         special = there and not folder and not target.is_file()

@@ -59,10 +59,15 @@ def clean_text(text: str) -> str:
     return _WS.sub(" ", CONTROLS.sub("", BIDI_CONTROLS.sub("", text))).strip()
 
 
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b\u200e\u200f\u2060-\u2064\ufeff\U000e0000-\U000e007f]")
+"""Characters that show nothing and mean nothing in an id: soft hyphen, zero-width space, direction marks,
+word joiner and invisible operators, byte-order mark, tag characters. (Not the zero-width (non-)joiners,
+which change how Persian or Indic text is written, nor Arabic number signs.)"""
+
+
 def clean_id(text: str) -> str:
-    """``clean_text`` without invisible format characters (zero-width space and joiners, soft hyphen,
-    byte-order mark, tag characters): "p\u200b1" displayed as "p1" but was another paper of that id."""
-    return "".join(ch for ch in clean_text(text) if unicodedata.category(ch) != "Cf")
+    """``clean_text`` without invisible characters: "p\u200b1" displayed as "p1" but was another paper."""
+    return _INVISIBLE.sub("", clean_text(text))
 
 
 @dataclass

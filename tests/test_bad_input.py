@@ -294,6 +294,11 @@ def test_export_never_replaces_what_is_not_a_regular_file(tmp_path: Path) -> Non
     assert link.is_symlink() and real.read_text(encoding="utf-8") == "new"
     with pytest.raises(AssistantError, match="already exists"):
         write_file(link, "newer", overwrite=False)
+    if os.geteuid() == 0:  # a link planted by another user (in /tmp, say) is not followed
+        os.lchown(link, 65534, 65534)
+        with pytest.raises(AssistantError, match="a link another user owns"):
+            write_file(link, "planted")
+        assert real.read_text(encoding="utf-8") == "new"
     for name, needle in (("a\x00b.bib", "cannot hold a NUL"), ("x\ud800.bib", "lone surrogate")):
         with pytest.raises(AssistantError, match=needle):
             write_file(tmp_path / name, "x")

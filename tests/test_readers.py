@@ -85,6 +85,7 @@ def test_page_year_setting_overrides_inference() -> None:
 @pytest.mark.parametrize(("cell", "authors"), [
     ("Roe, R.", ["Roe, R."]),  # was two authors, "Roe" and "R."
     ("Roe, R. J., Doe, A.", ["Roe, R. J.", "Doe, A."]),
+    ("Müller, Ö., Smith, J.-P.", ["Müller, Ö.", "Smith, J.-P."]),  # initials in any script
     ("Curie, M, Bohr, N", ["Curie, M", "Bohr, N"]),
     ("Alice Smith, Bob Jones", ["Alice Smith", "Bob Jones"]),
     ("A. Smith, B. Jones", ["A. Smith", "B. Jones"]),
@@ -106,9 +107,13 @@ def test_invisible_characters_do_not_make_another_id(tmp_path: Path) -> None:
         {"id": "p1", "title": "First", "abstract": "Alpha text."},
         {"id": "p\u200b1\ufeff", "title": "First", "abstract": "Alpha text."},
         {"id": "\u200b\u00ad", "title": "Second", "abstract": "Beta text."},
-        {"arxiv_id": "2401.0\u200d1234", "title": "Third", "abstract": "Gamma text."}]), encoding="utf-8")
+        {"arxiv_id": "2401.0\u20601234", "title": "Third", "abstract": "Gamma text."},
+        {"id": "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "title": "Fourth", "abstract": "Delta."}]),
+        encoding="utf-8")
     res = read_paths([f])
-    assert [p.paper_id for p in res.papers] == ["p1", title_id("Second"), "2401.01234"]
+    # (a zero-width non-joiner shapes Persian text: it stays)
+    assert [p.paper_id for p in res.papers] == ["p1", title_id("Second"), "2401.01234",
+                                                "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"]
     assert res.duplicate_papers == 1 and not res.papers[1].extra.get("explicit_id")
 
 

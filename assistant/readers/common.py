@@ -80,14 +80,17 @@ def split_authors(value: Any) -> list[str]:
         parts = re.split(r"\s+and\s+|;", text)
     else:
         parts = [p.strip() for p in text.split(",") if p.strip()]
-        if len(parts) % 2 == 0 and all(_INITIALS.match(p) for p in parts[1::2]):
+        if len(parts) % 2 == 0 and all(_initials(p) for p in parts[1::2]):
             # "Roe, R." / "Roe, R. J., Doe, A.": family names with their initials, not one author a part.
             parts = [f"{family}, {given}" for family, given in zip(parts[::2], parts[1::2], strict=True)]
     return [p.strip() for p in parts if p.strip()]
 
 
-_INITIALS = re.compile(r"^[A-Z](?:\.|(?=[\s-]|$))(?:[\s-]*[A-Z](?:\.|(?=[\s-]|$))){0,3}$")
-"""Given names as initials: "R.", "R. J.", "J.-P.", "RJ" is not (it could be a name)."""
+def _initials(text: str) -> bool:
+    """Given names as initials, in any script: "R.", "R. J.", "J.-P.", "Ö."; "RJ" is not (it could be a name)."""
+    parts = [p for p in re.split(r"[\s-]+|(?<=\.)", text.strip()) if p]
+    return 1 <= len(parts) <= 4 and all(
+        p[0].isalpha() and p[0].isupper() and (len(p) == 1 or p[1:] == ".") for p in parts)
 
 
 _MONTHS = {m: i for i, m in enumerate(MONTH_ABBREVIATIONS, start=1)}
