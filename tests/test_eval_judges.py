@@ -232,6 +232,35 @@ def test_llm_judge_falls_back_to_json_object_when_schema_is_rejected(tmp_path: P
     assert sent == ["json_schema", "json_object", "json_object", "json_object"]
 
 
+def test_llm_judge_keeps_json_schema_after_a_prompt_over_the_context_window(tmp_path: Path) -> None:
+    """llama.cpp answers a prompt over its context with HTTP 400 too: that was taken for a rejected
+    response_format ("400" anywhere in the message), and the rest of the run went without the schema."""
+    from tests.test_generative_replies import CONTEXT_ERROR, ReplyServer
+
+    server = ReplyServer([CONTEXT_ERROR, (verdicts((True, ["1"])), "stop"), (verdicts((True, ["1"])), "stop")])
+    try:
+        settings = Settings(home=tmp_path, llm="openai", openai_base_url=server.url, max_retries=0,
+                            request_timeout=10)
+        judged = LLMJudge(ChatClient(settings)).judge("q", answer_sentences(ANSWER), PASSAGES)
+    finally:
+        server.close()
+    # The claims step failed (that call's error only); both verifications still asked with the schema.
+    assert len(judged.errors) == 1 and "exceeds the available context size" in judged.errors[0]
+    assert [r.get("response_format", {}).get("type") for r in server.requests] == ["json_schema"] * 3
+    assert [s.supported for s in judged.sentences] == [True, True]
+
+
+def test_a_supported_verdict_naming_no_passage_backs_the_cited_passage(
+        scripted: Callable[..., tuple[ScriptedChat, LLMJudge]]) -> None:
+    """{"supported": true, "passages": []} (the schema allows it; Qwen 1.5B sends it) scored a correctly
+    cited paper at citation precision 0."""
+    claims = json.dumps({"claims": [{"sentence": 1, "claim": "TDPO needs no reward model."}]})
+    _, judge = scripted(claims, verdicts((True, [])))
+    judged = judge.judge("q", answer_sentences("TDPO needs no separate reward model [1]."), PASSAGES)
+    assert not judged.errors and judged.sentences[0].supported is True
+    assert judged.sentences[0].per_citation == {1: True}
+
+
 def test_llm_judge_retries_once_on_malformed_output(scripted: Callable[..., tuple[ScriptedChat, LLMJudge]]) -> None:
     server, judge = scripted("Here are the claims!", CLAIMS, verdicts((True, ["1", "2"])), verdicts((True, ["1"])))
     judged = judge.judge("q", answer_sentences(ANSWER), PASSAGES)

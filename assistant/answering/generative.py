@@ -86,7 +86,13 @@ _QUANTITY = re.compile(r"\b(how (many|much|large|big|long|fast|often)|by how muc
 _ASKS_FIGURE = re.compile(r"\b(what|which)\b[^?.]{0,40}?\b(accuracy|score|rate|percentage|share|fraction|speed-?up|"
                           r"reduction|improvement|gain|margin|size|length|cost|latency|number)\b", re.IGNORECASE)
 """A question after a figure the quantity pattern misses ("What top-1 accuracy on Kinetics-400 ...")."""
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+_FENCE = re.compile(r"```(?:json)?[ \t]*\n?(.*?)```", re.DOTALL | re.IGNORECASE)
+"""A ```json fence anywhere in the reply (small models put a line of prose before it)."""
+_OPEN_FENCE = re.compile(r"```(?:json)?[ \t]*\n?\s*(?=[{\[])", re.IGNORECASE)
+"""An opening fence whose closing one never came (the reply was cut)."""
+_ENDED = re.compile(r"(?:[.!?][\"')\]]*\s*" + MARKER_GROUP.pattern + r"|" + MARKER_GROUP.pattern
+                    + r"\s*[.!?][\"')]*)\s*$")
+"""A plain-text sentence the model ended: its end and its citation both written."""
 _MARKERS = re.compile(r"\s*" + MARKER_GROUP.pattern)
 """A citation marker group with the space before it (the grammar is the text layer's)."""
 _PAPER_MARKER = re.compile(r"\b([Pp]aper)\s*\[(\d+)\]")
@@ -229,25 +235,40 @@ class ModelAnswer:
     parse_error: str | None = None
 
 
-def parse_structured(raw: str) -> ModelAnswer:
-    """A structured reply (a ```json fence around it tolerated); on anything else, plain-text parsing."""
-    text = raw.strip()
-    m = _FENCE.match(text)
-    if m:
-        text = m.group(1)
+def _json_part(text: str) -> str | None:
+    """The JSON of a reply: the whole reply (an object), the inside of a ```json fence anywhere in it, or
+    everything after an opening fence never closed (cut by max_tokens); None when there is none."""
+    if text.startswith("{"):
+        return text
+    for m in _FENCE.finditer(text):
+        if m.group(1).strip().startswith(("{", "[")):
+            return m.group(1).strip()
+    m = _OPEN_FENCE.search(text)
+    return text[m.end():] if m else None
+
+
+def parse_structured(raw: str, *, truncated: bool = False) -> ModelAnswer:
+    """A structured reply (prose and a ```json fence around it tolerated); plain-text parsing when it
+    holds no JSON object. JSON syntax is never read as answer text: a JSON reply no parse or salvage
+    can read yields no sentences. ``truncated``: the server said the reply was cut (finish_reason
+    "length")."""
+    text = _json_part(raw.strip())
+    if text is None:
+        out = parse_plain(raw, truncated=truncated)
+        if raw.strip():
+            out.parse_error = "no JSON object; parsed as plain text"
+        return out
     try:
-        data = json.loads(text)
+        # raw_decode: a line of prose after the object is not an error
+        data, _ = json.JSONDecoder().raw_decode(text)
     except json.JSONDecodeError as exc:
-        if text.startswith("{") and (cut := _salvage(text)) is not None:
+        if (cut := _salvage(text)) is not None:
             cut.raw = raw
             return cut  # cut by max_tokens: its complete sentences still count
-        out = parse_plain(raw)
-        out.parse_error = f"not valid JSON ({exc.msg}); parsed as plain text"
-        return out
+        # Not parse_plain: "[1]" inside '"sources": [1]' would read as a citation of JSON text.
+        return ModelAnswer(raw, None, [], True, f"not valid JSON ({exc.msg}); nothing kept")
     if not isinstance(data, dict):
-        out = parse_plain(raw)
-        out.parse_error = "JSON is not an object; parsed as plain text"
-        return out
+        return ModelAnswer(raw, None, [], True, "JSON is not an object; nothing kept")
     answerable = data.get("answerable")
     if isinstance(answerable, str) and answerable.strip().lower() in ("true", "false"):
         answerable = answerable.strip().lower() == "true"  # a small model quotes its booleans
@@ -292,18 +313,26 @@ def _salvage(text: str) -> ModelAnswer | None:
                        f"JSON cut short; kept its {len(sentences)} complete sentence(s)")
 
 
-def parse_plain(raw: str) -> ModelAnswer:
-    """Plain text with [n] markers; the fixed refusal sentence (or nothing) means it refused."""
+def parse_plain(raw: str, *, truncated: bool = False) -> ModelAnswer:
+    """Plain text with [n] markers; the fixed refusal sentence (or nothing) means it refused.
+
+    ``truncated`` (finish_reason "length"): the last sentence is dropped unless the model ended it,
+    end and citation written; a cut one would otherwise be shown complete, "." added."""
     text = raw.strip()
     core = _MARKERS.sub("", text).strip().strip('"').strip()
     if not core or core.startswith(REFUSAL.rstrip(".")):
         return ModelAnswer(raw, False, [], False)
+    spans = _sentence_spans(text)
+    error = None
+    if truncated and spans and not _ENDED.search(text[spans[-1][0]:spans[-1][1]]):
+        error = f"reply cut by max_tokens; dropped its unfinished last sentence: {text[spans[-1][0]:].strip()!r}"
+        spans = spans[:-1]
     sentences: list[tuple[str, list[int]]] = []
-    for a, b in _sentence_spans(text):
+    for a, b in spans:
         body, nums = _split_markers(text[a:b])
         if body:
             sentences.append((body, nums))
-    return ModelAnswer(raw, None, sentences, False)
+    return ModelAnswer(raw, None, sentences, False, error)
 
 
 def _sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -433,6 +462,11 @@ class _JsonTextStreamer:
                 self.emitted += 1
 
 
+def truncated(client: Any) -> bool:
+    """Did the client's last completion stop at max_tokens (finish_reason "length")?"""
+    return getattr(client, "last_finish_reason", None) == "length"
+
+
 def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf | None = None,
              on_token: Callable[[str], None] | None = None, max_tokens: int | None = None,
              structured: str = "auto", max_papers: int = 5, per_paper: int = 2, budget_chars: int = 1600,
@@ -442,7 +476,7 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
 
     ``structured``: "json_schema" asks for the answer schema, "off" for plain text, "auto" tries
     the schema and falls back to plain text for the rest of the client's life when the server
-    rejects it (HTTP 400/422).
+    rejects it (an error naming response_format, json_schema or grammar: ``rejected_format``).
 
     The copy check: a number in a sentence must be in the evidence sentences of a paper it cites
     (what the model was shown), not merely somewhere in that abstract. ``copy_numbers``: a sentence
@@ -471,15 +505,15 @@ def generate(client: Any, question: str, sources: Sequence[Source], *, idf: Idf 
     if raw is None:
         messages = build_messages(question, evidence, structured=False)
         raw = client.complete(messages, stream=on_token is not None, on_token=on_token, max_tokens=max_tokens)
-        model = parse_plain(str(raw))
+        model = parse_plain(str(raw), truncated=truncated(client))
     else:
-        model = parse_structured(str(raw))
+        model = parse_structured(str(raw), truncated=truncated(client))
     gen_ms = (time.perf_counter() - t0) * 1000
     checks["prompt_chars"] = sum(len(m["content"]) for m in messages)
     checks["structured"] = model.structured
     if model.parse_error:
         checks["parse_error"] = model.parse_error
-    if getattr(client, "last_finish_reason", None) == "length":
+    if truncated(client):
         checks["truncated"] = True
     usage = getattr(client, "last_usage", None)
     if usage:
@@ -768,14 +802,24 @@ RAW_ANSWER_CHARS = 20_000
 """The most of the model's raw reply kept in ``checks.raw_answer`` (256 tokens are ~1,000 characters)."""
 
 
+_FORMAT_ERROR = re.compile(r"response_format|json_?schema|json schema|grammar", re.IGNORECASE)
+"""Words of an error about the structured-output request itself (llama.cpp, vLLM, OpenAI, LM Studio)."""
+
+
 def rejected_format(exc: Exception) -> bool:
-    """The server refused ``response_format`` (so a plain-JSON retry may succeed): an HTTP 400 or 422,
-    or another error status naming it. Read from the status, not the message: "timed out after 400s"
-    or a host named gpu-400 sent a second whole request."""
-    status = getattr(exc.__cause__, "status_code", None) or getattr(exc, "status_code", None)
+    """The server refused ``response_format`` (so a plain-JSON retry may succeed): an error status
+    whose server message names response_format, a JSON schema or a grammar. Not any 400: llama.cpp
+    answers a prompt over its context with 400 too, and taking that for a refused format switched
+    the client to plain text for good. Our own words never count: "timed out after 400s", or a host
+    named gpu-400 or grammar-1, must not send a second whole request."""
+    cause = exc.__cause__
+    status = getattr(cause, "status_code", None) or getattr(exc, "status_code", None)
+    ours = re.sub(r"\w+://\S+", "", str(exc))  # our message names the server's URL
     if not isinstance(status, int):  # an error event inside a stream carries no status: its words then
-        return "response_format" in str(exc)
-    return status in (400, 422) or (status >= 400 and "response_format" in str(exc))
+        return bool(_FORMAT_ERROR.search(ours))
+    body = getattr(cause, "body", None) if cause is not None else getattr(exc, "body", None)
+    said = json.dumps(body) if isinstance(body, (dict, list)) else str(body or "")
+    return status >= 400 and bool(_FORMAT_ERROR.search(said or ours))
 
 
 def condense(client: Any, history: Sequence[tuple[str, str]], question: str) -> str:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..answering.generative import rejected_format
 from ..answering.prompts import render
 from ..errors import BackendError
 from .judging import AnswerJudgement, Passage, SentenceVerdict, cited_passages
@@ -155,13 +156,14 @@ class LLMJudge:
 
     def _complete(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> str:
         """A JSON reply: constrained by ``schema`` when the server takes json_schema, else json_object
-        (a server that rejects the schema once is not asked with one again)."""
+        (a server that rejects the schema once is not asked with one again; any other error, e.g. a
+        prompt over the context, is this call's alone)."""
         if schema is not None and not self._no_schema:
             fmt = {"type": "json_schema", "json_schema": {"name": "judge", "schema": schema}}
             try:
                 return str(self.client.complete(messages, max_tokens=self.max_tokens, response_format=fmt))
             except BackendError as exc:
-                if not re.search(r"\b(400|422)\b", str(exc)):
+                if not rejected_format(exc):
                     raise
                 self._no_schema = True
         return str(self.client.complete(messages, max_tokens=self.max_tokens, json_mode=True))
@@ -224,7 +226,9 @@ class LLMJudge:
                 continue
             rows = [{"claim": c, "supported": verdicts[j]["supported"], "reason": verdicts[j]["reason"]}
                     for j, c in enumerate(claims, 1)]
-            backing = {pid for v in verdicts.values() if v["supported"] for pid in v["passages"]}
+            # A supported verdict naming no passage (the schema allows it) backs what the sentence cites.
+            cited = [str(p.marker) for p in found]
+            backing = {pid for v in verdicts.values() if v["supported"] for pid in (v["passages"] or cited)}
             per: dict[int, bool | None] = {p.marker: str(p.marker) in backing for p in found}
             per.update(dict.fromkeys(unknown, False))
             supported = all(r["supported"] for r in rows)
