@@ -92,7 +92,7 @@ def llm_assistant(sample_home: Path, embed_cache: Path) -> Iterator[Callable[...
 
     made: list[tuple[Assistant, ScriptedChat]] = []
 
-    def make(replies: list[str], reject_schema: bool = False, home: Path | None = None,
+    def make(replies: list[Any], reject_schema: bool = False, home: Path | None = None,
              **kw: Any) -> tuple[Any, Any]:
         server = ScriptedChat(replies, reject_schema=reject_schema)
         a = Assistant(make_settings(home or sample_home, embed_cache, llm="openai", openai_base_url=server.url,

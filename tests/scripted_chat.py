@@ -9,11 +9,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+#: One scripted reply: its content (finished with "stop"), (content, finish_reason), or (HTTP status, error body).
+Reply = str | tuple[str, str] | tuple[int, dict[str, Any]]
+
 
 class ScriptedChat:
-    """/chat/completions answering queued contents; rejects a json_schema response_format with 400 when told to."""
+    """/chat/completions answering queued replies (then "{}"), streamed when asked; rejects a json_schema
+    response_format with 400 when told to."""
 
-    def __init__(self, replies: list[str], *, reject_schema: bool = False) -> None:
+    def __init__(self, replies: list[Reply], *, reject_schema: bool = False) -> None:
         self.replies = list(replies)
         self.requests: list[dict[str, Any]] = []
         outer = self
@@ -26,17 +30,28 @@ class ScriptedChat:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
                 outer.requests.append(body)
                 if reject_schema and (body.get("response_format") or {}).get("type") == "json_schema":
-                    data = json.dumps({"error": {"message": "response_format is not supported"}}).encode()
-                    self.send_response(400)
+                    self._send(400, "application/json",
+                               json.dumps({"error": {"message": "response_format is not supported"}}).encode())
+                    return
+                reply = outer.replies.pop(0) if outer.replies else "{}"
+                first, second = (reply, "stop") if isinstance(reply, str) else reply
+                if isinstance(first, int):
+                    self._send(first, "application/json", json.dumps(second).encode())
+                elif body.get("stream"):
+                    events = [{"choices": [{"index": 0, "delta": {"content": first}, "finish_reason": None}]},
+                              {"choices": [{"index": 0, "delta": {}, "finish_reason": second}]}]
+                    data = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+                    self._send(200, "text/event-stream", data.encode())
                 else:
-                    content = outer.replies.pop(0) if outer.replies else "{}"
-                    data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                                       "choices": [{"index": 0, "finish_reason": "stop",
-                                                    "message": {"role": "assistant", "content": content}}],
-                                       "usage": {"prompt_tokens": 321, "completion_tokens": 12,
-                                                 "total_tokens": 333}}).encode()
-                    self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                    self._send(200, "application/json", json.dumps({
+                        "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                        "choices": [{"index": 0, "finish_reason": second,
+                                     "message": {"role": "assistant", "content": first}}],
+                        "usage": {"prompt_tokens": 321, "completion_tokens": 12, "total_tokens": 333}}).encode())
+
+            def _send(self, status: int, kind: str, data: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

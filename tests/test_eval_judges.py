@@ -217,15 +217,20 @@ def test_llm_judge_tolerates_a_fence_with_prose_around_it(
         parse_json_object(two)
 
 
-def test_llm_judge_falls_back_to_json_object_when_schema_is_rejected(tmp_path: Path) -> None:
-
-    server = ScriptedChat([CLAIMS, verdicts((True, ["1"])), verdicts((True, ["1"]))], reject_schema=True)
+def _judge_through(server: ScriptedChat, tmp_path: Path) -> Any:
+    """ANSWER judged against PASSAGES by an LLM judge on ``server`` (closed after)."""
     try:
         settings = Settings(home=tmp_path, llm="openai", openai_base_url=server.url, max_retries=0,
                             request_timeout=10)
-        judged = LLMJudge(ChatClient(settings)).judge("q", answer_sentences(ANSWER), PASSAGES)
+        return LLMJudge(ChatClient(settings)).judge("q", answer_sentences(ANSWER), PASSAGES)
     finally:
         server.close()
+
+
+def test_llm_judge_falls_back_to_json_object_when_schema_is_rejected(tmp_path: Path) -> None:
+
+    server = ScriptedChat([CLAIMS, verdicts((True, ["1"])), verdicts((True, ["1"]))], reject_schema=True)
+    judged = _judge_through(server, tmp_path)
     assert not judged.errors and [s.supported for s in judged.sentences] == [True, True]
     # Rejected once, then json_object for the rest of the judge's life (3 answered requests + 1 rejected).
     sent = [r.get("response_format", {}).get("type") for r in server.requests]
@@ -235,15 +240,10 @@ def test_llm_judge_falls_back_to_json_object_when_schema_is_rejected(tmp_path: P
 def test_llm_judge_keeps_json_schema_after_a_prompt_over_the_context_window(tmp_path: Path) -> None:
     """llama.cpp answers a prompt over its context with HTTP 400 too: that was taken for a rejected
     response_format ("400" anywhere in the message), and the rest of the run went without the schema."""
-    from tests.test_generative_replies import CONTEXT_ERROR, ReplyServer
+    from tests.test_generative_replies import CONTEXT_ERROR
 
-    server = ReplyServer([CONTEXT_ERROR, (verdicts((True, ["1"])), "stop"), (verdicts((True, ["1"])), "stop")])
-    try:
-        settings = Settings(home=tmp_path, llm="openai", openai_base_url=server.url, max_retries=0,
-                            request_timeout=10)
-        judged = LLMJudge(ChatClient(settings)).judge("q", answer_sentences(ANSWER), PASSAGES)
-    finally:
-        server.close()
+    server = ScriptedChat([CONTEXT_ERROR, verdicts((True, ["1"])), verdicts((True, ["1"]))])
+    judged = _judge_through(server, tmp_path)
     # The claims step failed (that call's error only); both verifications still asked with the schema.
     assert len(judged.errors) == 1 and "exceeds the available context size" in judged.errors[0]
     assert [r.get("response_format", {}).get("type") for r in server.requests] == ["json_schema"] * 3

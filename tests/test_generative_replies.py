@@ -2,18 +2,13 @@
 max_tokens, a ```json fence after a line of prose or cut before it closed, and a prompt over the
 context window (HTTP 400) taken for a rejected response_format.
 
-tests/scripted_chat.py always finishes with "stop" and sends 400 only for a json_schema; these
-cases need a finish_reason of "length" and llama.cpp's own context error, so ``ReplyServer`` scripts
-whole replies: (content, finish_reason) or (HTTP status, error body).
+Scripted as whole replies (tests/scripted_chat.py): (content, finish_reason) or (HTTP status, error body).
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,7 +16,7 @@ import pytest
 from assistant.answering.generative import parse_plain, parse_structured, rejected_format
 from assistant.api import Assistant
 from assistant.errors import AssistantError, BackendError
-from tests.conftest import make_settings
+from tests.scripted_chat import ScriptedChat
 from tests.test_generative import ARRA_Q, _arra_sentence
 
 #: llama.cpp's reply to a prompt longer than its context window (server.cpp, exceed_context_size_error).
@@ -32,71 +27,10 @@ CONTEXT_ERROR = (400, {"error": {"code": 400, "message": "the request exceeds th
 CUT = ("ARRA [{n}] aligns LLM hidden states with visual representations from external visual foundational models "
        "via a global visual alignment loss and a hybrid token, which is then used to")
 
-Reply = tuple[str, str] | tuple[int, dict[str, Any]]
-
-
-class ReplyServer:
-    """/chat/completions answering each request with the next scripted reply (then "{}", "stop")."""
-
-    def __init__(self, replies: list[Reply]) -> None:
-        self.replies = list(replies)
-        self.requests: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 (http.server API)
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                outer.requests.append(body)
-                first, second = outer.replies.pop(0) if outer.replies else ("{}", "stop")
-                if isinstance(first, int):
-                    self._send(first, "application/json", json.dumps(second).encode())
-                elif body.get("stream"):
-                    events = [{"choices": [{"index": 0, "delta": {"content": first}, "finish_reason": None}]},
-                              {"choices": [{"index": 0, "delta": {}, "finish_reason": second}]}]
-                    data = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-                    self._send(200, "text/event-stream", data.encode())
-                else:
-                    self._send(200, "application/json", json.dumps({
-                        "id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                        "choices": [{"index": 0, "finish_reason": second,
-                                     "message": {"role": "assistant", "content": first}}]}).encode())
-
-            def _send(self, status: int, kind: str, data: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture()
-def reply_assistant(sample_home: Path, embed_cache: Path) -> Iterator[Callable[..., tuple[Assistant, ReplyServer]]]:
-    """Like conftest's ``llm_assistant``, on a ``ReplyServer``."""
-    made: list[tuple[Assistant, ReplyServer]] = []
-
-    def make(replies: list[Reply], **kw: Any) -> tuple[Assistant, ReplyServer]:
-        server = ReplyServer(replies)
-        a = Assistant(make_settings(sample_home, embed_cache, llm="openai", openai_base_url=server.url,
-                                    llm_model="m", max_retries=0, **kw))
-        a.auto_sample = False
-        made.append((a, server))
-        return a, server
-
-    yield make
-    for a, server in made:
-        a.index.close()
-        server.close()
+def reply_assistant(llm_assistant: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple[Any, Any]]:
+    """conftest's ``llm_assistant``: Assistants answering from a ScriptedChat."""
+    return llm_assistant
 
 
 def _no_json(text: str) -> None:
@@ -106,7 +40,7 @@ def _no_json(text: str) -> None:
 
 # -- 1. a plain-text reply cut by max_tokens --------------------------------------------------------
 def test_plain_text_cut_by_max_tokens_drops_its_unfinished_sentence(
-        reply_assistant: Callable[..., tuple[Assistant, ReplyServer]]) -> None:
+        reply_assistant: Callable[..., tuple[Assistant, ScriptedChat]]) -> None:
     n, sent, _ = _arra_sentence(*reply_assistant([]))
     reply = f"{sent[:-1]} [{n}]. {CUT.format(n=n)}"
     a, _ = reply_assistant([(reply, "length")], llm_structured="off")
@@ -131,7 +65,7 @@ def test_a_cut_reply_keeps_a_last_sentence_the_model_ended() -> None:
 
 # -- 2. a prompt over the context window is that request's error, not a rejected format ---------------
 def test_a_prompt_over_the_context_window_does_not_switch_off_structured_output(
-        reply_assistant: Callable[..., tuple[Assistant, ReplyServer]]) -> None:
+        reply_assistant: Callable[..., tuple[Assistant, ScriptedChat]]) -> None:
     n, sent, _ = _arra_sentence(*reply_assistant([]))
     structured = json.dumps({"answerable": True, "sentences": [{"text": sent, "sources": [n]}]})
     a, server = reply_assistant([CONTEXT_ERROR, (structured, "stop")])
@@ -173,7 +107,7 @@ CUT_FENCE = ('```json\n{{"answerable": true, "sentences": [{{"text": {text}, "so
 
 
 def test_a_fence_after_a_line_of_prose_is_read_as_the_structured_answer(
-        reply_assistant: Callable[..., tuple[Assistant, ReplyServer]]) -> None:
+        reply_assistant: Callable[..., tuple[Assistant, ScriptedChat]]) -> None:
     n, sent, _ = _arra_sentence(*reply_assistant([]))
     a, _ = reply_assistant([(PROSE_FENCE.format(text=json.dumps(sent), n=n), "stop")])
     ans = a.ask(ARRA_Q)
@@ -183,7 +117,7 @@ def test_a_fence_after_a_line_of_prose_is_read_as_the_structured_answer(
 
 
 def test_a_fenced_reply_cut_by_max_tokens_keeps_its_complete_sentences(
-        reply_assistant: Callable[..., tuple[Assistant, ReplyServer]]) -> None:
+        reply_assistant: Callable[..., tuple[Assistant, ScriptedChat]]) -> None:
     n, sent, _ = _arra_sentence(*reply_assistant([]))
     a, _ = reply_assistant([(CUT_FENCE.format(text=json.dumps(sent), n=n), "length")])
     ans = a.ask(ARRA_Q)

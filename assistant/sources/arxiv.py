@@ -221,22 +221,13 @@ def _watched(base: type[http.client.HTTPConnection], deadline: _Deadline) -> typ
     return Watched
 
 
-class _HTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self.deadline = deadline
+def _watching(base: type[urllib.request.AbstractHTTPHandler], deadline: _Deadline) -> urllib.request.BaseHandler:
+    """urllib's HTTP or HTTPS handler whose connections the deadline can shut down."""
+    class Watching(base):  # type: ignore[valid-type,misc]
+        def do_open(self, http_class: Any, req: urllib.request.Request, **kw: Any) -> http.client.HTTPResponse:
+            return super().do_open(_watched(http_class, deadline), req, **kw)
 
-    def do_open(self, http_class: Any, req: urllib.request.Request, **kw: Any) -> http.client.HTTPResponse:
-        return super().do_open(_watched(http_class, self.deadline), req, **kw)
-
-
-class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self.deadline = deadline
-
-    def do_open(self, http_class: Any, req: urllib.request.Request, **kw: Any) -> http.client.HTTPResponse:
-        return super().do_open(_watched(http_class, self.deadline), req, **kw)
+    return Watching()
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
@@ -261,8 +252,9 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
 def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
     """urlopen's opener without its ftp, file and data handlers: an answer comes over http(s) or not at all."""
     opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), _HTTPHandler(deadline),
-                    _HTTPSHandler(deadline), urllib.request.HTTPDefaultErrorHandler(), _HttpOnlyRedirects(),
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(),
+                    _watching(urllib.request.HTTPHandler, deadline), _watching(urllib.request.HTTPSHandler, deadline),
+                    urllib.request.HTTPDefaultErrorHandler(), _HttpOnlyRedirects(),
                     urllib.request.HTTPErrorProcessor()):
         opener.add_handler(handler)
     return opener
