@@ -31,12 +31,10 @@ def _console(stderr: bool = False) -> Any:
 
 
 def _shown(value: object) -> str:
-    """A qid, type, reason or path from the data as one printable line: a lone surrogate (a question file
-    may hold "q\\ud800") cannot be encoded for stdout, and a newline would forge a line of output."""
-    from ..display import one_line
-    from ..evaluation.files import printable
+    """evaluation.files.printable_line (imported when used: `assistant --help` stays light)."""
+    from ..evaluation.files import printable_line
 
-    return one_line(printable(str(value)))
+    return printable_line(value)
 
 
 def _split(values: list[str] | None) -> list[str] | None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..display import one_line
 from ..errors import InputError, line_of_byte
 
 
@@ -95,6 +96,13 @@ def json_text(value: Any, **dumps: Any) -> str:
 def printable(text: str) -> str:
     """``text`` with lone surrogates (which no UTF-8 file can hold) replaced by U+FFFD."""
     return _SURROGATE.sub("\ufffd", text)
+
+
+def printable_line(value: object) -> str:
+    """A qid, type, reason or path from the data as one printable line: a lone surrogate (a question file
+    may hold "q\ud800") as U+FFFD, a newline or other control character as its escape (it would forge a
+    line of output or a Markdown table row)."""
+    return one_line(printable(str(value)))
 
 
 def _is_dir(path: Path, option: str) -> bool | None:

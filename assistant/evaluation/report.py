@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..display import markdown_text, one_line
-from .files import json_text, printable, write_all_atomic
+from ..display import markdown_text
+from .files import json_text, printable, printable_line, write_all_atomic
 from .results import EvalReport
 from .scoring import ROW_METRICS
 
@@ -59,7 +59,7 @@ def _flat(text: object) -> str:
     """Text as one line: runs of whitespace (newlines too) as one space, other control characters as
     their escape, a lone surrogate as U+FFFD. In Markdown a line break inside a paragraph renders as a
     space anyway, while a line of its own could start a list item or a heading the text never was."""
-    return one_line(printable(" ".join(str(text).split())))
+    return printable_line(" ".join(str(text).split()))
 
 
 def _short(text: object, limit: int) -> str:
@@ -77,7 +77,7 @@ def _cell(text: str, limit: int = 90) -> str:
 def _inline(value: object) -> str:
     """An id, type, title, path or number as one escaped line, whole: a newline in a qid ended its table
     row and started a forged one, and a ``|`` split its cell (a hand-edited report.json may hold any)."""
-    return markdown_text(one_line(printable(str(value))))
+    return markdown_text(printable_line(value))
 
 
 def _num(value: Any, metric: str = "") -> str:
@@ -183,7 +183,7 @@ def write_report(report: EvalReport, out_dir: str | Path | None, *, junit: str |
     if out_dir is not None:
         out = Path(out_dir)
         outputs += [(out / "report.json", json_text(report.to_dict(), indent=1) + "\n"),
-                    (out / "report.md", printable(render_markdown(report)))]
+                    (out / "report.md", render_markdown(report))]  # (printable already)
     if junit is not None:
         outputs.append((Path(junit), printable(render_junit(report))))
     outputs += [(Path(path), printable(text)) for path, text in extra]
