@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import AssistantError, IndexStateError, InputError
 from .index.ingest import IngestReport, Reporter, SilentReporter, ingest, sample_paths
 from .index.paper_index import PaperIndex
-from .records import MAX_BATCH_PAPERS, REFUSAL, Answer, Paper, Source
+from .records import MAX_BATCH_PAPERS, REFUSAL, SURROGATE, Answer, Paper, Source
 from .settings import Settings
 from .text import blank
 
@@ -649,10 +649,10 @@ def _check_text(text: object, what: str) -> str:
     (``$(printf 'DPO\\xff')`` arrives as a lone surrogate) would fail deep in the tokenizer."""
     if not isinstance(text, str):
         raise AssistantError(f"the {what} must be text, got {type(text).__name__}")
-    bad = next((i for i, ch in enumerate(text) if "\ud800" <= ch <= "\udfff"), None)
+    bad = SURROGATE.search(text)
     if bad is not None:
         raise AssistantError(f"the {what} is not valid UTF-8 text (a stray byte or lone surrogate at character "
-                             f"{bad + 1}); retype it or check the terminal's encoding")
+                             f"{bad.start() + 1}); retype it or check the terminal's encoding")
     return text
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from .display import markdown_text, one_line, url_part, web_link
 from .errors import AssistantError
-from .records import MONTH_ABBREVIATIONS, Paper
+from .records import MONTH_ABBREVIATIONS, SURROGATE, Paper
 
 FORMATS = ("bibtex", "ris", "csl-json", "markdown")
 #: File suffix -> format, for `/export FILE` and `papers export -o FILE`.
@@ -52,7 +52,7 @@ def write_file(path: str | os.PathLike[str], text: str, *, overwrite: bool = Tru
         raise AssistantError(f"the file to write is a {type(path).__name__}, not a path")
     if "\x00" in str(path):  # (open() raised ValueError: a traceback that ended the chat session)
         raise AssistantError(f"{one_line(str(path))}: a file name cannot hold a NUL character; nothing written")
-    if any("\ud800" <= ch <= "\udfff" for ch in str(path)):
+    if SURROGATE.search(str(path)):
         raise AssistantError(f"{one_line(str(path))}: not a file name this system can write (a stray byte or "
                              "lone surrogate); nothing written")
     target = Path(path).expanduser()

@@ -23,6 +23,10 @@ MONTH_ABBREVIATIONS = tuple(m[:3].lower() for m in MONTHS)
 MAX_BATCH_PAPERS = 100_000
 """Papers an ingest writes per crash-safe batch at most (one transaction, one embedding pass)."""
 
+SURROGATE = re.compile("[\ud800-\udfff]")
+"""A lone UTF-16 surrogate: what a stray byte from a terminal or a JSON "\\ud800" becomes; no UTF-8 file,
+terminal or database can take one."""
+
 _WS = re.compile(r"\s+")
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 """Explicit direction embeddings, overrides and isolates (not the implicit marks LRM / RLM)."""

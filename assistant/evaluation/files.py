@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from ..display import one_line
 from ..errors import InputError, line_of_byte
+from ..records import SURROGATE
 
 
 def _not_found(path: Path, what: str) -> InputError:
@@ -83,19 +83,18 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once, at import: setting it later could race another thread creating a file
 """The process's umask: a new report gets the mode ``open()`` would give it (mkstemp makes 0600)."""
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def json_text(value: Any, **dumps: Any) -> str:
     """``json.dumps(value, ensure_ascii=False)`` that UTF-8 can always encode: a lone surrogate
     (a question holding ``"\\ud800"``) is written as its JSON escape, so it reads back the same."""
     text = json.dumps(value, ensure_ascii=False, **dumps)
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def printable(text: str) -> str:
     """``text`` with lone surrogates (which no UTF-8 file can hold) replaced by U+FFFD."""
-    return _SURROGATE.sub("\ufffd", text)
+    return SURROGATE.sub("\ufffd", text)
 
 
 def printable_line(value: object) -> str:

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 from ..display import one_line
 from ..errors import line_of_byte
-from ..records import MONTH_ABBREVIATIONS, Paper, clean_id, clean_text, title_id
+from ..records import MONTH_ABBREVIATIONS, SURROGATE, Paper, clean_id, clean_text, title_id
 
 MAX_ID_CHARS = 512
 """Longest paper id: ids are shown, linked and echoed in errors."""
@@ -143,20 +143,19 @@ def date_field(result: FileResult, path: Path | str, where: str | None, value: A
     return date
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def no_surrogates(result: FileResult, path: Path | str, where: str | None, name: str, value: Any) -> Any:
     """Lone UTF-16 surrogates (JSON '\\ud800') cannot be encoded, embedded or stored: replace
     them with U+FFFD and warn, naming the field."""
-    if isinstance(value, str) and _SURROGATE.search(value):
+    if isinstance(value, str) and SURROGATE.search(value):
         result.warnings.append(Problem(str(path), where, f"field '{name}' has an invalid character (lone "
                                                          "surrogate); replaced with U+FFFD"))
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list) and any(isinstance(v, str) and _SURROGATE.search(v) for v in value):
+        return SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list) and any(isinstance(v, str) and SURROGATE.search(v) for v in value):
         result.warnings.append(Problem(str(path), where, f"field '{name}' has an invalid character (lone "
                                                          "surrogate); replaced with U+FFFD"))
-        return [_SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v for v in value]
+        return [SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v for v in value]
     return value
 
 
