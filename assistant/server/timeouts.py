@@ -85,14 +85,14 @@ def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
         def data_received(self, data: bytes) -> None:
             self._partial = True
             if not counts_messages:
-                self._feed(data)
+                self._count_first_headers(data)
                 return
             # Fed in slices, so that the bytes of a message begun mid-read are told from the last one's
             # (a whole read was counted as the new message's: 256 KiB unaccounted, or another's body).
             view = memoryview(data)
             for start in range(0, len(data), _SLICE):
                 piece = bytes(view[start:start + _SLICE])
-                self._feed(piece)
+                super().data_received(piece)
                 if self.transport.is_closing():
                     return
                 self._message_bytes += len(piece)
@@ -103,7 +103,8 @@ def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
                     self.transport.close()
                     return
 
-        def _feed(self, data: bytes) -> None:
+        def _count_first_headers(self, data: bytes) -> None:
+            """h11 (no per-message callbacks): the bytes before each request's headers complete."""
             super().data_received(data)
             # Still no new request (uvicorn makes its cycle when the headers are complete), and the last
             # one's body all read (an answer sent before its body was read, a 401 or 413, is followed by
